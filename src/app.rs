@@ -1,0 +1,436 @@
+//! The flows behind the command line: a plain download run, `--compare` and `--demo`.
+//!
+//! Each flow resolves its resources (output directory, input list, HTTP client) before the first
+//! download, so that a usage or input error exits 2 with nothing started.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::{self, Write};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use reqwest::blocking::Client;
+use reqwest::redirect;
+
+use crate::cli::{Cli, Config, Mode, ProgressMode};
+use crate::download::{Fetcher, MAX_REDIRECTS};
+use crate::input::{Inputs, Item};
+use crate::naming::Namer;
+use crate::pool::{Event, Pool, Sink};
+use crate::progress::Progress;
+use crate::server::{self, Server};
+use crate::summary::{self, Tally};
+
+/// Exit statuses, as DESIGN.md promises them.
+pub const EXIT_OK: i32 = 0;
+pub const EXIT_FAILED: i32 = 1;
+pub const EXIT_USAGE: i32 = 2;
+pub const EXIT_INTERRUPTED: i32 = 130;
+
+/// The whole program; returns the exit status.
+pub fn main() -> i32 {
+    use clap::Parser;
+    // clap prints its own usage errors and exits 2 (0 for --help and --version).
+    let cli = Cli::parse();
+    let config = match cli.into_config() {
+        Ok(config) => config,
+        Err(msg) => return usage_error(&msg),
+    };
+    let cancel = Arc::new(AtomicBool::new(false));
+    install_interrupt_handler(&cancel);
+    let result = match config.mode {
+        Mode::Download => download(&config, &cancel),
+        Mode::Compare => compare(&config, &cancel),
+        Mode::Demo => demo(&config, &cancel),
+    };
+    result.unwrap_or_else(|e| usage_error(&format!("{e:#}")))
+}
+
+fn usage_error(msg: &str) -> i32 {
+    eprintln!("fetchpar: {msg}");
+    EXIT_USAGE
+}
+
+/// First Ctrl-C: stop starting downloads and stop running ones at their next chunk.
+/// Second Ctrl-C: leave at once.
+fn install_interrupt_handler(cancel: &Arc<AtomicBool>) {
+    let cancel = cancel.clone();
+    let installed = ctrlc::set_handler(move || {
+        if cancel.swap(true, Ordering::SeqCst) {
+            std::process::exit(EXIT_INTERRUPTED);
+        }
+    });
+    if let Err(e) = installed {
+        eprintln!("fetchpar: warning: Ctrl-C will stop at once, without a summary: {e}");
+    }
+}
+
+/// The one HTTP client of a pass: all workers share its connection pool.
+pub fn build_client(config: &Config) -> Result<Client> {
+    let policy = redirect::Policy::custom(|attempt| {
+        let scheme = attempt.url().scheme().to_string();
+        if !matches!(scheme.as_str(), "http" | "https") {
+            attempt.error(format!("redirect to unsupported scheme '{scheme}'"))
+        } else if attempt.previous().contains(attempt.url()) {
+            attempt.error("redirect loop")
+        } else if attempt.previous().len() > MAX_REDIRECTS {
+            attempt.error(format!("too many redirects (more than {MAX_REDIRECTS})"))
+        } else {
+            attempt.follow()
+        }
+    });
+    Client::builder()
+        .user_agent(concat!("fetchpar/", env!("CARGO_PKG_VERSION")))
+        // Per read, not a total deadline: reqwest's blocking client applies it to the wait for
+        // headers and to each body read, so a large file that keeps flowing is never cut off.
+        .timeout(config.timeout)
+        .connect_timeout(config.connect_timeout)
+        .redirect(policy)
+        .pool_max_idle_per_host(config.jobs)
+        .build()
+        .context("cannot set up the HTTP client")
+}
+
+fn prepare_dir(dir: &Path) -> Result<()> {
+    if dir.as_os_str().is_empty() {
+        return Ok(());
+    }
+    fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create the output directory {}", dir.display()))?;
+    if !dir.is_dir() {
+        anyhow::bail!("the output path {} is not a directory", dir.display());
+    }
+    Ok(())
+}
+
+fn exit_status(tally: &Tally) -> i32 {
+    if tally.interrupted {
+        EXIT_INTERRUPTED
+    } else if tally.failed > 0 {
+        EXIT_FAILED
+    } else {
+        EXIT_OK
+    }
+}
+
+fn download(config: &Config, cancel: &Arc<AtomicBool>) -> Result<i32> {
+    prepare_dir(&config.output_dir)?;
+    let inputs = Inputs::open(config.urls.clone(), config.list.as_ref())?;
+    let client = build_client(config)?;
+    let pass = Pass {
+        config,
+        jobs: config.jobs,
+        dir: &config.output_dir,
+        print_paths: true,
+        show_errors: true,
+        label: "",
+    };
+    let tally = pass.run(&client, inputs, cancel);
+    if config.progress != ProgressMode::Quiet && !tally.stdout_closed {
+        eprint!("{}", summary::render(&tally.tally));
+    }
+    Ok(if tally.stdout_closed {
+        EXIT_OK
+    } else {
+        exit_status(&tally.tally)
+    })
+}
+
+fn compare(config: &Config, cancel: &Arc<AtomicBool>) -> Result<i32> {
+    prepare_dir(&config.output_dir)?;
+    // Both passes need the same list, so this mode reads it all first.
+    let items: Vec<Item> = Inputs::open(config.urls.clone(), config.list.as_ref())?.collect();
+    compare_items(config, &items, cancel, &config.output_dir, true)
+}
+
+/// Runs `items` with one worker into a temporary directory, then with `config.jobs` into `dir`,
+/// each with a fresh client, and prints both summaries' comparison.
+fn compare_items(
+    config: &Config,
+    items: &[Item],
+    cancel: &Arc<AtomicBool>,
+    dir: &Path,
+    print_paths: bool,
+) -> Result<i32> {
+    let scratch = tempfile::Builder::new()
+        .prefix("fetchpar-compare-")
+        .tempdir()
+        .context("cannot create a temporary directory for the sequential pass")?;
+    let sequential = Pass {
+        config,
+        jobs: 1,
+        dir: scratch.path(),
+        print_paths: false,
+        show_errors: false,
+        label: "sequential",
+    }
+    .run(&build_client(config)?, Vec::from(items).into_iter(), cancel);
+    drop(scratch);
+    if sequential.tally.interrupted {
+        if config.progress != ProgressMode::Quiet {
+            eprint!("{}", summary::render(&sequential.tally));
+        }
+        return Ok(EXIT_INTERRUPTED);
+    }
+    let threaded = Pass {
+        config,
+        jobs: config.jobs,
+        dir,
+        print_paths,
+        show_errors: true,
+        label: "threaded",
+    }
+    .run(&build_client(config)?, Vec::from(items).into_iter(), cancel);
+    if threaded.stdout_closed {
+        return Ok(EXIT_OK);
+    }
+    if config.progress != ProgressMode::Quiet {
+        eprint!("{}", summary::render(&threaded.tally));
+        eprintln!();
+        eprint!(
+            "{}",
+            summary::render_compare(&sequential.tally, &threaded.tally)
+        );
+    }
+    Ok(exit_status(&threaded.tally))
+}
+
+/// Files the demo serves, their size range, and the delay before each response.
+const DEMO_FILES: usize = 24;
+const DEMO_MIN: usize = 200 * 1024;
+const DEMO_MAX: usize = 400 * 1024;
+const DEMO_DELAY: Duration = Duration::from_millis(150);
+
+fn demo(config: &Config, cancel: &Arc<AtomicBool>) -> Result<i32> {
+    let files = server::generated_files(DEMO_FILES, DEMO_MIN, DEMO_MAX);
+    let expected: HashMap<String, Arc<[u8]>> = files
+        .iter()
+        .map(|(path, body)| (path.trim_start_matches('/').to_string(), body.clone()))
+        .collect();
+    let server = Server::with_files(files.iter().cloned().collect(), DEMO_DELAY)
+        .context("cannot start the demo server on 127.0.0.1")?;
+    let mut urls: Vec<String> = files.iter().map(|(path, _)| server.url(path)).collect();
+    urls.sort();
+    let items: Vec<Item> = Inputs::from_parts(urls, None).collect();
+    let out = tempfile::Builder::new()
+        .prefix("fetchpar-demo-")
+        .tempdir()
+        .context("cannot create a temporary directory for the demo")?;
+    if config.progress != ProgressMode::Quiet {
+        eprintln!(
+            "fetchpar demo: {DEMO_FILES} files of {}–{} KiB from a local server ({}) that waits {} \
+             before each response, as a distant server would.\n\
+             Downloading them once with 1 worker, then with {} workers…\n",
+            DEMO_MIN / 1024,
+            DEMO_MAX / 1024,
+            server.addr(),
+            summary::format_duration(DEMO_DELAY),
+            config.jobs
+        );
+    }
+    let status = compare_items(config, &items, cancel, out.path(), false)?;
+    if status != EXIT_OK {
+        return Ok(status);
+    }
+    match verify_demo(out.path(), &expected) {
+        Ok(n) => {
+            if config.progress != ProgressMode::Quiet {
+                eprintln!(
+                    "\nAll {n} files checked byte for byte. \
+                     Try it on your own list: fetchpar --compare -i urls.txt -j 8"
+                );
+            }
+            Ok(EXIT_OK)
+        }
+        Err(e) => {
+            eprintln!("fetchpar: demo files differ from what was served: {e:#}");
+            Ok(EXIT_FAILED)
+        }
+    }
+}
+
+fn verify_demo(dir: &Path, expected: &HashMap<String, Arc<[u8]>>) -> Result<usize> {
+    for (name, body) in expected {
+        let got = fs::read(dir.join(name)).with_context(|| format!("{name} is missing"))?;
+        if got[..] != body[..] {
+            anyhow::bail!("{name} has different bytes");
+        }
+    }
+    Ok(expected.len())
+}
+
+/// One run of the pool over a list, with its own namer and display.
+struct Pass<'a> {
+    config: &'a Config,
+    jobs: usize,
+    dir: &'a Path,
+    print_paths: bool,
+    show_errors: bool,
+    label: &'a str,
+}
+
+struct PassResult {
+    tally: Tally,
+    stdout_closed: bool,
+}
+
+impl Pass<'_> {
+    fn run<I>(&self, client: &Client, inputs: I, cancel: &Arc<AtomicBool>) -> PassResult
+    where
+        I: Iterator<Item = Item> + Send + 'static,
+    {
+        let namer = Namer::new(self.dir, self.config.overwrite);
+        let queued = Arc::new(AtomicUsize::new(0));
+        let pool = Pool {
+            jobs: self.jobs,
+            fetcher: Fetcher {
+                client,
+                namer: &namer,
+                cancel,
+                overwrite: self.config.overwrite,
+                timeout: self.config.timeout,
+            },
+            cancel,
+            queued: &queued,
+        };
+        let mut reporter = Reporter {
+            progress: Progress::new(self.config.progress, queued.clone(), self.label),
+            tally: Tally {
+                jobs: self.jobs,
+                ..Tally::default()
+            },
+            started: Instant::now(),
+            print_paths: self.print_paths,
+            show_errors: self.show_errors,
+            quiet: self.config.progress == ProgressMode::Quiet,
+            cancel: cancel.clone(),
+            queued: queued.clone(),
+            stdout_closed: false,
+            finished: 0,
+        };
+        pool.run(inputs, &mut reporter);
+        reporter.close();
+        PassResult {
+            tally: reporter.tally,
+            stdout_closed: reporter.stdout_closed,
+        }
+    }
+}
+
+/// The main thread's view of a pass: counts, prints paths, shows progress and errors.
+struct Reporter {
+    progress: Progress,
+    tally: Tally,
+    started: Instant,
+    print_paths: bool,
+    show_errors: bool,
+    quiet: bool,
+    cancel: Arc<AtomicBool>,
+    queued: Arc<AtomicUsize>,
+    stdout_closed: bool,
+    finished: usize,
+}
+
+impl Reporter {
+    fn print_path(&mut self, path: &Path) {
+        if !self.print_paths || self.stdout_closed {
+            return;
+        }
+        let mut out = io::stdout().lock();
+        let written = writeln!(out, "{}", path.display()).and_then(|()| out.flush());
+        if written.is_err() {
+            // A closed stdout (`| head -1`) ends the run quietly, like Ctrl-C without the noise.
+            self.stdout_closed = true;
+            self.cancel.store(true, Ordering::SeqCst);
+        }
+    }
+
+    fn close(&mut self) {
+        self.progress.clear();
+        self.tally.wall = self.started.elapsed();
+        if self.cancel.load(Ordering::SeqCst) {
+            self.tally.interrupted = true;
+            self.tally.not_started = self
+                .queued
+                .load(Ordering::SeqCst)
+                .saturating_sub(self.finished);
+        }
+    }
+}
+
+impl Sink for Reporter {
+    fn event(&mut self, event: Event) {
+        match event {
+            Event::Started {
+                id,
+                path,
+                total,
+                counter,
+            } => self.progress.started(id, &path, total, counter),
+            Event::Finished {
+                id,
+                url,
+                origin: _,
+                outcome,
+            } => {
+                self.finished += 1;
+                self.tally.downloads += 1;
+                self.tally.busy += outcome.elapsed;
+                self.tally.bytes += outcome.bytes;
+                match &outcome.result {
+                    Ok(saved) => {
+                        self.tally.saved += 1;
+                        let line = format!(
+                            "saved {} ({} in {})",
+                            saved.path.display(),
+                            indicatif::HumanBytes(outcome.bytes),
+                            summary::format_duration(outcome.elapsed)
+                        );
+                        self.progress.finished(id, outcome.bytes, Some(&line));
+                        self.print_path(&saved.path);
+                    }
+                    Err(failure) => {
+                        let line = format!("{url}: {}", failure.describe());
+                        self.progress.finished(id, outcome.bytes, None);
+                        // Downloads stopped by our own Ctrl-C are summed up once, not each shouted.
+                        if self.show_errors && !(failure.interrupted && self.quiet) {
+                            self.progress.error(&format!("fetchpar: {line}"));
+                        }
+                        self.tally.record_failure(line);
+                    }
+                }
+            }
+            Event::Invalid(invalid) => {
+                let line = if invalid.text.is_empty() {
+                    format!("{}: {}", invalid.origin, invalid.reason)
+                } else {
+                    format!("{}: {}: {}", invalid.origin, invalid.text, invalid.reason)
+                };
+                if self.show_errors {
+                    self.progress.error(&format!("fetchpar: {line}"));
+                }
+                self.tally.record_failure(line);
+            }
+        }
+    }
+
+    fn tick(&mut self) {
+        self.progress.tick();
+    }
+
+    fn abandon(&mut self) -> ! {
+        self.close();
+        if !self.quiet && !self.stdout_closed {
+            eprint!("{}", summary::render(&self.tally));
+        }
+        let status = if self.stdout_closed {
+            EXIT_OK
+        } else {
+            EXIT_INTERRUPTED
+        };
+        std::process::exit(status)
+    }
+}

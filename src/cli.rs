@@ -1,0 +1,285 @@
+//! The command line: one derive struct whose doc comments are the help text, validated value
+//! types, and [`Config`], the settings resolved once from the raw flags.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+use crate::input::ListSource;
+
+/// Most worker threads accepted: beyond this the machine, not the network, is the limit.
+pub const MAX_JOBS: usize = 1024;
+
+/// Download many URLs concurrently, safely, and see what the concurrency bought.
+///
+/// URLs come from the arguments, from a list file (-i FILE), or one per line on stdin. Each saved
+/// file's path is printed on stdout; progress, errors and the timing summary go to stderr.
+#[derive(Debug, Parser)]
+#[command(name = "fetchpar", version, max_term_width = 100)]
+#[command(
+    after_help = "Exit status: 0 all saved, 1 some URL failed, 2 usage or input error, \
+                        130 interrupted.\nSee it work with no network: fetchpar --demo"
+)]
+pub struct Cli {
+    /// URLs to download (http or https)
+    #[arg(value_name = "URL")]
+    pub urls: Vec<String>,
+
+    /// Number of downloads to run at once
+    #[arg(short = 'j', long = "jobs", value_name = "N", default_value = "8")]
+    pub jobs: Jobs,
+
+    /// Directory to save into (created if missing)
+    #[arg(short = 'o', long = "output-dir", value_name = "DIR")]
+    pub output_dir: Option<PathBuf>,
+
+    /// Read URLs from FILE, one per line ('-' for stdin); blank lines and '#' comments are skipped
+    #[arg(short = 'i', long = "input-file", value_name = "FILE")]
+    pub input_file: Option<PathBuf>,
+
+    /// Longest wait for response headers, or for any single read of the body, in seconds
+    #[arg(long, value_name = "SECS", default_value = "30")]
+    pub timeout: Seconds,
+
+    /// Longest wait to establish a connection, in seconds
+    #[arg(long = "connect-timeout", value_name = "SECS", default_value = "10")]
+    pub connect_timeout: Seconds,
+
+    /// Replace existing files instead of choosing a free name (photo.1.jpg, …)
+    #[arg(long)]
+    pub overwrite: bool,
+
+    /// How to show progress on stderr [auto: bars on a terminal, plain lines otherwise]
+    #[arg(long, value_enum, value_name = "MODE", default_value = "auto")]
+    pub progress: ProgressArg,
+
+    /// No progress and no summary: only errors on stderr
+    #[arg(short, long)]
+    pub quiet: bool,
+
+    /// Download the list twice, with 1 worker (into a temporary directory) and with -j workers,
+    /// and compare the two
+    #[arg(long, conflicts_with = "demo")]
+    pub compare: bool,
+
+    /// Show the sequential-versus-threaded comparison against a built-in local server (no
+    /// network needed)
+    #[arg(long, conflicts_with_all = ["urls", "input_file", "output_dir"])]
+    pub demo: bool,
+}
+
+/// The worker count: a whole number from 1 to [`MAX_JOBS`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Jobs(pub usize);
+
+impl FromStr for Jobs {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Jobs, String> {
+        match s.trim().parse::<usize>() {
+            Ok(n) if (1..=MAX_JOBS).contains(&n) => Ok(Jobs(n)),
+            Ok(_) => Err(format!(
+                "the number of jobs must be from 1 to {MAX_JOBS} (try -j 8)"
+            )),
+            Err(_) => Err(format!("'{s}' is not a whole number (try -j 8)")),
+        }
+    }
+}
+
+/// A positive number of seconds, fractions allowed (`0.5`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Seconds(pub Duration);
+
+impl FromStr for Seconds {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Seconds, String> {
+        let secs: f64 = s
+            .trim()
+            .parse()
+            .map_err(|_| format!("'{s}' is not a number of seconds (try 30 or 2.5)"))?;
+        if !(secs > 0.0 && secs <= 86_400.0) {
+            return Err(format!(
+                "'{s}' is out of range: give a number of seconds above 0 and at most 86400"
+            ));
+        }
+        Ok(Seconds(Duration::from_secs_f64(secs)))
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ProgressArg {
+    Auto,
+    Bars,
+    Lines,
+    None,
+}
+
+/// How progress is shown, decided once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProgressMode {
+    Bars,
+    Lines,
+    /// No progress lines, but errors and the summary.
+    None,
+    /// Errors only.
+    Quiet,
+}
+
+/// Which flow to run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Download,
+    Compare,
+    Demo,
+}
+
+/// Everything a run needs, validated.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub mode: Mode,
+    pub jobs: usize,
+    /// Where files go; empty means the current directory (so printed paths stay short).
+    pub output_dir: PathBuf,
+    pub urls: Vec<String>,
+    pub list: Option<ListSource>,
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
+    pub overwrite: bool,
+    pub progress: ProgressMode,
+}
+
+impl Cli {
+    /// Resolves the flags against the environment (is stdin or stderr a terminal?).
+    pub fn into_config(self) -> Result<Config, String> {
+        self.resolve(
+            std::io::stdin().is_terminal(),
+            std::io::stderr().is_terminal(),
+        )
+    }
+
+    fn resolve(self, stdin_is_tty: bool, stderr_is_tty: bool) -> Result<Config, String> {
+        let mode = if self.demo {
+            Mode::Demo
+        } else if self.compare {
+            Mode::Compare
+        } else {
+            Mode::Download
+        };
+        let list = match &self.input_file {
+            Some(path) if path.as_os_str() == "-" => Some(ListSource::Stdin),
+            Some(path) => Some(ListSource::File(path.clone())),
+            None if self.urls.is_empty() && mode != Mode::Demo && !stdin_is_tty => {
+                Some(ListSource::Stdin)
+            }
+            None => None,
+        };
+        if mode != Mode::Demo && self.urls.is_empty() && list.is_none() {
+            return Err(
+                "no URLs given: pass them as arguments, with -i FILE, or on stdin \
+                        (or try fetchpar --demo)"
+                    .into(),
+            );
+        }
+        let progress = match (self.quiet, self.progress) {
+            (true, _) => ProgressMode::Quiet,
+            (false, ProgressArg::None) => ProgressMode::None,
+            (false, ProgressArg::Lines) => ProgressMode::Lines,
+            (false, ProgressArg::Bars) => ProgressMode::Bars,
+            (false, ProgressArg::Auto) if stderr_is_tty => ProgressMode::Bars,
+            (false, ProgressArg::Auto) => ProgressMode::Lines,
+        };
+        let output_dir = match self.output_dir {
+            Some(dir) if dir.as_os_str() != "." => dir,
+            _ => PathBuf::new(),
+        };
+        Ok(Config {
+            mode,
+            jobs: self.jobs.0,
+            output_dir,
+            urls: self.urls,
+            list,
+            timeout: self.timeout.0,
+            connect_timeout: self.connect_timeout.0,
+            overwrite: self.overwrite,
+            progress,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cli(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("fetchpar").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn jobs_are_validated() {
+        assert_eq!("8".parse::<Jobs>(), Ok(Jobs(8)));
+        assert!("0".parse::<Jobs>().unwrap_err().contains("from 1 to"));
+        assert!("x"
+            .parse::<Jobs>()
+            .unwrap_err()
+            .contains("not a whole number"));
+        assert!("100000".parse::<Jobs>().is_err());
+        assert!(cli(&["-j", "0", "http://h/"]).is_err());
+    }
+
+    #[test]
+    fn seconds_are_validated() {
+        assert_eq!(
+            "2.5".parse::<Seconds>(),
+            Ok(Seconds(Duration::from_millis(2500)))
+        );
+        assert!("0".parse::<Seconds>().is_err());
+        assert!("-1".parse::<Seconds>().is_err());
+        assert!("NaN".parse::<Seconds>().is_err());
+        assert!("soon".parse::<Seconds>().is_err());
+    }
+
+    #[test]
+    fn stdin_is_the_list_only_when_piped_and_nothing_else_given() {
+        let c = cli(&[]).unwrap().resolve(false, false).unwrap();
+        assert_eq!(c.list, Some(ListSource::Stdin));
+        let c = cli(&["http://h/"]).unwrap().resolve(false, false).unwrap();
+        assert_eq!(c.list, None);
+        let err = cli(&[]).unwrap().resolve(true, false).unwrap_err();
+        assert!(err.contains("no URLs given"));
+        let c = cli(&["-i", "-"]).unwrap().resolve(true, false).unwrap();
+        assert_eq!(c.list, Some(ListSource::Stdin));
+    }
+
+    #[test]
+    fn progress_follows_the_terminal() {
+        let c = cli(&["http://h/"]).unwrap().resolve(true, true).unwrap();
+        assert_eq!(c.progress, ProgressMode::Bars);
+        let c = cli(&["http://h/"]).unwrap().resolve(true, false).unwrap();
+        assert_eq!(c.progress, ProgressMode::Lines);
+        let c = cli(&["-q", "--progress", "bars", "http://h/"])
+            .unwrap()
+            .resolve(true, true)
+            .unwrap();
+        assert_eq!(c.progress, ProgressMode::Quiet);
+    }
+
+    #[test]
+    fn demo_needs_no_urls_and_rejects_them() {
+        let c = cli(&["--demo"]).unwrap().resolve(true, false).unwrap();
+        assert_eq!(c.mode, Mode::Demo);
+        assert!(cli(&["--demo", "http://h/"]).is_err());
+    }
+
+    #[test]
+    fn dot_output_dir_prints_short_paths() {
+        let c = cli(&["-o", ".", "http://h/"])
+            .unwrap()
+            .resolve(true, false)
+            .unwrap();
+        assert_eq!(c.output_dir, PathBuf::new());
+    }
+}

@@ -1,0 +1,38 @@
+//! fetchpar downloads many URLs at once, safely, and tells you how much the concurrency bought.
+//!
+//! The binary (`src/main.rs`) and the integration tests use this library through [`app::main`]
+//! and the modules below. Data flows one way:
+//!
+//! ```text
+//!  inputs (args, -i FILE, stdin)                         [input]
+//!    │  read lazily, line by line, line numbers kept
+//!    ▼
+//!  producer thread ──► bounded crossbeam channel (2 × jobs)   [pool]
+//!                           │
+//!           ┌───────────────┼───────────────┐
+//!           ▼               ▼               ▼
+//!       worker 1   …    worker j      (scoped std::threads, one shared reqwest client)
+//!           │  name → reserve path → GET → 8 KiB chunks into NAME.part → verify → rename
+//!           │                                           [naming, download]
+//!           ▼
+//!  events channel ──► main thread: progress + stdout records + summary
+//!                                           [progress, summary]
+//! ```
+//!
+//! Workers never print: they send [`pool::Event`]s and bump atomic byte counters; the main thread
+//! alone owns the terminal and stdout. Cancellation (Ctrl-C, a closed stdout) is one shared
+//! `AtomicBool` that the producer and every worker check between lines and chunks.
+//!
+//! [`cli`] turns flags into a validated [`cli::Config`] once; [`app`] runs the normal, `--compare`
+//! and `--demo` flows; [`server`] is the small loopback HTTP server behind `--demo` and the tests.
+
+pub mod app;
+pub mod cli;
+pub mod download;
+pub mod input;
+pub mod naming;
+pub mod pool;
+pub mod progress;
+pub mod redact;
+pub mod server;
+pub mod summary;

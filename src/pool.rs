@@ -1,0 +1,195 @@
+//! The worker pool: a producer feeding a bounded channel, N worker threads draining it, and the
+//! main thread turning their events into output.
+//!
+//! Backpressure comes from the job channel (2 × jobs): the producer reads the next input line
+//! only when a worker is about to need it, so memory stays O(jobs) however long the list.
+//! Errors travel through the event channel with the results and the run goes on.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{bounded, RecvTimeoutError, Sender};
+
+use crate::download::{Fetcher, Outcome, Started};
+use crate::input::{Entry, Invalid, Item, Origin};
+use crate::redact;
+
+/// How often the main thread wakes to redraw progress when no event arrives.
+pub const TICK: Duration = Duration::from_millis(100);
+
+/// After Ctrl-C, how long running downloads get to reach their next chunk before we stop
+/// waiting for them (one blocked on a silent server could otherwise hold us for --timeout).
+pub const GRACE: Duration = Duration::from_secs(1);
+
+/// What workers and the producer tell the main thread.
+#[derive(Debug)]
+pub enum Event {
+    /// Headers are in and the body is about to stream into `path`.
+    Started {
+        id: usize,
+        path: PathBuf,
+        total: Option<u64>,
+        counter: Arc<AtomicU64>,
+    },
+    /// A download ended, saved or not.
+    Finished {
+        id: usize,
+        /// Credentials already removed.
+        url: String,
+        origin: Origin,
+        outcome: Outcome,
+    },
+    /// An input line that is not a URL we can fetch.
+    Invalid(Invalid),
+}
+
+/// The main thread's side: it alone prints.
+pub trait Sink {
+    fn event(&mut self, event: Event);
+    /// Called every [`TICK`] without events, to redraw progress.
+    fn tick(&mut self);
+    /// Cancelled workers did not stop within [`GRACE`]: end the process now.
+    fn abandon(&mut self) -> !;
+}
+
+/// What the pool needs besides its inputs.
+pub struct Pool<'a> {
+    pub jobs: usize,
+    pub fetcher: Fetcher<'a>,
+    pub cancel: &'a Arc<AtomicBool>,
+    /// Valid URLs read so far (the progress display's "known" total).
+    pub queued: &'a Arc<AtomicUsize>,
+}
+
+struct Job {
+    id: usize,
+    entry: Entry,
+}
+
+impl Pool<'_> {
+    /// Runs every input through the workers and returns when all are done (or cancelled).
+    pub fn run<I>(&self, inputs: I, sink: &mut dyn Sink)
+    where
+        I: Iterator<Item = Item> + Send + 'static,
+    {
+        let (job_tx, job_rx) = bounded::<Job>(self.jobs * 2);
+        let (event_tx, event_rx) = bounded::<Event>(self.jobs * 4 + 16);
+
+        // The producer is a detached thread, not a scoped one: it may sit in a read of stdin that
+        // nothing can interrupt, and Ctrl-C must not wait for a producer that is waiting for us.
+        {
+            let (event_tx, cancel, queued) =
+                (event_tx.clone(), self.cancel.clone(), self.queued.clone());
+            let spawned = thread::Builder::new()
+                .name("fetchpar-input".into())
+                .spawn(move || produce(inputs, job_tx, event_tx, &cancel, &queued));
+            if spawned.is_err() {
+                // Without a producer there is nothing to do; the closed job channel ends the run.
+                self.cancel.store(true, Ordering::SeqCst);
+            }
+        }
+
+        let alive = AtomicUsize::new(0);
+        thread::scope(|scope| {
+            for n in 0..self.jobs {
+                let (job_rx, event_tx, alive) = (job_rx.clone(), event_tx.clone(), &alive);
+                let worker = move || {
+                    for job in job_rx.iter() {
+                        if self.cancel.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        let event = self.work(job, &event_tx);
+                        if event_tx.send(event).is_err() {
+                            break;
+                        }
+                    }
+                    alive.fetch_sub(1, Ordering::SeqCst);
+                };
+                alive.fetch_add(1, Ordering::SeqCst);
+                if thread::Builder::new()
+                    .name(format!("fetchpar-worker-{n}"))
+                    .spawn_scoped(scope, worker)
+                    .is_err()
+                {
+                    // Out of threads: carry on with the workers we have.
+                    alive.fetch_sub(1, Ordering::SeqCst);
+                    break;
+                }
+            }
+            // Only workers and the producer hold senders now: the loop ends when they are done.
+            drop(event_tx);
+            drop(job_rx);
+
+            let mut cancelled_at: Option<Instant> = None;
+            loop {
+                match event_rx.recv_timeout(TICK) {
+                    Ok(event) => sink.event(event),
+                    Err(RecvTimeoutError::Timeout) => sink.tick(),
+                    Err(RecvTimeoutError::Disconnected) => break,
+                }
+                if self.cancel.load(Ordering::Relaxed) {
+                    let since = *cancelled_at.get_or_insert_with(Instant::now);
+                    if alive.load(Ordering::SeqCst) == 0 {
+                        // Workers are done; the producer may be stuck on stdin, so don't wait
+                        // for it, just take what is already queued.
+                        while let Ok(event) = event_rx.try_recv() {
+                            sink.event(event);
+                        }
+                        break;
+                    }
+                    if since.elapsed() > GRACE {
+                        sink.abandon();
+                    }
+                }
+            }
+        });
+    }
+
+    fn work(&self, job: Job, event_tx: &Sender<Event>) -> Event {
+        let counter = Arc::new(AtomicU64::new(0));
+        let mut on_start = |started: Started<'_>| {
+            let _ = event_tx.send(Event::Started {
+                id: job.id,
+                path: started.path.to_path_buf(),
+                total: started.total,
+                counter: counter.clone(),
+            });
+        };
+        let outcome = self.fetcher.fetch(&job.entry.url, &counter, &mut on_start);
+        Event::Finished {
+            id: job.id,
+            url: redact::url(&job.entry.url),
+            origin: job.entry.origin,
+            outcome,
+        }
+    }
+}
+
+fn produce<I>(
+    inputs: I,
+    jobs: Sender<Job>,
+    events: Sender<Event>,
+    cancel: &AtomicBool,
+    queued: &AtomicUsize,
+) where
+    I: Iterator<Item = Item>,
+{
+    for (id, item) in inputs.enumerate() {
+        if cancel.load(Ordering::Relaxed) {
+            return;
+        }
+        let sent = match item {
+            Ok(entry) => {
+                queued.fetch_add(1, Ordering::Relaxed);
+                jobs.send(Job { id, entry }).is_ok()
+            }
+            Err(invalid) => events.send(Event::Invalid(invalid)).is_ok(),
+        };
+        if !sent {
+            return;
+        }
+    }
+}

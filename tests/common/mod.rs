@@ -1,0 +1,65 @@
+//! Shared by every integration test: the loopback server (the library's own, also behind
+//! `--demo`), a way to run the real binary, and helpers to look at what ended up on disk.
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use fetchpar::server::{generated_files, Fault, Reply, Request, Server};
+use sha2::{Digest, Sha256};
+
+/// The real binary, with no terminal and no proxies from the environment.
+pub fn fetchpar() -> assert_cmd::Command {
+    let mut cmd = assert_cmd::Command::new(env!("CARGO_BIN_EXE_fetchpar"));
+    for var in ["http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "all_proxy"] {
+        cmd.env_remove(var);
+    }
+    cmd.env("NO_PROXY", "127.0.0.1,localhost");
+    cmd.timeout(Duration::from_secs(120));
+    cmd
+}
+
+pub fn sha256(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Every file under `dir`, by path relative to it, with its checksum.
+pub fn checksums(dir: &Path) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
+fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, String>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        let path = entry.path();
+        if entry.file_type().unwrap().is_dir() {
+            walk(root, &path, out);
+        } else {
+            let rel = path.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+            out.insert(rel, sha256(&std::fs::read(&path).unwrap()));
+        }
+    }
+}
+
+/// `count` generated files served at `/file-NN.bin`, plus their expected checksums by file name.
+pub fn file_server(count: usize, min: usize, max: usize, delay: Duration) -> (Server, BTreeMap<String, String>) {
+    let files = generated_files(count, min, max);
+    let expected = files
+        .iter()
+        .map(|(path, body)| (path.trim_start_matches('/').to_string(), sha256(body)))
+        .collect();
+    let map: HashMap<String, Arc<[u8]>> = files.into_iter().collect();
+    (Server::with_files(map, delay).unwrap(), expected)
+}
+
+/// The lines of a command's stderr, for asserting on one of them.
+pub fn lines(bytes: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(bytes).lines().map(str::to_string).collect()
+}
