@@ -110,6 +110,40 @@ impl FromStr for Seconds {
     }
 }
 
+/// A byte count: `1048576`, `512K`, `10M`, `1.5G`, `2GiB` (binary units: K = 1024).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Size(pub u64);
+
+impl FromStr for Size {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Size, String> {
+        let text = s.trim();
+        let digits_end = text
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(text.len());
+        let (number, unit) = text.split_at(digits_end);
+        let unit = unit.trim().to_ascii_uppercase();
+        let unit = unit.trim_end_matches("IB").trim_end_matches('B');
+        let scale: u64 = match unit {
+            "" => 1,
+            "K" => 1 << 10,
+            "M" => 1 << 20,
+            "G" => 1 << 30,
+            "T" => 1 << 40,
+            _ => return Err(format!("'{s}' is not a size (try 4096, 512K, 10M or 2G)")),
+        };
+        let value: f64 = number
+            .parse()
+            .map_err(|_| format!("'{s}' is not a size (try 4096, 512K, 10M or 2G)"))?;
+        let bytes = value * scale as f64;
+        if !bytes.is_finite() || bytes < 1.0 || bytes > u64::MAX as f64 {
+            return Err(format!("'{s}' is out of range: give at least one byte"));
+        }
+        Ok(Size(bytes as u64))
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum ProgressArg {
     Auto,
@@ -240,6 +274,19 @@ mod tests {
         assert!("-1".parse::<Seconds>().is_err());
         assert!("NaN".parse::<Seconds>().is_err());
         assert!("soon".parse::<Seconds>().is_err());
+    }
+
+    #[test]
+    fn sizes_take_binary_units() {
+        assert_eq!("4096".parse::<Size>(), Ok(Size(4096)));
+        assert_eq!("512K".parse::<Size>(), Ok(Size(512 * 1024)));
+        assert_eq!("10M".parse::<Size>(), Ok(Size(10 << 20)));
+        assert_eq!("1.5G".parse::<Size>(), Ok(Size(3 << 29)));
+        assert_eq!("2GiB".parse::<Size>(), Ok(Size(2 << 30)));
+        assert_eq!("64 kb".parse::<Size>(), Ok(Size(64 * 1024)));
+        assert!("0".parse::<Size>().is_err());
+        assert!("ten".parse::<Size>().is_err());
+        assert!("5X".parse::<Size>().is_err());
     }
 
     #[test]

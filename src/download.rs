@@ -56,6 +56,8 @@ pub struct Outcome {
     pub result: Result<Saved, Failure>,
     pub bytes: u64,
     pub elapsed: Duration,
+    /// Attempts after the first (retries are configured by the reliability options).
+    pub retries: u32,
 }
 
 impl Failure {
@@ -99,6 +101,7 @@ impl Fetcher<'_> {
             result,
             bytes,
             elapsed: began.elapsed(),
+            retries: 0,
         }
     }
 

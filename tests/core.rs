@@ -9,7 +9,10 @@ use common::*;
 #[test]
 fn fifty_urls_saved_byte_exact_with_one_and_eight_workers() {
     let (server, expected) = file_server(50, 1, 64 * 1024, Duration::ZERO);
-    let urls: Vec<String> = expected.keys().map(|name| server.url(&format!("/{name}"))).collect();
+    let urls: Vec<String> = expected
+        .keys()
+        .map(|name| server.url(&format!("/{name}")))
+        .collect();
     for jobs in ["1", "8"] {
         let out = tempfile::tempdir().unwrap();
         let assert = fetchpar()
@@ -21,6 +24,8 @@ fn fifty_urls_saved_byte_exact_with_one_and_eight_workers() {
         assert_eq!(checksums(out.path()), expected, "with -j {jobs}");
         let stdout = lines(&assert.get_output().stdout);
         assert_eq!(stdout.len(), 50, "one path per saved file on stdout");
-        assert!(stdout.iter().all(|p| std::path::Path::new(p).starts_with(out.path())));
+        assert!(stdout
+            .iter()
+            .all(|p| std::path::Path::new(p).starts_with(out.path())));
     }
 }

@@ -1,6 +1,6 @@
 //! Shared by every integration test: the loopback server (the library's own, also behind
 //! `--demo`), a way to run the real binary, and helpers to look at what ended up on disk.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -13,7 +13,14 @@ use sha2::{Digest, Sha256};
 /// The real binary, with no terminal and no proxies from the environment.
 pub fn fetchpar() -> assert_cmd::Command {
     let mut cmd = assert_cmd::Command::new(env!("CARGO_BIN_EXE_fetchpar"));
-    for var in ["http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "all_proxy"] {
+    for var in [
+        "http_proxy",
+        "https_proxy",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+        "all_proxy",
+    ] {
         cmd.env_remove(var);
     }
     cmd.env("NO_PROXY", "127.0.0.1,localhost");
@@ -42,14 +49,23 @@ fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, String>) {
         if entry.file_type().unwrap().is_dir() {
             walk(root, &path, out);
         } else {
-            let rel = path.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+            let rel = path
+                .strip_prefix(root)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
             out.insert(rel, sha256(&std::fs::read(&path).unwrap()));
         }
     }
 }
 
 /// `count` generated files served at `/file-NN.bin`, plus their expected checksums by file name.
-pub fn file_server(count: usize, min: usize, max: usize, delay: Duration) -> (Server, BTreeMap<String, String>) {
+pub fn file_server(
+    count: usize,
+    min: usize,
+    max: usize,
+    delay: Duration,
+) -> (Server, BTreeMap<String, String>) {
     let files = generated_files(count, min, max);
     let expected = files
         .iter()
@@ -61,5 +77,8 @@ pub fn file_server(count: usize, min: usize, max: usize, delay: Duration) -> (Se
 
 /// The lines of a command's stderr, for asserting on one of them.
 pub fn lines(bytes: &[u8]) -> Vec<String> {
-    String::from_utf8_lossy(bytes).lines().map(str::to_string).collect()
+    String::from_utf8_lossy(bytes)
+        .lines()
+        .map(str::to_string)
+        .collect()
 }
