@@ -2,9 +2,30 @@
 
 mod common;
 
-use std::time::Duration;
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use common::*;
+
+fn body(len: usize, seed: u8) -> Arc<[u8]> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect::<Vec<u8>>()
+        .into()
+}
+
+/// Names of the entries directly inside `dir`, sorted.
+fn entries(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
 
 #[test]
 fn fifty_urls_saved_byte_exact_with_one_and_eight_workers() {
@@ -24,8 +45,532 @@ fn fifty_urls_saved_byte_exact_with_one_and_eight_workers() {
         assert_eq!(checksums(out.path()), expected, "with -j {jobs}");
         let stdout = lines(&assert.get_output().stdout);
         assert_eq!(stdout.len(), 50, "one path per saved file on stdout");
-        assert!(stdout
-            .iter()
-            .all(|p| std::path::Path::new(p).starts_with(out.path())));
+        for path in &stdout {
+            assert!(Path::new(path).starts_with(out.path()), "{path}");
+            assert!(Path::new(path).is_file(), "{path}");
+        }
     }
+}
+
+#[test]
+fn urls_from_a_list_file_and_from_stdin() {
+    let (server, expected) = file_server(5, 1000, 5000, Duration::ZERO);
+    let list: String = expected
+        .keys()
+        .map(|name| format!("  {}  \n\n# a comment\n", server.url(&format!("/{name}"))))
+        .collect();
+
+    let dir = tempfile::tempdir().unwrap();
+    let list_path = dir.path().join("urls.txt");
+    std::fs::write(&list_path, &list).unwrap();
+    let from_file = dir.path().join("from-file");
+    fetchpar()
+        .arg("-i")
+        .arg(&list_path)
+        .arg("-o")
+        .arg(&from_file)
+        .assert()
+        .success();
+    assert_eq!(checksums(&from_file), expected);
+
+    let from_stdin = dir.path().join("from-stdin");
+    fetchpar()
+        .arg("-o")
+        .arg(&from_stdin)
+        .write_stdin(list.clone())
+        .assert()
+        .success();
+    assert_eq!(checksums(&from_stdin), expected);
+
+    let dash = dir.path().join("dash");
+    fetchpar()
+        .args(["-i", "-", "-o"])
+        .arg(&dash)
+        .write_stdin(list)
+        .assert()
+        .success();
+    assert_eq!(checksums(&dash), expected);
+}
+
+#[test]
+fn first_download_finishes_while_stdin_is_still_open() {
+    let (server, expected) = file_server(1, 4096, 4096, Duration::ZERO);
+    let out = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fetchpar"))
+        .arg("-o")
+        .arg(out.path())
+        .env("NO_PROXY", "127.0.0.1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    writeln!(stdin, "{}", server.url("/file-00.bin")).unwrap();
+    stdin.flush().unwrap();
+    // stdin stays open: the file must land anyway. The deadline only bounds a broken build.
+    let target = out.path().join("file-00.bin");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !target.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let landed_before_eof = target.exists();
+    drop(stdin);
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        landed_before_eof,
+        "the download waited for the end of stdin"
+    );
+    assert!(output.status.success());
+    assert_eq!(checksums(out.path()), expected);
+}
+
+#[test]
+fn failures_are_reported_and_the_rest_still_saved() {
+    let good = body(10_000, 7);
+    let short = body(10_000, 9);
+    let server = {
+        let (good, short) = (good.clone(), short.clone());
+        Server::start(move |req| match req.path() {
+            "/good.bin" => Reply::file(good.clone()),
+            "/short.bin" => Reply::file(short.clone()).with_fault(Fault::ShortBody(4000)),
+            _ => Reply::status(404),
+        })
+        .unwrap()
+    };
+    // A port that refuses: bind one, then close it.
+    let refused = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}/gone.bin", l.local_addr().unwrap())
+    };
+    let out = tempfile::tempdir().unwrap();
+    let assert = fetchpar()
+        .arg("-o")
+        .arg(out.path())
+        .args([
+            server.url("/good.bin"),
+            server.url("/missing.bin"),
+            refused.clone(),
+            server.url("/short.bin"),
+        ])
+        .assert()
+        .code(1);
+    let stderr = lines(&assert.get_output().stderr);
+    let errors: Vec<&String> = stderr
+        .iter()
+        .filter(|l| l.starts_with("fetchpar: "))
+        .collect();
+    assert_eq!(errors.len(), 3, "one error line per failure: {stderr:#?}");
+    let missing = format!(
+        "fetchpar: {}: HTTP 404 Not Found; nothing saved",
+        server.url("/missing.bin")
+    );
+    assert!(errors.iter().any(|l| **l == missing), "{stderr:#?}");
+    assert!(
+        errors
+            .iter()
+            .any(|l| l.starts_with(&format!("fetchpar: {refused}: connection refused"))),
+        "{stderr:#?}"
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|l| l.contains("short.bin") && l.contains("of 10000 bytes")),
+        "{stderr:#?}"
+    );
+    // Only the good file is under a final name; the cut-off one is left as .part at most.
+    let files = entries(out.path());
+    assert!(files.contains(&"good.bin".to_string()));
+    assert!(!files.contains(&"short.bin".to_string()), "{files:?}");
+    assert!(
+        !files
+            .iter()
+            .any(|f| f.starts_with("missing") || f.starts_with("gone")),
+        "{files:?}"
+    );
+    assert_eq!(
+        sha256(&std::fs::read(out.path().join("good.bin")).unwrap()),
+        sha256(&good)
+    );
+    let stdout = lines(&assert.get_output().stdout);
+    assert_eq!(stdout, [out.path().join("good.bin").display().to_string()]);
+}
+
+#[test]
+fn clashing_names_get_suffixes_and_existing_files_are_never_overwritten() {
+    let (a, b, c) = (body(3000, 1), body(3000, 2), body(3000, 3));
+    let server = {
+        let (a, b, c) = (a.clone(), b.clone(), c.clone());
+        Server::start(move |req| match req.path() {
+            "/a/photo.jpg" => Reply::file(a.clone()),
+            "/b/photo.jpg" => Reply::file(b.clone()),
+            "/c/photo.jpg" => Reply::file(c.clone()),
+            _ => Reply::status(404),
+        })
+        .unwrap()
+    };
+    let out = tempfile::tempdir().unwrap();
+    std::fs::write(out.path().join("photo.jpg"), b"precious").unwrap();
+    let urls = ["/a/photo.jpg", "/b/photo.jpg", "/c/photo.jpg"].map(|p| server.url(p));
+    fetchpar()
+        .arg("-o")
+        .arg(out.path())
+        .args(&urls)
+        .assert()
+        .success();
+    assert_eq!(
+        std::fs::read(out.path().join("photo.jpg")).unwrap(),
+        b"precious"
+    );
+    assert_eq!(
+        entries(out.path()),
+        ["photo.1.jpg", "photo.2.jpg", "photo.3.jpg", "photo.jpg"]
+    );
+    let mut got: Vec<String> = ["photo.1.jpg", "photo.2.jpg", "photo.3.jpg"]
+        .iter()
+        .map(|n| sha256(&std::fs::read(out.path().join(n)).unwrap()))
+        .collect();
+    let mut want = vec![sha256(&a), sha256(&b), sha256(&c)];
+    got.sort();
+    want.sort();
+    assert_eq!(got, want);
+
+    // A second run never touches the first run's files either.
+    let before = checksums(out.path());
+    fetchpar()
+        .arg("-o")
+        .arg(out.path())
+        .arg(&urls[0])
+        .assert()
+        .success();
+    let after = checksums(out.path());
+    for (name, sum) in &before {
+        assert_eq!(after.get(name), Some(sum), "{name} changed");
+    }
+    assert_eq!(after.get("photo.4.jpg"), Some(&sha256(&a)));
+}
+
+#[test]
+fn overwrite_replaces_only_when_asked() {
+    let new = body(2000, 5);
+    let server = {
+        let new = new.clone();
+        Server::start(move |_| Reply::file(new.clone())).unwrap()
+    };
+    let out = tempfile::tempdir().unwrap();
+    std::fs::write(out.path().join("x.bin"), b"old").unwrap();
+    fetchpar()
+        .arg("-o")
+        .arg(out.path())
+        .arg("--overwrite")
+        .arg(server.url("/x.bin"))
+        .assert()
+        .success();
+    assert_eq!(entries(out.path()), ["x.bin"]);
+    assert_eq!(
+        sha256(&std::fs::read(out.path().join("x.bin")).unwrap()),
+        sha256(&new)
+    );
+}
+
+#[test]
+fn fifty_urls_ending_in_a_slash_give_fifty_distinct_files() {
+    let server = Server::start(|req| Reply::file(req.target.clone().into_bytes())).unwrap();
+    let urls: Vec<String> = (0..50).map(|i| server.url(&format!("/dir{i}/"))).collect();
+    let out = tempfile::tempdir().unwrap();
+    fetchpar()
+        .args(["-j", "8", "-o"])
+        .arg(out.path())
+        .args(&urls)
+        .assert()
+        .success();
+    let files = entries(out.path());
+    assert_eq!(files.len(), 50, "{files:?}");
+    assert!(files
+        .iter()
+        .all(|f| f.starts_with("index") && f.ends_with(".html")));
+    let mut bodies: Vec<Vec<u8>> = files
+        .iter()
+        .map(|f| std::fs::read(out.path().join(f)).unwrap())
+        .collect();
+    bodies.sort();
+    let mut want: Vec<Vec<u8>> = (0..50).map(|i| format!("/dir{i}/").into_bytes()).collect();
+    want.sort();
+    assert_eq!(bodies, want, "every URL's own body, none lost or doubled");
+}
+
+#[test]
+fn hostile_url_paths_stay_inside_the_output_directory() {
+    let server = Server::start(|req| Reply::file(req.target.clone().into_bytes())).unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let out = root.path().join("out");
+    let paths = [
+        "/..%2F..%2Fx",
+        "/%2e%2e/",
+        "/a/%2e%2e%2f%2e%2e%2fescape",
+        "/nul%00name",
+        "/..%5C..%5Cwin",
+        "/%2Fetc%2Fpasswd",
+    ];
+    let urls: Vec<String> = paths.iter().map(|p| server.url(p)).collect();
+    let assert = fetchpar()
+        .arg("-o")
+        .arg(&out)
+        .args(&urls)
+        .assert()
+        .success();
+    assert_eq!(
+        entries(root.path()),
+        ["out"],
+        "nothing written beside the output directory"
+    );
+    let files = entries(&out);
+    assert_eq!(files.len(), paths.len(), "{files:?}");
+    for f in &files {
+        assert!(
+            !f.contains('/') && !f.contains('\\') && !f.contains('\0') && f != ".." && f != ".",
+            "{f:?}"
+        );
+        assert!(out.join(f).is_file());
+    }
+    for line in lines(&assert.get_output().stdout) {
+        assert!(Path::new(&line).parent() == Some(out.as_path()), "{line}");
+    }
+}
+
+#[test]
+fn bad_lines_are_reported_with_their_numbers_and_the_rest_downloads() {
+    let (server, expected) = file_server(2, 100, 200, Duration::ZERO);
+    let list = format!(
+        "{}\nftp://example.com/file.txt\nthis is garbage\n\n{}\nhttp://\n",
+        server.url("/file-00.bin"),
+        server.url("/file-01.bin")
+    );
+    let out = tempfile::tempdir().unwrap();
+    let assert = fetchpar()
+        .arg("-o")
+        .arg(out.path())
+        .write_stdin(list)
+        .assert()
+        .code(1);
+    let stderr = lines(&assert.get_output().stderr);
+    let errors: Vec<&String> = stderr
+        .iter()
+        .filter(|l| l.starts_with("fetchpar: "))
+        .collect();
+    assert_eq!(errors.len(), 3, "{stderr:#?}");
+    assert!(
+        errors[0]
+            .starts_with("fetchpar: line 2: ftp://example.com/file.txt: unsupported scheme 'ftp'"),
+        "{stderr:#?}"
+    );
+    assert!(
+        errors[1].starts_with("fetchpar: line 3: this is garbage: "),
+        "{stderr:#?}"
+    );
+    assert!(
+        errors[2].starts_with("fetchpar: line 6: http://: "),
+        "{stderr:#?}"
+    );
+    assert_eq!(checksums(out.path()), expected);
+}
+
+#[test]
+fn a_bad_argument_is_named_by_position() {
+    let out = tempfile::tempdir().unwrap();
+    let assert = fetchpar()
+        .arg("-o")
+        .arg(out.path())
+        .arg("notaurl")
+        .assert()
+        .code(1);
+    let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+    assert!(
+        stderr.contains(
+            "fetchpar: argument 1: notaurl: not a URL (add http:// or https:// in front)"
+        ),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn usage_errors_exit_2_before_any_download() {
+    let server = Server::start(|_| Reply::file(b"x".to_vec())).unwrap();
+    for (args, needle) in [
+        (vec!["-j", "0"], "from 1 to"),
+        (vec!["-j", "many"], "not a whole number"),
+        (vec!["--timeout", "0"], "out of range"),
+        (
+            vec!["-i", "/nonexistent/list.txt"],
+            "cannot read the URL list /nonexistent/list.txt",
+        ),
+    ] {
+        let out = tempfile::tempdir().unwrap();
+        let assert = fetchpar()
+            .args(&args)
+            .arg("-o")
+            .arg(out.path())
+            .arg(server.url("/x"))
+            .assert()
+            .code(2);
+        let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+        assert!(
+            entries(out.path()).is_empty(),
+            "{args:?} downloaded something"
+        );
+    }
+    assert!(server.requests().is_empty());
+    // An output "directory" that is a file.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("f");
+    std::fs::write(&file, b"").unwrap();
+    let assert = fetchpar()
+        .arg("-o")
+        .arg(&file)
+        .arg(server.url("/x"))
+        .assert()
+        .code(2);
+    let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+    assert!(
+        stderr.starts_with("fetchpar: cannot create the output directory"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn summary_compares_sequential_and_threaded() {
+    let (server, _) = file_server(6, 1000, 2000, Duration::from_millis(20));
+    let urls: Vec<String> = (0..6)
+        .map(|i| server.url(&format!("/file-{i:02}.bin")))
+        .collect();
+    let out = tempfile::tempdir().unwrap();
+    let assert = fetchpar()
+        .args(["-j", "3", "-o"])
+        .arg(out.path())
+        .args(&urls)
+        .assert()
+        .success();
+    let stderr = lines(&assert.get_output().stderr);
+    assert!(
+        stderr.iter().any(|l| l.starts_with("6 files saved, ")),
+        "{stderr:#?}"
+    );
+    let line = stderr
+        .iter()
+        .find(|l| l.starts_with("6 files: "))
+        .expect("comparison line");
+    assert!(
+        line.contains(" one after another, ") && line.contains(" with 3 workers ("),
+        "{line}"
+    );
+    // Quiet means errors only.
+    let out = tempfile::tempdir().unwrap();
+    fetchpar()
+        .args(["-q", "-o"])
+        .arg(out.path())
+        .args(&urls)
+        .assert()
+        .success()
+        .stderr("");
+}
+
+#[test]
+fn compare_prints_the_table_and_keeps_only_the_threaded_files() {
+    let (server, expected) = file_server(4, 1000, 2000, Duration::from_millis(10));
+    let urls: Vec<String> = expected
+        .keys()
+        .map(|n| server.url(&format!("/{n}")))
+        .collect();
+    let out = tempfile::tempdir().unwrap();
+    let assert = fetchpar()
+        .args(["--compare", "-j", "4", "-o"])
+        .arg(out.path())
+        .write_stdin(urls.join("\n"))
+        .assert()
+        .success();
+    assert_eq!(checksums(out.path()), expected);
+    assert_eq!(
+        lines(&assert.get_output().stdout).len(),
+        4,
+        "paths of the threaded pass only"
+    );
+    let stderr = lines(&assert.get_output().stderr);
+    let header = stderr
+        .iter()
+        .position(|l| l.contains("workers") && l.contains("speedup"))
+        .expect("table");
+    assert!(
+        stderr[header + 1].starts_with("sequential") && stderr[header + 1].contains(" 1 "),
+        "{stderr:#?}"
+    );
+    assert!(
+        stderr[header + 2].starts_with("threaded") && stderr[header + 2].contains(" 4 "),
+        "{stderr:#?}"
+    );
+    // Both passes fetched every file, each on its own fresh client.
+    assert_eq!(server.requests().len(), 8);
+}
+
+#[test]
+fn demo_runs_to_completion() {
+    let assert = fetchpar().arg("--demo").assert().success();
+    assert!(assert.get_output().stdout.is_empty());
+    let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+    assert!(
+        stderr.contains("sequential") && stderr.contains("threaded"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("All 24 files checked byte for byte"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn passwords_in_urls_never_appear_in_any_output() {
+    let server = Server::start(|req| match req.path() {
+        "/ok.bin" => Reply::file(b"fine".to_vec()),
+        _ => Reply::status(403),
+    })
+    .unwrap();
+    let secret = "hunter2SECRET";
+    let with_auth = |path: &str| format!("http://user:{secret}@{}{path}", server.addr());
+    let out = tempfile::tempdir().unwrap();
+    let list = format!(
+        "{}\n{}\nhtp://user:{secret}@host/x\n",
+        with_auth("/ok.bin"),
+        with_auth("/denied.bin")
+    );
+    for mode in ["lines", "none"] {
+        let assert = fetchpar()
+            .args(["--progress", mode, "-o"])
+            .arg(out.path())
+            .arg(with_auth("/ok.bin"))
+            .args(["-i", "-"])
+            .write_stdin(list.clone())
+            .assert()
+            .code(1);
+        let output = assert.get_output();
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(
+            !all.contains(secret),
+            "secret leaked with --progress {mode}:\n{all}"
+        );
+        assert!(
+            all.contains("denied.bin"),
+            "the failure is still reported:\n{all}"
+        );
+    }
+    // The credentials did reach the server, as basic auth.
+    let auth = server
+        .requests()
+        .iter()
+        .filter_map(|r| r.header("authorization").map(str::to_string))
+        .next();
+    assert!(auth.is_some_and(|a| a.starts_with("Basic ")));
 }
