@@ -28,11 +28,14 @@
 
 pub mod app;
 pub mod cli;
+pub mod disposition;
 pub mod download;
 pub mod input;
 pub mod naming;
 pub mod pool;
 pub mod progress;
 pub mod redact;
+pub mod resume;
+pub mod retry;
 pub mod server;
 pub mod summary;
