@@ -35,6 +35,7 @@ pub fn main() -> i32 {
     use clap::Parser;
     // clap prints its own usage errors and exits 2 (0 for --help and --version).
     let cli = Cli::parse();
+    ignore_file_size_signal();
     let config = match cli.into_config() {
         Ok(config) => config,
         Err(msg) => return usage_error(&msg),
@@ -52,6 +53,18 @@ pub fn main() -> i32 {
 fn usage_error(msg: &str) -> i32 {
     eprintln!("fetchpar: {msg}");
     EXIT_USAGE
+}
+
+/// A write past RLIMIT_FSIZE (`ulimit -f`) raises SIGXFSZ, which kills the process by default,
+/// with no summary and no cleanup. Ignored, the write fails with EFBIG instead, and that file
+/// fails like any other write error while the run goes on.
+fn ignore_file_size_signal() {
+    #[cfg(unix)]
+    // SAFETY: installing SIG_IGN for one signal, before any thread is started, touches no
+    // Rust-visible state.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
 }
 
 /// First Ctrl-C: stop starting downloads and stop running ones at their next chunk.
@@ -292,6 +305,10 @@ impl Pass<'_> {
                 cancel,
                 overwrite: self.config.overwrite,
                 timeout: self.config.timeout,
+                retry: self.config.retry,
+                resume: self.config.resume,
+                max_filesize: self.config.max_filesize,
+                content_disposition: self.config.content_disposition,
             },
             cancel,
             queued: &queued,
@@ -377,14 +394,29 @@ impl Sink for Reporter {
                 outcome,
             } => {
                 self.finished += 1;
+                self.tally.bytes += outcome.bytes;
+                match &outcome.result {
+                    Ok(saved) if saved.skipped => {
+                        self.tally.skipped += 1;
+                        let line = format!("skipped {} (already complete)", saved.path.display());
+                        self.progress.finished(id, 0, Some(&line));
+                        self.print_path(&saved.path);
+                        return;
+                    }
+                    _ => {}
+                }
                 self.tally.downloads += 1;
                 self.tally.busy += outcome.elapsed;
-                self.tally.bytes += outcome.bytes;
                 match &outcome.result {
                     Ok(saved) => {
                         self.tally.saved += 1;
+                        let retried = match outcome.retries {
+                            0 => String::new(),
+                            1 => ", after 1 retry".to_string(),
+                            n => format!(", after {n} retries"),
+                        };
                         let line = format!(
-                            "saved {} ({} in {})",
+                            "saved {} ({} in {}{retried})",
                             saved.path.display(),
                             indicatif::HumanBytes(outcome.bytes),
                             summary::format_duration(outcome.elapsed)

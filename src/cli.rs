@@ -9,6 +9,7 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 
 use crate::input::ListSource;
+use crate::retry::Policy;
 
 /// Most worker threads accepted: beyond this the machine, not the network, is the limit.
 pub const MAX_JOBS: usize = 1024;
@@ -51,6 +52,27 @@ pub struct Cli {
     /// Replace existing files instead of choosing a free name (photo.1.jpg, …)
     #[arg(long)]
     pub overwrite: bool,
+
+    /// Resume NAME.part files left by an earlier run (Range + If-Range), and skip files that are
+    /// already complete
+    #[arg(short = 'c', long = "continue", conflicts_with = "overwrite")]
+    pub resume: bool,
+
+    /// Retries per URL after a connection error, timeout, cut-off body, 408, 429 or 5xx
+    #[arg(long, value_name = "N", default_value = "3")]
+    pub retries: u32,
+
+    /// Longest wait before a retry, in seconds (caps the backoff and the server's Retry-After)
+    #[arg(long = "max-retry-wait", value_name = "SECS", default_value = "60")]
+    pub max_retry_wait: Seconds,
+
+    /// Refuse bodies larger than SIZE (e.g. 500M): by Content-Length up front, else by counting
+    #[arg(long = "max-filesize", value_name = "SIZE")]
+    pub max_filesize: Option<Size>,
+
+    /// Name files as the server's Content-Disposition header says (made safe), not by the URL
+    #[arg(long = "content-disposition")]
+    pub content_disposition: bool,
 
     /// How to show progress on stderr [auto: bars on a terminal, plain lines otherwise]
     #[arg(long, value_enum, value_name = "MODE", default_value = "auto")]
@@ -184,6 +206,10 @@ pub struct Config {
     pub connect_timeout: Duration,
     pub overwrite: bool,
     pub progress: ProgressMode,
+    pub retry: Policy,
+    pub resume: bool,
+    pub max_filesize: Option<u64>,
+    pub content_disposition: bool,
 }
 
 impl Cli {
@@ -240,6 +266,13 @@ impl Cli {
             connect_timeout: self.connect_timeout.0,
             overwrite: self.overwrite,
             progress,
+            retry: Policy {
+                retries: self.retries,
+                max_wait: self.max_retry_wait.0,
+            },
+            resume: self.resume,
+            max_filesize: self.max_filesize.map(|s| s.0),
+            content_disposition: self.content_disposition,
         })
     }
 }
@@ -319,6 +352,33 @@ mod tests {
         let c = cli(&["--demo"]).unwrap().resolve(true, false).unwrap();
         assert_eq!(c.mode, Mode::Demo);
         assert!(cli(&["--demo", "http://h/"]).is_err());
+    }
+
+    #[test]
+    fn reliability_flags_resolve() {
+        let c = cli(&["http://h/"]).unwrap().resolve(true, false).unwrap();
+        assert_eq!(c.retry, Policy::default());
+        assert!(!c.resume && c.max_filesize.is_none() && !c.content_disposition);
+        let c = cli(&[
+            "-c",
+            "--retries",
+            "0",
+            "--max-retry-wait",
+            "0.5",
+            "--max-filesize",
+            "1M",
+            "--content-disposition",
+            "http://h/",
+        ])
+        .unwrap()
+        .resolve(true, false)
+        .unwrap();
+        assert_eq!(c.retry.retries, 0);
+        assert_eq!(c.retry.max_wait, Duration::from_millis(500));
+        assert!(c.resume && c.content_disposition);
+        assert_eq!(c.max_filesize, Some(1 << 20));
+        assert!(cli(&["-c", "--overwrite", "http://h/"]).is_err());
+        assert!(cli(&["--retries", "-1", "http://h/"]).is_err());
     }
 
     #[test]

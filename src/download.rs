@@ -1,27 +1,40 @@
-//! One download, start to finish: reserve a name, GET, stream 8 KiB chunks into `NAME.part`,
-//! check the length, and only then give the file its final name.
+//! One download, start to finish: GET, stream 8 KiB chunks into `NAME.part`, check the length,
+//! and only then give the file its final name; with retries, resumption and limits around it.
 //!
 //! The promise kept here: a file under its final name is complete, nothing existing is replaced
-//! unless the user asked, and every failure comes back as one readable reason.
+//! unless the user asked, bytes on disk are never spliced from two versions of a file, and every
+//! failure comes back as one readable reason.
+//!
+//! The steps are separate so that they can be reused (a ranged multi-connection download needs
+//! the same "request from offset N" and "stream into this file" steps): [`Fetcher::request`]
+//! asks for the body from an offset, [`stream_body`] copies it, [`Fetcher::commit`] names it.
 
 use std::error::Error as StdError;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use reqwest::blocking::{Client, Response};
-use reqwest::header::CONTENT_LENGTH;
+use reqwest::header::{
+    CONTENT_DISPOSITION, CONTENT_LENGTH, CONTENT_RANGE, IF_RANGE, LOCATION, RANGE, RETRY_AFTER,
+};
 use url::Url;
 
 use crate::naming::{self, Namer};
+use crate::redact;
+use crate::resume::{self, ContentRange, PartMeta};
+use crate::retry::{self, Policy};
 
 /// The streaming unit: one reusable buffer of this size per worker.
 pub const CHUNK: usize = 8 * 1024;
 
 /// Most redirects followed before giving up.
 pub const MAX_REDIRECTS: usize = 10;
+
+/// How often a worker waiting to retry looks at the cancel flag.
+const PAUSE_SLICE: Duration = Duration::from_millis(50);
 
 /// The settings every download shares.
 pub struct Fetcher<'a> {
@@ -31,13 +44,23 @@ pub struct Fetcher<'a> {
     pub overwrite: bool,
     /// Only for messages: the client enforces it.
     pub timeout: Duration,
+    pub retry: Policy,
+    /// `-c`: resume `.part` files of earlier runs, skip files already complete.
+    pub resume: bool,
+    /// `--max-filesize`: refuse bodies larger than this.
+    pub max_filesize: Option<u64>,
+    /// `--content-disposition`: let the server's proposed name (made safe) choose the file name.
+    pub content_disposition: bool,
 }
 
 /// A finished download, saved under `path`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Saved {
     pub path: PathBuf,
+    /// 0 when `skipped` (no request was made).
     pub http_status: u16,
+    /// `-c` found the file already complete and downloaded nothing.
+    pub skipped: bool,
 }
 
 /// Why a download failed, and what it left on disk.
@@ -56,8 +79,14 @@ pub struct Outcome {
     pub result: Result<Saved, Failure>,
     pub bytes: u64,
     pub elapsed: Duration,
-    /// Attempts after the first (retries are configured by the reliability options).
+    /// Attempts after the first.
     pub retries: u32,
+}
+
+impl Outcome {
+    pub fn skipped(&self) -> bool {
+        matches!(&self.result, Ok(saved) if saved.skipped)
+    }
 }
 
 impl Failure {
@@ -67,6 +96,17 @@ impl Failure {
             http_status: None,
             left: None,
             interrupted: false,
+        }
+    }
+
+    fn http(status: u16, canonical: Option<&str>) -> Failure {
+        Failure {
+            http_status: Some(status),
+            ..Failure::new(
+                format!("HTTP {status} {}", canonical.unwrap_or(""))
+                    .trim_end()
+                    .to_string(),
+            )
         }
     }
 
@@ -85,6 +125,40 @@ pub struct Started<'a> {
     pub total: Option<u64>,
 }
 
+/// How one attempt ended.
+enum Attempt {
+    /// The part file holds the whole body.
+    Done(u16),
+    /// Worth another try, after the server's `Retry-After` if it gave one.
+    Retry(Failure, Option<Duration>),
+    Fail(Failure),
+}
+
+/// A download in progress: where its bytes go and how many are already there.
+struct Transfer {
+    /// The name reservations start from (from the URL, or the server's with
+    /// `--content-disposition`).
+    name: String,
+    /// Final path and its `.part`, once reserved.
+    path: Option<PathBuf>,
+    part: Option<PathBuf>,
+    file: Option<File>,
+    /// Bytes in the part file.
+    have: u64,
+    /// Where those bytes came from.
+    meta: Option<PartMeta>,
+    /// The full size, when known.
+    total: Option<u64>,
+    started: bool,
+}
+
+/// What `-c` found on disk for a URL.
+enum Found {
+    Fresh,
+    Complete,
+    Part(PartMeta, u64),
+}
+
 impl Fetcher<'_> {
     /// Downloads `url`. `on_start` is called once the response headers are accepted; `counter`
     /// is bumped as body bytes arrive (the progress display reads it).
@@ -96,12 +170,13 @@ impl Fetcher<'_> {
     ) -> Outcome {
         let began = Instant::now();
         let mut bytes = 0;
-        let result = self.fetch_inner(url, counter, on_start, &mut bytes);
+        let mut retries = 0;
+        let result = self.fetch_inner(url, counter, on_start, &mut bytes, &mut retries);
         Outcome {
             result,
             bytes,
             elapsed: began.elapsed(),
-            retries: 0,
+            retries,
         }
     }
 
@@ -111,79 +186,372 @@ impl Fetcher<'_> {
         counter: &AtomicU64,
         on_start: &mut dyn FnMut(Started<'_>),
         bytes: &mut u64,
+        retries: &mut u32,
     ) -> Result<Saved, Failure> {
-        let name = naming::from_url(url);
-        let path = self.namer.reserve(&name);
-        if self.cancel.load(Ordering::Relaxed) {
-            return Err(interrupted(None));
+        let mut t = Transfer {
+            name: naming::from_url(url),
+            path: None,
+            part: None,
+            file: None,
+            have: 0,
+            meta: None,
+            total: None,
+            started: false,
+        };
+        if self.resume {
+            if let Some(path) = self.find_earlier(url, &mut t)? {
+                return Ok(Saved {
+                    path,
+                    http_status: 0,
+                    skipped: true,
+                });
+            }
         }
-        let mut response = self
-            .client
-            .get(url.clone())
-            .send()
-            .map_err(|e| Failure::new(describe_request_error(&e, self.timeout)))?;
+        let status = loop {
+            if self.cancel.load(Ordering::Relaxed) {
+                return Err(t.give_up(interrupted(None)));
+            }
+            match self.attempt(url, &mut t, counter, on_start, bytes) {
+                Attempt::Done(status) => break status,
+                Attempt::Fail(failure) => return Err(t.give_up(failure)),
+                Attempt::Retry(mut failure, retry_after) => {
+                    if *retries >= self.retry.retries {
+                        if *retries > 0 {
+                            let s = if *retries == 1 { "y" } else { "ies" };
+                            failure.reason =
+                                format!("{} (after {retries} retr{s})", failure.reason);
+                        }
+                        return Err(t.give_up(failure));
+                    }
+                    *retries += 1;
+                    let wait = self.retry.wait(*retries, retry_after, fastrand::f64());
+                    if !self.pause(wait) {
+                        return Err(t.give_up(interrupted(None)));
+                    }
+                }
+            }
+        };
+        let (Some(path), Some(part)) = (t.path.take(), t.part.take()) else {
+            return Err(Failure::new(
+                "internal error: no file for a finished download",
+            ));
+        };
+        drop(t.file.take());
+        let path = self.commit(&t.name, &part, path).map_err(|e| Failure {
+            left: Some(part.clone()),
+            http_status: Some(status),
+            ..Failure::new(format!("cannot rename {}: {e}", part.display()))
+        })?;
+        resume::remove(&part);
+        Ok(Saved {
+            path,
+            http_status: status,
+            skipped: false,
+        })
+    }
+
+    /// `-c`: finds this URL's file from an earlier run. Returns the path of a final file that is
+    /// already there (nothing to do), or sets up `t` to resume a `.part` or start fresh.
+    fn find_earlier(&self, url: &Url, t: &mut Transfer) -> Result<Option<PathBuf>, Failure> {
+        let me = redact::url(url);
+        let (path, found) = self.namer.reserve_by(&t.name, |path| {
+            let part = naming::part_path(path);
+            if part.exists() {
+                // Only our own part file for this same URL: never splice another URL's bytes.
+                let meta = PartMeta::load(&part).filter(|m| m.url == me)?;
+                let have = fs::metadata(&part).ok()?.len();
+                Some(Found::Part(meta, have))
+            } else if path.exists() {
+                // fetchpar gives a final name only to a complete file.
+                Some(Found::Complete)
+            } else {
+                Some(Found::Fresh)
+            }
+        });
+        match found {
+            Found::Complete => return Ok(Some(path)),
+            Found::Fresh => {}
+            Found::Part(meta, have) => {
+                let part = naming::part_path(&path);
+                let mut file = OpenOptions::new()
+                    .write(true)
+                    .open(&part)
+                    .map_err(|e| Failure::new(format!("cannot open {}: {e}", part.display())))?;
+                file.seek(SeekFrom::End(0))
+                    .map_err(|e| Failure::new(format!("cannot open {}: {e}", part.display())))?;
+                t.total = meta.total;
+                t.meta = Some(meta);
+                t.have = have;
+                t.file = Some(file);
+                t.part = Some(part);
+            }
+        }
+        t.path = Some(path);
+        Ok(None)
+    }
+
+    /// Sends the GET, asking for the body from `from` on when `from > 0`; `if_range` makes the
+    /// server send the whole (new) file instead if it changed since.
+    pub fn request(
+        &self,
+        url: &Url,
+        from: u64,
+        if_range: Option<&str>,
+    ) -> Result<Response, reqwest::Error> {
+        let mut request = self.client.get(url.clone());
+        if from > 0 {
+            request = request.header(RANGE, format!("bytes={from}-"));
+            if let Some(validator) = if_range {
+                request = request.header(IF_RANGE, validator);
+            }
+        }
+        request.send()
+    }
+
+    /// One request and as much of the body as it gives.
+    fn attempt(
+        &self,
+        url: &Url,
+        t: &mut Transfer,
+        counter: &AtomicU64,
+        on_start: &mut dyn FnMut(Started<'_>),
+        bytes: &mut u64,
+    ) -> Attempt {
+        // Without a validator we cannot tell whether the server's file changed: start over.
+        let resuming = t.have > 0 && t.meta.as_ref().is_some_and(PartMeta::has_validator);
+        let from = if resuming { t.have } else { 0 };
+        let if_range = t.meta.as_ref().and_then(PartMeta::if_range);
+        let mut response = match self.request(url, from, if_range) {
+            Ok(response) => response,
+            Err(e) => {
+                let failure = Failure::new(describe_request_error(&e, self.timeout));
+                // A bad redirect will be just as bad next time.
+                return if e.is_redirect() || e.is_builder() {
+                    Attempt::Fail(failure)
+                } else {
+                    Attempt::Retry(failure, None)
+                };
+            }
+        };
         let status = response.status();
-        if !status.is_success() {
-            return Err(Failure {
-                http_status: Some(status.as_u16()),
-                ..Failure::new(
-                    format!(
-                        "HTTP {} {}",
-                        status.as_u16(),
-                        status.canonical_reason().unwrap_or("")
-                    )
-                    .trim_end()
-                    .to_string(),
-                )
+        let code = status.as_u16();
+        let http_failure = || Failure::http(code, status.canonical_reason());
+        match code {
+            206 if resuming => match content_range(&response) {
+                Some(ContentRange::Bytes { start, total, .. })
+                    if start == t.have
+                        && t.meta
+                            .as_ref()
+                            .is_some_and(|m| m.same_version(response.headers())) =>
+                {
+                    t.total = total.or_else(|| content_length(&response).map(|n| n + start));
+                }
+                _ => {
+                    // A range from another version or at the wrong offset: the part is useless.
+                    t.have = 0;
+                    return Attempt::Retry(
+                        Failure {
+                            http_status: Some(code),
+                            ..Failure::new(
+                                "the server sent a range that does not fit the partial file",
+                            )
+                        },
+                        Some(Duration::ZERO),
+                    );
+                }
+            },
+            416 if resuming => {
+                let expected = t.meta.as_ref().and_then(|m| m.total);
+                return match content_range(&response) {
+                    Some(ContentRange::Unsatisfied { total })
+                        if total == t.have && expected.is_none_or(|e| e == total) =>
+                    {
+                        t.total = Some(total);
+                        on_started(t, on_start);
+                        Attempt::Done(code)
+                    }
+                    _ => {
+                        t.have = 0;
+                        Attempt::Retry(
+                            Failure {
+                                http_status: Some(code),
+                                ..Failure::new("the partial file is longer than the server's file")
+                            },
+                            Some(Duration::ZERO),
+                        )
+                    }
+                };
+            }
+            206 => {
+                return Attempt::Fail(Failure {
+                    http_status: Some(code),
+                    ..Failure::new("the server sent part of the file when asked for all of it")
+                })
+            }
+            _ if status.is_success() => {
+                // A whole body: anything in the part file is from before, start over.
+                t.have = 0;
+                t.total = content_length(&response);
+                t.meta = Some(PartMeta::from_response(
+                    redact::url(url),
+                    response.headers(),
+                    t.total,
+                ));
+            }
+            // The client follows every redirect it may; one it handed back leads nowhere we go.
+            _ if status.is_redirection() => {
+                let target = response
+                    .headers()
+                    .get(LOCATION)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| url.join(v).ok());
+                let reason = match target {
+                    Some(to) if !matches!(to.scheme(), "http" | "https") => {
+                        format!("redirect to unsupported scheme '{}'", to.scheme())
+                    }
+                    _ => format!("{} without a usable Location", http_failure().reason),
+                };
+                return Attempt::Fail(Failure {
+                    http_status: Some(code),
+                    ..Failure::new(reason)
+                });
+            }
+            _ if retry::retryable_status(code) => {
+                let retry_after = response
+                    .headers()
+                    .get(RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| retry::parse_retry_after(v, SystemTime::now()));
+                return Attempt::Retry(http_failure(), retry_after);
+            }
+            _ => return Attempt::Fail(http_failure()),
+        }
+        if let (Some(max), Some(total)) = (self.max_filesize, t.total) {
+            if total > max {
+                return Attempt::Fail(Failure {
+                    http_status: Some(code),
+                    ..Failure::new(too_large(max, Some(total)))
+                });
+            }
+        }
+        if let Err(f) = self.prepare_part(&response, t) {
+            return Attempt::Fail(Failure {
+                http_status: Some(code),
+                ..f
             });
         }
-        let total = content_length(&response);
-        let (path, part, mut file) = self.open_part(&name, path)?;
-        on_start(Started { path: &path, total });
-        let streamed = stream_body(&mut response, &mut file, counter, self.cancel, bytes);
-        drop(file);
-        let keep = |mut f: Failure| {
-            f.left = Some(part.clone());
-            f.http_status = Some(status.as_u16());
-            f
+        on_started(t, on_start);
+        let Some(file) = t.file.as_mut() else {
+            return Attempt::Fail(Failure::new("internal error: no part file"));
+        };
+        let before = t.have;
+        let streamed = stream_body(
+            &mut response,
+            file,
+            counter,
+            self.cancel,
+            &mut t.have,
+            self.max_filesize,
+        );
+        *bytes += t.have - before;
+        let with_status = |f: Failure| Failure {
+            http_status: Some(code),
+            ..f
         };
         match streamed {
             Ok(()) => {}
-            Err(StreamError::Cancelled) => return Err(keep(interrupted(None))),
+            Err(StreamError::Cancelled) => return Attempt::Fail(with_status(interrupted(None))),
             Err(StreamError::Write(e)) => {
                 // A local write error leaves nothing worth keeping (and may mean a full disk).
-                let _ = fs::remove_file(&part);
-                return Err(Failure {
-                    http_status: Some(status.as_u16()),
-                    ..Failure::new(format!("cannot write {}: {}", part.display(), e))
-                });
+                let reason = match &t.part {
+                    Some(part) => format!("cannot write {}: {e}", part.display()),
+                    None => format!("cannot write: {e}"),
+                };
+                t.discard();
+                return Attempt::Fail(with_status(Failure::new(reason)));
+            }
+            Err(StreamError::TooLarge) => {
+                t.discard();
+                return Attempt::Fail(with_status(Failure::new(too_large(
+                    self.max_filesize.unwrap_or(0),
+                    None,
+                ))));
             }
             Err(StreamError::Read(e)) => {
                 let what = describe_read_error(&e, self.timeout);
-                let reason = match total {
-                    Some(total) => format!("{what} after {bytes} of {total} bytes"),
-                    None => format!("{what} after {bytes} bytes"),
+                let reason = match t.total {
+                    Some(total) => format!("{what} after {} of {total} bytes", t.have),
+                    None => format!("{what} after {} bytes", t.have),
                 };
-                return Err(keep(Failure::new(reason)));
+                return Attempt::Retry(with_status(Failure::new(reason)), None);
             }
         }
-        if let Some(total) = total {
-            if *bytes != total {
-                return Err(keep(Failure::new(format!(
-                    "body has {bytes} bytes but Content-Length said {total}"
-                ))));
+        if let Some(total) = t.total {
+            if t.have != total {
+                return Attempt::Retry(
+                    with_status(Failure::new(format!(
+                        "body has {} bytes but Content-Length said {total}",
+                        t.have
+                    ))),
+                    None,
+                );
             }
         }
-        let path = self.commit(&name, &part, path).map_err(|e| {
-            keep(Failure::new(format!(
-                "cannot rename {}: {e}",
-                part.display()
-            )))
-        })?;
-        Ok(Saved {
-            path,
-            http_status: status.as_u16(),
-        })
+        Attempt::Done(code)
+    }
+
+    /// Makes the part file ready for a body from offset `t.have`: opens a fresh one (choosing
+    /// the name now, so `--content-disposition` can have its say) or empties the old one for a
+    /// restart; records where the bytes come from beside it.
+    fn prepare_part(&self, response: &Response, t: &mut Transfer) -> Result<(), Failure> {
+        if t.file.is_none() {
+            if self.content_disposition {
+                if let Some(name) = response
+                    .headers()
+                    .get(CONTENT_DISPOSITION)
+                    .and_then(|v| crate::disposition::filename(v.as_bytes()))
+                {
+                    t.name = name;
+                    t.path = None;
+                }
+            }
+            let path = match t.path.take() {
+                Some(path) => path,
+                None => self.namer.reserve(&t.name),
+            };
+            let (path, part, file) = self.open_part(&t.name, path)?;
+            t.path = Some(path);
+            t.part = Some(part);
+            t.file = Some(file);
+        }
+        let (Some(file), Some(part)) = (t.file.as_mut(), t.part.as_ref()) else {
+            return Err(Failure::new("internal error: no part file"));
+        };
+        if t.have == 0 {
+            file.set_len(0)
+                .and_then(|()| file.seek(SeekFrom::Start(0)).map(drop))
+                .map_err(|e| Failure::new(format!("cannot write {}: {e}", part.display())))?;
+            if let Some(meta) = &t.meta {
+                // Without the sidecar the part could not be resumed; the download itself is fine.
+                let _ = meta.save(part);
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits before a retry; `false` if Ctrl-C came meanwhile.
+    fn pause(&self, wait: Duration) -> bool {
+        let until = Instant::now() + wait;
+        loop {
+            if self.cancel.load(Ordering::Relaxed) {
+                return false;
+            }
+            let now = Instant::now();
+            if now >= until {
+                return true;
+            }
+            std::thread::sleep((until - now).min(PAUSE_SLICE));
+        }
     }
 
     /// Opens `PATH.part` with `create_new`: if another process took the name since we reserved
@@ -225,7 +593,7 @@ impl Fetcher<'_> {
 
     /// Gives the finished `.part` its final name without replacing anything (unless overwriting):
     /// a hard link fails if the target exists, where a rename would silently replace it.
-    fn commit(&self, name: &str, part: &Path, mut path: PathBuf) -> io::Result<PathBuf> {
+    pub fn commit(&self, name: &str, part: &Path, mut path: PathBuf) -> io::Result<PathBuf> {
         if self.overwrite {
             fs::rename(part, &path)?;
             return Ok(path);
@@ -250,6 +618,54 @@ impl Fetcher<'_> {
     }
 }
 
+impl Transfer {
+    /// Ends a failed download: keeps a part file with genuine bytes (and its sidecar, so `-c`
+    /// can resume it), removes an empty one, and says which.
+    fn give_up(&mut self, mut failure: Failure) -> Failure {
+        drop(self.file.take());
+        match self.part.take() {
+            Some(part) if self.have > 0 => failure.left = Some(part),
+            Some(_) => self.discard(),
+            None => {}
+        }
+        failure
+    }
+
+    /// Removes the part file and its sidecar.
+    fn discard(&mut self) {
+        drop(self.file.take());
+        if let Some(part) = self.part.take() {
+            let _ = fs::remove_file(&part);
+            resume::remove(&part);
+        }
+        self.have = 0;
+    }
+}
+
+fn on_started(t: &mut Transfer, on_start: &mut dyn FnMut(Started<'_>)) {
+    if t.started {
+        return;
+    }
+    if let Some(path) = &t.path {
+        t.started = true;
+        on_start(Started {
+            path,
+            total: t.total,
+        });
+    }
+}
+
+fn too_large(max: u64, total: Option<u64>) -> String {
+    match total {
+        Some(total) => format!(
+            "the file is {total} bytes, more than --max-filesize {max} (raise it to download this)"
+        ),
+        None => {
+            format!("the body grew past --max-filesize {max} bytes (raise it to download this)")
+        }
+    }
+}
+
 fn interrupted(left: Option<PathBuf>) -> Failure {
     Failure {
         interrupted: true,
@@ -269,20 +685,30 @@ fn content_length(response: &Response) -> Option<u64> {
         .ok()
 }
 
-enum StreamError {
+fn content_range(response: &Response) -> Option<ContentRange> {
+    resume::parse_content_range(response.headers().get(CONTENT_RANGE)?.to_str().ok()?)
+}
+
+pub enum StreamError {
     Cancelled,
     Read(io::Error),
     Write(io::Error),
+    /// `written` would pass the limit.
+    TooLarge,
 }
 
 /// The hot loop: one stack buffer, no allocation, no lock; one relaxed atomic add per chunk.
-fn stream_body(
+/// `written` counts what is in `out` (so a resumed file starts above zero) and may not pass
+/// `limit`.
+pub fn stream_body(
     body: &mut impl Read,
-    file: &mut File,
+    out: &mut impl Write,
     counter: &AtomicU64,
     cancel: &AtomicBool,
-    bytes: &mut u64,
+    written: &mut u64,
+    limit: Option<u64>,
 ) -> Result<(), StreamError> {
+    let limit = limit.unwrap_or(u64::MAX);
     let mut buf = [0u8; CHUNK];
     loop {
         if cancel.load(Ordering::Relaxed) {
@@ -294,8 +720,11 @@ fn stream_body(
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(StreamError::Read(e)),
         };
-        file.write_all(&buf[..n]).map_err(StreamError::Write)?;
-        *bytes += n as u64;
+        if written.saturating_add(n as u64) > limit {
+            return Err(StreamError::TooLarge);
+        }
+        out.write_all(&buf[..n]).map_err(StreamError::Write)?;
+        *written += n as u64;
         counter.fetch_add(n as u64, Ordering::Relaxed);
     }
 }
@@ -346,12 +775,18 @@ pub fn describe_request_error(err: &reqwest::Error, timeout: Duration) -> String
 
 /// One line for a body read that failed part-way.
 fn describe_read_error(err: &io::Error, timeout: Duration) -> String {
-    let timed_out = chain(err).any(|e| {
-        e.downcast_ref::<reqwest::Error>()
-            .is_some_and(reqwest::Error::is_timeout)
-            || e.downcast_ref::<io::Error>()
-                .is_some_and(|e| e.kind() == io::ErrorKind::TimedOut)
-    });
+    // reqwest wraps its timeout in an `io::Error` whose `source()` skips the wrapped error, so
+    // the chain alone would miss it: look inside with `get_ref` too.
+    let wrapped = err
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<reqwest::Error>());
+    let timed_out = wrapped.is_some_and(reqwest::Error::is_timeout)
+        || chain(err).any(|e| {
+            e.downcast_ref::<reqwest::Error>()
+                .is_some_and(reqwest::Error::is_timeout)
+                || e.downcast_ref::<io::Error>()
+                    .is_some_and(|e| e.kind() == io::ErrorKind::TimedOut)
+        });
     if timed_out {
         return format!("timed out: no data for {}", seconds(timeout));
     }
@@ -404,7 +839,7 @@ mod tests {
             Ok(vec![2; 5]),
             Err(io::Error::from(io::ErrorKind::ConnectionReset)),
         ]);
-        let r = stream_body(&mut body, &mut file, &counter, &cancel, &mut bytes);
+        let r = stream_body(&mut body, &mut file, &counter, &cancel, &mut bytes, None);
         assert!(matches!(r, Err(StreamError::Read(_))));
         assert_eq!(bytes, 15);
         assert_eq!(counter.load(Ordering::Relaxed), 15);
@@ -423,6 +858,7 @@ mod tests {
             &AtomicU64::new(0),
             &cancel,
             &mut bytes,
+            None,
         );
         assert!(matches!(r, Err(StreamError::Cancelled)));
         assert_eq!(bytes, 0);

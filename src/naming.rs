@@ -107,8 +107,24 @@ impl Namer {
     }
 
     /// Reserves the first free variant of `name` (a safe relative path inside the directory):
-    /// `name`, then `name.1`, `name.2`, … before the extension.
+    /// `name`, then `name.1`, `name.2`, … before the extension. A name whose file or `.part`
+    /// exists on disk is not free, so a leftover part is never clobbered.
     pub fn reserve(&self, name: &str) -> PathBuf {
+        let overwrite = self.overwrite;
+        self.reserve_by(name, |path| {
+            (overwrite || !(path.exists() || part_path(path).exists())).then_some(())
+        })
+        .0
+    }
+
+    /// Reserves the first variant of `name` not yet taken in this run that `judge` accepts,
+    /// with what `judge` said about it. `judge` must accept a path where nothing exists on disk
+    /// (so the search ends).
+    pub fn reserve_by<T>(
+        &self,
+        name: &str,
+        mut judge: impl FnMut(&Path) -> Option<T>,
+    ) -> (PathBuf, T) {
         // A poisoned lock only means another worker panicked mid-insert; the set is still sound.
         let mut taken = self.taken.lock().unwrap_or_else(|e| e.into_inner());
         for n in 0.. {
@@ -116,13 +132,12 @@ impl Namer {
             if taken.contains(&path) {
                 continue;
             }
-            if !self.overwrite && (path.exists() || part_path(&path).exists()) {
-                continue;
+            if let Some(verdict) = judge(&path) {
+                taken.insert(path.clone());
+                return (path, verdict);
             }
-            taken.insert(path.clone());
-            return path;
         }
-        unreachable!("an unbounded range always yields a free name")
+        unreachable!("an unbounded range always reaches a name with nothing on disk")
     }
 }
 

@@ -70,7 +70,8 @@ pub struct Reply {
     /// Held back before the status line, as a distant server would.
     pub delay: Duration,
     pub fault: Fault,
-    /// Answer `Range: bytes=N-` / `bytes=N-M` with 206 and a `Content-Range`.
+    /// Answer `Range: bytes=N-` / `bytes=N-M` with 206 and a `Content-Range` (200 instead when
+    /// an `If-Range` does not match this reply's `ETag` or `Last-Modified` header).
     pub ranges: bool,
 }
 
@@ -297,7 +298,14 @@ fn write_reply(out: &mut TcpStream, req: &Request, reply: &Reply) -> io::Result<
     let mut extra = String::new();
     if reply.ranges && status == 200 {
         extra.push_str("Accept-Ranges: bytes\r\n");
-        if let Some(range) = req.header("range") {
+        // `If-Range` that does not name this version: the whole file, as RFC 9110 says.
+        let same_version = req.header("if-range").is_none_or(|wanted| {
+            reply.headers.iter().any(|(name, value)| {
+                (name.eq_ignore_ascii_case("etag") || name.eq_ignore_ascii_case("last-modified"))
+                    && value == wanted
+            })
+        });
+        if let Some(range) = req.header("range").filter(|_| same_version) {
             match parse_range(range, reply.body.len()) {
                 Some((start, end)) => {
                     status = 206;

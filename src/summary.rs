@@ -14,6 +14,8 @@ pub struct Tally {
     /// Worker threads used.
     pub jobs: usize,
     pub saved: usize,
+    /// Files `-c` found already complete (not counted in `saved`).
+    pub skipped: usize,
     /// Downloads that failed, plus inputs that were not valid URLs.
     pub failed: usize,
     /// Body bytes received (saved or not).
@@ -119,6 +121,9 @@ pub fn comparison_line(t: &Tally) -> Option<String> {
 pub fn render(t: &Tally) -> String {
     let mut out = String::new();
     let _ = write!(out, "{} saved", plural(t.saved, "file", "files"));
+    if t.skipped > 0 {
+        let _ = write!(out, ", {} already complete", t.skipped);
+    }
     if t.failed > 0 {
         let _ = write!(out, ", {} failed", t.failed);
     }
@@ -254,6 +259,18 @@ mod tests {
         assert!(
             s.ends_with("4 files: 2.00 s one after another, 1.00 s with 2 workers (2.0x faster)\n")
         );
+    }
+
+    #[test]
+    fn summary_counts_skipped_files_apart() {
+        let t = Tally {
+            jobs: 1,
+            saved: 1,
+            skipped: 2,
+            wall: ms(1000),
+            ..Tally::default()
+        };
+        assert!(render(&t).starts_with("1 file saved, 2 already complete, 0 B in 1.00 s"));
     }
 
     #[test]

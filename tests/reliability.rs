@@ -1,0 +1,851 @@
+//! Reliability against a misbehaving network, hostile servers and hostile names: one test per
+//! fault, each checking the exit status, the error line, the bytes on disk, and that nothing was
+//! written outside the output directory.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// Keeps every retry wait tiny: the tests check what is retried, not how long we wait.
+const FAST: [&str; 2] = ["--max-retry-wait", "0.02"];
+
+/// A run's output directory inside a scratch root, so a test can see anything written beside it.
+struct Sandbox {
+    root: tempfile::TempDir,
+}
+
+impl Sandbox {
+    fn new() -> Sandbox {
+        Sandbox {
+            root: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn out(&self) -> PathBuf {
+        self.root.path().join("out")
+    }
+
+    /// fetchpar run from the root, saving into `out`.
+    fn cmd(&self) -> assert_cmd::Command {
+        let mut cmd = fetchpar();
+        cmd.current_dir(self.root.path()).arg("-o").arg(self.out());
+        cmd
+    }
+
+    /// Runs and returns (exit status, stdout lines, stderr lines), after checking that the
+    /// root holds nothing but the output directory.
+    fn run(&self, args: &[&str]) -> (i32, Vec<String>, Vec<String>) {
+        let output = self.cmd().args(args).output().unwrap();
+        self.assert_nothing_outside();
+        (
+            output.status.code().unwrap_or(-1),
+            lines(&output.stdout),
+            lines(&output.stderr),
+        )
+    }
+
+    fn assert_nothing_outside(&self) {
+        let names: Vec<_> = std::fs::read_dir(self.root.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            names.is_empty() || names == ["out"],
+            "written outside the output directory: {names:?}"
+        );
+    }
+
+    /// Checksums of everything in `out` (empty if it does not exist).
+    fn files(&self) -> BTreeMap<String, String> {
+        if self.out().exists() {
+            checksums(&self.out())
+        } else {
+            BTreeMap::new()
+        }
+    }
+}
+
+/// Deterministic bytes that differ by `seed`.
+fn body(len: usize, seed: u8) -> Arc<[u8]> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 8) as u8)
+        .collect::<Vec<u8>>()
+        .into()
+}
+
+fn one(files: &[(&str, &[u8])]) -> BTreeMap<String, String> {
+    files
+        .iter()
+        .map(|(name, bytes)| (name.to_string(), sha256(bytes)))
+        .collect()
+}
+
+/// The stderr line reporting a failure of `url`.
+fn error_line<'a>(stderr: &'a [String], url: &str) -> &'a str {
+    let prefix = format!("fetchpar: {url}: ");
+    stderr
+        .iter()
+        .find(|l| l.starts_with(&prefix))
+        .unwrap_or_else(|| panic!("no error line for {url} in {stderr:#?}"))
+}
+
+fn count(server: &Server, path: &str) -> usize {
+    server
+        .requests()
+        .iter()
+        .filter(|r| r.path() == path)
+        .count()
+}
+
+/// A server that answers `fault` to the first `k` requests, then serves `data` properly.
+fn flaky(
+    k: usize,
+    data: Arc<[u8]>,
+    fault: impl Fn(Arc<[u8]>) -> Reply + Send + Sync + 'static,
+) -> Server {
+    let seen = AtomicUsize::new(0);
+    Server::start(move |_| {
+        if seen.fetch_add(1, Ordering::SeqCst) < k {
+            fault(data.clone())
+        } else {
+            Reply::file(data.clone()).with_header("ETag", "\"v1\"")
+        }
+    })
+    .unwrap()
+}
+
+#[test]
+fn status_503_and_429_with_retry_after_are_retried_until_success() {
+    let data = body(50_000, 1);
+    // Retry-After in seconds, then as an HTTP date: both far above --max-retry-wait, which caps them.
+    let seen = AtomicUsize::new(0);
+    let served = data.clone();
+    let server = Server::start(move |_| match seen.fetch_add(1, Ordering::SeqCst) {
+        0 => Reply::status(503).with_header("Retry-After", "120"),
+        1 => Reply::status(429).with_header("Retry-After", "Fri, 31 Dec 2100 23:59:59 GMT"),
+        _ => Reply::file(served.clone()),
+    })
+    .unwrap();
+    let sandbox = Sandbox::new();
+    let url = server.url("/data.bin");
+    let (code, stdout, stderr) = sandbox.run(&[&url, FAST[0], FAST[1]]);
+    assert_eq!(code, 0, "{stderr:#?}");
+    assert_eq!(sandbox.files(), one(&[("data.bin", &data)]));
+    assert_eq!(count(&server, "/data.bin"), 3);
+    assert_eq!(stdout.len(), 1);
+    assert!(
+        stderr
+            .iter()
+            .any(|l| l.contains("saved") && l.contains("after 2 retries")),
+        "{stderr:#?}"
+    );
+}
+
+#[test]
+fn retries_give_up_with_the_count_in_the_error_line() {
+    let server = Server::start(|_| Reply::status(503)).unwrap();
+    let sandbox = Sandbox::new();
+    let url = server.url("/busy.bin");
+    let (code, stdout, stderr) = sandbox.run(&[&url, "--retries", "2", FAST[0], FAST[1]]);
+    assert_eq!(code, 1);
+    assert!(stdout.is_empty());
+    assert_eq!(
+        error_line(&stderr, &url),
+        format!("fetchpar: {url}: HTTP 503 Service Unavailable (after 2 retries); nothing saved")
+    );
+    assert_eq!(count(&server, "/busy.bin"), 3);
+    assert!(sandbox.files().is_empty());
+}
+
+#[test]
+fn not_found_and_forbidden_fail_at_once() {
+    let server = Server::start(|req| match req.path() {
+        "/gone" => Reply::status(404),
+        _ => Reply::status(403),
+    })
+    .unwrap();
+    let sandbox = Sandbox::new();
+    let (gone, secret) = (server.url("/gone"), server.url("/secret"));
+    let (code, _, stderr) = sandbox.run(&[&gone, &secret, FAST[0], FAST[1]]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        error_line(&stderr, &gone),
+        format!("fetchpar: {gone}: HTTP 404 Not Found; nothing saved")
+    );
+    assert_eq!(
+        error_line(&stderr, &secret),
+        format!("fetchpar: {secret}: HTTP 403 Forbidden; nothing saved")
+    );
+    assert_eq!(count(&server, "/gone"), 1);
+    assert_eq!(count(&server, "/secret"), 1);
+    assert!(sandbox.files().is_empty());
+}
+
+#[test]
+fn connection_refused_is_retried_then_reported() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}/x.bin");
+    let sandbox = Sandbox::new();
+    let (code, _, stderr) = sandbox.run(&[&url, "--retries", "1", FAST[0], FAST[1]]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        error_line(&stderr, &url),
+        format!("fetchpar: {url}: connection refused (after 1 retry); nothing saved")
+    );
+    assert!(sandbox.files().is_empty());
+}
+
+#[test]
+fn reset_mid_body_resumes_with_a_range_request() {
+    let data = body(200_000, 2);
+    let server = flaky(1, data.clone(), |d| {
+        Reply::file(d)
+            .with_header("ETag", "\"v1\"")
+            .with_fault(Fault::ResetAfter(120_000))
+    });
+    let sandbox = Sandbox::new();
+    let url = server.url("/big.bin");
+    let (code, _, stderr) = sandbox.run(&[&url, FAST[0], FAST[1]]);
+    assert_eq!(code, 0, "{stderr:#?}");
+    assert_eq!(sandbox.files(), one(&[("big.bin", &data)]));
+    let requests = server.requests();
+    assert_eq!(requests.len(), 2);
+    assert_eq!(requests[0].header("range"), None);
+    let range = requests[1]
+        .header("range")
+        .expect("the retry asks for the rest");
+    let from: u64 = range
+        .strip_prefix("bytes=")
+        .and_then(|r| r.strip_suffix('-'))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("odd range {range}"));
+    assert!(from > 0 && from <= 120_000, "{range}");
+    assert_eq!(requests[1].header("if-range"), Some("\"v1\""));
+}
+
+#[test]
+fn short_body_without_a_validator_starts_over() {
+    let data = body(100_000, 3);
+    let served = data.clone();
+    let seen = AtomicUsize::new(0);
+    let server = Server::start(move |_| {
+        let reply = Reply::file(served.clone());
+        if seen.fetch_add(1, Ordering::SeqCst) == 0 {
+            reply.with_fault(Fault::ShortBody(40_000))
+        } else {
+            reply
+        }
+    })
+    .unwrap();
+    let sandbox = Sandbox::new();
+    let url = server.url("/plain.bin");
+    let (code, _, stderr) = sandbox.run(&[&url, FAST[0], FAST[1]]);
+    assert_eq!(code, 0, "{stderr:#?}");
+    assert_eq!(sandbox.files(), one(&[("plain.bin", &data)]));
+    let requests = server.requests();
+    assert_eq!(requests.len(), 2);
+    assert_eq!(requests[1].header("range"), None, "no validator: no resume");
+}
+
+#[test]
+fn a_file_changed_on_the_server_restarts_instead_of_splicing() {
+    let (old, new) = (body(100_000, 4), body(100_000, 5));
+    let (old_served, new_served) = (old.clone(), new.clone());
+    let seen = AtomicUsize::new(0);
+    let server = Server::start(move |_| {
+        if seen.fetch_add(1, Ordering::SeqCst) == 0 {
+            Reply::file(old_served.clone())
+                .with_header("ETag", "\"old\"")
+                .with_fault(Fault::ShortBody(30_000))
+        } else {
+            Reply::file(new_served.clone()).with_header("ETag", "\"new\"")
+        }
+    })
+    .unwrap();
+    let sandbox = Sandbox::new();
+    let url = server.url("/doc.bin");
+    let (code, _, stderr) = sandbox.run(&[&url, FAST[0], FAST[1]]);
+    assert_eq!(code, 0, "{stderr:#?}");
+    assert_eq!(sandbox.files(), one(&[("doc.bin", &new)]));
+    assert_eq!(server.requests()[1].header("if-range"), Some("\"old\""));
+}
+
+#[test]
+fn a_range_at_the_wrong_offset_is_not_appended() {
+    let data = body(80_000, 6);
+    let served = data.clone();
+    let seen = AtomicUsize::new(0);
+    let len = data.len();
+    let server = Server::start(move |req| {
+        let first = seen.fetch_add(1, Ordering::SeqCst) == 0;
+        let reply = Reply::file(served.clone()).with_header("ETag", "\"v1\"");
+        if first {
+            reply.with_fault(Fault::ShortBody(20_000))
+        } else if req.header("range").is_some() {
+            // A broken server: says 206 but sends the file from the start.
+            reply
+                .without_ranges()
+                .with_status(206)
+                .with_header("Content-Range", &format!("bytes 0-{}/{len}", len - 1))
+        } else {
+            reply
+        }
+    })
+    .unwrap();
+    let sandbox = Sandbox::new();
+    let url = server.url("/r.bin");
+    let (code, _, stderr) = sandbox.run(&[&url, FAST[0], FAST[1]]);
+    assert_eq!(code, 0, "{stderr:#?}");
+    assert_eq!(sandbox.files(), one(&[("r.bin", &data)]));
+    let requests = server.requests();
+    assert_eq!(requests.len(), 3);
+    assert_eq!(requests[2].header("range"), None);
+}
+
+/// Leaves `name.part` (and its sidecar) behind: a run whose only attempt is cut off.
+fn leave_part(sandbox: &Sandbox, url: &str, name: &str) -> u64 {
+    let (code, _, stderr) = sandbox.run(&[url, "--retries", "0"]);
+    assert_eq!(code, 1);
+    let part = sandbox.out().join(format!("{name}.part"));
+    assert!(
+        error_line(&stderr, url).ends_with(&format!("; partial data kept in {}", part.display())),
+        "{stderr:#?}"
+    );
+    assert!(sandbox.out().join(format!("{name}.part.meta")).exists());
+    std::fs::metadata(&part).unwrap().len()
+}
+
+#[test]
+fn continue_resumes_a_part_file_from_an_earlier_run() {
+    let data = body(150_000, 7);
+    let server = flaky(1, data.clone(), |d| {
+        Reply::file(d)
+            .with_header("ETag", "\"v1\"")
+            .with_fault(Fault::ShortBody(60_000))
+    });
+    let sandbox = Sandbox::new();
+    let url = server.url("/movie.bin");
+    let have = leave_part(&sandbox, &url, "movie.bin");
+    assert!(have > 0 && have <= 60_000);
+
+    let (code, stdout, stderr) = sandbox.run(&["-c", &url]);
+    assert_eq!(code, 0, "{stderr:#?}");
+    assert_eq!(
+        sandbox.files(),
+        one(&[("movie.bin", &data)]),
+        "no .part, no .meta left"
+    );
+    assert_eq!(
+        stdout,
+        [sandbox.out().join("movie.bin").display().to_string()]
+    );
+    let resumed = &server.requests()[1];
+    assert_eq!(
+        resumed.header("range"),
+        Some(format!("bytes={have}-").as_str())
+    );
+    assert_eq!(resumed.header("if-range"), Some("\"v1\""));
+}
+
+#[test]
+fn continue_starts_over_when_the_server_ignores_ranges() {
+    let data = body(90_000, 8);
+    let served = data.clone();
+    let seen = AtomicUsize::new(0);
+    let server = Server::start(move |_| {
+        let reply = Reply::file(served.clone()).with_header("ETag", "\"v1\"");
+        if seen.fetch_add(1, Ordering::SeqCst) == 0 {
+            reply.with_fault(Fault::ShortBody(30_000))
+        } else {
+            reply.without_ranges()
+        }
+    })
+    .unwrap();
+    let sandbox = Sandbox::new();
+    let url = server.url("/norange.bin");
+    leave_part(&sandbox, &url, "norange.bin");
+    let (code, _, stderr) = sandbox.run(&["-c", &url]);
+    assert_eq!(code, 0, "{stderr:#?}");
+    assert_eq!(sandbox.files(), one(&[("norange.bin", &data)]));
+}
+
+/// Writes a part file and the sidecar an earlier run would have left.
+fn fake_part(sandbox: &Sandbox, name: &str, url: &str, bytes: &[u8], total: usize) {
+    std::fs::create_dir_all(sandbox.out()).unwrap();
+    let part = sandbox.out().join(format!("{name}.part"));
+    std::fs::write(&part, bytes).unwrap();
+    std::fs::write(
+        sandbox.out().join(format!("{name}.part.meta")),
+        format!("fetchpar-part 1\nurl {url}\netag \"v1\"\ntotal {total}\n"),
+    )
+    .unwrap();
+}
+
+#[test]
+fn continue_with_a_complete_part_checks_the_416_size() {
+    let data = body(30_000, 9);
+    let served = data.clone();
+    let server =
+        Server::start(move |_| Reply::file(served.clone()).with_header("ETag", "\"v1\"")).unwrap();
+    let sandbox = Sandbox::new();
+    // All the bytes arrived but the earlier run stopped before renaming.
+    let done = server.url("/done.bin");
+    fake_part(&sandbox, "done.bin", &done, &data, data.len());
+    // A part longer than the file: 416 with another size, so it starts over.
+    let long = server.url("/long.bin");
+    let mut junk = data.to_vec();
+    junk.extend_from_slice(b"extra bytes from somewhere else");
+    fake_part(&sandbox, "long.bin", &long, &junk, junk.len());
+    let (code, _, stderr) = sandbox.run(&["-c", &done, &long, FAST[0], FAST[1]]);
+    assert_eq!(code, 0, "{stderr:#?}");
+    assert_eq!(
+        sandbox.files(),
+        one(&[("done.bin", &data), ("long.bin", &data)])
+    );
+    assert_eq!(count(&server, "/done.bin"), 1, "one 416, no download");
+}
+
+#[test]
+fn continue_leaves_other_urls_part_files_alone() {
+    let data = body(20_000, 10);
+    let served = data.clone();
+    let server =
+        Server::start(move |_| Reply::file(served.clone()).with_header("ETag", "\"v1\"")).unwrap();
+    let sandbox = Sandbox::new();
+    let url = server.url("/a/same.bin");
+    fake_part(
+        &sandbox,
+        "same.bin",
+        &server.url("/b/same.bin"),
+        b"not ours",
+        20_000,
+    );
+    let (code, _, stderr) = sandbox.run(&["-c", &url]);
+    assert_eq!(code, 0, "{stderr:#?}");
+    let files = sandbox.files();
+    assert_eq!(files.get("same.1.bin"), Some(&sha256(&data)));
+    assert_eq!(files.get("same.bin.part"), Some(&sha256(b"not ours")));
+    assert!(server.requests()[0].header("range").is_none());
+}
+
+#[test]
+fn continue_skips_files_already_complete() {
+    let (server, expected) = file_server(3, 1000, 5000, Duration::ZERO);
+    let urls: Vec<String> = expected
+        .keys()
+        .map(|n| server.url(&format!("/{n}")))
+        .collect();
+    let args: Vec<&str> = urls.iter().map(String::as_str).collect();
+    let sandbox = Sandbox::new();
+    assert_eq!(sandbox.run(&args).0, 0);
+    let before = server.requests().len();
+
+    let mut again = vec!["-c"];
+    again.extend(&args);
+    let (code, stdout, stderr) = sandbox.run(&again);
+    assert_eq!(code, 0, "{stderr:#?}");
+    assert_eq!(server.requests().len(), before, "nothing downloaded again");
+    assert_eq!(sandbox.files(), expected);
+    assert_eq!(stdout.len(), 3, "skipped files are still listed");
+    assert_eq!(
+        stderr
+            .iter()
+            .filter(|l| l.contains("skipped") && l.contains("already complete"))
+            .count(),
+        3,
+        "{stderr:#?}"
+    );
+    assert!(
+        stderr
+            .iter()
+            .any(|l| l.starts_with("0 files saved, 3 already complete")),
+        "{stderr:#?}"
+    );
+}
+
+#[test]
+fn ctrl_c_stops_a_blocked_download_keeps_parts_and_continue_finishes_them() {
+    let stall = Arc::new(AtomicBool::new(true));
+    let files: Vec<(String, Arc<[u8]>)> = (0..3)
+        .map(|i| (format!("/f{i}.bin"), body(100_000 + i * 1000, 20 + i as u8)))
+        .collect();
+    let served = files.clone();
+    let stalling = stall.clone();
+    let server = Server::start(move |req| {
+        let Some((_, data)) = served.iter().find(|(p, _)| p == req.path()) else {
+            return Reply::status(404);
+        };
+        let reply = Reply::file(data.clone()).with_header("ETag", "\"v1\"");
+        if stalling.load(Ordering::SeqCst) {
+            reply.with_fault(Fault::StallAfter(40_000, Duration::from_secs(60)))
+        } else {
+            reply
+        }
+    })
+    .unwrap();
+    let sandbox = Sandbox::new();
+    let urls: Vec<String> = files.iter().map(|(p, _)| server.url(p)).collect();
+    // A long --timeout: only the Ctrl-C grace period can end this run early.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_fetchpar"))
+        .current_dir(sandbox.root.path())
+        .env("NO_PROXY", "127.0.0.1")
+        .env_remove("http_proxy")
+        .env_remove("HTTP_PROXY")
+        .args(["--timeout", "60", "-j", "4", "-o"])
+        .arg(sandbox.out())
+        .args(&urls)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let parts: Vec<PathBuf> = files
+        .iter()
+        .map(|(p, _)| {
+            sandbox
+                .out()
+                .join(format!("{}.part", p.trim_start_matches('/')))
+        })
+        .collect();
+    let give_up = Instant::now() + Duration::from_secs(30);
+    while !parts
+        .iter()
+        .all(|p| std::fs::metadata(p).is_ok_and(|m| m.len() > 0))
+    {
+        assert!(Instant::now() < give_up, "downloads never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let killed = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    // A hang guard, not a timing check: without the grace period the run would sit out the
+    // 60 s --timeout, so it must be gone long before then.
+    let guard = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > guard {
+            child.kill().unwrap();
+            panic!("Ctrl-C did not stop a run blocked on a silent server");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(130));
+    let stderr = lines(&output.stderr);
+    assert!(
+        stderr
+            .iter()
+            .any(|l| l.contains("interrupted: partial downloads were kept")),
+        "{stderr:#?}"
+    );
+    for part in &parts {
+        assert!(part.exists(), "{} kept", part.display());
+    }
+    sandbox.assert_nothing_outside();
+
+    stall.store(false, Ordering::SeqCst);
+    let mut args = vec!["-c".to_string()];
+    args.extend(urls.iter().cloned());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, _, stderr) = sandbox.run(&args);
+    assert_eq!(code, 0, "{stderr:#?}");
+    let expected: BTreeMap<String, String> = files
+        .iter()
+        .map(|(p, d)| (p.trim_start_matches('/').to_string(), sha256(d)))
+        .collect();
+    assert_eq!(sandbox.files(), expected);
+    let resumed = server
+        .requests()
+        .iter()
+        .filter(|r| r.header("range").is_some())
+        .count();
+    assert_eq!(resumed, 3, "every file resumed from its part");
+}
+
+#[test]
+fn a_write_error_is_one_line_and_removes_the_part() {
+    let big = body(200_000, 30);
+    let small = body(1000, 31);
+    let (b, s) = (big.clone(), small.clone());
+    let server = Server::start(move |req| match req.path() {
+        "/big.bin" => Reply::file(b.clone()),
+        _ => Reply::file(s.clone()),
+    })
+    .unwrap();
+    let sandbox = Sandbox::new();
+    let (big_url, small_url) = (server.url("/big.bin"), server.url("/small.bin"));
+    // 64 blocks is 32 or 64 KiB depending on the shell: far below the big file either way.
+    let script = format!(
+        "ulimit -f 64 && exec '{}' -j 1 -o '{}' '{}' '{}'",
+        env!("CARGO_BIN_EXE_fetchpar"),
+        sandbox.out().display(),
+        small_url,
+        big_url
+    );
+    let output = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .current_dir(sandbox.root.path())
+        .env("NO_PROXY", "127.0.0.1")
+        .output()
+        .unwrap();
+    sandbox.assert_nothing_outside();
+    let stderr = lines(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr:#?}");
+    let line = error_line(&stderr, &big_url);
+    let part = sandbox.out().join("big.bin.part");
+    assert!(
+        line.starts_with(&format!(
+            "fetchpar: {big_url}: cannot write {}: ",
+            part.display()
+        )) && line.ends_with("; nothing saved"),
+        "{line}"
+    );
+    assert!(
+        !stderr.iter().any(|l| l.contains("panicked")),
+        "{stderr:#?}"
+    );
+    assert_eq!(sandbox.files(), one(&[("small.bin", &small)]));
+    assert_eq!(
+        count(&server, "/big.bin"),
+        1,
+        "a local fault is not retried"
+    );
+}
+
+#[test]
+fn max_filesize_refuses_by_content_length_and_by_counting() {
+    let data = body(100_000, 40);
+    let served = data.clone();
+    let server = Server::start(move |req| match req.path() {
+        "/sized.bin" => Reply::file(served.clone()),
+        "/endless.bin" => Reply::file(served.clone()).with_fault(Fault::UntilClose),
+        _ => Reply::file(served[..1000].to_vec()),
+    })
+    .unwrap();
+    let sandbox = Sandbox::new();
+    let (sized, endless, ok) = (
+        server.url("/sized.bin"),
+        server.url("/endless.bin"),
+        server.url("/ok.bin"),
+    );
+    let (code, _, stderr) = sandbox.run(&[&sized, &endless, &ok, "--max-filesize", "50K"]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        error_line(&stderr, &sized),
+        format!(
+            "fetchpar: {sized}: the file is 100000 bytes, more than --max-filesize 51200 \
+             (raise it to download this); nothing saved"
+        )
+    );
+    assert_eq!(
+        error_line(&stderr, &endless),
+        format!(
+            "fetchpar: {endless}: the body grew past --max-filesize 51200 bytes \
+             (raise it to download this); nothing saved"
+        )
+    );
+    assert_eq!(sandbox.files(), one(&[("ok.bin", &data[..1000])]));
+    assert_eq!(count(&server, "/endless.bin"), 1, "not retried");
+}
+
+#[test]
+fn content_disposition_names_are_made_safe() {
+    let hostile = [
+        ("attachment; filename=\"../../x\"", ".._.._x"),
+        ("attachment; filename=\"..%2F..%2Fy\"", ".._.._y"),
+        ("attachment; filename*=UTF-8''..%2F..%2Fz", ".._.._z"),
+        ("attachment; filename=\"/etc/passwd\"", "_etc_passwd"),
+        ("attachment; filename=\"C:\\\\w\"", "C:_w"),
+        ("attachment; filename*=UTF-8''nul%00name", "nul_name"),
+        ("attachment; filename=\"bell%07%1B[31m\"", "bell__[31m"),
+        ("attachment; filename=\".\"", "index.html"),
+        ("attachment; filename=\"..\"", "index.1.html"),
+        (
+            "attachment; filename*=UTF-8''%e2%82%ac%20rates.txt",
+            "€ rates.txt",
+        ),
+    ];
+    let headers: Vec<String> = hostile.iter().map(|(h, _)| h.to_string()).collect();
+    let server = Server::start(move |req| {
+        let i: usize = req.path().trim_start_matches("/dl/").parse().unwrap_or(0);
+        Reply::file(body(1000, i as u8)).with_header("Content-Disposition", &headers[i])
+    })
+    .unwrap();
+    let urls: Vec<String> = (0..hostile.len())
+        .map(|i| server.url(&format!("/dl/{i}")))
+        .collect();
+    let sandbox = Sandbox::new();
+    let mut args = vec!["--content-disposition", "-j", "1"];
+    args.extend(urls.iter().map(String::as_str));
+    let (code, _, stderr) = sandbox.run(&args);
+    assert_eq!(code, 0, "{stderr:#?}");
+    let expected: BTreeMap<String, String> = hostile
+        .iter()
+        .enumerate()
+        .map(|(i, (_, name))| (name.to_string(), sha256(&body(1000, i as u8))))
+        .collect();
+    assert_eq!(sandbox.files(), expected);
+
+    // Without the flag, the URL names the file.
+    let plain = Sandbox::new();
+    let (code, _, _) = plain.run(&[&urls[0]]);
+    assert_eq!(code, 0);
+    assert_eq!(plain.files(), one(&[("0", &body(1000, 0))]));
+}
+
+#[test]
+fn redirects_never_choose_the_name_and_fail_cleanly_when_hostile() {
+    let data = body(5000, 50);
+    let served = data.clone();
+    let server = Server::start(move |req| match req.path() {
+        "/start.bin" => Reply::status(302).with_header("Location", "/elsewhere/evil.sh"),
+        "/elsewhere/evil.sh" => Reply::file(served.clone()),
+        "/loop-a" => Reply::status(302).with_header("Location", "/loop-b"),
+        "/loop-b" => Reply::status(302).with_header("Location", "/loop-a"),
+        "/to-file" => Reply::status(302).with_header("Location", "file:///etc/passwd"),
+        _ => Reply::status(404),
+    })
+    .unwrap();
+    let sandbox = Sandbox::new();
+    let (start, looping, to_file) = (
+        server.url("/start.bin"),
+        server.url("/loop-a"),
+        server.url("/to-file"),
+    );
+    let (code, _, stderr) = sandbox.run(&[&start, &looping, &to_file, FAST[0], FAST[1]]);
+    assert_eq!(code, 1);
+    assert_eq!(sandbox.files(), one(&[("start.bin", &data)]));
+    assert_eq!(
+        error_line(&stderr, &looping),
+        format!("fetchpar: {looping}: redirect loop; nothing saved")
+    );
+    assert_eq!(
+        error_line(&stderr, &to_file),
+        format!("fetchpar: {to_file}: redirect to unsupported scheme 'file'; nothing saved")
+    );
+    assert_eq!(
+        count(&server, "/loop-a"),
+        1,
+        "a redirect loop is not retried"
+    );
+}
+
+#[test]
+fn chunked_bodies_are_whole_only_with_their_final_chunk() {
+    let data = body(70_000, 60);
+    let served = data.clone();
+    let server = Server::start(move |req| match req.path() {
+        "/whole.bin" => Reply::file(served.clone()).with_fault(Fault::Chunked(true)),
+        _ => Reply::file(served.clone()).with_fault(Fault::Chunked(false)),
+    })
+    .unwrap();
+    let sandbox = Sandbox::new();
+    let (whole, cut) = (server.url("/whole.bin"), server.url("/cut.bin"));
+    let (code, _, stderr) = sandbox.run(&[&whole, &cut, "--retries", "1", FAST[0], FAST[1]]);
+    assert_eq!(code, 1);
+    let line = error_line(&stderr, &cut);
+    assert!(
+        line.contains("(after 1 retry); partial data kept in"),
+        "{line}"
+    );
+    let files = sandbox.files();
+    assert_eq!(files.get("whole.bin"), Some(&sha256(&data)));
+    assert!(
+        !files.contains_key("cut.bin"),
+        "a cut-off body never gets the final name"
+    );
+    assert!(files.contains_key("cut.bin.part"));
+}
+
+#[test]
+fn silence_after_the_headers_times_out_and_says_so() {
+    let data = body(50_000, 70);
+    let served = data.clone();
+    let server = Server::start(move |_| {
+        Reply::file(served.clone()).with_fault(Fault::StallAfter(10_000, Duration::from_secs(10)))
+    })
+    .unwrap();
+    let sandbox = Sandbox::new();
+    let url = server.url("/silent.bin");
+    let (code, _, stderr) = sandbox.run(&[&url, "--timeout", "0.3", "--retries", "0"]);
+    assert_eq!(code, 1);
+    let line = error_line(&stderr, &url);
+    let part = sandbox.out().join("silent.bin.part");
+    assert_eq!(
+        line,
+        format!(
+            "fetchpar: {url}: timed out: no data for 0.30 s after 10000 of 50000 bytes; \
+             partial data kept in {}",
+            part.display()
+        )
+    );
+    assert!(!sandbox.out().join("silent.bin").exists());
+}
+
+#[test]
+fn a_slow_steady_trickle_is_not_cut_off() {
+    let data = body(8 * 1024, 80);
+    let served = data.clone();
+    // 16 pieces, 100 ms apart: the whole body takes far longer than --timeout, no gap does.
+    let server = Server::start(move |_| {
+        Reply::file(served.clone()).with_fault(Fault::Drip(512, Duration::from_millis(100)))
+    })
+    .unwrap();
+    let sandbox = Sandbox::new();
+    let url = server.url("/drip.bin");
+    let (code, _, stderr) = sandbox.run(&[&url, "--timeout", "0.6", "--retries", "0"]);
+    assert_eq!(code, 0, "{stderr:#?}");
+    assert_eq!(sandbox.files(), one(&[("drip.bin", &data)]));
+}
+
+#[test]
+fn two_hundred_urls_named_index_html_give_two_hundred_files() {
+    let server = Server::start(|req| {
+        let n: u32 = req
+            .path()
+            .trim_start_matches("/site/")
+            .trim_end_matches('/')
+            .parse()
+            .unwrap_or(9999);
+        Reply::file(format!("page {n}\n").repeat(50).into_bytes())
+    })
+    .unwrap();
+    let list = (0..200)
+        .map(|i| server.url(&format!("/site/{i}/")))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let sandbox = Sandbox::new();
+    let output = sandbox
+        .cmd()
+        .args(["-j", "32", "-i", "-"])
+        .write_stdin(list)
+        .output()
+        .unwrap();
+    sandbox.assert_nothing_outside();
+    assert_eq!(output.status.code(), Some(0));
+    let files = sandbox.files();
+    let names: BTreeSet<&str> = files.keys().map(String::as_str).collect();
+    let want_names: BTreeSet<String> = (0..200).map(|i| naming_variant("index.html", i)).collect();
+    assert_eq!(names, want_names.iter().map(String::as_str).collect());
+    let got: BTreeSet<&String> = files.values().collect();
+    let want: BTreeSet<String> = (0..200)
+        .map(|n| sha256(format!("page {n}\n").repeat(50).as_bytes()))
+        .collect();
+    assert_eq!(got, want.iter().collect(), "200 distinct, complete pages");
+}
+
+fn naming_variant(name: &str, n: usize) -> String {
+    fetchpar::naming::with_suffix(name, n)
+}
