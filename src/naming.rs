@@ -210,6 +210,25 @@ mod tests {
     }
 
     #[test]
+    fn reserve_by_asks_the_judge_about_untaken_names_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let namer = Namer::new(dir.path(), false);
+        let first = namer.reserve("a.txt");
+        let mut asked = Vec::new();
+        let (path, verdict) = namer.reserve_by("a.txt", |p| {
+            asked.push(p.to_path_buf());
+            (asked.len() == 2).then_some("second")
+        });
+        assert_eq!(first, dir.path().join("a.txt"));
+        assert_eq!(
+            asked,
+            [dir.path().join("a.1.txt"), dir.path().join("a.2.txt")]
+        );
+        assert_eq!((path, verdict), (dir.path().join("a.2.txt"), "second"));
+        assert_eq!(namer.reserve("a.txt"), dir.path().join("a.1.txt"));
+    }
+
+    #[test]
     fn overwrite_reuses_existing_names_but_not_within_a_run() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("a.txt"), b"old").unwrap();
