@@ -474,6 +474,74 @@ fn continue_skips_files_already_complete() {
     );
 }
 
+impl Sandbox {
+    /// Starts fetchpar in the background (for Ctrl-C tests), saving into `out`.
+    fn spawn(&self, args: &[&str]) -> std::process::Child {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_fetchpar"));
+        for var in [
+            "http_proxy",
+            "https_proxy",
+            "HTTP_PROXY",
+            "HTTPS_PROXY",
+            "ALL_PROXY",
+        ] {
+            cmd.env_remove(var);
+        }
+        cmd.env("NO_PROXY", "127.0.0.1")
+            .current_dir(self.root.path())
+            .arg("-o")
+            .arg(self.out())
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+}
+
+/// Sends SIGINT, as Ctrl-C does, and waits for the process to end.
+fn interrupt(mut child: std::process::Child) -> std::process::Output {
+    let killed = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    // A hang guard, not a timing check: every run interrupted here would otherwise sit out a
+    // 60 s wait, so it must be gone long before then.
+    let guard = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > guard {
+            child.kill().unwrap();
+            panic!("Ctrl-C did not stop the run");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn ctrl_c_is_not_held_back_by_a_retry_wait() {
+    let server = Server::start(|_| Reply::status(503).with_header("Retry-After", "60")).unwrap();
+    let sandbox = Sandbox::new();
+    let url = server.url("/later.bin");
+    let child = sandbox.spawn(&[&url, "--max-retry-wait", "60"]);
+    let give_up = Instant::now() + Duration::from_secs(30);
+    while server.requests().is_empty() {
+        assert!(Instant::now() < give_up, "the download never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let output = interrupt(child);
+    assert_eq!(output.status.code(), Some(130));
+    // The worker itself stopped (it did not have to be abandoned), so it reported its URL.
+    let stderr = lines(&output.stderr);
+    assert_eq!(
+        error_line(&stderr, &url),
+        format!("fetchpar: {url}: interrupted; nothing saved")
+    );
+    assert_eq!(server.requests().len(), 1);
+    assert!(sandbox.files().is_empty());
+}
+
 #[test]
 fn ctrl_c_stops_a_blocked_download_keeps_parts_and_continue_finishes_them() {
     let stall = Arc::new(AtomicBool::new(true));
@@ -497,18 +565,9 @@ fn ctrl_c_stops_a_blocked_download_keeps_parts_and_continue_finishes_them() {
     let sandbox = Sandbox::new();
     let urls: Vec<String> = files.iter().map(|(p, _)| server.url(p)).collect();
     // A long --timeout: only the Ctrl-C grace period can end this run early.
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_fetchpar"))
-        .current_dir(sandbox.root.path())
-        .env("NO_PROXY", "127.0.0.1")
-        .env_remove("http_proxy")
-        .env_remove("HTTP_PROXY")
-        .args(["--timeout", "60", "-j", "4", "-o"])
-        .arg(sandbox.out())
-        .args(&urls)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut args = vec!["--timeout", "60", "-j", "4"];
+    args.extend(urls.iter().map(String::as_str));
+    let child = sandbox.spawn(&args);
     let parts: Vec<PathBuf> = files
         .iter()
         .map(|(p, _)| {
@@ -525,22 +584,7 @@ fn ctrl_c_stops_a_blocked_download_keeps_parts_and_continue_finishes_them() {
         assert!(Instant::now() < give_up, "downloads never started");
         std::thread::sleep(Duration::from_millis(20));
     }
-    let killed = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    // A hang guard, not a timing check: without the grace period the run would sit out the
-    // 60 s --timeout, so it must be gone long before then.
-    let guard = Instant::now() + Duration::from_secs(20);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > guard {
-            child.kill().unwrap();
-            panic!("Ctrl-C did not stop a run blocked on a silent server");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let output = child.wait_with_output().unwrap();
+    let output = interrupt(child);
     assert_eq!(output.status.code(), Some(130));
     let stderr = lines(&output.stderr);
     assert!(
