@@ -122,6 +122,7 @@ impl Failure {
 /// What the worker learns once the response headers are in: where the bytes go, how many to expect.
 pub struct Started<'a> {
     pub path: &'a Path,
+    /// Body bytes to come (less than the file's size when resuming).
     pub total: Option<u64>,
 }
 
@@ -648,9 +649,10 @@ fn on_started(t: &mut Transfer, on_start: &mut dyn FnMut(Started<'_>)) {
     }
     if let Some(path) = &t.path {
         t.started = true;
+        // The bar counts bytes received by this run, so a resumed file shows what is still to come.
         on_start(Started {
             path,
-            total: t.total,
+            total: t.total.map(|total| total.saturating_sub(t.have)),
         });
     }
 }
