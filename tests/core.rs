@@ -4,7 +4,7 @@ mod common;
 
 use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -96,10 +96,9 @@ fn urls_from_a_list_file_and_from_stdin() {
 fn first_download_finishes_while_stdin_is_still_open() {
     let (server, expected) = file_server(1, 4096, 4096, Duration::ZERO);
     let out = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_fetchpar"))
+    let mut child = command()
         .arg("-o")
         .arg(out.path())
-        .env("NO_PROXY", "127.0.0.1")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

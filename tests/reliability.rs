@@ -477,17 +477,7 @@ fn continue_skips_files_already_complete() {
 impl Sandbox {
     /// Starts fetchpar in the background (for Ctrl-C tests), saving into `out`.
     fn spawn(&self, args: &[&str]) -> std::process::Child {
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_fetchpar"));
-        for var in [
-            "http_proxy",
-            "https_proxy",
-            "HTTP_PROXY",
-            "HTTPS_PROXY",
-            "ALL_PROXY",
-        ] {
-            cmd.env_remove(var);
-        }
-        cmd.env("NO_PROXY", "127.0.0.1")
+        command()
             .current_dir(self.root.path())
             .arg("-o")
             .arg(self.out())

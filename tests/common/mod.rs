@@ -10,9 +10,10 @@ use std::time::Duration;
 pub use fetchpar::server::{generated_files, Fault, Reply, Request, Server};
 use sha2::{Digest, Sha256};
 
-/// The real binary, with no terminal and no proxies from the environment.
-pub fn fetchpar() -> assert_cmd::Command {
-    let mut cmd = assert_cmd::Command::new(env!("CARGO_BIN_EXE_fetchpar"));
+/// The real binary as a plain `std` command (for tests that spawn it and talk to it while it
+/// runs), with no proxies from the environment.
+pub fn command() -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_fetchpar"));
     for var in [
         "http_proxy",
         "https_proxy",
@@ -24,6 +25,12 @@ pub fn fetchpar() -> assert_cmd::Command {
         cmd.env_remove(var);
     }
     cmd.env("NO_PROXY", "127.0.0.1,localhost");
+    cmd
+}
+
+/// The real binary, with no terminal and no proxies from the environment.
+pub fn fetchpar() -> assert_cmd::Command {
+    let mut cmd = assert_cmd::Command::from_std(command());
     cmd.timeout(Duration::from_secs(120));
     cmd
 }
