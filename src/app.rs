@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -19,6 +19,7 @@ use crate::cli::{Cli, Config, Mode, ProgressMode};
 use crate::download::{Fetcher, MAX_REDIRECTS};
 use crate::input::{Inputs, Item};
 use crate::naming::Namer;
+use crate::output::{Stdout, SummaryRecord, UrlRecord};
 use crate::pool::{Event, Pool, Sink};
 use crate::progress::Progress;
 use crate::server::{self, Server};
@@ -141,15 +142,19 @@ fn download(config: &Config, cancel: &Arc<AtomicBool>) -> Result<i32> {
         show_errors: true,
         label: "",
     };
-    let tally = pass.run(&client, inputs, cancel);
-    if config.progress != ProgressMode::Quiet && !tally.stdout_closed {
-        eprint!("{}", summary::render(&tally.tally));
+    let result = pass.run(&client, inputs, cancel);
+    if result.stdout_closed {
+        return Ok(EXIT_OK);
     }
-    Ok(if tally.stdout_closed {
-        EXIT_OK
-    } else {
-        exit_status(&tally.tally)
-    })
+    let stdout = Stdout {
+        format: config.format,
+    };
+    // Already reported if it fails: the records before it are what went wrong.
+    let _ = stdout.json(&SummaryRecord::new(&result.tally, None));
+    if config.progress != ProgressMode::Quiet {
+        eprint!("{}", summary::render(&result.tally));
+    }
+    Ok(result.status())
 }
 
 fn compare(config: &Config, cancel: &Arc<AtomicBool>) -> Result<i32> {
@@ -200,6 +205,15 @@ fn compare_items(
     if threaded.stdout_closed {
         return Ok(EXIT_OK);
     }
+    if print_paths {
+        let stdout = Stdout {
+            format: config.format,
+        };
+        let _ = stdout.json(&SummaryRecord::new(
+            &threaded.tally,
+            Some(&sequential.tally),
+        ));
+    }
     if config.progress != ProgressMode::Quiet {
         eprint!("{}", summary::render(&threaded.tally));
         eprintln!();
@@ -208,7 +222,7 @@ fn compare_items(
             summary::render_compare(&sequential.tally, &threaded.tally)
         );
     }
-    Ok(exit_status(&threaded.tally))
+    Ok(threaded.status())
 }
 
 /// Files the demo serves, their size range, and the delay before each response.
@@ -288,6 +302,17 @@ struct Pass<'a> {
 struct PassResult {
     tally: Tally,
     stdout_closed: bool,
+    stdout_failed: bool,
+}
+
+impl PassResult {
+    fn status(&self) -> i32 {
+        if self.stdout_failed {
+            EXIT_FAILED
+        } else {
+            exit_status(&self.tally)
+        }
+    }
 }
 
 impl Pass<'_> {
@@ -312,6 +337,7 @@ impl Pass<'_> {
             },
             cancel,
             queued: &queued,
+            shard: self.config.shard,
         };
         let mut reporter = Reporter {
             progress: Progress::new(self.config.progress, queued.clone(), self.label),
@@ -321,11 +347,15 @@ impl Pass<'_> {
             },
             started: Instant::now(),
             print_paths: self.print_paths,
+            stdout: Stdout {
+                format: self.config.format,
+            },
             show_errors: self.show_errors,
             quiet: self.config.progress == ProgressMode::Quiet,
             cancel: cancel.clone(),
             queued: queued.clone(),
             stdout_closed: false,
+            stdout_failed: false,
             finished: 0,
         };
         pool.run(inputs, &mut reporter);
@@ -333,6 +363,7 @@ impl Pass<'_> {
         PassResult {
             tally: reporter.tally,
             stdout_closed: reporter.stdout_closed,
+            stdout_failed: reporter.stdout_failed,
         }
     }
 }
@@ -342,26 +373,43 @@ struct Reporter {
     progress: Progress,
     tally: Tally,
     started: Instant,
+    /// Whether this pass writes records on stdout (`--compare`'s sequential pass does not).
     print_paths: bool,
+    stdout: Stdout,
     show_errors: bool,
     quiet: bool,
     cancel: Arc<AtomicBool>,
     queued: Arc<AtomicUsize>,
+    /// The reader went away (`| head -1`): stop quietly.
     stdout_closed: bool,
+    /// Writing failed otherwise (a full disk under `> results.jsonl`): stop, and say so.
+    stdout_failed: bool,
     finished: usize,
 }
 
 impl Reporter {
-    fn print_path(&mut self, path: &Path) {
-        if !self.print_paths || self.stdout_closed {
+    /// Writes one record unless stdout is gone. Any write error stops the run: the records are
+    /// the point of it. Downloads still running stop at their next chunk and keep their bytes in
+    /// `NAME.part`, so nothing incomplete is ever left under a final name.
+    fn write(&mut self, write: impl FnOnce(&Stdout) -> io::Result<()>) {
+        if !self.print_paths || self.stdout_closed || self.stdout_failed {
             return;
         }
-        let mut out = io::stdout().lock();
-        let written = writeln!(out, "{}", path.display()).and_then(|()| out.flush());
-        if written.is_err() {
-            // A closed stdout (`| head -1`) ends the run quietly, like Ctrl-C without the noise.
-            self.stdout_closed = true;
-            self.cancel.store(true, Ordering::SeqCst);
+        match write(&self.stdout) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
+                // The reader has what it wanted: like Ctrl-C, without the noise, exit 0.
+                self.stdout_closed = true;
+                self.cancel.store(true, Ordering::SeqCst);
+            }
+            Err(e) => {
+                self.progress.error(&format!(
+                    "fetchpar: cannot write to stdout ({e}): stopping; partial downloads \
+                     are kept as .part files"
+                ));
+                self.stdout_failed = true;
+                self.cancel.store(true, Ordering::SeqCst);
+            }
         }
     }
 
@@ -390,9 +438,10 @@ impl Sink for Reporter {
             Event::Finished {
                 id,
                 url,
-                origin: _,
+                origin,
                 outcome,
             } => {
+                self.write(|out| out.json(&UrlRecord::outcome(&url, origin, &outcome)));
                 self.finished += 1;
                 self.tally.bytes += outcome.bytes;
                 match &outcome.result {
@@ -400,7 +449,7 @@ impl Sink for Reporter {
                         self.tally.skipped += 1;
                         let line = format!("skipped {} (already complete)", saved.path.display());
                         self.progress.finished(id, 0, Some(&line));
-                        self.print_path(&saved.path);
+                        self.write(|out| out.path(&saved.path));
                         return;
                     }
                     _ => {}
@@ -422,13 +471,14 @@ impl Sink for Reporter {
                             summary::format_duration(outcome.elapsed)
                         );
                         self.progress.finished(id, outcome.bytes, Some(&line));
-                        self.print_path(&saved.path);
+                        self.write(|out| out.path(&saved.path));
                     }
                     Err(failure) => {
                         let line = format!("{url}: {}", failure.describe());
                         self.progress.finished(id, outcome.bytes, None);
                         // Downloads stopped by our own Ctrl-C are summed up once, not each shouted.
-                        if self.show_errors && !(failure.interrupted && self.quiet) {
+                        let hushed = self.quiet || self.stdout_closed || self.stdout_failed;
+                        if self.show_errors && !(failure.interrupted && hushed) {
                             self.progress.error(&format!("fetchpar: {line}"));
                         }
                         self.tally.record_failure(line);
@@ -436,6 +486,8 @@ impl Sink for Reporter {
                 }
             }
             Event::Invalid(invalid) => {
+                self.write(|out| out.json(&UrlRecord::invalid(&invalid)));
+                self.tally.invalid += 1;
                 let line = if invalid.text.is_empty() {
                     format!("{}: {}", invalid.origin, invalid.reason)
                 } else {
@@ -445,6 +497,15 @@ impl Sink for Reporter {
                     self.progress.error(&format!("fetchpar: {line}"));
                 }
                 self.tally.record_failure(line);
+            }
+            Event::Duplicate { url, origin, first } => {
+                self.write(|out| out.json(&UrlRecord::duplicate(&url, origin, first)));
+                self.tally.duplicates += 1;
+                if self.show_errors {
+                    self.progress.note(&format!(
+                        "fetchpar: {origin}: {url}: same URL as {first}, downloaded once"
+                    ));
+                }
             }
         }
     }
@@ -460,6 +521,8 @@ impl Sink for Reporter {
         }
         let status = if self.stdout_closed {
             EXIT_OK
+        } else if self.stdout_failed {
+            EXIT_FAILED
         } else {
             EXIT_INTERRUPTED
         };

@@ -9,7 +9,9 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 
 use crate::input::ListSource;
+use crate::output::Format;
 use crate::retry::Policy;
+use crate::select::{Shard, ShardSpec, SHARD_ENV};
 
 /// Most worker threads accepted: beyond this the machine, not the network, is the limit.
 pub const MAX_JOBS: usize = 1024;
@@ -37,7 +39,8 @@ pub struct Cli {
     #[arg(short = 'o', long = "output-dir", value_name = "DIR")]
     pub output_dir: Option<PathBuf>,
 
-    /// Read URLs from FILE, one per line ('-' for stdin); blank lines and '#' comments are skipped
+    /// Read URLs from FILE, one per line ('-' for stdin); blank lines and '#' comments are skipped.
+    /// A line may be 'URL OUTPUT' to choose the path (relative to -o; ending in '/' for a folder)
     #[arg(short = 'i', long = "input-file", value_name = "FILE")]
     pub input_file: Option<PathBuf>,
 
@@ -91,6 +94,21 @@ pub struct Cli {
     /// network needed)
     #[arg(long, conflicts_with_all = ["urls", "input_file", "output_dir"])]
     pub demo: bool,
+
+    /// Write one JSON object per input on stdout as each finishes (JSON Lines), then a
+    /// "type":"summary" object
+    #[arg(long, conflicts_with_all = ["print0", "demo"], help_heading = "Scripting")]
+    pub json: bool,
+
+    /// End each printed path with NUL instead of a newline (for xargs -0)
+    #[arg(short = '0', long, conflicts_with = "demo", help_heading = "Scripting")]
+    pub print0: bool,
+
+    /// Download only shard K of N of the list, chosen by a stable hash of each URL. 'auto/N' or
+    /// 'auto' take K (and N) from a Kubernetes Indexed Job or a Slurm job array [env:
+    /// FETCHPAR_SHARD]
+    #[arg(long, value_name = "K/N", help_heading = "Scripting")]
+    pub shard: Option<ShardSpec>,
 }
 
 /// The worker count: a whole number from 1 to [`MAX_JOBS`].
@@ -210,18 +228,31 @@ pub struct Config {
     pub resume: bool,
     pub max_filesize: Option<u64>,
     pub content_disposition: bool,
+    pub format: Format,
+    pub shard: Option<Shard>,
 }
 
 impl Cli {
-    /// Resolves the flags against the environment (is stdin or stderr a terminal?).
+    /// Resolves the flags against the environment (terminals and variables).
     pub fn into_config(self) -> Result<Config, String> {
-        self.resolve(
+        self.resolve_in(
             std::io::stdin().is_terminal(),
             std::io::stderr().is_terminal(),
+            &|name| std::env::var(name).ok(),
         )
     }
 
+    #[cfg(test)]
     fn resolve(self, stdin_is_tty: bool, stderr_is_tty: bool) -> Result<Config, String> {
+        self.resolve_in(stdin_is_tty, stderr_is_tty, &|_| None)
+    }
+
+    fn resolve_in(
+        self,
+        stdin_is_tty: bool,
+        stderr_is_tty: bool,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, String> {
         let mode = if self.demo {
             Mode::Demo
         } else if self.compare {
@@ -252,6 +283,23 @@ impl Cli {
             (false, ProgressArg::Auto) if stderr_is_tty => ProgressMode::Bars,
             (false, ProgressArg::Auto) => ProgressMode::Lines,
         };
+        let shard = match self.shard {
+            Some(spec) => Some(spec.resolve(env).map_err(|e| format!("--shard: {e}"))?),
+            None => match env(SHARD_ENV).filter(|v| !v.trim().is_empty()) {
+                Some(v) => {
+                    let spec: ShardSpec = v.parse().map_err(|e| format!("{SHARD_ENV}: {e}"))?;
+                    Some(spec.resolve(env).map_err(|e| format!("{SHARD_ENV}: {e}"))?)
+                }
+                None => None,
+            },
+        };
+        let format = if self.json {
+            Format::Json
+        } else if self.print0 {
+            Format::Print0
+        } else {
+            Format::Paths
+        };
         let output_dir = match self.output_dir {
             Some(dir) if dir.as_os_str() != "." => dir,
             _ => PathBuf::new(),
@@ -273,6 +321,8 @@ impl Cli {
             resume: self.resume,
             max_filesize: self.max_filesize.map(|s| s.0),
             content_disposition: self.content_disposition,
+            format,
+            shard,
         })
     }
 }
@@ -379,6 +429,42 @@ mod tests {
         assert_eq!(c.max_filesize, Some(1 << 20));
         assert!(cli(&["-c", "--overwrite", "http://h/"]).is_err());
         assert!(cli(&["--retries", "-1", "http://h/"]).is_err());
+    }
+
+    #[test]
+    fn shard_comes_from_the_flag_or_the_environment() {
+        let env = |n: &str| match n {
+            "FETCHPAR_SHARD" => Some("auto/3".to_string()),
+            "JOB_COMPLETION_INDEX" => Some("1".to_string()),
+            _ => None,
+        };
+        let c = cli(&["http://h/"])
+            .unwrap()
+            .resolve_in(true, false, &env)
+            .unwrap();
+        assert_eq!(c.shard, Some(Shard { index: 1, count: 3 }));
+        let c = cli(&["--shard", "1/2", "http://h/"])
+            .unwrap()
+            .resolve_in(true, false, &env)
+            .unwrap();
+        assert_eq!(c.shard, Some(Shard { index: 0, count: 2 }));
+        let bad = |n: &str| (n == "FETCHPAR_SHARD").then(|| "9/2".to_string());
+        let err = cli(&["http://h/"])
+            .unwrap()
+            .resolve_in(true, false, &bad)
+            .unwrap_err();
+        assert!(err.starts_with("FETCHPAR_SHARD: "), "{err}");
+        assert!(cli(&["--shard", "0/2", "http://h/"]).is_err());
+    }
+
+    #[test]
+    fn json_and_print0_exclude_each_other() {
+        assert!(cli(&["--json", "-0", "http://h/"]).is_err());
+        let c = cli(&["-0", "http://h/"])
+            .unwrap()
+            .resolve(true, false)
+            .unwrap();
+        assert_eq!(c.format, Format::Print0);
     }
 
     #[test]

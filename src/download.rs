@@ -140,6 +140,8 @@ struct Transfer {
     /// The name reservations start from (from the URL, or the server's with
     /// `--content-disposition`).
     name: String,
+    /// A list line named the output: the server's Content-Disposition does not override it.
+    explicit: bool,
     /// Final path and its `.part`, once reserved.
     path: Option<PathBuf>,
     part: Option<PathBuf>,
@@ -161,18 +163,20 @@ enum Found {
 }
 
 impl Fetcher<'_> {
-    /// Downloads `url`. `on_start` is called once the response headers are accepted; `counter`
-    /// is bumped as body bytes arrive (the progress display reads it).
+    /// Downloads `url`, into `output` (a checked relative path from a list line) or else a name
+    /// taken from the URL. `on_start` is called once the response headers are accepted;
+    /// `counter` is bumped as body bytes arrive (the progress display reads it).
     pub fn fetch(
         &self,
         url: &Url,
+        output: Option<&str>,
         counter: &AtomicU64,
         on_start: &mut dyn FnMut(Started<'_>),
     ) -> Outcome {
         let began = Instant::now();
         let mut bytes = 0;
         let mut retries = 0;
-        let result = self.fetch_inner(url, counter, on_start, &mut bytes, &mut retries);
+        let result = self.fetch_inner(url, output, counter, on_start, &mut bytes, &mut retries);
         Outcome {
             result,
             bytes,
@@ -184,13 +188,17 @@ impl Fetcher<'_> {
     fn fetch_inner(
         &self,
         url: &Url,
+        output: Option<&str>,
         counter: &AtomicU64,
         on_start: &mut dyn FnMut(Started<'_>),
         bytes: &mut u64,
         retries: &mut u32,
     ) -> Result<Saved, Failure> {
         let mut t = Transfer {
-            name: naming::from_url(url),
+            // An explicit output goes through the namer too: it never replaces an existing file
+            // and two lines naming the same path get `.1`, like any other clash.
+            name: output.map_or_else(|| naming::from_url(url), str::to_string),
+            explicit: output.is_some(),
             path: None,
             part: None,
             file: None,
@@ -506,7 +514,7 @@ impl Fetcher<'_> {
     /// restart; records where the bytes come from beside it.
     fn prepare_part(&self, response: &Response, t: &mut Transfer) -> Result<(), Failure> {
         if t.file.is_none() {
-            if self.content_disposition {
+            if self.content_disposition && !t.explicit {
                 if let Some(name) = response
                     .headers()
                     .get(CONTENT_DISPOSITION)

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use url::Url;
 
+use crate::naming;
 use crate::redact;
 
 /// Longest line kept, in bytes; the rest of a longer line is skipped and the line reported.
@@ -50,6 +51,9 @@ impl fmt::Display for Origin {
 pub struct Entry {
     pub origin: Origin,
     pub url: Url,
+    /// Where the list line asked for the file to go: a relative path with `/` separators, already
+    /// checked to stay inside the output directory. `None`: named after the URL.
+    pub output: Option<String>,
 }
 
 /// An input that cannot be downloaded; it is reported and the run goes on.
@@ -159,7 +163,7 @@ impl Iterator for Inputs {
             if text.is_empty() || text.starts_with('#') {
                 continue;
             }
-            return Some(parse(text, origin));
+            return Some(parse_line(text, origin));
         }
     }
 }
@@ -214,15 +218,71 @@ fn invalid(origin: Origin, raw: &str, reason: String) -> Invalid {
     }
 }
 
+/// Checks one trimmed list line: `URL`, or `URL<whitespace>OUTPUT` where OUTPUT (the rest of the
+/// line, so it may contain spaces) is a path relative to the output directory. An OUTPUT ending
+/// in `/` is a folder: the file inside it is named after the URL.
+pub fn parse_line(text: &str, origin: Origin) -> Item {
+    let Some((url_text, rest)) = text.split_once(|c: char| c.is_whitespace()) else {
+        return parse(text, origin);
+    };
+    let output = rest.trim();
+    if let Some(reason) = control_char(output) {
+        return Err(invalid(origin, text, format!("output path {reason}")));
+    }
+    // Errors quote the whole line: `this is garbage` reads better than `this`.
+    let mut entry = parse(url_text, origin).map_err(|e| invalid(origin, text, e.reason))?;
+    match output_path(output, &entry.url) {
+        Ok(path) => {
+            entry.output = Some(path);
+            Ok(entry)
+        }
+        Err(reason) => Err(invalid(origin, text, reason)),
+    }
+}
+
+/// Checks an OUTPUT path from a list line and returns it normalized (`/`-separated, no `.` or
+/// empty components). It may not be absolute or contain `..`: a list file, which may come from
+/// anywhere, must not be able to write outside the output directory.
+fn output_path(raw: &str, url: &Url) -> Result<String, String> {
+    let fix = "give a path relative to the output directory (-o), without '..'";
+    let absolute = raw.starts_with(['/', '\\'])
+        || std::path::Path::new(raw).is_absolute()
+        || raw.as_bytes().get(1) == Some(&b':');
+    if absolute {
+        return Err(format!("output path {raw} is absolute: {fix}"));
+    }
+    let mut parts: Vec<&str> = Vec::new();
+    for part in raw.split(['/', '\\']) {
+        match part {
+            "" | "." => {}
+            ".." => return Err(format!("output path {raw} climbs out with '..': {fix}")),
+            part => parts.push(part),
+        }
+    }
+    // `dir/` (or `.`) names a folder: the file in it is named after the URL, as usual.
+    if raw.ends_with(['/', '\\']) || parts.is_empty() {
+        parts.push("");
+        let name = naming::from_url(url);
+        let mut path = parts.join("/");
+        path.push_str(&name);
+        return Ok(path);
+    }
+    Ok(parts.join("/"))
+}
+
+fn control_char(text: &str) -> Option<String> {
+    let c = text.chars().find(|c| c.is_control())?;
+    Some(if c == '\0' {
+        "contains a NUL byte".to_string()
+    } else {
+        format!("contains control character {:?}", c)
+    })
+}
+
 /// Checks one trimmed input: it must be a single absolute http or https URL with a host.
 pub fn parse(text: &str, origin: Origin) -> Item {
-    if let Some(c) = text.chars().find(|c| c.is_control()) {
-        let what = if c == '\0' {
-            "a NUL byte".to_string()
-        } else {
-            format!("control character {:?}", c)
-        };
-        return Err(invalid(origin, text, format!("contains {what}")));
+    if let Some(reason) = control_char(text) {
+        return Err(invalid(origin, text, reason));
     }
     if text.split_whitespace().nth(1).is_some() {
         return Err(invalid(
@@ -252,7 +312,11 @@ pub fn parse(text: &str, origin: Origin) -> Item {
     if url.host_str().is_none_or(str::is_empty) {
         return Err(invalid(origin, text, "URL has no host".into()));
     }
-    Ok(Entry { origin, url })
+    Ok(Entry {
+        origin,
+        url,
+        output: None,
+    })
 }
 
 #[cfg(test)]
@@ -305,6 +369,45 @@ mod tests {
         let got = items(b"htp://u:hunter2@h/x\n");
         let bad = got[0].as_ref().unwrap_err();
         assert!(!bad.text.contains("hunter2"), "{bad:?}");
+    }
+
+    #[test]
+    fn a_line_may_name_its_output() {
+        let got = items(
+            b"http://h/a.bin sub/dir/x.bin\n\
+              http://h/b.bin\t  ./my file.txt \r\n\
+              http://h/c.bin keep/\n\
+              http://h/d.bin a//./b\n\
+              http://h/e.bin ../up\n\
+              http://h/f.bin /etc/passwd\n\
+              http://h/g.bin a/../../b\n\
+              http://h/h.bin C:\\x\n\
+              nope out.txt\n",
+        );
+        let outputs: Vec<_> = got[..4]
+            .iter()
+            .map(|i| i.as_ref().unwrap().output.clone().unwrap())
+            .collect();
+        assert_eq!(
+            outputs,
+            ["sub/dir/x.bin", "my file.txt", "keep/c.bin", "a/b"]
+        );
+        for (bad, why) in got[4..8]
+            .iter()
+            .zip(["'..'", "absolute", "'..'", "absolute"])
+        {
+            let bad = bad.as_ref().unwrap_err();
+            assert!(bad.reason.contains(why), "{bad:?}");
+            assert!(bad.reason.contains("relative to the output directory"));
+        }
+        assert_eq!(got[4].as_ref().unwrap_err().origin, Origin::Line(5));
+        assert!(got[8].as_ref().unwrap_err().reason.contains("not a URL"));
+    }
+
+    #[test]
+    fn arguments_never_take_an_output() {
+        let got: Vec<_> = Inputs::from_parts(vec!["http://h/a b".into()], None).collect();
+        assert!(got[0].as_ref().unwrap_err().reason.contains("spaces"));
     }
 
     #[test]

@@ -69,12 +69,17 @@ fn split_extension(name: &str) -> (&str, &str) {
 }
 
 /// The `n`th alternative for a taken name: `photo.jpg` → `photo.1.jpg`, `README` → `README.1`.
+/// A name from a list file may have folders (`a.d/photo.jpg`): only its last part changes.
 pub fn with_suffix(name: &str, n: usize) -> String {
     if n == 0 {
         return name.to_string();
     }
-    let (stem, ext) = split_extension(name);
-    format!("{stem}.{n}{ext}")
+    let (dir, base) = match name.rfind('/') {
+        Some(slash) => name.split_at(slash + 1),
+        None => ("", name),
+    };
+    let (stem, ext) = split_extension(base);
+    format!("{dir}{stem}.{n}{ext}")
 }
 
 /// The in-flight twin of a final path: `out/photo.jpg` → `out/photo.jpg.part`.
@@ -106,9 +111,10 @@ impl Namer {
         &self.dir
     }
 
-    /// Reserves the first free variant of `name` (a safe relative path inside the directory):
-    /// `name`, then `name.1`, `name.2`, … before the extension. A name whose file or `.part`
-    /// exists on disk is not free, so a leftover part is never clobbered.
+    /// Reserves the first free variant of `name` (a safe relative path inside the directory, with
+    /// `/` between folders when a list file named the output): `name`, then `name.1`, `name.2`,
+    /// … before the extension. A name whose file or `.part` exists on disk is not free, so a
+    /// leftover part is never clobbered.
     pub fn reserve(&self, name: &str) -> PathBuf {
         let overwrite = self.overwrite;
         self.reserve_by(name, |path| {
@@ -193,6 +199,8 @@ mod tests {
         assert_eq!(with_suffix("README", 3), "README.3");
         assert_eq!(with_suffix(".bashrc", 1), ".bashrc.1");
         assert_eq!(with_suffix("index.html", 0), "index.html");
+        assert_eq!(with_suffix("a.d/photo.jpg", 1), "a.d/photo.1.jpg");
+        assert_eq!(with_suffix("a.d/README", 2), "a.d/README.2");
     }
 
     #[test]

@@ -16,6 +16,7 @@ use crossbeam_channel::{bounded, RecvTimeoutError, Sender};
 use crate::download::{Fetcher, Outcome, Started};
 use crate::input::{Entry, Invalid, Item, Origin};
 use crate::redact;
+use crate::select::{Selector, Shard, Verdict};
 
 /// How often the main thread wakes to redraw progress when no event arrives.
 pub const TICK: Duration = Duration::from_millis(100);
@@ -44,6 +45,13 @@ pub enum Event {
     },
     /// An input line that is not a URL we can fetch.
     Invalid(Invalid),
+    /// A URL already queued from an earlier input (and named by neither): not downloaded again.
+    Duplicate {
+        /// Credentials already removed.
+        url: String,
+        origin: Origin,
+        first: Origin,
+    },
 }
 
 /// The main thread's side: it alone prints.
@@ -62,6 +70,8 @@ pub struct Pool<'a> {
     pub cancel: &'a Arc<AtomicBool>,
     /// Valid URLs read so far (the progress display's "known" total).
     pub queued: &'a Arc<AtomicUsize>,
+    /// This process's share of the list (`--shard`), if not all of it.
+    pub shard: Option<Shard>,
 }
 
 struct Job {
@@ -83,9 +93,10 @@ impl Pool<'_> {
         {
             let (event_tx, cancel, queued) =
                 (event_tx.clone(), self.cancel.clone(), self.queued.clone());
+            let selector = Selector::new(self.shard);
             let spawned = thread::Builder::new()
                 .name("fetchpar-input".into())
-                .spawn(move || produce(inputs, job_tx, event_tx, &cancel, &queued));
+                .spawn(move || produce(inputs, selector, job_tx, event_tx, &cancel, &queued));
             if spawned.is_err() {
                 // Without a producer there is nothing to do; the closed job channel ends the run.
                 self.cancel.store(true, Ordering::SeqCst);
@@ -158,7 +169,12 @@ impl Pool<'_> {
                 counter: counter.clone(),
             });
         };
-        let outcome = self.fetcher.fetch(&job.entry.url, &counter, &mut on_start);
+        let outcome = self.fetcher.fetch(
+            &job.entry.url,
+            job.entry.output.as_deref(),
+            &counter,
+            &mut on_start,
+        );
         Event::Finished {
             id: job.id,
             url: redact::url(&job.entry.url),
@@ -170,6 +186,7 @@ impl Pool<'_> {
 
 fn produce<I>(
     inputs: I,
+    mut selector: Selector,
     jobs: Sender<Job>,
     events: Sender<Event>,
     cancel: &AtomicBool,
@@ -182,11 +199,24 @@ fn produce<I>(
             return;
         }
         let sent = match item {
-            Ok(entry) => {
-                queued.fetch_add(1, Ordering::Relaxed);
-                jobs.send(Job { id, entry }).is_ok()
+            Ok(entry) => match selector.select(&entry) {
+                Verdict::Download => {
+                    queued.fetch_add(1, Ordering::Relaxed);
+                    jobs.send(Job { id, entry }).is_ok()
+                }
+                Verdict::Duplicate(first) => events
+                    .send(Event::Duplicate {
+                        url: redact::url(&entry.url),
+                        origin: entry.origin,
+                        first,
+                    })
+                    .is_ok(),
+                Verdict::Elsewhere => true,
+            },
+            Err(invalid) if selector.reports_invalid() => {
+                events.send(Event::Invalid(invalid)).is_ok()
             }
-            Err(invalid) => events.send(Event::Invalid(invalid)).is_ok(),
+            Err(_) => true,
         };
         if !sent {
             return;

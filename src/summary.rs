@@ -18,6 +18,10 @@ pub struct Tally {
     pub skipped: usize,
     /// Downloads that failed, plus inputs that were not valid URLs.
     pub failed: usize,
+    /// Of `failed`, the inputs that were not valid URLs.
+    pub invalid: usize,
+    /// Inputs not downloaded because the same URL came earlier.
+    pub duplicates: usize,
     /// Body bytes received (saved or not).
     pub bytes: u64,
     /// Downloads that ran (saved or failed after starting): the sequential figure sums their times.
@@ -126,6 +130,9 @@ pub fn render(t: &Tally) -> String {
     }
     if t.failed > 0 {
         let _ = write!(out, ", {} failed", t.failed);
+    }
+    if t.duplicates > 0 {
+        let _ = write!(out, ", {}", plural(t.duplicates, "duplicate", "duplicates"));
     }
     if t.not_started > 0 {
         let _ = write!(out, ", {} not started", t.not_started);

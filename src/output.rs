@@ -1,0 +1,380 @@
+//! stdout: the data a script reads. By default one path per saved file and line; `-0` ends each
+//! path with NUL instead; `--json` writes JSON Lines, one object per input and a final summary.
+//!
+//! Every record is flushed as soon as it is written, so `| jq` and `| xargs` see each download the
+//! moment it finishes. Every JSON object has a `type`: `"url"` for the record of one input (a
+//! downloaded, failed, skipped, invalid or duplicate URL), `"summary"` for the last line. Fields
+//! are always present, `null` when they do not apply, so a script never has to test for a key.
+
+use std::borrow::Cow;
+use std::io::{self, Write};
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::download::Outcome;
+use crate::input::{Invalid, Origin};
+use crate::summary::Tally;
+
+/// What stdout carries.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Format {
+    /// One path per line.
+    #[default]
+    Paths,
+    /// Paths ended by NUL (`-0`), for `xargs -0`: any byte but NUL may be in a file name.
+    Print0,
+    /// JSON Lines (`--json`).
+    Json,
+}
+
+/// What became of one input, as `status` in JSON.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Saved,
+    Failed,
+    /// Already complete on disk: not downloaded again.
+    Skipped,
+    Invalid,
+    /// The same URL came earlier in the input and was downloaded there.
+    Duplicate,
+}
+
+/// One input's record. See the README's field table.
+#[derive(Debug, Serialize)]
+pub struct UrlRecord<'a> {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub status: Status,
+    /// Credentials replaced by `***`. For an invalid line, its text (shortened), or null.
+    pub url: Option<&'a str>,
+    /// Where the file is (saved, skipped); null otherwise.
+    pub path: Option<Cow<'a, str>>,
+    /// A kept `NAME.part` with the bytes received before a failure.
+    pub partial: Option<Cow<'a, str>>,
+    pub http_status: Option<u16>,
+    pub bytes: u64,
+    pub elapsed_ms: u64,
+    pub retries: u32,
+    /// Why it failed or was rejected; null otherwise.
+    pub error: Option<&'a str>,
+    /// The list-file line it came from; null for a command-line argument.
+    pub line: Option<usize>,
+    /// For a duplicate: the line of the first occurrence (null if that was an argument).
+    pub duplicate_of: Option<usize>,
+}
+
+fn lossy(path: &Path) -> Cow<'_, str> {
+    path.to_string_lossy()
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl<'a> UrlRecord<'a> {
+    fn new(status: Status, url: Option<&'a str>, origin: Origin) -> UrlRecord<'a> {
+        UrlRecord {
+            kind: "url",
+            status,
+            url,
+            path: None,
+            partial: None,
+            http_status: None,
+            bytes: 0,
+            elapsed_ms: 0,
+            retries: 0,
+            error: None,
+            line: origin.line(),
+            duplicate_of: None,
+        }
+    }
+
+    /// A download that ran. Every kind of outcome maps here, in this one match.
+    pub fn outcome(url: &'a str, origin: Origin, outcome: &'a Outcome) -> UrlRecord<'a> {
+        let mut record = UrlRecord {
+            bytes: outcome.bytes,
+            elapsed_ms: millis(outcome.elapsed),
+            retries: outcome.retries,
+            ..UrlRecord::new(Status::Saved, Some(url), origin)
+        };
+        match &outcome.result {
+            Ok(saved) if saved.skipped => {
+                record.status = Status::Skipped;
+                record.path = Some(lossy(&saved.path));
+            }
+            Ok(saved) => {
+                record.path = Some(lossy(&saved.path));
+                record.http_status = Some(saved.http_status);
+            }
+            Err(failure) => {
+                record.status = Status::Failed;
+                record.error = Some(&failure.reason);
+                record.partial = failure.left.as_deref().map(lossy);
+                record.http_status = failure.http_status;
+            }
+        }
+        record
+    }
+
+    pub fn invalid(invalid: &'a Invalid) -> UrlRecord<'a> {
+        let text = Some(invalid.text.as_str()).filter(|t| !t.is_empty());
+        UrlRecord {
+            error: Some(&invalid.reason),
+            ..UrlRecord::new(Status::Invalid, text, invalid.origin)
+        }
+    }
+
+    pub fn duplicate(url: &'a str, origin: Origin, first: Origin) -> UrlRecord<'a> {
+        UrlRecord {
+            duplicate_of: first.line(),
+            ..UrlRecord::new(Status::Duplicate, Some(url), origin)
+        }
+    }
+}
+
+/// The last JSON line: the run's totals and the sequential-versus-threaded figures.
+#[derive(Debug, Serialize)]
+pub struct SummaryRecord {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub saved: usize,
+    /// Files `-c` found already complete.
+    pub skipped: usize,
+    /// Downloads that failed (invalid inputs are counted apart).
+    pub failed: usize,
+    pub invalid: usize,
+    pub duplicates: usize,
+    pub bytes: u64,
+    pub jobs: usize,
+    /// Downloads that ran, saved or not: the ones the sequential figure sums.
+    pub downloads: usize,
+    /// Wall-clock time of the run.
+    pub wall_ms: u64,
+    /// Sum of the downloads' own times: what they would cost one after another.
+    pub sequential_ms: u64,
+    /// `sequential_ms / wall_ms`; null when there is nothing to divide.
+    pub speedup: Option<f64>,
+    pub bytes_per_sec: Option<f64>,
+    pub interrupted: bool,
+    pub not_started: usize,
+    /// With `--compare`: the measured one-worker pass.
+    pub compare: Option<CompareRecord>,
+}
+
+/// `--compare`'s sequential pass, measured rather than estimated.
+#[derive(Debug, Serialize)]
+pub struct CompareRecord {
+    pub sequential_wall_ms: u64,
+    pub sequential_saved: usize,
+    pub sequential_failed: usize,
+    /// Sequential wall time over threaded wall time.
+    pub speedup: Option<f64>,
+}
+
+fn two_decimals(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+impl SummaryRecord {
+    pub fn new(t: &Tally, sequential: Option<&Tally>) -> SummaryRecord {
+        SummaryRecord {
+            kind: "summary",
+            saved: t.saved,
+            skipped: t.skipped,
+            failed: t.failed.saturating_sub(t.invalid),
+            invalid: t.invalid,
+            duplicates: t.duplicates,
+            bytes: t.bytes,
+            jobs: t.jobs,
+            downloads: t.downloads,
+            wall_ms: millis(t.wall),
+            sequential_ms: millis(t.busy),
+            speedup: t.speedup().map(two_decimals),
+            bytes_per_sec: t.throughput().map(f64::round),
+            interrupted: t.interrupted,
+            not_started: t.not_started,
+            compare: sequential.map(|s| CompareRecord {
+                sequential_wall_ms: millis(s.wall),
+                sequential_saved: s.saved,
+                sequential_failed: s.failed,
+                speedup: (t.wall.as_secs_f64() > 0.0)
+                    .then(|| two_decimals(s.wall.as_secs_f64() / t.wall.as_secs_f64())),
+            }),
+        }
+    }
+}
+
+/// Writes records to stdout, flushing each one.
+#[derive(Debug, Default)]
+pub struct Stdout {
+    pub format: Format,
+}
+
+impl Stdout {
+    /// A saved file's path (not with `--json`, where the record carries it).
+    pub fn path(&self, path: &Path) -> io::Result<()> {
+        let end: &[u8] = match self.format {
+            Format::Paths => b"\n",
+            Format::Print0 => b"\0",
+            Format::Json => return Ok(()),
+        };
+        let mut out = io::stdout().lock();
+        out.write_all(&path_bytes(path))?;
+        out.write_all(end)?;
+        out.flush()
+    }
+
+    /// One JSON line (only with `--json`).
+    pub fn json(&self, record: &impl Serialize) -> io::Result<()> {
+        if self.format != Format::Json {
+            return Ok(());
+        }
+        let mut line = serde_json::to_vec(record).map_err(io::Error::other)?;
+        line.push(b'\n');
+        let mut out = io::stdout().lock();
+        out.write_all(&line)?;
+        out.flush()
+    }
+}
+
+/// A path's exact bytes where the platform has them, so `-0` hands `xargs` the real name.
+fn path_bytes(path: &Path) -> Cow<'_, [u8]> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        Cow::Borrowed(path.as_os_str().as_bytes())
+    }
+    #[cfg(not(unix))]
+    {
+        match path.to_string_lossy() {
+            Cow::Borrowed(s) => Cow::Borrowed(s.as_bytes()),
+            Cow::Owned(s) => Cow::Owned(s.into_bytes()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::download::{Failure, Saved};
+    use std::path::PathBuf;
+
+    fn json(record: &impl Serialize) -> serde_json::Value {
+        serde_json::to_value(record).unwrap()
+    }
+
+    #[test]
+    fn every_record_has_every_field() {
+        let saved = Outcome {
+            result: Ok(Saved {
+                path: PathBuf::from("o/a.bin"),
+                http_status: 200,
+                skipped: false,
+            }),
+            bytes: 10,
+            elapsed: Duration::from_millis(1500),
+            retries: 2,
+        };
+        let v = json(&UrlRecord::outcome(
+            "http://h/a.bin",
+            Origin::Line(3),
+            &saved,
+        ));
+        let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        let mut want = [
+            "type",
+            "status",
+            "url",
+            "path",
+            "partial",
+            "http_status",
+            "bytes",
+            "elapsed_ms",
+            "retries",
+            "error",
+            "line",
+            "duplicate_of",
+        ];
+        want.sort();
+        let mut keys = keys;
+        keys.sort();
+        assert_eq!(keys, want);
+        assert_eq!(v["type"], "url");
+        assert_eq!(v["status"], "saved");
+        assert_eq!(v["path"], "o/a.bin");
+        assert_eq!(v["elapsed_ms"], 1500);
+        assert_eq!(v["retries"], 2);
+        assert_eq!(v["error"], serde_json::Value::Null);
+        assert_eq!(v["line"], 3);
+
+        let skipped = Outcome {
+            result: Ok(Saved {
+                path: PathBuf::from("o/a.bin"),
+                http_status: 0,
+                skipped: true,
+            }),
+            bytes: 0,
+            elapsed: Duration::ZERO,
+            retries: 0,
+        };
+        let v = json(&UrlRecord::outcome(
+            "http://h/a.bin",
+            Origin::Line(3),
+            &skipped,
+        ));
+        assert_eq!(v["status"], "skipped");
+        assert_eq!(v["path"], "o/a.bin");
+        assert_eq!(
+            v["http_status"],
+            serde_json::Value::Null,
+            "no request was made"
+        );
+
+        let failed = Outcome {
+            result: Err(Failure {
+                reason: "connection reset after 5 of 10 bytes".into(),
+                http_status: Some(200),
+                left: Some(PathBuf::from("o/a.bin.part")),
+                interrupted: false,
+            }),
+            ..saved
+        };
+        let v = json(&UrlRecord::outcome(
+            "http://h/a.bin",
+            Origin::Arg(1),
+            &failed,
+        ));
+        assert_eq!(v["status"], "failed");
+        assert_eq!(v["path"], serde_json::Value::Null);
+        assert_eq!(v["partial"], "o/a.bin.part");
+        assert_eq!(v["line"], serde_json::Value::Null);
+        assert!(v["error"].as_str().unwrap().contains("reset"));
+    }
+
+    #[test]
+    fn summary_splits_failures_from_invalid_lines() {
+        let t = Tally {
+            jobs: 4,
+            saved: 3,
+            failed: 3,
+            invalid: 1,
+            duplicates: 2,
+            downloads: 5,
+            busy: Duration::from_millis(2000),
+            wall: Duration::from_millis(800),
+            ..Tally::default()
+        };
+        let v = json(&SummaryRecord::new(&t, None));
+        assert_eq!(v["type"], "summary");
+        assert_eq!(v["failed"], 2);
+        assert_eq!(v["invalid"], 1);
+        assert_eq!(v["duplicates"], 2);
+        assert_eq!(v["sequential_ms"], 2000);
+        assert_eq!(v["wall_ms"], 800);
+        assert_eq!(v["speedup"], 2.5);
+        assert_eq!(v["compare"], serde_json::Value::Null);
+    }
+}
