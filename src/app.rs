@@ -96,14 +96,16 @@ pub fn build_client(config: &Config) -> Result<Client> {
             attempt.follow()
         }
     });
-    Client::builder()
-        .user_agent(concat!("fetchpar/", env!("CARGO_PKG_VERSION")))
+    let builder = Client::builder()
         // Per read, not a total deadline: reqwest's blocking client applies it to the wait for
         // headers and to each body read, so a large file that keeps flowing is never cut off.
         .timeout(config.timeout)
         .connect_timeout(config.connect_timeout)
         .redirect(policy)
-        .pool_max_idle_per_host(config.jobs)
+        .pool_max_idle_per_host(config.jobs);
+    config
+        .request
+        .apply(builder)?
         .build()
         .context("cannot set up the HTTP client")
 }

@@ -1,15 +1,20 @@
 //! The command line: one derive struct whose doc comments are the help text, validated value
 //! types, and [`Config`], the settings resolved once from the raw flags.
 
+use std::ffi::OsStr;
 use std::io::IsTerminal;
+use std::marker::PhantomData;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+use clap::builder::TypedValueParser;
+use clap::error::ErrorKind;
 use clap::{Parser, ValueEnum};
 
 use crate::input::ListSource;
 use crate::output::Format;
+use crate::request::{Credentials, Header, ProxyUrl, RequestOptions, UserAgent};
 use crate::retry::Policy;
 use crate::select::{Shard, ShardSpec, SHARD_ENV};
 
@@ -109,6 +114,96 @@ pub struct Cli {
     /// FETCHPAR_SHARD]
     #[arg(long, value_name = "K/N", help_heading = "Scripting")]
     pub shard: Option<ShardSpec>,
+
+    /// Send this header with every request (repeatable)
+    #[arg(
+        short = 'H',
+        long = "header",
+        value_name = "'NAME: VALUE'",
+        value_parser = Unquoted::<Header>::new(),
+        help_heading = "Requests"
+    )]
+    pub headers: Vec<Header>,
+
+    /// The User-Agent header [default: fetchpar/VERSION]
+    #[arg(
+        short = 'A',
+        long = "user-agent",
+        value_name = "TEXT",
+        help_heading = "Requests"
+    )]
+    pub user_agent: Option<UserAgent>,
+
+    /// Basic authentication for every request (credentials in a URL win for that URL)
+    #[arg(
+        long,
+        value_name = "USER:PASSWORD",
+        value_parser = Unquoted::<Credentials>::new(),
+        help_heading = "Requests"
+    )]
+    pub user: Option<Credentials>,
+
+    /// Send requests through this http:// or https:// proxy (default: HTTP_PROXY, HTTPS_PROXY,
+    /// ALL_PROXY; NO_PROXY is always honoured)
+    #[arg(
+        long,
+        value_name = "URL",
+        value_parser = Unquoted::<ProxyUrl>::new(),
+        help_heading = "Requests"
+    )]
+    pub proxy: Option<ProxyUrl>,
+
+    /// Also trust the CA certificates in this PEM file
+    #[arg(long, value_name = "FILE", help_heading = "Requests")]
+    pub cacert: Option<PathBuf>,
+
+    /// Do not verify TLS certificates (anyone on the path could then read or alter downloads)
+    #[arg(short = 'k', long, help_heading = "Requests")]
+    pub insecure: bool,
+}
+
+/// Parses a value with its `FromStr`, but on error never quotes it back as clap's own message
+/// would ("invalid value 'Authorization: Bearer …'"): it may be a password or a token.
+#[derive(Clone)]
+pub struct Unquoted<T>(PhantomData<fn() -> T>);
+
+impl<T> Unquoted<T> {
+    pub fn new() -> Unquoted<T> {
+        Unquoted(PhantomData)
+    }
+}
+
+impl<T> Default for Unquoted<T> {
+    fn default() -> Unquoted<T> {
+        Unquoted::new()
+    }
+}
+
+impl<T> TypedValueParser for Unquoted<T>
+where
+    T: FromStr<Err = String> + Clone + Send + Sync + 'static,
+{
+    type Value = T;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &OsStr,
+    ) -> Result<T, clap::Error> {
+        let parsed = match value.to_str() {
+            Some(text) => text.parse::<T>(),
+            None => Err("it is not valid UTF-8".to_string()),
+        };
+        parsed.map_err(|reason| {
+            let name = arg.map_or_else(String::new, ToString::to_string);
+            clap::Error::raw(
+                ErrorKind::ValueValidation,
+                format!("invalid value for '{name}': {reason}"),
+            )
+            .format(&mut cmd.clone())
+        })
+    }
 }
 
 /// The worker count: a whole number from 1 to [`MAX_JOBS`].
@@ -229,6 +324,7 @@ pub struct Config {
     pub max_filesize: Option<u64>,
     pub content_disposition: bool,
     pub format: Format,
+    pub request: RequestOptions,
     pub shard: Option<Shard>,
 }
 
@@ -322,6 +418,14 @@ impl Cli {
             max_filesize: self.max_filesize.map(|s| s.0),
             content_disposition: self.content_disposition,
             format,
+            request: RequestOptions {
+                headers: self.headers,
+                user_agent: self.user_agent,
+                user: self.user,
+                proxy: self.proxy,
+                cacert: self.cacert,
+                insecure: self.insecure,
+            },
             shard,
         })
     }

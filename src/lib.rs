@@ -36,6 +36,7 @@ pub mod output;
 pub mod pool;
 pub mod progress;
 pub mod redact;
+pub mod request;
 pub mod resume;
 pub mod retry;
 pub mod select;

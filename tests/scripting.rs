@@ -1,15 +1,16 @@
 //! fetchpar in scripts: JSON Lines, `-0`, a closed stdout, `URL OUTPUT` lists, duplicates, odd
-//! bytes in lists, and shards.
+//! bytes in lists, request options and their secrets, and shards.
 
 mod common;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
+use base64::Engine as _;
 use common::*;
 use serde_json::Value;
 
@@ -360,6 +361,231 @@ fn lists_with_any_bytes_never_crash() {
     want.insert("out.bin".to_string(), ok_sum(2));
     want.insert("ok-3.bin".to_string(), ok_sum(3));
     assert_eq!(checksums(&out), want);
+}
+
+/// Runs fetchpar with `args` against `/ok-1.bin` and `/missing.bin` (one saved, one failed, so
+/// both stdout and the error lines carry URLs), in JSON and in plain mode, and returns everything
+/// it printed.
+fn all_output(server: &Server, args: &[&str], base: &str) -> String {
+    let mut all = String::new();
+    for extra in [
+        &["--json", "--progress", "lines"][..],
+        &["--progress", "lines"],
+    ] {
+        let out = tempfile::tempdir().unwrap();
+        let assert = fetchpar()
+            .args(args)
+            .args(extra)
+            .arg("-o")
+            .arg(out.path())
+            .args([format!("{base}/ok-1.bin"), format!("{base}/missing.bin")])
+            .assert()
+            .code(1);
+        let output = assert.get_output();
+        all.push_str(&String::from_utf8_lossy(&output.stdout));
+        all.push_str(&String::from_utf8_lossy(&output.stderr));
+        assert!(output.status.code() == Some(1));
+    }
+    assert!(
+        all.contains("missing.bin"),
+        "failures still reported:\n{all}"
+    );
+    let _ = server;
+    all
+}
+
+fn auth_headers(server: &Server) -> Vec<String> {
+    server
+        .requests()
+        .iter()
+        .filter_map(|r| r.header("authorization").map(str::to_string))
+        .collect()
+}
+
+fn basic(user_pass: &str) -> String {
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(user_pass)
+    )
+}
+
+#[test]
+fn headers_user_agent_and_basic_auth_reach_the_server_and_stay_secret() {
+    let server = server();
+    let base = server.url("");
+    let secret = "PASSsecret42";
+    let all = all_output(
+        &server,
+        &[
+            "--user",
+            &format!("alice:{secret}"),
+            "-H",
+            "X-Trace: abc",
+            "-H",
+            "X-Trace: def",
+            "-A",
+            "probe/1.0",
+        ],
+        &base,
+    );
+    let encoded = basic(&format!("alice:{secret}"));
+    assert!(
+        !all.contains(secret) && !all.contains(&encoded[6..]),
+        "{all}"
+    );
+    let requests = server.requests();
+    assert!(!requests.is_empty());
+    for r in &requests {
+        assert_eq!(r.header("authorization"), Some(encoded.as_str()));
+        assert_eq!(r.header("user-agent"), Some("probe/1.0"));
+        let traces: Vec<&str> = r
+            .headers
+            .iter()
+            .filter(|(n, _)| n == "x-trace")
+            .map(|(_, v)| v.as_str())
+            .collect();
+        assert_eq!(traces, ["abc, def"]);
+    }
+}
+
+#[test]
+fn an_authorization_header_reaches_the_server_and_stays_secret() {
+    let server = server();
+    let token = "Bearer TOKENsecret77";
+    let all = all_output(
+        &server,
+        &["-H", &format!("Authorization: {token}")],
+        &server.url(""),
+    );
+    assert!(!all.contains("TOKENsecret77"), "{all}");
+    let auth = auth_headers(&server);
+    assert!(
+        !auth.is_empty() && auth.iter().all(|a| a == token),
+        "{auth:?}"
+    );
+}
+
+#[test]
+fn credentials_in_the_url_win_over_user_and_stay_secret() {
+    let server = server();
+    let base = format!("http://bob:URLsecret99@{}", server.addr());
+    let all = all_output(&server, &["--user", "alice:other"], &base);
+    assert!(!all.contains("URLsecret99"), "{all}");
+    assert!(all.contains("***@"), "the URL is shown redacted:\n{all}");
+    let auth = auth_headers(&server);
+    let want = basic("bob:URLsecret99");
+    assert!(
+        !auth.is_empty() && auth.iter().all(|a| *a == want),
+        "{auth:?}"
+    );
+}
+
+#[test]
+fn a_proxy_from_the_flag_or_the_environment_carries_the_requests() {
+    let proxy = Server::start(|req| {
+        if req.target == "http://files.invalid/x.bin" {
+            Reply::file(body(500, 9))
+        } else {
+            Reply::status(400)
+        }
+    })
+    .unwrap();
+    let secret = "PROXYsecret5";
+    let flag = format!("http://pu:{secret}@{}", proxy.addr());
+    let from_env = format!("http://{}", proxy.addr());
+    for (args, env) in [
+        (vec!["--proxy", flag.as_str()], None),
+        (vec![], Some(from_env.as_str())),
+    ] {
+        let out = tempfile::tempdir().unwrap();
+        let mut cmd = fetchpar();
+        cmd.env_remove("NO_PROXY").env_remove("no_proxy");
+        if let Some(p) = env {
+            cmd.env("HTTP_PROXY", p);
+        }
+        let assert = cmd
+            .args(&args)
+            .args(["--json", "--progress", "lines", "-o"])
+            .arg(out.path())
+            .args(["http://files.invalid/x.bin", "http://files.invalid/nope"])
+            .assert()
+            .code(1);
+        let output = assert.get_output();
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(!all.contains(secret), "{all}");
+        assert_eq!(
+            sha256(&std::fs::read(out.path().join("x.bin")).unwrap()),
+            sha256(&body(500, 9))
+        );
+    }
+    let requests = proxy.requests();
+    let targets: BTreeSet<&str> = requests.iter().map(|r| r.target.as_str()).collect();
+    assert!(
+        targets.contains("http://files.invalid/x.bin"),
+        "{targets:?}"
+    );
+    let with_auth = requests
+        .iter()
+        .filter(|r| {
+            r.header("proxy-authorization") == Some(basic(&format!("pu:{secret}")).as_str())
+        })
+        .count();
+    assert_eq!(with_auth, 2, "the flag's credentials went to the proxy");
+}
+
+#[test]
+fn bad_request_options_are_usage_errors_that_keep_secrets() {
+    let server = server();
+    let dir = tempfile::tempdir().unwrap();
+    let garbage = dir.path().join("garbage.pem");
+    std::fs::write(&garbage, "not a certificate").unwrap();
+    let missing = dir.path().join("missing.pem");
+    let garbage = garbage.to_str().unwrap();
+    let missing = missing.to_str().unwrap();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["-H", "Authorization Bearer SECRETtok"], "colon"),
+        (vec!["-H", "Bad Name: x"], "header name"),
+        (
+            vec!["-H", "Authorization: Bearer SECRETtok\u{1}"],
+            "control",
+        ),
+        (vec!["-A", "bad\nagent"], "user agent"),
+        (vec!["--user", "SECRETuser"], "USER:PASSWORD"),
+        (vec!["--proxy", "socks5://h:1"], "http://"),
+        (vec!["--proxy", "://SECRETpw@h"], "proxy URL"),
+        (vec!["--cacert", missing], "missing.pem"),
+        (vec!["--cacert", garbage], "no certificate"),
+        (vec!["--shard", "5/4"], "from 1 to N"),
+        (vec!["--shard", "auto"], "SLURM_ARRAY_TASK_ID"),
+        (vec!["-0", "--json"], "cannot be used with"),
+    ];
+    for (args, why) in cases {
+        let assert = fetchpar()
+            .env_remove("JOB_COMPLETION_INDEX")
+            .env_remove("SLURM_ARRAY_TASK_ID")
+            .args(&args)
+            .arg(server.url("/ok-1.bin"))
+            .current_dir(dir.path())
+            .assert()
+            .code(2);
+        let output = assert.get_output();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(why), "{args:?}: {stderr}");
+        assert!(!stderr.contains("SECRET"), "{args:?}: {stderr}");
+        assert!(output.stdout.is_empty());
+    }
+    let assert = fetchpar()
+        .env("FETCHPAR_SHARD", "three")
+        .arg(server.url("/ok-1.bin"))
+        .assert()
+        .code(2);
+    let stderr = String::from_utf8_lossy(&assert.get_output().stderr);
+    assert!(stderr.starts_with("fetchpar: FETCHPAR_SHARD: "), "{stderr}");
+    assert!(server.requests().is_empty(), "nothing was downloaded");
 }
 
 #[test]

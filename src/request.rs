@@ -1,0 +1,314 @@
+//! What curl and wget users reach for, applied once to the shared HTTP client: extra headers, the
+//! User-Agent, basic auth, a proxy, extra trusted certificates, and (when asked) no verification.
+//!
+//! Values are checked when the command line is parsed, so a bad one is a usage error (exit 2)
+//! before any download. Secrets (`--user`, an `Authorization` header, a proxy password) are marked
+//! sensitive for the HTTP stack and never printed, not even in a rejection message or `Debug`.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use anyhow::{Context, Result};
+use base64::Engine as _;
+use reqwest::blocking::ClientBuilder;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, COOKIE, USER_AGENT};
+use reqwest::{Certificate, NoProxy, Proxy};
+use url::Url;
+
+use crate::redact;
+
+/// Headers whose values are secrets: never shown, marked sensitive.
+fn is_secret(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "authorization" | "proxy-authorization" | "cookie" | "x-api-key" | "x-auth-token"
+    )
+}
+
+/// One `-H 'Name: value'`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Header {
+    pub name: HeaderName,
+    pub value: HeaderValue,
+}
+
+impl fmt::Debug for Header {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if is_secret(&self.name) {
+            write!(f, "{}: ***", self.name)
+        } else {
+            write!(f, "{}: {:?}", self.name, self.value)
+        }
+    }
+}
+
+impl FromStr for Header {
+    type Err = String;
+
+    // The value is never quoted back: it may be a token.
+    fn from_str(s: &str) -> Result<Header, String> {
+        let Some((name, value)) = s.split_once(':') else {
+            return Err(
+                "a header is 'Name: value', with a colon (e.g. -H 'Accept: text/csv')".into(),
+            );
+        };
+        let name = name.trim();
+        let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+            format!(
+                "'{}' is not a header name: use letters, digits and '-' (e.g. X-Api-Key)",
+                name.chars().take(60).collect::<String>()
+            )
+        })?;
+        let mut value = HeaderValue::from_str(value.trim()).map_err(|_| {
+            format!("the value of header {name} contains a line break or control character")
+        })?;
+        if is_secret(&name) {
+            value.set_sensitive(true);
+        }
+        Ok(Header { name, value })
+    }
+}
+
+/// `-A TEXT`: any text a header value may hold.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserAgent(pub HeaderValue);
+
+impl FromStr for UserAgent {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<UserAgent, String> {
+        HeaderValue::from_str(s.trim())
+            .map(UserAgent)
+            .map_err(|_| "the user agent contains a line break or control character".into())
+    }
+}
+
+/// `--user USER:PASSWORD`, sent as HTTP basic auth.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    user: String,
+    password: String,
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:***", self.user)
+    }
+}
+
+impl FromStr for Credentials {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Credentials, String> {
+        // No prompt for a missing password, as curl would: fetchpar runs in scripts.
+        let Some((user, password)) = s.split_once(':') else {
+            return Err("give USER:PASSWORD (end with ':' for an empty password)".into());
+        };
+        if user.is_empty() && password.is_empty() {
+            return Err("give USER:PASSWORD; both are empty".into());
+        }
+        if s.chars().any(char::is_control) {
+            return Err("the user or password contains a control character".into());
+        }
+        Ok(Credentials {
+            user: user.to_string(),
+            password: password.to_string(),
+        })
+    }
+}
+
+impl Credentials {
+    fn header(&self) -> HeaderValue {
+        let token = base64::engine::general_purpose::STANDARD
+            .encode(format!("{}:{}", self.user, self.password));
+        // Base64 is always a valid header value.
+        let mut value = HeaderValue::from_str(&format!("Basic {token}"))
+            .unwrap_or_else(|_| HeaderValue::from_static(""));
+        value.set_sensitive(true);
+        value
+    }
+}
+
+/// `--proxy URL`: an http:// or https:// proxy, credentials allowed (`http://user:pw@proxy:3128`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct ProxyUrl(pub Url);
+
+impl fmt::Debug for ProxyUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&redact::url(&self.0))
+    }
+}
+
+impl FromStr for ProxyUrl {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<ProxyUrl, String> {
+        // Not quoted back: unparsed text may hold a password in a place redaction cannot find.
+        let url = Url::parse(s.trim())
+            .map_err(|_| "not a proxy URL: give one like http://proxy.example:3128".to_string())?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(format!(
+                "proxy scheme '{}' is not supported: use an http:// or https:// proxy",
+                url.scheme()
+            ));
+        }
+        if url.host_str().is_none_or(str::is_empty) {
+            return Err(format!("the proxy URL '{}' has no host", redact::url(&url)));
+        }
+        Ok(ProxyUrl(url))
+    }
+}
+
+/// Every request option, validated.
+#[derive(Clone, Debug, Default)]
+pub struct RequestOptions {
+    pub headers: Vec<Header>,
+    pub user_agent: Option<UserAgent>,
+    pub user: Option<Credentials>,
+    pub proxy: Option<ProxyUrl>,
+    pub cacert: Option<PathBuf>,
+    pub insecure: bool,
+}
+
+impl RequestOptions {
+    /// The headers every request carries. Later wins: `-A` over the default User-Agent, `-H` over
+    /// both and over `--user` (as in curl). Credentials in a URL win over all of these for that
+    /// URL: reqwest sets them on the request, and default headers never replace request headers.
+    pub fn default_headers(&self) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        map.insert(
+            USER_AGENT,
+            HeaderValue::from_static(concat!("fetchpar/", env!("CARGO_PKG_VERSION"))),
+        );
+        if let Some(UserAgent(ua)) = &self.user_agent {
+            map.insert(USER_AGENT, ua.clone());
+        }
+        if let Some(user) = &self.user {
+            map.insert(AUTHORIZATION, user.header());
+        }
+        let mut given: Vec<&HeaderName> = Vec::new();
+        for header in &self.headers {
+            // The first -H of a name replaces a default; repeated ones join it as one list
+            // (`a, b`, or `a; b` for Cookie), which HTTP defines as the same thing: reqwest keeps
+            // only one value per name among a client's default headers.
+            let value = match map.get(&header.name) {
+                Some(first) if given.contains(&&header.name) => {
+                    let sep: &[u8] = if header.name == COOKIE { b"; " } else { b", " };
+                    let joined = [first.as_bytes(), sep, header.value.as_bytes()].concat();
+                    let mut value =
+                        HeaderValue::from_bytes(&joined).unwrap_or_else(|_| header.value.clone());
+                    value.set_sensitive(is_secret(&header.name));
+                    value
+                }
+                _ => header.value.clone(),
+            };
+            map.insert(header.name.clone(), value);
+            given.push(&header.name);
+        }
+        map
+    }
+
+    /// Applies the options to a client under construction. Errors here (an unreadable or empty
+    /// `--cacert`) are usage errors: they come before any download.
+    pub fn apply(&self, mut builder: ClientBuilder) -> Result<ClientBuilder> {
+        builder = builder.default_headers(self.default_headers());
+        if let Some(ProxyUrl(url)) = &self.proxy {
+            let shown = redact::url(url);
+            // An explicit proxy replaces HTTP_PROXY & co, but NO_PROXY is still honoured, as
+            // curl does.
+            let proxy = Proxy::all(url.as_str())
+                .with_context(|| format!("cannot use the proxy {shown}"))?
+                .no_proxy(NoProxy::from_env());
+            builder = builder.proxy(proxy);
+        }
+        if let Some(path) = &self.cacert {
+            let pem = std::fs::read(path)
+                .with_context(|| format!("cannot read --cacert {}", path.display()))?;
+            let certs = Certificate::from_pem_bundle(&pem).with_context(|| {
+                format!("--cacert {} is not a PEM certificate file", path.display())
+            })?;
+            if certs.is_empty() {
+                anyhow::bail!(
+                    "--cacert {} holds no certificate: give a PEM file with \
+                     -----BEGIN CERTIFICATE----- blocks",
+                    path.display()
+                );
+            }
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        if self.insecure {
+            builder = builder.danger_accept_invalid_certs(true);
+        }
+        Ok(builder)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_parse_and_never_echo_values() {
+        let h: Header = " X-Trace : abc def ".parse().unwrap();
+        assert_eq!(h.name, "x-trace");
+        assert_eq!(h.value, "abc def");
+        let err = "Authorization Bearer s3cret".parse::<Header>().unwrap_err();
+        assert!(!err.contains("s3cret") && err.contains("colon"), "{err}");
+        let err = "Authorization: Bearer s3cret\r\nX: y"
+            .parse::<Header>()
+            .unwrap_err();
+        assert!(!err.contains("s3cret") && err.contains("control"), "{err}");
+        assert!("Bad Name: x".parse::<Header>().is_err());
+        let auth: Header = "Authorization: Bearer s3cret".parse().unwrap();
+        assert!(auth.value.is_sensitive());
+        assert!(!format!("{auth:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn credentials_need_a_colon_and_stay_hidden() {
+        let c: Credentials = "alice:open sesame".parse().unwrap();
+        assert_eq!(c.header(), "Basic YWxpY2U6b3BlbiBzZXNhbWU=");
+        assert!(c.header().is_sensitive());
+        assert!(!format!("{c:?}").contains("sesame"));
+        assert!("token:".parse::<Credentials>().is_ok());
+        assert!("alice"
+            .parse::<Credentials>()
+            .unwrap_err()
+            .contains("USER:PASSWORD"));
+    }
+
+    #[test]
+    fn proxies_must_be_http_urls() {
+        assert!("http://u:pw@127.0.0.1:3128".parse::<ProxyUrl>().is_ok());
+        let err = "socks5://h:1080".parse::<ProxyUrl>().unwrap_err();
+        assert!(err.contains("socks5"), "{err}");
+        let err = "htp//u:pw@h".parse::<ProxyUrl>().unwrap_err();
+        assert!(!err.contains("pw"), "{err}");
+        let p: ProxyUrl = "http://u:pw@h:1".parse().unwrap();
+        assert!(!format!("{p:?}").contains("pw"));
+    }
+
+    #[test]
+    fn later_options_win() {
+        let options = RequestOptions {
+            user_agent: Some("mine/1".parse().unwrap()),
+            user: Some("a:b".parse().unwrap()),
+            headers: vec![
+                "Authorization: Bearer t".parse().unwrap(),
+                "Accept: a".parse().unwrap(),
+                "Accept: b".parse().unwrap(),
+            ],
+            ..RequestOptions::default()
+        };
+        let map = options.default_headers();
+        assert_eq!(map[USER_AGENT], "mine/1");
+        assert_eq!(map[AUTHORIZATION], "Bearer t");
+        assert_eq!(map["accept"], "a, b");
+        let plain = RequestOptions::default().default_headers();
+        assert!(plain[USER_AGENT].to_str().unwrap().starts_with("fetchpar/"));
+        assert!(plain.get(AUTHORIZATION).is_none());
+    }
+}
