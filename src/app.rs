@@ -16,6 +16,7 @@ use reqwest::blocking::Client;
 use reqwest::redirect;
 
 use crate::cli::{Cli, Config, Mode, ProgressMode};
+use crate::completions;
 use crate::download::{Fetcher, MAX_REDIRECTS};
 use crate::input::{Inputs, Item};
 use crate::naming::Namer;
@@ -37,6 +38,12 @@ pub fn main() -> i32 {
     // clap prints its own usage errors and exits 2 (0 for --help and --version).
     let cli = Cli::parse();
     ignore_file_size_signal();
+    if let Some(what) = cli.generate {
+        return match completions::print(what) {
+            Ok(()) => EXIT_OK,
+            Err(e) => usage_error(&format!("cannot write the {what:?} output: {e}")),
+        };
+    }
     let config = match cli.into_config() {
         Ok(config) => config,
         Err(msg) => return usage_error(&msg),
@@ -342,7 +349,12 @@ impl Pass<'_> {
             shard: self.config.shard,
         };
         let mut reporter = Reporter {
-            progress: Progress::new(self.config.progress, queued.clone(), self.label),
+            progress: Progress::new(
+                self.config.progress,
+                self.config.colour,
+                queued.clone(),
+                self.label,
+            ),
             tally: Tally {
                 jobs: self.jobs,
                 ..Tally::default()

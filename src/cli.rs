@@ -115,6 +115,16 @@ pub struct Cli {
     #[arg(long, value_name = "K/N", help_heading = "Scripting")]
     pub shard: Option<ShardSpec>,
 
+    /// Print completions for SHELL (or the man page, with 'man') on stdout and exit
+    #[arg(
+        long,
+        value_enum,
+        value_name = "SHELL",
+        exclusive = true,
+        help_heading = "Scripting"
+    )]
+    pub generate: Option<Generate>,
+
     /// Send this header with every request (repeatable)
     #[arg(
         short = 'H',
@@ -160,6 +170,17 @@ pub struct Cli {
     /// Do not verify TLS certificates (anyone on the path could then read or alter downloads)
     #[arg(short = 'k', long, help_heading = "Requests")]
     pub insecure: bool,
+}
+
+/// What `--generate` prints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Generate {
+    Bash,
+    Zsh,
+    Fish,
+    Powershell,
+    Elvish,
+    Man,
 }
 
 /// Parses a value with its `FromStr`, but on error never quotes it back as clap's own message
@@ -323,6 +344,8 @@ pub struct Config {
     pub resume: bool,
     pub max_filesize: Option<u64>,
     pub content_disposition: bool,
+    /// Colour on stderr: only on a terminal, without NO_COLOR, and not with TERM=dumb.
+    pub colour: bool,
     pub format: Format,
     pub request: RequestOptions,
     pub shard: Option<Shard>,
@@ -417,6 +440,7 @@ impl Cli {
             resume: self.resume,
             max_filesize: self.max_filesize.map(|s| s.0),
             content_disposition: self.content_disposition,
+            colour: colour(stderr_is_tty, env),
             format,
             request: RequestOptions {
                 headers: self.headers,
@@ -429,6 +453,14 @@ impl Cli {
             shard,
         })
     }
+}
+
+/// The NO_COLOR convention (no-color.org): set and not empty means no colour; a dumb terminal
+/// cannot show it; and a pipe or file should not get escape codes.
+fn colour(stderr_is_tty: bool, env: &dyn Fn(&str) -> Option<String>) -> bool {
+    stderr_is_tty
+        && env("NO_COLOR").is_none_or(|v| v.is_empty())
+        && env("TERM").is_none_or(|t| t != "dumb")
 }
 
 #[cfg(test)]
@@ -536,6 +568,21 @@ mod tests {
     }
 
     #[test]
+    fn colour_only_on_a_capable_terminal() {
+        let none = |_: &str| None;
+        assert!(colour(true, &none));
+        assert!(!colour(false, &none));
+        let no_color = |n: &str| (n == "NO_COLOR").then(|| "1".to_string());
+        assert!(!colour(true, &no_color));
+        let empty = |n: &str| (n == "NO_COLOR").then(String::new);
+        assert!(colour(true, &empty));
+        let dumb = |n: &str| (n == "TERM").then(|| "dumb".to_string());
+        assert!(!colour(true, &dumb));
+        let c = cli(&["http://h/"]).unwrap().resolve(true, false).unwrap();
+        assert!(!c.colour);
+    }
+
+    #[test]
     fn shard_comes_from_the_flag_or_the_environment() {
         let env = |n: &str| match n {
             "FETCHPAR_SHARD" => Some("auto/3".to_string()),
@@ -569,6 +616,7 @@ mod tests {
             .resolve(true, false)
             .unwrap();
         assert_eq!(c.format, Format::Print0);
+        assert!(cli(&["--generate", "bash", "http://h/"]).is_err());
     }
 
     #[test]

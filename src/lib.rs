@@ -28,6 +28,7 @@
 
 pub mod app;
 pub mod cli;
+pub mod completions;
 pub mod disposition;
 pub mod download;
 pub mod input;

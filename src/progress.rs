@@ -35,14 +35,22 @@ pub struct Progress {
 }
 
 impl Progress {
-    pub fn new(mode: ProgressMode, queued: Arc<AtomicUsize>, label: &str) -> Progress {
+    /// `colour`: whether the bars may use colour (see `cli::Config::colour`).
+    pub fn new(
+        mode: ProgressMode,
+        colour: bool,
+        queued: Arc<AtomicUsize>,
+        label: &str,
+    ) -> Progress {
         let (multi, overall) = if mode == ProgressMode::Bars {
             let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(10));
             let overall = multi.add(ProgressBar::new(0));
             overall.set_style(
-                ProgressStyle::with_template(
-                    "{prefix}[{bar:30.cyan/blue}] {pos}/{len} files  {msg}",
-                )
+                ProgressStyle::with_template(if colour {
+                    "{prefix}[{bar:30.cyan/blue}] {pos}/{len} files  {msg}"
+                } else {
+                    "{prefix}[{bar:30}] {pos}/{len} files  {msg}"
+                })
                 .unwrap_or_else(|_| ProgressStyle::default_bar())
                 .progress_chars("=> "),
             );

@@ -1,5 +1,5 @@
 //! fetchpar in scripts: JSON Lines, `-0`, a closed stdout, `URL OUTPUT` lists, duplicates, odd
-//! bytes in lists, request options and their secrets, and shards.
+//! bytes in lists, request options and their secrets, shards, and `--generate`.
 
 mod common;
 
@@ -647,4 +647,46 @@ fn shards_cover_every_url_exactly_once() {
         "a duplicate is caught by the one shard that owns it"
     );
     assert_eq!(server.requests().len(), 60);
+}
+
+#[test]
+fn generate_prints_completions_and_a_man_page() {
+    let markers = [
+        ("bash", "complete -F"),
+        ("zsh", "#compdef fetchpar"),
+        ("fish", "complete -c fetchpar"),
+        ("powershell", "Register-ArgumentCompleter"),
+        ("elvish", "edit:completion:arg-completer[fetchpar]"),
+        ("man", ".TH fetchpar"),
+    ];
+    for (shell, marker) in markers {
+        let assert = fetchpar().args(["--generate", shell]).assert().success();
+        let output = assert.get_output();
+        let text = String::from_utf8_lossy(&output.stdout);
+        assert!(text.contains(marker), "{shell}: {marker} missing");
+        assert!(text.contains("print0"), "{shell}: flags missing");
+        assert!(output.stderr.is_empty());
+    }
+    fetchpar().args(["--generate", "tcsh"]).assert().code(2);
+}
+
+#[test]
+fn no_escape_codes_when_stderr_is_not_a_terminal() {
+    let server = server();
+    let out = tempfile::tempdir().unwrap();
+    let assert = fetchpar()
+        .env("TERM", "xterm-256color")
+        .env_remove("NO_COLOR")
+        .args(["--progress", "bars", "-o"])
+        .arg(out.path())
+        .args([server.url("/ok-1.bin"), server.url("/missing.bin")])
+        .assert()
+        .code(1);
+    let stderr = &assert.get_output().stderr;
+    assert!(
+        !stderr.contains(&0x1b),
+        "{}",
+        String::from_utf8_lossy(stderr)
+    );
+    assert!(String::from_utf8_lossy(stderr).contains("missing.bin"));
 }
