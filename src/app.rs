@@ -530,6 +530,9 @@ impl Sink for Reporter {
 
     fn abandon(&mut self) -> ! {
         self.close();
+        // Scripts get their summary record even when stuck downloads are left behind.
+        let record = SummaryRecord::new(&self.tally, None);
+        self.write(|out| out.json(&record));
         if !self.quiet && !self.stdout_closed {
             eprint!("{}", summary::render(&self.tally));
         }
