@@ -125,11 +125,11 @@ pub struct Cli {
     )]
     pub generate: Option<Generate>,
 
-    /// Send this header with every request (repeatable)
+    /// Send this header, written 'Name: value', with every request (repeatable)
     #[arg(
         short = 'H',
         long = "header",
-        value_name = "'NAME: VALUE'",
+        value_name = "HEADER",
         value_parser = Unquoted::<Header>::new(),
         help_heading = "Requests"
     )]
@@ -144,10 +144,11 @@ pub struct Cli {
     )]
     pub user_agent: Option<UserAgent>,
 
-    /// Basic authentication for every request (credentials in a URL win for that URL)
+    /// Basic authentication for every request, written USER:PASSWORD (credentials in a URL win
+    /// for that URL)
     #[arg(
         long,
-        value_name = "USER:PASSWORD",
+        value_name = "LOGIN",
         value_parser = Unquoted::<Credentials>::new(),
         help_heading = "Requests"
     )]

@@ -37,3 +37,39 @@ pub fn print(what: Generate) -> io::Result<()> {
         other => other,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn value_names_are_safe_in_every_shell() {
+        // clap_complete's zsh output pastes value names unescaped into ':NAME:action' specs
+        // inside single quotes: a quote, colon or space there breaks the whole script.
+        for arg in Cli::command().get_arguments() {
+            for name in arg.get_value_names().unwrap_or_default() {
+                assert!(
+                    name.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "/_.-".contains(c)),
+                    "{}: value name {name}",
+                    arg.get_id()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn every_target_renders() {
+        for what in [
+            Generate::Bash,
+            Generate::Zsh,
+            Generate::Fish,
+            Generate::Powershell,
+            Generate::Elvish,
+            Generate::Man,
+        ] {
+            let text = String::from_utf8(render(what).unwrap()).unwrap();
+            assert!(text.contains("shard"), "{what:?}");
+        }
+    }
+}

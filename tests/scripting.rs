@@ -666,6 +666,15 @@ fn generate_prints_completions_and_a_man_page() {
         assert!(text.contains(marker), "{shell}: {marker} missing");
         assert!(text.contains("print0"), "{shell}: flags missing");
         assert!(output.stderr.is_empty());
+        if shell == "bash" {
+            // Where bash exists (CI has it), the script must at least parse.
+            let dir = tempfile::tempdir().unwrap();
+            let script = dir.path().join("fetchpar.bash");
+            std::fs::write(&script, &output.stdout).unwrap();
+            if let Ok(status) = Command::new("bash").arg("-n").arg(&script).status() {
+                assert!(status.success(), "bash -n rejects the completion script");
+            }
+        }
     }
     fetchpar().args(["--generate", "tcsh"]).assert().code(2);
 }
