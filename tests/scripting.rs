@@ -699,3 +699,73 @@ fn no_escape_codes_when_stderr_is_not_a_terminal() {
     );
     assert!(String::from_utf8_lossy(stderr).contains("missing.bin"));
 }
+
+#[test]
+fn continue_reports_complete_files_as_skipped_records() {
+    let server = server();
+    let root = tempfile::tempdir().unwrap();
+    let out = root.path().join("out");
+    let list = format!(
+        "{}\n{} named/two.bin\n",
+        server.url("/ok-1.bin"),
+        server.url("/ok-2.bin")
+    );
+    let list_path = write_list(root.path(), list.as_bytes());
+    let run = || {
+        let assert = fetchpar()
+            .args(["-c", "--json", "-q", "-o"])
+            .arg(&out)
+            .arg("-i")
+            .arg(&list_path)
+            .assert()
+            .success();
+        records(&assert.get_output().stdout)
+    };
+    let first = run();
+    assert_eq!(first.iter().filter(|r| r["status"] == "saved").count(), 2);
+    let second = run();
+    assert_eq!(second.len(), 3, "{second:#?}");
+    for rec in &second[..2] {
+        assert_eq!(rec["status"], "skipped", "{rec}");
+        assert_eq!(rec["http_status"], Value::Null);
+        assert_eq!(rec["bytes"], 0);
+    }
+    let mut paths: Vec<&str> = second[..2]
+        .iter()
+        .map(|r| r["path"].as_str().unwrap())
+        .collect();
+    paths.sort();
+    let want = [out.join("named/two.bin"), out.join("ok-1.bin")];
+    assert_eq!(
+        paths,
+        want.iter().map(|p| p.to_str().unwrap()).collect::<Vec<_>>()
+    );
+    assert_eq!(second[2]["skipped"], 2);
+    assert_eq!(second[2]["saved"], 0);
+    assert_eq!(
+        server.requests().len(),
+        2,
+        "nothing fetched the second time"
+    );
+}
+
+#[test]
+fn a_named_output_beats_content_disposition() {
+    let server = Server::start(|_| {
+        Reply::file(body(300, 4))
+            .with_header("Content-Disposition", "attachment; filename=server.bin")
+    })
+    .unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let out = root.path().join("out");
+    let list = format!("{} mine.bin\n{}\n", server.url("/a"), server.url("/b"));
+    fetchpar()
+        .args(["--content-disposition", "-o"])
+        .arg(&out)
+        .arg("-i")
+        .arg(write_list(root.path(), list.as_bytes()))
+        .assert()
+        .success();
+    let names: Vec<String> = checksums(&out).into_keys().collect();
+    assert_eq!(names, ["mine.bin", "server.bin"]);
+}
