@@ -162,9 +162,10 @@ pub enum Verdict {
 #[derive(Debug, Default)]
 pub struct Selector {
     shard: Option<Shard>,
-    /// URLs already queued, by the first 128 bits of their digest: 16 bytes per URL however long
-    /// the URL, never the strings (a list of a million URLs costs about 32 MB here, and a
-    /// collision between two different URLs is as likely as guessing a random 128-bit key).
+    /// URLs already queued, by the first 128 bits of their digest, with where each came from:
+    /// 32 bytes per distinct URL however long the URL, never the strings (with the hash table's
+    /// slack, some 40–80 MB for a million distinct URLs). Two different URLs colliding is as
+    /// likely as guessing a random 128-bit key.
     seen: HashMap<u128, Origin>,
 }
 
