@@ -143,6 +143,7 @@ fn download(config: &Config, cancel: &Arc<AtomicBool>) -> Result<i32> {
     prepare_dir(&config.output_dir)?;
     let inputs = Inputs::open(config.urls.clone(), config.list.as_ref())?;
     let client = build_client(config)?;
+    note_shard(config);
     let pass = Pass {
         config,
         jobs: config.jobs,
@@ -166,10 +167,21 @@ fn download(config: &Config, cancel: &Arc<AtomicBool>) -> Result<i32> {
     Ok(result.status())
 }
 
+/// A sharded run downloads a fraction of the list on purpose; say so, or it looks like a bug.
+fn note_shard(config: &Config) {
+    if let (Some(shard), false) = (config.shard, config.progress == ProgressMode::Quiet) {
+        eprintln!(
+            "fetchpar: shard {shard}: downloading only the URLs of this shard \
+             (invalid lines are reported by shard 1)"
+        );
+    }
+}
+
 fn compare(config: &Config, cancel: &Arc<AtomicBool>) -> Result<i32> {
     prepare_dir(&config.output_dir)?;
     // Both passes need the same list, so this mode reads it all first.
     let items: Vec<Item> = Inputs::open(config.urls.clone(), config.list.as_ref())?.collect();
+    note_shard(config);
     compare_items(config, &items, cancel, &config.output_dir, true)
 }
 

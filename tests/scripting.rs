@@ -647,6 +647,18 @@ fn shards_cover_every_url_exactly_once() {
         "a duplicate is caught by the one shard that owns it"
     );
     assert_eq!(server.requests().len(), 60);
+    let assert = fetchpar()
+        .args(["--shard", "2/3", "-o"])
+        .arg(root.path().join("again"))
+        .arg("-i")
+        .arg(&list_path)
+        .assert()
+        .success();
+    let stderr = lines(&assert.get_output().stderr);
+    assert!(
+        stderr[0].starts_with("fetchpar: shard 2/3: downloading only"),
+        "{stderr:#?}"
+    );
 }
 
 #[test]
