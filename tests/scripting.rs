@@ -217,11 +217,10 @@ fn a_closed_stdout_stops_quietly_and_leaves_nothing_incomplete() {
         .collect();
     for json in [false, true] {
         let out = tempfile::tempdir().unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_fetchpar"));
+        let mut cmd = command();
         cmd.args(["-j", "2", "--progress", "none", "-o"])
             .arg(out.path())
             .args(&urls)
-            .env("NO_PROXY", "127.0.0.1")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
