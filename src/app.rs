@@ -6,8 +6,8 @@
 use std::collections::HashMap;
 use std::fs;
 use std::io;
-use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,12 +17,12 @@ use reqwest::redirect;
 
 use crate::cli::{Cli, Config, Mode, ProgressMode};
 use crate::completions;
-use crate::download::{Fetcher, MAX_REDIRECTS};
-use crate::input::{Inputs, Item};
-use crate::naming::Namer;
+use crate::download::{Failure, Fetcher, Outcome, MAX_REDIRECTS};
+use crate::input::{Inputs, Item, Origin};
+use crate::naming::{self, Namer};
 use crate::output::{Stdout, SummaryRecord, UrlRecord};
 use crate::pool::{Event, Pool, Sink};
-use crate::progress::Progress;
+use crate::progress::{to_stderr, Progress};
 use crate::server::{self, Server};
 use crate::summary::{self, Tally};
 
@@ -59,7 +59,7 @@ pub fn main() -> i32 {
 }
 
 fn usage_error(msg: &str) -> i32 {
-    eprintln!("fetchpar: {msg}");
+    to_stderr(&format!("fetchpar: {msg}\n"));
     EXIT_USAGE
 }
 
@@ -85,7 +85,9 @@ fn install_interrupt_handler(cancel: &Arc<AtomicBool>) {
         }
     });
     if let Err(e) = installed {
-        eprintln!("fetchpar: warning: Ctrl-C will stop at once, without a summary: {e}");
+        to_stderr(&format!(
+            "fetchpar: warning: Ctrl-C will stop at once, without a summary: {e}\n"
+        ));
     }
 }
 
@@ -162,7 +164,7 @@ fn download(config: &Config, cancel: &Arc<AtomicBool>) -> Result<i32> {
     // Already reported if it fails: the records before it are what went wrong.
     let _ = stdout.json(&SummaryRecord::new(&result.tally, None));
     if config.progress != ProgressMode::Quiet {
-        eprint!("{}", summary::render(&result.tally));
+        to_stderr(&summary::render(&result.tally));
     }
     Ok(result.status())
 }
@@ -170,19 +172,46 @@ fn download(config: &Config, cancel: &Arc<AtomicBool>) -> Result<i32> {
 /// A sharded run downloads a fraction of the list on purpose; say so, or it looks like a bug.
 fn note_shard(config: &Config) {
     if let (Some(shard), false) = (config.shard, config.progress == ProgressMode::Quiet) {
-        eprintln!(
+        to_stderr(&format!(
             "fetchpar: shard {shard}: downloading only the URLs of this shard \
-             (invalid lines are reported by shard 1)"
-        );
+             (invalid lines are reported by shard 1)\n"
+        ));
     }
 }
 
 fn compare(config: &Config, cancel: &Arc<AtomicBool>) -> Result<i32> {
     prepare_dir(&config.output_dir)?;
     // Both passes need the same list, so this mode reads it all first.
-    let items: Vec<Item> = Inputs::open(config.urls.clone(), config.list.as_ref())?.collect();
+    let inputs = Inputs::open(config.urls.clone(), config.list.as_ref())?;
+    let Some(items) = read_all(inputs, cancel) else {
+        if config.progress != ProgressMode::Quiet {
+            to_stderr("fetchpar: interrupted while reading the URL list; nothing downloaded\n");
+        }
+        return Ok(EXIT_INTERRUPTED);
+    };
     note_shard(config);
     compare_items(config, &items, cancel, &config.output_dir, true)
+}
+
+/// Reads the whole list on a thread of its own, so that Ctrl-C is honoured even while a
+/// producer is still writing to our stdin; `None` when interrupted.
+fn read_all(inputs: Inputs, cancel: &AtomicBool) -> Option<Vec<Item>> {
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    // Detached: a read of stdin cannot be interrupted, and the process exits without it.
+    let _reader = std::thread::Builder::new()
+        .name("fetchpar-list".into())
+        .spawn(move || {
+            let _ = tx.send(inputs.collect::<Vec<Item>>());
+        })
+        .ok()?;
+    loop {
+        match rx.recv_timeout(crate::pool::TICK) {
+            Ok(items) => return Some(items),
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) if !cancel.load(Ordering::SeqCst) => {
+            }
+            Err(_) => return None,
+        }
+    }
 }
 
 /// Runs `items` with one worker into a temporary directory, then with `config.jobs` into `dir`,
@@ -210,7 +239,7 @@ fn compare_items(
     drop(scratch);
     if sequential.tally.interrupted {
         if config.progress != ProgressMode::Quiet {
-            eprint!("{}", summary::render(&sequential.tally));
+            to_stderr(&summary::render(&sequential.tally));
         }
         return Ok(EXIT_INTERRUPTED);
     }
@@ -236,12 +265,11 @@ fn compare_items(
         ));
     }
     if config.progress != ProgressMode::Quiet {
-        eprint!("{}", summary::render(&threaded.tally));
-        eprintln!();
-        eprint!(
-            "{}",
+        to_stderr(&format!(
+            "{}\n{}",
+            summary::render(&threaded.tally),
             summary::render_compare(&sequential.tally, &threaded.tally)
-        );
+        ));
     }
     Ok(threaded.status())
 }
@@ -268,16 +296,16 @@ fn demo(config: &Config, cancel: &Arc<AtomicBool>) -> Result<i32> {
         .tempdir()
         .context("cannot create a temporary directory for the demo")?;
     if config.progress != ProgressMode::Quiet {
-        eprintln!(
+        to_stderr(&format!(
             "fetchpar demo: {DEMO_FILES} files of {}–{} KiB from a local server ({}) that waits {} \
              before each response, as a distant server would.\n\
-             Downloading them once with 1 worker, then with {} workers…\n",
+             Downloading them once with 1 worker, then with {} workers…\n\n",
             DEMO_MIN / 1024,
             DEMO_MAX / 1024,
             server.addr(),
             summary::format_duration(DEMO_DELAY),
             config.jobs
-        );
+        ));
     }
     let status = compare_items(config, &items, cancel, out.path(), false)?;
     if status != EXIT_OK {
@@ -286,15 +314,17 @@ fn demo(config: &Config, cancel: &Arc<AtomicBool>) -> Result<i32> {
     match verify_demo(out.path(), &expected) {
         Ok(n) => {
             if config.progress != ProgressMode::Quiet {
-                eprintln!(
+                to_stderr(&format!(
                     "\nAll {n} files checked byte for byte. \
-                     Try it on your own list: fetchpar --compare -i urls.txt -j 8"
-                );
+                     Try it on your own list: fetchpar --compare -i urls.txt -j 8\n"
+                ));
             }
             Ok(EXIT_OK)
         }
         Err(e) => {
-            eprintln!("fetchpar: demo files differ from what was served: {e:#}");
+            to_stderr(&format!(
+                "fetchpar: demo files differ from what was served: {e:#}\n"
+            ));
             Ok(EXIT_FAILED)
         }
     }
@@ -383,6 +413,7 @@ impl Pass<'_> {
             stdout_closed: false,
             stdout_failed: false,
             finished: 0,
+            running: HashMap::new(),
         };
         pool.run(inputs, &mut reporter);
         reporter.close();
@@ -411,6 +442,16 @@ struct Reporter {
     /// Writing failed otherwise (a full disk under `> results.jsonl`): stop, and say so.
     stdout_failed: bool,
     finished: usize,
+    /// Downloads whose body is streaming, for reporting them if Ctrl-C has to leave them behind.
+    running: HashMap<usize, Running>,
+}
+
+struct Running {
+    url: String,
+    origin: Origin,
+    path: PathBuf,
+    counter: Arc<AtomicU64>,
+    since: Instant,
 }
 
 impl Reporter {
@@ -457,18 +498,36 @@ impl Sink for Reporter {
         match event {
             Event::Started {
                 id,
+                url,
+                origin,
                 path,
                 total,
                 counter,
-            } => self.progress.started(id, &path, total, counter),
+            } => {
+                self.progress.started(id, &path, total, counter.clone());
+                self.running.insert(
+                    id,
+                    Running {
+                        url,
+                        origin,
+                        path,
+                        counter,
+                        since: Instant::now(),
+                    },
+                );
+            }
             Event::Finished {
                 id,
                 url,
                 origin,
                 outcome,
             } => {
+                self.running.remove(&id);
                 self.write(|out| out.json(&UrlRecord::outcome(&url, origin, &outcome)));
                 self.finished += 1;
+                if matches!(&outcome.result, Err(f) if f.left.is_some()) {
+                    self.tally.parts_kept += 1;
+                }
                 self.tally.bytes += outcome.bytes;
                 match &outcome.result {
                     Ok(saved) if saved.skipped => {
@@ -541,12 +600,39 @@ impl Sink for Reporter {
     }
 
     fn abandon(&mut self) -> ! {
+        // Downloads still stuck in a read never report back: report them as interrupted here,
+        // with what they left on disk, exactly as if they had stopped at their next chunk.
+        let stuck: Vec<usize> = self.running.keys().copied().collect();
+        for id in stuck {
+            let Some(run) = self.running.remove(&id) else {
+                continue;
+            };
+            let bytes = run.counter.load(Ordering::Relaxed);
+            let part = naming::part_path(&run.path);
+            let outcome = Outcome {
+                result: Err(Failure {
+                    reason: "interrupted".into(),
+                    http_status: None,
+                    left: (bytes > 0 || part.exists()).then_some(part),
+                    interrupted: true,
+                }),
+                bytes,
+                elapsed: run.since.elapsed(),
+                retries: 0,
+            };
+            self.event(Event::Finished {
+                id,
+                url: run.url,
+                origin: run.origin,
+                outcome,
+            });
+        }
         self.close();
         // Scripts get their summary record even when stuck downloads are left behind.
         let record = SummaryRecord::new(&self.tally, None);
         self.write(|out| out.json(&record));
         if !self.quiet && !self.stdout_closed {
-            eprint!("{}", summary::render(&self.tally));
+            to_stderr(&summary::render(&self.tally));
         }
         let status = if self.stdout_closed {
             EXIT_OK

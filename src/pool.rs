@@ -31,6 +31,9 @@ pub enum Event {
     /// Headers are in and the body is about to stream into `path`.
     Started {
         id: usize,
+        /// Credentials already removed.
+        url: String,
+        origin: Origin,
         path: PathBuf,
         total: Option<u64>,
         counter: Arc<AtomicU64>,
@@ -105,6 +108,10 @@ impl Pool<'_> {
 
         let alive = AtomicUsize::new(0);
         thread::scope(|scope| {
+            // Owned by this closure, so that if the main thread ever panicked here the receiver
+            // would be dropped while unwinding: workers blocked on a full channel then see a
+            // closed one and exit, instead of the scope waiting for them forever.
+            let event_rx = event_rx;
             for n in 0..self.jobs {
                 let (job_rx, event_tx, alive) = (job_rx.clone(), event_tx.clone(), &alive);
                 let worker = move || {
@@ -164,6 +171,8 @@ impl Pool<'_> {
         let mut on_start = |started: Started<'_>| {
             let _ = event_tx.send(Event::Started {
                 id: job.id,
+                url: redact::url(&job.entry.url),
+                origin: job.entry.origin,
                 path: started.path.to_path_buf(),
                 total: started.total,
                 counter: counter.clone(),

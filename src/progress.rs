@@ -5,6 +5,7 @@
 //! those counters into the bars, so the download loop never waits on the terminal.
 
 use std::collections::HashMap;
+use std::io::{self, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -107,7 +108,12 @@ impl Progress {
             }
         }
         if let (ProgressMode::Lines, Some(line)) = (self.mode, line) {
-            eprintln!("{}[{}/{}] {line}", self.label, self.finished, self.known());
+            to_stderr(&format!(
+                "{}[{}/{}] {line}\n",
+                self.label,
+                self.finished,
+                self.known()
+            ));
         }
         self.tick();
     }
@@ -115,8 +121,8 @@ impl Progress {
     /// An error line: always shown (even with -q), above the bars when there are bars.
     pub fn error(&self, line: &str) {
         match &self.multi {
-            Some(multi) => multi.suspend(|| eprintln!("{line}")),
-            None => eprintln!("{line}"),
+            Some(multi) => multi.suspend(|| to_stderr(&format!("{line}\n"))),
+            None => to_stderr(&format!("{line}\n")),
         }
     }
 
@@ -167,6 +173,12 @@ impl Progress {
             let _ = multi.clear();
         }
     }
+}
+
+/// Writes to stderr, ignoring failure: a closed or full stderr (`2>&1 | head -1`, `2>/dev/full`)
+/// must not panic the main thread, which `eprintln!` would, and with it stall the workers.
+pub fn to_stderr(text: &str) {
+    let _ = io::stderr().lock().write_all(text.as_bytes());
 }
 
 fn label_prefix(label: &str) -> String {

@@ -17,16 +17,30 @@ pub fn url(url: &Url) -> String {
     shown.to_string()
 }
 
-/// Removes the userinfo part from text that looks like a URL but did not parse, so a bad line
-/// such as `htp://user:secret@host` is reported without its secret.
+/// Removes anything that looks like userinfo from text that did not parse as a URL, so a bad
+/// line such as `htp://user:secret@host`, `user:secret@host/x` or two URLs on one line is
+/// reported without its secret. Every whitespace-separated word is treated on its own.
 pub fn text(raw: &str) -> String {
-    let Some(scheme_end) = raw.find("://") else {
-        return raw.to_string();
-    };
-    let rest = &raw[scheme_end + 3..];
+    let mut out = String::with_capacity(raw.len());
+    let mut rest = raw;
+    while !rest.is_empty() {
+        let word_end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+        out.push_str(&word(&rest[..word_end]));
+        let space_end = rest[word_end..]
+            .find(|c: char| !c.is_whitespace())
+            .map_or(rest.len(), |i| word_end + i);
+        out.push_str(&rest[word_end..space_end]);
+        rest = &rest[space_end..];
+    }
+    out
+}
+
+fn word(raw: &str) -> String {
+    let authority_start = raw.find("://").map_or(0, |i| i + 3);
+    let rest = &raw[authority_start..];
     let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     match rest[..authority_end].rfind('@') {
-        Some(at) => format!("{}***@{}", &raw[..scheme_end + 3], &rest[at + 1..]),
+        Some(at) => format!("{}***@{}", &raw[..authority_start], &rest[at + 1..]),
         None => raw.to_string(),
     }
 }
@@ -54,5 +68,10 @@ mod tests {
         assert_eq!(text("htp://bob:pw@host/x"), "htp://***@host/x");
         assert_eq!(text("http://host/a@b"), "http://host/a@b");
         assert_eq!(text("not a url"), "not a url");
+        assert_eq!(text("eve:pw5@host/x"), "***@host/x");
+        assert_eq!(
+            text("http://a:one@h/x  https://b:two@h/y"),
+            "http://***@h/x  https://***@h/y"
+        );
     }
 }

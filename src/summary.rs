@@ -36,6 +36,8 @@ pub struct Tally {
     pub interrupted: bool,
     /// URLs read but never started because the run was interrupted.
     pub not_started: usize,
+    /// Failed or interrupted downloads whose bytes were kept in a `.part` file.
+    pub parts_kept: usize,
 }
 
 impl Tally {
@@ -154,10 +156,16 @@ pub fn render(t: &Tally) -> String {
         let _ = writeln!(out, "{line}");
     }
     if t.interrupted {
-        let _ = writeln!(
-            out,
-            "interrupted: partial downloads were kept as .part files"
-        );
+        match t.parts_kept {
+            0 => out.push_str("interrupted\n"),
+            n => {
+                let _ = writeln!(
+                    out,
+                    "interrupted: {} kept as .part (resume with -c)",
+                    plural(n, "partial download", "partial downloads")
+                );
+            }
+        }
     }
     out
 }

@@ -573,3 +573,168 @@ fn passwords_in_urls_never_appear_in_any_output() {
         .next();
     assert!(auth.is_some_and(|a| a.starts_with("Basic ")));
 }
+
+/// Waits until the process has its Ctrl-C handler installed (Linux: the SigCgt mask in
+/// /proc), so that a SIGINT sent next is handled rather than killing it outright.
+fn wait_for_sigint_handler(pid: u32) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let caught = status
+            .lines()
+            .find_map(|l| l.strip_prefix("SigCgt:"))
+            .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+            .unwrap_or(0);
+        if caught & (1 << (2 - 1)) != 0 {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("fetchpar never installed its Ctrl-C handler");
+}
+
+fn sigint(pid: u32) {
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+}
+
+#[test]
+fn a_closed_or_full_stderr_never_panics_or_hangs() {
+    let (server, expected) = file_server(30, 100, 2000, Duration::ZERO);
+    let urls: Vec<String> = expected
+        .keys()
+        .map(|n| server.url(&format!("/{n}")))
+        .collect();
+    // stderr on a full device: every write fails.
+    let out = tempfile::tempdir().unwrap();
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let status = command()
+        .args(["-j", "1", "--progress", "lines", "-o"])
+        .arg(out.path())
+        .args(&urls)
+        .stdout(Stdio::null())
+        .stderr(full)
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(checksums(out.path()), expected);
+    // stderr a pipe whose reader has gone (`2>&1 | head -1`).
+    let out = tempfile::tempdir().unwrap();
+    let mut child = command()
+        .args(["-j", "1", "--progress", "lines", "-o"])
+        .arg(out.path())
+        .args(&urls)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stderr.take());
+    assert_eq!(finish(child).status.code(), Some(0));
+    assert_eq!(checksums(out.path()), expected);
+}
+
+#[test]
+fn ctrl_c_past_the_grace_reports_each_stuck_download_and_its_part() {
+    let server = Server::start(|req| match req.path() {
+        "/stuck.bin" => Reply::file(body(100_000, 4))
+            .with_fault(Fault::StallAfter(1000, Duration::from_secs(30))),
+        _ => Reply::file(body(500, 6)),
+    })
+    .unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let child = command()
+        .args(["--progress", "lines", "--timeout", "60", "-o"])
+        .arg(out.path())
+        .args([server.url("/ok.bin"), server.url("/stuck.bin")])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the stuck download's first bytes are on disk, then interrupt.
+    let part = out.path().join("stuck.bin.part");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::fs::metadata(&part).map(|m| m.len()).unwrap_or(0) < 1000 && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    sigint(child.id());
+    let output = finish(child);
+    assert_eq!(output.status.code(), Some(130));
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    let url = server.url("/stuck.bin");
+    assert!(
+        stderr.contains(&format!(
+            "{url}: interrupted; partial data kept in {}",
+            part.display()
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains("1 file saved, 1 failed"), "{stderr}");
+    assert!(
+        stderr.contains("interrupted: 1 partial download kept as .part (resume with -c)"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::metadata(&part).unwrap().len(), 1000);
+    assert!(!out.path().join("stuck.bin").exists());
+    assert_eq!(
+        lines(&output.stdout),
+        [out.path().join("ok.bin").display().to_string()]
+    );
+}
+
+#[test]
+fn compare_reading_stdin_still_honours_ctrl_c() {
+    let out = tempfile::tempdir().unwrap();
+    let mut child = command()
+        .args(["--compare", "-o"])
+        .arg(out.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    writeln!(stdin, "http://127.0.0.1:9/never.bin").unwrap();
+    wait_for_sigint_handler(child.id());
+    sigint(child.id());
+    // stdin is still open: the list never ends, yet the run must.
+    let output = finish(child);
+    drop(stdin);
+    assert_eq!(output.status.code(), Some(130));
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(
+        stderr.contains("interrupted while reading the URL list"),
+        "{stderr}"
+    );
+    assert!(entries(out.path()).is_empty());
+}
+
+#[test]
+fn secrets_in_unparsable_inputs_are_not_echoed() {
+    let out = tempfile::tempdir().unwrap();
+    let assert = fetchpar()
+        .arg("-o")
+        .arg(out.path())
+        .args([
+            "eve:pw5secret@host/x",
+            "http://a:one1secret@h/x https://b:two2secret@h/y",
+        ])
+        .assert()
+        .code(1);
+    let output = assert.get_output();
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for secret in ["pw5secret", "one1secret", "two2secret"] {
+        assert!(!all.contains(secret), "{secret} leaked:\n{all}");
+    }
+    assert!(all.contains("argument 1: ***@host/x"), "{all}");
+}

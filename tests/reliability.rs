@@ -580,7 +580,7 @@ fn ctrl_c_stops_a_blocked_download_keeps_parts_and_continue_finishes_them() {
     assert!(
         stderr
             .iter()
-            .any(|l| l.contains("interrupted: partial downloads were kept")),
+            .any(|l| l == "interrupted: 3 partial downloads kept as .part (resume with -c)"),
         "{stderr:#?}"
     );
     for part in &parts {

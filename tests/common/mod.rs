@@ -89,3 +89,18 @@ pub fn lines(bytes: &[u8]) -> Vec<String> {
         .map(str::to_string)
         .collect()
 }
+
+/// Waits for a spawned run to end, killing it (and failing the test) if it is still running after
+/// a minute: a hang guard for tests that talk to the process while it runs, not a timing check.
+pub fn finish(mut child: std::process::Child) -> std::process::Output {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("fetchpar did not finish: it hangs");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
