@@ -258,9 +258,9 @@ impl FromStr for Seconds {
             .trim()
             .parse()
             .map_err(|_| format!("'{s}' is not a number of seconds (try 30 or 2.5)"))?;
-        if !(secs > 0.0 && secs <= 86_400.0) {
+        if !(0.001..=86_400.0).contains(&secs) {
             return Err(format!(
-                "'{s}' is out of range: give a number of seconds above 0 and at most 86400"
+                "'{s}' is out of range: give a number of seconds, at least 0.001 and at most 86400"
             ));
         }
         Ok(Seconds(Duration::from_secs_f64(secs)))
@@ -494,6 +494,14 @@ mod tests {
         assert!("-1".parse::<Seconds>().is_err());
         assert!("NaN".parse::<Seconds>().is_err());
         assert!("soon".parse::<Seconds>().is_err());
+        // Below a millisecond would become no time at all.
+        let tiny = "1e-10".parse::<Seconds>().unwrap_err();
+        assert!(tiny.contains("at least 0.001"), "{tiny}");
+        assert!("0.0009".parse::<Seconds>().is_err());
+        assert_eq!(
+            "0.001".parse::<Seconds>(),
+            Ok(Seconds(Duration::from_millis(1)))
+        );
     }
 
     #[test]
