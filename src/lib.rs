@@ -40,6 +40,7 @@ pub mod redact;
 pub mod request;
 pub mod resume;
 pub mod retry;
+pub mod safefs;
 pub mod select;
 pub mod server;
 pub mod summary;

@@ -9,6 +9,8 @@ use std::sync::Mutex;
 use percent_encoding::percent_decode_str;
 use url::Url;
 
+use crate::safefs;
+
 /// Longest base name we produce, in bytes: leaves room for a `.NNN` suffix and `.part` under the
 /// 255-byte limit of common file systems.
 const MAX_NAME_BYTES: usize = 200;
@@ -26,25 +28,42 @@ pub fn from_url(url: &Url) -> String {
     sanitize(&decoded)
 }
 
-/// Reduces any text to a safe base name: no path separators, no control characters, not `.` or
-/// `..`, not empty (then `index.html`), and not longer than [`MAX_NAME_BYTES`].
+/// Reduces any text to a safe base name: no path separators, no control characters, no
+/// invisible bidi or format characters (which could make a printed name lie about itself), not
+/// `.` or `..`, not empty (then `index.html`), and not longer than [`MAX_NAME_BYTES`].
 pub fn sanitize(raw: &str) -> String {
-    let mut name: String = raw
+    let name: String = raw
         .chars()
+        .filter(|&c| !is_format(c))
         .map(|c| match c {
             '/' | '\\' => '_',
             c if c.is_control() => '_',
             c => c,
         })
         .collect();
-    name = name.trim().to_string();
-    if name.chars().all(|c| c == '.') {
-        name.clear();
-    }
-    if name.is_empty() {
+    // The dot rule comes after the cut: cutting can leave a name of dots only.
+    let name = truncate_keeping_extension(name.trim(), MAX_NAME_BYTES);
+    let name = name.trim();
+    if name.is_empty() || name.chars().all(|c| c == '.') {
         return "index.html".to_string();
     }
-    truncate_keeping_extension(&name, MAX_NAME_BYTES)
+    name.to_string()
+}
+
+/// Bidi controls and other invisible format characters that `char::is_control` lets through:
+/// U+202E alone turns `evil\u{202E}gpj.exe` into what reads as `evilexe.jpg`.
+fn is_format(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{061C}'
+            | '\u{180E}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{206F}'
+            | '\u{FEFF}'
+            | '\u{FFF9}'..='\u{FFFB}'
+    )
 }
 
 fn truncate_keeping_extension(name: &str, max: usize) -> String {
@@ -52,8 +71,13 @@ fn truncate_keeping_extension(name: &str, max: usize) -> String {
         return name.to_string();
     }
     let (stem, ext) = split_extension(name);
-    let ext = if ext.len() <= 16 { ext } else { "" };
-    let mut cut = max.saturating_sub(ext.len());
+    // An extension too long to keep is no extension: cut the whole name instead.
+    let (stem, ext) = if ext.len() <= 16 {
+        (stem, ext)
+    } else {
+        (name, "")
+    };
+    let mut cut = max.saturating_sub(ext.len()).min(stem.len());
     while !stem.is_char_boundary(cut) {
         cut -= 1;
     }
@@ -89,8 +113,25 @@ pub fn part_path(path: &Path) -> PathBuf {
     PathBuf::from(os)
 }
 
+/// Every path a download saved at `path` may create: the file, its `.part` and the part's
+/// sidecar `.part.meta`. A reservation claims all three.
+pub fn family(path: &Path) -> [PathBuf; 3] {
+    let part = part_path(path);
+    let meta = crate::resume::meta_path(&part);
+    [path.to_path_buf(), part, meta]
+}
+
+/// Whether a download may use `path` as far as the disk goes: nothing of its family exists (a
+/// dangling symlink counts). With `overwrite` the final file may exist — only the final rename
+/// replaces it — but a `.part` or sidecar we did not create is never touched.
+pub fn free_on_disk(path: &Path, overwrite: bool) -> bool {
+    let [_, part, meta] = family(path);
+    (overwrite || !safefs::occupied(path)) && !safefs::occupied(&part) && !safefs::occupied(&meta)
+}
+
 /// Hands out paths inside one output directory; a path handed out once is never handed out again
-/// in this run, and (unless overwriting) never one that already exists on disk.
+/// in this run, nor is one that is another reservation's `.part` or sidecar, and (unless
+/// overwriting) never one that already exists on disk.
 #[derive(Debug)]
 pub struct Namer {
     dir: PathBuf,
@@ -113,19 +154,17 @@ impl Namer {
 
     /// Reserves the first free variant of `name` (a safe relative path inside the directory, with
     /// `/` between folders when a list file named the output): `name`, then `name.1`, `name.2`,
-    /// … before the extension. A name whose file or `.part` exists on disk is not free, so a
-    /// leftover part is never clobbered.
+    /// … before the extension. A name whose file, `.part` or `.part.meta` exists on disk is not
+    /// free (see [`free_on_disk`]), so a leftover part or a user's file is never clobbered.
     pub fn reserve(&self, name: &str) -> PathBuf {
         let overwrite = self.overwrite;
-        self.reserve_by(name, |path| {
-            (overwrite || !(path.exists() || part_path(path).exists())).then_some(())
-        })
-        .0
+        self.reserve_by(name, |path| free_on_disk(path, overwrite).then_some(()))
+            .0
     }
 
-    /// Reserves the first variant of `name` not yet taken in this run that `judge` accepts,
-    /// with what `judge` said about it. `judge` must accept a path where nothing exists on disk
-    /// (so the search ends).
+    /// Reserves the first variant of `name` whose family (see [`family`]) shares no path with
+    /// a reservation of this run and that `judge` accepts, with what `judge` said about it.
+    /// `judge` must accept a path where nothing exists on disk (so the search ends).
     pub fn reserve_by<T>(
         &self,
         name: &str,
@@ -135,11 +174,12 @@ impl Namer {
         let mut taken = self.taken.lock().unwrap_or_else(|e| e.into_inner());
         for n in 0.. {
             let path = self.dir.join(with_suffix(name, n));
-            if taken.contains(&path) {
+            let members = family(&path);
+            if members.iter().any(|p| taken.contains(p)) {
                 continue;
             }
             if let Some(verdict) = judge(&path) {
-                taken.insert(path.clone());
+                taken.extend(members);
                 return (path, verdict);
             }
         }
@@ -193,6 +233,35 @@ mod tests {
     }
 
     #[test]
+    fn a_cut_name_is_never_all_dots() {
+        // The extension is too long to keep: the stem left after the cut must be checked again.
+        let raw = format!("...{}", "a".repeat(250));
+        let safe = sanitize(&raw);
+        assert!(safe.len() <= MAX_NAME_BYTES, "{safe}");
+        assert!(!safe.chars().all(|c| c == '.'), "{safe}");
+        assert!(safe.starts_with("...a"), "{safe}");
+        let dots = format!("..{}", ".".repeat(300));
+        assert_eq!(sanitize(&dots), "index.html");
+        let long_ext = format!("x.{}", "e".repeat(300));
+        let safe = sanitize(&long_ext);
+        assert!(
+            safe.len() <= MAX_NAME_BYTES && safe.starts_with("x.eee"),
+            "{safe}"
+        );
+    }
+
+    #[test]
+    fn bidi_and_format_characters_are_stripped() {
+        assert_eq!(sanitize("evil\u{202E}gpj.exe"), "evilgpj.exe");
+        assert_eq!(
+            sanitize("\u{FEFF}a\u{200E}b\u{200F}c\u{2066}d\u{2069}e\u{200B}.txt"),
+            "abcde.txt"
+        );
+        assert_eq!(sanitize("\u{202E}\u{202E}"), "index.html");
+        assert_eq!(sanitize(".\u{200E}."), "index.html");
+    }
+
+    #[test]
     fn suffix_goes_before_extension() {
         assert_eq!(with_suffix("photo.jpg", 1), "photo.1.jpg");
         assert_eq!(with_suffix("archive.tar.gz", 2), "archive.tar.2.gz");
@@ -243,6 +312,48 @@ mod tests {
         let namer = Namer::new(dir.path(), true);
         assert_eq!(namer.reserve("a.txt"), dir.path().join("a.txt"));
         assert_eq!(namer.reserve("a.txt"), dir.path().join("a.1.txt"));
+    }
+
+    #[test]
+    fn a_reservation_claims_the_part_and_sidecar_names_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let namer = Namer::new(dir.path(), false);
+        // `x.part.meta` is the sidecar name of `x`: they may not both be handed out.
+        assert_eq!(namer.reserve("x.part.meta"), dir.path().join("x.part.meta"));
+        assert_eq!(namer.reserve("x"), dir.path().join("x.1"));
+        // And the other way round, with --overwrite too.
+        let namer = Namer::new(dir.path(), true);
+        assert_eq!(namer.reserve("y"), dir.path().join("y"));
+        assert_eq!(namer.reserve("y.part"), dir.path().join("y.1.part"));
+        assert_eq!(
+            namer.reserve("y.part.meta"),
+            dir.path().join("y.part.1.meta")
+        );
+    }
+
+    #[test]
+    fn a_name_whose_part_or_sidecar_exists_is_not_free() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("f.part.meta"), b"PRECIOUS").unwrap();
+        std::fs::write(dir.path().join("g"), b"old").unwrap();
+        std::fs::write(dir.path().join("g.part"), b"mine").unwrap();
+        std::fs::write(dir.path().join("h"), b"old").unwrap();
+        for overwrite in [false, true] {
+            let namer = Namer::new(dir.path(), overwrite);
+            assert_eq!(namer.reserve("f"), dir.path().join("f.1"));
+            assert_eq!(namer.reserve("g"), dir.path().join("g.1"));
+            let h = if overwrite { "h" } else { "h.1" };
+            assert_eq!(namer.reserve("h"), dir.path().join(h));
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_dangling_symlink_is_not_free() {
+        let dir = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink("nowhere", dir.path().join("s.part.meta")).unwrap();
+        let namer = Namer::new(dir.path(), true);
+        assert_eq!(namer.reserve("s"), dir.path().join("s.1"));
     }
 
     #[test]
