@@ -830,16 +830,17 @@ fn silence_after_the_headers_times_out_and_says_so() {
 
 #[test]
 fn a_slow_steady_trickle_is_not_cut_off() {
-    let data = body(8 * 1024, 80);
+    let data = body(48 * 64, 80);
     let served = data.clone();
-    // 16 pieces, 100 ms apart: the whole body takes far longer than --timeout, no gap does.
+    // 48 pieces, 50 ms apart: the body takes about 2.4 s, well over --timeout 1, while each gap
+    // stays 20 times under it, so a busy machine cannot turn a gap into a timeout.
     let server = Server::start(move |_| {
-        Reply::file(served.clone()).with_fault(Fault::Drip(512, Duration::from_millis(100)))
+        Reply::file(served.clone()).with_fault(Fault::Drip(64, Duration::from_millis(50)))
     })
     .unwrap();
     let sandbox = Sandbox::new();
     let url = server.url("/drip.bin");
-    let (code, _, stderr) = sandbox.run(&[&url, "--timeout", "0.6", "--retries", "0"]);
+    let (code, _, stderr) = sandbox.run(&[&url, "--timeout", "1", "--retries", "0"]);
     assert_eq!(code, 0, "{stderr:#?}");
     assert_eq!(sandbox.files(), one(&[("drip.bin", &data)]));
 }
