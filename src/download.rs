@@ -132,6 +132,9 @@ enum Attempt {
     Done(u16),
     /// Worth another try, after the server's `Retry-After` if it gave one.
     Retry(Failure, Option<Duration>),
+    /// The partial bytes turned out useless (a range that does not fit them): start over from
+    /// zero at once. Not a failure of the server, so it costs no retry.
+    Restart,
     Fail(Failure),
 }
 
@@ -222,6 +225,7 @@ impl Fetcher<'_> {
             }
             match self.attempt(url, &mut t, counter, on_start, bytes) {
                 Attempt::Done(status) => break status,
+                Attempt::Restart => {}
                 Attempt::Fail(failure) => return Err(t.give_up(failure)),
                 Attempt::Retry(mut failure, retry_after) => {
                     if *retries >= self.retry.retries {
@@ -358,15 +362,7 @@ impl Fetcher<'_> {
                 _ => {
                     // A range from another version or at the wrong offset: the part is useless.
                     t.have = 0;
-                    return Attempt::Retry(
-                        Failure {
-                            http_status: Some(code),
-                            ..Failure::new(
-                                "the server sent a range that does not fit the partial file",
-                            )
-                        },
-                        Some(Duration::ZERO),
-                    );
+                    return Attempt::Restart;
                 }
             },
             416 if resuming => {
@@ -380,14 +376,9 @@ impl Fetcher<'_> {
                         Attempt::Done(code)
                     }
                     _ => {
+                        // The part does not fit the server's file (longer, or another size).
                         t.have = 0;
-                        Attempt::Retry(
-                            Failure {
-                                http_status: Some(code),
-                                ..Failure::new("the partial file is longer than the server's file")
-                            },
-                            Some(Duration::ZERO),
-                        )
+                        Attempt::Restart
                     }
                 };
             }

@@ -387,7 +387,10 @@ fn fake_part(sandbox: &Sandbox, name: &str, url: &str, bytes: &[u8], total: usiz
     std::fs::write(&part, bytes).unwrap();
     std::fs::write(
         sandbox.out().join(format!("{name}.part.meta")),
-        format!("fetchpar-part 1\nurl {url}\netag \"v1\"\ntotal {total}\n"),
+        format!(
+            "fetchpar-part 1\nurl {url}\nurl-sha256 {}\netag \"v1\"\ntotal {total}\n",
+            sha256(url.as_bytes())
+        ),
     )
     .unwrap();
 }
@@ -883,4 +886,37 @@ fn two_hundred_urls_named_index_html_give_two_hundred_files() {
 
 fn naming_variant(name: &str, n: usize) -> String {
     fetchpar::naming::with_suffix(name, n)
+}
+
+#[test]
+fn continue_restarts_a_useless_part_even_with_no_retries() {
+    let data = body(30_000, 93);
+    let served = data.clone();
+    let len = data.len();
+    let server = Server::start(move |req| {
+        let reply = Reply::file(served.clone()).with_header("ETag", "\"v1\"");
+        if req.path() == "/shifted.bin" && req.header("range").is_some() {
+            // Says 206 but starts from the wrong byte.
+            reply
+                .without_ranges()
+                .with_status(206)
+                .with_header("Content-Range", &format!("bytes 0-{}/{len}", len - 1))
+        } else {
+            reply
+        }
+    })
+    .unwrap();
+    let sandbox = Sandbox::new();
+    let long = server.url("/long.bin");
+    let mut junk = data.to_vec();
+    junk.extend_from_slice(b"extra bytes from somewhere else");
+    fake_part(&sandbox, "long.bin", &long, &junk, junk.len());
+    let shifted = server.url("/shifted.bin");
+    fake_part(&sandbox, "shifted.bin", &shifted, &data[..1000], len);
+    let (code, _, stderr) = sandbox.run(&["-c", "--retries", "0", &long, &shifted]);
+    assert_eq!(code, 0, "{stderr:#?}");
+    assert_eq!(
+        sandbox.files(),
+        one(&[("long.bin", &data), ("shifted.bin", &data)])
+    );
 }
