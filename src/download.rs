@@ -26,6 +26,7 @@ use crate::naming::{self, Namer};
 use crate::redact;
 use crate::resume::{self, ContentRange, PartMeta};
 use crate::retry::{self, Policy};
+use crate::safefs;
 
 /// The streaming unit: one reusable buffer of this size per worker.
 pub const CHUNK: usize = 8 * 1024;
@@ -153,6 +154,9 @@ struct Transfer {
     have: u64,
     /// Where those bytes came from.
     meta: Option<PartMeta>,
+    /// The sidecar on disk is ours (written by this run, or matched to this URL by `-c`): only
+    /// then may it be replaced or removed.
+    meta_owned: bool,
     /// The full size, when known.
     total: Option<u64>,
     started: bool,
@@ -207,6 +211,7 @@ impl Fetcher<'_> {
             file: None,
             have: 0,
             meta: None,
+            meta_owned: false,
             total: None,
             started: false,
         };
@@ -255,7 +260,9 @@ impl Fetcher<'_> {
             http_status: Some(status),
             ..Failure::new(format!("cannot rename {}: {e}", part.display()))
         })?;
-        resume::remove(&part);
+        if t.meta_owned {
+            resume::remove(&part);
+        }
         Ok(Saved {
             path,
             http_status: status,
@@ -266,13 +273,13 @@ impl Fetcher<'_> {
     /// `-c`: finds this URL's file from an earlier run. Returns the path of a final file that is
     /// already there (nothing to do), or sets up `t` to resume a `.part` or start fresh.
     fn find_earlier(&self, url: &Url, t: &mut Transfer) -> Result<Option<PathBuf>, Failure> {
-        let me = redact::url(url);
+        let key = resume::url_key(url);
         let (path, found) = self.namer.reserve_by(&t.name, |path| {
-            let part = naming::part_path(path);
-            if part.exists() {
+            let [_, part, meta] = naming::family(path);
+            if safefs::occupied(&part) || safefs::occupied(&meta) {
                 // Only our own part file for this same URL: never splice another URL's bytes.
-                let meta = PartMeta::load(&part).filter(|m| m.url == me)?;
-                let have = fs::metadata(&part).ok()?.len();
+                let meta = PartMeta::load(&part).filter(|m| m.key == key)?;
+                let have = safefs::regular_len(&part)?;
                 Some(Found::Part(meta, have))
             } else if path.exists() {
                 // fetchpar gives a final name only to a complete file.
@@ -286,14 +293,14 @@ impl Fetcher<'_> {
             Found::Fresh => {}
             Found::Part(meta, have) => {
                 let part = naming::part_path(&path);
-                let mut file = OpenOptions::new()
-                    .write(true)
-                    .open(&part)
-                    .map_err(|e| Failure::new(format!("cannot open {}: {e}", part.display())))?;
-                file.seek(SeekFrom::End(0))
-                    .map_err(|e| Failure::new(format!("cannot open {}: {e}", part.display())))?;
+                let cannot =
+                    |e: io::Error| Failure::new(format!("cannot open {}: {e}", part.display()));
+                let mut file =
+                    safefs::open_regular(&part, OpenOptions::new().write(true)).map_err(cannot)?;
+                file.seek(SeekFrom::End(0)).map_err(cannot)?;
                 t.total = meta.total;
                 t.meta = Some(meta);
+                t.meta_owned = true;
                 t.have = have;
                 t.file = Some(file);
                 t.part = Some(part);
@@ -392,11 +399,10 @@ impl Fetcher<'_> {
                 // A whole body: anything in the part file is from before, start over.
                 t.have = 0;
                 t.total = content_length(&response);
-                t.meta = Some(PartMeta::from_response(
-                    redact::url(url),
-                    response.headers(),
-                    t.total,
-                ));
+                t.meta = Some(PartMeta {
+                    key: resume::url_key(url),
+                    ..PartMeta::from_response(redact::url(url), response.headers(), t.total)
+                });
             }
             // The client follows every redirect it may; one it handed back leads nowhere we go.
             _ if status.is_redirection() => {
@@ -533,7 +539,9 @@ impl Fetcher<'_> {
                 .map_err(|e| Failure::new(format!("cannot write {}: {e}", part.display())))?;
             if let Some(meta) = &t.meta {
                 // Without the sidecar the part could not be resumed; the download itself is fine.
-                let _ = meta.save(part);
+                if meta.save(part, t.meta_owned).is_ok() {
+                    t.meta_owned = true;
+                }
             }
         }
         Ok(())
@@ -554,7 +562,8 @@ impl Fetcher<'_> {
         }
     }
 
-    /// Opens `PATH.part` with `create_new`: if another process took the name since we reserved
+    /// Opens `PATH.part` with `create_new`, `--overwrite` or not (it never follows a symlink and
+    /// never truncates a file we did not create): if something took the name since we reserved
     /// it, move on to the next free name rather than write into its file.
     fn open_part(
         &self,
@@ -568,14 +577,7 @@ impl Fetcher<'_> {
                     Failure::new(format!("cannot create directory {}: {e}", parent.display()))
                 })?;
             }
-            let mut options = OpenOptions::new();
-            options.write(true);
-            if self.overwrite {
-                options.create(true).truncate(true);
-            } else {
-                options.create_new(true);
-            }
-            match options.open(&part) {
+            match OpenOptions::new().write(true).create_new(true).open(&part) {
                 Ok(file) => return Ok((path, part, file)),
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                     path = self.namer.reserve(name);
@@ -608,7 +610,7 @@ impl Fetcher<'_> {
                     path = self.namer.reserve(name);
                 }
                 // File systems without hard links: check, then rename (a narrow race remains).
-                Err(_) if !path.exists() => {
+                Err(_) if !safefs::occupied(&path) => {
                     fs::rename(part, &path)?;
                     return Ok(path);
                 }
@@ -631,13 +633,16 @@ impl Transfer {
         failure
     }
 
-    /// Removes the part file and its sidecar.
+    /// Removes the part file and its sidecar (when it is ours).
     fn discard(&mut self) {
         drop(self.file.take());
         if let Some(part) = self.part.take() {
             let _ = fs::remove_file(&part);
-            resume::remove(&part);
+            if self.meta_owned {
+                resume::remove(&part);
+            }
         }
+        self.meta_owned = false;
         self.have = 0;
     }
 }

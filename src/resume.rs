@@ -6,26 +6,42 @@
 //! `If-Range`, the server answers 200 (start over) when the file changed, and a 206 is checked
 //! against it again before a byte is appended.
 //!
-//! The sidecar also names the URL (credentials removed) so that `-c` never resumes a part file
-//! that belongs to another URL with the same name.
+//! The sidecar also identifies the URL so that `-c` never resumes a part file that belongs to
+//! another URL with the same name: by a SHA-256 of the full URL (so URLs that differ only in
+//! their credentials do not share a part, and no secret is written down), plus the URL with
+//! credentials removed, for people.
 
-use std::fs;
-use std::io;
+use std::fs::{self, OpenOptions};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use reqwest::header::{HeaderMap, ETAG, LAST_MODIFIED};
+use sha2::{Digest, Sha256};
+use url::Url;
+
+use crate::safefs;
 
 const MAGIC: &str = "fetchpar-part 1";
 
 /// Where a `.part` file came from.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PartMeta {
-    /// The URL as the user gave it, credentials removed.
+    /// The URL as the user gave it, credentials removed (for people).
     pub url: String,
+    /// [`url_key`] of the full URL (for matching).
+    pub key: String,
     pub etag: Option<String>,
     pub last_modified: Option<String>,
     /// The full size of the file, when the server said.
     pub total: Option<u64>,
+}
+
+/// What identifies a URL in a sidecar: the SHA-256 of the full URL, credentials included, in hex.
+pub fn url_key(url: &Url) -> String {
+    Sha256::digest(url.as_str().as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// `out/x.bin.part` → `out/x.bin.part.meta`.
@@ -47,6 +63,7 @@ impl PartMeta {
         };
         PartMeta {
             url,
+            key: String::new(),
             etag: text(ETAG),
             last_modified: text(LAST_MODIFIED),
             total,
@@ -78,9 +95,11 @@ impl PartMeta {
         }
     }
 
-    /// Writes the sidecar of `part`.
-    pub fn save(&self, part: &Path) -> io::Result<()> {
-        let mut text = format!("{MAGIC}\nurl {}\n", self.url);
+    /// Writes the sidecar of `part`. `owned`: the sidecar there is ours (this run wrote it, or
+    /// it matched our URL), so it may be replaced; otherwise it is created only where nothing
+    /// exists. Never through a symlink.
+    pub fn save(&self, part: &Path, owned: bool) -> io::Result<()> {
+        let mut text = format!("{MAGIC}\nurl {}\nurl-sha256 {}\n", self.url, self.key);
         if let Some(etag) = &self.etag {
             text.push_str(&format!("etag {etag}\n"));
         }
@@ -90,12 +109,25 @@ impl PartMeta {
         if let Some(total) = self.total {
             text.push_str(&format!("total {total}\n"));
         }
-        fs::write(meta_path(part), text)
+        let path = meta_path(part);
+        let mut file = if owned && safefs::occupied(&path) {
+            safefs::open_regular(&path, OpenOptions::new().write(true).truncate(true))?
+        } else {
+            // `create_new` fails on anything there, a dangling symlink included.
+            OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)?
+        };
+        file.write_all(text.as_bytes())
     }
 
-    /// Reads the sidecar of `part`; `None` if it is missing or not ours.
+    /// Reads the sidecar of `part`; `None` if it is missing, not a regular file, or not ours.
     pub fn load(part: &Path) -> Option<PartMeta> {
-        let text = fs::read_to_string(meta_path(part)).ok()?;
+        let file = safefs::open_regular(&meta_path(part), OpenOptions::new().read(true)).ok()?;
+        let mut text = String::new();
+        // A sidecar is a few lines: anything big is not one of ours.
+        file.take(64 * 1024).read_to_string(&mut text).ok()?;
         let mut lines = text.lines();
         if lines.next()? != MAGIC {
             return None;
@@ -105,17 +137,18 @@ impl PartMeta {
             let (key, value) = line.split_once(' ').unwrap_or((line, ""));
             match key {
                 "url" => meta.url = value.to_string(),
+                "url-sha256" => meta.key = value.to_string(),
                 "etag" => meta.etag = Some(value.to_string()),
                 "last-modified" => meta.last_modified = Some(value.to_string()),
                 "total" => meta.total = value.parse().ok(),
                 _ => {}
             }
         }
-        (!meta.url.is_empty()).then_some(meta)
+        (!meta.key.is_empty()).then_some(meta)
     }
 }
 
-/// Removes the sidecar of `part`, if any.
+/// Removes the sidecar of `part`, if any: only for a sidecar that is ours.
 pub fn remove(part: &Path) {
     let _ = fs::remove_file(meta_path(part));
 }
@@ -173,14 +206,27 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let part = dir.path().join("x.bin.part");
         let meta = PartMeta {
-            url: "http://h/x.bin".into(),
+            url: "http://***@h/x.bin".into(),
+            key: url_key(&Url::parse("http://u:p@h/x.bin").unwrap()),
             etag: Some("\"v1\"".into()),
             last_modified: Some("Sun, 22 Nov 2026 10:00:00 GMT".into()),
             total: Some(1234),
         };
-        meta.save(&part).unwrap();
+        meta.save(&part, false).unwrap();
         assert_eq!(meta_path(&part), dir.path().join("x.bin.part.meta"));
-        assert_eq!(PartMeta::load(&part), Some(meta));
+        assert_eq!(PartMeta::load(&part), Some(meta.clone()));
+        // Not ours: not replaced. Ours: replaced.
+        assert!(meta.save(&part, false).is_err());
+        let changed = PartMeta {
+            total: Some(99),
+            ..meta.clone()
+        };
+        changed.save(&part, true).unwrap();
+        assert_eq!(PartMeta::load(&part), Some(changed));
+        assert_ne!(
+            url_key(&Url::parse("http://u:p@h/x.bin").unwrap()),
+            url_key(&Url::parse("http://u:q@h/x.bin").unwrap())
+        );
         remove(&part);
         assert_eq!(PartMeta::load(&part), None);
         fs::write(meta_path(&part), "something else\nurl x\n").unwrap();

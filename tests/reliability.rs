@@ -920,3 +920,152 @@ fn continue_restarts_a_useless_part_even_with_no_retries() {
         one(&[("long.bin", &data), ("shifted.bin", &data)])
     );
 }
+
+#[test]
+fn a_file_named_like_a_sidecar_is_never_overwritten_or_removed() {
+    let data = body(5000, 90);
+    let served = data.clone();
+    let server =
+        Server::start(move |_| Reply::file(served.clone()).with_header("ETag", "\"v1\"")).unwrap();
+    let sandbox = Sandbox::new();
+    std::fs::create_dir_all(sandbox.out()).unwrap();
+    std::fs::write(sandbox.out().join("f.part.meta"), b"PRECIOUS").unwrap();
+    let (code, _, stderr) = sandbox.run(&[&server.url("/f")]);
+    assert_eq!(code, 0, "{stderr:#?}");
+    assert_eq!(
+        sandbox.files(),
+        one(&[("f.part.meta", b"PRECIOUS"), ("f.1", &data)])
+    );
+}
+
+#[test]
+fn urls_named_like_each_others_part_and_sidecar_files_keep_both() {
+    let server = Server::start(|req| {
+        let seed = req.path().len() as u8;
+        Reply::file(body(3000, seed)).with_header("ETag", "\"v1\"")
+    })
+    .unwrap();
+    let (meta, plain) = (server.url("/a/f.part.meta"), server.url("/b/f"));
+    let sandbox = Sandbox::new();
+    let (code, _, stderr) = sandbox.run(&["-j", "1", &meta, &plain]);
+    assert_eq!(code, 0, "{stderr:#?}");
+    assert_eq!(
+        sandbox.files(),
+        one(&[
+            ("f.part.meta", &body(3000, "/a/f.part.meta".len() as u8)),
+            ("f.1", &body(3000, "/b/f".len() as u8)),
+        ])
+    );
+
+    // With --overwrite, `x.part` and `x` in one run must not write into each other.
+    let (part, plain) = (server.url("/a/x.part"), server.url("/b/x"));
+    let sandbox = Sandbox::new();
+    let (code, _, stderr) = sandbox.run(&["--overwrite", "-j", "1", &part, &plain]);
+    assert_eq!(code, 0, "{stderr:#?}");
+    assert_eq!(
+        sandbox.files(),
+        one(&[
+            ("x.part", &body(3000, "/a/x.part".len() as u8)),
+            ("x.1", &body(3000, "/b/x".len() as u8)),
+        ])
+    );
+}
+
+#[test]
+fn overwrite_never_truncates_a_users_part_file() {
+    let data = body(4000, 91);
+    let served = data.clone();
+    let server = Server::start(move |_| Reply::file(served.clone())).unwrap();
+    let sandbox = Sandbox::new();
+    std::fs::create_dir_all(sandbox.out()).unwrap();
+    std::fs::write(sandbox.out().join("x.part"), b"MINE").unwrap();
+    std::fs::write(sandbox.out().join("y"), b"old").unwrap();
+    let (code, _, stderr) = sandbox.run(&["--overwrite", &server.url("/x"), &server.url("/y")]);
+    assert_eq!(code, 0, "{stderr:#?}");
+    // `y` is replaced as asked; `x` has a part file we did not write, so it goes elsewhere.
+    assert_eq!(
+        sandbox.files(),
+        one(&[("x.part", b"MINE"), ("x.1", &data), ("y", &data)])
+    );
+}
+
+#[test]
+fn continue_does_not_share_a_part_between_credentials() {
+    let data = body(100_000, 94);
+    let server = flaky(1, data.clone(), |d| {
+        Reply::file(d)
+            .with_header("ETag", "\"v1\"")
+            .with_fault(Fault::ShortBody(40_000))
+    });
+    let sandbox = Sandbox::new();
+    let port = server.addr().port();
+    let first = format!("http://user:first-secret@127.0.0.1:{port}/f.bin");
+    let second = format!("http://user:second-secret@127.0.0.1:{port}/f.bin");
+    let (code, _, _) = sandbox.run(&[&first, "--retries", "0"]);
+    assert_eq!(code, 1);
+    let meta = std::fs::read_to_string(sandbox.out().join("f.bin.part.meta")).unwrap();
+    assert!(!meta.contains("secret"), "{meta}");
+    let (code, _, stderr) = sandbox.run(&["-c", &second]);
+    assert_eq!(code, 0, "{stderr:#?}");
+    assert_eq!(sandbox.files().get("f.1.bin"), Some(&sha256(&data)));
+    assert!(
+        sandbox.out().join("f.bin.part").exists(),
+        "the other part stays"
+    );
+    assert!(server.requests()[1].header("range").is_none());
+    // The same credentials do resume it.
+    let (code, _, stderr) = sandbox.run(&["-c", &first]);
+    assert_eq!(code, 0, "{stderr:#?}");
+    assert_eq!(sandbox.files().get("f.bin"), Some(&sha256(&data)));
+    assert!(server.requests()[2].header("range").is_some());
+}
+
+#[cfg(unix)]
+#[test]
+fn continue_never_writes_through_a_symlinked_part() {
+    let data = body(20_000, 95);
+    let served = data.clone();
+    let server =
+        Server::start(move |_| Reply::file(served.clone()).with_header("ETag", "\"v1\"")).unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let victim = elsewhere.path().join("victim");
+    std::fs::write(&victim, &data[..5000]).unwrap();
+    let sandbox = Sandbox::new();
+    let url = server.url("/f.bin");
+    fake_part(&sandbox, "f.bin", &url, b"", data.len());
+    let part = sandbox.out().join("f.bin.part");
+    std::fs::remove_file(&part).unwrap();
+    std::os::unix::fs::symlink(&victim, &part).unwrap();
+    let (code, _, stderr) = sandbox.run(&["-c", &url]);
+    assert_eq!(code, 0, "{stderr:#?}");
+    assert_eq!(std::fs::read(&victim).unwrap(), &data[..5000]);
+    assert!(std::fs::symlink_metadata(&part).unwrap().is_symlink());
+    assert_eq!(
+        std::fs::read(sandbox.out().join("f.1.bin")).unwrap(),
+        &data[..]
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn a_planted_sidecar_symlink_is_never_followed_or_removed() {
+    let data = body(3000, 96);
+    let served = data.clone();
+    let server =
+        Server::start(move |_| Reply::file(served.clone()).with_header("ETag", "\"v1\"")).unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let victim = elsewhere.path().join("victim");
+    let sandbox = Sandbox::new();
+    std::fs::create_dir_all(sandbox.out()).unwrap();
+    let meta = sandbox.out().join("f.bin.part.meta");
+    // Dangling: nothing there yet for a write through it to land in.
+    std::os::unix::fs::symlink(&victim, &meta).unwrap();
+    let (code, _, stderr) = sandbox.run(&[&server.url("/f.bin")]);
+    assert_eq!(code, 0, "{stderr:#?}");
+    assert!(!victim.exists(), "written through the symlink");
+    assert!(std::fs::symlink_metadata(&meta).unwrap().is_symlink());
+    assert_eq!(
+        std::fs::read(sandbox.out().join("f.1.bin")).unwrap(),
+        &data[..]
+    );
+}
