@@ -58,7 +58,7 @@ pub struct Fetcher<'a> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Saved {
     pub path: PathBuf,
-    /// 0 when `skipped` (no request was made).
+    /// 0 when `skipped` (only a range probe was made; nothing was downloaded).
     pub http_status: u16,
     /// `-c` found the file already complete and downloaded nothing.
     pub skipped: bool,
@@ -165,7 +165,8 @@ struct Transfer {
 /// What `-c` found on disk for a URL.
 enum Found {
     Fresh,
-    Complete,
+    /// A regular file of this length under the final name: complete only if the server says so.
+    Existing(u64),
     Part(PartMeta, u64),
 }
 
@@ -271,43 +272,75 @@ impl Fetcher<'_> {
     }
 
     /// `-c`: finds this URL's file from an earlier run. Returns the path of a final file that is
-    /// already there (nothing to do), or sets up `t` to resume a `.part` or start fresh.
+    /// already there and complete (nothing to do), or sets up `t` to resume a `.part` or start
+    /// fresh.
+    ///
+    /// Only evidence counts: a part file is resumed only with a sidecar naming this very URL,
+    /// and a final file is taken as complete only when the server, asked for the bytes after
+    /// its end, answers that there are none and that the file is exactly that long. Anything
+    /// else under the name is not ours to judge: it is left alone and the next name is tried.
     fn find_earlier(&self, url: &Url, t: &mut Transfer) -> Result<Option<PathBuf>, Failure> {
         let key = resume::url_key(url);
-        let (path, found) = self.namer.reserve_by(&t.name, |path| {
-            let [_, part, meta] = naming::family(path);
-            if safefs::occupied(&part) || safefs::occupied(&meta) {
-                // Only our own part file for this same URL: never splice another URL's bytes.
-                let meta = PartMeta::load(&part).filter(|m| m.key == key)?;
-                let have = safefs::regular_len(&part)?;
-                Some(Found::Part(meta, have))
-            } else if path.exists() {
-                // fetchpar gives a final name only to a complete file.
-                Some(Found::Complete)
-            } else {
-                Some(Found::Fresh)
-            }
-        });
-        match found {
-            Found::Complete => return Ok(Some(path)),
-            Found::Fresh => {}
-            Found::Part(meta, have) => {
-                let part = naming::part_path(&path);
-                let cannot =
-                    |e: io::Error| Failure::new(format!("cannot open {}: {e}", part.display()));
-                let mut file =
-                    safefs::open_regular(&part, OpenOptions::new().write(true)).map_err(cannot)?;
-                file.seek(SeekFrom::End(0)).map_err(cannot)?;
-                t.total = meta.total;
-                t.meta = Some(meta);
-                t.meta_owned = true;
-                t.have = have;
-                t.file = Some(file);
-                t.part = Some(part);
+        loop {
+            let (path, found) = self.namer.reserve_by(&t.name, |path| {
+                let [_, part, meta] = naming::family(path);
+                if safefs::occupied(&part) || safefs::occupied(&meta) {
+                    // Only our own part file for this same URL: never splice another URL's bytes.
+                    let meta = PartMeta::load(&part).filter(|m| m.key == key)?;
+                    let have = safefs::regular_len(&part)?;
+                    Some(Found::Part(meta, have))
+                } else if safefs::occupied(path) {
+                    safefs::regular_len(path).map(Found::Existing)
+                } else {
+                    Some(Found::Fresh)
+                }
+            });
+            match found {
+                Found::Existing(len) => {
+                    if self.confirms_complete(url, len) {
+                        return Ok(Some(path));
+                    }
+                    // Not ours, or not complete: leave it untouched, look at the next name.
+                }
+                Found::Fresh => {
+                    t.path = Some(path);
+                    return Ok(None);
+                }
+                Found::Part(meta, have) => {
+                    let part = naming::part_path(&path);
+                    let cannot =
+                        |e: io::Error| Failure::new(format!("cannot open {}: {e}", part.display()));
+                    let mut file = safefs::open_regular(&part, OpenOptions::new().write(true))
+                        .map_err(cannot)?;
+                    file.seek(SeekFrom::End(0)).map_err(cannot)?;
+                    t.total = meta.total;
+                    t.meta = Some(meta);
+                    t.meta_owned = true;
+                    t.have = have;
+                    t.file = Some(file);
+                    t.part = Some(part);
+                    t.path = Some(path);
+                    return Ok(None);
+                }
             }
         }
-        t.path = Some(path);
-        Ok(None)
+    }
+
+    /// Whether the server confirms that `len` bytes are the whole file: asked for the bytes
+    /// from `len` on, it answers 416 with `Content-Range: bytes */len`. (A HEAD would do on
+    /// some servers, but many answer it differently from a GET.) Anything else, an error
+    /// included, is no confirmation.
+    fn confirms_complete(&self, url: &Url, len: u64) -> bool {
+        let Ok(response) = self
+            .client
+            .get(url.clone())
+            .header(RANGE, format!("bytes={len}-"))
+            .send()
+        else {
+            return false;
+        };
+        response.status().as_u16() == 416
+            && content_range(&response) == Some(ContentRange::Unsatisfied { total: len })
     }
 
     /// Sends the GET, asking for the body from `from` on when `from > 0`; `if_range` makes the

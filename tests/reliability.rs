@@ -458,7 +458,22 @@ fn continue_skips_files_already_complete() {
     again.extend(&args);
     let (code, stdout, stderr) = sandbox.run(&again);
     assert_eq!(code, 0, "{stderr:#?}");
-    assert_eq!(server.requests().len(), before, "nothing downloaded again");
+    // Each file was only asked for the bytes after its end, and the server said there are none.
+    let probes = &server.requests()[before..];
+    assert_eq!(
+        probes.len(),
+        3,
+        "one probe per file, nothing downloaded again"
+    );
+    for probe in probes {
+        let len = std::fs::metadata(sandbox.out().join(probe.path().trim_start_matches('/')))
+            .unwrap()
+            .len();
+        assert_eq!(
+            probe.header("range"),
+            Some(format!("bytes={len}-").as_str())
+        );
+    }
     assert_eq!(sandbox.files(), expected);
     assert_eq!(stdout.len(), 3, "skipped files are still listed");
     assert_eq!(
@@ -889,39 +904,6 @@ fn naming_variant(name: &str, n: usize) -> String {
 }
 
 #[test]
-fn continue_restarts_a_useless_part_even_with_no_retries() {
-    let data = body(30_000, 93);
-    let served = data.clone();
-    let len = data.len();
-    let server = Server::start(move |req| {
-        let reply = Reply::file(served.clone()).with_header("ETag", "\"v1\"");
-        if req.path() == "/shifted.bin" && req.header("range").is_some() {
-            // Says 206 but starts from the wrong byte.
-            reply
-                .without_ranges()
-                .with_status(206)
-                .with_header("Content-Range", &format!("bytes 0-{}/{len}", len - 1))
-        } else {
-            reply
-        }
-    })
-    .unwrap();
-    let sandbox = Sandbox::new();
-    let long = server.url("/long.bin");
-    let mut junk = data.to_vec();
-    junk.extend_from_slice(b"extra bytes from somewhere else");
-    fake_part(&sandbox, "long.bin", &long, &junk, junk.len());
-    let shifted = server.url("/shifted.bin");
-    fake_part(&sandbox, "shifted.bin", &shifted, &data[..1000], len);
-    let (code, _, stderr) = sandbox.run(&["-c", "--retries", "0", &long, &shifted]);
-    assert_eq!(code, 0, "{stderr:#?}");
-    assert_eq!(
-        sandbox.files(),
-        one(&[("long.bin", &data), ("shifted.bin", &data)])
-    );
-}
-
-#[test]
 fn a_file_named_like_a_sidecar_is_never_overwritten_or_removed() {
     let data = body(5000, 90);
     let served = data.clone();
@@ -986,6 +968,82 @@ fn overwrite_never_truncates_a_users_part_file() {
     assert_eq!(
         sandbox.files(),
         one(&[("x.part", b"MINE"), ("x.1", &data), ("y", &data)])
+    );
+}
+
+#[test]
+fn continue_skips_only_a_file_the_server_confirms_complete() {
+    let data = body(6000, 92);
+    let served = data.clone();
+    let server =
+        Server::start(move |_| Reply::file(served.clone()).with_header("ETag", "\"v1\"")).unwrap();
+    let sandbox = Sandbox::new();
+    let out = sandbox.out();
+    std::fs::create_dir_all(out.join("dir.bin")).unwrap();
+    std::fs::write(out.join("empty.bin"), b"").unwrap();
+    std::fs::write(out.join("short.bin"), b"another URL's file").unwrap();
+    let mut long = data.to_vec();
+    long.extend_from_slice(b"and more");
+    std::fs::write(out.join("long.bin"), &long).unwrap();
+    std::fs::write(out.join("done.bin"), &data).unwrap();
+    let urls: Vec<String> = ["empty", "short", "long", "dir", "done"]
+        .iter()
+        .map(|n| server.url(&format!("/{n}.bin")))
+        .collect();
+    let mut args = vec!["-c"];
+    args.extend(urls.iter().map(String::as_str));
+    let (code, stdout, stderr) = sandbox.run(&args);
+    assert_eq!(code, 0, "{stderr:#?}");
+    assert_eq!(
+        sandbox.files(),
+        one(&[
+            ("empty.bin", b""),
+            ("empty.1.bin", &data),
+            ("short.bin", b"another URL's file"),
+            ("short.1.bin", &data),
+            ("long.bin", &long),
+            ("long.1.bin", &data),
+            ("dir.1.bin", &data),
+            ("done.bin", &data),
+        ])
+    );
+    assert!(out.join("dir.bin").is_dir());
+    assert_eq!(stdout.len(), 5);
+    let skipped: Vec<&String> = stderr.iter().filter(|l| l.contains("skipped")).collect();
+    assert_eq!(skipped.len(), 1, "{stderr:#?}");
+    assert!(skipped[0].contains("done.bin"), "{stderr:#?}");
+}
+
+#[test]
+fn continue_restarts_a_useless_part_even_with_no_retries() {
+    let data = body(30_000, 93);
+    let served = data.clone();
+    let len = data.len();
+    let server = Server::start(move |req| {
+        let reply = Reply::file(served.clone()).with_header("ETag", "\"v1\"");
+        if req.path() == "/shifted.bin" && req.header("range").is_some() {
+            // Says 206 but starts from the wrong byte.
+            reply
+                .without_ranges()
+                .with_status(206)
+                .with_header("Content-Range", &format!("bytes 0-{}/{len}", len - 1))
+        } else {
+            reply
+        }
+    })
+    .unwrap();
+    let sandbox = Sandbox::new();
+    let long = server.url("/long.bin");
+    let mut junk = data.to_vec();
+    junk.extend_from_slice(b"extra bytes from somewhere else");
+    fake_part(&sandbox, "long.bin", &long, &junk, junk.len());
+    let shifted = server.url("/shifted.bin");
+    fake_part(&sandbox, "shifted.bin", &shifted, &data[..1000], len);
+    let (code, _, stderr) = sandbox.run(&["-c", "--retries", "0", &long, &shifted]);
+    assert_eq!(code, 0, "{stderr:#?}");
+    assert_eq!(
+        sandbox.files(),
+        one(&[("long.bin", &data), ("shifted.bin", &data)])
     );
 }
 
