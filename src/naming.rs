@@ -50,7 +50,8 @@ pub fn sanitize(raw: &str) -> String {
     name.to_string()
 }
 
-/// Bidi controls and other invisible format characters that `char::is_control` lets through:
+/// Bidi controls, other invisible format characters and the Unicode line separators, which
+/// `char::is_control` lets through:
 /// U+202E alone turns `evil\u{202E}gpj.exe` into what reads as `evilexe.jpg`.
 fn is_format(c: char) -> bool {
     matches!(
@@ -61,8 +62,12 @@ fn is_format(c: char) -> bool {
             | '\u{200B}'..='\u{200F}'
             | '\u{202A}'..='\u{202E}'
             | '\u{2060}'..='\u{206F}'
+            | '\u{2028}'
+            | '\u{2029}'
             | '\u{FEFF}'
             | '\u{FFF9}'..='\u{FFFB}'
+            | '\u{E0001}'
+            | '\u{E0020}'..='\u{E007F}'
     )
 }
 
@@ -259,6 +264,7 @@ mod tests {
         );
         assert_eq!(sanitize("\u{202E}\u{202E}"), "index.html");
         assert_eq!(sanitize(".\u{200E}."), "index.html");
+        assert_eq!(sanitize("a\u{2028}b\u{E0041}c"), "abc");
     }
 
     #[test]
