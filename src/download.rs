@@ -572,9 +572,8 @@ impl Fetcher<'_> {
                 .map_err(|e| Failure::new(format!("cannot write {}: {e}", part.display())))?;
             if let Some(meta) = &t.meta {
                 // Without the sidecar the part could not be resumed; the download itself is fine.
-                if meta.save(part, t.meta_owned).is_ok() {
-                    t.meta_owned = true;
-                }
+                // A sidecar we could not write (say, a symlink swapped in) is not ours to remove.
+                t.meta_owned = meta.save(part, t.meta_owned).is_ok();
             }
         }
         Ok(())
