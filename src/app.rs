@@ -24,6 +24,7 @@ use crate::output::{Stdout, SummaryRecord, UrlRecord};
 use crate::pool::{Event, Pool, Sink};
 use crate::progress::{to_stderr, Progress};
 use crate::server::{self, Server};
+use crate::split::Split;
 use crate::summary::{self, Tally};
 
 /// Exit statuses, as DESIGN.md promises them.
@@ -111,7 +112,8 @@ pub fn build_client(config: &Config) -> Result<Client> {
         .timeout(config.timeout)
         .connect_timeout(config.connect_timeout)
         .redirect(policy)
-        .pool_max_idle_per_host(config.jobs);
+        // Room for every connection a run holds: one per worker, or one per piece with --split.
+        .pool_max_idle_per_host(config.jobs * config.split.max(1));
     config
         .request
         .apply(builder)?
@@ -372,6 +374,7 @@ impl Pass<'_> {
         I: Iterator<Item = Item> + Send + 'static,
     {
         let namer = Namer::new(self.dir, self.config.overwrite);
+        let split = Split::new(self.config.split);
         let queued = Arc::new(AtomicUsize::new(0));
         let pool = Pool {
             jobs: self.jobs,
@@ -385,6 +388,8 @@ impl Pass<'_> {
                 resume: self.config.resume,
                 max_filesize: self.config.max_filesize,
                 content_disposition: self.config.content_disposition,
+                chunk: self.config.chunk_size,
+                split: &split,
             },
             cancel,
             queued: &queued,
@@ -417,6 +422,11 @@ impl Pass<'_> {
         };
         pool.run(inputs, &mut reporter);
         reporter.close();
+        if let Some(note) = split.note() {
+            if self.show_errors && !reporter.quiet {
+                eprintln!("fetchpar: {note}");
+            }
+        }
         PassResult {
             tally: reporter.tally,
             stdout_closed: reporter.stdout_closed,

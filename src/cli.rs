@@ -90,6 +90,15 @@ pub struct Cli {
     #[arg(short, long)]
     pub quiet: bool,
 
+    /// Fetch each file over N connections at once, one byte range each, when its server
+    /// supports ranges (falls back to one connection, with a note, when it does not)
+    #[arg(long, value_name = "N", default_value = "1")]
+    pub split: Split,
+
+    /// Bytes read from the network per step (K, M: binary units) [default: 8K]
+    #[arg(long = "chunk-size", value_name = "SIZE", value_parser = chunk_size)]
+    pub chunk_size: Option<Size>,
+
     /// Download the list twice, with 1 worker (into a temporary directory) and with -j workers,
     /// and compare the two
     #[arg(long, conflicts_with = "demo")]
@@ -246,6 +255,39 @@ impl FromStr for Jobs {
     }
 }
 
+/// Connections per file for `--split`: 1 (no splitting) to [`crate::split::MAX_SPLIT`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Split(pub usize);
+
+impl FromStr for Split {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Split, String> {
+        let max = crate::split::MAX_SPLIT;
+        match s.trim().parse::<usize>() {
+            Ok(n) if (1..=max).contains(&n) => Ok(Split(n)),
+            Ok(_) => Err(format!(
+                "the number of connections per file must be from 1 to {max} (try --split 4)"
+            )),
+            Err(_) => Err(format!("'{s}' is not a whole number (try --split 4)")),
+        }
+    }
+}
+
+/// Smallest and largest `--chunk-size`.
+pub const MIN_CHUNK: u64 = 1024;
+pub const MAX_CHUNK: u64 = 16 << 20;
+
+fn chunk_size(s: &str) -> Result<Size, String> {
+    let size: Size = s.parse()?;
+    if !(MIN_CHUNK..=MAX_CHUNK).contains(&size.0) {
+        return Err(format!(
+            "'{s}' is out of range: give a chunk size from 1K to 16M (try 64K)"
+        ));
+    }
+    Ok(size)
+}
+
 /// A positive number of seconds, fractions allowed (`0.5`).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Seconds(pub Duration);
@@ -350,6 +392,10 @@ pub struct Config {
     pub format: Format,
     pub request: RequestOptions,
     pub shard: Option<Shard>,
+    /// Connections per file (`--split`); 1 means no splitting.
+    pub split: usize,
+    /// Bytes per read of a body.
+    pub chunk_size: usize,
 }
 
 impl Cli {
@@ -452,6 +498,10 @@ impl Cli {
                 insecure: self.insecure,
             },
             shard,
+            split: self.split.0,
+            chunk_size: self
+                .chunk_size
+                .map_or(crate::download::CHUNK, |s| s.0 as usize),
         })
     }
 }
@@ -515,6 +565,21 @@ mod tests {
         assert!("0".parse::<Size>().is_err());
         assert!("ten".parse::<Size>().is_err());
         assert!("5X".parse::<Size>().is_err());
+    }
+
+    #[test]
+    fn split_and_chunk_size_are_validated() {
+        let c = cli(&["--split", "4", "--chunk-size", "64K", "http://h/"])
+            .unwrap()
+            .resolve(true, false)
+            .unwrap();
+        assert_eq!((c.split, c.chunk_size), (4, 64 * 1024));
+        let c = cli(&["http://h/"]).unwrap().resolve(true, false).unwrap();
+        assert_eq!((c.split, c.chunk_size), (1, crate::download::CHUNK));
+        assert!(cli(&["--split", "0", "http://h/"]).is_err());
+        assert!(cli(&["--split", "17", "http://h/"]).is_err());
+        assert!(cli(&["--chunk-size", "100", "http://h/"]).is_err());
+        assert!(cli(&["--chunk-size", "1G", "http://h/"]).is_err());
     }
 
     #[test]

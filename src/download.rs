@@ -27,8 +27,9 @@ use crate::redact;
 use crate::resume::{self, ContentRange, PartMeta};
 use crate::retry::{self, Policy};
 use crate::safefs;
+use crate::split::{self, Split};
 
-/// The streaming unit: one reusable buffer of this size per worker.
+/// The default streaming unit (`--chunk-size`): one reusable buffer of this size per download.
 pub const CHUNK: usize = 8 * 1024;
 
 /// Most redirects followed before giving up.
@@ -52,6 +53,10 @@ pub struct Fetcher<'a> {
     pub max_filesize: Option<u64>,
     /// `--content-disposition`: let the server's proposed name (made safe) choose the file name.
     pub content_disposition: bool,
+    /// Bytes per read of the body (`--chunk-size`).
+    pub chunk: usize,
+    /// `--split N`: ranged connections per file (see [`crate::split`]).
+    pub split: &'a Split,
 }
 
 /// A finished download, saved under `path`.
@@ -484,14 +489,38 @@ impl Fetcher<'_> {
             return Attempt::Fail(Failure::new("internal error: no part file"));
         };
         let before = t.have;
-        let streamed = stream_body(
-            &mut response,
-            file,
-            counter,
-            self.cancel,
-            &mut t.have,
-            self.max_filesize,
-        );
+        // A whole body from the start may go over several ranged connections (`--split`).
+        let ranges = if from == 0 {
+            split::plan(self.split, &response, t.total)
+        } else {
+            None
+        };
+        let streamed = match ranges {
+            Some(ranges) => {
+                let pieces = split::Pieces {
+                    client: self.client,
+                    file,
+                    counter,
+                    cancel: self.cancel,
+                    chunk: self.chunk,
+                };
+                let r = split::run(&pieces, response, &ranges, &mut t.have);
+                // Pieces write in place; what comes next (a resume) appends after the prefix.
+                match file.seek(SeekFrom::Start(t.have)) {
+                    Ok(_) => r,
+                    Err(e) => Err(StreamError::Write(e)),
+                }
+            }
+            None => stream_body(
+                &mut response,
+                file,
+                &mut vec![0; self.chunk.max(1)],
+                counter,
+                self.cancel,
+                &mut t.have,
+                self.max_filesize,
+            ),
+        };
         *bytes += t.have - before;
         let with_status = |f: Failure| Failure {
             http_status: Some(code),
@@ -727,6 +756,7 @@ fn content_range(response: &Response) -> Option<ContentRange> {
     resume::parse_content_range(response.headers().get(CONTENT_RANGE)?.to_str().ok()?)
 }
 
+/// Why streaming a body stopped.
 pub enum StreamError {
     Cancelled,
     Read(io::Error),
@@ -735,24 +765,24 @@ pub enum StreamError {
     TooLarge,
 }
 
-/// The hot loop: one stack buffer, no allocation, no lock; one relaxed atomic add per chunk.
+/// The hot loop: one reused buffer, no allocation, no lock; one relaxed atomic add per chunk.
 /// `written` counts what is in `out` (so a resumed file starts above zero) and may not pass
 /// `limit`.
 pub fn stream_body(
     body: &mut impl Read,
     out: &mut impl Write,
+    buf: &mut [u8],
     counter: &AtomicU64,
     cancel: &AtomicBool,
     written: &mut u64,
     limit: Option<u64>,
 ) -> Result<(), StreamError> {
     let limit = limit.unwrap_or(u64::MAX);
-    let mut buf = [0u8; CHUNK];
     loop {
         if cancel.load(Ordering::Relaxed) {
             return Err(StreamError::Cancelled);
         }
-        let n = match body.read(&mut buf) {
+        let n = match body.read(buf) {
             Ok(0) => return Ok(()),
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -877,7 +907,15 @@ mod tests {
             Ok(vec![2; 5]),
             Err(io::Error::from(io::ErrorKind::ConnectionReset)),
         ]);
-        let r = stream_body(&mut body, &mut file, &counter, &cancel, &mut bytes, None);
+        let r = stream_body(
+            &mut body,
+            &mut file,
+            &mut [0; CHUNK],
+            &counter,
+            &cancel,
+            &mut bytes,
+            None,
+        );
         assert!(matches!(r, Err(StreamError::Read(_))));
         assert_eq!(bytes, 15);
         assert_eq!(counter.load(Ordering::Relaxed), 15);
@@ -893,6 +931,7 @@ mod tests {
         let r = stream_body(
             &mut Chunks(vec![Ok(vec![1])]),
             &mut file,
+            &mut [0; CHUNK],
             &AtomicU64::new(0),
             &cancel,
             &mut bytes,

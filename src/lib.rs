@@ -23,6 +23,8 @@
 //! alone owns the terminal and stdout. Cancellation (Ctrl-C, a closed stdout) is one shared
 //! `AtomicBool` that the producer and every worker check between lines and chunks.
 //!
+//! [`split`] fetches one file over several ranged connections (`--split N`).
+//!
 //! [`cli`] turns flags into a validated [`cli::Config`] once; [`app`] runs the normal, `--compare`
 //! and `--demo` flows; [`server`] is the small loopback HTTP server behind `--demo` and the tests.
 
@@ -43,4 +45,5 @@ pub mod retry;
 pub mod safefs;
 pub mod select;
 pub mod server;
+pub mod split;
 pub mod summary;

@@ -1,0 +1,177 @@
+//! `--split N`: one file over N ranged connections, byte-exact, with a fallback for servers
+//! without ranges and no bytes ever written outside a failed piece's range.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+
+const BIG: usize = 1024 * 1024 + 12_345;
+
+fn urls(server: &Server, expected: &std::collections::BTreeMap<String, String>) -> Vec<String> {
+    expected
+        .keys()
+        .map(|name| server.url(&format!("/{name}")))
+        .collect()
+}
+
+#[test]
+fn split_files_are_byte_exact_and_use_ranges() {
+    let (server, expected) = file_server(3, BIG, BIG + 50_000, Duration::ZERO);
+    let out = tempfile::tempdir().unwrap();
+    fetchpar()
+        .args(["-j", "2", "--split", "4", "-o"])
+        .arg(out.path())
+        .args(urls(&server, &expected))
+        .assert()
+        .success();
+    assert_eq!(checksums(out.path()), expected);
+    let ranged = server
+        .requests()
+        .iter()
+        .filter(|r| r.header("range").is_some())
+        .count();
+    assert_eq!(ranged, 3 * 3, "pieces 1-3 of each file are ranged requests");
+    // Piece 0 rides on the first, plain GET: no extra round trip per file.
+    assert_eq!(server.requests().len(), 3 * 4);
+}
+
+#[test]
+fn split_with_a_larger_chunk_size_is_byte_exact() {
+    let (server, expected) = file_server(2, BIG, BIG, Duration::ZERO);
+    let out = tempfile::tempdir().unwrap();
+    fetchpar()
+        .args(["--split", "3", "--chunk-size", "256K", "-o"])
+        .arg(out.path())
+        .args(urls(&server, &expected))
+        .assert()
+        .success();
+    assert_eq!(checksums(out.path()), expected);
+}
+
+#[test]
+fn servers_without_ranges_get_one_stream_and_one_note() {
+    let files = generated_files(2, BIG, BIG);
+    let expected: std::collections::BTreeMap<String, String> = files
+        .iter()
+        .map(|(p, b)| (p.trim_start_matches('/').to_string(), sha256(b)))
+        .collect();
+    let map: HashMap<String, Arc<[u8]>> = files.into_iter().collect();
+    let server = Server::start(move |req| match map.get(req.path()) {
+        Some(body) => Reply::file(body.clone()).without_ranges(),
+        None => Reply::status(404),
+    })
+    .unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let assert = fetchpar()
+        .args(["--split", "4", "-o"])
+        .arg(out.path())
+        .args(urls(&server, &expected))
+        .assert()
+        .success();
+    assert_eq!(checksums(out.path()), expected);
+    assert_eq!(server.requests().len(), 2, "one plain GET per file");
+    let stderr = lines(&assert.get_output().stderr);
+    let notes: Vec<_> = stderr.iter().filter(|l| l.contains("--split")).collect();
+    assert_eq!(notes.len(), 1, "one note for the run: {stderr:?}");
+    assert!(notes[0].contains("2 files"), "{}", notes[0]);
+}
+
+#[test]
+fn a_piece_that_fails_once_is_retried_on_its_own() {
+    let body: Arc<[u8]> = generated_files(1, BIG, BIG).remove(0).1;
+    let expected = sha256(&body);
+    let failed = Arc::new(AtomicUsize::new(0));
+    let server = {
+        let failed = failed.clone();
+        Server::start(move |req| {
+            let reply = Reply::file(body.clone());
+            // The first request for the last piece is cut off after 1000 bytes.
+            let last_piece = req.header("range").is_some_and(|r| !r.ends_with("-"))
+                && req
+                    .header("range")
+                    .is_some_and(|r| r.ends_with(&format!("-{}", BIG - 1)));
+            if last_piece && failed.fetch_add(1, Ordering::SeqCst) == 0 {
+                reply.with_fault(Fault::ShortBody(1000))
+            } else {
+                reply
+            }
+        })
+        .unwrap()
+    };
+    let out = tempfile::tempdir().unwrap();
+    fetchpar()
+        .args(["--split", "4", "-o"])
+        .arg(out.path())
+        .arg(server.url("/f.bin"))
+        .assert()
+        .success();
+    assert_eq!(checksums(out.path())["f.bin"], expected);
+    let retry = server
+        .requests()
+        .iter()
+        .filter_map(|r| r.header("range").map(str::to_string))
+        .filter(|r| r.ends_with(&format!("-{}", BIG - 1)))
+        .collect::<Vec<_>>();
+    assert_eq!(retry.len(), 2, "{retry:?}");
+    // The retry resumes after the 1000 bytes already written.
+    let first: usize = retry[0]["bytes=".len()..retry[0].find('-').unwrap()]
+        .parse()
+        .unwrap();
+    assert_eq!(retry[1], format!("bytes={}-{}", first + 1000, BIG - 1));
+}
+
+#[test]
+fn a_piece_that_keeps_failing_fails_the_file_and_keeps_only_genuine_bytes() {
+    let body: Arc<[u8]> = generated_files(1, BIG, BIG).remove(0).1;
+    let served = body.clone();
+    let server = Server::start(move |req| {
+        let reply = Reply::file(served.clone());
+        match req.header("range") {
+            // The second piece always breaks off; the others succeed.
+            Some(r) if !r.ends_with(&format!("-{}", BIG - 1)) && !r.starts_with("bytes=0-") => {
+                reply.with_fault(Fault::ResetAfter(5000))
+            }
+            _ => reply,
+        }
+    })
+    .unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let assert = fetchpar()
+        .args(["--split", "3", "-o"])
+        .arg(out.path())
+        .arg(server.url("/f.bin"))
+        .assert()
+        .code(1);
+    let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+    assert!(stderr.contains("f.bin"), "{stderr}");
+    assert!(
+        !out.path().join("f.bin").exists(),
+        "no final name for a failed file"
+    );
+    // Whatever is kept is a prefix of the real body: no holes, nothing from a wrong offset.
+    if let Ok(kept) = std::fs::read(out.path().join("f.bin.part")) {
+        assert!(kept.len() < body.len());
+        assert_eq!(&kept[..], &body[..kept.len()]);
+    }
+}
+
+#[test]
+fn small_files_are_not_split() {
+    let (server, expected) = file_server(2, 1000, 60_000, Duration::ZERO);
+    let out = tempfile::tempdir().unwrap();
+    let assert = fetchpar()
+        .args(["--split", "8", "-o"])
+        .arg(out.path())
+        .args(urls(&server, &expected))
+        .assert()
+        .success();
+    assert_eq!(checksums(out.path()), expected);
+    assert_eq!(server.requests().len(), 2);
+    let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+    assert!(!stderr.contains("note"), "{stderr}");
+}
