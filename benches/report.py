@@ -69,7 +69,8 @@ def table(res, wid, title, opts):
     ref = next((r for r in rows if r["tool"] == ref_name and r["median"]), None)
     if ref is None:
         ref = next((r for r in rows if r["tool"].startswith("fetchpar") and r["median"]), None)
-    order = {"fetchpar": 0, "fetchpar-split": 0, "fetchpar-1conn": 1, "fetchpar-j1": 1}
+    order = {"fetchpar": 0, "fetchpar-split": 0, "fetchpar-1conn": 1, "fetchpar-j1": 1,
+             "fetchpar-chunk64K": 1, "fetchpar-chunk256K": 1}
     rows.sort(key=lambda r: (order.get(r["tool"], 2), r["median"] or 1e9))
     head = ["tool", "median", "min – max", "CPU (user+sys)", "peak RSS", "bytes checked",
             f"{ref['tool'] if ref else 'fetchpar'} / tool"]
