@@ -142,7 +142,7 @@ fn a_piece_that_keeps_failing_fails_the_file_and_keeps_only_genuine_bytes() {
     .unwrap();
     let out = tempfile::tempdir().unwrap();
     let assert = fetchpar()
-        .args(["--split", "3", "-o"])
+        .args(["--split", "3", "--retries", "0", "-o"])
         .arg(out.path())
         .arg(server.url("/f.bin"))
         .assert()
@@ -174,4 +174,51 @@ fn small_files_are_not_split() {
     assert_eq!(server.requests().len(), 2);
     let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
     assert!(!stderr.contains("note"), "{stderr}");
+}
+
+#[test]
+fn a_failed_split_download_resumes_from_its_genuine_prefix_with_continue() {
+    let body: Arc<[u8]> = generated_files(1, BIG, BIG).remove(0).1;
+    let expected = sha256(&body);
+    let broken = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let server = {
+        let (body, broken) = (body.clone(), broken.clone());
+        Server::start(move |req| {
+            let reply = Reply::file(body.clone()).with_header("ETag", "\"v1\"");
+            match req.header("range") {
+                // While broken, every piece but the first breaks off.
+                Some(r) if broken.load(Ordering::SeqCst) && !r.starts_with("bytes=0-") => {
+                    reply.with_fault(Fault::ResetAfter(5000))
+                }
+                _ => reply,
+            }
+        })
+        .unwrap()
+    };
+    let out = tempfile::tempdir().unwrap();
+    fetchpar()
+        .args(["--split", "3", "--retries", "0", "-o"])
+        .arg(out.path())
+        .arg(server.url("/f.bin"))
+        .assert()
+        .code(1);
+    let kept = std::fs::read(out.path().join("f.bin.part")).unwrap();
+    assert!(!kept.is_empty() && kept.len() < body.len());
+    assert_eq!(&kept[..], &body[..kept.len()], "a true prefix, no holes");
+    broken.store(false, Ordering::SeqCst);
+    fetchpar()
+        .args(["-c", "--split", "3", "-o"])
+        .arg(out.path())
+        .arg(server.url("/f.bin"))
+        .assert()
+        .success();
+    assert_eq!(checksums(out.path())["f.bin"], expected);
+    let resumed = format!("bytes={}-", kept.len());
+    assert!(
+        server
+            .requests()
+            .iter()
+            .any(|r| r.header("range") == Some(resumed.as_str())),
+        "the second run asks only for what is missing"
+    );
 }
