@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use reqwest::blocking::Client;
 use reqwest::redirect;
 
 use crate::cli::{Cli, Config, Mode, ProgressMode};
@@ -26,6 +25,7 @@ use crate::progress::{to_stderr, Progress};
 use crate::server::{self, Server};
 use crate::split::Split;
 use crate::summary::{self, Tally};
+use crate::transport::Client;
 
 /// Exit statuses, as DESIGN.md promises them.
 pub const EXIT_OK: i32 = 0;
@@ -92,8 +92,14 @@ fn install_interrupt_handler(cancel: &Arc<AtomicBool>) {
     }
 }
 
-/// The one HTTP client of a pass: all workers share its connection pool.
+/// The HTTP client of a pass: a recipe each worker turns into its own client and keep-alive
+/// pool on its own runtime (see [`crate::transport`]).
 pub fn build_client(config: &Config) -> Result<Client> {
+    let config = config.clone();
+    Client::new(move || make_client(&config))
+}
+
+fn make_client(config: &Config) -> Result<reqwest::Client> {
     let policy = redirect::Policy::custom(|attempt| {
         let scheme = attempt.url().scheme().to_string();
         if !matches!(scheme.as_str(), "http" | "https") {
@@ -106,14 +112,14 @@ pub fn build_client(config: &Config) -> Result<Client> {
             attempt.follow()
         }
     });
-    let builder = Client::builder()
-        // Per read, not a total deadline: reqwest's blocking client applies it to the wait for
-        // headers and to each body read, so a large file that keeps flowing is never cut off.
-        .timeout(config.timeout)
+    let builder = reqwest::Client::builder()
+        // Per read, not a total deadline: it applies to the wait for headers and to each body
+        // read, so a large file that keeps flowing is never cut off.
+        .read_timeout(config.timeout)
         .connect_timeout(config.connect_timeout)
         .redirect(policy)
-        // Room for every connection a run holds: one per worker, or one per piece with --split.
-        .pool_max_idle_per_host(config.jobs * config.split.max(1));
+        // Each worker (and each --split piece) has its own client: one idle connection each.
+        .pool_max_idle_per_host(1);
     config
         .request
         .apply(builder)?

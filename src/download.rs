@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use reqwest::blocking::{Client, Response};
+use crate::transport::{self, Client, Response};
 use reqwest::header::{
     CONTENT_DISPOSITION, CONTENT_LENGTH, CONTENT_RANGE, IF_RANGE, LOCATION, RANGE, RETRY_AFTER,
 };
@@ -355,7 +355,7 @@ impl Fetcher<'_> {
         url: &Url,
         from: u64,
         if_range: Option<&str>,
-    ) -> Result<Response, reqwest::Error> {
+    ) -> Result<Response, transport::Error> {
         let mut request = self.client.get(url.clone());
         if from > 0 {
             request = request.header(RANGE, format!("bytes={from}-"));
@@ -381,7 +381,12 @@ impl Fetcher<'_> {
         let if_range = t.meta.as_ref().and_then(PartMeta::if_range);
         let mut response = match self.request(url, from, if_range) {
             Ok(response) => response,
-            Err(e) => {
+            Err(transport::Error::Runtime(e)) => {
+                return Attempt::Fail(Failure::new(format!(
+                    "cannot set up HTTP on this thread: {e}"
+                )))
+            }
+            Err(transport::Error::Http(e)) => {
                 let failure = Failure::new(describe_request_error(&e, self.timeout));
                 // A bad redirect will be just as bad next time.
                 return if e.is_redirect() || e.is_builder() {

@@ -11,7 +11,8 @@
 //!                           │
 //!           ┌───────────────┼───────────────┐
 //!           ▼               ▼               ▼
-//!       worker 1   …    worker j      (scoped std::threads, one shared reqwest client)
+//!       worker 1   …    worker j      (scoped std::threads, each with its own small runtime
+//!           │                          driving reqwest, keep-alive reused: [transport])
 //!           │  name → reserve path → GET → 8 KiB chunks into NAME.part → verify → rename
 //!           │                                           [naming, download]
 //!           ▼
@@ -47,3 +48,4 @@ pub mod select;
 pub mod server;
 pub mod split;
 pub mod summary;
+pub mod transport;

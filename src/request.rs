@@ -11,8 +11,8 @@ use std::str::FromStr;
 
 use anyhow::{Context, Result};
 use base64::Engine as _;
-use reqwest::blocking::ClientBuilder;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, COOKIE, USER_AGENT};
+use reqwest::ClientBuilder;
 use reqwest::{Certificate, NoProxy, Proxy};
 use url::Url;
 
