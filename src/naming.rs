@@ -3,6 +3,7 @@
 
 use std::collections::HashSet;
 use std::ffi::OsString;
+use std::hash::{BuildHasher, RandomState};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -137,11 +138,18 @@ pub fn free_on_disk(path: &Path, overwrite: bool) -> bool {
 /// Hands out paths inside one output directory; a path handed out once is never handed out again
 /// in this run, nor is one that is another reservation's `.part` or sidecar, and (unless
 /// overwriting) never one that already exists on disk.
+///
+/// The paths taken are remembered by a 64-bit keyed hash, not by value: 8 bytes a path instead
+/// of a whole path (three paths a reservation) keeps a 100 000-URL run's memory near a short
+/// run's (workload E of the benchmark grew by ~16 MiB with whole paths, one a reservation). Two
+/// different paths sharing a hash only means the second gets the next suffix, never that two
+/// downloads share a file.
 #[derive(Debug)]
 pub struct Namer {
     dir: PathBuf,
     overwrite: bool,
-    taken: Mutex<HashSet<PathBuf>>,
+    taken: Mutex<HashSet<u64>>,
+    hasher: RandomState,
 }
 
 impl Namer {
@@ -150,6 +158,7 @@ impl Namer {
             dir: dir.into(),
             overwrite,
             taken: Mutex::new(HashSet::new()),
+            hasher: RandomState::new(),
         }
     }
 
@@ -179,8 +188,8 @@ impl Namer {
         let mut taken = self.taken.lock().unwrap_or_else(|e| e.into_inner());
         for n in 0.. {
             let path = self.dir.join(with_suffix(name, n));
-            let members = family(&path);
-            if members.iter().any(|p| taken.contains(p)) {
+            let members = family(&path).map(|p| self.hasher.hash_one(&p));
+            if members.iter().any(|k| taken.contains(k)) {
                 continue;
             }
             if let Some(verdict) = judge(&path) {
