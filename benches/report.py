@@ -93,11 +93,21 @@ def table(res, wid, title, opts):
              and r["median"] and r["verify"] == "ok"]
     if ref and peers and "--split" not in opts:
         best = min(peers, key=lambda r: r["median"])
+        target = "--target-curl" not in opts
         verdict = "met" if ref["median"] <= best["median"] else \
-            f"NOT met: {100 * (ref['median'] / best['median'] - 1):.0f}% slower"
+            f"{'NOT met' if target else 'not a target here'}: " \
+            f"{100 * (ref['median'] / best['median'] - 1):.1f}% slower"
         print(f"- fastest peer: {best['tool']} ({fmt(best['median'])}); fetchpar "
               f"{fmt(ref['median'])} → {ref['median'] / best['median']:.2f}× ({verdict})")
-    if "--cpu" in opts and ref and "curl" in by and by["curl"].get("cpu"):
+    if "--target-curl" in opts and ref and by.get("curl", {}).get("median"):
+        c = by["curl"]
+        w = ref["median"] / c["median"]
+        line = f"- target vs curl: wall {w:.2f}× ({'met' if w <= 1 else f'NOT met: {100 * (w - 1):.1f}% slower'})"
+        if "--cpu" in opts and c.get("cpu"):
+            x = ref["cpu"] / c["cpu"]
+            line += f", CPU {x:.2f}× ({'met' if x <= 1 else f'NOT met: {100 * (x - 1):.1f}% more'})"
+        print(line)
+    if "--cpu" in opts and "--target-curl" not in opts and ref and by.get("curl", {}).get("cpu"):
         c = by["curl"]
         print(f"- vs curl: wall {ref['median'] / c['median']:.2f}×, "
               f"CPU {ref['cpu'] / c['cpu']:.2f}× ({fmt(ref['cpu'])} vs {fmt(c['cpu'])})")
