@@ -39,6 +39,11 @@ pub const CHUNK: usize = 8 * 1024;
 /// free name instead of resuming it.
 pub const SMALL_BODY: u64 = 64 * 1024;
 
+/// File writes of a body larger than [`SMALL_BODY`] are gathered up to this size. On workload D
+/// (8 x 256 MiB, J = 8, 8 KiB reads) writing every 8 KiB read on its own cost ~26% more CPU and
+/// ~8% more wall time than gathering 64 KiB; 256 KiB gained nothing more and cost 2 MiB of RSS.
+pub const WRITE_BEHIND: usize = 64 * 1024;
+
 /// Most redirects followed before giving up.
 pub const MAX_REDIRECTS: usize = 10;
 
@@ -527,15 +532,33 @@ impl Fetcher<'_> {
                     Err(e) => Err(StreamError::Write(e)),
                 }
             }
-            None => stream_body(
-                &mut response,
-                file,
-                &mut vec![0; self.chunk.max(1)],
-                counter,
-                self.cancel,
-                &mut t.have,
-                self.max_filesize,
-            ),
+            None => {
+                // Reads stay `--chunk-size` (8 KiB by default); writes of a large body are
+                // gathered into up to WRITE_BEHIND bytes, from data already received (see
+                // stream_body), and flushed on every way out, so the part holds every byte
+                // counted in `t.have` whenever a retry, a resume or someone watching looks.
+                let large = t.total.is_none_or(|total| total > SMALL_BODY);
+                let gather = if large && self.chunk < WRITE_BEHIND {
+                    WRITE_BEHIND
+                } else {
+                    0
+                };
+                let mut out = io::BufWriter::with_capacity(gather, &mut *file);
+                let streamed = stream_body(
+                    &mut response,
+                    &mut out,
+                    &mut vec![0; self.chunk.max(1)],
+                    counter,
+                    self.cancel,
+                    &mut t.have,
+                    self.max_filesize,
+                );
+                match (streamed, out.flush()) {
+                    (Err(e), _) => Err(e),
+                    (Ok(()), Err(e)) => Err(StreamError::Write(e)),
+                    (Ok(()), Ok(())) => Ok(()),
+                }
+            }
         };
         *bytes += t.have - before;
         let with_status = |f: Failure| Failure {
@@ -814,11 +837,26 @@ pub enum StreamError {
     TooLarge,
 }
 
+/// A body that can say whether its next read is already in memory (see [`stream_body`]).
+pub trait Pending {
+    fn pending(&self) -> bool {
+        false
+    }
+}
+
+impl Pending for Response {
+    fn pending(&self) -> bool {
+        self.buffered() > 0
+    }
+}
+
 /// The hot loop: one reused buffer, no allocation, no lock; one relaxed atomic add per chunk.
+/// `out` is flushed whenever the body has nothing more in memory, so a buffered writer gathers
+/// writes only from data already received, never holding bytes back while the network is slow.
 /// `written` counts what is in `out` (so a resumed file starts above zero) and may not pass
 /// `limit`.
 pub fn stream_body(
-    body: &mut impl Read,
+    body: &mut (impl Read + Pending),
     out: &mut impl Write,
     buf: &mut [u8],
     counter: &AtomicU64,
@@ -841,6 +879,9 @@ pub fn stream_body(
             return Err(StreamError::TooLarge);
         }
         out.write_all(&buf[..n]).map_err(StreamError::Write)?;
+        if !body.pending() {
+            out.flush().map_err(StreamError::Write)?;
+        }
         *written += n as u64;
         counter.fetch_add(n as u64, Ordering::Relaxed);
     }
@@ -928,6 +969,8 @@ mod tests {
 
     struct Chunks(Vec<io::Result<Vec<u8>>>);
 
+    impl Pending for Chunks {}
+
     impl Read for Chunks {
         fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
             if self.0.is_empty() {
@@ -969,6 +1012,65 @@ mod tests {
         assert_eq!(bytes, 15);
         assert_eq!(counter.load(Ordering::Relaxed), 15);
         assert_eq!(fs::read(dir.path().join("x")).unwrap().len(), 15);
+    }
+
+    /// Two reads in memory, then a "network wait" that checks what is on disk by then.
+    struct Arrivals {
+        path: PathBuf,
+        step: usize,
+        seen_on_disk: Option<u64>,
+    }
+
+    impl Pending for Arrivals {
+        fn pending(&self) -> bool {
+            self.step == 1
+        }
+    }
+
+    impl Read for Arrivals {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.step += 1;
+            match self.step {
+                1 | 2 => {
+                    buf[..100].fill(self.step as u8);
+                    Ok(100)
+                }
+                3 => {
+                    self.seen_on_disk = Some(fs::metadata(&self.path)?.len());
+                    Ok(0)
+                }
+                _ => Ok(0),
+            }
+        }
+    }
+
+    #[test]
+    fn gathered_writes_reach_the_disk_before_any_wait() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x");
+        let mut file = File::create(&path).unwrap();
+        let mut out = io::BufWriter::with_capacity(WRITE_BEHIND, &mut file);
+        let mut body = Arrivals {
+            path: path.clone(),
+            step: 0,
+            seen_on_disk: None,
+        };
+        let mut bytes = 0;
+        let r = stream_body(
+            &mut body,
+            &mut out,
+            &mut [0; CHUNK],
+            &AtomicU64::new(0),
+            &AtomicBool::new(false),
+            &mut bytes,
+            None,
+        );
+        assert!(r.is_ok());
+        assert_eq!(
+            body.seen_on_disk,
+            Some(200),
+            "both reads written before waiting"
+        );
     }
 
     #[test]

@@ -192,6 +192,11 @@ impl Response {
     pub fn url(&self) -> &Url {
         self.inner.url()
     }
+
+    /// Body bytes already in memory: the next read of up to this many will not wait.
+    pub fn buffered(&self) -> usize {
+        self.current.len()
+    }
 }
 
 impl Read for Response {
