@@ -534,30 +534,26 @@ impl Fetcher<'_> {
             }
             None => {
                 // Reads stay `--chunk-size` (8 KiB by default); writes of a large body are
-                // gathered into up to WRITE_BEHIND bytes, from data already received (see
-                // stream_body), and flushed on every way out, so the part holds every byte
-                // counted in `t.have` whenever a retry, a resume or someone watching looks.
+                // gathered into up to WRITE_BEHIND bytes, from data already received, in the
+                // read buffer itself (see stream_body): the part holds every byte counted in
+                // `t.have` whenever a retry, a resume or someone watching looks.
                 let large = t.total.is_none_or(|total| total > SMALL_BODY);
-                let gather = if large && self.chunk < WRITE_BEHIND {
-                    WRITE_BEHIND
+                let chunk = self.chunk.max(1);
+                let size = if large {
+                    chunk.max(WRITE_BEHIND)
                 } else {
-                    0
+                    chunk
                 };
-                let mut out = io::BufWriter::with_capacity(gather, &mut *file);
-                let streamed = stream_body(
+                stream_body(
                     &mut response,
-                    &mut out,
-                    &mut vec![0; self.chunk.max(1)],
+                    file,
+                    &mut vec![0; size],
+                    chunk,
                     counter,
                     self.cancel,
                     &mut t.have,
                     self.max_filesize,
-                );
-                match (streamed, out.flush()) {
-                    (Err(e), _) => Err(e),
-                    (Ok(()), Err(e)) => Err(StreamError::Write(e)),
-                    (Ok(()), Ok(())) => Ok(()),
-                }
+                )
             }
         };
         *bytes += t.have - before;
@@ -851,40 +847,66 @@ impl Pending for Response {
 }
 
 /// The hot loop: one reused buffer, no allocation, no lock; one relaxed atomic add per chunk.
-/// `out` is flushed whenever the body has nothing more in memory, so a buffered writer gathers
-/// writes only from data already received, never holding bytes back while the network is slow.
-/// `written` counts what is in `out` (so a resumed file starts above zero) and may not pass
-/// `limit`.
+///
+/// Reads are at most `chunk` bytes (`--chunk-size`), into `buf` one after another; what they
+/// gathered is written to `out` in one call when `buf` has no room for another read or the body
+/// has nothing more in memory, so writes are gathered only from data already received and no
+/// byte is held back while the network is slow. Whatever way the loop ends, every byte read
+/// has been handed to `out` (a bigger limit aside), and `written` counts what is in `out` (so a
+/// resumed file starts above zero); it may not pass `limit`.
+#[allow(clippy::too_many_arguments)]
 pub fn stream_body(
     body: &mut (impl Read + Pending),
     out: &mut impl Write,
     buf: &mut [u8],
+    chunk: usize,
     counter: &AtomicU64,
     cancel: &AtomicBool,
     written: &mut u64,
     limit: Option<u64>,
 ) -> Result<(), StreamError> {
     let limit = limit.unwrap_or(u64::MAX);
+    let chunk = chunk.clamp(1, buf.len().max(1));
+    let mut filled = 0;
     loop {
         if cancel.load(Ordering::Relaxed) {
+            spill(out, buf, &mut filled, written)?;
             return Err(StreamError::Cancelled);
         }
-        let n = match body.read(buf) {
-            Ok(0) => return Ok(()),
+        let end = (filled + chunk).min(buf.len());
+        let n = match body.read(&mut buf[filled..end]) {
+            Ok(0) => return spill(out, buf, &mut filled, written),
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(StreamError::Read(e)),
+            Err(e) => {
+                spill(out, buf, &mut filled, written)?;
+                return Err(StreamError::Read(e));
+            }
         };
-        if written.saturating_add(n as u64) > limit {
+        if written.saturating_add((filled + n) as u64) > limit {
             return Err(StreamError::TooLarge);
         }
-        out.write_all(&buf[..n]).map_err(StreamError::Write)?;
-        if !body.pending() {
-            out.flush().map_err(StreamError::Write)?;
-        }
-        *written += n as u64;
+        filled += n;
         counter.fetch_add(n as u64, Ordering::Relaxed);
+        if filled + chunk > buf.len() || !body.pending() {
+            spill(out, buf, &mut filled, written)?;
+        }
     }
+}
+
+/// Writes the `filled` bytes gathered in `buf`.
+fn spill(
+    out: &mut impl Write,
+    buf: &[u8],
+    filled: &mut usize,
+    written: &mut u64,
+) -> Result<(), StreamError> {
+    if *filled > 0 {
+        out.write_all(&buf[..*filled]).map_err(StreamError::Write)?;
+        *written += *filled as u64;
+        *filled = 0;
+    }
+    Ok(())
 }
 
 /// Every error in a source chain, outermost first.
@@ -1003,6 +1025,7 @@ mod tests {
             &mut body,
             &mut file,
             &mut [0; CHUNK],
+            CHUNK,
             &counter,
             &cancel,
             &mut bytes,
@@ -1049,7 +1072,6 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("x");
         let mut file = File::create(&path).unwrap();
-        let mut out = io::BufWriter::with_capacity(WRITE_BEHIND, &mut file);
         let mut body = Arrivals {
             path: path.clone(),
             step: 0,
@@ -1058,8 +1080,9 @@ mod tests {
         let mut bytes = 0;
         let r = stream_body(
             &mut body,
-            &mut out,
-            &mut [0; CHUNK],
+            &mut file,
+            &mut vec![0; WRITE_BEHIND],
+            CHUNK,
             &AtomicU64::new(0),
             &AtomicBool::new(false),
             &mut bytes,
@@ -1083,6 +1106,7 @@ mod tests {
             &mut Chunks(vec![Ok(vec![1])]),
             &mut file,
             &mut [0; CHUNK],
+            CHUNK,
             &AtomicU64::new(0),
             &cancel,
             &mut bytes,
