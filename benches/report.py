@@ -25,7 +25,12 @@ def load(tag):
                  cpu=res["user"] + res["system"], runs=len(times))
     except (OSError, ValueError, KeyError, IndexError):
         r.update(median=None)
-    r["rss"] = rss_mib(tag + ".time")
+    times = [tag + ".time"] + sorted(glob.glob(tag + ".time.*"))
+    rss = [x for x in (rss_mib(t) for t in times) if x is not None]
+    r["rss"] = max(rss) if rss else None
+    cpu = [x for x in (cpu_s(t) for t in times) if x is not None]
+    if cpu:
+        r["cpu"] = statistics.median(cpu)
     r["verify"] = read(tag + ".verify", "-")
     r["conns"] = read(tag + ".conns", "-")
     r["requests"] = read(tag + ".requests", "-")
@@ -38,6 +43,13 @@ def read(path, default):
             return f.read().strip()
     except OSError:
         return default
+
+
+def cpu_s(path):
+    text = read(path, "")
+    u = re.search(r"User time \(seconds\): ([\d.]+)", text)
+    s = re.search(r"System time \(seconds\): ([\d.]+)", text)
+    return float(u.group(1)) + float(s.group(1)) if u and s else None
 
 
 def rss_mib(path):
@@ -72,7 +84,7 @@ def table(res, wid, title, opts):
     order = {"fetchpar": 0, "fetchpar-split": 0, "fetchpar-1conn": 1, "fetchpar-j1": 1,
              "fetchpar-chunk64K": 1, "fetchpar-chunk256K": 1}
     rows.sort(key=lambda r: (order.get(r["tool"], 2), r["median"] or 1e9))
-    head = ["tool", "median", "min – max", "CPU (user+sys)", "peak RSS", "bytes checked",
+    head = ["tool", "median", "min – max", "CPU (user+sys, median)", "peak RSS", "bytes checked",
             f"{ref['tool'] if ref else 'fetchpar'} / tool"]
     if "--conns" in opts:
         head.insert(5, "connections (requests)")
