@@ -24,10 +24,18 @@
 //! alone owns the terminal and stdout. Cancellation (Ctrl-C, a closed stdout) is one shared
 //! `AtomicBool` that the producer and every worker check between lines and chunks.
 //!
-//! [`split`] fetches one file over several ranged connections (`--split N`).
-//!
-//! [`cli`] turns flags into a validated [`cli::Config`] once; [`app`] runs the normal, `--compare`
-//! and `--demo` flows; [`server`] is the small loopback HTTP server behind `--demo` and the tests.
+//! Around that spine:
+//! - [`cli`] turns flags into a validated [`cli::Config`] once; [`request`] turns the request
+//!   options (headers, auth, proxy, TLS) into client settings.
+//! - [`select`] sits in the producer: duplicate URLs and `--shard K/N`.
+//! - [`download`] is one URL to one file, with [`retry`] (what to retry and when), [`resume`]
+//!   (`NAME.part.meta` sidecars and `Content-Range`), [`disposition`] (`--content-disposition`
+//!   names), [`safefs`] (opening existing files without following symlinks) and [`split`]
+//!   (one file over several ranged connections, `--split N`).
+//! - [`output`] writes stdout records (paths, NUL-separated paths or JSON Lines);
+//!   [`progress`] and [`summary`] are stderr; [`redact`] keeps credentials out of all of it.
+//! - [`app`] runs the normal, `--compare` and `--demo` flows; [`completions`] is `--generate`;
+//!   [`server`] is the small loopback HTTP server behind `--demo` and the tests.
 
 pub mod app;
 pub mod cli;

@@ -31,7 +31,7 @@ pub fn from_url(url: &Url) -> String {
 
 /// Reduces any text to a safe base name: no path separators, no control characters, no
 /// invisible bidi or format characters (which could make a printed name lie about itself), not
-/// `.` or `..`, not empty (then `index.html`), and not longer than [`MAX_NAME_BYTES`].
+/// `.` or `..`, not empty (then `index.html`), and not longer than `MAX_NAME_BYTES`.
 pub fn sanitize(raw: &str) -> String {
     let name: String = raw
         .chars()
