@@ -30,10 +30,7 @@ fn entries(dir: &Path) -> Vec<String> {
 #[test]
 fn fifty_urls_saved_byte_exact_with_one_and_eight_workers() {
     let (server, expected) = file_server(50, 1, 64 * 1024, Duration::ZERO);
-    let urls: Vec<String> = expected
-        .keys()
-        .map(|name| server.url(&format!("/{name}")))
-        .collect();
+    let urls = urls_of(&server, &expected);
     for jobs in ["1", "8"] {
         let out = tempfile::tempdir().unwrap();
         let assert = fetchpar()
@@ -477,10 +474,7 @@ fn summary_compares_sequential_and_threaded() {
 #[test]
 fn compare_prints_the_table_and_keeps_only_the_threaded_files() {
     let (server, expected) = file_server(4, 1000, 2000, Duration::from_millis(10));
-    let urls: Vec<String> = expected
-        .keys()
-        .map(|n| server.url(&format!("/{n}")))
-        .collect();
+    let urls = urls_of(&server, &expected);
     let out = tempfile::tempdir().unwrap();
     let assert = fetchpar()
         .args(["--compare", "-j", "4", "-o"])
@@ -604,10 +598,7 @@ fn sigint(pid: u32) {
 #[test]
 fn a_closed_or_full_stderr_never_panics_or_hangs() {
     let (server, expected) = file_server(30, 100, 2000, Duration::ZERO);
-    let urls: Vec<String> = expected
-        .keys()
-        .map(|n| server.url(&format!("/{n}")))
-        .collect();
+    let urls = urls_of(&server, &expected);
     // stderr on a full device: every write fails.
     let out = tempfile::tempdir().unwrap();
     let full = std::fs::OpenOptions::new()

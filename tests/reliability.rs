@@ -445,10 +445,7 @@ fn continue_leaves_other_urls_part_files_alone() {
 #[test]
 fn continue_skips_files_already_complete() {
     let (server, expected) = file_server(3, 1000, 5000, Duration::ZERO);
-    let urls: Vec<String> = expected
-        .keys()
-        .map(|n| server.url(&format!("/{n}")))
-        .collect();
+    let urls = urls_of(&server, &expected);
     let args: Vec<&str> = urls.iter().map(String::as_str).collect();
     let sandbox = Sandbox::new();
     assert_eq!(sandbox.run(&args).0, 0);

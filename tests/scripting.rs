@@ -211,10 +211,7 @@ fn print0_ends_each_path_with_nul() {
 fn a_closed_stdout_stops_quietly_and_leaves_nothing_incomplete() {
     // Slow replies, so that most downloads are still to come when the reader goes away.
     let (server, expected) = file_server(40, 20_000, 60_000, Duration::from_millis(50));
-    let urls: Vec<String> = expected
-        .keys()
-        .map(|name| server.url(&format!("/{name}")))
-        .collect();
+    let urls = urls_of(&server, &expected);
     for json in [false, true] {
         let out = tempfile::tempdir().unwrap();
         let mut cmd = command();

@@ -11,10 +11,7 @@ use common::*;
 #[test]
 fn sixty_files_over_four_workers_open_at_most_four_connections() {
     let (server, expected) = file_server(60, 1, 4096, Duration::ZERO);
-    let urls: Vec<String> = expected
-        .keys()
-        .map(|name| server.url(&format!("/{name}")))
-        .collect();
+    let urls = urls_of(&server, &expected);
     let out = tempfile::tempdir().unwrap();
     fetchpar()
         .args(["-j", "4", "-o"])
@@ -99,10 +96,7 @@ fn a_small_body_cut_off_still_leaves_a_resumable_part_with_its_sidecar() {
 #[test]
 fn small_files_that_complete_leave_no_sidecar_behind() {
     let (server, expected) = file_server(20, 1, 2048, Duration::ZERO);
-    let urls: Vec<String> = expected
-        .keys()
-        .map(|name| server.url(&format!("/{name}")))
-        .collect();
+    let urls = urls_of(&server, &expected);
     let out = tempfile::tempdir().unwrap();
     fetchpar()
         .arg("-o")

@@ -82,6 +82,14 @@ pub fn file_server(
     (Server::with_files(map, delay).unwrap(), expected)
 }
 
+/// The URLs of every file in `expected` (as returned by [`file_server`]) on `server`.
+pub fn urls_of(server: &Server, expected: &BTreeMap<String, String>) -> Vec<String> {
+    expected
+        .keys()
+        .map(|name| server.url(&format!("/{name}")))
+        .collect()
+}
+
 /// The lines of a command's stderr, for asserting on one of them.
 pub fn lines(bytes: &[u8]) -> Vec<String> {
     String::from_utf8_lossy(bytes)
