@@ -670,6 +670,7 @@ impl Fetcher<'_> {
         name: &str,
         mut path: PathBuf,
     ) -> Result<(PathBuf, PathBuf, File), Failure> {
+        refuse_linked_folders(self.namer.dir(), &path)?;
         for _ in 0..100 {
             let part = naming::part_path(&path);
             let mut options = OpenOptions::new();
@@ -799,6 +800,32 @@ fn too_large(max: u64, total: Option<u64>) -> String {
             format!("the body grew past --max-filesize {max} bytes (raise it to download this)")
         }
     }
+}
+
+/// A list line may name sub-folders of the output directory (`isos/b.iso`); if one of those
+/// already exists as a symbolic link, writing through it could land anywhere on the system, so
+/// it is refused. The output directory itself may be a link: the user chose it.
+fn refuse_linked_folders(dir: &Path, path: &Path) -> Result<(), Failure> {
+    let Some(folders) = path.strip_prefix(dir).ok().and_then(Path::parent) else {
+        return Ok(());
+    };
+    let mut at = dir.to_path_buf();
+    for folder in folders.components() {
+        at.push(folder);
+        match fs::symlink_metadata(&at) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                return Err(Failure::new(format!(
+                    "refusing to write through the symbolic link {} (it could lead outside the \
+                     output directory; name a folder that is not a link)",
+                    at.display()
+                )))
+            }
+            Ok(_) => {}
+            // Missing from here on: create_dir_all makes real folders.
+            Err(_) => break,
+        }
+    }
+    Ok(())
 }
 
 fn interrupted(left: Option<PathBuf>) -> Failure {

@@ -35,11 +35,13 @@ pub fn text(raw: &str) -> String {
     out
 }
 
+/// Text that did not parse has no reliable authority: a password may itself hold `/`, `?` or
+/// `#` (`http://dave:pa/ss@host/`). So everything from the scheme up to the last `@` goes;
+/// hiding a path that merely contains `@` is the harmless side of the trade.
 fn word(raw: &str) -> String {
     let authority_start = raw.find("://").map_or(0, |i| i + 3);
     let rest = &raw[authority_start..];
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
+    match rest.rfind('@') {
         Some(at) => format!("{}***@{}", &raw[..authority_start], &rest[at + 1..]),
         None => raw.to_string(),
     }
@@ -66,7 +68,8 @@ mod tests {
     #[test]
     fn redacts_unparsed_text() {
         assert_eq!(text("htp://bob:pw@host/x"), "htp://***@host/x");
-        assert_eq!(text("http://host/a@b"), "http://host/a@b");
+        assert_eq!(text("http://dave:pa/ss@host/z"), "http://***@host/z");
+        assert_eq!(text("http://u:p#w?d@host/"), "http://***@host/");
         assert_eq!(text("not a url"), "not a url");
         assert_eq!(text("eve:pw5@host/x"), "***@host/x");
         assert_eq!(

@@ -778,3 +778,55 @@ fn a_named_output_beats_content_disposition() {
     let names: Vec<String> = checksums(&out).into_keys().collect();
     assert_eq!(names, ["mine.bin", "server.bin"]);
 }
+
+#[test]
+fn a_list_output_never_writes_through_a_symlinked_folder() {
+    let server = Server::start(|_| Reply::file(b"payload".to_vec())).unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let out = root.path().join("out");
+    let outside = root.path().join("outside");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::create_dir_all(&outside).unwrap();
+    std::os::unix::fs::symlink(&outside, out.join("sub")).unwrap();
+    let list = format!(
+        "{} sub/x.txt\n{} real/y.txt\n",
+        server.url("/x"),
+        server.url("/y")
+    );
+    let assert = fetchpar()
+        .arg("-o")
+        .arg(&out)
+        .write_stdin(list)
+        .assert()
+        .code(1);
+    let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+    assert!(
+        stderr.contains("refusing to write through the symbolic link"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read_dir(&outside).unwrap().count(),
+        0,
+        "written outside"
+    );
+    assert_eq!(std::fs::read(out.join("real/y.txt")).unwrap(), b"payload");
+}
+
+#[test]
+fn a_password_with_a_slash_in_a_bad_line_is_not_echoed() {
+    let out = tempfile::tempdir().unwrap();
+    let assert = fetchpar()
+        .args(["--json", "-o"])
+        .arg(out.path())
+        .write_stdin("http://dave:pa/ss4secret@127.0.0.1:1/z\n")
+        .assert()
+        .code(1);
+    let output = assert.get_output();
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(!all.contains("ss4secret"), "{all}");
+    assert!(all.contains("line 1"), "{all}");
+}
