@@ -500,7 +500,8 @@ impl Reporter {
         self.progress.clear();
         self.tally.wall = self.started.elapsed();
         if self.cancel.load(Ordering::SeqCst) {
-            self.tally.interrupted = true;
+            // A stdout that failed or closed also stops the run, but that is not an interrupt.
+            self.tally.interrupted = !(self.stdout_failed || self.stdout_closed);
             self.tally.not_started = self
                 .queued
                 .load(Ordering::SeqCst)

@@ -830,3 +830,39 @@ fn a_password_with_a_slash_in_a_bad_line_is_not_echoed() {
     assert!(!all.contains("ss4secret"), "{all}");
     assert!(all.contains("line 1"), "{all}");
 }
+
+#[test]
+fn a_failing_stdout_stops_the_run_with_one_line_and_exit_1() {
+    let (server, expected) = file_server(3, 100, 200, Duration::ZERO);
+    let out = tempfile::tempdir().unwrap();
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let child = command()
+        .args(["-j", "1", "--progress", "none", "-o"])
+        .arg(out.path())
+        .args(urls_of(&server, &expected))
+        .stdout(full)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let output = finish(child);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(
+        stderr.matches("fetchpar: cannot write to stdout").count(),
+        1,
+        "{stderr}"
+    );
+    assert!(
+        !stderr.lines().any(|l| l.starts_with("interrupted")),
+        "not a Ctrl-C: {stderr}"
+    );
+    // Whatever was saved is complete; nothing else is under a final name.
+    for (name, sum) in checksums(out.path()) {
+        if !name.ends_with(".part") && !name.ends_with(".meta") {
+            assert_eq!(expected.get(&name), Some(&sum), "{name}");
+        }
+    }
+}
