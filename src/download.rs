@@ -518,6 +518,19 @@ impl Fetcher<'_> {
         };
         let streamed = match ranges {
             Some(ranges) => {
+                // The pieces preallocate the part to full size and fill it out of order: while
+                // they run, a sidecar would let `-c` trust holes as data if the process dies
+                // (Ctrl-C past the grace exits without waiting for them). So the sidecar goes
+                // first, and comes back only once the part is cut to its genuine prefix.
+                if t.meta_saved {
+                    if let Some(part) = &t.part {
+                        if t.meta_owned {
+                            resume::remove(part);
+                        }
+                    }
+                    t.meta_owned = false;
+                    t.meta_saved = false;
+                }
                 let pieces = split::Pieces {
                     client: self.client,
                     file,
@@ -527,10 +540,15 @@ impl Fetcher<'_> {
                 };
                 let r = split::run(&pieces, response, &ranges, &mut t.have);
                 // Pieces write in place; what comes next (a resume) appends after the prefix.
-                match file.seek(SeekFrom::Start(t.have)) {
+                let r = match file.seek(SeekFrom::Start(t.have)) {
                     Ok(_) => r,
                     Err(e) => Err(StreamError::Write(e)),
+                };
+                // On failure the part now holds only genuine bytes: describe it again.
+                if r.is_err() && t.have > 0 {
+                    t.save_meta();
                 }
+                r
             }
             None => {
                 // Reads stay `--chunk-size` (8 KiB by default); writes of a large body are

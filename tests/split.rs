@@ -222,3 +222,164 @@ fn a_failed_split_download_resumes_from_its_genuine_prefix_with_continue() {
         "the second run asks only for what is missing"
     );
 }
+
+fn sigint(pid: u32) {
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+}
+
+#[test]
+fn ctrl_c_during_split_never_leaves_holes_for_continue_to_trust() {
+    let body: Arc<[u8]> = generated_files(1, BIG, BIG).remove(0).1;
+    let stall = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let server = {
+        let (body, stall) = (body.clone(), stall.clone());
+        Server::start(move |req| {
+            let reply = Reply::file(body.clone()).with_header("ETag", "\"v1\"");
+            // While stalling, the last piece sends 1000 bytes and then nothing.
+            let last = req.header("range").is_some_and(|r| {
+                r.ends_with(&format!("-{}", BIG - 1)) && !r.starts_with("bytes=0-")
+            });
+            if last && stall.load(Ordering::SeqCst) {
+                reply.with_fault(Fault::StallAfter(1000, Duration::from_secs(30)))
+            } else {
+                reply
+            }
+        })
+        .unwrap()
+    };
+    let out = tempfile::tempdir().unwrap();
+    let url = server.url("/f.bin");
+    let child = command()
+        .args(["--split", "4", "--timeout", "60", "-o"])
+        .arg(out.path())
+        .arg(&url)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Interrupt once the part is preallocated and the stalling piece has been asked for.
+    let part = out.path().join("f.bin.part");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !(std::fs::metadata(&part).is_ok_and(|m| m.len() == BIG as u64)
+        && server.requests().iter().any(|r| {
+            r.header("range")
+                .is_some_and(|r| r.ends_with(&format!("-{}", BIG - 1)))
+        }))
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    sigint(child.id());
+    let output = finish(child);
+    assert_eq!(output.status.code(), Some(130));
+    stall.store(false, Ordering::SeqCst);
+    fetchpar()
+        .args(["-c", "-o"])
+        .arg(out.path())
+        .arg(&url)
+        .assert()
+        .success();
+    // Whatever name it got, the file is byte-exact; the final name never holds a wrong file.
+    let expected = sha256(&body);
+    let sums = checksums(out.path());
+    if let Some(sum) = sums.get("f.bin") {
+        assert_eq!(
+            sum, &expected,
+            "a wrong file under the final name: {sums:?}"
+        );
+    }
+    assert!(
+        sums.iter().any(|(name, sum)| !name.ends_with(".part")
+            && !name.ends_with(".meta")
+            && *sum == expected),
+        "{sums:?}"
+    );
+}
+
+#[test]
+fn split_after_a_cross_origin_redirect_sends_no_credentials_there() {
+    let body: Arc<[u8]> = generated_files(1, BIG, BIG).remove(0).1;
+    let served = body.clone();
+    let other =
+        Server::start(move |_| Reply::file(served.clone()).with_header("ETag", "\"v\"")).unwrap();
+    let target = other.url("/f.bin");
+    let origin =
+        Server::start(move |_| Reply::status(302).with_header("Location", &target)).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let assert = fetchpar()
+        .args(["--split", "4", "--user", "alice:s3cret", "-o"])
+        .arg(out.path())
+        .arg(origin.url("/f.bin"))
+        .assert()
+        .success();
+    assert_eq!(checksums(out.path())["f.bin"], sha256(&body));
+    for r in other.requests() {
+        assert_eq!(r.header("authorization"), None, "{:?}", r.header("range"));
+    }
+    // It came over one stream, and the note says so.
+    assert_eq!(other.requests().len(), 1);
+    let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+    assert!(stderr.contains("--split 4: 1 file"), "{stderr}");
+}
+
+#[test]
+fn split_keeps_credentials_from_the_url_on_every_piece() {
+    let body: Arc<[u8]> = generated_files(1, BIG, BIG).remove(0).1;
+    let served = body.clone();
+    let server = Server::start(move |req| {
+        if req.header("authorization") != Some("Basic dTpw") {
+            return Reply::status(401);
+        }
+        Reply::file(served.clone()).with_header("ETag", "\"v1\"")
+    })
+    .unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let url = server.url("/f.bin").replace("http://", "http://u:p@");
+    fetchpar()
+        .args(["--split", "4", "--retries", "0", "-o"])
+        .arg(out.path())
+        .arg(&url)
+        .assert()
+        .success();
+    assert_eq!(checksums(out.path())["f.bin"], sha256(&body));
+    let ranged: Vec<_> = server
+        .requests()
+        .into_iter()
+        .filter(|r| r.header("range").is_some())
+        .collect();
+    assert_eq!(ranged.len(), 3);
+    assert!(ranged
+        .iter()
+        .all(|r| r.header("authorization") == Some("Basic dTpw")));
+}
+
+#[test]
+fn a_piece_of_a_file_with_another_length_fails_the_file() {
+    let v1: Arc<[u8]> = generated_files(1, BIG, BIG).remove(0).1;
+    let v2: Arc<[u8]> = generated_files(1, BIG + 5000, BIG + 5000).remove(0).1;
+    let server = Server::start(move |req| {
+        if req.header("range").is_some() {
+            Reply::file(v2.clone())
+        } else {
+            Reply::file(v1.clone())
+        }
+    })
+    .unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let assert = fetchpar()
+        .args(["--split", "4", "--retries", "0", "-o"])
+        .arg(out.path())
+        .arg(server.url("/f.bin"))
+        .assert()
+        .code(1);
+    let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+    assert!(
+        stderr.contains("the file changed on the server"),
+        "{stderr}"
+    );
+    assert!(!out.path().join("f.bin").exists());
+}
