@@ -512,7 +512,7 @@ impl Fetcher<'_> {
         let before = t.have;
         // A whole body from the start may go over several ranged connections (`--split`).
         let ranges = if from == 0 {
-            split::plan(self.split, &response, t.total)
+            split::plan(self.split, url, &response, t.total)
         } else {
             None
         };
@@ -533,6 +533,7 @@ impl Fetcher<'_> {
                 }
                 let pieces = split::Pieces {
                     client: self.client,
+                    asked: url,
                     file,
                     counter,
                     cancel: self.cancel,

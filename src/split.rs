@@ -43,7 +43,8 @@ pub const PIECE_RETRIES: u32 = 2;
 pub struct Split {
     /// Connections per file; 1 means no splitting.
     pub pieces: usize,
-    /// Files that were to be split but whose server gave no length or no range support.
+    /// Files that were to be split but whose server gave no length or no range support, or
+    /// that were redirected to another origin.
     pub fell_back: AtomicUsize,
 }
 
@@ -60,8 +61,8 @@ impl Split {
         let n = self.fell_back.load(Ordering::Relaxed);
         (n > 0).then(|| {
             format!(
-                "note: --split {}: {n} {} from servers without byte-range support came over one \
-                 connection",
+                "note: --split {}: {n} {} from servers without byte-range support (or redirected \
+                 to another origin) came over one connection",
                 self.pieces,
                 if n == 1 { "file" } else { "files" }
             )
@@ -102,10 +103,26 @@ pub fn ranges(total: u64, pieces: usize) -> Vec<Range> {
         .collect()
 }
 
-/// Whether this response can be split: a 200 with a length and `Accept-Ranges: bytes`.
-/// Returns the ranges, or `None` to stream it whole (counting a fallback when one was wanted).
-pub fn plan(split: &Split, response: &Response, total: Option<u64>) -> Option<Vec<Range>> {
+/// Whether this response to a GET of `asked` (the URL the user gave) can be split: a 200 with a
+/// length and `Accept-Ranges: bytes`, from the origin asked. Returns the ranges, or `None` to
+/// stream it whole (counting a fallback when one was wanted).
+///
+/// After a redirect to another origin the pieces could only carry the user's credentials
+/// (`--user`, `-H Authorization`, the URL's own) to a server they were not meant for, or go
+/// without them: such a file comes over the one stream the client already vetted.
+pub fn plan(
+    split: &Split,
+    asked: &Url,
+    response: &Response,
+    total: Option<u64>,
+) -> Option<Vec<Range>> {
     if split.pieces < 2 {
+        return None;
+    }
+    if response.url().origin() != asked.origin() {
+        if total.is_some_and(|t| t >= 2 * MIN_PIECE) {
+            split.fell_back.fetch_add(1, Ordering::Relaxed);
+        }
         return None;
     }
     let accepts = response
@@ -130,6 +147,8 @@ pub fn plan(split: &Split, response: &Response, total: Option<u64>) -> Option<Ve
 /// What the pieces share.
 pub struct Pieces<'a> {
     pub client: &'a Client,
+    /// The URL the user gave: its credentials go on every piece.
+    pub asked: &'a Url,
     pub file: &'a File,
     pub counter: &'a AtomicU64,
     pub cancel: &'a AtomicBool,
@@ -146,7 +165,13 @@ pub fn run(
     bytes: &mut u64,
 ) -> Result<(), StreamError> {
     let total = ranges.last().map_or(0, |r| r.end);
-    let url = first.url().clone();
+    // The redirect target (same origin, see `plan`), with the user's credentials: the client
+    // moved them from the URL into a header for the first request and dropped them from its URL.
+    let mut url = first.url().clone();
+    if !p.asked.username().is_empty() || p.asked.password().is_some() {
+        let _ = url.set_username(p.asked.username());
+        let _ = url.set_password(p.asked.password());
+    }
     let validator = validator(&first);
     // Give the file its full size up front; pieces then fill it with positional writes.
     p.file.set_len(total).map_err(StreamError::Write)?;
