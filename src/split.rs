@@ -25,6 +25,8 @@ use std::thread;
 use crate::transport::{Client, Response};
 use reqwest::header::{ACCEPT_RANGES, CONTENT_RANGE, ETAG, IF_RANGE, LAST_MODIFIED, RANGE};
 use reqwest::StatusCode;
+
+use crate::resume::{parse_content_range, ContentRange};
 use url::Url;
 
 use crate::download::StreamError;
@@ -178,15 +180,12 @@ pub fn run(
     let abort = AtomicBool::new(false);
     let done: Vec<AtomicU64> = ranges.iter().map(|_| AtomicU64::new(0)).collect();
     let piece = |i: usize, first: Option<Response>| -> Result<(), StreamError> {
-        let result = fetch_piece(
-            p,
-            &url,
-            validator.as_deref(),
-            ranges[i],
-            first,
-            &done[i],
-            &abort,
-        );
+        let source = Source {
+            url: &url,
+            validator: validator.as_deref(),
+            total,
+        };
+        let result = fetch_piece(p, &source, ranges[i], first, &done[i], &abort);
         if result.is_err() {
             abort.store(true, Ordering::Relaxed);
         }
@@ -270,11 +269,19 @@ fn validator(response: &Response) -> Option<String> {
         .map(str::to_string)
 }
 
+/// What every ranged request of one file asks for.
+struct Source<'a> {
+    url: &'a Url,
+    /// Sent as `If-Range`.
+    validator: Option<&'a str>,
+    /// The length the pieces were planned for: a 206 of any other file is refused.
+    total: u64,
+}
+
 /// One piece, with its own retries; `done` counts the bytes of the range written so far.
 fn fetch_piece(
     p: &Pieces<'_>,
-    url: &Url,
-    validator: Option<&str>,
+    source: &Source<'_>,
     range: Range,
     mut first: Option<Response>,
     done: &AtomicU64,
@@ -286,10 +293,9 @@ fn fetch_piece(
         let written = done.load(Ordering::Relaxed);
         let result = match first.take() {
             Some(mut response) => copy_range(p, &mut response, range, done, abort, &mut buf),
-            None => request_range(p.client, url, validator, range.start + written, range.end)
-                .and_then(|mut response| {
-                    copy_range(p, &mut response, range, done, abort, &mut buf)
-                }),
+            None => request_range(p.client, source, range.start + written, range.end).and_then(
+                |mut response| copy_range(p, &mut response, range, done, abort, &mut buf),
+            ),
         };
         match result {
             Err(StreamError::Read(_))
@@ -304,14 +310,19 @@ fn fetch_piece(
     }
 }
 
-/// A ranged GET for `start..end`, accepted only as a 206 for exactly that range.
+/// A ranged GET for `start..end`, accepted only as a 206 for exactly that range of a file of
+/// exactly `total` bytes (without a validator, the length is all that shows a changed file).
 fn request_range(
     client: &Client,
-    url: &Url,
-    validator: Option<&str>,
+    source: &Source<'_>,
     start: u64,
     end: u64,
 ) -> Result<Response, StreamError> {
+    let Source {
+        url,
+        validator,
+        total,
+    } = *source;
     let mut request = client
         .get(url.clone())
         .header(RANGE, format!("bytes={start}-{}", end - 1));
@@ -321,25 +332,36 @@ fn request_range(
     let response = request
         .send()
         .map_err(|e| StreamError::Read(io::Error::other(e)))?;
-    if response.status() != StatusCode::PARTIAL_CONTENT {
+    let code = response.status().as_u16();
+    if code != 206 {
         return Err(StreamError::Read(io::Error::other(format!(
-            "a ranged request got HTTP {} instead of 206 (the file may have changed)",
-            response.status().as_u16()
+            "a ranged request got HTTP {code} instead of 206 (the file may have changed)"
         ))));
     }
-    let expected = format!("bytes {start}-{}/", end - 1);
     let content_range = response
         .headers()
         .get(CONTENT_RANGE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    if !content_range.starts_with(&expected) {
-        return Err(StreamError::Read(io::Error::other(format!(
+    match parse_content_range(content_range) {
+        Some(ContentRange::Bytes {
+            start: s,
+            end: e,
+            total: t,
+        }) if s == start && e == end - 1 => match t {
+            Some(t) if t == total => Ok(response),
+            Some(t) => Err(StreamError::Read(io::Error::other(format!(
+                "the file changed on the server (length {t}, was {total})"
+            )))),
+            None => Err(StreamError::Read(io::Error::other(format!(
+                "the file changed on the server (length unknown, was {total})"
+            )))),
+        },
+        _ => Err(StreamError::Read(io::Error::other(format!(
             "asked for bytes {start}-{} but the server sent '{content_range}'",
             end - 1
-        ))));
+        )))),
     }
-    Ok(response)
 }
 
 /// The per-piece hot loop: reads capped at what is left of the range, positional writes, one
