@@ -334,8 +334,15 @@ fn request_range(
         .map_err(|e| StreamError::Read(io::Error::other(e)))?;
     let code = response.status().as_u16();
     if code != 206 {
+        // A 200 answers an If-Range whose validator no longer matches; a 416, a range past a
+        // shorter file. Any other status says nothing about the file.
+        let hint = if matches!(code, 200 | 416) {
+            " (the file may have changed)"
+        } else {
+            ""
+        };
         return Err(StreamError::Read(io::Error::other(format!(
-            "a ranged request got HTTP {code} instead of 206 (the file may have changed)"
+            "a ranged request got HTTP {code} instead of 206{hint}"
         ))));
     }
     let content_range = response

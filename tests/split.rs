@@ -383,3 +383,26 @@ fn a_piece_of_a_file_with_another_length_fails_the_file() {
     );
     assert!(!out.path().join("f.bin").exists());
 }
+
+#[test]
+fn a_ranged_request_refused_for_another_reason_does_not_blame_the_file() {
+    let body: Arc<[u8]> = generated_files(1, BIG, BIG).remove(0).1;
+    let server = Server::start(move |req| {
+        if req.header("range").is_some() {
+            Reply::status(503)
+        } else {
+            Reply::file(body.clone())
+        }
+    })
+    .unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let assert = fetchpar()
+        .args(["--split", "4", "--retries", "0", "-o"])
+        .arg(out.path())
+        .arg(server.url("/f.bin"))
+        .assert()
+        .code(1);
+    let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+    assert!(stderr.contains("HTTP 503 instead of 206"), "{stderr}");
+    assert!(!stderr.contains("may have changed"), "{stderr}");
+}
