@@ -179,6 +179,8 @@ struct Transfer {
     started: bool,
     /// Whether the sidecar on disk describes the part (see [`SMALL_BODY`]).
     meta_saved: bool,
+    /// `--split` fell back to one stream for this file (counted once, whatever the retries).
+    split_fell_back: bool,
 }
 
 /// What `-c` found on disk for a URL.
@@ -235,6 +237,7 @@ impl Fetcher<'_> {
             total: None,
             started: false,
             meta_saved: false,
+            split_fell_back: false,
         };
         if self.resume {
             if let Some(path) = self.find_earlier(url, &mut t)? {
@@ -512,7 +515,7 @@ impl Fetcher<'_> {
         let before = t.have;
         // A whole body from the start may go over several ranged connections (`--split`).
         let ranges = if from == 0 {
-            split::plan(self.split, url, &response, t.total)
+            split::plan(self.split, url, &response, t.total, &mut t.split_fell_back)
         } else {
             None
         };

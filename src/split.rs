@@ -107,7 +107,8 @@ pub fn ranges(total: u64, pieces: usize) -> Vec<Range> {
 
 /// Whether this response to a GET of `asked` (the URL the user gave) can be split: a 200 with a
 /// length and `Accept-Ranges: bytes`, from the origin asked. Returns the ranges, or `None` to
-/// stream it whole (counting a fallback when one was wanted).
+/// stream it whole, counting a fallback when one was wanted, once per file: `counted` is the
+/// file's own flag, so a file whose retries fall back again is still one file in the note.
 ///
 /// After a redirect to another origin the pieces could only carry the user's credentials
 /// (`--user`, `-H Authorization`, the URL's own) to a server they were not meant for, or go
@@ -117,15 +118,23 @@ pub fn plan(
     asked: &Url,
     response: &Response,
     total: Option<u64>,
+    counted: &mut bool,
 ) -> Option<Vec<Range>> {
     if split.pieces < 2 {
         return None;
     }
-    if response.url().origin() != asked.origin() {
-        if total.is_some_and(|t| t >= 2 * MIN_PIECE) {
+    let mut fall_back = || {
+        if !std::mem::replace(counted, true) {
             split.fell_back.fetch_add(1, Ordering::Relaxed);
         }
-        return None;
+        None
+    };
+    if response.url().origin() != asked.origin() {
+        return if total.is_some_and(|t| t >= 2 * MIN_PIECE) {
+            fall_back()
+        } else {
+            None
+        };
     }
     let accepts = response
         .headers()
@@ -139,10 +148,7 @@ pub fn plan(
         }
         // A file too small to split is not a fallback worth a note.
         Some(total) if total < 2 * MIN_PIECE => None,
-        _ => {
-            split.fell_back.fetch_add(1, Ordering::Relaxed);
-            None
-        }
+        _ => fall_back(),
     }
 }
 

@@ -385,6 +385,43 @@ fn a_piece_of_a_file_with_another_length_fails_the_file() {
 }
 
 #[test]
+fn a_file_retried_without_ranges_counts_once_in_the_note() {
+    let body: Arc<[u8]> = generated_files(1, BIG, BIG).remove(0).1;
+    let first = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let server = {
+        let (body, first) = (body.clone(), first.clone());
+        Server::start(move |_| {
+            let reply = Reply::file(body.clone()).without_ranges();
+            // The first answer breaks off; the retry gets it all.
+            if first.swap(false, Ordering::SeqCst) {
+                reply.with_fault(Fault::ShortBody(1000))
+            } else {
+                reply
+            }
+        })
+        .unwrap()
+    };
+    let out = tempfile::tempdir().unwrap();
+    let assert = fetchpar()
+        .args([
+            "--split",
+            "4",
+            "--retries",
+            "1",
+            "--max-retry-wait",
+            "0.01",
+            "-o",
+        ])
+        .arg(out.path())
+        .arg(server.url("/f.bin"))
+        .assert()
+        .success();
+    assert_eq!(checksums(out.path())["f.bin"], sha256(&body));
+    let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+    assert!(stderr.contains("--split 4: 1 file "), "{stderr}");
+}
+
+#[test]
 fn a_ranged_request_refused_for_another_reason_does_not_blame_the_file() {
     let body: Arc<[u8]> = generated_files(1, BIG, BIG).remove(0).1;
     let server = Server::start(move |req| {
