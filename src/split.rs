@@ -8,13 +8,16 @@
 //!
 //! Promises kept here:
 //! - a piece never writes outside its range: reads are capped at what is left of the range, and a
-//!   reply whose `Content-Range` is not exactly the range asked for is refused before any byte is
-//!   written;
+//!   reply whose `Content-Range` is not exactly the range asked for, of a file of exactly the
+//!   planned length, is refused before any byte is written;
 //! - a failed piece is retried on its own, resuming where it stopped ([`PIECE_RETRIES`] times),
 //!   and `If-Range` makes a server that changed the file answer 200, which fails the piece
 //!   rather than mixing two versions;
 //! - on failure the `.part` is cut back to its contiguous prefix of genuine bytes (holes never
-//!   survive: a later resume could not tell them from data).
+//!   survive: a later resume could not tell them from data); while pieces run, the caller keeps
+//!   no sidecar, so a process that dies meanwhile leaves nothing `-c` would trust;
+//! - pieces go only to the origin the user named, carrying the URL's own credentials (see
+//!   [`plan`]).
 
 use std::fs::File;
 use std::io::{self, Read};
