@@ -587,14 +587,6 @@ fn wait_for_sigint_handler(pid: u32) {
     panic!("fetchpar never installed its Ctrl-C handler");
 }
 
-fn sigint(pid: u32) {
-    let sent = std::process::Command::new("kill")
-        .args(["-INT", &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(sent.success());
-}
-
 #[test]
 fn a_closed_or_full_stderr_never_panics_or_hangs() {
     let (server, expected) = file_server(30, 100, 2000, Duration::ZERO);

@@ -504,24 +504,11 @@ impl Sandbox {
     }
 }
 
-/// Sends SIGINT, as Ctrl-C does, and waits for the process to end.
-fn interrupt(mut child: std::process::Child) -> std::process::Output {
-    let killed = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    // A hang guard, not a timing check: every run interrupted here would otherwise sit out a
-    // 60 s wait, so it must be gone long before then.
-    let guard = Instant::now() + Duration::from_secs(20);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > guard {
-            child.kill().unwrap();
-            panic!("Ctrl-C did not stop the run");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().unwrap()
+/// Sends SIGINT, as Ctrl-C does, and waits for the process to end. The 20 s guard is a hang
+/// guard, not a timing check: every run interrupted here would otherwise sit out a 60 s wait.
+fn interrupt(child: std::process::Child) -> std::process::Output {
+    sigint(child.id());
+    finish_within(child, Duration::from_secs(20))
 }
 
 #[test]

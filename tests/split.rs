@@ -223,14 +223,6 @@ fn a_failed_split_download_resumes_from_its_genuine_prefix_with_continue() {
     );
 }
 
-fn sigint(pid: u32) {
-    let sent = std::process::Command::new("kill")
-        .args(["-INT", &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(sent.success());
-}
-
 #[test]
 fn ctrl_c_during_split_never_leaves_holes_for_continue_to_trust() {
     let body: Arc<[u8]> = generated_files(1, BIG, BIG).remove(0).1;

@@ -100,8 +100,13 @@ pub fn lines(bytes: &[u8]) -> Vec<String> {
 
 /// Waits for a spawned run to end, killing it (and failing the test) if it is still running after
 /// a minute: a hang guard for tests that talk to the process while it runs, not a timing check.
-pub fn finish(mut child: std::process::Child) -> std::process::Output {
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+pub fn finish(child: std::process::Child) -> std::process::Output {
+    finish_within(child, Duration::from_secs(60))
+}
+
+/// [`finish`] with a guard of its own, for runs that would otherwise sit out a long wait.
+pub fn finish_within(mut child: std::process::Child, guard: Duration) -> std::process::Output {
+    let deadline = std::time::Instant::now() + guard;
     while child.try_wait().unwrap().is_none() {
         if std::time::Instant::now() > deadline {
             let _ = child.kill();
@@ -111,4 +116,13 @@ pub fn finish(mut child: std::process::Child) -> std::process::Output {
         std::thread::sleep(Duration::from_millis(20));
     }
     child.wait_with_output().unwrap()
+}
+
+/// Sends SIGINT, as Ctrl-C does.
+pub fn sigint(pid: u32) {
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
 }
