@@ -247,6 +247,45 @@ fn clashing_names_get_suffixes_and_existing_files_are_never_overwritten() {
 }
 
 #[test]
+fn one_after_another_a_name_stays_taken_by_what_is_on_disk() {
+    // With -j 1 each download is over before the next picks a name: what keeps the names apart
+    // then is what the earlier ones left on disk, a saved file or a kept part.
+    let (a, b, c) = (body(3000, 1), body(3000, 2), body(3000, 3));
+    let server = {
+        let (a, b, c) = (a.clone(), b.clone(), c.clone());
+        Server::start(move |req| match req.path() {
+            "/a/photo.jpg" => Reply::file(a.clone()),
+            "/b/photo.jpg" => Reply::file(b.clone()).with_fault(Fault::ShortBody(1000)),
+            "/c/photo.jpg" => Reply::file(c.clone()),
+            "/d/photo.jpg" => Reply::status(404),
+            _ => Reply::status(404),
+        })
+        .unwrap()
+    };
+    let out = tempfile::tempdir().unwrap();
+    let urls = [
+        "/a/photo.jpg",
+        "/b/photo.jpg",
+        "/d/photo.jpg",
+        "/c/photo.jpg",
+    ]
+    .map(|p| server.url(p));
+    fetchpar()
+        .arg("-o")
+        .arg(out.path())
+        .args(["-j", "1", "--retries", "0"])
+        .args(&urls)
+        .assert()
+        .code(1);
+    let files = checksums(out.path());
+    assert_eq!(files.get("photo.jpg"), Some(&sha256(&a)));
+    assert_eq!(files.get("photo.1.jpg.part"), Some(&sha256(&b[..1000])));
+    assert!(files.contains_key("photo.1.jpg.part.meta"), "{files:?}");
+    assert_eq!(files.get("photo.2.jpg"), Some(&sha256(&c)));
+    assert_eq!(files.len(), 4, "{files:?}");
+}
+
+#[test]
 fn overwrite_replaces_only_when_asked() {
     let new = body(2000, 5);
     let server = {
