@@ -739,25 +739,17 @@ impl Fetcher<'_> {
     }
 
     /// Gives the finished `.part` its final name without replacing anything (unless overwriting):
-    /// a hard link fails if the target exists, where a rename would silently replace it.
+    /// a plain rename would silently replace a file that appeared under the name meanwhile.
     pub fn commit(&self, name: &str, part: &Path, mut path: PathBuf) -> io::Result<PathBuf> {
         if self.overwrite {
             fs::rename(part, &path)?;
             return Ok(path);
         }
         loop {
-            match fs::hard_link(part, &path) {
-                Ok(()) => {
-                    fs::remove_file(part)?;
-                    return Ok(path);
-                }
+            match safefs::rename_no_clobber(part, &path) {
+                Ok(()) => return Ok(path),
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                     path = self.namer.reserve(name);
-                }
-                // File systems without hard links: check, then rename (a narrow race remains).
-                Err(_) if !safefs::occupied(&path) => {
-                    fs::rename(part, &path)?;
-                    return Ok(path);
                 }
                 Err(e) => return Err(e),
             }

@@ -5,6 +5,49 @@ use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::path::Path;
 
+/// Gives `from` the name `to` unless something is already there (then `AlreadyExists`), in one
+/// step: `renameat2(RENAME_NOREPLACE)` on Linux. Where that is not available (another system,
+/// or a file system that refuses the flag) it falls back to a hard link and an unlink, which
+/// also never replaces a file; and, on a file system without hard links, to a check and a
+/// plain rename (a narrow race remains there).
+///
+/// One call instead of two matters for many small files: on workload C of the benchmark
+/// (2000 x 1 KiB) the link and unlink were ~10% of fetchpar's CPU time.
+pub fn rename_no_clobber(from: &Path, to: &Path) -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::ffi::CString;
+        use std::os::unix::ffi::OsStrExt;
+        let c = |p: &Path| CString::new(p.as_os_str().as_bytes()).map_err(io::Error::other);
+        let (cfrom, cto) = (c(from)?, c(to)?);
+        // SAFETY: two valid NUL-terminated paths that outlive the call; no memory is shared.
+        let rc = unsafe {
+            libc::renameat2(
+                libc::AT_FDCWD,
+                cfrom.as_ptr(),
+                libc::AT_FDCWD,
+                cto.as_ptr(),
+                libc::RENAME_NOREPLACE,
+            )
+        };
+        if rc == 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            // Not supported here: the portable way below.
+            Some(libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP) => {}
+            _ => return Err(e),
+        }
+    }
+    match fs::hard_link(from, to) {
+        Ok(()) => fs::remove_file(from),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(e),
+        Err(_) if !occupied(to) => fs::rename(from, to),
+        Err(e) => Err(e),
+    }
+}
+
 /// Whether anything is at `path`, a dangling symlink included (`Path::exists` follows links).
 pub fn occupied(path: &Path) -> bool {
     fs::symlink_metadata(path).is_ok()
@@ -40,4 +83,35 @@ pub fn open_regular(path: &Path, options: &mut OpenOptions) -> io::Result<File> 
 
 fn not_regular() -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, "not a regular file")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rename_no_clobber_moves_but_never_replaces() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b, c) = (
+            dir.path().join("a"),
+            dir.path().join("b"),
+            dir.path().join("c"),
+        );
+        fs::write(&a, b"new").unwrap();
+        fs::write(&b, b"precious").unwrap();
+        let e = rename_no_clobber(&a, &b).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(fs::read(&b).unwrap(), b"precious");
+        assert_eq!(fs::read(&a).unwrap(), b"new");
+        #[cfg(unix)]
+        {
+            // A dangling symlink is something too.
+            std::os::unix::fs::symlink("nowhere", &c).unwrap();
+            assert!(rename_no_clobber(&a, &c).is_err());
+            fs::remove_file(&c).unwrap();
+        }
+        rename_no_clobber(&a, &c).unwrap();
+        assert!(!occupied(&a));
+        assert_eq!(fs::read(&c).unwrap(), b"new");
+    }
 }
