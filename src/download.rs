@@ -650,7 +650,9 @@ impl Fetcher<'_> {
             }
             let path = match t.path.take() {
                 Some(path) => path,
-                None => self.namer.reserve(&t.name),
+                None => self
+                    .namer
+                    .reserve_for_part(&t.name, t.total.is_none_or(|n| n > SMALL_BODY)),
             };
             let (path, part, file) = self.open_part(&t.name, path)?;
             t.path = Some(path);

@@ -187,6 +187,23 @@ impl Namer {
             .0
     }
 
+    /// [`Namer::reserve`] for a download about to create `NAME.part` with `create_new` (and to
+    /// move on to a full [`Namer::reserve`] if that fails), so the disk is asked less: not about
+    /// the `.part`, which `create_new` checks anyway, and about the sidecar only when the
+    /// download may write one (`sidecar`; small bodies write theirs only if left unfinished,
+    /// and a sidecar is only ever created where nothing is, so a file already there under that
+    /// name just means that part could not be resumed). Each `stat` counts when the files are
+    /// small: three per file were ~9% of the CPU time and ~12% of the wall time of workload C
+    /// (2000 × 1 KiB, J = 16), with the directory's lock contended between workers.
+    pub fn reserve_for_part(&self, name: &str, sidecar: bool) -> PathBuf {
+        let overwrite = self.overwrite;
+        let free = |path: &Path| {
+            (overwrite || !safefs::occupied(path))
+                && !(sidecar && safefs::occupied(&crate::resume::meta_path(&part_path(path))))
+        };
+        self.reserve_by(name, |path| free(path).then_some(())).0
+    }
+
     /// Reserves the first variant of `name` whose family (see [`family`]) shares no path with
     /// a reservation of this run and that `judge` accepts, with what `judge` said about it.
     /// `judge` must accept a path where nothing exists on disk (so the search ends).
@@ -383,6 +400,21 @@ mod tests {
             let h = if overwrite { "h" } else { "h.1" };
             assert_eq!(namer.reserve("h"), dir.path().join(h));
         }
+    }
+
+    #[test]
+    fn reserve_for_part_leaves_the_part_to_create_new_and_the_sidecar_to_those_that_write_one() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("f.part.meta"), b"PRECIOUS").unwrap();
+        std::fs::write(dir.path().join("g.part"), b"mine").unwrap();
+        std::fs::write(dir.path().join("h"), b"old").unwrap();
+        let namer = Namer::new(dir.path(), false, false);
+        assert_eq!(namer.reserve_for_part("f", true), dir.path().join("f.1"));
+        assert_eq!(namer.reserve_for_part("f", false), dir.path().join("f"));
+        assert_eq!(namer.reserve_for_part("g", true), dir.path().join("g"));
+        assert_eq!(namer.reserve_for_part("h", false), dir.path().join("h.1"));
+        let namer = Namer::new(dir.path(), true, false);
+        assert_eq!(namer.reserve_for_part("h", false), dir.path().join("h"));
     }
 
     #[cfg(unix)]
