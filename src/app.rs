@@ -379,7 +379,7 @@ impl Pass<'_> {
     where
         I: Iterator<Item = Item> + Send + 'static,
     {
-        let namer = Namer::new(self.dir, self.config.overwrite, self.config.resume);
+        let namer = Namer::new(self.dir, self.config.overwrite);
         let split = Split::new(self.config.split);
         let queued = Arc::new(AtomicUsize::new(0));
         let pool = Pool {

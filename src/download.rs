@@ -205,6 +205,24 @@ impl Fetcher<'_> {
         let began = Instant::now();
         let mut bytes = 0;
         let mut retries = 0;
+        let result = self.fetch_inner(url, output, counter, on_start, &mut bytes, &mut retries);
+        Outcome {
+            result,
+            bytes,
+            elapsed: began.elapsed(),
+            retries,
+        }
+    }
+
+    fn fetch_inner(
+        &self,
+        url: &Url,
+        output: Option<&str>,
+        counter: &AtomicU64,
+        on_start: &mut dyn FnMut(Started<'_>),
+        bytes: &mut u64,
+        retries: &mut u32,
+    ) -> Result<Saved, Failure> {
         let mut t = Transfer {
             // An explicit output goes through the namer too: it never replaces an existing file
             // and two lines naming the same path get `.1`, like any other clash.
@@ -221,31 +239,8 @@ impl Fetcher<'_> {
             meta_saved: false,
             split_fell_back: false,
         };
-        let result = self.fetch_inner(url, &mut t, counter, on_start, &mut bytes, &mut retries);
-        // Whatever the download left is on disk now. (A name given up after a clash, in
-        // `open_part` or `commit`, stays reserved: rare, and harmless.)
-        if let Some(path) = &t.path {
-            self.namer.release(path);
-        }
-        Outcome {
-            result,
-            bytes,
-            elapsed: began.elapsed(),
-            retries,
-        }
-    }
-
-    fn fetch_inner(
-        &self,
-        url: &Url,
-        t: &mut Transfer,
-        counter: &AtomicU64,
-        on_start: &mut dyn FnMut(Started<'_>),
-        bytes: &mut u64,
-        retries: &mut u32,
-    ) -> Result<Saved, Failure> {
         if self.resume {
-            if let Some(path) = self.find_earlier(url, t)? {
+            if let Some(path) = self.find_earlier(url, &mut t)? {
                 return Ok(Saved {
                     path,
                     http_status: 0,
@@ -257,7 +252,7 @@ impl Fetcher<'_> {
             if self.cancel.load(Ordering::Relaxed) {
                 return Err(t.give_up(interrupted(None)));
             }
-            match self.attempt(url, t, counter, on_start, bytes) {
+            match self.attempt(url, &mut t, counter, on_start, bytes) {
                 Attempt::Done(status) => break status,
                 Attempt::Restart => {}
                 Attempt::Fail(failure) => return Err(t.give_up(failure)),
@@ -278,7 +273,7 @@ impl Fetcher<'_> {
                 }
             }
         };
-        let (Some(path), Some(part)) = (t.path.clone(), t.part.take()) else {
+        let (Some(path), Some(part)) = (t.path.take(), t.part.take()) else {
             return Err(Failure::new(
                 "internal error: no file for a finished download",
             ));
@@ -289,7 +284,6 @@ impl Fetcher<'_> {
             http_status: Some(status),
             ..Failure::new(format!("cannot rename {}: {e}", part.display()))
         })?;
-        t.path = Some(path.clone());
         if t.meta_owned {
             resume::remove(&part);
         }
@@ -650,9 +644,7 @@ impl Fetcher<'_> {
             }
             let path = match t.path.take() {
                 Some(path) => path,
-                None => self
-                    .namer
-                    .reserve_for_part(&t.name, t.total.is_none_or(|n| n > SMALL_BODY)),
+                None => self.namer.reserve_for_part(&t.name),
             };
             let (path, part, file) = self.open_part(&t.name, path)?;
             t.path = Some(path);

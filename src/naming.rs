@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 use std::ffi::OsString;
-use std::hash::{BuildHasher, RandomState};
+use std::hash::{BuildHasher, Hasher, RandomState};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -139,35 +139,25 @@ pub fn free_on_disk(path: &Path, overwrite: bool) -> bool {
 /// in this run, nor is one that is another reservation's `.part` or sidecar, and (unless
 /// overwriting) never one that already exists on disk.
 ///
-/// The paths taken are remembered by a 64-bit keyed hash, not by value: 8 bytes a path instead
-/// of a whole path (three paths a reservation). Two different paths sharing a hash only means
-/// the second gets the next suffix, never that two downloads share a file.
-///
-/// In the plain mode (neither `--overwrite` nor `-c`) a reservation is forgotten once its
-/// download is over ([`Namer::release`]): whatever it left is then on disk, and the disk check
-/// keeps later reservations off it just as well, so the set holds only the downloads in flight.
-/// Remembering every reservation made the namer the largest thing a 100 000-URL list grew
-/// (workload E of the benchmark: 4.7 of its 11.5 MiB over a 1 000-URL list, by heaptrack).
-/// The other two modes look past the disk check: `--overwrite` may reuse a name that exists, and
-/// `-c` takes an existing file as maybe this URL's; there the set keeps every reservation so two
-/// URLs of one run still never share a name.
+/// A reservation is remembered by one 64-bit keyed hash of its path, not by value, and not by
+/// its three paths (file, `.part`, sidecar): whether two families meet can be told from the
+/// paths alone (see [`Namer::clashes`]). This set is what a long list grows: whole paths took
+/// ~165 bytes a URL, three hashes 4.7 MiB of the 11.5 MiB that workload E's 100 000 URLs grew
+/// over 1 000 (heaptrack). Two different paths sharing a hash only means the second gets the
+/// next suffix, never that two downloads share a file.
 #[derive(Debug)]
 pub struct Namer {
     dir: PathBuf,
     overwrite: bool,
-    /// Whether [`Namer::release`] forgets (see above).
-    forget_done: bool,
     taken: Mutex<HashSet<u64>>,
     hasher: RandomState,
 }
 
 impl Namer {
-    /// A namer for `dir`; `resume` is `-c`, whose judge accepts existing files (see above).
-    pub fn new(dir: impl Into<PathBuf>, overwrite: bool, resume: bool) -> Namer {
+    pub fn new(dir: impl Into<PathBuf>, overwrite: bool) -> Namer {
         Namer {
             dir: dir.into(),
             overwrite,
-            forget_done: !overwrite && !resume,
             taken: Mutex::new(HashSet::new()),
             hasher: RandomState::new(),
         }
@@ -187,19 +177,16 @@ impl Namer {
             .0
     }
 
-    /// [`Namer::reserve`] for a download about to create `NAME.part` with `create_new` (and to
-    /// move on to a full [`Namer::reserve`] if that fails), so the disk is asked less: not about
-    /// the `.part`, which `create_new` checks anyway, and about the sidecar only when the
-    /// download may write one (`sidecar`; small bodies write theirs only if left unfinished,
-    /// and a sidecar is only ever created where nothing is, so a file already there under that
-    /// name just means that part could not be resumed). Each `stat` counts when the files are
-    /// small: three per file were ~9% of the CPU time and ~12% of the wall time of workload C
-    /// (2000 × 1 KiB, J = 16), with the directory's lock contended between workers.
-    pub fn reserve_for_part(&self, name: &str, sidecar: bool) -> PathBuf {
+    /// [`Namer::reserve`] for a download about to create `NAME.part` with `create_new`, which
+    /// moves on to a full [`Namer::reserve`] if that fails: the disk is asked about the name and
+    /// its sidecar, not about the `.part`. Each `stat` counts when the files are small: the
+    /// three of a full check were ~9% of the CPU time of workload C (2000 × 1 KiB, J = 16),
+    /// with the directory's lock contended between workers.
+    pub fn reserve_for_part(&self, name: &str) -> PathBuf {
         let overwrite = self.overwrite;
         let free = |path: &Path| {
             (overwrite || !safefs::occupied(path))
-                && !(sidecar && safefs::occupied(&crate::resume::meta_path(&part_path(path))))
+                && !safefs::occupied(&crate::resume::meta_path(&part_path(path)))
         };
         self.reserve_by(name, |path| free(path).then_some(())).0
     }
@@ -215,29 +202,41 @@ impl Namer {
         // A poisoned lock only means another worker panicked mid-insert; the set is still sound.
         let mut taken = self.taken.lock().unwrap_or_else(|e| e.into_inner());
         for n in 0.. {
-            let path = self.dir.join(with_suffix(name, n));
-            let members = family(&path).map(|p| self.hasher.hash_one(&p));
-            if members.iter().any(|k| taken.contains(k)) {
+            let candidate = with_suffix(name, n);
+            if self.clashes(&taken, &candidate) {
                 continue;
             }
+            let path = self.dir.join(&candidate);
             if let Some(verdict) = judge(&path) {
-                taken.extend(members);
+                taken.insert(self.key(&[&candidate]));
                 return (path, verdict);
             }
         }
         unreachable!("an unbounded range always reaches a name with nothing on disk")
     }
 
-    /// The download that reserved `path` is over, and what it left (its file, or a kept
-    /// `.part`) is on disk: in the plain mode, forget the reservation (see [`Namer`]).
-    pub fn release(&self, path: &Path) {
-        if !self.forget_done {
-            return;
+    /// Whether the family of `name` meets the family of a reservation in `taken`, which holds
+    /// only the reserved paths P. The families {Q, Q.part, Q.part.meta} and {P, P.part,
+    /// P.part.meta} meet exactly when Q is P, P.part or P.part.meta, or P is Q.part or
+    /// Q.part.meta (a `.part` name never equals a `.meta` one): five lookups at most.
+    fn clashes(&self, taken: &HashSet<u64>, name: &str) -> bool {
+        let has = |parts: &[&str]| taken.contains(&self.key(parts));
+        has(&[name])
+            || has(&[name, ".part"])
+            || has(&[name, ".part.meta"])
+            || name.strip_suffix(".part").is_some_and(|p| has(&[p]))
+            || name.strip_suffix(".part.meta").is_some_and(|p| has(&[p]))
+    }
+
+    /// The key of the relative name that `parts` spell when joined: every name handed out is
+    /// in the same directory and already normalized (`naming::sanitize`, or a list line's
+    /// checked path), so the text alone tells paths apart, with no allocation to join them.
+    fn key(&self, parts: &[&str]) -> u64 {
+        let mut hasher = self.hasher.build_hasher();
+        for part in parts {
+            hasher.write(part.as_bytes());
         }
-        let mut taken = self.taken.lock().unwrap_or_else(|e| e.into_inner());
-        for member in family(path) {
-            taken.remove(&self.hasher.hash_one(&member));
-        }
+        hasher.finish()
     }
 }
 
@@ -332,7 +331,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("photo.jpg"), b"mine").unwrap();
         std::fs::write(dir.path().join("photo.2.jpg.part"), b"left over").unwrap();
-        let namer = Namer::new(dir.path(), false, false);
+        let namer = Namer::new(dir.path(), false);
         let got: Vec<_> = (0..3).map(|_| namer.reserve("photo.jpg")).collect();
         let names: Vec<_> = got
             .iter()
@@ -344,7 +343,7 @@ mod tests {
     #[test]
     fn reserve_by_asks_the_judge_about_untaken_names_only() {
         let dir = tempfile::tempdir().unwrap();
-        let namer = Namer::new(dir.path(), false, false);
+        let namer = Namer::new(dir.path(), false);
         let first = namer.reserve("a.txt");
         let mut asked = Vec::new();
         let (path, verdict) = namer.reserve_by("a.txt", |p| {
@@ -364,7 +363,7 @@ mod tests {
     fn overwrite_reuses_existing_names_but_not_within_a_run() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("a.txt"), b"old").unwrap();
-        let namer = Namer::new(dir.path(), true, false);
+        let namer = Namer::new(dir.path(), true);
         assert_eq!(namer.reserve("a.txt"), dir.path().join("a.txt"));
         assert_eq!(namer.reserve("a.txt"), dir.path().join("a.1.txt"));
     }
@@ -372,12 +371,12 @@ mod tests {
     #[test]
     fn a_reservation_claims_the_part_and_sidecar_names_too() {
         let dir = tempfile::tempdir().unwrap();
-        let namer = Namer::new(dir.path(), false, false);
+        let namer = Namer::new(dir.path(), false);
         // `x.part.meta` is the sidecar name of `x`: they may not both be handed out.
         assert_eq!(namer.reserve("x.part.meta"), dir.path().join("x.part.meta"));
         assert_eq!(namer.reserve("x"), dir.path().join("x.1"));
         // And the other way round, with --overwrite too.
-        let namer = Namer::new(dir.path(), true, false);
+        let namer = Namer::new(dir.path(), true);
         assert_eq!(namer.reserve("y"), dir.path().join("y"));
         assert_eq!(namer.reserve("y.part"), dir.path().join("y.1.part"));
         assert_eq!(
@@ -394,7 +393,7 @@ mod tests {
         std::fs::write(dir.path().join("g.part"), b"mine").unwrap();
         std::fs::write(dir.path().join("h"), b"old").unwrap();
         for overwrite in [false, true] {
-            let namer = Namer::new(dir.path(), overwrite, false);
+            let namer = Namer::new(dir.path(), overwrite);
             assert_eq!(namer.reserve("f"), dir.path().join("f.1"));
             assert_eq!(namer.reserve("g"), dir.path().join("g.1"));
             let h = if overwrite { "h" } else { "h.1" };
@@ -403,18 +402,50 @@ mod tests {
     }
 
     #[test]
-    fn reserve_for_part_leaves_the_part_to_create_new_and_the_sidecar_to_those_that_write_one() {
+    fn reserve_for_part_leaves_the_part_to_create_new() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("f.part.meta"), b"PRECIOUS").unwrap();
         std::fs::write(dir.path().join("g.part"), b"mine").unwrap();
         std::fs::write(dir.path().join("h"), b"old").unwrap();
-        let namer = Namer::new(dir.path(), false, false);
-        assert_eq!(namer.reserve_for_part("f", true), dir.path().join("f.1"));
-        assert_eq!(namer.reserve_for_part("f", false), dir.path().join("f"));
-        assert_eq!(namer.reserve_for_part("g", true), dir.path().join("g"));
-        assert_eq!(namer.reserve_for_part("h", false), dir.path().join("h.1"));
-        let namer = Namer::new(dir.path(), true, false);
-        assert_eq!(namer.reserve_for_part("h", false), dir.path().join("h"));
+        let namer = Namer::new(dir.path(), false);
+        assert_eq!(namer.reserve_for_part("f"), dir.path().join("f.1"));
+        assert_eq!(namer.reserve_for_part("g"), dir.path().join("g"));
+        assert_eq!(namer.reserve_for_part("h"), dir.path().join("h.1"));
+        let namer = Namer::new(dir.path(), true);
+        assert_eq!(namer.reserve_for_part("h"), dir.path().join("h"));
+        assert_eq!(namer.reserve_for_part("f"), dir.path().join("f.1"));
+    }
+
+    #[test]
+    fn families_clash_whichever_way_round_they_were_reserved() {
+        let dir = tempfile::tempdir().unwrap();
+        let namer = Namer::new(dir.path(), false);
+        let name = |p: PathBuf| p.file_name().unwrap().to_string_lossy().into_owned();
+        // Reserved first, then a name that is one of its family's members.
+        assert_eq!(name(namer.reserve("a")), "a");
+        assert_eq!(name(namer.reserve("a.part")), "a.1.part");
+        assert_eq!(name(namer.reserve("a.part.meta")), "a.part.1.meta");
+        // `a.1` is taken too: `a.1.part` belongs to its family.
+        assert_eq!(name(namer.reserve("a")), "a.2");
+        // And a family member first, then the name whose family it belongs to.
+        assert_eq!(name(namer.reserve("b.part")), "b.part");
+        assert_eq!(name(namer.reserve("b")), "b.1");
+        assert_eq!(name(namer.reserve("c.part.meta")), "c.part.meta");
+        assert_eq!(name(namer.reserve("c")), "c.1");
+        // Folders from a list file: only the last part of the name counts.
+        assert_eq!(namer.reserve("d/e.part"), dir.path().join("d/e.part"));
+        assert_eq!(namer.reserve("d/e"), dir.path().join("d/e.1"));
+        assert_eq!(
+            namer.taken.lock().unwrap().len(),
+            10,
+            "one key a reservation"
+        );
+        // The keys of a name written in pieces and in one are the same.
+        assert_eq!(
+            namer.key(&["x", ".part", ".meta"]),
+            namer.key(&["x.part.meta"])
+        );
+        assert_ne!(namer.key(&["x.part"]), namer.key(&["x"]));
     }
 
     #[cfg(unix)]
@@ -422,38 +453,8 @@ mod tests {
     fn a_dangling_symlink_is_not_free() {
         let dir = tempfile::tempdir().unwrap();
         std::os::unix::fs::symlink("nowhere", dir.path().join("s.part.meta")).unwrap();
-        let namer = Namer::new(dir.path(), true, false);
+        let namer = Namer::new(dir.path(), true);
         assert_eq!(namer.reserve("s"), dir.path().join("s.1"));
-    }
-
-    #[test]
-    fn a_released_name_is_guarded_by_the_disk_alone_in_the_plain_mode() {
-        let dir = tempfile::tempdir().unwrap();
-        let namer = Namer::new(dir.path(), false, false);
-        let first = namer.reserve("a.txt");
-        std::fs::write(&first, b"saved").unwrap();
-        namer.release(&first);
-        // The saved file keeps its name taken; a download that left nothing frees its name.
-        assert_eq!(namer.reserve("a.txt"), dir.path().join("a.1.txt"));
-        let failed = namer.reserve("b.txt");
-        namer.release(&failed);
-        assert_eq!(namer.reserve("b.txt"), dir.path().join("b.txt"));
-        assert_eq!(
-            namer.taken.lock().unwrap().len(),
-            6,
-            "a.1.txt and b.txt only"
-        );
-    }
-
-    #[test]
-    fn overwrite_and_resume_remember_every_name_of_the_run() {
-        let dir = tempfile::tempdir().unwrap();
-        for (overwrite, resume) in [(true, false), (false, true), (true, true)] {
-            let namer = Namer::new(dir.path(), overwrite, resume);
-            let first = namer.reserve("c.txt");
-            namer.release(&first);
-            assert_eq!(namer.reserve("c.txt"), dir.path().join("c.1.txt"));
-        }
     }
 
     #[test]

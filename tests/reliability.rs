@@ -887,51 +887,20 @@ fn naming_variant(name: &str, n: usize) -> String {
     fetchpar::naming::with_suffix(name, n)
 }
 
-/// A body that gets its sidecar before the first byte, and one that does not (SMALL_BODY).
-const SIDECAR_NOW: usize = 100_000;
-const SIDECAR_IF_UNFINISHED: usize = 5000;
-
 #[test]
 fn a_file_named_like_a_sidecar_is_never_overwritten_or_removed() {
-    // A body that will write its sidecar goes to another name; a small one, which writes a
-    // sidecar only if left unfinished, may take the name (its sidecar could not be created).
-    for (size, saved_as) in [(SIDECAR_NOW, "f.1"), (SIDECAR_IF_UNFINISHED, "f")] {
-        let data = body(size, 90);
-        let served = data.clone();
-        let server =
-            Server::start(move |_| Reply::file(served.clone()).with_header("ETag", "\"v1\""))
-                .unwrap();
-        let sandbox = Sandbox::new();
-        std::fs::create_dir_all(sandbox.out()).unwrap();
-        std::fs::write(sandbox.out().join("f.part.meta"), b"PRECIOUS").unwrap();
-        let (code, _, stderr) = sandbox.run(&[&server.url("/f")]);
-        assert_eq!(code, 0, "{stderr:#?}");
-        assert_eq!(
-            sandbox.files(),
-            one(&[("f.part.meta", b"PRECIOUS"), (saved_as, &data)]),
-            "{size} bytes"
-        );
-    }
-}
-
-#[test]
-fn a_small_body_left_unfinished_beside_a_foreign_sidecar_keeps_its_part_only() {
-    let data = body(SIDECAR_IF_UNFINISHED, 89);
+    let data = body(5000, 90);
     let served = data.clone();
-    let server = Server::start(move |_| {
-        Reply::file(served.clone())
-            .with_header("ETag", "\"v1\"")
-            .with_fault(Fault::ShortBody(2000))
-    })
-    .unwrap();
+    let server =
+        Server::start(move |_| Reply::file(served.clone()).with_header("ETag", "\"v1\"")).unwrap();
     let sandbox = Sandbox::new();
     std::fs::create_dir_all(sandbox.out()).unwrap();
     std::fs::write(sandbox.out().join("f.part.meta"), b"PRECIOUS").unwrap();
-    let (code, _, stderr) = sandbox.run(&[&server.url("/f"), "--retries", "0"]);
-    assert_eq!(code, 1, "{stderr:#?}");
+    let (code, _, stderr) = sandbox.run(&[&server.url("/f")]);
+    assert_eq!(code, 0, "{stderr:#?}");
     assert_eq!(
         sandbox.files(),
-        one(&[("f.part.meta", b"PRECIOUS"), ("f.part", &data[..2000])])
+        one(&[("f.part.meta", b"PRECIOUS"), ("f.1", &data)])
     );
 }
 
@@ -946,12 +915,11 @@ fn urls_named_like_each_others_part_and_sidecar_files_keep_both() {
     let sandbox = Sandbox::new();
     let (code, _, stderr) = sandbox.run(&["-j", "1", &meta, &plain]);
     assert_eq!(code, 0, "{stderr:#?}");
-    // One after another, `f` is a small body that writes no sidecar: it may take the name.
     assert_eq!(
         sandbox.files(),
         one(&[
             ("f.part.meta", &body(3000, "/a/f.part.meta".len() as u8)),
-            ("f", &body(3000, "/b/f".len() as u8)),
+            ("f.1", &body(3000, "/b/f".len() as u8)),
         ])
     );
 
@@ -1123,40 +1091,23 @@ fn continue_never_writes_through_a_symlinked_part() {
 #[cfg(unix)]
 #[test]
 fn a_planted_sidecar_symlink_is_never_followed_or_removed() {
-    // Saved elsewhere when the body writes its sidecar at once; a small body, unfinished here,
-    // tries to write one beside its part and must not go through the link either.
-    for (size, fault, saved_as) in [
-        (SIDECAR_NOW, Fault::Normal, Some("f.1.bin")),
-        (SIDECAR_IF_UNFINISHED, Fault::ShortBody(1000), None),
-    ] {
-        let data = body(size, 96);
-        let served = data.clone();
-        let server = Server::start(move |_| {
-            Reply::file(served.clone())
-                .with_header("ETag", "\"v1\"")
-                .with_fault(fault.clone())
-        })
-        .unwrap();
-        let elsewhere = tempfile::tempdir().unwrap();
-        let victim = elsewhere.path().join("victim");
-        let sandbox = Sandbox::new();
-        std::fs::create_dir_all(sandbox.out()).unwrap();
-        let meta = sandbox.out().join("f.bin.part.meta");
-        // Dangling: nothing there yet for a write through it to land in.
-        std::os::unix::fs::symlink(&victim, &meta).unwrap();
-        let (code, _, stderr) = sandbox.run(&[&server.url("/f.bin"), "--retries", "0"]);
-        assert!(!victim.exists(), "{size}: written through the symlink");
-        assert!(std::fs::symlink_metadata(&meta).unwrap().is_symlink());
-        match saved_as {
-            Some(name) => {
-                assert_eq!(code, 0, "{stderr:#?}");
-                assert_eq!(std::fs::read(sandbox.out().join(name)).unwrap(), &data[..]);
-            }
-            None => {
-                assert_eq!(code, 1, "{stderr:#?}");
-                let part = sandbox.out().join("f.bin.part");
-                assert_eq!(std::fs::read(part).unwrap(), &data[..1000]);
-            }
-        }
-    }
+    let data = body(3000, 96);
+    let served = data.clone();
+    let server =
+        Server::start(move |_| Reply::file(served.clone()).with_header("ETag", "\"v1\"")).unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let victim = elsewhere.path().join("victim");
+    let sandbox = Sandbox::new();
+    std::fs::create_dir_all(sandbox.out()).unwrap();
+    let meta = sandbox.out().join("f.bin.part.meta");
+    // Dangling: nothing there yet for a write through it to land in.
+    std::os::unix::fs::symlink(&victim, &meta).unwrap();
+    let (code, _, stderr) = sandbox.run(&[&server.url("/f.bin")]);
+    assert_eq!(code, 0, "{stderr:#?}");
+    assert!(!victim.exists(), "written through the symlink");
+    assert!(std::fs::symlink_metadata(&meta).unwrap().is_symlink());
+    assert_eq!(
+        std::fs::read(sandbox.out().join("f.1.bin")).unwrap(),
+        &data[..]
+    );
 }
