@@ -9,7 +9,7 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::thread;
+use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, RecvTimeoutError, Sender, TryRecvError};
@@ -100,17 +100,28 @@ impl Pool<'_> {
         let (event_tx, event_rx) = bounded::<Event>(self.jobs * 4 + 16);
         let mut producer = None;
         let low = self.jobs;
+        // Workers still taking jobs: counted from the start, so that the producer never takes
+        // "none yet" for "all gone".
+        let alive = Arc::new(AtomicUsize::new(self.jobs));
 
         // The producer is a detached thread, not a scoped one: it may sit in a read of stdin that
         // nothing can interrupt, and Ctrl-C must not wait for a producer that is waiting for us.
         {
-            let (event_tx, cancel, queued) =
-                (event_tx.clone(), self.cancel.clone(), self.queued.clone());
+            let (event_tx, cancel, queued, workers) = (
+                event_tx.clone(),
+                self.cancel.clone(),
+                self.queued.clone(),
+                alive.clone(),
+            );
             let selector = Selector::new(self.shard);
             let spawned = thread::Builder::new()
                 .name("fetchpar-input".into())
                 .spawn(move || {
-                    let jobs = Refill { tx: job_tx, low };
+                    let jobs = Refill {
+                        tx: job_tx,
+                        low,
+                        workers,
+                    };
                     produce(inputs, selector, jobs, event_tx, &cancel, &queued)
                 });
             match spawned {
@@ -120,22 +131,20 @@ impl Pool<'_> {
             }
         }
 
-        let alive = AtomicUsize::new(0);
         thread::scope(|scope| {
             // Owned by this closure, so that if the main thread ever panicked here the receiver
             // would be dropped while unwinding: workers blocked on a full channel then see a
             // closed one and exit, instead of the scope waiting for them forever.
             let event_rx = event_rx;
             for n in 0..self.jobs {
-                let (job_rx, event_tx, alive) = (job_rx.clone(), event_tx.clone(), &alive);
-                let producer = producer.clone();
+                let (job_rx, event_tx, alive) = (job_rx.clone(), event_tx.clone(), &*alive);
+                let producer_of_worker = producer.clone();
                 let worker = move || {
+                    let wake_producer = || producer_of_worker.as_ref().map(Thread::unpark);
                     for job in job_rx.iter() {
                         if job_rx.len() <= low {
                             // Cheap unless the producer is parked (see `Refill`).
-                            if let Some(producer) = &producer {
-                                producer.unpark();
-                            }
+                            wake_producer();
                         }
                         if self.cancel.load(Ordering::Relaxed) {
                             break;
@@ -146,15 +155,16 @@ impl Pool<'_> {
                         }
                     }
                     alive.fetch_sub(1, Ordering::SeqCst);
+                    wake_producer();
                 };
-                alive.fetch_add(1, Ordering::SeqCst);
                 if thread::Builder::new()
                     .name(format!("fetchpar-worker-{n}"))
                     .spawn_scoped(scope, worker)
                     .is_err()
                 {
                     // Out of threads: carry on with the workers we have.
-                    alive.fetch_sub(1, Ordering::SeqCst);
+                    alive.fetch_sub(self.jobs - n, Ordering::SeqCst);
+                    producer.as_ref().map(Thread::unpark);
                     break;
                 }
             }
@@ -203,10 +213,11 @@ impl Pool<'_> {
 
     fn work(&self, job: Job, event_tx: &Sender<Event>) -> Event {
         let counter = Arc::new(AtomicU64::new(0));
+        let url = redact::url(&job.entry.url);
         let mut on_start = |started: Started<'_>| {
             let _ = event_tx.send(Event::Started {
                 id: job.id,
-                url: redact::url(&job.entry.url),
+                url: url.clone(),
                 origin: job.entry.origin,
                 path: started.path.to_path_buf(),
                 total: started.total,
@@ -221,7 +232,7 @@ impl Pool<'_> {
         );
         Event::Finished {
             id: job.id,
-            url: redact::url(&job.entry.url),
+            url,
             origin: job.entry.origin,
             outcome,
         }
@@ -236,15 +247,16 @@ impl Pool<'_> {
 struct Refill {
     tx: Sender<Job>,
     low: usize,
+    /// Workers still taking jobs; each one unparks the producer as it stops.
+    workers: Arc<AtomicUsize>,
 }
 
 impl Refill {
-    /// Sends `job` once there is room; `false` if the workers are gone or Ctrl-C came. (Workers
-    /// stop taking jobs only after Ctrl-C, or if the main thread is gone: the timeout is what
-    /// lets a parked producer see the first.)
+    /// Sends `job` once there is room; `false` if the workers are gone or Ctrl-C came (the park
+    /// timeout is what lets a parked producer see Ctrl-C).
     fn send(&self, job: Job, cancel: &AtomicBool) -> bool {
         if self.tx.is_full() {
-            while self.tx.len() > self.low {
+            while self.tx.len() > self.low && self.workers.load(Ordering::SeqCst) > 0 {
                 if cancel.load(Ordering::Relaxed) {
                     return false;
                 }
@@ -292,5 +304,88 @@ fn produce<I>(
         if !sent {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::input::{Entry, Origin};
+    use std::sync::mpsc;
+
+    fn job(id: usize) -> Job {
+        Job {
+            id,
+            entry: Entry {
+                origin: Origin::Line(id),
+                url: url::Url::parse("http://127.0.0.1:9/x").unwrap(),
+                output: None,
+            },
+        }
+    }
+
+    /// Runs a `send` into a full channel on its own thread; `stop` then ends its wait.
+    fn blocked_send(stop: impl FnOnce(&Refill, &AtomicBool, crossbeam_channel::Receiver<Job>)) {
+        let (tx, rx) = bounded::<Job>(2);
+        let refill = Arc::new(Refill {
+            tx,
+            low: 1,
+            workers: Arc::new(AtomicUsize::new(1)),
+        });
+        let cancel = Arc::new(AtomicBool::new(false));
+        assert!(refill.send(job(0), &cancel) && refill.send(job(1), &cancel));
+        let (done_tx, done_rx) = mpsc::channel();
+        let producer = {
+            let (refill, cancel) = (refill.clone(), cancel.clone());
+            thread::spawn(move || done_tx.send(refill.send(job(2), &cancel)))
+        };
+        stop(&refill, &cancel, rx);
+        producer.thread().unpark();
+        // A hang guard, not a timing assertion.
+        let sent = done_rx.recv_timeout(Duration::from_secs(20));
+        assert_eq!(sent, Ok(false));
+    }
+
+    #[test]
+    fn a_parked_producer_stops_when_the_workers_are_gone() {
+        blocked_send(|refill, _, rx| {
+            drop(rx);
+            refill.workers.store(0, Ordering::SeqCst);
+        });
+    }
+
+    #[test]
+    fn a_parked_producer_stops_on_ctrl_c() {
+        blocked_send(|_, cancel, _| cancel.store(true, Ordering::SeqCst));
+    }
+
+    #[test]
+    fn a_parked_producer_sends_once_the_workers_have_taken_half() {
+        let (tx, rx) = bounded::<Job>(4);
+        let refill = Arc::new(Refill {
+            tx,
+            low: 2,
+            workers: Arc::new(AtomicUsize::new(1)),
+        });
+        let cancel = Arc::new(AtomicBool::new(false));
+        for id in 0..4 {
+            assert!(refill.send(job(id), &cancel));
+        }
+        let producer = {
+            let (refill, cancel) = (refill.clone(), cancel.clone());
+            thread::spawn(move || refill.send(job(4), &cancel))
+        };
+        // What a worker does: take jobs, and unpark the producer once the channel is at `low`.
+        let first = rx.recv().unwrap();
+        let second = rx.recv().unwrap();
+        assert!(rx.len() <= refill.low);
+        producer.thread().unpark();
+        assert!(producer.join().unwrap());
+        let ids: Vec<usize> = [first, second]
+            .into_iter()
+            .chain(rx.try_iter())
+            .map(|j| j.id)
+            .collect();
+        assert_eq!(ids, [0, 1, 2, 3, 4]);
     }
 }

@@ -711,6 +711,42 @@ fn ctrl_c_past_the_grace_reports_each_stuck_download_and_its_part() {
 }
 
 #[test]
+fn ctrl_c_reaches_a_producer_waiting_for_room_in_the_job_queue() {
+    // -j 1 and a long list: while the one worker is stuck, the producer has filled the queue and
+    // parked until the workers take half of it, which they never will.
+    let server = Server::start(|req| match req.path() {
+        "/0.bin" => Reply::file(body(100_000, 4))
+            .with_fault(Fault::StallAfter(1000, Duration::from_secs(30))),
+        _ => Reply::file(body(500, 6)),
+    })
+    .unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let urls: Vec<String> = (0..50).map(|i| server.url(&format!("/{i}.bin"))).collect();
+    let child = command()
+        .args(["-j", "1", "--timeout", "60", "-o"])
+        .arg(out.path())
+        .args(&urls)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let part = out.path().join("0.bin.part");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::fs::metadata(&part).map(|m| m.len()).unwrap_or(0) < 1000 && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    sigint(child.id());
+    let output = finish(child);
+    assert_eq!(output.status.code(), Some(130));
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(stderr.contains("0 files saved, 1 failed"), "{stderr}");
+    assert!(stderr.contains("not started"), "{stderr}");
+    assert_eq!(std::fs::metadata(&part).unwrap().len(), 1000);
+    assert_eq!(entries(out.path()), ["0.bin.part", "0.bin.part.meta"]);
+}
+
+#[test]
 fn compare_reading_stdin_still_honours_ctrl_c() {
     let out = tempfile::tempdir().unwrap();
     let mut child = command()
