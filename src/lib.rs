@@ -27,7 +27,8 @@
 //! Around that spine:
 //! - [`cli`] turns flags into a validated [`cli::Config`] once; [`request`] turns the request
 //!   options (headers, auth, proxy, TLS) into client settings.
-//! - [`select`] sits in the producer: duplicate URLs and `--shard K/N`.
+//! - [`select`] sits in the producer: duplicate URLs and `--shard K/N`. It and [`naming`] keep
+//!   the only per-URL state, in [`sharded`] tables that grow without a spike.
 //! - [`download`] is one URL to one file, with [`retry`] (what to retry and when), [`resume`]
 //!   (`NAME.part.meta` sidecars and `Content-Range`), [`disposition`] (`--content-disposition`
 //!   names), [`safefs`] (opening existing files without following symlinks) and [`split`]
@@ -54,6 +55,7 @@ pub mod retry;
 pub mod safefs;
 pub mod select;
 pub mod server;
+pub mod sharded;
 pub mod split;
 pub mod summary;
 pub mod transport;

@@ -1,7 +1,6 @@
 //! File names: chosen from the URL the user gave, made safe, and reserved so that no two
 //! downloads and no existing file ever share a path.
 
-use std::collections::HashSet;
 use std::ffi::OsString;
 use std::hash::{BuildHasher, Hasher, RandomState};
 use std::path::{Path, PathBuf};
@@ -11,6 +10,7 @@ use percent_encoding::percent_decode_str;
 use url::Url;
 
 use crate::safefs;
+use crate::sharded::ShardedMap;
 
 /// Longest base name we produce, in bytes: leaves room for a `.NNN` suffix and `.part` under the
 /// 255-byte limit of common file systems.
@@ -149,7 +149,7 @@ pub fn free_on_disk(path: &Path, overwrite: bool) -> bool {
 pub struct Namer {
     dir: PathBuf,
     overwrite: bool,
-    taken: Mutex<HashSet<u64>>,
+    taken: Mutex<ShardedMap<u64, ()>>,
     hasher: RandomState,
 }
 
@@ -158,7 +158,7 @@ impl Namer {
         Namer {
             dir: dir.into(),
             overwrite,
-            taken: Mutex::new(HashSet::new()),
+            taken: Mutex::new(ShardedMap::default()),
             hasher: RandomState::new(),
         }
     }
@@ -208,7 +208,7 @@ impl Namer {
             }
             let path = self.dir.join(&candidate);
             if let Some(verdict) = judge(&path) {
-                taken.insert(self.key(&[&candidate]));
+                taken.insert(self.key(&[&candidate]), ());
                 return (path, verdict);
             }
         }
@@ -219,8 +219,8 @@ impl Namer {
     /// only the reserved paths P. The families {Q, Q.part, Q.part.meta} and {P, P.part,
     /// P.part.meta} meet exactly when Q is P, P.part or P.part.meta, or P is Q.part or
     /// Q.part.meta (a `.part` name never equals a `.meta` one): five lookups at most.
-    fn clashes(&self, taken: &HashSet<u64>, name: &str) -> bool {
-        let has = |parts: &[&str]| taken.contains(&self.key(parts));
+    fn clashes(&self, taken: &ShardedMap<u64, ()>, name: &str) -> bool {
+        let has = |parts: &[&str]| taken.contains_key(&self.key(parts));
         has(&[name])
             || has(&[name, ".part"])
             || has(&[name, ".part.meta"])

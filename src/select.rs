@@ -19,6 +19,7 @@ use sha2::{Digest, Sha256};
 use url::Url;
 
 use crate::input::{Entry, Origin};
+use crate::sharded::ShardedMap;
 
 /// The most shards accepted: far beyond any real fleet, small enough to catch a typo'd N.
 pub const MAX_SHARDS: u64 = 1_000_000;
@@ -169,7 +170,7 @@ pub struct Selector {
     /// bytes an entry, 4.3 MiB of workload E's 100 000 URLs by heaptrack. Two different URLs
     /// colliding is as likely as guessing a random 96-bit key (for a billion URLs, about 1 in
     /// 10^11).
-    seen: HashMap<[u32; 3], u32>,
+    seen: ShardedMap<[u32; 3], u32>,
     /// First origins too large to pack (beyond line 2^31 − 1): kept exactly, in the rare case.
     seen_far: HashMap<[u32; 3], Origin>,
 }
@@ -201,7 +202,7 @@ impl Selector {
     pub fn new(shard: Option<Shard>) -> Selector {
         Selector {
             shard,
-            seen: HashMap::new(),
+            seen: ShardedMap::default(),
             seen_far: HashMap::new(),
         }
     }
