@@ -5,6 +5,7 @@
   report.py table RES ID TITLE [opts]    the markdown table of workload ID
   report.py rss TIMEFILE TITLE           one line with a peak RSS
   report.py eratio SMALL.time BIG.time   workload E's RSS ratio
+  report.py merge OUT.json IN.json...    one command's hyperfine rounds as one result
 """
 import glob
 import json
@@ -170,8 +171,25 @@ def table(res, wid, title, opts):
     print()
 
 
+def merge(out, paths):
+    """The runs of several hyperfine exports of one command, as one export: all the times, and
+    user and system time averaged over all the runs."""
+    results = []
+    for path in paths:
+        with open(path) as f:
+            results.extend(json.load(f)["results"])
+    times = [t for r in results for t in r["times"]]
+    weight = lambda key: sum(r[key] * len(r["times"]) for r in results) / len(times)
+    merged = {"command": results[0]["command"], "times": times,
+              "user": weight("user"), "system": weight("system")}
+    with open(out, "w") as f:
+        json.dump({"results": [merged]}, f)
+
+
 def main(argv):
-    if argv[1] == "one":
+    if argv[1] == "merge":
+        merge(argv[2], argv[3:])
+    elif argv[1] == "one":
         one(argv[2])
     elif argv[1] == "table":
         table(argv[2], argv[3], argv[4], argv[5:])
