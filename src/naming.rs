@@ -2,7 +2,7 @@
 //! downloads and no existing file ever share a path.
 
 use std::ffi::OsString;
-use std::hash::{BuildHasher, Hasher, RandomState};
+use std::hash::{BuildHasher, RandomState};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -230,13 +230,25 @@ impl Namer {
 
     /// The key of the relative name that `parts` spell when joined: every name handed out is
     /// in the same directory and already normalized (`naming::sanitize`, or a list line's
-    /// checked path), so the text alone tells paths apart, with no allocation to join them.
+    /// checked path), so the text alone tells paths apart. The parts are joined in a buffer
+    /// (on the stack for any usual name) and hashed as one slice: `Hasher` does not promise
+    /// that two `write`s hash like one.
     fn key(&self, parts: &[&str]) -> u64 {
-        let mut hasher = self.hasher.build_hasher();
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        let mut stack = [0u8; 512];
+        let mut heap = Vec::new();
+        let buf = if len <= stack.len() {
+            &mut stack[..len]
+        } else {
+            heap.resize(len, 0);
+            &mut heap[..]
+        };
+        let mut at = 0;
         for part in parts {
-            hasher.write(part.as_bytes());
+            buf[at..at + part.len()].copy_from_slice(part.as_bytes());
+            at += part.len();
         }
-        hasher.finish()
+        self.hasher.hash_one(&*buf)
     }
 }
 
@@ -440,12 +452,17 @@ mod tests {
             10,
             "one key a reservation"
         );
-        // The keys of a name written in pieces and in one are the same.
+        // The keys of a name written in pieces and in one are the same, long or short.
         assert_eq!(
             namer.key(&["x", ".part", ".meta"]),
             namer.key(&["x.part.meta"])
         );
         assert_ne!(namer.key(&["x.part"]), namer.key(&["x"]));
+        let long = "d/".repeat(300);
+        assert_eq!(
+            namer.key(&[&long, ".part"]),
+            namer.key(&[&format!("{long}.part")])
+        );
     }
 
     #[cfg(unix)]

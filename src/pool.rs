@@ -24,8 +24,8 @@ pub const TICK: Duration = Duration::from_millis(100);
 
 /// While events keep coming, the main thread naps this long between batches instead of parking
 /// on the channel: a parked receiver has to be woken by a futex call for every event (two per
-/// download), a napping one is not. On workload C (2000 × 1 KiB, J = 16) that halved the
-/// context switches (~8 000 to ~5 500) for ~5% less CPU. What it costs: an output line or the
+/// download), a napping one is not. On workload C (2000 × 1 KiB, J = 16) that cut the context
+/// switches by about a third (7 600–8 900 to ~5 500) for ~5% less CPU. What it costs: an output line or the
 /// end of the run may come up to this much later.
 pub const NAP: Duration = Duration::from_millis(1);
 

@@ -723,9 +723,11 @@ fn ctrl_c_past_the_grace_reports_each_stuck_download_and_its_part() {
 }
 
 #[test]
-fn ctrl_c_reaches_a_producer_waiting_for_room_in_the_job_queue() {
+fn ctrl_c_with_the_producer_parked_ends_the_run_as_usual() {
     // -j 1 and a long list: while the one worker is stuck, the producer has filled the queue and
-    // parked until the workers take half of it, which they never will.
+    // parked until the workers take half of it. An end-to-end check that the run still ends as
+    // any interrupted run does; the producer's own stop (on Ctrl-C, or when the workers are
+    // gone) is unit-tested in pool.rs, since a detached producer never holds up the exit.
     let server = Server::start(|req| match req.path() {
         "/0.bin" => Reply::file(body(100_000, 4))
             .with_fault(Fault::StallAfter(1000, Duration::from_secs(30))),
