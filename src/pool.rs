@@ -311,6 +311,7 @@ fn produce<I>(
 mod tests {
     use super::*;
     use crate::input::{Entry, Origin};
+    use crossbeam_channel::Receiver;
     use std::sync::mpsc;
 
     fn job(id: usize) -> Job {
@@ -324,16 +325,24 @@ mod tests {
         }
     }
 
-    /// Runs a `send` into a full channel on its own thread; `stop` then ends its wait.
-    fn blocked_send(stop: impl FnOnce(&Refill, &AtomicBool, crossbeam_channel::Receiver<Job>)) {
-        let (tx, rx) = bounded::<Job>(2);
+    /// A job channel of `2 × low`, already full, with one worker counted.
+    fn full(low: usize) -> (Arc<Refill>, Receiver<Job>, Arc<AtomicBool>) {
+        let (tx, rx) = bounded::<Job>(2 * low);
         let refill = Arc::new(Refill {
             tx,
-            low: 1,
+            low,
             workers: Arc::new(AtomicUsize::new(1)),
         });
         let cancel = Arc::new(AtomicBool::new(false));
-        assert!(refill.send(job(0), &cancel) && refill.send(job(1), &cancel));
+        for id in 0..2 * low {
+            assert!(refill.send(job(id), &cancel));
+        }
+        (refill, rx, cancel)
+    }
+
+    /// Runs a `send` into a full channel on its own thread; `stop` then ends its wait.
+    fn blocked_send(stop: impl FnOnce(&Refill, &AtomicBool, Receiver<Job>)) {
+        let (refill, rx, cancel) = full(1);
         let (done_tx, done_rx) = mpsc::channel();
         let producer = {
             let (refill, cancel) = (refill.clone(), cancel.clone());
@@ -361,16 +370,7 @@ mod tests {
 
     #[test]
     fn a_parked_producer_sends_once_the_workers_have_taken_half() {
-        let (tx, rx) = bounded::<Job>(4);
-        let refill = Arc::new(Refill {
-            tx,
-            low: 2,
-            workers: Arc::new(AtomicUsize::new(1)),
-        });
-        let cancel = Arc::new(AtomicBool::new(false));
-        for id in 0..4 {
-            assert!(refill.send(job(id), &cancel));
-        }
+        let (refill, rx, cancel) = full(2);
         let producer = {
             let (refill, cancel) = (refill.clone(), cancel.clone());
             thread::spawn(move || refill.send(job(4), &cancel))

@@ -692,11 +692,7 @@ fn ctrl_c_past_the_grace_reports_each_stuck_download_and_its_part() {
         .unwrap();
     // Wait until the stuck download's first bytes are on disk, then interrupt.
     let part = out.path().join("stuck.bin.part");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while std::fs::metadata(&part).map(|m| m.len()).unwrap_or(0) < 1000 && Instant::now() < deadline
-    {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_len(&part, 1000);
     sigint(child.id());
     let output = finish(child);
     assert_eq!(output.status.code(), Some(130));
@@ -745,11 +741,7 @@ fn ctrl_c_with_the_producer_parked_ends_the_run_as_usual() {
         .spawn()
         .unwrap();
     let part = out.path().join("0.bin.part");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while std::fs::metadata(&part).map(|m| m.len()).unwrap_or(0) < 1000 && Instant::now() < deadline
-    {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_len(&part, 1000);
     sigint(child.id());
     let output = finish(child);
     assert_eq!(output.status.code(), Some(130));

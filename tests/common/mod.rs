@@ -118,6 +118,17 @@ pub fn finish_within(mut child: std::process::Child, guard: Duration) -> std::pr
     child.wait_with_output().unwrap()
 }
 
+/// Waits until the file at `path` holds at least `len` bytes (a download's first bytes are on
+/// disk), giving up after a minute; a hang guard, not a timing check.
+pub fn wait_for_len(path: &Path, len: u64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while std::fs::metadata(path).map(|m| m.len()).unwrap_or(0) < len
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Sends SIGINT, as Ctrl-C does.
 pub fn sigint(pid: u32) {
     let sent = std::process::Command::new("kill")
