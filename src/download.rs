@@ -638,8 +638,11 @@ impl Fetcher<'_> {
                     .get(CONTENT_DISPOSITION)
                     .and_then(|v| crate::disposition::filename(v.as_bytes()))
                 {
-                    t.name = name;
-                    t.path = None;
+                    // A name the server agrees with keeps what `-c` reserved for it.
+                    if name != t.name {
+                        t.name = name;
+                        t.path = None;
+                    }
                 }
             }
             let path = match t.path.take() {

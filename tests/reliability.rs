@@ -742,6 +742,23 @@ fn content_disposition_names_are_made_safe() {
 }
 
 #[test]
+fn continue_with_content_disposition_keeps_a_name_the_server_agrees_with() {
+    // -c reserves the URL's name to look for an earlier part; a server proposing that very
+    // name must not be sent to `file.1.bin` by the download's own reservation.
+    let data = body(3000, 60);
+    let served = data.clone();
+    let server = Server::start(move |_| {
+        Reply::file(served.clone())
+            .with_header("Content-Disposition", "attachment; filename=\"file.bin\"")
+    })
+    .unwrap();
+    let sandbox = Sandbox::new();
+    let (code, _, stderr) = sandbox.run(&["-c", "--content-disposition", &server.url("/file.bin")]);
+    assert_eq!(code, 0, "{stderr:#?}");
+    assert_eq!(sandbox.files(), one(&[("file.bin", &data)]));
+}
+
+#[test]
 fn redirects_never_choose_the_name_and_fail_cleanly_when_hostile() {
     let data = body(5000, 50);
     let served = data.clone();
