@@ -149,8 +149,22 @@ pub fn free_on_disk(path: &Path, overwrite: bool) -> bool {
 pub struct Namer {
     dir: PathBuf,
     overwrite: bool,
-    taken: Mutex<ShardedMap<u64, ()>>,
+    taken: Mutex<Taken>,
     hasher: RandomState,
+}
+
+#[derive(Debug, Default)]
+struct Taken {
+    /// The key of every name reserved in this run.
+    names: ShardedMap<u64, ()>,
+    /// For a name that has clashed, by its key: the first variant not yet found taken. Every
+    /// variant below it was taken for this run (reservations are never given back) or by the
+    /// disk, so a search that asks the disk the same question for every URL may start there:
+    /// 100 000 URLs ending in `/` (`index.html`) would otherwise look at 5 × 10^9 variants.
+    /// Names that never clash, most of a long list, add nothing here.
+    next: ShardedMap<u64, usize>,
+    /// Variants looked at, for the tests.
+    probes: usize,
 }
 
 impl Namer {
@@ -158,7 +172,7 @@ impl Namer {
         Namer {
             dir: dir.into(),
             overwrite,
-            taken: Mutex::new(ShardedMap::default()),
+            taken: Mutex::new(Taken::default()),
             hasher: RandomState::new(),
         }
     }
@@ -173,8 +187,10 @@ impl Namer {
     /// free (see [`free_on_disk`]), so a leftover part or a user's file is never clobbered.
     pub fn reserve(&self, name: &str) -> PathBuf {
         let overwrite = self.overwrite;
-        self.reserve_by(name, |path| free_on_disk(path, overwrite).then_some(()))
-            .0
+        self.search(name, true, |path| {
+            free_on_disk(path, overwrite).then_some(())
+        })
+        .0
     }
 
     /// [`Namer::reserve`] for a download about to create `NAME.part` with `create_new`, which
@@ -188,27 +204,45 @@ impl Namer {
             (overwrite || !safefs::occupied(path))
                 && !safefs::occupied(&crate::resume::meta_path(&part_path(path)))
         };
-        self.reserve_by(name, |path| free(path).then_some(())).0
+        self.search(name, true, |path| free(path).then_some(())).0
     }
 
     /// Reserves the first variant of `name` whose family (see [`family`]) shares no path with
     /// a reservation of this run and that `judge` accepts, with what `judge` said about it.
     /// `judge` must accept a path where nothing exists on disk (so the search ends).
-    pub fn reserve_by<T>(
+    pub fn reserve_by<T>(&self, name: &str, judge: impl FnMut(&Path) -> Option<T>) -> (PathBuf, T) {
+        // A judge that may accept for one URL what it refused for another (`-c` takes only its
+        // own part) must see every variant: no skipping ahead.
+        self.search(name, false, judge)
+    }
+
+    /// [`Namer::reserve_by`]; `same_for_all`: `judge` answers the same whatever the URL, so the
+    /// search may start past the variants earlier searches found taken (see [`Taken::next`]).
+    fn search<T>(
         &self,
         name: &str,
+        same_for_all: bool,
         mut judge: impl FnMut(&Path) -> Option<T>,
     ) -> (PathBuf, T) {
         // A poisoned lock only means another worker panicked mid-insert; the set is still sound.
         let mut taken = self.taken.lock().unwrap_or_else(|e| e.into_inner());
-        for n in 0.. {
+        let name_key = self.key(&[name]);
+        let start = match same_for_all {
+            true => taken.next.get(&name_key).copied().unwrap_or(0),
+            false => 0,
+        };
+        for n in start.. {
+            taken.probes += 1;
             let candidate = with_suffix(name, n);
-            if self.clashes(&taken, &candidate) {
+            if self.clashes(&taken.names, &candidate) {
                 continue;
             }
             let path = self.dir.join(&candidate);
             if let Some(verdict) = judge(&path) {
-                taken.insert(self.key(&[&candidate]), ());
+                taken.names.insert(self.key(&[&candidate]), ());
+                if same_for_all && n > 0 {
+                    taken.next.insert(name_key, n + 1);
+                }
                 return (path, verdict);
             }
         }
@@ -414,6 +448,30 @@ mod tests {
     }
 
     #[test]
+    fn many_urls_of_one_name_cost_a_look_each_not_a_scan_each() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("index.3.html"), b"mine").unwrap();
+        let namer = Namer::new(dir.path(), false);
+        let n = 3000;
+        let names: Vec<PathBuf> = (0..n).map(|_| namer.reserve("index.html")).collect();
+        let mut want = vec![dir.path().join("index.html")];
+        want.extend(
+            (1..=n)
+                .filter(|&i| i != 3)
+                .map(|i| dir.path().join(format!("index.{i}.html"))),
+        );
+        assert_eq!(names, want[..n]);
+        // One look per reservation, plus one for each variant found taken on the way.
+        let probes = namer.taken.lock().unwrap().probes;
+        assert!(probes <= 2 * n, "{probes} looks for {n} names");
+        // A judge that may differ per URL still sees every variant.
+        let (path, ()) = namer.reserve_by("index.html", |p| {
+            (p == dir.path().join("index.3.html")).then_some(())
+        });
+        assert_eq!(path, dir.path().join("index.3.html"));
+    }
+
+    #[test]
     fn reserve_for_part_leaves_the_part_to_create_new() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("f.part.meta"), b"PRECIOUS").unwrap();
@@ -448,7 +506,7 @@ mod tests {
         assert_eq!(namer.reserve("d/e.part"), dir.path().join("d/e.part"));
         assert_eq!(namer.reserve("d/e"), dir.path().join("d/e.1"));
         assert_eq!(
-            namer.taken.lock().unwrap().len(),
+            namer.taken.lock().unwrap().names.len(),
             10,
             "one key a reservation"
         );
