@@ -26,6 +26,7 @@ use crate::server::{self, Server};
 use crate::split::Split;
 use crate::summary::{self, Tally};
 use crate::transport::Client;
+use crate::units;
 
 /// Exit statuses, as DESIGN.md promises them.
 pub const EXIT_OK: i32 = 0;
@@ -311,7 +312,7 @@ fn demo(config: &Config, cancel: &Arc<AtomicBool>) -> Result<i32> {
             DEMO_MIN / 1024,
             DEMO_MAX / 1024,
             server.addr(),
-            summary::format_duration(DEMO_DELAY),
+            units::format_duration(DEMO_DELAY),
             config.jobs
         ));
     }
@@ -570,7 +571,7 @@ impl Sink for Reporter {
                             "saved {} ({} in {}{retried})",
                             saved.path.display(),
                             indicatif::HumanBytes(outcome.bytes),
-                            summary::format_duration(outcome.elapsed)
+                            units::format_duration(outcome.elapsed)
                         );
                         self.progress.finished(id, outcome.bytes, Some(&line));
                         self.write(|out| out.path(&saved.path));

@@ -971,7 +971,7 @@ fn io_kind(err: &(dyn StdError + 'static)) -> Option<io::ErrorKind> {
 }
 
 fn seconds(d: Duration) -> String {
-    crate::summary::format_duration(d)
+    crate::units::format_duration(d)
 }
 
 /// One line for a request that got no usable response.

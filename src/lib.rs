@@ -59,3 +59,4 @@ pub mod sharded;
 pub mod split;
 pub mod summary;
 pub mod transport;
+pub mod units;

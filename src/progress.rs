@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use indicatif::{HumanBytes, MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::cli::ProgressMode;
-use crate::summary::{format_duration, format_rate};
+use crate::units::{format_duration, format_rate};
 
 struct Active {
     bar: Option<ProgressBar>,
