@@ -16,6 +16,7 @@ use reqwest::redirect;
 
 use crate::cli::{Cli, Config, Mode, ProgressMode};
 use crate::completions;
+use crate::download::split::Split;
 use crate::download::{Failure, Fetcher, Outcome, MAX_REDIRECTS};
 use crate::input::{Inputs, Item, Origin};
 use crate::naming::{self, Namer};
@@ -23,7 +24,6 @@ use crate::output::{Stdout, SummaryRecord, UrlRecord};
 use crate::pool::{Event, Pool, Sink};
 use crate::progress::{to_stderr, Progress};
 use crate::server::{self, Server};
-use crate::split::Split;
 use crate::summary::{self, Tally};
 use crate::transport::Client;
 use crate::units;

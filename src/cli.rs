@@ -255,7 +255,7 @@ impl FromStr for Jobs {
     }
 }
 
-/// Connections per file for `--split`: 1 (no splitting) to [`crate::split::MAX_SPLIT`].
+/// Connections per file for `--split`: 1 (no splitting) to [`crate::download::split::MAX_SPLIT`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Split(pub usize);
 
@@ -263,7 +263,7 @@ impl FromStr for Split {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Split, String> {
-        let max = crate::split::MAX_SPLIT;
+        let max = crate::download::split::MAX_SPLIT;
         match s.trim().parse::<usize>() {
             Ok(n) if (1..=max).contains(&n) => Ok(Split(n)),
             Ok(_) => Err(format!(

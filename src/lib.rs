@@ -29,19 +29,19 @@
 //!   options (headers, auth, proxy, TLS) into client settings.
 //! - [`select`] sits in the producer: duplicate URLs and `--shard K/N`. It and [`naming`] keep
 //!   the only per-URL state, in [`sharded`] tables that grow without a spike.
-//! - [`download`] is one URL to one file, with [`retry`] (what to retry and when), [`resume`]
-//!   (`NAME.part.meta` sidecars and `Content-Range`), [`disposition`] (`--content-disposition`
-//!   names), [`safefs`] (opening existing files without following symlinks) and [`split`]
-//!   (one file over several ranged connections, `--split N`).
+//! - [`download`] is one URL to one file, with [`retry`] (what to retry and when) and
+//!   [`safefs`] (opening existing files without following symlinks); its folder holds the
+//!   body-streaming loop, the `NAME.part.meta` sidecars and `Content-Range`, the
+//!   `--content-disposition` names and `--split N` (one file over several ranged connections).
 //! - [`output`] writes stdout records (paths, NUL-separated paths or JSON Lines);
-//!   [`progress`] and [`summary`] are stderr; [`redact`] keeps credentials out of all of it.
+//!   [`progress`] and [`summary`] are stderr, with [`units`] formatting durations and rates;
+//!   [`redact`] keeps credentials out of all of it.
 //! - [`app`] runs the normal, `--compare` and `--demo` flows; [`completions`] is `--generate`;
 //!   [`server`] is the small loopback HTTP server behind `--demo` and the tests.
 
 pub mod app;
 pub mod cli;
 pub mod completions;
-pub mod disposition;
 pub mod download;
 pub mod input;
 pub mod naming;
@@ -50,13 +50,11 @@ pub mod pool;
 pub mod progress;
 pub mod redact;
 pub mod request;
-pub mod resume;
 pub mod retry;
 pub mod safefs;
 pub mod select;
 pub mod server;
 pub mod sharded;
-pub mod split;
 pub mod summary;
 pub mod transport;
 pub mod units;

@@ -123,7 +123,7 @@ pub fn part_path(path: &Path) -> PathBuf {
 /// sidecar `.part.meta`. A reservation claims all three.
 pub fn family(path: &Path) -> [PathBuf; 3] {
     let part = part_path(path);
-    let meta = crate::resume::meta_path(&part);
+    let meta = crate::download::sidecar::meta_path(&part);
     [path.to_path_buf(), part, meta]
 }
 
@@ -202,7 +202,7 @@ impl Namer {
         let overwrite = self.overwrite;
         let free = |path: &Path| {
             (overwrite || !safefs::occupied(path))
-                && !safefs::occupied(&crate::resume::meta_path(&part_path(path)))
+                && !safefs::occupied(&crate::download::sidecar::meta_path(&part_path(path)))
         };
         self.search(name, true, |path| free(path).then_some(())).0
     }

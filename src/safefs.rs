@@ -11,8 +11,9 @@ use std::path::Path;
 /// EPERM) it falls back to [`link_no_clobber`]: the same guarantee in two calls, except on a
 /// file system without hard links.
 ///
-/// One call instead of two matters for many small files: on workload C of the benchmark
-/// (2000 x 1 KiB) perf put the link and the unlink at ~10% of fetchpar's CPU time.
+/// One call instead of two matters for many small files: profiles of the small-file workload
+/// showed the link and the unlink as a visible share of fetchpar's CPU time (see `benches/`
+/// and README "Performance").
 pub fn rename_no_clobber(from: &Path, to: &Path) -> io::Result<()> {
     #[cfg(target_os = "linux")]
     {

@@ -29,10 +29,10 @@ use crate::transport::{Client, Response};
 use reqwest::header::{ACCEPT_RANGES, CONTENT_RANGE, ETAG, IF_RANGE, LAST_MODIFIED, RANGE};
 use reqwest::StatusCode;
 
-use crate::resume::{parse_content_range, ContentRange};
+use super::sidecar::{parse_content_range, ContentRange};
 use url::Url;
 
-use crate::download::StreamError;
+use super::stream::StreamError;
 
 /// Pieces are never smaller than this: below it the extra request costs more than it buys.
 pub const MIN_PIECE: u64 = 64 * 1024;

@@ -11,7 +11,7 @@
 
 use std::error::Error as StdError;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
@@ -22,26 +22,35 @@ use reqwest::header::{
 };
 use url::Url;
 
+use self::sidecar::{ContentRange, PartMeta};
+use self::split::Split;
 use crate::naming::{self, Namer};
 use crate::redact;
-use crate::resume::{self, ContentRange, PartMeta};
 use crate::retry::{self, Policy};
 use crate::safefs;
-use crate::split::{self, Split};
+
+pub mod disposition;
+pub mod sidecar;
+pub mod split;
+pub mod stream;
+
+pub use self::stream::{stream_body, Pending, StreamError};
 
 /// The default streaming unit (`--chunk-size`): one reusable buffer of this size per download.
 pub const CHUNK: usize = 8 * 1024;
 
 /// Bodies up to this size (by Content-Length) get their resume sidecar only if they are left
-/// unfinished, not before the first byte: on workload C (2000 x 1 KiB) creating, writing and
-/// removing a sidecar for every file cost ~17% of the wall time. The price: a small part left by
+/// unfinished, not before the first byte: for many small files, creating, writing and removing
+/// a sidecar for every file is a large share of the wall time (measured by `benches/`, see
+/// README "Performance"). The price: a small part left by
 /// a process killed outright (not Ctrl-C) has no sidecar, so `-c` fetches it again under the next
 /// free name instead of resuming it.
 pub const SMALL_BODY: u64 = 64 * 1024;
 
-/// File writes of a body larger than [`SMALL_BODY`] are gathered up to this size. On workload D
-/// (8 x 256 MiB, J = 8, 8 KiB reads) writing every 8 KiB read on its own cost ~26% more CPU and
-/// ~8% more wall time than gathering 64 KiB; 256 KiB gained nothing more and cost 2 MiB of RSS.
+/// File writes of a body larger than [`SMALL_BODY`] are gathered up to this size: for large
+/// files, writing every 8 KiB read on its own costs clearly more CPU and wall time than
+/// gathering 64 KiB, and a larger buffer gained nothing more while costing memory (measured by
+/// `benches/`, see README "Performance").
 pub const WRITE_BEHIND: usize = 64 * 1024;
 
 /// Most redirects followed before giving up.
@@ -67,7 +76,7 @@ pub struct Fetcher<'a> {
     pub content_disposition: bool,
     /// Bytes per read of the body (`--chunk-size`).
     pub chunk: usize,
-    /// `--split N`: ranged connections per file (see [`crate::split`]).
+    /// `--split N`: ranged connections per file (see [`split`]).
     pub split: &'a Split,
 }
 
@@ -285,7 +294,7 @@ impl Fetcher<'_> {
             ..Failure::new(format!("cannot rename {}: {e}", part.display()))
         })?;
         if t.meta_owned {
-            resume::remove(&part);
+            sidecar::remove(&part);
         }
         Ok(Saved {
             path,
@@ -303,7 +312,7 @@ impl Fetcher<'_> {
     /// its end, answers that there are none and that the file is exactly that long. Anything
     /// else under the name is not ours to judge: it is left alone and the next name is tried.
     fn find_earlier(&self, url: &Url, t: &mut Transfer) -> Result<Option<PathBuf>, Failure> {
-        let key = resume::url_key(url);
+        let key = sidecar::url_key(url);
         loop {
             let (path, found) = self.namer.reserve_by(&t.name, |path| {
                 let [_, part, meta] = naming::family(path);
@@ -462,7 +471,7 @@ impl Fetcher<'_> {
                 t.have = 0;
                 t.total = content_length(&response);
                 t.meta = Some(PartMeta {
-                    key: resume::url_key(url),
+                    key: sidecar::url_key(url),
                     ..PartMeta::from_response(redact::url(url), response.headers(), t.total)
                 });
             }
@@ -528,7 +537,7 @@ impl Fetcher<'_> {
                 if t.meta_saved {
                     if let Some(part) = &t.part {
                         if t.meta_owned {
-                            resume::remove(part);
+                            sidecar::remove(part);
                         }
                     }
                     t.meta_owned = false;
@@ -636,7 +645,7 @@ impl Fetcher<'_> {
                 if let Some(name) = response
                     .headers()
                     .get(CONTENT_DISPOSITION)
-                    .and_then(|v| crate::disposition::filename(v.as_bytes()))
+                    .and_then(|v| disposition::filename(v.as_bytes()))
                 {
                     // A name the server agrees with keeps what `-c` reserved for it.
                     if name != t.name {
@@ -700,8 +709,8 @@ impl Fetcher<'_> {
             let part = naming::part_path(&path);
             let mut options = OpenOptions::new();
             options.write(true).create_new(true);
-            // Directories are made only when missing: for 2000 small files in one directory the
-            // mkdir and stat of an unconditional create_dir_all were two of ~20 calls per file.
+            // Directories are made only when missing: for many small files in one directory an
+            // unconditional create_dir_all adds system calls to every file (see benches/).
             let opened = match options.open(&part) {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
                     match path.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -786,7 +795,7 @@ impl Transfer {
         if let Some(part) = self.part.take() {
             let _ = fs::remove_file(&part);
             if self.meta_owned {
-                resume::remove(&part);
+                sidecar::remove(&part);
             }
         }
         self.meta_owned = false;
@@ -865,92 +874,7 @@ fn content_length(response: &Response) -> Option<u64> {
 }
 
 fn content_range(response: &Response) -> Option<ContentRange> {
-    resume::parse_content_range(response.headers().get(CONTENT_RANGE)?.to_str().ok()?)
-}
-
-/// Why streaming a body stopped.
-pub enum StreamError {
-    Cancelled,
-    Read(io::Error),
-    Write(io::Error),
-    /// `written` would pass the limit.
-    TooLarge,
-}
-
-/// A body that can say whether its next read is already in memory (see [`stream_body`]).
-pub trait Pending {
-    fn pending(&self) -> bool {
-        false
-    }
-}
-
-impl Pending for Response {
-    fn pending(&self) -> bool {
-        self.buffered() > 0
-    }
-}
-
-/// The hot loop: one reused buffer, no allocation, no lock; one relaxed atomic add per chunk.
-///
-/// Reads are at most `chunk` bytes (`--chunk-size`), into `buf` one after another; what they
-/// gathered is written to `out` in one call when `buf` has no room for another read or the body
-/// has nothing more in memory, so writes are gathered only from data already received and no
-/// byte is held back while the network is slow. Whatever way the loop ends, every byte read
-/// has been handed to `out` (a bigger limit aside), and `written` counts what is in `out` (so a
-/// resumed file starts above zero); it may not pass `limit`.
-#[allow(clippy::too_many_arguments)]
-pub fn stream_body(
-    body: &mut (impl Read + Pending),
-    out: &mut impl Write,
-    buf: &mut [u8],
-    chunk: usize,
-    counter: &AtomicU64,
-    cancel: &AtomicBool,
-    written: &mut u64,
-    limit: Option<u64>,
-) -> Result<(), StreamError> {
-    let limit = limit.unwrap_or(u64::MAX);
-    let chunk = chunk.clamp(1, buf.len().max(1));
-    let mut filled = 0;
-    loop {
-        if cancel.load(Ordering::Relaxed) {
-            spill(out, buf, &mut filled, written)?;
-            return Err(StreamError::Cancelled);
-        }
-        let end = (filled + chunk).min(buf.len());
-        let n = match body.read(&mut buf[filled..end]) {
-            Ok(0) => return spill(out, buf, &mut filled, written),
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                spill(out, buf, &mut filled, written)?;
-                return Err(StreamError::Read(e));
-            }
-        };
-        if written.saturating_add((filled + n) as u64) > limit {
-            return Err(StreamError::TooLarge);
-        }
-        filled += n;
-        counter.fetch_add(n as u64, Ordering::Relaxed);
-        if filled + chunk > buf.len() || !body.pending() {
-            spill(out, buf, &mut filled, written)?;
-        }
-    }
-}
-
-/// Writes the `filled` bytes gathered in `buf`.
-fn spill(
-    out: &mut impl Write,
-    buf: &[u8],
-    filled: &mut usize,
-    written: &mut u64,
-) -> Result<(), StreamError> {
-    if *filled > 0 {
-        out.write_all(&buf[..*filled]).map_err(StreamError::Write)?;
-        *written += *filled as u64;
-        *filled = 0;
-    }
-    Ok(())
+    sidecar::parse_content_range(response.headers().get(CONTENT_RANGE)?.to_str().ok()?)
 }
 
 /// Every error in a source chain, outermost first.
@@ -1032,133 +956,6 @@ fn describe_read_error(err: &io::Error, timeout: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    struct Chunks(Vec<io::Result<Vec<u8>>>);
-
-    impl Pending for Chunks {}
-
-    impl Read for Chunks {
-        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-            if self.0.is_empty() {
-                return Ok(0);
-            }
-            match self.0.remove(0) {
-                Ok(data) => {
-                    buf[..data.len()].copy_from_slice(&data);
-                    Ok(data.len())
-                }
-                Err(e) => Err(e),
-            }
-        }
-    }
-
-    #[test]
-    fn stream_counts_and_stops_on_errors() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut file = File::create(dir.path().join("x")).unwrap();
-        let counter = AtomicU64::new(0);
-        let cancel = AtomicBool::new(false);
-        let mut bytes = 0;
-        let mut body = Chunks(vec![
-            Ok(vec![1; 10]),
-            Err(io::Error::from(io::ErrorKind::Interrupted)),
-            Ok(vec![2; 5]),
-            Err(io::Error::from(io::ErrorKind::ConnectionReset)),
-        ]);
-        let r = stream_body(
-            &mut body,
-            &mut file,
-            &mut [0; CHUNK],
-            CHUNK,
-            &counter,
-            &cancel,
-            &mut bytes,
-            None,
-        );
-        assert!(matches!(r, Err(StreamError::Read(_))));
-        assert_eq!(bytes, 15);
-        assert_eq!(counter.load(Ordering::Relaxed), 15);
-        assert_eq!(fs::read(dir.path().join("x")).unwrap().len(), 15);
-    }
-
-    /// Two reads in memory, then a "network wait" that checks what is on disk by then.
-    struct Arrivals {
-        path: PathBuf,
-        step: usize,
-        seen_on_disk: Option<u64>,
-    }
-
-    impl Pending for Arrivals {
-        fn pending(&self) -> bool {
-            self.step == 1
-        }
-    }
-
-    impl Read for Arrivals {
-        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-            self.step += 1;
-            match self.step {
-                1 | 2 => {
-                    buf[..100].fill(self.step as u8);
-                    Ok(100)
-                }
-                3 => {
-                    self.seen_on_disk = Some(fs::metadata(&self.path)?.len());
-                    Ok(0)
-                }
-                _ => Ok(0),
-            }
-        }
-    }
-
-    #[test]
-    fn gathered_writes_reach_the_disk_before_any_wait() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("x");
-        let mut file = File::create(&path).unwrap();
-        let mut body = Arrivals {
-            path: path.clone(),
-            step: 0,
-            seen_on_disk: None,
-        };
-        let mut bytes = 0;
-        let r = stream_body(
-            &mut body,
-            &mut file,
-            &mut vec![0; WRITE_BEHIND],
-            CHUNK,
-            &AtomicU64::new(0),
-            &AtomicBool::new(false),
-            &mut bytes,
-            None,
-        );
-        assert!(r.is_ok());
-        assert_eq!(
-            body.seen_on_disk,
-            Some(200),
-            "both reads written before waiting"
-        );
-    }
-
-    #[test]
-    fn stream_honours_cancel() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut file = File::create(dir.path().join("x")).unwrap();
-        let cancel = AtomicBool::new(true);
-        let mut bytes = 0;
-        let r = stream_body(
-            &mut Chunks(vec![Ok(vec![1])]),
-            &mut file,
-            &mut [0; CHUNK],
-            CHUNK,
-            &AtomicU64::new(0),
-            &cancel,
-            &mut bytes,
-            None,
-        );
-        assert!(matches!(r, Err(StreamError::Cancelled)));
-        assert_eq!(bytes, 0);
-    }
 
     #[test]
     fn failure_lines_say_what_is_left() {
