@@ -9,7 +9,6 @@
 //! the same "request from offset N" and "stream into this file" steps): [`Fetcher::request`]
 //! asks for the body from an offset, [`stream_body`] copies it, [`Fetcher::commit`] names it.
 
-use std::error::Error as StdError;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -30,11 +29,15 @@ use crate::retry::{self, Policy};
 use crate::safefs;
 
 pub mod disposition;
+pub mod failure;
 pub mod sidecar;
 pub mod split;
 pub mod stream;
 
+pub use self::failure::{describe_request_error, Failure, FailureKind};
 pub use self::stream::{stream_body, Pending, StreamError};
+
+use self::failure::describe_read_error;
 
 /// The default streaming unit (`--chunk-size`): one reusable buffer of this size per download.
 pub const CHUNK: usize = 8 * 1024;
@@ -90,16 +93,6 @@ pub struct Saved {
     pub skipped: bool,
 }
 
-/// Why a download failed, and what it left on disk.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Failure {
-    pub reason: String,
-    pub http_status: Option<u16>,
-    /// A `.part` file that was kept (interrupted or cut off: its bytes are genuine).
-    pub left: Option<PathBuf>,
-    pub interrupted: bool,
-}
-
 /// What one download came to; `bytes` counts body bytes received, whatever the outcome.
 #[derive(Clone, Debug)]
 pub struct Outcome {
@@ -113,36 +106,6 @@ pub struct Outcome {
 impl Outcome {
     pub fn skipped(&self) -> bool {
         matches!(&self.result, Ok(saved) if saved.skipped)
-    }
-}
-
-impl Failure {
-    fn new(reason: impl Into<String>) -> Failure {
-        Failure {
-            reason: reason.into(),
-            http_status: None,
-            left: None,
-            interrupted: false,
-        }
-    }
-
-    fn http(status: u16, canonical: Option<&str>) -> Failure {
-        Failure {
-            http_status: Some(status),
-            ..Failure::new(
-                format!("HTTP {status} {}", canonical.unwrap_or(""))
-                    .trim_end()
-                    .to_string(),
-            )
-        }
-    }
-
-    /// The reason followed by what is left on disk, as printed in error lines.
-    pub fn describe(&self) -> String {
-        match &self.left {
-            Some(part) => format!("{}; partial data kept in {}", self.reason, part.display()),
-            None => format!("{}; nothing saved", self.reason),
-        }
     }
 }
 
@@ -259,7 +222,7 @@ impl Fetcher<'_> {
         }
         let status = loop {
             if self.cancel.load(Ordering::Relaxed) {
-                return Err(t.give_up(interrupted(None)));
+                return Err(t.give_up(Failure::interrupted(None)));
             }
             match self.attempt(url, &mut t, counter, on_start, bytes) {
                 Attempt::Done(status) => break status,
@@ -267,31 +230,26 @@ impl Fetcher<'_> {
                 Attempt::Fail(failure) => return Err(t.give_up(failure)),
                 Attempt::Retry(mut failure, retry_after) => {
                     if *retries >= self.retry.retries {
-                        if *retries > 0 {
-                            let s = if *retries == 1 { "y" } else { "ies" };
-                            failure.reason =
-                                format!("{} (after {retries} retr{s})", failure.reason);
-                        }
+                        failure.reason.after_retries(*retries);
                         return Err(t.give_up(failure));
                     }
                     *retries += 1;
                     let wait = self.retry.wait(*retries, retry_after, fastrand::f64());
                     if !self.pause(wait) {
-                        return Err(t.give_up(interrupted(None)));
+                        return Err(t.give_up(Failure::interrupted(None)));
                     }
                 }
             }
         };
         let (Some(path), Some(part)) = (t.path.take(), t.part.take()) else {
-            return Err(Failure::new(
-                "internal error: no file for a finished download",
-            ));
+            return Err(Failure::new(FailureKind::Internal(
+                "no file for a finished download",
+            )));
         };
         drop(t.file.take());
         let path = self.commit(&t.name, &part, path).map_err(|e| Failure {
             left: Some(part.clone()),
-            http_status: Some(status),
-            ..Failure::new(format!("cannot rename {}: {e}", part.display()))
+            ..Failure::new(FailureKind::disk("rename", &part, e)).with_status(status)
         })?;
         if t.meta_owned {
             sidecar::remove(&part);
@@ -340,8 +298,7 @@ impl Fetcher<'_> {
                 }
                 Found::Part(meta, have) => {
                     let part = naming::part_path(&path);
-                    let cannot =
-                        |e: io::Error| Failure::new(format!("cannot open {}: {e}", part.display()));
+                    let cannot = |e| Failure::new(FailureKind::disk("open", &part, e));
                     let mut file = safefs::open_regular(&part, OpenOptions::new().write(true))
                         .map_err(cannot)?;
                     file.seek(SeekFrom::End(0)).map_err(cannot)?;
@@ -410,12 +367,13 @@ impl Fetcher<'_> {
         let mut response = match self.request(url, from, if_range) {
             Ok(response) => response,
             Err(transport::Error::Runtime(e)) => {
-                return Attempt::Fail(Failure::new(format!(
-                    "cannot set up HTTP on this thread: {e}"
-                )))
+                return Attempt::Fail(Failure::new(FailureKind::Runtime(e.to_string())))
             }
             Err(transport::Error::Http(e)) => {
-                let failure = Failure::new(describe_request_error(&e, self.timeout));
+                let failure = Failure::new(FailureKind::Request(describe_request_error(
+                    &e,
+                    self.timeout,
+                )));
                 // A bad redirect will be just as bad next time.
                 return if e.is_redirect() || e.is_builder() {
                     Attempt::Fail(failure)
@@ -461,10 +419,7 @@ impl Fetcher<'_> {
                 };
             }
             206 => {
-                return Attempt::Fail(Failure {
-                    http_status: Some(code),
-                    ..Failure::new("the server sent part of the file when asked for all of it")
-                })
+                return Attempt::Fail(Failure::new(FailureKind::UnaskedPartial).with_status(code))
             }
             _ if status.is_success() => {
                 // A whole body: anything in the part file is from before, start over.
@@ -482,16 +437,16 @@ impl Fetcher<'_> {
                     .get(LOCATION)
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| url.join(v).ok());
-                let reason = match target {
+                let kind = match target {
                     Some(to) if !matches!(to.scheme(), "http" | "https") => {
-                        format!("redirect to unsupported scheme '{}'", to.scheme())
+                        FailureKind::RedirectScheme(to.scheme().to_string())
                     }
-                    _ => format!("{} without a usable Location", http_failure().reason),
+                    _ => FailureKind::RedirectNowhere {
+                        status: code,
+                        canonical: status.canonical_reason(),
+                    },
                 };
-                return Attempt::Fail(Failure {
-                    http_status: Some(code),
-                    ..Failure::new(reason)
-                });
+                return Attempt::Fail(Failure::new(kind).with_status(code));
             }
             _ if retry::retryable_status(code) => {
                 let retry_after = response
@@ -505,21 +460,19 @@ impl Fetcher<'_> {
         }
         if let (Some(max), Some(total)) = (self.max_filesize, t.total) {
             if total > max {
-                return Attempt::Fail(Failure {
-                    http_status: Some(code),
-                    ..Failure::new(too_large(max, Some(total)))
-                });
+                let kind = FailureKind::TooLarge {
+                    max,
+                    total: Some(total),
+                };
+                return Attempt::Fail(Failure::new(kind).with_status(code));
             }
         }
         if let Err(f) = self.prepare_part(&response, t) {
-            return Attempt::Fail(Failure {
-                http_status: Some(code),
-                ..f
-            });
+            return Attempt::Fail(f.with_status(code));
         }
         on_started(t, on_start);
         let Some(file) = t.file.as_mut() else {
-            return Attempt::Fail(Failure::new("internal error: no part file"));
+            return Attempt::Fail(Failure::new(FailureKind::Internal("no part file")));
         };
         let before = t.have;
         // A whole body from the start may go over several ranged connections (`--split`).
@@ -588,47 +541,53 @@ impl Fetcher<'_> {
             }
         };
         *bytes += t.have - before;
-        let with_status = |f: Failure| Failure {
-            http_status: Some(code),
-            ..f
-        };
+        let with_status = |kind: FailureKind| Failure::new(kind).with_status(code);
         match streamed {
             Ok(()) => {}
-            Err(StreamError::Cancelled) => return Attempt::Fail(with_status(interrupted(None))),
+            Err(StreamError::Cancelled) => {
+                return Attempt::Fail(with_status(FailureKind::Interrupted))
+            }
             Err(StreamError::Write(e)) => {
                 // A local write error leaves nothing worth keeping (and may mean a full disk).
-                let reason = match &t.part {
-                    Some(part) => format!("cannot write {}: {e}", part.display()),
-                    None => format!("cannot write: {e}"),
+                let kind = FailureKind::Disk {
+                    op: "write",
+                    path: t.part.clone(),
+                    error: e.to_string(),
                 };
                 t.discard();
-                return Attempt::Fail(with_status(Failure::new(reason)));
+                return Attempt::Fail(with_status(kind));
             }
             Err(StreamError::TooLarge) => {
                 t.discard();
-                return Attempt::Fail(with_status(Failure::new(too_large(
-                    self.max_filesize.unwrap_or(0),
-                    None,
-                ))));
+                return Attempt::Fail(with_status(FailureKind::TooLarge {
+                    max: self.max_filesize.unwrap_or(0),
+                    total: None,
+                }));
             }
             Err(StreamError::Read(e)) => {
-                let what = describe_read_error(&e, self.timeout);
-                let reason = match t.total {
-                    Some(total) => format!("{what} after {} of {total} bytes", t.have),
-                    None => format!("{what} after {} bytes", t.have),
+                let kind = FailureKind::Cut {
+                    what: describe_read_error(&e, self.timeout),
+                    have: t.have,
+                    total: t.total,
                 };
-                return Attempt::Retry(with_status(Failure::new(reason)), None);
+                return Attempt::Retry(with_status(kind), None);
+            }
+            Err(StreamError::Aborted) => {
+                let kind = FailureKind::Cut {
+                    what: split::ABORTED.to_string(),
+                    have: t.have,
+                    total: t.total,
+                };
+                return Attempt::Retry(with_status(kind), None);
             }
         }
         if let Some(total) = t.total {
             if t.have != total {
-                return Attempt::Retry(
-                    with_status(Failure::new(format!(
-                        "body has {} bytes but Content-Length said {total}",
-                        t.have
-                    ))),
-                    None,
-                );
+                let kind = FailureKind::LengthMismatch {
+                    have: t.have,
+                    total,
+                };
+                return Attempt::Retry(with_status(kind), None);
             }
         }
         Attempt::Done(code)
@@ -664,13 +623,13 @@ impl Fetcher<'_> {
             t.file = Some(file);
         }
         let (Some(file), Some(part)) = (t.file.as_mut(), t.part.as_ref()) else {
-            return Err(Failure::new("internal error: no part file"));
+            return Err(Failure::new(FailureKind::Internal("no part file")));
         };
         if t.have == 0 {
             if !fresh {
                 file.set_len(0)
                     .and_then(|()| file.seek(SeekFrom::Start(0)).map(drop))
-                    .map_err(|e| Failure::new(format!("cannot write {}: {e}", part.display())))?;
+                    .map_err(|e| Failure::new(FailureKind::disk("write", part, e)))?;
             }
             t.meta_saved = false;
             // A small body is written with its sidecar only if it is left unfinished (give_up).
@@ -716,10 +675,7 @@ impl Fetcher<'_> {
                     match path.parent().filter(|p| !p.as_os_str().is_empty()) {
                         Some(parent) => {
                             fs::create_dir_all(parent).map_err(|e| {
-                                Failure::new(format!(
-                                    "cannot create directory {}: {e}",
-                                    parent.display()
-                                ))
+                                Failure::new(FailureKind::disk("create directory", parent, e))
                             })?;
                             options.open(&part)
                         }
@@ -733,15 +689,10 @@ impl Fetcher<'_> {
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                     path = self.namer.reserve(name);
                 }
-                Err(e) => {
-                    return Err(Failure::new(format!(
-                        "cannot create {}: {e}",
-                        part.display()
-                    )))
-                }
+                Err(e) => return Err(Failure::new(FailureKind::disk("create", &part, e))),
             }
         }
-        Err(Failure::new(format!("no free file name for {name}")))
+        Err(Failure::new(FailureKind::NoFreeName(name.to_string())))
     }
 
     /// Gives the finished `.part` its final name without replacing anything (unless overwriting):
@@ -817,17 +768,6 @@ fn on_started(t: &mut Transfer, on_start: &mut dyn FnMut(Started<'_>)) {
     }
 }
 
-fn too_large(max: u64, total: Option<u64>) -> String {
-    match total {
-        Some(total) => format!(
-            "the file is {total} bytes, more than --max-filesize {max} (raise it to download this)"
-        ),
-        None => {
-            format!("the body grew past --max-filesize {max} bytes (raise it to download this)")
-        }
-    }
-}
-
 /// A list line may name sub-folders of the output directory (`isos/b.iso`); if one of those
 /// already exists as a symbolic link, writing through it could land anywhere on the system, so
 /// it is refused. The output directory itself may be a link: the user chose it.
@@ -840,11 +780,7 @@ fn refuse_linked_folders(dir: &Path, path: &Path) -> Result<(), Failure> {
         at.push(folder);
         match fs::symlink_metadata(&at) {
             Ok(meta) if meta.file_type().is_symlink() => {
-                return Err(Failure::new(format!(
-                    "refusing to write through the symbolic link {} (it could lead outside the \
-                     output directory; name a folder that is not a link)",
-                    at.display()
-                )))
+                return Err(Failure::new(FailureKind::LinkedFolder(at)))
             }
             Ok(_) => {}
             // Missing from here on: create_dir_all makes real folders.
@@ -852,14 +788,6 @@ fn refuse_linked_folders(dir: &Path, path: &Path) -> Result<(), Failure> {
         }
     }
     Ok(())
-}
-
-fn interrupted(left: Option<PathBuf>) -> Failure {
-    Failure {
-        interrupted: true,
-        left,
-        ..Failure::new("interrupted")
-    }
 }
 
 fn content_length(response: &Response) -> Option<u64> {
@@ -875,96 +803,4 @@ fn content_length(response: &Response) -> Option<u64> {
 
 fn content_range(response: &Response) -> Option<ContentRange> {
     sidecar::parse_content_range(response.headers().get(CONTENT_RANGE)?.to_str().ok()?)
-}
-
-/// Every error in a source chain, outermost first.
-fn chain<'a>(
-    err: &'a (dyn StdError + 'static),
-) -> impl Iterator<Item = &'a (dyn StdError + 'static)> {
-    std::iter::successors(Some(err), |e| (*e).source())
-}
-
-/// The innermost message: the one that says what actually happened, without reqwest's
-/// "error sending request for url (…)" wrapper (which would also repeat the URL).
-fn root_message(err: &(dyn StdError + 'static)) -> String {
-    chain(err).last().map(|e| e.to_string()).unwrap_or_default()
-}
-
-fn io_kind(err: &(dyn StdError + 'static)) -> Option<io::ErrorKind> {
-    chain(err).find_map(|e| e.downcast_ref::<io::Error>().map(io::Error::kind))
-}
-
-fn seconds(d: Duration) -> String {
-    crate::units::format_duration(d)
-}
-
-/// One line for a request that got no usable response.
-pub fn describe_request_error(err: &reqwest::Error, timeout: Duration) -> String {
-    if err.is_redirect() {
-        return root_message(err);
-    }
-    if err.is_connect() {
-        if err.is_timeout() {
-            return "could not connect: timed out".into();
-        }
-        return match io_kind(err) {
-            Some(io::ErrorKind::ConnectionRefused) => "connection refused".into(),
-            _ => format!("could not connect: {}", root_message(err)),
-        };
-    }
-    if err.is_timeout() {
-        return format!("no response within {}", seconds(timeout));
-    }
-    match io_kind(err) {
-        Some(io::ErrorKind::ConnectionReset) => "connection reset before the response".into(),
-        _ => root_message(err),
-    }
-}
-
-/// One line for a body read that failed part-way.
-fn describe_read_error(err: &io::Error, timeout: Duration) -> String {
-    // reqwest wraps its timeout in an `io::Error` whose `source()` skips the wrapped error, so
-    // the chain alone would miss it: look inside with `get_ref` too.
-    let wrapped = err
-        .get_ref()
-        .and_then(|inner| inner.downcast_ref::<reqwest::Error>());
-    let timed_out = wrapped.is_some_and(reqwest::Error::is_timeout)
-        || chain(err).any(|e| {
-            e.downcast_ref::<reqwest::Error>()
-                .is_some_and(reqwest::Error::is_timeout)
-                || e.downcast_ref::<io::Error>()
-                    .is_some_and(|e| e.kind() == io::ErrorKind::TimedOut)
-        });
-    if timed_out {
-        return format!("timed out: no data for {}", seconds(timeout));
-    }
-    match io_kind(err) {
-        Some(io::ErrorKind::ConnectionReset) => "connection reset".into(),
-        _ => {
-            let msg = root_message(err);
-            if msg.contains("end of file before message length reached")
-                || msg.contains("connection closed before message completed")
-            {
-                "connection closed early".into()
-            } else {
-                msg
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn failure_lines_say_what_is_left() {
-        let mut f = Failure::new("HTTP 404 Not Found");
-        assert_eq!(f.describe(), "HTTP 404 Not Found; nothing saved");
-        f.left = Some(PathBuf::from("o/x.part"));
-        assert_eq!(
-            f.describe(),
-            "HTTP 404 Not Found; partial data kept in o/x.part"
-        );
-    }
 }

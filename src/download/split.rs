@@ -232,7 +232,7 @@ pub fn run(
     let errors: Vec<StreamError> = results.into_iter().filter_map(Result::err).collect();
     let rank = |e: &StreamError| match e {
         StreamError::Cancelled => 0,
-        StreamError::Read(e) if e.to_string() == ABORTED => 2,
+        StreamError::Aborted => 2,
         _ => 1,
     };
     let first_err = errors.into_iter().min_by_key(rank);
@@ -251,7 +251,8 @@ pub fn run(
     }
 }
 
-const ABORTED: &str = "stopped: another piece failed";
+/// How [`StreamError::Aborted`] reads in an error line.
+pub(crate) const ABORTED: &str = "stopped: another piece failed";
 
 /// Bytes from the start of the file that are all genuine: whole pieces, then the done part of
 /// the first unfinished one.
@@ -396,7 +397,7 @@ fn copy_range(
             return Err(StreamError::Cancelled);
         }
         if abort.load(Ordering::Relaxed) {
-            return Err(StreamError::Read(io::Error::other(ABORTED)));
+            return Err(StreamError::Aborted);
         }
         let want = buf.len().min((range.len() - written) as usize);
         let n = match body.read(&mut buf[..want]) {

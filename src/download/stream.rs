@@ -14,6 +14,8 @@ pub enum StreamError {
     Write(io::Error),
     /// `written` would pass the limit.
     TooLarge,
+    /// `--split`: this piece stopped because another one failed (the least telling error).
+    Aborted,
 }
 
 /// A body that can say whether its next read is already in memory (see [`stream_body`]).

@@ -1,0 +1,393 @@
+//! Why a download failed, as a kind (so code can tell failures apart without reading their
+//! text) whose display is the one line a person reads, and what it left on disk.
+//!
+//! The `describe_*` helpers turn reqwest's and the body reader's errors into that line: the
+//! innermost message, without reqwest's "error sending request for url (…)" wrapper (which
+//! would also repeat the URL, credentials included).
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::io;
+use std::ops::Deref;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::units::format_duration;
+
+/// What went wrong, one message per kind.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum FailureKind {
+    #[error("interrupted")]
+    Interrupted,
+    /// A status we do not download (or retried until the retries ran out).
+    #[error("{}", http_line(*status, *canonical))]
+    Http {
+        status: u16,
+        canonical: Option<&'static str>,
+    },
+    /// The request got no usable response; the text comes from [`describe_request_error`].
+    #[error("{0}")]
+    Request(String),
+    #[error("cannot set up HTTP on this thread: {0}")]
+    Runtime(String),
+    #[error("the server sent part of the file when asked for all of it")]
+    UnaskedPartial,
+    #[error("redirect to unsupported scheme '{0}'")]
+    RedirectScheme(String),
+    /// A redirect the client handed back without a target it could follow.
+    #[error("{} without a usable Location", http_line(*status, *canonical))]
+    RedirectNowhere {
+        status: u16,
+        canonical: Option<&'static str>,
+    },
+    /// `--max-filesize`: by the announced length, or by the bytes as they came.
+    #[error("{}", too_large(*max, *total))]
+    TooLarge { max: u64, total: Option<u64> },
+    /// The body stopped part-way; `what` comes from [`describe_read_error`].
+    #[error("{what} after {}", progress(*have, *total))]
+    Cut {
+        what: String,
+        have: u64,
+        total: Option<u64>,
+    },
+    #[error("body has {have} bytes but Content-Length said {total}")]
+    LengthMismatch { have: u64, total: u64 },
+    /// A local file operation (`op`: "open", "write", "create", "create directory", "rename").
+    #[error("{}", disk_line(op, path.as_ref(), error))]
+    Disk {
+        op: &'static str,
+        path: Option<PathBuf>,
+        error: String,
+    },
+    #[error("no free file name for {0}")]
+    NoFreeName(String),
+    #[error(
+        "refusing to write through the symbolic link {} (it could lead outside the output \
+         directory; name a folder that is not a link)",
+        .0.display()
+    )]
+    LinkedFolder(PathBuf),
+    #[error("internal error: {0}")]
+    Internal(&'static str),
+    /// A reason built elsewhere from text alone.
+    #[error("{0}")]
+    Other(String),
+}
+
+fn http_line(status: u16, canonical: Option<&str>) -> String {
+    format!("HTTP {status} {}", canonical.unwrap_or(""))
+        .trim_end()
+        .to_string()
+}
+
+fn too_large(max: u64, total: Option<u64>) -> String {
+    match total {
+        Some(total) => format!(
+            "the file is {total} bytes, more than --max-filesize {max} (raise it to download this)"
+        ),
+        None => {
+            format!("the body grew past --max-filesize {max} bytes (raise it to download this)")
+        }
+    }
+}
+
+fn progress(have: u64, total: Option<u64>) -> String {
+    match total {
+        Some(total) => format!("{have} of {total} bytes"),
+        None => format!("{have} bytes"),
+    }
+}
+
+fn disk_line(op: &str, path: Option<&PathBuf>, error: &str) -> String {
+    match path {
+        Some(path) => format!("cannot {op} {}: {error}", path.display()),
+        None => format!("cannot {op}: {error}"),
+    }
+}
+
+impl FailureKind {
+    pub(crate) fn disk(op: &'static str, path: &std::path::Path, error: io::Error) -> FailureKind {
+        FailureKind::Disk {
+            op,
+            path: Some(path.to_path_buf()),
+            error: error.to_string(),
+        }
+    }
+}
+
+/// A failure's kind and the line it reads as (with the retries it took, when it took any).
+/// It reads as a `str` so that reporting code can print it as it is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reason {
+    kind: FailureKind,
+    text: String,
+}
+
+impl Reason {
+    pub fn kind(&self) -> &FailureKind {
+        &self.kind
+    }
+
+    /// Notes that the download was tried `retries` times more before giving up.
+    pub(crate) fn after_retries(&mut self, retries: u32) {
+        if retries > 0 {
+            let s = if retries == 1 { "y" } else { "ies" };
+            self.text = format!("{} (after {retries} retr{s})", self.text);
+        }
+    }
+}
+
+impl From<FailureKind> for Reason {
+    fn from(kind: FailureKind) -> Reason {
+        Reason {
+            text: kind.to_string(),
+            kind,
+        }
+    }
+}
+
+impl From<&str> for Reason {
+    fn from(text: &str) -> Reason {
+        FailureKind::Other(text.to_string()).into()
+    }
+}
+
+impl From<String> for Reason {
+    fn from(text: String) -> Reason {
+        FailureKind::Other(text).into()
+    }
+}
+
+impl Deref for Reason {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.text
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+/// Why a download failed, and what it left on disk.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    pub reason: Reason,
+    pub http_status: Option<u16>,
+    /// A `.part` file that was kept (interrupted or cut off: its bytes are genuine).
+    pub left: Option<PathBuf>,
+    pub interrupted: bool,
+}
+
+impl Failure {
+    pub(crate) fn new(kind: FailureKind) -> Failure {
+        Failure {
+            interrupted: kind == FailureKind::Interrupted,
+            reason: kind.into(),
+            http_status: None,
+            left: None,
+        }
+    }
+
+    /// The same failure, answered with HTTP `status`.
+    pub(crate) fn with_status(self, status: u16) -> Failure {
+        Failure {
+            http_status: Some(status),
+            ..self
+        }
+    }
+
+    pub(crate) fn http(status: u16, canonical: Option<&'static str>) -> Failure {
+        Failure::new(FailureKind::Http { status, canonical }).with_status(status)
+    }
+
+    pub(crate) fn interrupted(left: Option<PathBuf>) -> Failure {
+        Failure {
+            left,
+            ..Failure::new(FailureKind::Interrupted)
+        }
+    }
+
+    pub fn kind(&self) -> &FailureKind {
+        self.reason.kind()
+    }
+
+    /// The reason followed by what is left on disk, as printed in error lines.
+    pub fn describe(&self) -> String {
+        match &self.left {
+            Some(part) => format!("{}; partial data kept in {}", self.reason, part.display()),
+            None => format!("{}; nothing saved", self.reason),
+        }
+    }
+}
+
+/// Every error in a source chain, outermost first.
+fn chain<'a>(
+    err: &'a (dyn StdError + 'static),
+) -> impl Iterator<Item = &'a (dyn StdError + 'static)> {
+    std::iter::successors(Some(err), |e| (*e).source())
+}
+
+/// The innermost message: the one that says what actually happened.
+fn root_message(err: &(dyn StdError + 'static)) -> String {
+    chain(err).last().map(|e| e.to_string()).unwrap_or_default()
+}
+
+fn io_kind(err: &(dyn StdError + 'static)) -> Option<io::ErrorKind> {
+    chain(err).find_map(|e| e.downcast_ref::<io::Error>().map(io::Error::kind))
+}
+
+/// One line for a request that got no usable response.
+pub fn describe_request_error(err: &reqwest::Error, timeout: Duration) -> String {
+    if err.is_redirect() {
+        return root_message(err);
+    }
+    if err.is_connect() {
+        if err.is_timeout() {
+            return "could not connect: timed out".into();
+        }
+        return match io_kind(err) {
+            Some(io::ErrorKind::ConnectionRefused) => "connection refused".into(),
+            _ => format!("could not connect: {}", root_message(err)),
+        };
+    }
+    if err.is_timeout() {
+        return format!("no response within {}", format_duration(timeout));
+    }
+    match io_kind(err) {
+        Some(io::ErrorKind::ConnectionReset) => "connection reset before the response".into(),
+        _ => root_message(err),
+    }
+}
+
+/// One line for a body read that failed part-way.
+pub(crate) fn describe_read_error(err: &io::Error, timeout: Duration) -> String {
+    // reqwest wraps its timeout in an `io::Error` whose `source()` skips the wrapped error, so
+    // the chain alone would miss it: look inside with `get_ref` too.
+    let wrapped = err
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<reqwest::Error>());
+    let timed_out = wrapped.is_some_and(reqwest::Error::is_timeout)
+        || chain(err).any(|e| {
+            e.downcast_ref::<reqwest::Error>()
+                .is_some_and(reqwest::Error::is_timeout)
+                || e.downcast_ref::<io::Error>()
+                    .is_some_and(|e| e.kind() == io::ErrorKind::TimedOut)
+        });
+    if timed_out {
+        return format!("timed out: no data for {}", format_duration(timeout));
+    }
+    match io_kind(err) {
+        Some(io::ErrorKind::ConnectionReset) => "connection reset".into(),
+        _ => {
+            let msg = root_message(err);
+            if msg.contains("end of file before message length reached")
+                || msg.contains("connection closed before message completed")
+            {
+                "connection closed early".into()
+            } else {
+                msg
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failure_lines_say_what_is_left() {
+        let mut f = Failure::http(404, Some("Not Found"));
+        assert_eq!(f.describe(), "HTTP 404 Not Found; nothing saved");
+        f.left = Some(PathBuf::from("o/x.part"));
+        assert_eq!(
+            f.describe(),
+            "HTTP 404 Not Found; partial data kept in o/x.part"
+        );
+    }
+
+    #[test]
+    fn kinds_read_as_todays_lines() {
+        let cases: &[(FailureKind, &str)] = &[
+            (FailureKind::Interrupted, "interrupted"),
+            (
+                FailureKind::Http {
+                    status: 599,
+                    canonical: None,
+                },
+                "HTTP 599",
+            ),
+            (
+                FailureKind::RedirectNowhere {
+                    status: 302,
+                    canonical: Some("Found"),
+                },
+                "HTTP 302 Found without a usable Location",
+            ),
+            (
+                FailureKind::TooLarge {
+                    max: 10,
+                    total: Some(20),
+                },
+                "the file is 20 bytes, more than --max-filesize 10 (raise it to download this)",
+            ),
+            (
+                FailureKind::TooLarge {
+                    max: 10,
+                    total: None,
+                },
+                "the body grew past --max-filesize 10 bytes (raise it to download this)",
+            ),
+            (
+                FailureKind::Cut {
+                    what: "connection reset".into(),
+                    have: 5,
+                    total: Some(10),
+                },
+                "connection reset after 5 of 10 bytes",
+            ),
+            (
+                FailureKind::Cut {
+                    what: "connection reset".into(),
+                    have: 5,
+                    total: None,
+                },
+                "connection reset after 5 bytes",
+            ),
+            (
+                FailureKind::LengthMismatch { have: 3, total: 4 },
+                "body has 3 bytes but Content-Length said 4",
+            ),
+            (
+                FailureKind::Disk {
+                    op: "write",
+                    path: None,
+                    error: "disk full".into(),
+                },
+                "cannot write: disk full",
+            ),
+            (
+                FailureKind::Disk {
+                    op: "create directory",
+                    path: Some(PathBuf::from("o/d")),
+                    error: "denied".into(),
+                },
+                "cannot create directory o/d: denied",
+            ),
+        ];
+        for (kind, line) in cases {
+            assert_eq!(kind.to_string(), *line);
+        }
+        let mut r = Reason::from(FailureKind::Http {
+            status: 503,
+            canonical: Some("Service Unavailable"),
+        });
+        r.after_retries(2);
+        assert_eq!(&*r, "HTTP 503 Service Unavailable (after 2 retries)");
+        assert!(matches!(r.kind(), FailureKind::Http { status: 503, .. }));
+    }
+}
