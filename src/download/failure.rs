@@ -200,10 +200,6 @@ impl Failure {
         }
     }
 
-    pub(crate) fn http(status: u16, canonical: Option<&'static str>) -> Failure {
-        Failure::new(FailureKind::Http { status, canonical }).with_status(status)
-    }
-
     pub(crate) fn interrupted(left: Option<PathBuf>) -> Failure {
         Failure {
             left,
@@ -301,7 +297,11 @@ mod tests {
 
     #[test]
     fn failure_lines_say_what_is_left() {
-        let mut f = Failure::http(404, Some("Not Found"));
+        let mut f = Failure::new(FailureKind::Http {
+            status: 404,
+            canonical: Some("Not Found"),
+        })
+        .with_status(404);
         assert_eq!(f.describe(), "HTTP 404 Not Found; nothing saved");
         f.left = Some(PathBuf::from("o/x.part"));
         assert_eq!(

@@ -85,7 +85,11 @@ impl PartMeta {
 
     /// Whether a response is the same version of the file as the one the part file came from.
     pub fn same_version(&self, headers: &HeaderMap) -> bool {
-        let now = PartMeta::from_response(String::new(), headers, None);
+        self.same_validators(&PartMeta::from_response(String::new(), headers, None))
+    }
+
+    /// Whether `now` (the validators of a response) names the same version as this sidecar.
+    pub(crate) fn same_validators(&self, now: &PartMeta) -> bool {
         match (&self.etag, &now.etag) {
             (Some(a), Some(b)) => a == b,
             _ => match (&self.last_modified, &now.last_modified) {

@@ -26,11 +26,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::thread;
 
 use crate::transport::{Client, Response};
-use reqwest::header::{ACCEPT_RANGES, CONTENT_RANGE, ETAG, IF_RANGE, LAST_MODIFIED, RANGE};
+use reqwest::header::{ACCEPT_RANGES, ETAG, IF_RANGE, LAST_MODIFIED, RANGE};
 use reqwest::StatusCode;
-
-use super::sidecar::{parse_content_range, ContentRange};
 use url::Url;
+
+use super::response::{self, ResponseFacts};
 
 use super::stream::StreamError;
 
@@ -188,24 +188,46 @@ pub fn run(
     p.file.set_len(total).map_err(StreamError::Write)?;
     let abort = AtomicBool::new(false);
     let done: Vec<AtomicU64> = ranges.iter().map(|_| AtomicU64::new(0)).collect();
+    let source = Source {
+        url: &url,
+        validator: validator.as_deref(),
+        total,
+    };
     let piece = |i: usize, first: Option<Response>| -> Result<(), StreamError> {
-        let source = Source {
-            url: &url,
-            validator: validator.as_deref(),
-            total,
-        };
         let result = fetch_piece(p, &source, ranges[i], first, &done[i], &abort);
         if result.is_err() {
             abort.store(true, Ordering::Relaxed);
         }
         result
     };
-    let mut results: Vec<Result<(), StreamError>> = Vec::with_capacity(ranges.len());
+    let results = run_pieces(ranges.len(), first, &piece);
+    *bytes = done.iter().map(|d| d.load(Ordering::Relaxed)).sum();
+    match most_telling(results) {
+        None if *bytes == total => Ok(()),
+        None => Err(StreamError::Read(io::Error::other(format!(
+            "pieces add up to {} of {total} bytes",
+            *bytes
+        )))),
+        Some(e) => {
+            let prefix = contiguous_prefix(ranges, &done);
+            *bytes = prefix;
+            p.file.set_len(prefix).map_err(StreamError::Write)?;
+            Err(e)
+        }
+    }
+}
+
+/// Runs `piece` for pieces `1..n` on threads of their own and piece 0 (from `first`) on this
+/// one; returns every piece's result.
+fn run_pieces<F>(n: usize, first: Response, piece: &F) -> Vec<Result<(), StreamError>>
+where
+    F: Fn(usize, Option<Response>) -> Result<(), StreamError> + Sync,
+{
+    let mut results = Vec::with_capacity(n);
     thread::scope(|scope| {
-        let mut handles = Vec::with_capacity(ranges.len() - 1);
+        let mut handles = Vec::with_capacity(n.saturating_sub(1));
         let mut inline = Vec::new();
-        for i in 1..ranges.len() {
-            let piece = &piece;
+        for i in 1..n {
             match thread::Builder::new()
                 .name(format!("fetchpar-piece-{i}"))
                 .spawn_scoped(scope, move || piece(i, None))
@@ -227,28 +249,17 @@ pub fn run(
             }));
         }
     });
-    *bytes = done.iter().map(|d| d.load(Ordering::Relaxed)).sum();
-    // Report the most telling error: a cancel, else one that is not just "another piece failed".
-    let errors: Vec<StreamError> = results.into_iter().filter_map(Result::err).collect();
+    results
+}
+
+/// The most telling error: a cancel, else one that is not just "another piece failed".
+fn most_telling(results: Vec<Result<(), StreamError>>) -> Option<StreamError> {
     let rank = |e: &StreamError| match e {
         StreamError::Cancelled => 0,
         StreamError::Aborted => 2,
         _ => 1,
     };
-    let first_err = errors.into_iter().min_by_key(rank);
-    match first_err {
-        None if *bytes == total => Ok(()),
-        None => Err(StreamError::Read(io::Error::other(format!(
-            "pieces add up to {} of {total} bytes",
-            *bytes
-        )))),
-        Some(e) => {
-            let prefix = contiguous_prefix(ranges, &done);
-            *bytes = prefix;
-            p.file.set_len(prefix).map_err(StreamError::Write)?;
-            Err(e)
-        }
-    }
+    results.into_iter().filter_map(Result::err).min_by_key(rank)
 }
 
 /// How [`StreamError::Aborted`] reads in an error line.
@@ -320,8 +331,7 @@ fn fetch_piece(
     }
 }
 
-/// A ranged GET for `start..end`, accepted only as a 206 for exactly that range of a file of
-/// exactly `total` bytes (without a validator, the length is all that shows a changed file).
+/// A ranged GET for `start..end`, accepted only as [`response::accept_piece`] says.
 fn request_range(
     client: &Client,
     source: &Source<'_>,
@@ -342,42 +352,9 @@ fn request_range(
     let response = request
         .send()
         .map_err(|e| StreamError::Read(io::Error::other(e)))?;
-    let code = response.status().as_u16();
-    if code != 206 {
-        // A 200 answers an If-Range whose validator no longer matches; a 416, a range past a
-        // shorter file. Any other status says nothing about the file.
-        let hint = if matches!(code, 200 | 416) {
-            " (the file may have changed)"
-        } else {
-            ""
-        };
-        return Err(StreamError::Read(io::Error::other(format!(
-            "a ranged request got HTTP {code} instead of 206{hint}"
-        ))));
-    }
-    let content_range = response
-        .headers()
-        .get(CONTENT_RANGE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    match parse_content_range(content_range) {
-        Some(ContentRange::Bytes {
-            start: s,
-            end: e,
-            total: t,
-        }) if s == start && e == end - 1 => match t {
-            Some(t) if t == total => Ok(response),
-            Some(t) => Err(StreamError::Read(io::Error::other(format!(
-                "the file changed on the server (length {t}, was {total})"
-            )))),
-            None => Err(StreamError::Read(io::Error::other(format!(
-                "the file changed on the server (length unknown, was {total})"
-            )))),
-        },
-        _ => Err(StreamError::Read(io::Error::other(format!(
-            "asked for bytes {start}-{} but the server sent '{content_range}'",
-            end - 1
-        )))),
+    match response::accept_piece(&ResponseFacts::of(&response, url), start, end, total) {
+        Ok(()) => Ok(response),
+        Err(why) => Err(StreamError::Read(io::Error::other(why))),
     }
 }
 

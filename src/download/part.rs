@@ -1,0 +1,278 @@
+//! The life of `NAME.part` and its sidecar: opened with `create_new` (or reopened by `-c`),
+//! made ready for a body, renamed into place without replacing anything, kept with its sidecar
+//! when its bytes are genuine and the download failed, removed when they are not.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use super::failure::{Failure, FailureKind};
+use super::sidecar::{self, PartMeta};
+use super::{disposition, Fetcher, SMALL_BODY};
+use crate::naming;
+use crate::safefs;
+use crate::transport::Response;
+use reqwest::header::CONTENT_DISPOSITION;
+
+/// A download in progress: where its bytes go and how many are already there.
+pub(super) struct Transfer {
+    /// The name reservations start from (from the URL, or the server's with
+    /// `--content-disposition`).
+    pub name: String,
+    /// A list line named the output: the server's Content-Disposition does not override it.
+    pub explicit: bool,
+    /// Final path and its `.part`, once reserved.
+    pub path: Option<PathBuf>,
+    pub part: Option<PathBuf>,
+    pub file: Option<File>,
+    /// Bytes in the part file.
+    pub have: u64,
+    /// Where those bytes came from.
+    pub meta: Option<PartMeta>,
+    /// The sidecar on disk is ours (written by this run, or matched to this URL by `-c`): only
+    /// then may it be replaced or removed.
+    pub meta_owned: bool,
+    /// The full size, when known.
+    pub total: Option<u64>,
+    pub started: bool,
+    /// Whether the sidecar on disk describes the part (see [`SMALL_BODY`]).
+    pub meta_saved: bool,
+    /// `--split` fell back to one stream for this file (counted once, whatever the retries).
+    pub split_fell_back: bool,
+}
+
+impl Transfer {
+    pub(super) fn new(name: String, explicit: bool) -> Transfer {
+        Transfer {
+            name,
+            explicit,
+            path: None,
+            part: None,
+            file: None,
+            have: 0,
+            meta: None,
+            meta_owned: false,
+            total: None,
+            started: false,
+            meta_saved: false,
+            split_fell_back: false,
+        }
+    }
+
+    /// `-c`: takes up the part file of `path` (whose sidecar named this URL) where it ends.
+    pub(super) fn reopen(
+        &mut self,
+        path: PathBuf,
+        meta: PartMeta,
+        have: u64,
+    ) -> Result<(), Failure> {
+        let part = naming::part_path(&path);
+        let cannot = |e| Failure::new(FailureKind::disk("open", &part, e));
+        let mut file =
+            safefs::open_regular(&part, OpenOptions::new().write(true)).map_err(cannot)?;
+        file.seek(SeekFrom::End(0)).map_err(cannot)?;
+        self.total = meta.total;
+        self.meta = Some(meta);
+        self.meta_owned = true;
+        self.meta_saved = true;
+        self.have = have;
+        self.file = Some(file);
+        self.part = Some(part);
+        self.path = Some(path);
+        Ok(())
+    }
+
+    /// Ends a failed download: keeps a part file with genuine bytes (and its sidecar, so `-c`
+    /// can resume it), removes an empty one, and says which.
+    pub(super) fn give_up(&mut self, mut failure: Failure) -> Failure {
+        drop(self.file.take());
+        if self.have > 0 {
+            self.save_meta();
+        }
+        match self.part.take() {
+            Some(part) if self.have > 0 => failure.left = Some(part),
+            Some(_) => self.discard(),
+            None => {}
+        }
+        failure
+    }
+
+    /// Writes the sidecar that lets `-c` resume the part, once. A sidecar we could not write
+    /// (say, a symlink swapped in) is not ours to remove.
+    pub(super) fn save_meta(&mut self) {
+        if let (false, Some(meta), Some(part)) = (self.meta_saved, &self.meta, &self.part) {
+            // Without the sidecar the part could not be resumed; the download itself is fine.
+            self.meta_owned = meta.save(part, self.meta_owned).is_ok();
+            self.meta_saved = true;
+        }
+    }
+
+    /// Takes the sidecar away while the part holds bytes it does not describe (`--split`
+    /// pieces fill it out of order).
+    pub(super) fn withdraw_meta(&mut self) {
+        if self.meta_saved {
+            if let (Some(part), true) = (&self.part, self.meta_owned) {
+                sidecar::remove(part);
+            }
+            self.meta_owned = false;
+            self.meta_saved = false;
+        }
+    }
+
+    /// Removes the part file and its sidecar (when it is ours).
+    pub(super) fn discard(&mut self) {
+        drop(self.file.take());
+        if let Some(part) = self.part.take() {
+            let _ = fs::remove_file(&part);
+            if self.meta_owned {
+                sidecar::remove(&part);
+            }
+        }
+        self.meta_owned = false;
+        self.have = 0;
+    }
+}
+
+impl Fetcher<'_> {
+    /// Makes the part file ready for a body from offset `t.have`: opens a fresh one (choosing
+    /// the name now, so `--content-disposition` can have its say) or empties the old one for a
+    /// restart; records where the bytes come from beside it.
+    pub(super) fn prepare_part(
+        &self,
+        response: &Response,
+        t: &mut Transfer,
+    ) -> Result<(), Failure> {
+        // A file opened just now is already empty and at offset 0.
+        let fresh = t.file.is_none();
+        if fresh {
+            self.open_fresh(response, t)?;
+        }
+        let (Some(file), Some(part)) = (t.file.as_mut(), t.part.as_ref()) else {
+            return Err(Failure::new(FailureKind::Internal("no part file")));
+        };
+        if t.have == 0 {
+            if !fresh {
+                file.set_len(0)
+                    .and_then(|()| file.seek(SeekFrom::Start(0)).map(drop))
+                    .map_err(|e| Failure::new(FailureKind::disk("write", part, e)))?;
+            }
+            t.meta_saved = false;
+            // A small body is written with its sidecar only if it is left unfinished (give_up).
+            if t.total.is_none_or(|total| total > SMALL_BODY) {
+                t.save_meta();
+            }
+        }
+        Ok(())
+    }
+
+    /// Chooses the name (the server's, with `--content-disposition`) and opens its part file.
+    fn open_fresh(&self, response: &Response, t: &mut Transfer) -> Result<(), Failure> {
+        if self.content_disposition && !t.explicit {
+            if let Some(name) = response
+                .headers()
+                .get(CONTENT_DISPOSITION)
+                .and_then(|v| disposition::filename(v.as_bytes()))
+            {
+                // A name the server agrees with keeps what `-c` reserved for it.
+                if name != t.name {
+                    t.name = name;
+                    t.path = None;
+                }
+            }
+        }
+        let path = match t.path.take() {
+            Some(path) => path,
+            None => self.namer.reserve_for_part(&t.name),
+        };
+        let (path, part, file) = self.open_part(&t.name, path)?;
+        t.path = Some(path);
+        t.part = Some(part);
+        t.file = Some(file);
+        Ok(())
+    }
+
+    /// Opens `PATH.part` with `create_new`, `--overwrite` or not (it never follows a symlink and
+    /// never truncates a file we did not create): if something took the name since we reserved
+    /// it, move on to the next free name rather than write into its file.
+    fn open_part(
+        &self,
+        name: &str,
+        mut path: PathBuf,
+    ) -> Result<(PathBuf, PathBuf, File), Failure> {
+        refuse_linked_folders(self.namer.dir(), &path)?;
+        for _ in 0..100 {
+            let part = naming::part_path(&path);
+            match create_part(&path, &part)? {
+                Ok(file) => return Ok((path, part, file)),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    path = self.namer.reserve(name);
+                }
+                Err(e) => return Err(Failure::new(FailureKind::disk("create", &part, e))),
+            }
+        }
+        Err(Failure::new(FailureKind::NoFreeName(name.to_string())))
+    }
+
+    /// Gives the finished `.part` its final name without replacing anything (unless overwriting):
+    /// a plain rename would silently replace a file that appeared under the name meanwhile.
+    pub fn commit(&self, name: &str, part: &Path, mut path: PathBuf) -> io::Result<PathBuf> {
+        if self.overwrite {
+            fs::rename(part, &path)?;
+            return Ok(path);
+        }
+        loop {
+            match safefs::rename_no_clobber(part, &path) {
+                Ok(()) => return Ok(path),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    path = self.namer.reserve(name);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// Creates `part` (never over anything), making the folders of `path` first if they are
+/// missing. The outer error is a folder that could not be made; the inner one, the file.
+fn create_part(path: &Path, part: &Path) -> Result<io::Result<File>, Failure> {
+    let mut options = OpenOptions::new();
+    options.write(true).create_new(true);
+    // Directories are made only when missing: for many small files in one directory an
+    // unconditional create_dir_all adds system calls to every file (see benches/).
+    match options.open(part) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            match path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                Some(parent) => {
+                    fs::create_dir_all(parent).map_err(|e| {
+                        Failure::new(FailureKind::disk("create directory", parent, e))
+                    })?;
+                    Ok(options.open(part))
+                }
+                None => Ok(Err(e)),
+            }
+        }
+        other => Ok(other),
+    }
+}
+
+/// A list line may name sub-folders of the output directory (`isos/b.iso`); if one of those
+/// already exists as a symbolic link, writing through it could land anywhere on the system, so
+/// it is refused. The output directory itself may be a link: the user chose it.
+fn refuse_linked_folders(dir: &Path, path: &Path) -> Result<(), Failure> {
+    let Some(folders) = path.strip_prefix(dir).ok().and_then(Path::parent) else {
+        return Ok(());
+    };
+    let mut at = dir.to_path_buf();
+    for folder in folders.components() {
+        at.push(folder);
+        match fs::symlink_metadata(&at) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                return Err(Failure::new(FailureKind::LinkedFolder(at)))
+            }
+            Ok(_) => {}
+            // Missing from here on: create_dir_all makes real folders.
+            Err(_) => break,
+        }
+    }
+    Ok(())
+}
