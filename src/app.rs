@@ -116,7 +116,7 @@ fn make_client(config: &Config) -> Result<reqwest::Client> {
     let builder = reqwest::Client::builder()
         // Per read, not a total deadline: it applies to the wait for headers and to each body
         // read, so a large file that keeps flowing is never cut off.
-        .read_timeout(config.timeout)
+        .read_timeout(config.download.timeout)
         .connect_timeout(config.connect_timeout)
         .redirect(policy)
         // Each worker (and each --split piece) has its own client: one idle connection each.
@@ -380,24 +380,13 @@ impl Pass<'_> {
     where
         I: Iterator<Item = Item> + Send + 'static,
     {
-        let namer = Namer::new(self.dir, self.config.overwrite);
-        let split = Split::new(self.config.split);
+        let settings = &self.config.download;
+        let namer = Namer::new(self.dir, settings.overwrite);
+        let split = Split::new(settings.split);
         let queued = Arc::new(AtomicUsize::new(0));
         let pool = Pool {
             jobs: self.jobs,
-            fetcher: Fetcher {
-                client,
-                namer: &namer,
-                cancel,
-                overwrite: self.config.overwrite,
-                timeout: self.config.timeout,
-                retry: self.config.retry,
-                resume: self.config.resume,
-                max_filesize: self.config.max_filesize,
-                content_disposition: self.config.content_disposition,
-                chunk: self.config.chunk_size,
-                split: &split,
-            },
+            fetcher: Fetcher::new(settings, client, &namer, cancel, &split),
             cancel,
             queued: &queued,
             shard: self.config.shard,

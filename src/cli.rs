@@ -12,6 +12,7 @@ use clap::builder::TypedValueParser;
 use clap::error::ErrorKind;
 use clap::{Parser, ValueEnum};
 
+use crate::download;
 use crate::input::ListSource;
 use crate::output::Format;
 use crate::request::{Credentials, Header, ProxyUrl, RequestOptions, UserAgent};
@@ -379,23 +380,16 @@ pub struct Config {
     pub output_dir: PathBuf,
     pub urls: Vec<String>,
     pub list: Option<ListSource>,
-    pub timeout: Duration,
+    /// What every download is asked to do (overwrite, timeout, retries, resume, limits,
+    /// `--split`, `--chunk-size`).
+    pub download: download::Settings,
     pub connect_timeout: Duration,
-    pub overwrite: bool,
     pub progress: ProgressMode,
-    pub retry: Policy,
-    pub resume: bool,
-    pub max_filesize: Option<u64>,
-    pub content_disposition: bool,
     /// Colour on stderr: only on a terminal, without NO_COLOR, and not with TERM=dumb.
     pub colour: bool,
     pub format: Format,
     pub request: RequestOptions,
     pub shard: Option<Shard>,
-    /// Connections per file (`--split`); 1 means no splitting.
-    pub split: usize,
-    /// Bytes per read of a body.
-    pub chunk_size: usize,
 }
 
 impl Cli {
@@ -476,17 +470,21 @@ impl Cli {
             output_dir,
             urls: self.urls,
             list,
-            timeout: self.timeout.0,
-            connect_timeout: self.connect_timeout.0,
-            overwrite: self.overwrite,
-            progress,
-            retry: Policy {
-                retries: self.retries,
-                max_wait: self.max_retry_wait.0,
+            download: download::Settings {
+                overwrite: self.overwrite,
+                timeout: self.timeout.0,
+                retry: Policy {
+                    retries: self.retries,
+                    max_wait: self.max_retry_wait.0,
+                },
+                resume: self.resume,
+                max_filesize: self.max_filesize.map(|s| s.0),
+                content_disposition: self.content_disposition,
+                split: self.split.0,
+                chunk: self.chunk_size.map_or(download::CHUNK, |s| s.0 as usize),
             },
-            resume: self.resume,
-            max_filesize: self.max_filesize.map(|s| s.0),
-            content_disposition: self.content_disposition,
+            connect_timeout: self.connect_timeout.0,
+            progress,
             colour: colour(stderr_is_tty, env),
             format,
             request: RequestOptions {
@@ -498,10 +496,6 @@ impl Cli {
                 insecure: self.insecure,
             },
             shard,
-            split: self.split.0,
-            chunk_size: self
-                .chunk_size
-                .map_or(crate::download::CHUNK, |s| s.0 as usize),
         })
     }
 }
@@ -573,9 +567,12 @@ mod tests {
             .unwrap()
             .resolve(true, false)
             .unwrap();
-        assert_eq!((c.split, c.chunk_size), (4, 64 * 1024));
+        assert_eq!((c.download.split, c.download.chunk), (4, 64 * 1024));
         let c = cli(&["http://h/"]).unwrap().resolve(true, false).unwrap();
-        assert_eq!((c.split, c.chunk_size), (1, crate::download::CHUNK));
+        assert_eq!(
+            (c.download.split, c.download.chunk),
+            (1, crate::download::CHUNK)
+        );
         assert!(cli(&["--split", "0", "http://h/"]).is_err());
         assert!(cli(&["--split", "17", "http://h/"]).is_err());
         assert!(cli(&["--chunk-size", "100", "http://h/"]).is_err());
@@ -617,8 +614,12 @@ mod tests {
     #[test]
     fn reliability_flags_resolve() {
         let c = cli(&["http://h/"]).unwrap().resolve(true, false).unwrap();
-        assert_eq!(c.retry, Policy::default());
-        assert!(!c.resume && c.max_filesize.is_none() && !c.content_disposition);
+        assert_eq!(c.download.retry, Policy::default());
+        assert!(
+            !c.download.resume
+                && c.download.max_filesize.is_none()
+                && !c.download.content_disposition
+        );
         let c = cli(&[
             "-c",
             "--retries",
@@ -633,10 +634,10 @@ mod tests {
         .unwrap()
         .resolve(true, false)
         .unwrap();
-        assert_eq!(c.retry.retries, 0);
-        assert_eq!(c.retry.max_wait, Duration::from_millis(500));
-        assert!(c.resume && c.content_disposition);
-        assert_eq!(c.max_filesize, Some(1 << 20));
+        assert_eq!(c.download.retry.retries, 0);
+        assert_eq!(c.download.retry.max_wait, Duration::from_millis(500));
+        assert!(c.download.resume && c.download.content_disposition);
+        assert_eq!(c.download.max_filesize, Some(1 << 20));
         assert!(cli(&["-c", "--overwrite", "http://h/"]).is_err());
         assert!(cli(&["--retries", "-1", "http://h/"]).is_err());
     }

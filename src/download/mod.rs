@@ -63,13 +63,13 @@ pub const MAX_REDIRECTS: usize = 10;
 /// How often a worker waiting to retry looks at the cancel flag.
 const PAUSE_SLICE: Duration = Duration::from_millis(50);
 
-/// The settings every download shares.
-pub struct Fetcher<'a> {
-    pub client: &'a Client,
-    pub namer: &'a Namer,
-    pub cancel: &'a AtomicBool,
+/// What the user asked of every download, resolved once from the command line: each setting
+/// has this one home, and the client is configured from the same values.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Settings {
+    /// `--overwrite`: replace existing files (the namer reserves names accordingly).
     pub overwrite: bool,
-    /// Only for messages: the client enforces it.
+    /// No data for this long fails a request; only for messages here (the client enforces it).
     pub timeout: Duration,
     pub retry: Policy,
     /// `-c`: resume `.part` files of earlier runs, skip files already complete.
@@ -78,10 +78,38 @@ pub struct Fetcher<'a> {
     pub max_filesize: Option<u64>,
     /// `--content-disposition`: let the server's proposed name (made safe) choose the file name.
     pub content_disposition: bool,
+    /// `--split N`: connections per file; 1 means no splitting.
+    pub split: usize,
     /// Bytes per read of the body (`--chunk-size`).
     pub chunk: usize,
-    /// `--split N`: ranged connections per file (see [`split`]).
+}
+
+/// What every download of a run shares: the settings, and the run's handles.
+pub struct Fetcher<'a> {
+    pub settings: &'a Settings,
+    pub client: &'a Client,
+    pub namer: &'a Namer,
+    pub cancel: &'a AtomicBool,
+    /// What became of `--split` (see [`split`]).
     pub split: &'a Split,
+}
+
+impl<'a> Fetcher<'a> {
+    pub fn new(
+        settings: &'a Settings,
+        client: &'a Client,
+        namer: &'a Namer,
+        cancel: &'a AtomicBool,
+        split: &'a Split,
+    ) -> Fetcher<'a> {
+        Fetcher {
+            settings,
+            client,
+            namer,
+            cancel,
+            split,
+        }
+    }
 }
 
 /// A finished download, saved under `path`.
@@ -173,7 +201,7 @@ impl Fetcher<'_> {
         // and two lines naming the same path get `.1`, like any other clash.
         let name = output.map_or_else(|| naming::from_url(url), str::to_string);
         let mut t = Transfer::new(name, output.is_some());
-        if self.resume {
+        if self.settings.resume {
             if let Some(path) = self.find_earlier(url, &mut t)? {
                 return Ok(Saved {
                     path,
@@ -209,12 +237,15 @@ impl Fetcher<'_> {
                 Attempt::Restart => {}
                 Attempt::Fail(failure) => return Err(failure),
                 Attempt::Retry(mut failure, retry_after) => {
-                    if *retries >= self.retry.retries {
+                    if *retries >= self.settings.retry.retries {
                         failure.reason.after_retries(*retries);
                         return Err(failure);
                     }
                     *retries += 1;
-                    let wait = self.retry.wait(*retries, retry_after, fastrand::f64());
+                    let wait = self
+                        .settings
+                        .retry
+                        .wait(*retries, retry_after, fastrand::f64());
                     if !self.pause(wait) {
                         return Err(Failure::interrupted(None));
                     }
@@ -393,7 +424,7 @@ impl Fetcher<'_> {
             transport::Error::Http(e) => {
                 let failure = Failure::new(FailureKind::Request(describe_request_error(
                     &e,
-                    self.timeout,
+                    self.settings.timeout,
                 )));
                 // A bad redirect will be just as bad next time.
                 if e.is_redirect() || e.is_builder() {
@@ -416,7 +447,7 @@ impl Fetcher<'_> {
         counter: &AtomicU64,
         on_start: &mut dyn FnMut(Started<'_>),
     ) -> Result<Result<(), StreamError>, Failure> {
-        if let (Some(max), Some(total)) = (self.max_filesize, t.total) {
+        if let (Some(max), Some(total)) = (self.settings.max_filesize, t.total) {
             if total > max {
                 let total = Some(total);
                 return Err(Failure::new(FailureKind::TooLarge { max, total }));
@@ -461,7 +492,7 @@ impl Fetcher<'_> {
             file,
             counter,
             cancel: self.cancel,
-            chunk: self.chunk,
+            chunk: self.settings.chunk,
         };
         let r = split::run(&pieces, response, ranges, &mut t.have);
         // Pieces write in place; what comes next (a resume) appends after the prefix.
@@ -490,7 +521,7 @@ impl Fetcher<'_> {
             return Err(StreamError::Write(io::Error::other("no part file")));
         };
         let large = t.total.is_none_or(|total| total > SMALL_BODY);
-        let chunk = self.chunk.max(1);
+        let chunk = self.settings.chunk.max(1);
         let size = if large {
             chunk.max(WRITE_BEHIND)
         } else {
@@ -504,7 +535,7 @@ impl Fetcher<'_> {
             counter,
             self.cancel,
             &mut t.have,
-            self.max_filesize,
+            self.settings.max_filesize,
         )
     }
 
@@ -534,12 +565,12 @@ impl Fetcher<'_> {
             Err(StreamError::TooLarge) => {
                 t.discard();
                 return Attempt::Fail(with_status(FailureKind::TooLarge {
-                    max: self.max_filesize.unwrap_or(0),
+                    max: self.settings.max_filesize.unwrap_or(0),
                     total: None,
                 }));
             }
             Err(StreamError::Read(e)) => {
-                let what = describe_read_error(&e, self.timeout);
+                let what = describe_read_error(&e, self.settings.timeout);
                 return Attempt::Retry(with_status(cut(what, t)), None);
             }
             Err(StreamError::Aborted) => {

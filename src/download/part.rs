@@ -167,7 +167,7 @@ impl Fetcher<'_> {
 
     /// Chooses the name (the server's, with `--content-disposition`) and opens its part file.
     fn open_fresh(&self, response: &Response, t: &mut Transfer) -> Result<(), Failure> {
-        if self.content_disposition && !t.explicit {
+        if self.settings.content_disposition && !t.explicit {
             if let Some(name) = response
                 .headers()
                 .get(CONTENT_DISPOSITION)
@@ -216,7 +216,7 @@ impl Fetcher<'_> {
     /// Gives the finished `.part` its final name without replacing anything (unless overwriting):
     /// a plain rename would silently replace a file that appeared under the name meanwhile.
     pub fn commit(&self, name: &str, part: &Path, mut path: PathBuf) -> io::Result<PathBuf> {
-        if self.overwrite {
+        if self.settings.overwrite {
             fs::rename(part, &path)?;
             return Ok(path);
         }
