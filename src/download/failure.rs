@@ -43,7 +43,7 @@ pub enum FailureKind {
     /// `--max-filesize`: by the announced length, or by the bytes as they came.
     #[error("{}", too_large(*max, *total))]
     TooLarge { max: u64, total: Option<u64> },
-    /// The body stopped part-way; `what` comes from [`describe_read_error`].
+    /// The body stopped part-way; `what` comes from `describe_read_error`.
     #[error("{what} after {}", progress(*have, *total))]
     Cut {
         what: String,

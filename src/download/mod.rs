@@ -5,9 +5,16 @@
 //! unless the user asked, bytes on disk are never spliced from two versions of a file, and every
 //! failure comes back as one readable reason.
 //!
-//! The steps are separate so that they can be reused (a ranged multi-connection download needs
-//! the same "request from offset N" and "stream into this file" steps): [`Fetcher::request`]
-//! asks for the body from an offset, [`stream_body`] copies it, [`Fetcher::commit`] names it.
+//! One job per file:
+//! - this file: [`Settings`], [`Fetcher`] and the attempt/retry loop, `-c`'s search for an
+//!   earlier file;
+//! - `response`: what a response means for the bytes on disk (the one rule for joining them);
+//! - `part`: the life of `NAME.part` and its sidecar (open, prepare, commit, discard);
+//! - [`stream`]: the body-streaming hot loop;
+//! - [`failure`]: why a download failed, as a kind and as one line;
+//! - [`sidecar`]: the `NAME.part.meta` format and `Content-Range`;
+//! - [`split`]: one file over several ranged connections (`--split N`);
+//! - [`disposition`]: names from `Content-Disposition`.
 
 use std::io::{self, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
