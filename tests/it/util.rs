@@ -1,9 +1,18 @@
-//! Shared by every integration test: the loopback server (the library's own, also behind
-//! `--demo`), a way to run the real binary, and helpers to look at what ended up on disk.
-#![allow(dead_code, unused_imports)]
+//! The one set of helpers every test module uses, one line per expectation where possible:
+//!
+//! - running the binary: [`fetchpar`] (assert_cmd), [`command`] (std, for runs a test talks to
+//!   while they last), [`run`] → [`Outcome`] (exit code, stdout lines, stderr lines), and
+//!   [`Sandbox`], an output directory that also proves nothing was written beside it;
+//! - serving: [`serve`] starts the library's loopback fault server (the one behind `--demo`),
+//!   [`file_server`] serves generated files, [`body`] makes deterministic bytes;
+//! - looking at the result: [`checksums`], [`sha256`], [`lines`];
+//! - processes: [`finish`], [`finish_within`], [`wait_for_len`], [`sigint`].
+//!
+//! The tests reach the library only through `fetchpar::server` (and the binary itself).
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,6 +44,38 @@ pub fn fetchpar() -> assert_cmd::Command {
     cmd
 }
 
+/// What a finished run left behind: exit code (-1 when a signal ended it), stdout lines, stderr
+/// lines.
+pub type Outcome = (i32, Vec<String>, Vec<String>);
+
+/// Runs `cmd` to the end and returns its [`Outcome`].
+pub fn run(cmd: &mut assert_cmd::Command) -> Outcome {
+    let output = cmd.output().unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        lines(&output.stdout),
+        lines(&output.stderr),
+    )
+}
+
+/// Starts the loopback server on 127.0.0.1 (port 0); `handler` answers every request, faults
+/// included (see [`Reply`] and [`Fault`]).
+pub fn serve<F>(handler: F) -> Server
+where
+    F: Fn(&Request) -> Reply + Send + Sync + 'static,
+{
+    Server::start(handler).unwrap()
+}
+
+/// Deterministic bytes that differ by `seed` at every offset. The `(i >> 8)` term keeps the data
+/// from repeating every 256 bytes, so bytes joined at a wrong offset never pass for right ones.
+pub fn body(len: usize, seed: u8) -> Arc<[u8]> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 8) as u8)
+        .collect::<Vec<u8>>()
+        .into()
+}
+
 pub fn sha256(bytes: &[u8]) -> String {
     Sha256::digest(bytes)
         .iter()
@@ -63,6 +104,78 @@ fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, String>) {
                 .into_owned();
             out.insert(rel, sha256(&std::fs::read(&path).unwrap()));
         }
+    }
+}
+
+/// A run's output directory inside a scratch root, so a test can see anything written beside it.
+pub struct Sandbox {
+    root: tempfile::TempDir,
+}
+
+impl Sandbox {
+    pub fn new() -> Sandbox {
+        Sandbox {
+            root: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// The scratch root the run starts in, beside `out`.
+    pub fn root(&self) -> &Path {
+        self.root.path()
+    }
+
+    pub fn out(&self) -> PathBuf {
+        self.root.path().join("out")
+    }
+
+    /// fetchpar run from the root, saving into `out`.
+    pub fn cmd(&self) -> assert_cmd::Command {
+        let mut cmd = fetchpar();
+        cmd.current_dir(self.root.path()).arg("-o").arg(self.out());
+        cmd
+    }
+
+    /// Runs and returns (exit status, stdout lines, stderr lines), after checking that the
+    /// root holds nothing but the output directory.
+    pub fn run(&self, args: &[&str]) -> Outcome {
+        let outcome = run(self.cmd().args(args));
+        self.assert_nothing_outside();
+        outcome
+    }
+
+    pub fn assert_nothing_outside(&self) {
+        let names: Vec<_> = std::fs::read_dir(self.root.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            names.is_empty() || names == ["out"],
+            "written outside the output directory: {names:?}"
+        );
+    }
+
+    /// Checksums of everything in `out` (empty if it does not exist).
+    pub fn files(&self) -> BTreeMap<String, String> {
+        if self.out().exists() {
+            checksums(&self.out())
+        } else {
+            BTreeMap::new()
+        }
+    }
+}
+
+impl Sandbox {
+    /// Starts fetchpar in the background (for Ctrl-C tests), saving into `out`.
+    pub fn spawn(&self, args: &[&str]) -> std::process::Child {
+        command()
+            .current_dir(self.root.path())
+            .arg("-o")
+            .arg(self.out())
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
     }
 }
 
