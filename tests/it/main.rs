@@ -6,5 +6,6 @@ mod util;
 mod core;
 mod reliability;
 mod scripting;
+mod server;
 mod split;
 mod transport;
