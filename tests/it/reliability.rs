@@ -780,14 +780,12 @@ fn two_hundred_urls_named_index_html_give_two_hundred_files() {
         .collect::<Vec<_>>()
         .join("\n");
     let sandbox = Sandbox::new();
-    let output = sandbox
+    let (code, _, stderr) = run(sandbox
         .cmd()
         .args(["-j", "32", "-i", "-"])
-        .write_stdin(list)
-        .output()
-        .unwrap();
+        .write_stdin(list));
     sandbox.assert_nothing_outside();
-    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(code, 0, "{stderr:#?}");
     let files = sandbox.files();
     let names: BTreeSet<&str> = files.keys().map(String::as_str).collect();
     let want_names: BTreeSet<String> = (0..200).map(|i| naming_variant("index.html", i)).collect();
