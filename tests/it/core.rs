@@ -7,16 +7,6 @@ use std::time::{Duration, Instant};
 
 use crate::util::*;
 
-/// Names of the entries directly inside `dir`, sorted.
-fn entries(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
-}
-
 #[test]
 fn fifty_urls_saved_byte_exact_with_one_and_eight_workers() {
     let (server, expected) = file_server(50, 1, 64 * 1024, Duration::ZERO);

@@ -10,13 +10,6 @@ use crate::util::*;
 
 const BIG: usize = 1024 * 1024 + 12_345;
 
-fn urls(server: &Server, expected: &std::collections::BTreeMap<String, String>) -> Vec<String> {
-    expected
-        .keys()
-        .map(|name| server.url(&format!("/{name}")))
-        .collect()
-}
-
 #[test]
 fn split_files_are_byte_exact_and_use_ranges() {
     let (server, expected) = file_server(3, BIG, BIG + 50_000, Duration::ZERO);
@@ -24,7 +17,7 @@ fn split_files_are_byte_exact_and_use_ranges() {
     fetchpar()
         .args(["-j", "2", "--split", "4", "-o"])
         .arg(out.path())
-        .args(urls(&server, &expected))
+        .args(urls_of(&server, &expected))
         .assert()
         .success();
     assert_eq!(checksums(out.path()), expected);
@@ -45,7 +38,7 @@ fn split_with_a_larger_chunk_size_is_byte_exact() {
     fetchpar()
         .args(["--split", "3", "--chunk-size", "256K", "-o"])
         .arg(out.path())
-        .args(urls(&server, &expected))
+        .args(urls_of(&server, &expected))
         .assert()
         .success();
     assert_eq!(checksums(out.path()), expected);
@@ -67,7 +60,7 @@ fn servers_without_ranges_get_one_stream_and_one_note() {
     let assert = fetchpar()
         .args(["--split", "4", "-o"])
         .arg(out.path())
-        .args(urls(&server, &expected))
+        .args(urls_of(&server, &expected))
         .assert()
         .success();
     assert_eq!(checksums(out.path()), expected);
@@ -162,7 +155,7 @@ fn small_files_are_not_split() {
     let assert = fetchpar()
         .args(["--split", "8", "-o"])
         .arg(out.path())
-        .args(urls(&server, &expected))
+        .args(urls_of(&server, &expected))
         .assert()
         .success();
     assert_eq!(checksums(out.path()), expected);

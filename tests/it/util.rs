@@ -5,7 +5,7 @@
 //!   [`Sandbox`], an output directory that also proves nothing was written beside it;
 //! - serving: [`serve`] starts the library's loopback fault server (the one behind `--demo`),
 //!   [`file_server`] serves generated files, [`body`] makes deterministic bytes;
-//! - looking at the result: [`checksums`], [`sha256`], [`lines`];
+//! - looking at the result: [`checksums`], [`sha256`], [`entries`], [`lines`];
 //! - processes: [`finish`], [`finish_within`], [`wait_for_len`], [`sigint`].
 //!
 //! The tests reach the library only through `fetchpar::server` (and the binary itself).
@@ -144,10 +144,7 @@ impl Sandbox {
     }
 
     pub fn assert_nothing_outside(&self) {
-        let names: Vec<_> = std::fs::read_dir(self.root.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
+        let names = entries(self.root.path());
         assert!(
             names.is_empty() || names == ["out"],
             "written outside the output directory: {names:?}"
@@ -201,6 +198,16 @@ pub fn urls_of(server: &Server, expected: &BTreeMap<String, String>) -> Vec<Stri
         .keys()
         .map(|name| server.url(&format!("/{name}")))
         .collect()
+}
+
+/// Names of the entries directly inside `dir`, sorted.
+pub fn entries(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
 }
 
 /// The lines of a command's stderr, for asserting on one of them.
