@@ -19,7 +19,6 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use fetchpar::cli::Size;
 use fetchpar::server::{generated_files, Server};
 
 fn main() -> ExitCode {
@@ -50,11 +49,27 @@ fn gen(dir: &str, specs: &[String]) -> Res {
         let (name, size) = spec
             .split_once('=')
             .ok_or_else(|| format!("'{spec}' is not NAME=SIZE"))?;
-        let size: Size = size.parse()?;
+        let size = parse_size(size)?;
         let path = Path::new(dir).join(name);
-        write_file(&path, size.0, seed as u64).map_err(|e| format!("{}: {e}", path.display()))?;
+        write_file(&path, size, seed as u64).map_err(|e| format!("{}: {e}", path.display()))?;
     }
     Ok(())
+}
+
+/// A byte count as `benches/run` writes them: `1024`, `64K`, `1M`, `1G` (binary units). Kept
+/// here so the harness depends on the library only through `fetchpar::server`.
+fn parse_size(text: &str) -> Result<u64, String> {
+    let bad = || format!("'{text}' is not a size (try 4096, 512K, 10M or 2G)");
+    let upper = text.trim().to_ascii_uppercase();
+    let digits = upper.trim_end_matches("IB").trim_end_matches('B');
+    let (number, scale) = match digits.char_indices().last() {
+        Some((i, 'K')) => (&digits[..i], 1u64 << 10),
+        Some((i, 'M')) => (&digits[..i], 1 << 20),
+        Some((i, 'G')) => (&digits[..i], 1 << 30),
+        _ => (digits, 1),
+    };
+    let value: u64 = number.trim().parse().map_err(|_| bad())?;
+    value.checked_mul(scale).filter(|&n| n > 0).ok_or_else(bad)
 }
 
 /// xorshift64* seeded per file: incompressible, reproducible, fast.
@@ -82,11 +97,11 @@ fn write_file(path: &Path, size: u64, seed: u64) -> io::Result<()> {
 
 fn http(args: &[String]) -> Res {
     let count: usize = args[0].parse().map_err(|_| "FILES is not a number")?;
-    let size: Size = args[1].parse()?;
+    let size = parse_size(&args[1])?;
     let delay: u64 = args[2].parse().map_err(|_| "DELAY_MS is not a number")?;
     let dir = Path::new(&args[3]);
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let size = usize::try_from(size.0).map_err(|_| "SIZE too large")?;
+    let size = usize::try_from(size).map_err(|_| "SIZE too large")?;
     let files = generated_files(count, size, size);
     for (path, body) in &files {
         let target = dir.join(path.trim_start_matches('/'));

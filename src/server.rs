@@ -6,10 +6,13 @@
 //! a delay, the tests add faults through [`Reply`].
 //!
 //! Each connection gets its own thread and keeps alive until the client closes it, so connection
-//! reuse can be observed with [`Server::connections`].
+//! reuse can be observed with [`Server::connections`]. Accepted sockets set `TCP_NODELAY` and a
+//! reply's head leaves in the same write as its body (or the body's first bytes, for the faults
+//! that cut it short), so the server never holds a small reply back for an acknowledgement;
+//! [`Server::nodelay_connections`] and [`Server::writes`] let the tests check both.
 
 use std::collections::HashMap;
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, BufRead, BufReader, IoSlice, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -126,12 +129,20 @@ impl Reply {
 
 type Handler = dyn Fn(&Request) -> Reply + Send + Sync;
 
+/// What the accept loop, the connection threads and the [`Server`] handle share.
+#[derive(Default)]
+struct State {
+    stop: AtomicBool,
+    connections: AtomicUsize,
+    nodelay: AtomicUsize,
+    writes: AtomicUsize,
+    log: Mutex<Vec<Request>>,
+}
+
 /// A running server; it stops when dropped.
 pub struct Server {
     addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    connections: Arc<AtomicUsize>,
-    log: Arc<Mutex<Vec<Request>>>,
+    state: Arc<State>,
     accept: Option<JoinHandle<()>>,
 }
 
@@ -143,35 +154,15 @@ impl Server {
     {
         let listener = TcpListener::bind("127.0.0.1:0")?;
         let addr = listener.local_addr()?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let connections = Arc::new(AtomicUsize::new(0));
-        let log = Arc::new(Mutex::new(Vec::new()));
+        let state = Arc::new(State::default());
         let handler: Arc<Handler> = Arc::new(handler);
-        let accept = {
-            let (stop, connections, log) = (stop.clone(), connections.clone(), log.clone());
-            thread::Builder::new()
-                .name("fetchpar-server".into())
-                .spawn(move || {
-                    for stream in listener.incoming() {
-                        if stop.load(Ordering::SeqCst) {
-                            break;
-                        }
-                        let Ok(stream) = stream else { continue };
-                        connections.fetch_add(1, Ordering::SeqCst);
-                        let (handler, log) = (handler.clone(), log.clone());
-                        let _ = thread::Builder::new()
-                            .name("fetchpar-server-conn".into())
-                            .spawn(move || {
-                                let _ = serve_connection(stream, &*handler, &log);
-                            });
-                    }
-                })?
-        };
+        let shared = state.clone();
+        let accept = thread::Builder::new()
+            .name("fetchpar-server".into())
+            .spawn(move || accept_loop(&listener, &shared, &handler))?;
         Ok(Server {
             addr,
-            stop,
-            connections,
-            log,
+            state,
             accept: Some(accept),
         })
     }
@@ -195,18 +186,28 @@ impl Server {
 
     /// How many TCP connections have been accepted so far.
     pub fn connections(&self) -> usize {
-        self.connections.load(Ordering::SeqCst)
+        self.state.connections.load(Ordering::SeqCst)
+    }
+
+    /// How many accepted connections report `TCP_NODELAY` as set (read back from the socket).
+    pub fn nodelay_connections(&self) -> usize {
+        self.state.nodelay.load(Ordering::SeqCst)
+    }
+
+    /// How many write calls (plain or vectored) the server has made on all its connections.
+    pub fn writes(&self) -> usize {
+        self.state.writes.load(Ordering::SeqCst)
     }
 
     /// Every request received so far, in arrival order.
     pub fn requests(&self) -> Vec<Request> {
-        self.log.lock().map(|l| l.clone()).unwrap_or_default()
+        self.state.log.lock().map(|l| l.clone()).unwrap_or_default()
     }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
+        self.state.stop.store(true, Ordering::SeqCst);
         // Wake the accept loop so it sees the flag.
         let _ = TcpStream::connect(self.addr);
         if let Some(accept) = self.accept.take() {
@@ -215,24 +216,66 @@ impl Drop for Server {
     }
 }
 
-fn serve_connection(
+fn accept_loop(listener: &TcpListener, state: &Arc<State>, handler: &Arc<Handler>) {
+    for stream in listener.incoming() {
+        if state.stop.load(Ordering::SeqCst) {
+            break;
+        }
+        let Ok(stream) = stream else { continue };
+        state.connections.fetch_add(1, Ordering::SeqCst);
+        // Without it a reply written in more than one piece on a kept-alive connection waits
+        // for the client's delayed acknowledgement (Nagle), and the server measures itself.
+        if stream.set_nodelay(true).is_ok() && stream.nodelay().unwrap_or(false) {
+            state.nodelay.fetch_add(1, Ordering::SeqCst);
+        }
+        let (handler, state) = (handler.clone(), state.clone());
+        let _ = thread::Builder::new()
+            .name("fetchpar-server-conn".into())
+            .spawn(move || {
+                let _ = serve_connection(stream, &*handler, &state);
+            });
+    }
+}
+
+/// The connection's write half, counting write calls so a test can see how a reply was sent.
+struct Conn<'a> {
     stream: TcpStream,
-    handler: &Handler,
-    log: &Mutex<Vec<Request>>,
-) -> io::Result<()> {
+    writes: &'a AtomicUsize,
+}
+
+impl Write for Conn<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        self.stream.write(buf)
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        self.stream.write_vectored(bufs)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.stream.flush()
+    }
+}
+
+fn serve_connection(stream: TcpStream, handler: &Handler, state: &State) -> io::Result<()> {
     let mut reader = BufReader::new(stream.try_clone()?);
-    let mut out = stream;
+    let mut out = Conn {
+        stream,
+        writes: &state.writes,
+    };
     loop {
         let Some(req) = read_request(&mut reader)? else {
             return Ok(());
         };
-        if let Ok(mut log) = log.lock() {
+        if let Ok(mut log) = state.log.lock() {
             log.push(req.clone());
         }
         let reply = handler(&req);
         let keep_alive = write_reply(&mut out, &req, &reply)?;
         if !keep_alive {
-            let _ = out.shutdown(Shutdown::Both);
+            let _ = out.stream.shutdown(Shutdown::Both);
             return Ok(());
         }
     }
@@ -289,102 +332,154 @@ fn parse_range(value: &str, len: usize) -> Option<(usize, usize)> {
 }
 
 /// Writes the reply; returns whether the connection may be reused.
-fn write_reply(out: &mut TcpStream, req: &Request, reply: &Reply) -> io::Result<bool> {
+fn write_reply(out: &mut Conn, req: &Request, reply: &Reply) -> io::Result<bool> {
     if !reply.delay.is_zero() {
         thread::sleep(reply.delay);
     }
-    let mut status = reply.status;
-    let mut body: &[u8] = &reply.body;
-    let mut extra = String::new();
-    if reply.ranges && status == 200 {
-        extra.push_str("Accept-Ranges: bytes\r\n");
-        // `If-Range` that does not name this version: the whole file, as RFC 9110 says.
-        let same_version = req.header("if-range").is_none_or(|wanted| {
-            reply.headers.iter().any(|(name, value)| {
-                (name.eq_ignore_ascii_case("etag") || name.eq_ignore_ascii_case("last-modified"))
-                    && value == wanted
-            })
-        });
-        if let Some(range) = req.header("range").filter(|_| same_version) {
-            match parse_range(range, reply.body.len()) {
-                Some((start, end)) => {
-                    status = 206;
-                    extra.push_str(&format!(
-                        "Content-Range: bytes {start}-{end}/{}\r\n",
-                        reply.body.len()
-                    ));
-                    body = &reply.body[start..=end];
-                }
-                None => {
-                    status = 416;
-                    extra.push_str(&format!("Content-Range: bytes */{}\r\n", reply.body.len()));
-                    body = &[];
-                }
-            }
+    let view = select_range(req, reply);
+    let head = head(&view, reply);
+    if req.method.eq_ignore_ascii_case("HEAD") {
+        write_all_pair(out, head.as_bytes(), &[])?;
+        return Ok(true);
+    }
+    send(out, head.as_bytes(), view.body, &reply.fault)
+}
+
+/// The part of a reply a request asked for: status, body bytes, and the range headers.
+struct View<'a> {
+    status: u16,
+    body: &'a [u8],
+    extra: String,
+}
+
+/// Applies `Range` (and `If-Range`) to a reply that serves ranges.
+fn select_range<'a>(req: &Request, reply: &'a Reply) -> View<'a> {
+    let mut view = View {
+        status: reply.status,
+        body: &reply.body,
+        extra: String::new(),
+    };
+    if !reply.ranges || reply.status != 200 {
+        return view;
+    }
+    view.extra.push_str("Accept-Ranges: bytes\r\n");
+    let Some(range) = req.header("range").filter(|_| same_version(req, reply)) else {
+        return view;
+    };
+    let len = reply.body.len();
+    match parse_range(range, len) {
+        Some((start, end)) => {
+            view.status = 206;
+            view.extra
+                .push_str(&format!("Content-Range: bytes {start}-{end}/{len}\r\n"));
+            view.body = &reply.body[start..=end];
+        }
+        None => {
+            view.status = 416;
+            view.extra
+                .push_str(&format!("Content-Range: bytes */{len}\r\n"));
+            view.body = &[];
         }
     }
-    let mut head = format!("HTTP/1.1 {status} {}\r\n", reason(status));
+    view
+}
+
+/// Whether `If-Range`, if sent, names this version: otherwise the whole file, as RFC 9110 says.
+fn same_version(req: &Request, reply: &Reply) -> bool {
+    req.header("if-range").is_none_or(|wanted| {
+        reply.headers.iter().any(|(name, value)| {
+            (name.eq_ignore_ascii_case("etag") || name.eq_ignore_ascii_case("last-modified"))
+                && value == wanted
+        })
+    })
+}
+
+/// The status line and headers, ending with the blank line.
+fn head(view: &View, reply: &Reply) -> String {
+    let mut head = format!("HTTP/1.1 {} {}\r\n", view.status, reason(view.status));
     for (name, value) in &reply.headers {
         head.push_str(&format!("{name}: {value}\r\n"));
     }
-    head.push_str(&extra);
-    let is_head = req.method.eq_ignore_ascii_case("HEAD");
+    head.push_str(&view.extra);
     match reply.fault {
         Fault::Chunked(_) => head.push_str("Transfer-Encoding: chunked\r\n"),
         Fault::UntilClose => head.push_str("Connection: close\r\n"),
-        _ => head.push_str(&format!("Content-Length: {}\r\n", body.len())),
+        _ => head.push_str(&format!("Content-Length: {}\r\n", view.body.len())),
     }
     head.push_str("\r\n");
-    out.write_all(head.as_bytes())?;
-    if is_head {
-        return Ok(true);
-    }
-    match reply.fault {
-        Fault::Normal => {
-            out.write_all(body)?;
-            Ok(true)
-        }
-        Fault::ShortBody(n) => {
-            out.write_all(&body[..n.min(body.len())])?;
-            Ok(false)
-        }
+    head
+}
+
+/// Sends the head and the body as `fault` says; returns whether the connection may be reused.
+/// The head leaves in the same write as the first body bytes, so a small reply is one write.
+fn send(out: &mut Conn, head: &[u8], body: &[u8], fault: &Fault) -> io::Result<bool> {
+    let prefix = |n: usize| &body[..n.min(body.len())];
+    match *fault {
+        Fault::Normal => write_all_pair(out, head, body).map(|()| true),
+        Fault::ShortBody(n) => write_all_pair(out, head, prefix(n)).map(|()| false),
         Fault::ResetAfter(n) => {
-            out.write_all(&body[..n.min(body.len())])?;
+            write_all_pair(out, head, prefix(n))?;
             out.flush()?;
             // Linger 0 turns the close into a reset, as a crashed peer or middlebox would.
-            let _ = socket_linger_zero(out);
+            let _ = socket_linger_zero(&out.stream);
             Ok(false)
         }
         Fault::StallAfter(n, pause) => {
-            out.write_all(&body[..n.min(body.len())])?;
+            write_all_pair(out, head, prefix(n))?;
             out.flush()?;
             thread::sleep(pause);
             Ok(false)
         }
         Fault::Drip(piece, pause) => {
-            for chunk in body.chunks(piece.max(1)) {
-                out.write_all(chunk)?;
-                out.flush()?;
-                thread::sleep(pause);
-            }
-            Ok(true)
+            out.write_all(head)?;
+            drip(out, body, piece, pause).map(|()| true)
         }
         Fault::Chunked(terminate) => {
-            for chunk in body.chunks(16 * 1024) {
-                write!(out, "{:x}\r\n", chunk.len())?;
-                out.write_all(chunk)?;
-                out.write_all(b"\r\n")?;
-            }
-            if terminate {
-                out.write_all(b"0\r\n\r\n")?;
-            }
-            Ok(terminate)
+            out.write_all(head)?;
+            chunked(out, body, terminate).map(|()| terminate)
         }
-        Fault::UntilClose => {
-            out.write_all(body)?;
-            Ok(false)
+        Fault::UntilClose => write_all_pair(out, head, body).map(|()| false),
+    }
+}
+
+/// The body in pieces of `piece` bytes with a pause after each.
+fn drip(out: &mut Conn, body: &[u8], piece: usize, pause: Duration) -> io::Result<()> {
+    for chunk in body.chunks(piece.max(1)) {
+        out.write_all(chunk)?;
+        out.flush()?;
+        thread::sleep(pause);
+    }
+    Ok(())
+}
+
+/// The body as `Transfer-Encoding: chunked`, with the final empty chunk only if `terminate`.
+fn chunked(out: &mut Conn, body: &[u8], terminate: bool) -> io::Result<()> {
+    for chunk in body.chunks(16 * 1024) {
+        write!(out, "{:x}\r\n", chunk.len())?;
+        out.write_all(chunk)?;
+        out.write_all(b"\r\n")?;
+    }
+    if terminate {
+        out.write_all(b"0\r\n\r\n")?;
+    }
+    Ok(())
+}
+
+/// Writes `first` then `second` with vectored writes: one system call when the socket takes
+/// both, and no copy of the body into a new buffer.
+fn write_all_pair(out: &mut impl Write, first: &[u8], second: &[u8]) -> io::Result<()> {
+    let mut slices = [IoSlice::new(first), IoSlice::new(second)];
+    let mut bufs: &mut [IoSlice] = &mut slices;
+    IoSlice::advance_slices(&mut bufs, 0);
+    while !bufs.is_empty() {
+        match out.write_vectored(bufs) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut bufs, n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
         }
     }
+    Ok(())
 }
 
 fn socket_linger_zero(stream: &TcpStream) -> io::Result<()> {

@@ -1,23 +1,14 @@
 //! `--split N`: one file over N ranged connections, byte-exact, with a fallback for servers
 //! without ranges and no bytes ever written outside a failed piece's range.
 
-mod common;
-
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
+use crate::util::*;
 
 const BIG: usize = 1024 * 1024 + 12_345;
-
-fn urls(server: &Server, expected: &std::collections::BTreeMap<String, String>) -> Vec<String> {
-    expected
-        .keys()
-        .map(|name| server.url(&format!("/{name}")))
-        .collect()
-}
 
 #[test]
 fn split_files_are_byte_exact_and_use_ranges() {
@@ -26,7 +17,7 @@ fn split_files_are_byte_exact_and_use_ranges() {
     fetchpar()
         .args(["-j", "2", "--split", "4", "-o"])
         .arg(out.path())
-        .args(urls(&server, &expected))
+        .args(urls_of(&server, &expected))
         .assert()
         .success();
     assert_eq!(checksums(out.path()), expected);
@@ -47,7 +38,7 @@ fn split_with_a_larger_chunk_size_is_byte_exact() {
     fetchpar()
         .args(["--split", "3", "--chunk-size", "256K", "-o"])
         .arg(out.path())
-        .args(urls(&server, &expected))
+        .args(urls_of(&server, &expected))
         .assert()
         .success();
     assert_eq!(checksums(out.path()), expected);
@@ -61,16 +52,15 @@ fn servers_without_ranges_get_one_stream_and_one_note() {
         .map(|(p, b)| (p.trim_start_matches('/').to_string(), sha256(b)))
         .collect();
     let map: HashMap<String, Arc<[u8]>> = files.into_iter().collect();
-    let server = Server::start(move |req| match map.get(req.path()) {
+    let server = serve(move |req| match map.get(req.path()) {
         Some(body) => Reply::file(body.clone()).without_ranges(),
         None => Reply::status(404),
-    })
-    .unwrap();
+    });
     let out = tempfile::tempdir().unwrap();
     let assert = fetchpar()
         .args(["--split", "4", "-o"])
         .arg(out.path())
-        .args(urls(&server, &expected))
+        .args(urls_of(&server, &expected))
         .assert()
         .success();
     assert_eq!(checksums(out.path()), expected);
@@ -88,7 +78,7 @@ fn a_piece_that_fails_once_is_retried_on_its_own() {
     let failed = Arc::new(AtomicUsize::new(0));
     let server = {
         let failed = failed.clone();
-        Server::start(move |req| {
+        serve(move |req| {
             let reply = Reply::file(body.clone());
             // The first request for the last piece is cut off after 1000 bytes.
             let last_piece = req.header("range").is_some_and(|r| !r.ends_with("-"))
@@ -101,7 +91,6 @@ fn a_piece_that_fails_once_is_retried_on_its_own() {
                 reply
             }
         })
-        .unwrap()
     };
     let out = tempfile::tempdir().unwrap();
     fetchpar()
@@ -129,7 +118,7 @@ fn a_piece_that_fails_once_is_retried_on_its_own() {
 fn a_piece_that_keeps_failing_fails_the_file_and_keeps_only_genuine_bytes() {
     let body: Arc<[u8]> = generated_files(1, BIG, BIG).remove(0).1;
     let served = body.clone();
-    let server = Server::start(move |req| {
+    let server = serve(move |req| {
         let reply = Reply::file(served.clone());
         match req.header("range") {
             // The second piece always breaks off; the others succeed.
@@ -138,8 +127,7 @@ fn a_piece_that_keeps_failing_fails_the_file_and_keeps_only_genuine_bytes() {
             }
             _ => reply,
         }
-    })
-    .unwrap();
+    });
     let out = tempfile::tempdir().unwrap();
     let assert = fetchpar()
         .args(["--split", "3", "--retries", "0", "-o"])
@@ -167,7 +155,7 @@ fn small_files_are_not_split() {
     let assert = fetchpar()
         .args(["--split", "8", "-o"])
         .arg(out.path())
-        .args(urls(&server, &expected))
+        .args(urls_of(&server, &expected))
         .assert()
         .success();
     assert_eq!(checksums(out.path()), expected);
@@ -183,7 +171,7 @@ fn a_failed_split_download_resumes_from_its_genuine_prefix_with_continue() {
     let broken = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let server = {
         let (body, broken) = (body.clone(), broken.clone());
-        Server::start(move |req| {
+        serve(move |req| {
             let reply = Reply::file(body.clone()).with_header("ETag", "\"v1\"");
             match req.header("range") {
                 // While broken, every piece but the first breaks off.
@@ -193,7 +181,6 @@ fn a_failed_split_download_resumes_from_its_genuine_prefix_with_continue() {
                 _ => reply,
             }
         })
-        .unwrap()
     };
     let out = tempfile::tempdir().unwrap();
     fetchpar()
@@ -229,7 +216,7 @@ fn ctrl_c_during_split_never_leaves_holes_for_continue_to_trust() {
     let stall = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let server = {
         let (body, stall) = (body.clone(), stall.clone());
-        Server::start(move |req| {
+        serve(move |req| {
             let reply = Reply::file(body.clone()).with_header("ETag", "\"v1\"");
             // While stalling, the last piece sends 1000 bytes and then nothing.
             let last = req.header("range").is_some_and(|r| {
@@ -241,7 +228,6 @@ fn ctrl_c_during_split_never_leaves_holes_for_continue_to_trust() {
                 reply
             }
         })
-        .unwrap()
     };
     let out = tempfile::tempdir().unwrap();
     let url = server.url("/f.bin");
@@ -296,11 +282,9 @@ fn ctrl_c_during_split_never_leaves_holes_for_continue_to_trust() {
 fn split_after_a_cross_origin_redirect_sends_no_credentials_there() {
     let body: Arc<[u8]> = generated_files(1, BIG, BIG).remove(0).1;
     let served = body.clone();
-    let other =
-        Server::start(move |_| Reply::file(served.clone()).with_header("ETag", "\"v\"")).unwrap();
+    let other = serve(move |_| Reply::file(served.clone()).with_header("ETag", "\"v\""));
     let target = other.url("/f.bin");
-    let origin =
-        Server::start(move |_| Reply::status(302).with_header("Location", &target)).unwrap();
+    let origin = serve(move |_| Reply::status(302).with_header("Location", &target));
     let out = tempfile::tempdir().unwrap();
     let assert = fetchpar()
         .args(["--split", "4", "--user", "alice:s3cret", "-o"])
@@ -322,13 +306,12 @@ fn split_after_a_cross_origin_redirect_sends_no_credentials_there() {
 fn split_keeps_credentials_from_the_url_on_every_piece() {
     let body: Arc<[u8]> = generated_files(1, BIG, BIG).remove(0).1;
     let served = body.clone();
-    let server = Server::start(move |req| {
+    let server = serve(move |req| {
         if req.header("authorization") != Some("Basic dTpw") {
             return Reply::status(401);
         }
         Reply::file(served.clone()).with_header("ETag", "\"v1\"")
-    })
-    .unwrap();
+    });
     let out = tempfile::tempdir().unwrap();
     let url = server.url("/f.bin").replace("http://", "http://u:p@");
     fetchpar()
@@ -353,14 +336,13 @@ fn split_keeps_credentials_from_the_url_on_every_piece() {
 fn a_piece_of_a_file_with_another_length_fails_the_file() {
     let v1: Arc<[u8]> = generated_files(1, BIG, BIG).remove(0).1;
     let v2: Arc<[u8]> = generated_files(1, BIG + 5000, BIG + 5000).remove(0).1;
-    let server = Server::start(move |req| {
+    let server = serve(move |req| {
         if req.header("range").is_some() {
             Reply::file(v2.clone())
         } else {
             Reply::file(v1.clone())
         }
-    })
-    .unwrap();
+    });
     let out = tempfile::tempdir().unwrap();
     let assert = fetchpar()
         .args(["--split", "4", "--retries", "0", "-o"])
@@ -382,7 +364,7 @@ fn a_file_retried_without_ranges_counts_once_in_the_note() {
     let first = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let server = {
         let (body, first) = (body.clone(), first.clone());
-        Server::start(move |_| {
+        serve(move |_| {
             let reply = Reply::file(body.clone()).without_ranges();
             // The first answer breaks off; the retry gets it all.
             if first.swap(false, Ordering::SeqCst) {
@@ -391,7 +373,6 @@ fn a_file_retried_without_ranges_counts_once_in_the_note() {
                 reply
             }
         })
-        .unwrap()
     };
     let out = tempfile::tempdir().unwrap();
     let assert = fetchpar()
@@ -416,14 +397,13 @@ fn a_file_retried_without_ranges_counts_once_in_the_note() {
 #[test]
 fn a_ranged_request_refused_for_another_reason_does_not_blame_the_file() {
     let body: Arc<[u8]> = generated_files(1, BIG, BIG).remove(0).1;
-    let server = Server::start(move |req| {
+    let server = serve(move |req| {
         if req.header("range").is_some() {
             Reply::status(503)
         } else {
             Reply::file(body.clone())
         }
-    })
-    .unwrap();
+    });
     let out = tempfile::tempdir().unwrap();
     let assert = fetchpar()
         .args(["--split", "4", "--retries", "0", "-o"])

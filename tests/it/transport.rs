@@ -2,11 +2,9 @@
 //! pool (connections are reused from file to file, the per-read timeout still applies), and a
 //! small body that gets its resume sidecar late still leaves a resumable part when cut off.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::util::*;
 
 #[test]
 fn sixty_files_over_four_workers_open_at_most_four_connections() {
@@ -30,10 +28,9 @@ fn sixty_files_over_four_workers_open_at_most_four_connections() {
 #[test]
 fn a_stalled_body_times_out_per_read_and_is_reported() {
     let body = vec![7u8; 100_000];
-    let server = Server::start(move |_| {
+    let server = serve(move |_| {
         Reply::file(body.clone()).with_fault(Fault::StallAfter(1000, Duration::from_secs(5)))
-    })
-    .unwrap();
+    });
     let out = tempfile::tempdir().unwrap();
     let assert = fetchpar()
         .args(["--timeout", "0.5", "--retries", "0", "-o"])
@@ -52,7 +49,7 @@ fn a_small_body_cut_off_still_leaves_a_resumable_part_with_its_sidecar() {
     let broken = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
     let server = {
         let (data, broken) = (data.clone(), broken.clone());
-        Server::start(move |_| {
+        serve(move |_| {
             let reply = Reply::file(data.clone()).with_header("ETag", "\"v1\"");
             if broken.load(std::sync::atomic::Ordering::SeqCst) {
                 reply.with_fault(Fault::ShortBody(10_000))
@@ -60,7 +57,6 @@ fn a_small_body_cut_off_still_leaves_a_resumable_part_with_its_sidecar() {
                 reply
             }
         })
-        .unwrap()
     };
     let out = tempfile::tempdir().unwrap();
     let url = server.url("/small.bin");

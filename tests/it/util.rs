@@ -1,9 +1,18 @@
-//! Shared by every integration test: the loopback server (the library's own, also behind
-//! `--demo`), a way to run the real binary, and helpers to look at what ended up on disk.
-#![allow(dead_code, unused_imports)]
+//! The one set of helpers every test module uses, one line per expectation where possible:
+//!
+//! - running the binary: [`fetchpar`] (assert_cmd), [`command`] (std, for runs a test talks to
+//!   while they last), [`run`] → [`Outcome`] (exit code, stdout lines, stderr lines), and
+//!   [`Sandbox`], an output directory that also proves nothing was written beside it;
+//! - serving: [`serve`] starts the library's loopback fault server (the one behind `--demo`),
+//!   [`file_server`] serves generated files, [`body`] makes deterministic bytes;
+//! - looking at the result: [`checksums`], [`sha256`], [`entries`], [`lines`];
+//! - processes: [`finish`], [`finish_within`], [`wait_for_len`], [`sigint`].
+//!
+//! The tests reach the library only through `fetchpar::server` (and the binary itself).
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,6 +42,38 @@ pub fn fetchpar() -> assert_cmd::Command {
     let mut cmd = assert_cmd::Command::from_std(command());
     cmd.timeout(Duration::from_secs(120));
     cmd
+}
+
+/// What a finished run left behind: exit code (-1 when a signal ended it), stdout lines, stderr
+/// lines.
+pub type Outcome = (i32, Vec<String>, Vec<String>);
+
+/// Runs `cmd` to the end and returns its [`Outcome`].
+pub fn run(cmd: &mut assert_cmd::Command) -> Outcome {
+    let output = cmd.output().unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        lines(&output.stdout),
+        lines(&output.stderr),
+    )
+}
+
+/// Starts the loopback server on 127.0.0.1 (port 0); `handler` answers every request, faults
+/// included (see [`Reply`] and [`Fault`]).
+pub fn serve<F>(handler: F) -> Server
+where
+    F: Fn(&Request) -> Reply + Send + Sync + 'static,
+{
+    Server::start(handler).unwrap()
+}
+
+/// Deterministic bytes that differ by `seed` at every offset. The `(i >> 8)` term keeps the data
+/// from repeating every 256 bytes, so bytes joined at a wrong offset never pass for right ones.
+pub fn body(len: usize, seed: u8) -> Arc<[u8]> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 8) as u8)
+        .collect::<Vec<u8>>()
+        .into()
 }
 
 pub fn sha256(bytes: &[u8]) -> String {
@@ -66,6 +107,75 @@ fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, String>) {
     }
 }
 
+/// A run's output directory inside a scratch root, so a test can see anything written beside it.
+pub struct Sandbox {
+    root: tempfile::TempDir,
+}
+
+impl Sandbox {
+    pub fn new() -> Sandbox {
+        Sandbox {
+            root: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// The scratch root the run starts in, beside `out`.
+    pub fn root(&self) -> &Path {
+        self.root.path()
+    }
+
+    pub fn out(&self) -> PathBuf {
+        self.root.path().join("out")
+    }
+
+    /// fetchpar run from the root, saving into `out`.
+    pub fn cmd(&self) -> assert_cmd::Command {
+        let mut cmd = fetchpar();
+        cmd.current_dir(self.root.path()).arg("-o").arg(self.out());
+        cmd
+    }
+
+    /// Runs and returns (exit status, stdout lines, stderr lines), after checking that the
+    /// root holds nothing but the output directory.
+    pub fn run(&self, args: &[&str]) -> Outcome {
+        let outcome = run(self.cmd().args(args));
+        self.assert_nothing_outside();
+        outcome
+    }
+
+    pub fn assert_nothing_outside(&self) {
+        let names = entries(self.root.path());
+        assert!(
+            names.is_empty() || names == ["out"],
+            "written outside the output directory: {names:?}"
+        );
+    }
+
+    /// Checksums of everything in `out` (empty if it does not exist).
+    pub fn files(&self) -> BTreeMap<String, String> {
+        if self.out().exists() {
+            checksums(&self.out())
+        } else {
+            BTreeMap::new()
+        }
+    }
+}
+
+impl Sandbox {
+    /// Starts fetchpar in the background (for Ctrl-C tests), saving into `out`.
+    pub fn spawn(&self, args: &[&str]) -> std::process::Child {
+        command()
+            .current_dir(self.root.path())
+            .arg("-o")
+            .arg(self.out())
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+}
+
 /// `count` generated files served at `/file-NN.bin`, plus their expected checksums by file name.
 pub fn file_server(
     count: usize,
@@ -88,6 +198,16 @@ pub fn urls_of(server: &Server, expected: &BTreeMap<String, String>) -> Vec<Stri
         .keys()
         .map(|name| server.url(&format!("/{name}")))
         .collect()
+}
+
+/// Names of the entries directly inside `dir`, sorted.
+pub fn entries(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
 }
 
 /// The lines of a command's stderr, for asserting on one of them.

@@ -1,29 +1,19 @@
 //! fetchpar in scripts: JSON Lines, `-0`, a closed stdout, `URL OUTPUT` lists, duplicates, odd
 //! bytes in lists, request options and their secrets, shards, and `--generate`.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::Duration;
 
+use crate::util::*;
 use base64::Engine as _;
-use common::*;
 use serde_json::Value;
-
-fn body(len: usize, seed: u8) -> Arc<[u8]> {
-    (0..len)
-        .map(|i| (i as u8).wrapping_mul(17).wrapping_add(seed))
-        .collect::<Vec<u8>>()
-        .into()
-}
 
 /// A server for `/ok-N.bin` (a body per N), `/slow.bin`, and 404 for anything else.
 fn server() -> Server {
-    Server::start(|req| {
+    serve(|req| {
         let path = req.path();
         match path
             .strip_prefix("/ok-")
@@ -36,7 +26,6 @@ fn server() -> Server {
             None => Reply::status(404),
         }
     })
-    .unwrap()
 }
 
 fn ok_sum(n: u8) -> String {
@@ -478,14 +467,13 @@ fn credentials_in_the_url_win_over_user_and_stay_secret() {
 
 #[test]
 fn a_proxy_from_the_flag_or_the_environment_carries_the_requests() {
-    let proxy = Server::start(|req| {
+    let proxy = serve(|req| {
         if req.target == "http://files.invalid/x.bin" {
             Reply::file(body(500, 9))
         } else {
             Reply::status(400)
         }
-    })
-    .unwrap();
+    });
     let secret = "PROXYsecret5";
     let flag = format!("http://pu:{secret}@{}", proxy.addr());
     let from_env = format!("http://{}", proxy.addr());
@@ -760,11 +748,10 @@ fn continue_reports_complete_files_as_skipped_records() {
 
 #[test]
 fn a_named_output_beats_content_disposition() {
-    let server = Server::start(|_| {
+    let server = serve(|_| {
         Reply::file(body(300, 4))
             .with_header("Content-Disposition", "attachment; filename=server.bin")
-    })
-    .unwrap();
+    });
     let root = tempfile::tempdir().unwrap();
     let out = root.path().join("out");
     let list = format!("{} mine.bin\n{}\n", server.url("/a"), server.url("/b"));
@@ -781,7 +768,7 @@ fn a_named_output_beats_content_disposition() {
 
 #[test]
 fn a_list_output_never_writes_through_a_symlinked_folder() {
-    let server = Server::start(|_| Reply::file(b"payload".to_vec())).unwrap();
+    let server = serve(|_| Reply::file(b"payload".to_vec()));
     let root = tempfile::tempdir().unwrap();
     let out = root.path().join("out");
     let outside = root.path().join("outside");

@@ -1,31 +1,11 @@
 //! The core promise: many URLs, saved byte-exact, with failures reported and nothing clobbered.
 
-mod common;
-
 use std::io::Write;
 use std::path::Path;
 use std::process::Stdio;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::*;
-
-fn body(len: usize, seed: u8) -> Arc<[u8]> {
-    (0..len)
-        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
-        .collect::<Vec<u8>>()
-        .into()
-}
-
-/// Names of the entries directly inside `dir`, sorted.
-fn entries(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
-}
+use crate::util::*;
 
 #[test]
 fn fifty_urls_saved_byte_exact_with_one_and_eight_workers() {
@@ -127,12 +107,11 @@ fn failures_are_reported_and_the_rest_still_saved() {
     let short = body(10_000, 9);
     let server = {
         let (good, short) = (good.clone(), short.clone());
-        Server::start(move |req| match req.path() {
+        serve(move |req| match req.path() {
             "/good.bin" => Reply::file(good.clone()),
             "/short.bin" => Reply::file(short.clone()).with_fault(Fault::ShortBody(4000)),
             _ => Reply::status(404),
         })
-        .unwrap()
     };
     // A port that refuses: bind one, then close it.
     let refused = {
@@ -197,13 +176,12 @@ fn clashing_names_get_suffixes_and_existing_files_are_never_overwritten() {
     let (a, b, c) = (body(3000, 1), body(3000, 2), body(3000, 3));
     let server = {
         let (a, b, c) = (a.clone(), b.clone(), c.clone());
-        Server::start(move |req| match req.path() {
+        serve(move |req| match req.path() {
             "/a/photo.jpg" => Reply::file(a.clone()),
             "/b/photo.jpg" => Reply::file(b.clone()),
             "/c/photo.jpg" => Reply::file(c.clone()),
             _ => Reply::status(404),
         })
-        .unwrap()
     };
     let out = tempfile::tempdir().unwrap();
     std::fs::write(out.path().join("photo.jpg"), b"precious").unwrap();
@@ -253,12 +231,11 @@ fn a_path_is_never_handed_out_twice_in_a_run_even_if_its_file_is_moved_away() {
     let (a, b) = (body(3000, 1), body(3000, 2));
     let server = {
         let (a, b) = (a.clone(), b.clone());
-        Server::start(move |req| match req.path() {
+        serve(move |req| match req.path() {
             "/a/photo.jpg" => Reply::file(a.clone()),
             "/b/photo.jpg" => Reply::file(b.clone()),
             _ => Reply::status(404),
         })
-        .unwrap()
     };
     let out = tempfile::tempdir().unwrap();
     let moved = tempfile::tempdir().unwrap();
@@ -302,7 +279,7 @@ fn overwrite_replaces_only_when_asked() {
     let new = body(2000, 5);
     let server = {
         let new = new.clone();
-        Server::start(move |_| Reply::file(new.clone())).unwrap()
+        serve(move |_| Reply::file(new.clone()))
     };
     let out = tempfile::tempdir().unwrap();
     std::fs::write(out.path().join("x.bin"), b"old").unwrap();
@@ -322,7 +299,7 @@ fn overwrite_replaces_only_when_asked() {
 
 #[test]
 fn fifty_urls_ending_in_a_slash_give_fifty_distinct_files() {
-    let server = Server::start(|req| Reply::file(req.target.clone().into_bytes())).unwrap();
+    let server = serve(|req| Reply::file(req.target.clone().into_bytes()));
     let urls: Vec<String> = (0..50).map(|i| server.url(&format!("/dir{i}/"))).collect();
     let out = tempfile::tempdir().unwrap();
     fetchpar()
@@ -348,7 +325,7 @@ fn fifty_urls_ending_in_a_slash_give_fifty_distinct_files() {
 
 #[test]
 fn hostile_url_paths_stay_inside_the_output_directory() {
-    let server = Server::start(|req| Reply::file(req.target.clone().into_bytes())).unwrap();
+    let server = serve(|req| Reply::file(req.target.clone().into_bytes()));
     let root = tempfile::tempdir().unwrap();
     let out = root.path().join("out");
     let paths = [
@@ -442,7 +419,7 @@ fn a_bad_argument_is_named_by_position() {
 
 #[test]
 fn usage_errors_exit_2_before_any_download() {
-    let server = Server::start(|_| Reply::file(b"x".to_vec())).unwrap();
+    let server = serve(|_| Reply::file(b"x".to_vec()));
     for (args, needle) in [
         (vec!["-j", "0"], "from 1 to"),
         (vec!["-j", "many"], "not a whole number"),
@@ -573,11 +550,10 @@ fn demo_runs_to_completion() {
 
 #[test]
 fn passwords_in_urls_never_appear_in_any_output() {
-    let server = Server::start(|req| match req.path() {
+    let server = serve(|req| match req.path() {
         "/ok.bin" => Reply::file(b"fine".to_vec()),
         _ => Reply::status(403),
-    })
-    .unwrap();
+    });
     let secret = "hunter2SECRET";
     let with_auth = |path: &str| format!("http://user:{secret}@{}{path}", server.addr());
     let out = tempfile::tempdir().unwrap();
@@ -675,12 +651,11 @@ fn a_closed_or_full_stderr_never_panics_or_hangs() {
 
 #[test]
 fn ctrl_c_past_the_grace_reports_each_stuck_download_and_its_part() {
-    let server = Server::start(|req| match req.path() {
+    let server = serve(|req| match req.path() {
         "/stuck.bin" => Reply::file(body(100_000, 4))
             .with_fault(Fault::StallAfter(1000, Duration::from_secs(30))),
         _ => Reply::file(body(500, 6)),
-    })
-    .unwrap();
+    });
     let out = tempfile::tempdir().unwrap();
     let child = command()
         .args(["--progress", "lines", "--timeout", "60", "-o"])
@@ -724,12 +699,11 @@ fn ctrl_c_with_the_producer_parked_ends_the_run_as_usual() {
     // parked until the workers take half of it. An end-to-end check that the run still ends as
     // any interrupted run does; the producer's own stop (on Ctrl-C, or when the workers are
     // gone) is unit-tested in pool.rs, since a detached producer never holds up the exit.
-    let server = Server::start(|req| match req.path() {
+    let server = serve(|req| match req.path() {
         "/0.bin" => Reply::file(body(100_000, 4))
             .with_fault(Fault::StallAfter(1000, Duration::from_secs(30))),
         _ => Reply::file(body(500, 6)),
-    })
-    .unwrap();
+    });
     let out = tempfile::tempdir().unwrap();
     let urls: Vec<String> = (0..50).map(|i| server.url(&format!("/{i}.bin"))).collect();
     let child = command()

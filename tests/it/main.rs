@@ -1,0 +1,11 @@
+//! fetchpar's integration tests: one test binary (so the helpers in [`util`] are compiled once),
+//! one module per area. Every test starts its own servers on 127.0.0.1 and runs the real binary.
+
+mod util;
+
+mod core;
+mod reliability;
+mod scripting;
+mod server;
+mod split;
+mod transport;
