@@ -227,17 +227,37 @@ impl Pool<'_> {
                 counter: counter.clone(),
             });
         };
-        let outcome = self.fetcher.fetch(
+        let mut outcome = self.fetcher.fetch(
             &job.entry.url,
             job.entry.output.as_deref(),
             &counter,
             &mut on_start,
         );
+        self.own_cancel(&mut outcome);
         Event::Finished {
             id: job.id,
             url: redact::url(&job.entry.url),
             origin: job.entry.origin,
             outcome,
+        }
+    }
+}
+
+impl Pool<'_> {
+    /// A request that got no response while the run was being cancelled was ended by the
+    /// cancel (the transport gives up its wait for headers then): report it as interrupted, as
+    /// a download stopped between chunks is, not as a failure of its own.
+    // TODO(lead): once `download` maps transport's cancelled send to its interrupted failure,
+    // this goes.
+    fn own_cancel(&self, outcome: &mut Outcome) {
+        if !self.cancel.load(Ordering::SeqCst) {
+            return;
+        }
+        if let Err(failure) = &mut outcome.result {
+            if failure.http_status.is_none() && !failure.interrupted {
+                failure.reason = "interrupted".into();
+                failure.interrupted = true;
+            }
         }
     }
 }
