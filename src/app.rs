@@ -1,97 +1,39 @@
-//! The flows behind the command line: a plain download run, `--compare` and `--demo`.
+//! The flows behind the command line and the library API: a plain download run, `--compare`
+//! and `--demo`.
 //!
-//! Each flow resolves its resources (output directory, input list, HTTP client) before the first
-//! download, so that a usage or input error exits 2 with nothing started.
+//! What they promise (see the crate docs for the whole list):
+//! - every flow resolves its resources (output directory, input list, HTTP client) before the
+//!   first download, so that a usage or input error fails with nothing started (exit 2);
+//! - a run that is interrupted or whose stdout goes away still totals what it did, and says so
+//!   once, on stderr, after the last record;
+//! - a run only prints when asked: the binary asks, an embedded [`crate::Run`] does not by
+//!   default; every stderr line goes through [`crate::report::to_stderr`], which never panics.
 
 use std::collections::HashMap;
 use std::fs;
-use std::io;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use reqwest::redirect;
 
-use crate::cli::{Cli, Config, Mode, ProgressMode};
-use crate::completions;
+use crate::cli::{Config, Mode};
 use crate::download::split::Split;
-use crate::download::{Failure, Fetcher, Outcome, MAX_REDIRECTS};
-use crate::input::{Inputs, Item, Origin};
-use crate::naming::{self, Namer};
-use crate::output::{Stdout, SummaryRecord, UrlRecord};
-use crate::pool::{Event, Pool, Sink};
-use crate::progress::{to_stderr, Progress};
+use crate::download::{Fetcher, MAX_REDIRECTS};
+use crate::exit::ExitCode;
+use crate::input::{Inputs, Item};
+use crate::modes::ProgressMode;
+use crate::naming::Namer;
+use crate::pool::Pool;
+use crate::report::output::{Stdout, SummaryRecord};
+use crate::report::progress::Progress;
+use crate::report::reporter::{Report, Reporter, Show};
+use crate::report::summary::{self, Tally};
+use crate::report::{to_stderr, UrlOutcome};
 use crate::server::{self, Server};
-use crate::summary::{self, Tally};
 use crate::transport::Client;
-use crate::units;
-
-/// Exit statuses, as DESIGN.md promises them.
-pub const EXIT_OK: i32 = 0;
-pub const EXIT_FAILED: i32 = 1;
-pub const EXIT_USAGE: i32 = 2;
-pub const EXIT_INTERRUPTED: i32 = 130;
-
-/// The whole program; returns the exit status.
-pub fn main() -> i32 {
-    use clap::Parser;
-    // clap prints its own usage errors and exits 2 (0 for --help and --version).
-    let cli = Cli::parse();
-    ignore_file_size_signal();
-    if let Some(what) = cli.generate {
-        return match completions::print(what) {
-            Ok(()) => EXIT_OK,
-            Err(e) => usage_error(&format!("cannot write the {what:?} output: {e}")),
-        };
-    }
-    let config = match cli.into_config() {
-        Ok(config) => config,
-        Err(msg) => return usage_error(&msg),
-    };
-    let cancel = Arc::new(AtomicBool::new(false));
-    install_interrupt_handler(&cancel);
-    let result = match config.mode {
-        Mode::Download => download(&config, &cancel),
-        Mode::Compare => compare(&config, &cancel),
-        Mode::Demo => demo(&config, &cancel),
-    };
-    result.unwrap_or_else(|e| usage_error(&format!("{e:#}")))
-}
-
-fn usage_error(msg: &str) -> i32 {
-    to_stderr(&format!("fetchpar: {msg}\n"));
-    EXIT_USAGE
-}
-
-/// A write past RLIMIT_FSIZE (`ulimit -f`) raises SIGXFSZ, which kills the process by default,
-/// with no summary and no cleanup. Ignored, the write fails with EFBIG instead, and that file
-/// fails like any other write error while the run goes on.
-fn ignore_file_size_signal() {
-    #[cfg(unix)]
-    // SAFETY: installing SIG_IGN for one signal, before any thread is started, touches no
-    // Rust-visible state.
-    unsafe {
-        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
-    }
-}
-
-/// First Ctrl-C: stop starting downloads and stop running ones at their next chunk.
-/// Second Ctrl-C: leave at once.
-fn install_interrupt_handler(cancel: &Arc<AtomicBool>) {
-    let cancel = cancel.clone();
-    let installed = ctrlc::set_handler(move || {
-        if cancel.swap(true, Ordering::SeqCst) {
-            std::process::exit(EXIT_INTERRUPTED);
-        }
-    });
-    if let Err(e) = installed {
-        to_stderr(&format!(
-            "fetchpar: warning: Ctrl-C will stop at once, without a summary: {e}\n"
-        ));
-    }
-}
 
 /// The HTTP client of a pass: a recipe each worker turns into its own client and keep-alive
 /// pool on its own runtime (see [`crate::transport`]).
@@ -128,7 +70,7 @@ fn make_client(config: &Config) -> Result<reqwest::Client> {
         .context("cannot set up the HTTP client")
 }
 
-fn prepare_dir(dir: &Path) -> Result<()> {
+pub(crate) fn prepare_dir(dir: &Path) -> Result<()> {
     if dir.as_os_str().is_empty() {
         return Ok(());
     }
@@ -140,66 +82,219 @@ fn prepare_dir(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-fn exit_status(tally: &Tally) -> i32 {
-    if tally.interrupted {
-        EXIT_INTERRUPTED
-    } else if tally.failed > 0 {
-        EXIT_FAILED
-    } else {
-        EXIT_OK
-    }
+/// How a flow ended: the exit status, and each input's outcome when they were kept.
+pub(crate) struct Ended {
+    pub(crate) code: ExitCode,
+    pub(crate) outcomes: Vec<UrlOutcome>,
+    pub(crate) tally: Tally,
 }
 
-fn download(config: &Config, cancel: &Arc<AtomicBool>) -> Result<i32> {
-    prepare_dir(&config.output_dir)?;
-    let inputs = Inputs::open(config.urls.clone(), config.list.as_ref())?;
-    let client = build_client(config)?;
-    note_shard(config);
-    let pass = Pass {
-        config,
-        jobs: config.jobs,
-        dir: &config.output_dir,
-        print_paths: true,
-        show_errors: true,
-        label: "",
-    };
-    let result = pass.run(&client, inputs, cancel);
-    if result.stdout_closed {
-        return Ok(EXIT_OK);
-    }
-    let stdout = Stdout {
-        format: config.format,
-    };
-    // Already reported if it fails: the records before it are what went wrong.
-    let _ = stdout.json(&SummaryRecord::new(&result.tally, None));
-    if config.progress != ProgressMode::Quiet {
-        to_stderr(&summary::render(&result.tally));
-    }
-    Ok(result.status())
-}
-
-/// A sharded run downloads a fraction of the list on purpose; say so, or it looks like a bug.
-fn note_shard(config: &Config) {
-    if let (Some(shard), false) = (config.shard, config.progress == ProgressMode::Quiet) {
-        to_stderr(&format!(
-            "fetchpar: shard {shard}: downloading only the URLs of this shard \
-             (invalid lines are reported by shard 1)\n"
-        ));
-    }
-}
-
-fn compare(config: &Config, cancel: &Arc<AtomicBool>) -> Result<i32> {
-    prepare_dir(&config.output_dir)?;
-    // Both passes need the same list, so this mode reads it all first.
-    let inputs = Inputs::open(config.urls.clone(), config.list.as_ref())?;
-    let Some(items) = read_all(inputs, cancel) else {
-        if config.progress != ProgressMode::Quiet {
-            to_stderr("fetchpar: interrupted while reading the URL list; nothing downloaded\n");
+impl Ended {
+    fn code(code: ExitCode) -> Ended {
+        Ended {
+            code,
+            outcomes: Vec::new(),
+            tally: Tally {
+                interrupted: code == ExitCode::Interrupted,
+                ..Tally::default()
+            },
         }
-        return Ok(EXIT_INTERRUPTED);
-    };
-    note_shard(config);
-    compare_items(config, &items, cancel, &config.output_dir, true)
+    }
+}
+
+/// One run of one flow: its settings, its cancel flag, and whether it may print.
+pub(crate) struct Flow<'a> {
+    pub(crate) config: &'a Config,
+    pub(crate) cancel: &'a Arc<AtomicBool>,
+    /// Records on stdout and lines on stderr, as the command line does; off when embedded.
+    pub(crate) print: bool,
+    /// Keep every input's outcome (embedded runs; never for an endless list).
+    pub(crate) collect: bool,
+}
+
+impl Flow<'_> {
+    /// The flow `config.mode` names, over the inputs the configuration names.
+    pub(crate) fn run(&self) -> Result<Ended> {
+        match self.config.mode {
+            Mode::Download => {
+                prepare_dir(&self.config.output_dir)?;
+                let inputs = Inputs::open(self.config.urls.clone(), self.config.list.as_ref())?;
+                self.download(inputs)
+            }
+            Mode::Compare => self.compare().map(Ended::code),
+            Mode::Demo => self.demo().map(Ended::code),
+        }
+    }
+
+    /// A note for a person: not with `-q`, never when embedded.
+    fn say(&self, text: &str) {
+        if self.print && self.config.progress != ProgressMode::Quiet {
+            to_stderr(text);
+        }
+    }
+
+    /// An error line: even with `-q`, never when embedded.
+    fn shout(&self, text: &str) {
+        if self.print {
+            to_stderr(text);
+        }
+    }
+
+    fn summary_record(&self, threaded: &Tally, sequential: Option<&Tally>) {
+        if self.print {
+            let stdout = Stdout {
+                format: self.config.format,
+            };
+            // Already reported if it fails: the records before it are what went wrong.
+            let _ = stdout.json(&SummaryRecord::new(threaded, sequential));
+        }
+    }
+
+    /// A pass's client, its waits ended by this run's cancel flag.
+    fn client(&self) -> Result<Client> {
+        let mut client = build_client(self.config)?;
+        client.cancel_on(self.cancel.clone());
+        Ok(client)
+    }
+
+    pub(crate) fn download(&self, inputs: Inputs) -> Result<Ended> {
+        let client = self.client()?;
+        self.note_shard();
+        let pass = Pass {
+            flow: self,
+            config: self.config,
+            jobs: self.config.jobs,
+            dir: &self.config.output_dir,
+            records: self.print,
+            errors: self.print,
+            label: "",
+        };
+        let report = pass.run(&client, inputs);
+        let code = ExitCode::of(&report.end);
+        if !report.end.stdout_closed {
+            self.summary_record(&report.tally, None);
+            self.say(&summary::render(&report.tally));
+        }
+        Ok(Ended {
+            code,
+            outcomes: report.outcomes,
+            tally: report.tally,
+        })
+    }
+
+    /// A sharded run downloads a fraction of the list on purpose; say so, or it looks like a bug.
+    fn note_shard(&self) {
+        if let Some(shard) = self.config.shard {
+            self.say(&format!(
+                "fetchpar: shard {shard}: downloading only the URLs of this shard \
+                 (invalid lines are reported by shard 1)\n"
+            ));
+        }
+    }
+
+    fn compare(&self) -> Result<ExitCode> {
+        prepare_dir(&self.config.output_dir)?;
+        // Both passes need the same list, so this mode reads it all first.
+        let inputs = Inputs::open(self.config.urls.clone(), self.config.list.as_ref())?;
+        let Some(items) = read_all(inputs, self.cancel) else {
+            self.say("fetchpar: interrupted while reading the URL list; nothing downloaded\n");
+            return Ok(ExitCode::Interrupted);
+        };
+        self.note_shard();
+        self.compare_items(&items, &self.config.output_dir, self.print)
+    }
+
+    /// Runs `items` with one worker into a temporary directory, then with `config.jobs` into
+    /// `dir`, each with a fresh client, and prints both summaries' comparison.
+    fn compare_items(&self, items: &[Item], dir: &Path, records: bool) -> Result<ExitCode> {
+        let scratch = tempfile::Builder::new()
+            .prefix("fetchpar-compare-")
+            .tempdir()
+            .context("cannot create a temporary directory for the sequential pass")?;
+        let sequential = Pass {
+            flow: self,
+            config: self.config,
+            jobs: 1,
+            dir: scratch.path(),
+            records: false,
+            errors: false,
+            label: "sequential",
+        }
+        .run(&self.client()?, Vec::from(items).into_iter());
+        drop(scratch);
+        if sequential.tally.interrupted {
+            self.say(&summary::render(&sequential.tally));
+            return Ok(ExitCode::Interrupted);
+        }
+        let threaded = Pass {
+            flow: self,
+            config: self.config,
+            jobs: self.config.jobs,
+            dir,
+            records,
+            errors: self.print,
+            label: "threaded",
+        }
+        .run(&self.client()?, Vec::from(items).into_iter());
+        if threaded.end.stdout_closed {
+            return Ok(ExitCode::Ok);
+        }
+        if records {
+            self.summary_record(&threaded.tally, Some(&sequential.tally));
+        }
+        self.say(&format!(
+            "{}\n{}",
+            summary::render(&threaded.tally),
+            summary::render_compare(&sequential.tally, &threaded.tally)
+        ));
+        Ok(ExitCode::of(&threaded.end))
+    }
+
+    fn demo(&self) -> Result<ExitCode> {
+        let files = server::generated_files(DEMO_FILES, DEMO_MIN, DEMO_MAX);
+        let expected: HashMap<String, Arc<[u8]>> = files
+            .iter()
+            .map(|(path, body)| (path.trim_start_matches('/').to_string(), body.clone()))
+            .collect();
+        let server = Server::with_files(files.iter().cloned().collect(), DEMO_DELAY)
+            .context("cannot start the demo server on 127.0.0.1")?;
+        let mut urls: Vec<String> = files.iter().map(|(path, _)| server.url(path)).collect();
+        urls.sort();
+        let items: Vec<Item> = Inputs::from_parts(urls, None).collect();
+        let out = tempfile::Builder::new()
+            .prefix("fetchpar-demo-")
+            .tempdir()
+            .context("cannot create a temporary directory for the demo")?;
+        self.say(&format!(
+            "fetchpar demo: {DEMO_FILES} files of {}–{} KiB from a local server ({}) that waits \
+             {} before each response, as a distant server would.\n\
+             Downloading them once with 1 worker, then with {} workers…\n\n",
+            DEMO_MIN / 1024,
+            DEMO_MAX / 1024,
+            server.addr(),
+            crate::units::format_duration(DEMO_DELAY),
+            self.config.jobs
+        ));
+        let status = self.compare_items(&items, out.path(), false)?;
+        if status != ExitCode::Ok {
+            return Ok(status);
+        }
+        match verify_demo(out.path(), &expected) {
+            Ok(n) => {
+                self.say(&format!(
+                    "\nAll {n} files checked byte for byte. \
+                     Try it on your own list: fetchpar --compare -i urls.txt -j 8\n"
+                ));
+                Ok(ExitCode::Ok)
+            }
+            Err(e) => {
+                self.shout(&format!(
+                    "fetchpar: demo files differ from what was served: {e:#}\n"
+                ));
+                Ok(ExitCode::Failed)
+            }
+        }
+    }
 }
 
 /// Reads the whole list on a thread of its own, so that Ctrl-C is honoured even while a
@@ -223,121 +318,11 @@ fn read_all(inputs: Inputs, cancel: &AtomicBool) -> Option<Vec<Item>> {
     }
 }
 
-/// Runs `items` with one worker into a temporary directory, then with `config.jobs` into `dir`,
-/// each with a fresh client, and prints both summaries' comparison.
-fn compare_items(
-    config: &Config,
-    items: &[Item],
-    cancel: &Arc<AtomicBool>,
-    dir: &Path,
-    print_paths: bool,
-) -> Result<i32> {
-    let scratch = tempfile::Builder::new()
-        .prefix("fetchpar-compare-")
-        .tempdir()
-        .context("cannot create a temporary directory for the sequential pass")?;
-    let sequential = Pass {
-        config,
-        jobs: 1,
-        dir: scratch.path(),
-        print_paths: false,
-        show_errors: false,
-        label: "sequential",
-    }
-    .run(&build_client(config)?, Vec::from(items).into_iter(), cancel);
-    drop(scratch);
-    if sequential.tally.interrupted {
-        if config.progress != ProgressMode::Quiet {
-            to_stderr(&summary::render(&sequential.tally));
-        }
-        return Ok(EXIT_INTERRUPTED);
-    }
-    let threaded = Pass {
-        config,
-        jobs: config.jobs,
-        dir,
-        print_paths,
-        show_errors: true,
-        label: "threaded",
-    }
-    .run(&build_client(config)?, Vec::from(items).into_iter(), cancel);
-    if threaded.stdout_closed {
-        return Ok(EXIT_OK);
-    }
-    if print_paths {
-        let stdout = Stdout {
-            format: config.format,
-        };
-        let _ = stdout.json(&SummaryRecord::new(
-            &threaded.tally,
-            Some(&sequential.tally),
-        ));
-    }
-    if config.progress != ProgressMode::Quiet {
-        to_stderr(&format!(
-            "{}\n{}",
-            summary::render(&threaded.tally),
-            summary::render_compare(&sequential.tally, &threaded.tally)
-        ));
-    }
-    Ok(threaded.status())
-}
-
 /// Files the demo serves, their size range, and the delay before each response.
 const DEMO_FILES: usize = 24;
 const DEMO_MIN: usize = 200 * 1024;
 const DEMO_MAX: usize = 400 * 1024;
 const DEMO_DELAY: Duration = Duration::from_millis(150);
-
-fn demo(config: &Config, cancel: &Arc<AtomicBool>) -> Result<i32> {
-    let files = server::generated_files(DEMO_FILES, DEMO_MIN, DEMO_MAX);
-    let expected: HashMap<String, Arc<[u8]>> = files
-        .iter()
-        .map(|(path, body)| (path.trim_start_matches('/').to_string(), body.clone()))
-        .collect();
-    let server = Server::with_files(files.iter().cloned().collect(), DEMO_DELAY)
-        .context("cannot start the demo server on 127.0.0.1")?;
-    let mut urls: Vec<String> = files.iter().map(|(path, _)| server.url(path)).collect();
-    urls.sort();
-    let items: Vec<Item> = Inputs::from_parts(urls, None).collect();
-    let out = tempfile::Builder::new()
-        .prefix("fetchpar-demo-")
-        .tempdir()
-        .context("cannot create a temporary directory for the demo")?;
-    if config.progress != ProgressMode::Quiet {
-        to_stderr(&format!(
-            "fetchpar demo: {DEMO_FILES} files of {}–{} KiB from a local server ({}) that waits {} \
-             before each response, as a distant server would.\n\
-             Downloading them once with 1 worker, then with {} workers…\n\n",
-            DEMO_MIN / 1024,
-            DEMO_MAX / 1024,
-            server.addr(),
-            units::format_duration(DEMO_DELAY),
-            config.jobs
-        ));
-    }
-    let status = compare_items(config, &items, cancel, out.path(), false)?;
-    if status != EXIT_OK {
-        return Ok(status);
-    }
-    match verify_demo(out.path(), &expected) {
-        Ok(n) => {
-            if config.progress != ProgressMode::Quiet {
-                to_stderr(&format!(
-                    "\nAll {n} files checked byte for byte. \
-                     Try it on your own list: fetchpar --compare -i urls.txt -j 8\n"
-                ));
-            }
-            Ok(EXIT_OK)
-        }
-        Err(e) => {
-            to_stderr(&format!(
-                "fetchpar: demo files differ from what was served: {e:#}\n"
-            ));
-            Ok(EXIT_FAILED)
-        }
-    }
-}
 
 fn verify_demo(dir: &Path, expected: &HashMap<String, Arc<[u8]>>) -> Result<usize> {
     for (name, body) in expected {
@@ -351,35 +336,23 @@ fn verify_demo(dir: &Path, expected: &HashMap<String, Arc<[u8]>>) -> Result<usiz
 
 /// One run of the pool over a list, with its own namer and display.
 struct Pass<'a> {
+    flow: &'a Flow<'a>,
     config: &'a Config,
     jobs: usize,
     dir: &'a Path,
-    print_paths: bool,
-    show_errors: bool,
+    /// Records on stdout.
+    records: bool,
+    /// Failures and notes on stderr.
+    errors: bool,
     label: &'a str,
 }
 
-struct PassResult {
-    tally: Tally,
-    stdout_closed: bool,
-    stdout_failed: bool,
-}
-
-impl PassResult {
-    fn status(&self) -> i32 {
-        if self.stdout_failed {
-            EXIT_FAILED
-        } else {
-            exit_status(&self.tally)
-        }
-    }
-}
-
 impl Pass<'_> {
-    fn run<I>(&self, client: &Client, inputs: I, cancel: &Arc<AtomicBool>) -> PassResult
+    fn run<I>(&self, client: &Client, inputs: I) -> Report
     where
         I: Iterator<Item = Item> + Send + 'static,
     {
+        let cancel = self.flow.cancel;
         let settings = &self.config.download;
         let namer = Namer::new(self.dir, settings.overwrite);
         let split = Split::new(settings.split);
@@ -391,263 +364,37 @@ impl Pass<'_> {
             queued: &queued,
             shard: self.config.shard,
         };
-        let mut reporter = Reporter {
-            progress: Progress::new(
-                self.config.progress,
-                self.config.colour,
-                queued.clone(),
-                self.label,
-            ),
-            tally: Tally {
-                jobs: self.jobs,
-                ..Tally::default()
-            },
-            started: Instant::now(),
-            print_paths: self.print_paths,
-            stdout: Stdout {
-                format: self.config.format,
-            },
-            show_errors: self.show_errors,
-            quiet: self.config.progress == ProgressMode::Quiet,
-            cancel: cancel.clone(),
-            queued: queued.clone(),
-            stdout_closed: false,
-            stdout_failed: false,
-            finished: 0,
-            running: HashMap::new(),
-        };
+        let mut reporter = self.reporter(&queued);
         pool.run(inputs, &mut reporter);
-        reporter.close();
-        if let Some(note) = split.note() {
-            if self.show_errors && !reporter.quiet {
-                eprintln!("fetchpar: {note}");
-            }
+        let report = reporter.close();
+        if let (Some(note), true) = (split.note(), self.errors) {
+            self.flow.say(&format!("fetchpar: {note}\n"));
         }
-        PassResult {
-            tally: reporter.tally,
-            stdout_closed: reporter.stdout_closed,
-            stdout_failed: reporter.stdout_failed,
-        }
-    }
-}
-
-/// The main thread's view of a pass: counts, prints paths, shows progress and errors.
-struct Reporter {
-    progress: Progress,
-    tally: Tally,
-    started: Instant,
-    /// Whether this pass writes records on stdout (`--compare`'s sequential pass does not).
-    print_paths: bool,
-    stdout: Stdout,
-    show_errors: bool,
-    quiet: bool,
-    cancel: Arc<AtomicBool>,
-    queued: Arc<AtomicUsize>,
-    /// The reader went away (`| head -1`): stop quietly.
-    stdout_closed: bool,
-    /// Writing failed otherwise (a full disk under `> results.jsonl`): stop, and say so.
-    stdout_failed: bool,
-    finished: usize,
-    /// Downloads whose body is streaming, for reporting them if Ctrl-C has to leave them behind.
-    running: HashMap<usize, Running>,
-}
-
-struct Running {
-    url: String,
-    origin: Origin,
-    path: PathBuf,
-    counter: Arc<AtomicU64>,
-    since: Instant,
-}
-
-impl Reporter {
-    /// Writes one record unless stdout is gone. Any write error stops the run: the records are
-    /// the point of it. Downloads still running stop at their next chunk and keep their bytes in
-    /// `NAME.part`, so nothing incomplete is ever left under a final name.
-    fn write(&mut self, write: impl FnOnce(&Stdout) -> io::Result<()>) {
-        if !self.print_paths || self.stdout_closed || self.stdout_failed {
-            return;
-        }
-        match write(&self.stdout) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
-                // The reader has what it wanted: like Ctrl-C, without the noise, exit 0.
-                self.stdout_closed = true;
-                self.cancel.store(true, Ordering::SeqCst);
-            }
-            Err(e) => {
-                self.progress.error(&format!(
-                    "fetchpar: cannot write to stdout ({e}): stopping; partial downloads \
-                     are kept as .part files"
-                ));
-                self.stdout_failed = true;
-                self.cancel.store(true, Ordering::SeqCst);
-            }
-        }
+        report
     }
 
-    fn close(&mut self) {
-        self.progress.clear();
-        self.tally.wall = self.started.elapsed();
-        if self.cancel.load(Ordering::SeqCst) {
-            // A stdout that failed or closed also stops the run, but that is not an interrupt.
-            self.tally.interrupted = !(self.stdout_failed || self.stdout_closed);
-            self.tally.not_started = self
-                .queued
-                .load(Ordering::SeqCst)
-                .saturating_sub(self.finished);
-        }
-    }
-}
-
-impl Sink for Reporter {
-    fn event(&mut self, event: Event) {
-        match event {
-            Event::Started {
-                id,
-                url,
-                origin,
-                path,
-                total,
-                counter,
-            } => {
-                self.progress.started(id, &path, total, counter.clone());
-                self.running.insert(
-                    id,
-                    Running {
-                        url,
-                        origin,
-                        path,
-                        counter,
-                        since: Instant::now(),
-                    },
-                );
-            }
-            Event::Finished {
-                id,
-                url,
-                origin,
-                outcome,
-            } => {
-                self.running.remove(&id);
-                self.write(|out| out.json(&UrlRecord::outcome(&url, origin, &outcome)));
-                self.finished += 1;
-                if matches!(&outcome.result, Err(f) if f.left.is_some()) {
-                    self.tally.parts_kept += 1;
-                }
-                self.tally.bytes += outcome.bytes;
-                match &outcome.result {
-                    Ok(saved) if saved.skipped => {
-                        self.tally.skipped += 1;
-                        let line = format!("skipped {} (already complete)", saved.path.display());
-                        self.progress.finished(id, 0, Some(&line));
-                        self.write(|out| out.path(&saved.path));
-                        return;
-                    }
-                    _ => {}
-                }
-                self.tally.downloads += 1;
-                self.tally.busy += outcome.elapsed;
-                match &outcome.result {
-                    Ok(saved) => {
-                        self.tally.saved += 1;
-                        let retried = match outcome.retries {
-                            0 => String::new(),
-                            1 => ", after 1 retry".to_string(),
-                            n => format!(", after {n} retries"),
-                        };
-                        let line = format!(
-                            "saved {} ({} in {}{retried})",
-                            saved.path.display(),
-                            indicatif::HumanBytes(outcome.bytes),
-                            units::format_duration(outcome.elapsed)
-                        );
-                        self.progress.finished(id, outcome.bytes, Some(&line));
-                        self.write(|out| out.path(&saved.path));
-                    }
-                    Err(failure) => {
-                        let line = format!("{url}: {}", failure.describe());
-                        self.progress.finished(id, outcome.bytes, None);
-                        // Downloads stopped by our own Ctrl-C are summed up once, not each shouted.
-                        let hushed = self.quiet || self.stdout_closed || self.stdout_failed;
-                        if self.show_errors && !(failure.interrupted && hushed) {
-                            self.progress.error(&format!("fetchpar: {line}"));
-                        }
-                        self.tally.record_failure(line);
-                    }
-                }
-            }
-            Event::Invalid(invalid) => {
-                self.write(|out| out.json(&UrlRecord::invalid(&invalid)));
-                self.tally.invalid += 1;
-                let line = if invalid.text.is_empty() {
-                    format!("{}: {}", invalid.origin, invalid.reason)
-                } else {
-                    format!("{}: {}: {}", invalid.origin, invalid.text, invalid.reason)
-                };
-                if self.show_errors {
-                    self.progress.error(&format!("fetchpar: {line}"));
-                }
-                self.tally.record_failure(line);
-            }
-            Event::Duplicate { url, origin, first } => {
-                self.write(|out| out.json(&UrlRecord::duplicate(&url, origin, first)));
-                self.tally.duplicates += 1;
-                if self.show_errors {
-                    self.progress.note(&format!(
-                        "fetchpar: {origin}: {url}: same URL as {first}, downloaded once"
-                    ));
-                }
-            }
-        }
-    }
-
-    fn tick(&mut self) {
-        self.progress.tick();
-    }
-
-    fn abandon(&mut self) -> ! {
-        // Downloads still stuck in a read never report back: report them as interrupted here,
-        // with what they left on disk, exactly as if they had stopped at their next chunk.
-        let stuck: Vec<usize> = self.running.keys().copied().collect();
-        for id in stuck {
-            let Some(run) = self.running.remove(&id) else {
-                continue;
-            };
-            let bytes = run.counter.load(Ordering::Relaxed);
-            let part = naming::part_path(&run.path);
-            let outcome = Outcome {
-                result: Err(Failure {
-                    reason: "interrupted".into(),
-                    http_status: None,
-                    left: (bytes > 0 || part.exists()).then_some(part),
-                    interrupted: true,
-                }),
-                bytes,
-                elapsed: run.since.elapsed(),
-                retries: 0,
-            };
-            self.event(Event::Finished {
-                id,
-                url: run.url,
-                origin: run.origin,
-                outcome,
-            });
-        }
-        self.close();
-        // Scripts get their summary record even when stuck downloads are left behind.
-        let record = SummaryRecord::new(&self.tally, None);
-        self.write(|out| out.json(&record));
-        if !self.quiet && !self.stdout_closed {
-            to_stderr(&summary::render(&self.tally));
-        }
-        let status = if self.stdout_closed {
-            EXIT_OK
-        } else if self.stdout_failed {
-            EXIT_FAILED
+    fn reporter(&self, queued: &Arc<AtomicUsize>) -> Reporter {
+        let config = self.config;
+        let progress = if self.flow.print {
+            config.progress
         } else {
-            EXIT_INTERRUPTED
+            ProgressMode::Quiet
         };
-        std::process::exit(status)
+        let show = Show {
+            records: self.records,
+            errors: self.errors,
+            quiet: progress == ProgressMode::Quiet,
+            collect: self.flow.collect,
+        };
+        Reporter::new(
+            Progress::new(progress, config.colour, queued.clone(), self.label),
+            self.jobs,
+            show,
+            Stdout {
+                format: config.format,
+            },
+            self.flow.cancel.clone(),
+            queued.clone(),
+        )
     }
 }

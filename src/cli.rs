@@ -1,11 +1,14 @@
 //! The command line: one derive struct whose doc comments are the help text, validated value
-//! types, and [`Config`], the settings resolved once from the raw flags.
+//! types, and [`Config`], the settings resolved once from the raw flags. The two functions that
+//! touch the process's signals are here, for the binary: the library never calls them.
 
 use std::ffi::OsStr;
 use std::io::IsTerminal;
 use std::marker::PhantomData;
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::builder::TypedValueParser;
@@ -13,14 +16,16 @@ use clap::error::ErrorKind;
 use clap::{Parser, ValueEnum};
 
 use crate::download;
+use crate::exit::ExitCode;
 use crate::input::ListSource;
-use crate::output::Format;
+use crate::modes::{Format, ProgressMode};
+use crate::report::to_stderr;
 use crate::request::{Credentials, Header, ProxyUrl, RequestOptions, UserAgent};
 use crate::retry::Policy;
 use crate::select::{Shard, ShardSpec, SHARD_ENV};
 
 /// Most worker threads accepted: beyond this the machine, not the network, is the limit.
-pub const MAX_JOBS: usize = 1024;
+pub(crate) const MAX_JOBS: usize = 1024;
 
 /// Download many URLs concurrently, safely, and see what the concurrency bought.
 ///
@@ -35,95 +40,95 @@ pub const MAX_JOBS: usize = 1024;
 pub struct Cli {
     /// URLs to download (http or https)
     #[arg(value_name = "URL")]
-    pub urls: Vec<String>,
+    pub(crate) urls: Vec<String>,
 
     /// Number of downloads to run at once
     #[arg(short = 'j', long = "jobs", value_name = "N", default_value = "8")]
-    pub jobs: Jobs,
+    pub(crate) jobs: Jobs,
 
     /// Directory to save into (created if missing)
     #[arg(short = 'o', long = "output-dir", value_name = "DIR")]
-    pub output_dir: Option<PathBuf>,
+    pub(crate) output_dir: Option<PathBuf>,
 
     /// Read URLs from FILE, one per line ('-' for stdin); blank lines and '#' comments are skipped.
     /// A line may be 'URL OUTPUT' to choose the path (relative to -o; ending in '/' for a folder)
     #[arg(short = 'i', long = "input-file", value_name = "FILE")]
-    pub input_file: Option<PathBuf>,
+    pub(crate) input_file: Option<PathBuf>,
 
     /// Longest wait for response headers, or for any single read of the body, in seconds
     #[arg(long, value_name = "SECS", default_value = "30")]
-    pub timeout: Seconds,
+    pub(crate) timeout: Seconds,
 
     /// Longest wait to establish a connection, in seconds
     #[arg(long = "connect-timeout", value_name = "SECS", default_value = "10")]
-    pub connect_timeout: Seconds,
+    pub(crate) connect_timeout: Seconds,
 
     /// Replace existing files instead of choosing a free name (photo.1.jpg, …)
     #[arg(long)]
-    pub overwrite: bool,
+    pub(crate) overwrite: bool,
 
     /// Resume NAME.part files left by an earlier run (Range + If-Range), and skip files that are
     /// already complete
     #[arg(short = 'c', long = "continue", conflicts_with = "overwrite")]
-    pub resume: bool,
+    pub(crate) resume: bool,
 
     /// Retries per URL after a connection error, timeout, cut-off body, 408, 429 or 5xx
     #[arg(long, value_name = "N", default_value = "3")]
-    pub retries: u32,
+    pub(crate) retries: u32,
 
     /// Longest wait before a retry, in seconds (caps the backoff and the server's Retry-After)
     #[arg(long = "max-retry-wait", value_name = "SECS", default_value = "60")]
-    pub max_retry_wait: Seconds,
+    pub(crate) max_retry_wait: Seconds,
 
     /// Refuse bodies larger than SIZE (e.g. 500M): by Content-Length up front, else by counting
     #[arg(long = "max-filesize", value_name = "SIZE")]
-    pub max_filesize: Option<Size>,
+    pub(crate) max_filesize: Option<Size>,
 
     /// Name files as the server's Content-Disposition header says (made safe), not by the URL
     #[arg(long = "content-disposition")]
-    pub content_disposition: bool,
+    pub(crate) content_disposition: bool,
 
     /// How to show progress on stderr [auto: bars on a terminal, plain lines otherwise]
     #[arg(long, value_enum, value_name = "MODE", default_value = "auto")]
-    pub progress: ProgressArg,
+    pub(crate) progress: ProgressArg,
 
     /// No progress and no summary: only errors on stderr
     #[arg(short, long)]
-    pub quiet: bool,
+    pub(crate) quiet: bool,
 
     /// Fetch each file over N connections at once, one byte range each, when its server
     /// supports ranges (falls back to one connection, with a note, when it does not)
     #[arg(long, value_name = "N", default_value = "1")]
-    pub split: Split,
+    pub(crate) split: Split,
 
     /// Bytes read from the network per step (K, M: binary units) [default: 8K]
     #[arg(long = "chunk-size", value_name = "SIZE", value_parser = chunk_size)]
-    pub chunk_size: Option<Size>,
+    pub(crate) chunk_size: Option<Size>,
 
     /// Download the list twice, with 1 worker (into a temporary directory) and with -j workers,
     /// and compare the two
     #[arg(long, conflicts_with = "demo")]
-    pub compare: bool,
+    pub(crate) compare: bool,
 
     /// Show the sequential-versus-threaded comparison against a built-in local server (no
     /// network needed)
     #[arg(long, conflicts_with_all = ["urls", "input_file", "output_dir"])]
-    pub demo: bool,
+    pub(crate) demo: bool,
 
     /// Write one JSON object per input on stdout as each finishes (JSON Lines), then a
     /// "type":"summary" object
     #[arg(long, conflicts_with_all = ["print0", "demo"], help_heading = "Scripting")]
-    pub json: bool,
+    pub(crate) json: bool,
 
     /// End each printed path with NUL instead of a newline (for xargs -0)
     #[arg(short = '0', long, conflicts_with = "demo", help_heading = "Scripting")]
-    pub print0: bool,
+    pub(crate) print0: bool,
 
     /// Download only shard K of N of the list, chosen by a stable hash of each URL. 'auto/N' or
     /// 'auto' take K (and N) from a Kubernetes Indexed Job or a Slurm job array [env:
     /// FETCHPAR_SHARD]
     #[arg(long, value_name = "K/N", help_heading = "Scripting")]
-    pub shard: Option<ShardSpec>,
+    pub(crate) shard: Option<ShardSpec>,
 
     /// Print completions for SHELL (or the man page, with 'man') on stdout and exit
     #[arg(
@@ -133,7 +138,7 @@ pub struct Cli {
         exclusive = true,
         help_heading = "Scripting"
     )]
-    pub generate: Option<Generate>,
+    pub(crate) generate: Option<Generate>,
 
     /// Send this header, written 'Name: value', with every request (repeatable)
     #[arg(
@@ -143,7 +148,7 @@ pub struct Cli {
         value_parser = Unquoted::<Header>::new(),
         help_heading = "Requests"
     )]
-    pub headers: Vec<Header>,
+    pub(crate) headers: Vec<Header>,
 
     /// The User-Agent header [default: fetchpar/VERSION]
     #[arg(
@@ -152,7 +157,7 @@ pub struct Cli {
         value_name = "TEXT",
         help_heading = "Requests"
     )]
-    pub user_agent: Option<UserAgent>,
+    pub(crate) user_agent: Option<UserAgent>,
 
     /// Basic authentication for every request, written USER:PASSWORD (credentials in a URL win
     /// for that URL)
@@ -162,7 +167,7 @@ pub struct Cli {
         value_parser = Unquoted::<Credentials>::new(),
         help_heading = "Requests"
     )]
-    pub user: Option<Credentials>,
+    pub(crate) user: Option<Credentials>,
 
     /// Send requests through this http:// or https:// proxy (default: HTTP_PROXY, HTTPS_PROXY,
     /// ALL_PROXY; NO_PROXY is always honoured)
@@ -172,20 +177,20 @@ pub struct Cli {
         value_parser = Unquoted::<ProxyUrl>::new(),
         help_heading = "Requests"
     )]
-    pub proxy: Option<ProxyUrl>,
+    pub(crate) proxy: Option<ProxyUrl>,
 
     /// Also trust the CA certificates in this PEM file
     #[arg(long, value_name = "FILE", help_heading = "Requests")]
-    pub cacert: Option<PathBuf>,
+    pub(crate) cacert: Option<PathBuf>,
 
     /// Do not verify TLS certificates (anyone on the path could then read or alter downloads)
     #[arg(short = 'k', long, help_heading = "Requests")]
-    pub insecure: bool,
+    pub(crate) insecure: bool,
 }
 
 /// What `--generate` prints.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Generate {
+pub(crate) enum Generate {
     Bash,
     Zsh,
     Fish,
@@ -197,10 +202,10 @@ pub enum Generate {
 /// Parses a value with its `FromStr`, but on error never quotes it back as clap's own message
 /// would ("invalid value 'Authorization: Bearer …'"): it may be a password or a token.
 #[derive(Clone)]
-pub struct Unquoted<T>(PhantomData<fn() -> T>);
+pub(crate) struct Unquoted<T>(PhantomData<fn() -> T>);
 
 impl<T> Unquoted<T> {
-    pub fn new() -> Unquoted<T> {
+    pub(crate) fn new() -> Unquoted<T> {
         Unquoted(PhantomData)
     }
 }
@@ -240,7 +245,7 @@ where
 
 /// The worker count: a whole number from 1 to [`MAX_JOBS`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Jobs(pub usize);
+pub(crate) struct Jobs(pub(crate) usize);
 
 impl FromStr for Jobs {
     type Err = String;
@@ -258,7 +263,7 @@ impl FromStr for Jobs {
 
 /// Connections per file for `--split`: 1 (no splitting) to [`crate::download::split::MAX_SPLIT`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Split(pub usize);
+pub(crate) struct Split(pub(crate) usize);
 
 impl FromStr for Split {
     type Err = String;
@@ -276,8 +281,8 @@ impl FromStr for Split {
 }
 
 /// Smallest and largest `--chunk-size`.
-pub const MIN_CHUNK: u64 = 1024;
-pub const MAX_CHUNK: u64 = 16 << 20;
+pub(crate) const MIN_CHUNK: u64 = 1024;
+pub(crate) const MAX_CHUNK: u64 = 16 << 20;
 
 fn chunk_size(s: &str) -> Result<Size, String> {
     let size: Size = s.parse()?;
@@ -291,7 +296,7 @@ fn chunk_size(s: &str) -> Result<Size, String> {
 
 /// A positive number of seconds, fractions allowed (`0.5`).
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Seconds(pub Duration);
+pub(crate) struct Seconds(pub(crate) Duration);
 
 impl FromStr for Seconds {
     type Err = String;
@@ -311,6 +316,7 @@ impl FromStr for Seconds {
 }
 
 /// A byte count: `1048576`, `512K`, `10M`, `1.5G`, `2GiB` (binary units: K = 1024).
+#[doc(hidden)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Size(pub u64);
 
@@ -345,61 +351,70 @@ impl FromStr for Size {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum ProgressArg {
+pub(crate) enum ProgressArg {
     Auto,
     Bars,
     Lines,
     None,
 }
 
-/// How progress is shown, decided once.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ProgressMode {
-    Bars,
-    Lines,
-    /// No progress lines, but errors and the summary.
-    None,
-    /// Errors only.
-    Quiet,
-}
-
 /// Which flow to run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mode {
+pub(crate) enum Mode {
     Download,
     Compare,
     Demo,
 }
 
-/// Everything a run needs, validated.
+/// Everything a run needs, validated: made by [`Cli::into_config`], run by
+/// [`crate::Run::from_config`].
 #[derive(Clone, Debug)]
 pub struct Config {
-    pub mode: Mode,
-    pub jobs: usize,
+    pub(crate) mode: Mode,
+    pub(crate) jobs: usize,
     /// Where files go; empty means the current directory (so printed paths stay short).
-    pub output_dir: PathBuf,
-    pub urls: Vec<String>,
-    pub list: Option<ListSource>,
+    pub(crate) output_dir: PathBuf,
+    pub(crate) urls: Vec<String>,
+    pub(crate) list: Option<ListSource>,
     /// What every download is asked to do (overwrite, timeout, retries, resume, limits,
     /// `--split`, `--chunk-size`).
-    pub download: download::Settings,
-    pub connect_timeout: Duration,
-    pub progress: ProgressMode,
+    pub(crate) download: download::Settings,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) progress: ProgressMode,
     /// Colour on stderr: only on a terminal, without NO_COLOR, and not with TERM=dumb.
-    pub colour: bool,
-    pub format: Format,
-    pub request: RequestOptions,
-    pub shard: Option<Shard>,
+    pub(crate) colour: bool,
+    pub(crate) format: Format,
+    pub(crate) request: RequestOptions,
+    pub(crate) shard: Option<Shard>,
 }
 
 impl Cli {
-    /// Resolves the flags against the environment (terminals and variables).
-    pub fn into_config(self) -> Result<Config, String> {
+    /// Resolves the flags against the environment (terminals and variables); a message for a
+    /// usage error.
+    pub fn into_config(self) -> Result<Config, crate::Error> {
         self.resolve_in(
             std::io::stdin().is_terminal(),
             std::io::stderr().is_terminal(),
             &|name| std::env::var(name).ok(),
         )
+        .map_err(crate::Error::from)
+    }
+
+    /// `--generate`: prints the completions or the man page it asks for and returns the exit
+    /// status; `None` when this is a download run.
+    pub fn print_generated(&self) -> Option<ExitCode> {
+        let what = self.generate?;
+        Some(match crate::completions::print(what) {
+            Ok(()) => ExitCode::Ok,
+            Err(e) => crate::Error::from(format!("cannot write the {what:?} output: {e}")).report(),
+        })
+    }
+
+    /// The configuration of an embedded run ([`crate::Run::with_args`]): the flags alone, with
+    /// no terminal and no environment; URLs come later, so none is required here.
+    pub(crate) fn embedded(self) -> Result<Config, String> {
+        let (mode, list) = self.mode_and_list(true);
+        self.build(mode, list, false, &|_| None)
     }
 
     #[cfg(test)]
@@ -413,6 +428,20 @@ impl Cli {
         stderr_is_tty: bool,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Config, String> {
+        let (mode, list) = self.mode_and_list(stdin_is_tty);
+        if mode != Mode::Demo && self.urls.is_empty() && list.is_none() {
+            return Err(
+                "no URLs given: pass them as arguments, with -i FILE, or on stdin \
+                        (or try fetchpar --demo)"
+                    .into(),
+            );
+        }
+        self.build(mode, list, stderr_is_tty, env)
+    }
+
+    /// Which flow, and where the list comes from (stdin when it is piped and nothing else is
+    /// given).
+    fn mode_and_list(&self, stdin_is_tty: bool) -> (Mode, Option<ListSource>) {
         let mode = if self.demo {
             Mode::Demo
         } else if self.compare {
@@ -428,38 +457,57 @@ impl Cli {
             }
             None => None,
         };
-        if mode != Mode::Demo && self.urls.is_empty() && list.is_none() {
-            return Err(
-                "no URLs given: pass them as arguments, with -i FILE, or on stdin \
-                        (or try fetchpar --demo)"
-                    .into(),
-            );
-        }
-        let progress = match (self.quiet, self.progress) {
+        (mode, list)
+    }
+
+    fn progress(&self, stderr_is_tty: bool) -> ProgressMode {
+        match (self.quiet, self.progress) {
             (true, _) => ProgressMode::Quiet,
             (false, ProgressArg::None) => ProgressMode::None,
             (false, ProgressArg::Lines) => ProgressMode::Lines,
             (false, ProgressArg::Bars) => ProgressMode::Bars,
             (false, ProgressArg::Auto) if stderr_is_tty => ProgressMode::Bars,
             (false, ProgressArg::Auto) => ProgressMode::Lines,
+        }
+    }
+
+    /// `--shard`, else the environment's `FETCHPAR_SHARD`.
+    fn shard(&self, env: &dyn Fn(&str) -> Option<String>) -> Result<Option<Shard>, String> {
+        if let Some(spec) = self.shard {
+            return spec
+                .resolve(env)
+                .map(Some)
+                .map_err(|e| format!("--shard: {e}"));
+        }
+        let Some(v) = env(SHARD_ENV).filter(|v| !v.trim().is_empty()) else {
+            return Ok(None);
         };
-        let shard = match self.shard {
-            Some(spec) => Some(spec.resolve(env).map_err(|e| format!("--shard: {e}"))?),
-            None => match env(SHARD_ENV).filter(|v| !v.trim().is_empty()) {
-                Some(v) => {
-                    let spec: ShardSpec = v.parse().map_err(|e| format!("{SHARD_ENV}: {e}"))?;
-                    Some(spec.resolve(env).map_err(|e| format!("{SHARD_ENV}: {e}"))?)
-                }
-                None => None,
-            },
-        };
-        let format = if self.json {
+        let spec: ShardSpec = v.parse().map_err(|e| format!("{SHARD_ENV}: {e}"))?;
+        spec.resolve(env)
+            .map(Some)
+            .map_err(|e| format!("{SHARD_ENV}: {e}"))
+    }
+
+    fn format(&self) -> Format {
+        if self.json {
             Format::Json
         } else if self.print0 {
             Format::Print0
         } else {
             Format::Paths
-        };
+        }
+    }
+
+    fn build(
+        self,
+        mode: Mode,
+        list: Option<ListSource>,
+        stderr_is_tty: bool,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, String> {
+        let progress = self.progress(stderr_is_tty);
+        let shard = self.shard(env)?;
+        let format = self.format();
         let output_dir = match self.output_dir {
             Some(dir) if dir.as_os_str() != "." => dir,
             _ => PathBuf::new(),
@@ -497,6 +545,34 @@ impl Cli {
             },
             shard,
         })
+    }
+}
+
+/// For the binary: a write past RLIMIT_FSIZE (`ulimit -f`) raises SIGXFSZ, which kills the
+/// process by default, with no summary and no cleanup. Ignored, the write fails with EFBIG
+/// instead, and that file fails like any other write error while the run goes on.
+pub fn ignore_file_size_signal() {
+    #[cfg(unix)]
+    // SAFETY: installing SIG_IGN for one signal, before any thread is started, touches no
+    // Rust-visible state.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
+}
+
+/// For the binary: the first Ctrl-C sets `cancel` (stop starting downloads, stop running ones
+/// at their next chunk or wait); a second one leaves at once, with status 130.
+pub fn interrupt_on_ctrl_c(cancel: &Arc<AtomicBool>) {
+    let cancel = cancel.clone();
+    let installed = ctrlc::set_handler(move || {
+        if cancel.swap(true, Ordering::SeqCst) {
+            std::process::exit(ExitCode::Interrupted.code());
+        }
+    });
+    if let Err(e) = installed {
+        to_stderr(&format!(
+            "fetchpar: warning: Ctrl-C will stop at once, without a summary: {e}\n"
+        ));
     }
 }
 

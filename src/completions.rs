@@ -9,7 +9,7 @@ use clap_complete::aot::{generate, Shell};
 use crate::cli::{Cli, Generate};
 
 /// The text `--generate` prints.
-pub fn render(what: Generate) -> io::Result<Vec<u8>> {
+pub(crate) fn render(what: Generate) -> io::Result<Vec<u8>> {
     let mut cmd = Cli::command();
     let mut out = Vec::new();
     let shell = match what {
@@ -29,7 +29,7 @@ pub fn render(what: Generate) -> io::Result<Vec<u8>> {
 }
 
 /// Prints it; a closed stdout is not an error worth a message.
-pub fn print(what: Generate) -> io::Result<()> {
+pub(crate) fn print(what: Generate) -> io::Result<()> {
     let text = render(what)?;
     let mut out = io::stdout().lock();
     match out.write_all(&text).and_then(|()| out.flush()) {

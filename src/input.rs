@@ -22,14 +22,14 @@ const MAX_QUOTE_CHARS: usize = 120;
 
 /// Where an input came from, for error messages: `argument 2` or `line 17`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Origin {
+pub(crate) enum Origin {
     Arg(usize),
     Line(usize),
 }
 
 impl Origin {
     /// The list-file line number, for machine-readable output.
-    pub fn line(self) -> Option<usize> {
+    pub(crate) fn line(self) -> Option<usize> {
         match self {
             Origin::Line(n) => Some(n),
             Origin::Arg(_) => None,
@@ -48,34 +48,34 @@ impl fmt::Display for Origin {
 
 /// A URL ready to download.
 #[derive(Clone, Debug)]
-pub struct Entry {
-    pub origin: Origin,
-    pub url: Url,
+pub(crate) struct Entry {
+    pub(crate) origin: Origin,
+    pub(crate) url: Url,
     /// Where the list line asked for the file to go: a relative path with `/` separators, already
     /// checked to stay inside the output directory. `None`: named after the URL.
-    pub output: Option<String>,
+    pub(crate) output: Option<String>,
 }
 
 /// An input that cannot be downloaded; it is reported and the run goes on.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Invalid {
-    pub origin: Origin,
+pub(crate) struct Invalid {
+    pub(crate) origin: Origin,
     /// The offending text, credentials removed and shortened for display.
-    pub text: String,
-    pub reason: String,
+    pub(crate) text: String,
+    pub(crate) reason: String,
 }
 
-pub type Item = std::result::Result<Entry, Invalid>;
+pub(crate) type Item = std::result::Result<Entry, Invalid>;
 
 /// Where the URL list comes from besides the arguments.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ListSource {
+pub(crate) enum ListSource {
     Stdin,
     File(PathBuf),
 }
 
 /// The lazily read sequence of inputs: every argument, then every line of the list.
-pub struct Inputs {
+pub(crate) struct Inputs {
     args: std::vec::IntoIter<String>,
     arg_no: usize,
     list: Option<Box<dyn BufRead + Send>>,
@@ -85,7 +85,7 @@ pub struct Inputs {
 
 impl Inputs {
     /// Opens the list (if any) now, so that a missing file is a usage error before any download.
-    pub fn open(args: Vec<String>, list: Option<&ListSource>) -> Result<Inputs> {
+    pub(crate) fn open(args: Vec<String>, list: Option<&ListSource>) -> Result<Inputs> {
         let list: Option<Box<dyn BufRead + Send>> = match list {
             None => None,
             Some(ListSource::Stdin) => Some(Box::new(BufReader::new(io::stdin()))),
@@ -95,7 +95,7 @@ impl Inputs {
     }
 
     /// Inputs from any reader; the tests and `--compare` use this.
-    pub fn from_parts(args: Vec<String>, list: Option<Box<dyn BufRead + Send>>) -> Inputs {
+    pub(crate) fn from_parts(args: Vec<String>, list: Option<Box<dyn BufRead + Send>>) -> Inputs {
         Inputs {
             args: args.into_iter(),
             arg_no: 0,
@@ -221,7 +221,7 @@ fn invalid(origin: Origin, raw: &str, reason: String) -> Invalid {
 /// Checks one trimmed list line: `URL`, or `URL<whitespace>OUTPUT` where OUTPUT (the rest of the
 /// line, so it may contain spaces) is a path relative to the output directory. An OUTPUT ending
 /// in `/` is a folder: the file inside it is named after the URL.
-pub fn parse_line(text: &str, origin: Origin) -> Item {
+pub(crate) fn parse_line(text: &str, origin: Origin) -> Item {
     let Some((url_text, rest)) = text.split_once(|c: char| c.is_whitespace()) else {
         return parse(text, origin);
     };
@@ -280,7 +280,7 @@ fn control_char(text: &str) -> Option<String> {
 }
 
 /// Checks one trimmed input: it must be a single absolute http or https URL with a host.
-pub fn parse(text: &str, origin: Origin) -> Item {
+pub(crate) fn parse(text: &str, origin: Origin) -> Item {
     if let Some(reason) = control_char(text) {
         return Err(invalid(origin, text, reason));
     }

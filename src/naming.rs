@@ -20,7 +20,7 @@ const MAX_NAME_BYTES: usize = 200;
 ///
 /// Decoding comes first so that an encoded separator or NUL (`..%2F..%2Fx`, `%00`) is seen and
 /// removed by [`sanitize`] rather than slipping through as text.
-pub fn from_url(url: &Url) -> String {
+pub(crate) fn from_url(url: &Url) -> String {
     let segment = url
         .path_segments()
         .and_then(|mut segments| segments.next_back())
@@ -32,7 +32,7 @@ pub fn from_url(url: &Url) -> String {
 /// Reduces any text to a safe base name: no path separators, no control characters, no
 /// invisible bidi or format characters (which could make a printed name lie about itself), not
 /// `.` or `..`, not empty (then `index.html`), and not longer than `MAX_NAME_BYTES`.
-pub fn sanitize(raw: &str) -> String {
+pub(crate) fn sanitize(raw: &str) -> String {
     let name: String = raw
         .chars()
         .filter(|&c| !is_format(c))
@@ -113,7 +113,7 @@ pub fn with_suffix(name: &str, n: usize) -> String {
 }
 
 /// The in-flight twin of a final path: `out/photo.jpg` → `out/photo.jpg.part`.
-pub fn part_path(path: &Path) -> PathBuf {
+pub(crate) fn part_path(path: &Path) -> PathBuf {
     let mut os: OsString = path.as_os_str().to_owned();
     os.push(".part");
     PathBuf::from(os)
@@ -121,7 +121,7 @@ pub fn part_path(path: &Path) -> PathBuf {
 
 /// Every path a download saved at `path` may create: the file, its `.part` and the part's
 /// sidecar `.part.meta`. A reservation claims all three.
-pub fn family(path: &Path) -> [PathBuf; 3] {
+pub(crate) fn family(path: &Path) -> [PathBuf; 3] {
     let part = part_path(path);
     let meta = crate::download::sidecar::meta_path(&part);
     [path.to_path_buf(), part, meta]
@@ -130,7 +130,7 @@ pub fn family(path: &Path) -> [PathBuf; 3] {
 /// Whether a download may use `path` as far as the disk goes: nothing of its family exists (a
 /// dangling symlink counts). With `overwrite` the final file may exist — only the final rename
 /// replaces it — but a `.part` or sidecar we did not create is never touched.
-pub fn free_on_disk(path: &Path, overwrite: bool) -> bool {
+pub(crate) fn free_on_disk(path: &Path, overwrite: bool) -> bool {
     let [_, part, meta] = family(path);
     (overwrite || !safefs::occupied(path)) && !safefs::occupied(&part) && !safefs::occupied(&meta)
 }
@@ -146,7 +146,7 @@ pub fn free_on_disk(path: &Path, overwrite: bool) -> bool {
 /// over 1 000 (heaptrack). Two different paths sharing a hash only means the second gets the
 /// next suffix, never that two downloads share a file.
 #[derive(Debug)]
-pub struct Namer {
+pub(crate) struct Namer {
     dir: PathBuf,
     overwrite: bool,
     taken: Mutex<Taken>,
@@ -168,7 +168,7 @@ struct Taken {
 }
 
 impl Namer {
-    pub fn new(dir: impl Into<PathBuf>, overwrite: bool) -> Namer {
+    pub(crate) fn new(dir: impl Into<PathBuf>, overwrite: bool) -> Namer {
         Namer {
             dir: dir.into(),
             overwrite,
@@ -177,7 +177,7 @@ impl Namer {
         }
     }
 
-    pub fn dir(&self) -> &Path {
+    pub(crate) fn dir(&self) -> &Path {
         &self.dir
     }
 
@@ -185,7 +185,7 @@ impl Namer {
     /// `/` between folders when a list file named the output): `name`, then `name.1`, `name.2`,
     /// … before the extension. A name whose file, `.part` or `.part.meta` exists on disk is not
     /// free (see [`free_on_disk`]), so a leftover part or a user's file is never clobbered.
-    pub fn reserve(&self, name: &str) -> PathBuf {
+    pub(crate) fn reserve(&self, name: &str) -> PathBuf {
         let overwrite = self.overwrite;
         self.search(name, true, |path| {
             free_on_disk(path, overwrite).then_some(())
@@ -198,7 +198,7 @@ impl Namer {
     /// its sidecar, not about the `.part`. Each `stat` counts when the files are small: the
     /// three of a full check were ~9% of the CPU time of workload C (2000 × 1 KiB, J = 16),
     /// with the directory's lock contended between workers.
-    pub fn reserve_for_part(&self, name: &str) -> PathBuf {
+    pub(crate) fn reserve_for_part(&self, name: &str) -> PathBuf {
         let overwrite = self.overwrite;
         let free = |path: &Path| {
             (overwrite || !safefs::occupied(path))
@@ -210,7 +210,11 @@ impl Namer {
     /// Reserves the first variant of `name` whose family (see [`family`]) shares no path with
     /// a reservation of this run and that `judge` accepts, with what `judge` said about it.
     /// `judge` must accept a path where nothing exists on disk (so the search ends).
-    pub fn reserve_by<T>(&self, name: &str, judge: impl FnMut(&Path) -> Option<T>) -> (PathBuf, T) {
+    pub(crate) fn reserve_by<T>(
+        &self,
+        name: &str,
+        judge: impl FnMut(&Path) -> Option<T>,
+    ) -> (PathBuf, T) {
         // A judge that may accept for one URL what it refused for another (`-c` takes only its
         // own part) must see every variant: no skipping ahead.
         self.search(name, false, judge)

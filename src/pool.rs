@@ -9,10 +9,10 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::thread::{self, Thread};
-use std::time::{Duration, Instant};
+use std::thread::{self, Scope, Thread};
+use std::time::Duration;
 
-use crossbeam_channel::{bounded, RecvTimeoutError, Sender, TryRecvError};
+use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TryRecvError};
 
 use crate::download::{Fetcher, Outcome, Started};
 use crate::input::{Entry, Invalid, Item, Origin};
@@ -20,28 +20,21 @@ use crate::redact;
 use crate::select::{Selector, Shard, Verdict};
 
 /// How often the main thread wakes to redraw progress when no event arrives.
-pub const TICK: Duration = Duration::from_millis(100);
+pub(crate) const TICK: Duration = Duration::from_millis(100);
 
 /// While events keep coming, the main thread naps this long between batches instead of parking
 /// on the channel: a parked receiver has to be woken by a futex call for every event (two per
-/// download), a napping one is not. On workload C (2000 × 1 KiB, J = 16) that cut the context
-/// switches by about a third (7 600–8 900 to ~5 500) for ~5% less CPU. What it costs: an output line or the
-/// end of the run may come up to this much later.
-pub const NAP: Duration = Duration::from_millis(1);
-
-/// After Ctrl-C, how long running downloads get to reach their next chunk before we stop
-/// waiting for them (one blocked on a silent server could otherwise hold us for --timeout).
-pub const GRACE: Duration = Duration::from_secs(1);
+/// download), a napping one is not, which matters most on many small files (workload C in
+/// `benches/run`). What it costs: an output line or the end of the run may come up to this much
+/// later.
+pub(crate) const NAP: Duration = Duration::from_millis(1);
 
 /// What workers and the producer tell the main thread.
 #[derive(Debug)]
-pub enum Event {
+pub(crate) enum Event {
     /// Headers are in and the body is about to stream into `path`.
     Started {
         id: usize,
-        /// Credentials already removed.
-        url: String,
-        origin: Origin,
         path: PathBuf,
         total: Option<u64>,
         counter: Arc<AtomicU64>,
@@ -66,23 +59,21 @@ pub enum Event {
 }
 
 /// The main thread's side: it alone prints.
-pub trait Sink {
+pub(crate) trait Sink {
     fn event(&mut self, event: Event);
     /// Called every [`TICK`] without events, to redraw progress.
     fn tick(&mut self);
-    /// Cancelled workers did not stop within [`GRACE`]: end the process now.
-    fn abandon(&mut self) -> !;
 }
 
 /// What the pool needs besides its inputs.
-pub struct Pool<'a> {
-    pub jobs: usize,
-    pub fetcher: Fetcher<'a>,
-    pub cancel: &'a Arc<AtomicBool>,
+pub(crate) struct Pool<'a> {
+    pub(crate) jobs: usize,
+    pub(crate) fetcher: Fetcher<'a>,
+    pub(crate) cancel: &'a Arc<AtomicBool>,
     /// Valid URLs read so far (the progress display's "known" total).
-    pub queued: &'a Arc<AtomicUsize>,
+    pub(crate) queued: &'a Arc<AtomicUsize>,
     /// This process's share of the list (`--shard`), if not all of it.
-    pub shard: Option<Shard>,
+    pub(crate) shard: Option<Shard>,
 }
 
 struct Job {
@@ -90,135 +81,147 @@ struct Job {
     entry: Entry,
 }
 
+/// What every worker shares: its ends of the two channels, the count of workers still taking
+/// jobs, and the producer to wake.
+#[derive(Clone)]
+struct Crew<'a> {
+    jobs: Receiver<Job>,
+    events: Sender<Event>,
+    alive: &'a AtomicUsize,
+    producer: Option<&'a Thread>,
+}
+
 impl Pool<'_> {
-    /// Runs every input through the workers and returns when all are done (or cancelled).
-    pub fn run<I>(&self, inputs: I, sink: &mut dyn Sink)
+    /// Runs every input through the workers and returns when all are done, or cancelled: a
+    /// cancelled worker stops at its next chunk, and one waiting on the network stops within
+    /// moments too (see [`crate::transport::Client::cancel_on`]), so the scope always ends.
+    pub(crate) fn run<I>(&self, inputs: I, sink: &mut dyn Sink)
     where
         I: Iterator<Item = Item> + Send + 'static,
     {
         let (job_tx, job_rx) = bounded::<Job>(self.jobs * 2);
         let (event_tx, event_rx) = bounded::<Event>(self.jobs * 4 + 16);
-        let mut producer = None;
-        let low = self.jobs;
         // Workers still taking jobs: counted from the start, so that the producer never takes
         // "none yet" for "all gone".
         let alive = Arc::new(AtomicUsize::new(self.jobs));
-
-        // The producer is a detached thread, not a scoped one: it may sit in a read of stdin that
-        // nothing can interrupt, and Ctrl-C must not wait for a producer that is waiting for us.
-        {
-            let (event_tx, cancel, queued, workers) = (
-                event_tx.clone(),
-                self.cancel.clone(),
-                self.queued.clone(),
-                alive.clone(),
-            );
-            let selector = Selector::new(self.shard);
-            let spawned = thread::Builder::new()
-                .name("fetchpar-input".into())
-                .spawn(move || {
-                    let jobs = Refill {
-                        tx: job_tx,
-                        low,
-                        workers,
-                    };
-                    produce(inputs, selector, jobs, event_tx, &cancel, &queued)
-                });
-            match spawned {
-                Ok(handle) => producer = Some(handle.thread().clone()),
-                // Without a producer there is nothing to do; the closed job channel ends the run.
-                Err(_) => self.cancel.store(true, Ordering::SeqCst),
-            }
-        }
-
+        let refill = Refill {
+            tx: job_tx,
+            low: self.jobs,
+            workers: alive.clone(),
+        };
+        let producer = self.spawn_producer(inputs, refill, event_tx.clone());
         thread::scope(|scope| {
             // Owned by this closure, so that if the main thread ever panicked here the receiver
             // would be dropped while unwinding: workers blocked on a full channel then see a
             // closed one and exit, instead of the scope waiting for them forever.
             let event_rx = event_rx;
-            for n in 0..self.jobs {
-                let (job_rx, event_tx, alive) = (job_rx.clone(), event_tx.clone(), &*alive);
-                let producer_of_worker = producer.clone();
-                let worker = move || {
-                    let wake_producer = || producer_of_worker.as_ref().map(Thread::unpark);
-                    for job in job_rx.iter() {
-                        if job_rx.len() <= low {
-                            // Cheap unless the producer is parked (see `Refill`).
-                            wake_producer();
-                        }
-                        if self.cancel.load(Ordering::Relaxed) {
-                            break;
-                        }
-                        let event = self.work(job, &event_tx);
-                        if event_tx.send(event).is_err() {
-                            break;
-                        }
-                    }
-                    alive.fetch_sub(1, Ordering::SeqCst);
-                    wake_producer();
-                };
-                if thread::Builder::new()
-                    .name(format!("fetchpar-worker-{n}"))
-                    .spawn_scoped(scope, worker)
-                    .is_err()
-                {
-                    // Out of threads: carry on with the workers we have.
-                    alive.fetch_sub(self.jobs - n, Ordering::SeqCst);
-                    producer.as_ref().map(Thread::unpark);
-                    break;
-                }
-            }
+            let crew = Crew {
+                jobs: job_rx,
+                events: event_tx,
+                alive: &alive,
+                producer: producer.as_ref(),
+            };
+            self.spawn_workers(scope, crew);
             // Only workers and the producer hold senders now: the loop ends when they are done.
-            drop(event_tx);
-            drop(job_rx);
-
-            let mut cancelled_at: Option<Instant> = None;
-            let mut busy = false;
-            loop {
-                let next = match event_rx.try_recv() {
-                    Ok(event) => Ok(event),
-                    Err(TryRecvError::Disconnected) => Err(RecvTimeoutError::Disconnected),
-                    Err(TryRecvError::Empty) if busy => {
-                        busy = false;
-                        thread::sleep(NAP);
-                        continue;
-                    }
-                    Err(TryRecvError::Empty) => event_rx.recv_timeout(TICK),
-                };
-                match next {
-                    Ok(event) => {
-                        busy = true;
-                        sink.event(event)
-                    }
-                    Err(RecvTimeoutError::Timeout) => sink.tick(),
-                    Err(RecvTimeoutError::Disconnected) => break,
-                }
-                if self.cancel.load(Ordering::Relaxed) {
-                    let since = *cancelled_at.get_or_insert_with(Instant::now);
-                    if alive.load(Ordering::SeqCst) == 0 {
-                        // Workers are done; the producer may be stuck on stdin, so don't wait
-                        // for it, just take what is already queued.
-                        while let Ok(event) = event_rx.try_recv() {
-                            sink.event(event);
-                        }
-                        break;
-                    }
-                    if since.elapsed() > GRACE {
-                        sink.abandon();
-                    }
-                }
-            }
+            self.relay(&event_rx, &alive, sink);
         });
+    }
+
+    /// The producer is a detached thread, not a scoped one: it may sit in a read of stdin that
+    /// nothing can interrupt, and Ctrl-C must not wait for a producer that is waiting for us.
+    fn spawn_producer<I>(&self, inputs: I, jobs: Refill, events: Sender<Event>) -> Option<Thread>
+    where
+        I: Iterator<Item = Item> + Send + 'static,
+    {
+        let (cancel, queued) = (self.cancel.clone(), self.queued.clone());
+        let selector = Selector::new(self.shard);
+        let spawned = thread::Builder::new()
+            .name("fetchpar-input".into())
+            .spawn(move || produce(inputs, selector, jobs, events, &cancel, &queued));
+        match spawned {
+            Ok(handle) => Some(handle.thread().clone()),
+            Err(_) => {
+                // Without a producer there is nothing to do; the closed job channel ends the run.
+                self.cancel.store(true, Ordering::SeqCst);
+                None
+            }
+        }
+    }
+
+    /// Starts the workers; the crew's own channel ends are dropped when this returns.
+    fn spawn_workers<'scope>(&'scope self, scope: &'scope Scope<'scope, '_>, crew: Crew<'scope>) {
+        for n in 0..self.jobs {
+            let mine = crew.clone();
+            let spawned = thread::Builder::new()
+                .name(format!("fetchpar-worker-{n}"))
+                .spawn_scoped(scope, move || self.worker(&mine));
+            if spawned.is_err() {
+                // Out of threads: carry on with the workers we have.
+                crew.alive.fetch_sub(self.jobs - n, Ordering::SeqCst);
+                crew.producer.map(Thread::unpark);
+                break;
+            }
+        }
+    }
+
+    fn worker(&self, crew: &Crew<'_>) {
+        let wake_producer = || crew.producer.map(Thread::unpark);
+        for job in crew.jobs.iter() {
+            if crew.jobs.len() <= self.jobs {
+                // Cheap unless the producer is parked (see `Refill`).
+                wake_producer();
+            }
+            if self.cancel.load(Ordering::Relaxed) {
+                break;
+            }
+            let event = self.work(job, &crew.events);
+            if crew.events.send(event).is_err() {
+                break;
+            }
+        }
+        crew.alive.fetch_sub(1, Ordering::SeqCst);
+        wake_producer();
+    }
+
+    /// The main thread's loop: hands events to `sink` until the workers and the producer are
+    /// done, or, after a cancel, until the workers are.
+    fn relay(&self, events: &Receiver<Event>, alive: &AtomicUsize, sink: &mut dyn Sink) {
+        let mut busy = false;
+        loop {
+            let next = match events.try_recv() {
+                Ok(event) => Ok(event),
+                Err(TryRecvError::Disconnected) => Err(RecvTimeoutError::Disconnected),
+                Err(TryRecvError::Empty) if busy => {
+                    busy = false;
+                    thread::sleep(NAP);
+                    continue;
+                }
+                Err(TryRecvError::Empty) => events.recv_timeout(TICK),
+            };
+            match next {
+                Ok(event) => {
+                    busy = true;
+                    sink.event(event)
+                }
+                Err(RecvTimeoutError::Timeout) => sink.tick(),
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+            if self.cancel.load(Ordering::Relaxed) && alive.load(Ordering::SeqCst) == 0 {
+                // Workers are done; the producer may be stuck on stdin, so don't wait for it,
+                // just take what is already queued.
+                while let Ok(event) = events.try_recv() {
+                    sink.event(event);
+                }
+                return;
+            }
+        }
     }
 
     fn work(&self, job: Job, event_tx: &Sender<Event>) -> Event {
         let counter = Arc::new(AtomicU64::new(0));
-        let url = redact::url(&job.entry.url);
         let mut on_start = |started: Started<'_>| {
             let _ = event_tx.send(Event::Started {
                 id: job.id,
-                url: url.clone(),
-                origin: job.entry.origin,
                 path: started.path.to_path_buf(),
                 total: started.total,
                 counter: counter.clone(),
@@ -232,7 +235,7 @@ impl Pool<'_> {
         );
         Event::Finished {
             id: job.id,
-            url,
+            url: redact::url(&job.entry.url),
             origin: job.entry.origin,
             outcome,
         }
@@ -242,8 +245,8 @@ impl Pool<'_> {
 /// The producer's end of the job channel, with backpressure in two levels: when the channel is
 /// full (2 × jobs) the producer parks until the workers have taken it down to `low` (= jobs);
 /// a worker that sees it there unparks it (an atomic swap, no system call, unless the producer
-/// is in fact parked). A plain blocking send wakes the producer for every job taken: on
-/// workload C (2000 × 1 KiB, J = 16) ~600 more context switches and ~3% more CPU.
+/// is in fact parked). A plain blocking send would wake the producer for every job taken: more
+/// context switches and CPU on many small files (workload C in `benches/run`).
 struct Refill {
     tx: Sender<Job>,
     low: usize,
@@ -311,7 +314,6 @@ fn produce<I>(
 mod tests {
     use super::*;
     use crate::input::{Entry, Origin};
-    use crossbeam_channel::Receiver;
     use std::sync::mpsc;
 
     fn job(id: usize) -> Job {

@@ -6,7 +6,7 @@ use url::Url;
 ///
 /// Both parts go, not just the password: a token is often passed as the user name
 /// (`https://TOKEN@host/`).
-pub fn url(url: &Url) -> String {
+pub(crate) fn url(url: &Url) -> String {
     if url.username().is_empty() && url.password().is_none() {
         return url.to_string();
     }
@@ -20,7 +20,7 @@ pub fn url(url: &Url) -> String {
 /// Removes anything that looks like userinfo from text that did not parse as a URL, so a bad
 /// line such as `htp://user:secret@host`, `user:secret@host/x` or two URLs on one line is
 /// reported without its secret. Every whitespace-separated word is treated on its own.
-pub fn text(raw: &str) -> String {
+pub(crate) fn text(raw: &str) -> String {
     let mut out = String::with_capacity(raw.len());
     let mut rest = raw;
     while !rest.is_empty() {

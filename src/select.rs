@@ -22,16 +22,16 @@ use crate::input::{Entry, Origin};
 use crate::sharded::ShardedMap;
 
 /// The most shards accepted: far beyond any real fleet, small enough to catch a typo'd N.
-pub const MAX_SHARDS: u64 = 1_000_000;
+pub(crate) const MAX_SHARDS: u64 = 1_000_000;
 
 /// The environment variable read when `--shard` is not given.
-pub const SHARD_ENV: &str = "FETCHPAR_SHARD";
+pub(crate) const SHARD_ENV: &str = "FETCHPAR_SHARD";
 
 /// This process's share: `index` (0-based) of `count`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Shard {
-    pub index: u64,
-    pub count: u64,
+pub(crate) struct Shard {
+    pub(crate) index: u64,
+    pub(crate) count: u64,
 }
 
 impl fmt::Display for Shard {
@@ -42,7 +42,7 @@ impl fmt::Display for Shard {
 
 impl Shard {
     /// Whether the URL with this digest is ours.
-    pub fn owns(&self, digest: &[u8; 32]) -> bool {
+    pub(crate) fn owns(&self, digest: &[u8; 32]) -> bool {
         let mut first = [0u8; 8];
         first.copy_from_slice(&digest[..8]);
         u64::from_be_bytes(first) % self.count == self.index
@@ -51,7 +51,7 @@ impl Shard {
 
 /// `--shard` as written: `K/N`, or `auto/N` / `auto` to take K (and N) from a scheduler.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ShardSpec {
+pub(crate) enum ShardSpec {
     Fixed(Shard),
     Auto(Option<u64>),
 }
@@ -96,7 +96,7 @@ impl ShardSpec {
     /// `JOB_COMPLETION_INDEX` (Kubernetes, 0-based; it does not give the count, so `auto/N`) or
     /// `SLURM_ARRAY_TASK_ID` (relative to `SLURM_ARRAY_TASK_MIN`, in steps of
     /// `SLURM_ARRAY_TASK_STEP`; the count defaults to `SLURM_ARRAY_TASK_COUNT`).
-    pub fn resolve(self, env: &dyn Fn(&str) -> Option<String>) -> Result<Shard, String> {
+    pub(crate) fn resolve(self, env: &dyn Fn(&str) -> Option<String>) -> Result<Shard, String> {
         let count = match self {
             ShardSpec::Fixed(shard) => return Ok(shard),
             ShardSpec::Auto(count) => count,
@@ -145,13 +145,13 @@ impl ShardSpec {
 }
 
 /// The stable digest both decisions use (see the module comment).
-pub fn digest(url: &Url) -> [u8; 32] {
+pub(crate) fn digest(url: &Url) -> [u8; 32] {
     Sha256::digest(url.as_str().as_bytes()).into()
 }
 
 /// What to do with a valid input.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     Download,
     /// The same URL (with no explicit output) came first from this input.
     Duplicate(Origin),
@@ -161,7 +161,7 @@ pub enum Verdict {
 
 /// The producer's filter; one per pass, so `--compare`'s passes each see the whole list.
 #[derive(Debug, Default)]
-pub struct Selector {
+pub(crate) struct Selector {
     shard: Option<Shard>,
     /// URLs already queued, by the first 96 bits of their digest, with where each came from
     /// packed in 32 bits: 16 bytes per distinct URL however long the URL, never the strings
@@ -199,7 +199,7 @@ fn unpack(packed: u32) -> Origin {
 }
 
 impl Selector {
-    pub fn new(shard: Option<Shard>) -> Selector {
+    pub(crate) fn new(shard: Option<Shard>) -> Selector {
         Selector {
             shard,
             seen: ShardedMap::default(),
@@ -207,7 +207,7 @@ impl Selector {
         }
     }
 
-    pub fn select(&mut self, entry: &Entry) -> Verdict {
+    pub(crate) fn select(&mut self, entry: &Entry) -> Verdict {
         let digest = digest(&entry.url);
         if let Some(shard) = self.shard {
             if !shard.owns(&digest) {
@@ -242,7 +242,7 @@ impl Selector {
 
     /// Invalid lines have no URL to hash: shard 1 reports them all, so across the fleet each is
     /// reported exactly once.
-    pub fn reports_invalid(&self) -> bool {
+    pub(crate) fn reports_invalid(&self) -> bool {
         self.shard.is_none_or(|s| s.index == 0)
     }
 }

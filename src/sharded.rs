@@ -13,7 +13,7 @@ use std::hash::Hash;
 const PARTS: usize = 64;
 
 /// A key whose top bits are as good as random: they pick the part.
-pub trait Spread {
+pub(crate) trait Spread {
     /// A number in `0..64`.
     fn part(&self) -> usize;
 }
@@ -31,7 +31,7 @@ impl Spread for [u32; 3] {
 }
 
 #[derive(Debug)]
-pub struct ShardedMap<K, V> {
+pub(crate) struct ShardedMap<K, V> {
     parts: Vec<HashMap<K, V>>,
 }
 
@@ -45,27 +45,29 @@ impl<K: Spread + Hash + Eq, V> Default for ShardedMap<K, V> {
 }
 
 impl<K: Spread + Hash + Eq, V> ShardedMap<K, V> {
-    pub fn get(&self, key: &K) -> Option<&V> {
+    pub(crate) fn get(&self, key: &K) -> Option<&V> {
         self.parts[key.part()].get(key)
     }
 
-    pub fn contains_key(&self, key: &K) -> bool {
+    pub(crate) fn contains_key(&self, key: &K) -> bool {
         self.parts[key.part()].contains_key(key)
     }
 
-    pub fn insert(&mut self, key: K, value: V) -> Option<V> {
+    pub(crate) fn insert(&mut self, key: K, value: V) -> Option<V> {
         self.parts[key.part()].insert(key, value)
     }
 
-    pub fn entry(&mut self, key: K) -> hash_map::Entry<'_, K, V> {
+    pub(crate) fn entry(&mut self, key: K) -> hash_map::Entry<'_, K, V> {
         self.parts[key.part()].entry(key)
     }
 
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.parts.iter().map(HashMap::len).sum()
     }
 
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.parts.iter().all(HashMap::is_empty)
     }
 }

@@ -17,10 +17,14 @@
 
 use std::cell::RefCell;
 use std::fmt;
+use std::future::{poll_fn, Future};
 use std::io::{self, Read};
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::pin::pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::Poll;
+use std::time::Duration;
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::{StatusCode, Url};
@@ -33,7 +37,13 @@ type Make = dyn Fn() -> anyhow::Result<reqwest::Client> + Send + Sync;
 pub struct Client {
     id: u64,
     make: Arc<Make>,
+    /// The run's cancel flag: a wait for headers or for body bytes gives up when it is set.
+    cancel: Arc<AtomicBool>,
 }
+
+/// How often a wait for the network looks at the cancel flag: what Ctrl-C may take to stop a
+/// download blocked on a silent server.
+const CANCEL_POLL: Duration = Duration::from_millis(50);
 
 /// Why a request got no response.
 #[derive(Debug)]
@@ -85,7 +95,16 @@ impl Client {
         Ok(Client {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             make: Arc::new(make),
+            cancel: Arc::new(AtomicBool::new(false)),
         })
+    }
+
+    /// Makes every wait of this client (and its clones) end soon after `cancel` is set: a send
+    /// then fails with an [`io::ErrorKind::Interrupted`] runtime error, a body read returns
+    /// that kind of error, and the caller, seeing the flag, stops. Without this a worker
+    /// blocked on a silent server would hold the pool's scoped threads for up to `--timeout`.
+    pub fn cancel_on(&mut self, cancel: Arc<AtomicBool>) {
+        self.cancel = cancel;
     }
 
     pub fn get(&self, url: Url) -> RequestBuilder<'_> {
@@ -158,8 +177,10 @@ impl RequestBuilder<'_> {
                 request = request.header(name.as_str(), "\u{0}");
             }
             // Inside the runtime: reqwest sets up its timers when the request is sent.
+            let cancel = &client.cancel;
             let response = runtime
-                .block_on(async move { request.send().await })
+                .block_on(async move { unless_cancelled(request.send(), cancel).await })
+                .ok_or_else(|| Error::Runtime(cancelled()))?
                 .map_err(Error::Http)?;
             Ok(Response {
                 inner: response,
@@ -203,9 +224,11 @@ impl Read for Response {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if self.current.is_empty() {
             let inner = &mut self.inner;
+            let cancel = &self.client.cancel;
             let next = self.client.with_local(|runtime, _| {
                 runtime
-                    .block_on(async { inner.chunk().await })
+                    .block_on(unless_cancelled(inner.chunk(), cancel))
+                    .ok_or_else(|| Error::Runtime(cancelled()))?
                     .map_err(Error::Http)
             });
             match next {
@@ -219,5 +242,34 @@ impl Read for Response {
         buf[..n].copy_from_slice(&self.current[..n]);
         bytes::Buf::advance(&mut self.current, n);
         Ok(n)
+    }
+}
+
+fn cancelled() -> io::Error {
+    io::Error::new(io::ErrorKind::Interrupted, "interrupted")
+}
+
+/// Runs `fut` to its end, or gives up (`None`) once `cancel` is set, looking every
+/// [`CANCEL_POLL`]. Dropping reqwest's `send` or `chunk` future loses nothing that matters: the
+/// response is abandoned either way. A future that is ready at once (bytes already in) never
+/// arms a timer, so the hot loop pays nothing for this.
+async fn unless_cancelled<F: Future>(fut: F, cancel: &AtomicBool) -> Option<F::Output> {
+    let mut fut = pin!(fut);
+    if let Poll::Ready(out) = poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await {
+        return Some(out);
+    }
+    loop {
+        if cancel.load(Ordering::Relaxed) {
+            return None;
+        }
+        let mut tick = pin!(tokio::time::sleep(CANCEL_POLL));
+        let out = poll_fn(|cx| match fut.as_mut().poll(cx) {
+            Poll::Ready(out) => Poll::Ready(Some(out)),
+            Poll::Pending => tick.as_mut().poll(cx).map(|()| None),
+        })
+        .await;
+        if out.is_some() {
+            return out;
+        }
     }
 }

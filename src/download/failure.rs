@@ -124,6 +124,7 @@ pub struct Reason {
 }
 
 impl Reason {
+    #[cfg(test)]
     pub fn kind(&self) -> &FailureKind {
         &self.kind
     }
@@ -205,10 +206,6 @@ impl Failure {
             left,
             ..Failure::new(FailureKind::Interrupted)
         }
-    }
-
-    pub fn kind(&self) -> &FailureKind {
-        self.reason.kind()
     }
 
     /// The reason followed by what is left on disk, as printed in error lines.

@@ -43,7 +43,7 @@ pub mod split;
 pub mod stream;
 
 pub use self::failure::{describe_request_error, Failure, FailureKind};
-pub use self::stream::{stream_body, Pending, StreamError};
+pub use self::stream::{stream_body, StreamError};
 
 use self::failure::describe_read_error;
 
@@ -425,6 +425,10 @@ impl Fetcher<'_> {
     /// A request that got no response: worth another try unless it would go the same way.
     fn no_response(&self, e: transport::Error) -> Attempt {
         match e {
+            // The transport gives up its wait for headers when the run is cancelled.
+            transport::Error::Runtime(e) if e.kind() == io::ErrorKind::Interrupted => {
+                Attempt::Fail(Failure::interrupted(None))
+            }
             transport::Error::Runtime(e) => {
                 Attempt::Fail(Failure::new(FailureKind::Runtime(e.to_string())))
             }

@@ -83,11 +83,6 @@ impl PartMeta {
         }
     }
 
-    /// Whether a response is the same version of the file as the one the part file came from.
-    pub fn same_version(&self, headers: &HeaderMap) -> bool {
-        self.same_validators(&PartMeta::from_response(String::new(), headers, None))
-    }
-
     /// Whether `now` (the validators of a response) names the same version as this sidecar.
     pub(crate) fn same_validators(&self, now: &PartMeta) -> bool {
         match (&self.etag, &now.etag) {
@@ -237,6 +232,10 @@ mod tests {
         assert_eq!(PartMeta::load(&part), None);
     }
 
+    fn same(meta: &PartMeta, headers: &HeaderMap) -> bool {
+        meta.same_validators(&PartMeta::from_response(String::new(), headers, None))
+    }
+
     #[test]
     fn validators_compare_etag_first() {
         let meta = PartMeta::from_response(
@@ -245,10 +244,13 @@ mod tests {
             None,
         );
         assert_eq!(meta.if_range(), Some("\"v1\""));
-        assert!(meta.same_version(&headers(&[(ETAG, "\"v1\"")])));
-        assert!(!meta.same_version(&headers(&[(ETAG, "\"v2\""), (LAST_MODIFIED, "d1")])));
-        assert!(meta.same_version(&headers(&[(LAST_MODIFIED, "d1")])));
-        assert!(!meta.same_version(&HeaderMap::new()));
+        assert!(same(&meta, &headers(&[(ETAG, "\"v1\"")])));
+        assert!(!same(
+            &meta,
+            &headers(&[(ETAG, "\"v2\""), (LAST_MODIFIED, "d1")])
+        ));
+        assert!(same(&meta, &headers(&[(LAST_MODIFIED, "d1")])));
+        assert!(!same(&meta, &HeaderMap::new()));
         let weak = PartMeta::from_response(
             "u".into(),
             &headers(&[(ETAG, "W/\"v1\""), (LAST_MODIFIED, "d1")]),

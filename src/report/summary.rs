@@ -8,42 +8,42 @@ use indicatif::HumanBytes;
 use crate::units::{format_duration, format_rate};
 
 /// Failures listed one by one in the summary; the rest are counted.
-pub const MAX_LISTED_FAILURES: usize = 20;
+pub(crate) const MAX_LISTED_FAILURES: usize = 20;
 
 /// What a run did, as counted by the main thread.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct Tally {
+pub(crate) struct Tally {
     /// Worker threads used.
-    pub jobs: usize,
-    pub saved: usize,
+    pub(crate) jobs: usize,
+    pub(crate) saved: usize,
     /// Files `-c` found already complete (not counted in `saved`).
-    pub skipped: usize,
+    pub(crate) skipped: usize,
     /// Downloads that failed, plus inputs that were not valid URLs.
-    pub failed: usize,
+    pub(crate) failed: usize,
     /// Of `failed`, the inputs that were not valid URLs.
-    pub invalid: usize,
+    pub(crate) invalid: usize,
     /// Inputs not downloaded because the same URL came earlier.
-    pub duplicates: usize,
+    pub(crate) duplicates: usize,
     /// Body bytes received (saved or not).
-    pub bytes: u64,
+    pub(crate) bytes: u64,
     /// Downloads that ran (saved or failed after starting): the sequential figure sums their times.
-    pub downloads: usize,
+    pub(crate) downloads: usize,
     /// Sum of per-download times: what the same downloads cost one after another.
-    pub busy: Duration,
+    pub(crate) busy: Duration,
     /// Wall-clock time of the whole run.
-    pub wall: Duration,
+    pub(crate) wall: Duration,
     /// `URL: reason` for the first [`MAX_LISTED_FAILURES`] failures.
-    pub failures: Vec<String>,
+    pub(crate) failures: Vec<String>,
     /// Set when Ctrl-C (or a closed stdout) stopped the run early.
-    pub interrupted: bool,
+    pub(crate) interrupted: bool,
     /// URLs read but never started because the run was interrupted.
-    pub not_started: usize,
+    pub(crate) not_started: usize,
     /// Failed or interrupted downloads whose bytes were kept in a `.part` file.
-    pub parts_kept: usize,
+    pub(crate) parts_kept: usize,
 }
 
 impl Tally {
-    pub fn record_failure(&mut self, line: String) {
+    pub(crate) fn record_failure(&mut self, line: String) {
         self.failed += 1;
         if self.failures.len() < MAX_LISTED_FAILURES {
             self.failures.push(line);
@@ -51,18 +51,18 @@ impl Tally {
     }
 
     /// Bytes per second over the wall clock.
-    pub fn throughput(&self) -> Option<f64> {
+    pub(crate) fn throughput(&self) -> Option<f64> {
         rate(self.bytes, self.wall)
     }
 
     /// How many times faster than one after another.
-    pub fn speedup(&self) -> Option<f64> {
+    pub(crate) fn speedup(&self) -> Option<f64> {
         speedup(self.busy, self.wall)
     }
 }
 
 /// `busy / wall`, or `None` when the wall time is too small to divide by.
-pub fn speedup(busy: Duration, wall: Duration) -> Option<f64> {
+pub(crate) fn speedup(busy: Duration, wall: Duration) -> Option<f64> {
     (wall.as_secs_f64() > 0.0 && !busy.is_zero()).then(|| busy.as_secs_f64() / wall.as_secs_f64())
 }
 
@@ -71,7 +71,7 @@ fn rate(bytes: u64, wall: Duration) -> Option<f64> {
 }
 
 /// `6.5x`.
-pub fn format_speedup(x: f64) -> String {
+pub(crate) fn format_speedup(x: f64) -> String {
     format!("{x:.1}x")
 }
 
@@ -81,7 +81,7 @@ fn plural(n: usize, one: &str, many: &str) -> String {
 
 /// The sequential-versus-threaded line:
 /// `12 files: 2.41 s one after another, 0.37 s with 8 workers (6.5x faster)`.
-pub fn comparison_line(t: &Tally) -> Option<String> {
+pub(crate) fn comparison_line(t: &Tally) -> Option<String> {
     if t.downloads == 0 {
         return None;
     }
@@ -101,7 +101,7 @@ pub fn comparison_line(t: &Tally) -> Option<String> {
 }
 
 /// The whole summary, several lines, each ending in `\n`.
-pub fn render(t: &Tally) -> String {
+pub(crate) fn render(t: &Tally) -> String {
     let mut out = String::new();
     let _ = write!(out, "{} saved", plural(t.saved, "file", "files"));
     if t.skipped > 0 {
@@ -148,7 +148,7 @@ pub fn render(t: &Tally) -> String {
 }
 
 /// The `--compare` table: one row per pass, speedups relative to the first pass.
-pub fn render_compare(sequential: &Tally, threaded: &Tally) -> String {
+pub(crate) fn render_compare(sequential: &Tally, threaded: &Tally) -> String {
     let base = sequential.wall.as_secs_f64();
     let row = |label: &str, t: &Tally| {
         let x = if t.wall.as_secs_f64() > 0.0 {

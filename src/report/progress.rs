@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{HumanBytes, MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::cli::ProgressMode;
+use crate::modes::ProgressMode;
 use crate::units::{format_duration, format_rate};
 
 struct Active {
@@ -21,7 +21,7 @@ struct Active {
     counter: Arc<AtomicU64>,
 }
 
-pub struct Progress {
+pub(crate) struct Progress {
     mode: ProgressMode,
     multi: Option<MultiProgress>,
     overall: Option<ProgressBar>,
@@ -37,7 +37,7 @@ pub struct Progress {
 
 impl Progress {
     /// `colour`: whether the bars may use colour (see `cli::Config::colour`).
-    pub fn new(
+    pub(crate) fn new(
         mode: ProgressMode,
         colour: bool,
         queued: Arc<AtomicUsize>,
@@ -74,7 +74,13 @@ impl Progress {
     }
 
     /// A download's headers are in: give it a bar.
-    pub fn started(&mut self, id: usize, path: &Path, total: Option<u64>, counter: Arc<AtomicU64>) {
+    pub(crate) fn started(
+        &mut self,
+        id: usize,
+        path: &Path,
+        total: Option<u64>,
+        counter: Arc<AtomicU64>,
+    ) {
         let bar = self.multi.as_ref().map(|multi| {
             let bar = multi.add(match total {
                 Some(len) => ProgressBar::new(len),
@@ -96,7 +102,7 @@ impl Progress {
     }
 
     /// A download ended; `line` is the plain-text line for lines mode.
-    pub fn finished(&mut self, id: usize, bytes: u64, line: Option<&str>) {
+    pub(crate) fn finished(&mut self, id: usize, bytes: u64, line: Option<&str>) {
         self.finished += 1;
         self.finished_bytes += bytes;
         if let Some(active) = self.active.remove(&id) {
@@ -119,7 +125,7 @@ impl Progress {
     }
 
     /// An error line: always shown (even with -q), above the bars when there are bars.
-    pub fn error(&self, line: &str) {
+    pub(crate) fn error(&self, line: &str) {
         match &self.multi {
             Some(multi) => multi.suspend(|| to_stderr(&format!("{line}\n"))),
             None => to_stderr(&format!("{line}\n")),
@@ -127,7 +133,7 @@ impl Progress {
     }
 
     /// A note for a person (not shown with -q), above the bars when there are bars.
-    pub fn note(&self, line: &str) {
+    pub(crate) fn note(&self, line: &str) {
         if self.mode != ProgressMode::Quiet {
             self.error(line);
         }
@@ -138,7 +144,7 @@ impl Progress {
     }
 
     /// Copies the workers' counters into the bars.
-    pub fn tick(&mut self) {
+    pub(crate) fn tick(&mut self) {
         let Some(overall) = &self.overall else { return };
         let mut bytes = self.finished_bytes;
         for active in self.active.values() {
@@ -160,7 +166,7 @@ impl Progress {
     }
 
     /// Removes every bar, so the summary prints on a clean terminal.
-    pub fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         for (_, active) in self.active.drain() {
             if let Some(bar) = active.bar {
                 bar.finish_and_clear();
@@ -177,7 +183,7 @@ impl Progress {
 
 /// Writes to stderr, ignoring failure: a closed or full stderr (`2>&1 | head -1`, `2>/dev/full`)
 /// must not panic the main thread, which `eprintln!` would, and with it stall the workers.
-pub fn to_stderr(text: &str) {
+pub(crate) fn to_stderr(text: &str) {
     let _ = io::stderr().lock().write_all(text.as_bytes());
 }
 

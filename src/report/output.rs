@@ -13,57 +13,32 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::download::Outcome;
-use crate::input::{Invalid, Origin};
-use crate::summary::Tally;
-
-/// What stdout carries.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Format {
-    /// One path per line.
-    #[default]
-    Paths,
-    /// Paths ended by NUL (`-0`), for `xargs -0`: any byte but NUL may be in a file name.
-    Print0,
-    /// JSON Lines (`--json`).
-    Json,
-}
-
-/// What became of one input, as `status` in JSON.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Status {
-    Saved,
-    Failed,
-    /// Already complete on disk: not downloaded again.
-    Skipped,
-    Invalid,
-    /// The same URL came earlier in the input and was downloaded there.
-    Duplicate,
-}
+use super::outcome::{Status, UrlOutcome};
+use super::summary::Tally;
+use crate::modes::Format;
 
 /// One input's record. See the README's field table.
 #[derive(Debug, Serialize)]
-pub struct UrlRecord<'a> {
+pub(crate) struct UrlRecord<'a> {
     #[serde(rename = "type")]
-    pub kind: &'static str,
-    pub status: Status,
+    pub(crate) kind: &'static str,
+    pub(crate) status: Status,
     /// Credentials replaced by `***`. For an invalid line, its text (shortened), or null.
-    pub url: Option<&'a str>,
+    pub(crate) url: Option<&'a str>,
     /// Where the file is (saved, skipped); null otherwise.
-    pub path: Option<Cow<'a, str>>,
+    pub(crate) path: Option<Cow<'a, str>>,
     /// A kept `NAME.part` with the bytes received before a failure.
-    pub partial: Option<Cow<'a, str>>,
-    pub http_status: Option<u16>,
-    pub bytes: u64,
-    pub elapsed_ms: u64,
-    pub retries: u32,
+    pub(crate) partial: Option<Cow<'a, str>>,
+    pub(crate) http_status: Option<u16>,
+    pub(crate) bytes: u64,
+    pub(crate) elapsed_ms: u64,
+    pub(crate) retries: u32,
     /// Why it failed or was rejected; null otherwise.
-    pub error: Option<&'a str>,
+    pub(crate) error: Option<&'a str>,
     /// The list-file line it came from; null for a command-line argument.
-    pub line: Option<usize>,
+    pub(crate) line: Option<usize>,
     /// For a duplicate: the line of the first occurrence (null if that was an argument).
-    pub duplicate_of: Option<usize>,
+    pub(crate) duplicate_of: Option<usize>,
 }
 
 fn lossy(path: &Path) -> Cow<'_, str> {
@@ -75,103 +50,61 @@ fn millis(d: Duration) -> u64 {
 }
 
 impl<'a> UrlRecord<'a> {
-    fn new(status: Status, url: Option<&'a str>, origin: Origin) -> UrlRecord<'a> {
+    pub(crate) fn of(done: &'a UrlOutcome) -> UrlRecord<'a> {
         UrlRecord {
             kind: "url",
-            status,
-            url,
-            path: None,
-            partial: None,
-            http_status: None,
-            bytes: 0,
-            elapsed_ms: 0,
-            retries: 0,
-            error: None,
-            line: origin.line(),
-            duplicate_of: None,
-        }
-    }
-
-    /// A download that ran. Every kind of outcome maps here, in this one match.
-    pub fn outcome(url: &'a str, origin: Origin, outcome: &'a Outcome) -> UrlRecord<'a> {
-        let mut record = UrlRecord {
-            bytes: outcome.bytes,
-            elapsed_ms: millis(outcome.elapsed),
-            retries: outcome.retries,
-            ..UrlRecord::new(Status::Saved, Some(url), origin)
-        };
-        match &outcome.result {
-            Ok(saved) if saved.skipped => {
-                record.status = Status::Skipped;
-                record.path = Some(lossy(&saved.path));
-            }
-            Ok(saved) => {
-                record.path = Some(lossy(&saved.path));
-                record.http_status = Some(saved.http_status);
-            }
-            Err(failure) => {
-                record.status = Status::Failed;
-                record.error = Some(&failure.reason);
-                record.partial = failure.left.as_deref().map(lossy);
-                record.http_status = failure.http_status;
-            }
-        }
-        record
-    }
-
-    pub fn invalid(invalid: &'a Invalid) -> UrlRecord<'a> {
-        let text = Some(invalid.text.as_str()).filter(|t| !t.is_empty());
-        UrlRecord {
-            error: Some(&invalid.reason),
-            ..UrlRecord::new(Status::Invalid, text, invalid.origin)
-        }
-    }
-
-    pub fn duplicate(url: &'a str, origin: Origin, first: Origin) -> UrlRecord<'a> {
-        UrlRecord {
-            duplicate_of: first.line(),
-            ..UrlRecord::new(Status::Duplicate, Some(url), origin)
+            status: done.status,
+            url: done.url.as_deref(),
+            path: done.path.as_deref().map(lossy),
+            partial: done.partial.as_deref().map(lossy),
+            http_status: done.http_status,
+            bytes: done.bytes,
+            elapsed_ms: millis(done.elapsed),
+            retries: done.retries,
+            error: done.error.as_deref(),
+            line: done.line,
+            duplicate_of: done.duplicate_of,
         }
     }
 }
 
 /// The last JSON line: the run's totals and the sequential-versus-threaded figures.
 #[derive(Debug, Serialize)]
-pub struct SummaryRecord {
+pub(crate) struct SummaryRecord {
     #[serde(rename = "type")]
-    pub kind: &'static str,
-    pub saved: usize,
+    pub(crate) kind: &'static str,
+    pub(crate) saved: usize,
     /// Files `-c` found already complete.
-    pub skipped: usize,
+    pub(crate) skipped: usize,
     /// Downloads that failed (invalid inputs are counted apart).
-    pub failed: usize,
-    pub invalid: usize,
-    pub duplicates: usize,
-    pub bytes: u64,
-    pub jobs: usize,
+    pub(crate) failed: usize,
+    pub(crate) invalid: usize,
+    pub(crate) duplicates: usize,
+    pub(crate) bytes: u64,
+    pub(crate) jobs: usize,
     /// Downloads that ran, saved or not: the ones the sequential figure sums.
-    pub downloads: usize,
+    pub(crate) downloads: usize,
     /// Wall-clock time of the run.
-    pub wall_ms: u64,
+    pub(crate) wall_ms: u64,
     /// Sum of the downloads' own times: what they would cost one after another.
-    pub sequential_ms: u64,
+    pub(crate) sequential_ms: u64,
     /// `sequential_ms / wall_ms`; null when there is nothing to divide.
-    pub speedup: Option<f64>,
-    pub bytes_per_sec: Option<f64>,
-    pub interrupted: bool,
-    pub not_started: usize,
+    pub(crate) speedup: Option<f64>,
+    pub(crate) bytes_per_sec: Option<f64>,
+    pub(crate) interrupted: bool,
+    pub(crate) not_started: usize,
     /// With `--compare`: the measured one-worker pass.
-    pub compare: Option<CompareRecord>,
+    pub(crate) compare: Option<CompareRecord>,
 }
 
 /// `--compare`'s sequential pass, measured rather than estimated.
 #[derive(Debug, Serialize)]
-pub struct CompareRecord {
-    pub sequential_wall_ms: u64,
-    pub sequential_saved: usize,
-    pub sequential_failed: usize,
+pub(crate) struct CompareRecord {
+    pub(crate) sequential_wall_ms: u64,
+    pub(crate) sequential_saved: usize,
+    pub(crate) sequential_failed: usize,
     /// Sequential wall time over threaded wall time.
-    pub speedup: Option<f64>,
+    pub(crate) speedup: Option<f64>,
 }
 
 fn two_decimals(x: f64) -> f64 {
@@ -179,7 +112,7 @@ fn two_decimals(x: f64) -> f64 {
 }
 
 impl SummaryRecord {
-    pub fn new(t: &Tally, sequential: Option<&Tally>) -> SummaryRecord {
+    pub(crate) fn new(t: &Tally, sequential: Option<&Tally>) -> SummaryRecord {
         SummaryRecord {
             kind: "summary",
             saved: t.saved,
@@ -209,13 +142,13 @@ impl SummaryRecord {
 
 /// Writes records to stdout, flushing each one.
 #[derive(Debug, Default)]
-pub struct Stdout {
-    pub format: Format,
+pub(crate) struct Stdout {
+    pub(crate) format: Format,
 }
 
 impl Stdout {
     /// A saved file's path (not with `--json`, where the record carries it).
-    pub fn path(&self, path: &Path) -> io::Result<()> {
+    pub(crate) fn path(&self, path: &Path) -> io::Result<()> {
         let end: &[u8] = match self.format {
             Format::Paths => b"\n",
             Format::Print0 => b"\0",
@@ -228,7 +161,7 @@ impl Stdout {
     }
 
     /// One JSON line (only with `--json`).
-    pub fn json(&self, record: &impl Serialize) -> io::Result<()> {
+    pub(crate) fn json(&self, record: &impl Serialize) -> io::Result<()> {
         if self.format != Format::Json {
             return Ok(());
         }
@@ -259,8 +192,17 @@ fn path_bytes(path: &Path) -> Cow<'_, [u8]> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::download::{Failure, Saved};
+    use crate::download::{Failure, Outcome, Saved};
+    use crate::input::Origin;
     use std::path::PathBuf;
+
+    fn record(url: &str, origin: Origin, outcome: &Outcome) -> serde_json::Value {
+        json(&UrlRecord::of(&UrlOutcome::finished(
+            url.to_string(),
+            origin,
+            outcome.clone(),
+        )))
+    }
 
     fn json(record: &impl Serialize) -> serde_json::Value {
         serde_json::to_value(record).unwrap()
@@ -278,11 +220,7 @@ mod tests {
             elapsed: Duration::from_millis(1500),
             retries: 2,
         };
-        let v = json(&UrlRecord::outcome(
-            "http://h/a.bin",
-            Origin::Line(3),
-            &saved,
-        ));
+        let v = record("http://h/a.bin", Origin::Line(3), &saved);
         let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
         let mut want = [
             "type",
@@ -320,11 +258,7 @@ mod tests {
             elapsed: Duration::ZERO,
             retries: 0,
         };
-        let v = json(&UrlRecord::outcome(
-            "http://h/a.bin",
-            Origin::Line(3),
-            &skipped,
-        ));
+        let v = record("http://h/a.bin", Origin::Line(3), &skipped);
         assert_eq!(v["status"], "skipped");
         assert_eq!(v["path"], "o/a.bin");
         assert_eq!(
@@ -342,11 +276,7 @@ mod tests {
             }),
             ..saved
         };
-        let v = json(&UrlRecord::outcome(
-            "http://h/a.bin",
-            Origin::Arg(1),
-            &failed,
-        ));
+        let v = record("http://h/a.bin", Origin::Arg(1), &failed);
         assert_eq!(v["status"], "failed");
         assert_eq!(v["path"], serde_json::Value::Null);
         assert_eq!(v["partial"], "o/a.bin.part");

@@ -1,0 +1,249 @@
+//! The main thread's view of a pass: it counts, writes the stdout records, shows progress and
+//! errors, and (for a program embedding fetchpar) keeps each input's outcome.
+
+use std::io;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::outcome::{Status, UrlOutcome};
+use super::output::{Stdout, UrlRecord};
+use super::progress::Progress;
+use super::summary::Tally;
+use crate::download::Outcome;
+use crate::exit::End;
+use crate::input::Origin;
+use crate::pool::{Event, Sink};
+
+/// What a pass shows, and to whom.
+pub(crate) struct Show {
+    /// Whether this pass writes records on stdout (`--compare`'s sequential pass does not).
+    pub(crate) records: bool,
+    /// Whether failures and notes reach stderr (not for the sequential pass, nor when embedded).
+    pub(crate) errors: bool,
+    /// `-q` (or an embedded run): no notes, no summary.
+    pub(crate) quiet: bool,
+    /// Keep every input's [`UrlOutcome`] (an embedded run wants them; the command line, whose
+    /// list may be endless, does not).
+    pub(crate) collect: bool,
+}
+
+pub(crate) struct Reporter {
+    progress: Progress,
+    tally: Tally,
+    started: Instant,
+    show: Show,
+    stdout: Stdout,
+    cancel: Arc<AtomicBool>,
+    queued: Arc<AtomicUsize>,
+    /// The reader went away (`| head -1`): stop quietly.
+    stdout_closed: bool,
+    /// Writing failed otherwise (a full disk under `> results.jsonl`): stop, and say so.
+    stdout_failed: bool,
+    finished: usize,
+    outcomes: Vec<UrlOutcome>,
+}
+
+/// What a pass leaves behind once its pool is done.
+pub(crate) struct Report {
+    pub(crate) tally: Tally,
+    pub(crate) end: End,
+    pub(crate) outcomes: Vec<UrlOutcome>,
+}
+
+impl Reporter {
+    pub(crate) fn new(
+        progress: Progress,
+        jobs: usize,
+        show: Show,
+        stdout: Stdout,
+        cancel: Arc<AtomicBool>,
+        queued: Arc<AtomicUsize>,
+    ) -> Reporter {
+        Reporter {
+            progress,
+            tally: Tally {
+                jobs,
+                ..Tally::default()
+            },
+            started: Instant::now(),
+            show,
+            stdout,
+            cancel,
+            queued,
+            stdout_closed: false,
+            stdout_failed: false,
+            finished: 0,
+            outcomes: Vec::new(),
+        }
+    }
+
+    /// Clears the display and totals the pass.
+    pub(crate) fn close(mut self) -> Report {
+        self.progress.clear();
+        self.tally.wall = self.started.elapsed();
+        if self.cancel.load(Ordering::SeqCst) {
+            // A stdout that failed or closed also stops the run, but that is not an interrupt.
+            self.tally.interrupted = !(self.stdout_failed || self.stdout_closed);
+            self.tally.not_started = self
+                .queued
+                .load(Ordering::SeqCst)
+                .saturating_sub(self.finished);
+        }
+        let end = End {
+            stdout_closed: self.stdout_closed,
+            stdout_failed: self.stdout_failed,
+            interrupted: self.tally.interrupted,
+            failed: self.tally.failed,
+        };
+        Report {
+            tally: self.tally,
+            end,
+            outcomes: self.outcomes,
+        }
+    }
+
+    /// Writes one record unless stdout is gone. Any write error stops the run: the records are
+    /// the point of it. Downloads still running stop at their next chunk and keep their bytes in
+    /// `NAME.part`, so nothing incomplete is ever left under a final name.
+    fn write(&mut self, write: impl FnOnce(&Stdout) -> io::Result<()>) {
+        if !self.show.records || self.stdout_closed || self.stdout_failed {
+            return;
+        }
+        match write(&self.stdout) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
+                // The reader has what it wanted: like Ctrl-C, without the noise, exit 0.
+                self.stdout_closed = true;
+                self.cancel.store(true, Ordering::SeqCst);
+            }
+            Err(e) => {
+                self.progress.error(&format!(
+                    "fetchpar: cannot write to stdout ({e}): stopping; partial downloads \
+                     are kept as .part files"
+                ));
+                self.stdout_failed = true;
+                self.cancel.store(true, Ordering::SeqCst);
+            }
+        }
+    }
+
+    fn keep(&mut self, done: UrlOutcome) {
+        if self.show.collect {
+            self.outcomes.push(done);
+        }
+    }
+
+    fn finished(&mut self, id: usize, url: String, origin: Origin, outcome: Outcome) {
+        let described = outcome.result.as_ref().err().map(|f| f.describe());
+        let done = UrlOutcome::finished(url, origin, outcome);
+        self.write(|out| out.json(&UrlRecord::of(&done)));
+        self.finished += 1;
+        if done.partial.is_some() {
+            self.tally.parts_kept += 1;
+        }
+        self.tally.bytes += done.bytes;
+        if done.status != Status::Skipped {
+            self.tally.downloads += 1;
+            self.tally.busy += done.elapsed;
+        }
+        match (done.status, described) {
+            (Status::Skipped, _) => self.skipped(id, &done),
+            (_, Some(described)) => self.failed(id, &done, described),
+            _ => self.saved(id, &done),
+        }
+        self.keep(done);
+    }
+
+    fn skipped(&mut self, id: usize, done: &UrlOutcome) {
+        self.tally.skipped += 1;
+        let Some(path) = &done.path else { return };
+        let line = format!("skipped {} (already complete)", path.display());
+        self.progress.finished(id, 0, Some(&line));
+        self.write(|out| out.path(path));
+    }
+
+    fn saved(&mut self, id: usize, done: &UrlOutcome) {
+        self.tally.saved += 1;
+        let Some(path) = &done.path else { return };
+        let retried = match done.retries {
+            0 => String::new(),
+            1 => ", after 1 retry".to_string(),
+            n => format!(", after {n} retries"),
+        };
+        let line = format!(
+            "saved {} ({} in {}{retried})",
+            path.display(),
+            indicatif::HumanBytes(done.bytes),
+            crate::units::format_duration(done.elapsed)
+        );
+        self.progress.finished(id, done.bytes, Some(&line));
+        self.write(|out| out.path(path));
+    }
+
+    fn failed(&mut self, id: usize, done: &UrlOutcome, described: String) {
+        let line = format!("{}: {described}", done.url.as_deref().unwrap_or_default());
+        self.progress.finished(id, done.bytes, None);
+        // Downloads stopped by our own Ctrl-C are summed up once, not each shouted.
+        let hushed = self.show.quiet || self.stdout_closed || self.stdout_failed;
+        if self.show.errors && !(done.interrupted && hushed) {
+            self.progress.error(&format!("fetchpar: {line}"));
+        }
+        self.tally.record_failure(line);
+    }
+
+    fn invalid(&mut self, done: UrlOutcome, origin: Origin) {
+        self.write(|out| out.json(&UrlRecord::of(&done)));
+        self.tally.invalid += 1;
+        let reason = done.error.as_deref().unwrap_or_default();
+        let line = match &done.url {
+            None => format!("{origin}: {reason}"),
+            Some(text) => format!("{origin}: {text}: {reason}"),
+        };
+        if self.show.errors {
+            self.progress.error(&format!("fetchpar: {line}"));
+        }
+        self.tally.record_failure(line);
+        self.keep(done);
+    }
+
+    fn duplicate(&mut self, url: String, origin: Origin, first: Origin) {
+        let note = format!("fetchpar: {origin}: {url}: same URL as {first}, downloaded once");
+        let done = UrlOutcome::duplicate(url, origin, first);
+        self.write(|out| out.json(&UrlRecord::of(&done)));
+        self.tally.duplicates += 1;
+        if self.show.errors {
+            self.progress.note(&note);
+        }
+        self.keep(done);
+    }
+}
+
+impl Sink for Reporter {
+    fn event(&mut self, event: Event) {
+        match event {
+            Event::Started {
+                id,
+                path,
+                total,
+                counter,
+                ..
+            } => self.progress.started(id, &path, total, counter),
+            Event::Finished {
+                id,
+                url,
+                origin,
+                outcome,
+            } => self.finished(id, url, origin, outcome),
+            Event::Invalid(invalid) => {
+                let origin = invalid.origin;
+                self.invalid(UrlOutcome::invalid(invalid), origin);
+            }
+            Event::Duplicate { url, origin, first } => self.duplicate(url, origin, first),
+        }
+    }
+
+    fn tick(&mut self) {
+        self.progress.tick();
+    }
+}
