@@ -101,6 +101,16 @@ pub struct Cli {
     #[arg(long, value_name = "N", default_value = "1")]
     pub(crate) split: Split,
 
+    /// Most downloads to one host (scheme, host, port) at once [default: as many as -j]. New
+    /// connections to a host are opened a few at a time either way, more as its responses come
+    #[arg(
+        long = "per-host",
+        value_name = "N",
+        default_value = "0",
+        hide_default_value = true
+    )]
+    pub per_host: usize,
+
     /// Bytes read from the network per step (K, M: binary units) [default: 8K]
     #[arg(long = "chunk-size", value_name = "SIZE", value_parser = chunk_size)]
     pub(crate) chunk_size: Option<Size>,
@@ -530,6 +540,7 @@ impl Cli {
                 content_disposition: self.content_disposition,
                 split: self.split.0,
                 chunk: self.chunk_size.map_or(download::CHUNK, |s| s.0 as usize),
+                per_host: self.per_host,
             },
             connect_timeout: self.connect_timeout.0,
             progress,

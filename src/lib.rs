@@ -100,6 +100,7 @@ pub mod cli;
 pub(crate) mod completions;
 pub(crate) mod download;
 pub(crate) mod exit;
+pub(crate) mod hosts;
 pub(crate) mod input;
 pub(crate) mod modes;
 #[doc(hidden)]

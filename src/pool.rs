@@ -14,7 +14,8 @@ use std::time::Duration;
 
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TryRecvError};
 
-use crate::download::{Fetcher, Outcome, Started};
+use crate::download::{Failure, FailureKind, Fetcher, Outcome, Started};
+use crate::hosts::{Admit, Hosts, Key, Lease, Limits, Waiting};
 use crate::input::{Entry, Invalid, Item, Origin};
 use crate::redact;
 use crate::select::{Selector, Shard, Verdict};
@@ -82,13 +83,18 @@ struct Job {
 }
 
 /// What every worker shares: its ends of the two channels, the count of workers still taking
-/// jobs, and the producer to wake.
+/// jobs, the producer to wake, and the hosts with the jobs held back for them.
 #[derive(Clone)]
 struct Crew<'a> {
     jobs: Receiver<Job>,
     events: Sender<Event>,
     alive: &'a AtomicUsize,
     producer: Option<&'a Thread>,
+    hosts: &'a Hosts,
+    /// Jobs taken for a host that had no room (see [`Crew::next`]).
+    waiting: &'a Waiting<Job>,
+    /// A token each time a host may have gained room (see [`Hosts::waking`]).
+    wake: Receiver<()>,
 }
 
 impl Pool<'_> {
@@ -110,6 +116,15 @@ impl Pool<'_> {
             workers: alive.clone(),
         };
         let producer = self.spawn_producer(inputs, refill, event_tx.clone());
+        let settings = self.fetcher.settings;
+        let per_host = match settings.per_host {
+            0 => self.jobs,
+            n => n,
+        };
+        let (wake_tx, wake_rx) = bounded::<()>(self.jobs);
+        let hosts = Hosts::new(Limits::new(per_host, settings.retry)).waking(wake_tx);
+        // Bounded, so memory stays O(jobs) and the producer's backpressure holds.
+        let waiting = Waiting::new((16 * self.jobs).max(4096));
         thread::scope(|scope| {
             // Owned by this closure, so that if the main thread ever panicked here the receiver
             // would be dropped while unwinding: workers blocked on a full channel then see a
@@ -120,6 +135,9 @@ impl Pool<'_> {
                 events: event_tx,
                 alive: &alive,
                 producer: producer.as_ref(),
+                hosts: &hosts,
+                waiting: &waiting,
+                wake: wake_rx,
             };
             self.spawn_workers(scope, crew);
             // Only workers and the producer hold senders now: the loop ends when they are done.
@@ -166,7 +184,7 @@ impl Pool<'_> {
 
     fn worker(&self, crew: &Crew<'_>) {
         let wake_producer = || crew.producer.map(Thread::unpark);
-        for job in crew.jobs.iter() {
+        while let Some((job, admit)) = crew.next(self.cancel) {
             if crew.jobs.len() <= self.jobs {
                 // Cheap unless the producer is parked (see `Refill`).
                 wake_producer();
@@ -174,7 +192,7 @@ impl Pool<'_> {
             if self.cancel.load(Ordering::Relaxed) {
                 break;
             }
-            let event = self.work(job, &crew.events);
+            let event = self.work(job, admit, crew.hosts, &crew.events);
             if crew.events.send(event).is_err() {
                 break;
             }
@@ -217,7 +235,22 @@ impl Pool<'_> {
         }
     }
 
-    fn work(&self, job: Job, event_tx: &Sender<Event>) -> Event {
+    fn work(&self, job: Job, admit: Admit, hosts: &Hosts, event_tx: &Sender<Event>) -> Event {
+        let key = Key::of(&job.entry.url);
+        if let Admit::Gone(gone) = admit {
+            return Event::Finished {
+                id: job.id,
+                url: redact::url(&job.entry.url),
+                origin: job.entry.origin,
+                outcome: Outcome {
+                    result: Err(Failure::new(FailureKind::Host(gone.line()))),
+                    bytes: 0,
+                    elapsed: Duration::ZERO,
+                    retries: 0,
+                },
+            };
+        }
+        let mut lease = Lease::held(hosts, key);
         let counter = Arc::new(AtomicU64::new(0));
         let mut on_start = |started: Started<'_>| {
             let _ = event_tx.send(Event::Started {
@@ -232,12 +265,65 @@ impl Pool<'_> {
             job.entry.output.as_deref(),
             &counter,
             &mut on_start,
+            &mut lease,
         );
         Event::Finished {
             id: job.id,
             url: redact::url(&job.entry.url),
             origin: job.entry.origin,
             outcome,
+        }
+    }
+}
+
+impl Crew<'_> {
+    /// The next job and its admission (a slot taken, or its host gone); `None` when all are
+    /// done or on Ctrl-C. Jobs held back for a host that now has room come first, then the
+    /// channel; a job for a host without room is held back and the worker takes another, so
+    /// that one slow or dead host never holds every worker.
+    fn next(&self, cancel: &AtomicBool) -> Option<(Job, Admit)> {
+        loop {
+            if cancel.load(Ordering::Relaxed) {
+                return None;
+            }
+            if let Some((_, job, admit)) = self.waiting.pop_ready(self.hosts) {
+                return Some((job, admit));
+            }
+            let job = if self.waiting.len() == 0 {
+                self.jobs.recv().ok()?
+            } else {
+                match self.next_or_wake()? {
+                    Some(job) => job,
+                    None => continue,
+                }
+            };
+            let key = Key::of(&job.entry.url);
+            match self.hosts.try_admit(&key) {
+                Admit::Wait(_) => {}
+                admit => return Some((job, admit)),
+            }
+            if let Err(job) = self.waiting.push(key.clone(), job, false) {
+                // Held back as many as we keep: wait for this host, as a plain queue would.
+                let admit = self.hosts.admit(&key, cancel)?;
+                return Some((job, admit));
+            }
+        }
+    }
+
+    /// A job from the channel, or `Some(None)` when a host may have room (or a while passed:
+    /// paused hosts resume by the clock); `None` when nothing is left anywhere.
+    fn next_or_wake(&self) -> Option<Option<Job>> {
+        crossbeam_channel::select! {
+            recv(self.jobs) -> job => match job {
+                Ok(job) => Some(Some(job)),
+                // No more input: what is held back is all that is left.
+                Err(_) => {
+                    let _ = self.wake.recv_timeout(TICK);
+                    (self.waiting.len() > 0).then_some(None)
+                }
+            },
+            recv(self.wake) -> _ => Some(None),
+            default(TICK) => Some(None),
         }
     }
 }

@@ -209,6 +209,11 @@ impl Response {
         self.inner.headers()
     }
 
+    /// The HTTP version of the response.
+    pub fn version(&self) -> reqwest::Version {
+        self.inner.version()
+    }
+
     /// The final URL, after redirects.
     pub fn url(&self) -> &Url {
         self.inner.url()

@@ -67,6 +67,9 @@ pub enum FailureKind {
         .0.display()
     )]
     LinkedFolder(PathBuf),
+    /// The URL's host is gone for this run (unreachable, or its name does not exist).
+    #[error("{0}")]
+    Host(String),
     #[error("internal error: {0}")]
     Internal(&'static str),
     /// A reason built elsewhere from text alone.
@@ -254,6 +257,30 @@ pub fn describe_request_error(err: &reqwest::Error, timeout: Duration) -> String
         Some(io::ErrorKind::ConnectionReset) => "connection reset before the response".into(),
         _ => root_message(err),
     }
+}
+
+/// What a request that got no response says about its host (see [`crate::hosts`]), if anything;
+/// `line` is the request's own failure line.
+pub(crate) fn host_learned(err: &reqwest::Error, line: &str) -> Option<crate::hosts::Learned> {
+    use crate::hosts::Learned;
+    if !err.is_connect() {
+        return None;
+    }
+    // The resolver's answer reaches us only as text (getaddrinfo's gai_strerror, through std).
+    let root = root_message(err);
+    let no_such = [
+        "Name or service not known",
+        "No address associated with hostname",
+        "nodename nor servname provided",
+    ];
+    if no_such.iter().any(|m| root.contains(m)) {
+        return Some(Learned::NoSuchName(line.to_string()));
+    }
+    if root.contains("Temporary failure in name resolution") {
+        return Some(Learned::ResolverBusy);
+    }
+    let refused = io_kind(err) == Some(io::ErrorKind::ConnectionRefused);
+    (refused || err.is_timeout()).then(|| Learned::Unreachable(line.to_string()))
 }
 
 /// One line for a body read that failed part-way.

@@ -28,6 +28,7 @@ use self::part::Transfer;
 use self::response::{Decision, OnDisk, ResponseFacts};
 use self::sidecar::PartMeta;
 use self::split::Split;
+use crate::hosts::{Learned, Lease, Next};
 use crate::naming::{self, Namer};
 use crate::redact;
 use crate::retry::Policy;
@@ -89,6 +90,8 @@ pub struct Settings {
     pub split: usize,
     /// Bytes per read of the body (`--chunk-size`).
     pub chunk: usize,
+    /// `--per-host N`: most downloads to one host at once; 0 means as many as `-j`.
+    pub per_host: usize,
 }
 
 /// What every download of a run shares: the settings, and the run's handles.
@@ -158,10 +161,39 @@ enum Attempt {
     Done(u16),
     /// Worth another try, after the server's `Retry-After` if it gave one.
     Retry(Failure, Option<Duration>),
+    /// The host could not be reached (or its name resolved): the host decides whether and when
+    /// this URL tries again (see [`crate::hosts`]).
+    Host(Failure, Learned),
     /// The partial bytes turned out useless (a range that does not fit them): start over from
     /// zero at once. Not a failure of the server, so it costs no retry.
     Restart,
     Fail(Failure),
+}
+
+/// One download's running state, threaded through its attempts.
+struct Run<'r, 's> {
+    counter: &'r AtomicU64,
+    on_start: &'r mut dyn FnMut(Started<'_>),
+    lease: &'r mut Lease<'s>,
+    bytes: &'r mut u64,
+    retries: &'r mut u32,
+}
+
+/// Whether the server keeps the connection open for the next request: not after an HTTP/1.0
+/// reply without `keep-alive`, nor after `Connection: close`.
+fn kept_open(response: &Response) -> bool {
+    let connection = response
+        .headers()
+        .get(reqwest::header::CONNECTION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_ascii_lowercase)
+        .unwrap_or_default();
+    let says = |token: &str| connection.split(',').any(|t| t.trim() == token);
+    if response.version() <= reqwest::Version::HTTP_10 {
+        says("keep-alive")
+    } else {
+        !says("close")
+    }
 }
 
 /// What `-c` found on disk for a URL.
@@ -176,17 +208,25 @@ impl Fetcher<'_> {
     /// Downloads `url`, into `output` (a checked relative path from a list line) or else a name
     /// taken from the URL. `on_start` is called once the response headers are accepted;
     /// `counter` is bumped as body bytes arrive (the progress display reads it).
-    pub fn fetch(
+    pub(crate) fn fetch(
         &self,
         url: &Url,
         output: Option<&str>,
         counter: &AtomicU64,
         on_start: &mut dyn FnMut(Started<'_>),
+        lease: &mut Lease<'_>,
     ) -> Outcome {
         let began = Instant::now();
         let mut bytes = 0;
         let mut retries = 0;
-        let result = self.fetch_inner(url, output, counter, on_start, &mut bytes, &mut retries);
+        let mut run = Run {
+            counter,
+            on_start,
+            lease,
+            bytes: &mut bytes,
+            retries: &mut retries,
+        };
+        let result = self.fetch_inner(url, output, &mut run);
         Outcome {
             result,
             bytes,
@@ -199,10 +239,7 @@ impl Fetcher<'_> {
         &self,
         url: &Url,
         output: Option<&str>,
-        counter: &AtomicU64,
-        on_start: &mut dyn FnMut(Started<'_>),
-        bytes: &mut u64,
-        retries: &mut u32,
+        run: &mut Run<'_, '_>,
     ) -> Result<Saved, Failure> {
         // An explicit output goes through the namer too: it never replaces an existing file
         // and two lines naming the same path get `.1`, like any other clash.
@@ -217,7 +254,7 @@ impl Fetcher<'_> {
                 });
             }
         }
-        let status = match self.attempts(url, &mut t, counter, on_start, bytes, retries) {
+        let status = match self.attempts(url, &mut t, run) {
             Ok(status) => status,
             Err(failure) => return Err(t.give_up(failure)),
         };
@@ -226,37 +263,56 @@ impl Fetcher<'_> {
 
     /// Attempts until one completes, fails for good, or the retries run out; returns the
     /// status of the response that completed it.
-    fn attempts(
-        &self,
-        url: &Url,
-        t: &mut Transfer,
-        counter: &AtomicU64,
-        on_start: &mut dyn FnMut(Started<'_>),
-        bytes: &mut u64,
-        retries: &mut u32,
-    ) -> Result<u16, Failure> {
+    fn attempts(&self, url: &Url, t: &mut Transfer, run: &mut Run<'_, '_>) -> Result<u16, Failure> {
+        // Attempts this URL made against an unreachable host: the host's shared budget bounds
+        // them, this bounds a URL whose host keeps recovering just before its turn.
+        let mut host_tries = 0;
         loop {
             if self.cancel.load(Ordering::Relaxed) {
                 return Err(Failure::interrupted(None));
             }
-            match self.attempt(url, t, counter, on_start, bytes) {
+            match run.lease.acquire(self.cancel) {
+                Ok(true) => {}
+                Ok(false) => return Err(Failure::interrupted(None)),
+                Err(line) => return Err(Failure::new(FailureKind::Host(line))),
+            }
+            let attempt = self.attempt(url, t, run);
+            let (mut failure, retry_after) = match attempt {
                 Attempt::Done(status) => return Ok(status),
-                Attempt::Restart => {}
+                Attempt::Restart => continue,
                 Attempt::Fail(failure) => return Err(failure),
-                Attempt::Retry(mut failure, retry_after) => {
-                    if *retries >= self.settings.retry.retries {
-                        failure.reason.after_retries(*retries);
-                        return Err(failure);
-                    }
-                    *retries += 1;
-                    let wait = self
-                        .settings
-                        .retry
-                        .wait(*retries, retry_after, fastrand::f64());
-                    if !self.pause(wait) {
-                        return Err(Failure::interrupted(None));
+                Attempt::Host(failure, learned) => {
+                    host_tries += 1;
+                    match run.lease.learn(learned) {
+                        Next::Fail(line) => return Err(Failure::new(FailureKind::Host(line))),
+                        Next::Again if host_tries <= self.settings.retry.retries => {
+                            // The host's pause is the wait: the next `acquire` sits it out.
+                            run.lease.release();
+                            continue;
+                        }
+                        Next::Again | Next::AsUsual => (failure, None),
                     }
                 }
+                Attempt::Retry(failure, retry_after) => {
+                    if let Some(wait) = retry_after {
+                        run.lease.learn(Learned::RetryAfter(wait));
+                    }
+                    (failure, retry_after)
+                }
+            };
+            if *run.retries >= self.settings.retry.retries {
+                failure.reason.after_retries(*run.retries);
+                return Err(failure);
+            }
+            *run.retries += 1;
+            let wait = self
+                .settings
+                .retry
+                .wait(*run.retries, retry_after, fastrand::f64());
+            // Others may use the host while this one waits.
+            run.lease.release();
+            if !self.pause(wait) {
+                return Err(Failure::interrupted(None));
             }
         }
     }
@@ -365,14 +421,7 @@ impl Fetcher<'_> {
     }
 
     /// One request and as much of the body as it gives.
-    fn attempt(
-        &self,
-        url: &Url,
-        t: &mut Transfer,
-        counter: &AtomicU64,
-        on_start: &mut dyn FnMut(Started<'_>),
-        bytes: &mut u64,
-    ) -> Attempt {
+    fn attempt(&self, url: &Url, t: &mut Transfer, run: &mut Run<'_, '_>) -> Attempt {
         // Without a validator we cannot tell whether the server's file changed: start over.
         let resuming = t.have > 0 && t.meta.as_ref().is_some_and(PartMeta::has_validator);
         let from = if resuming { t.have } else { 0 };
@@ -382,6 +431,10 @@ impl Fetcher<'_> {
             Err(e) => return self.no_response(e),
         };
         let code = response.status().as_u16();
+        // Told before the body, so that the host's window grows at once (see `crate::hosts`).
+        run.lease.learn(Learned::Response {
+            kept_open: kept_open(&response),
+        });
         let facts = ResponseFacts::of(&response, url);
         let disk = OnDisk {
             asked_from: resuming.then_some(t.have),
@@ -405,7 +458,7 @@ impl Fetcher<'_> {
             }
             Decision::Complete { total } => {
                 t.total = Some(total);
-                on_started(t, on_start);
+                on_started(t, run.on_start);
                 return Attempt::Done(code);
             }
             Decision::Fail(kind) => return Attempt::Fail(Failure::new(kind).with_status(code)),
@@ -414,8 +467,8 @@ impl Fetcher<'_> {
             }
         }
         let before = t.have;
-        let received = self.receive(url, t, response, from, counter, on_start);
-        *bytes += t.have - before;
+        let received = self.receive(url, t, response, from, run.counter, run.on_start);
+        *run.bytes += t.have - before;
         match received {
             Ok(streamed) => self.settle(t, streamed, code),
             Err(failure) => Attempt::Fail(failure.with_status(code)),
@@ -440,6 +493,8 @@ impl Fetcher<'_> {
                 // A bad redirect will be just as bad next time.
                 if e.is_redirect() || e.is_builder() {
                     Attempt::Fail(failure)
+                } else if let Some(learned) = failure::host_learned(&e, &failure.reason) {
+                    Attempt::Host(failure, learned)
                 } else {
                     Attempt::Retry(failure, None)
                 }

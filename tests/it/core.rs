@@ -142,9 +142,9 @@ fn failures_are_reported_and_the_rest_still_saved() {
     );
     assert!(errors.iter().any(|l| **l == missing), "{stderr:#?}");
     assert!(
-        errors
-            .iter()
-            .any(|l| l.starts_with(&format!("fetchpar: {refused}: connection refused"))),
+        errors.iter().any(|l| l.starts_with(&format!(
+            "fetchpar: {refused}: host unreachable after 4 attempts (connection refused)"
+        ))),
         "{stderr:#?}"
     );
     assert!(

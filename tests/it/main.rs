@@ -4,6 +4,7 @@
 mod util;
 
 mod core;
+mod hosts;
 mod reliability;
 mod scripting;
 mod server;

@@ -119,7 +119,7 @@ fn not_found_and_forbidden_fail_at_once() {
 }
 
 #[test]
-fn connection_refused_is_retried_then_reported() {
+fn connection_refused_is_retried_then_reported_as_the_hosts() {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -131,7 +131,10 @@ fn connection_refused_is_retried_then_reported() {
     assert_eq!(code, 1);
     assert_eq!(
         error_line(&stderr, &url),
-        format!("fetchpar: {url}: connection refused (after 1 retry); nothing saved")
+        format!(
+            "fetchpar: {url}: host unreachable after 2 attempts (connection refused); \
+             nothing saved"
+        )
     );
     assert!(sandbox.files().is_empty());
 }

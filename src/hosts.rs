@@ -1,0 +1,613 @@
+//! Politeness per host (scheme, host, port): how many downloads run against one host, how fast
+//! new connections to it are opened, and what its `Retry-After` or unreachability mean for all of
+//! its URLs.
+//!
+//! - [`Host`] is the pure state of one host, decided on with an explicit `now` (unit-tested
+//!   without threads or clocks);
+//! - [`Hosts`] is the run's table of them behind one lock, taken once per attempt, never per
+//!   chunk;
+//! - [`Waiting`] holds the jobs a worker took for a host that had no room, so that the worker can
+//!   take other hosts' jobs instead of waiting on that one (one dead host never holds all
+//!   workers). It is bounded: memory stays O(jobs) and the producer's backpressure holds.
+//!
+//! Ramp-up works like TCP's slow start: a host starts with [`INITIAL_WINDOW`] downloads at once
+//! and gets one more for each response that came back on a connection the server keeps open, so
+//! the window doubles per round trip up to `--per-host`. A server that closes the connection after
+//! every reply (HTTP/1.0, `Connection: close`) makes every download a new connect into its accept
+//! queue, which may be as short as 5 (`python3 -m http.server`): overflowing it drops SYNs that the
+//! kernel retransmits only after a second. Such a host stays at the initial window, below that
+//! queue (browsers keep to 6 connections per host for the same reason).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Sender;
+use url::Url;
+
+use crate::retry::Policy;
+
+/// Downloads a host gets at once before any of its responses came back.
+pub(crate) const INITIAL_WINDOW: usize = 4;
+
+/// How often a waiting thread looks at the cancel flag and at paused hosts.
+const POLL: Duration = Duration::from_millis(100);
+
+/// A host as politeness sees it: scheme, host and port.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct Key(String);
+
+impl Key {
+    pub(crate) fn of(url: &Url) -> Key {
+        Key(format!(
+            "{}://{}:{}",
+            url.scheme(),
+            url.host_str().unwrap_or(""),
+            url.port_or_known_default().unwrap_or(0)
+        ))
+    }
+}
+
+/// Why every URL of a host fails at once.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Gone {
+    /// Its connects failed this many times in a row; the last error.
+    Unreachable { attempts: u32, last: String },
+    /// Its name does not exist (the resolver's answer).
+    NoSuchName(String),
+}
+
+impl Gone {
+    /// The line every URL of the host fails with.
+    pub(crate) fn line(&self) -> String {
+        match self {
+            Gone::Unreachable { attempts, last } => {
+                format!("host unreachable after {attempts} attempts ({last})")
+            }
+            Gone::NoSuchName(what) => what.clone(),
+        }
+    }
+}
+
+/// What an attempt learned about its host.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Learned {
+    /// A response came back; `kept_open` when the server keeps the connection for the next one.
+    Response { kept_open: bool },
+    /// Refused, or the connect timed out (the text says which).
+    Unreachable(String),
+    /// The name does not exist: not worth asking again, for any URL of the host.
+    NoSuchName(String),
+    /// The resolver could not answer this time.
+    ResolverBusy,
+    /// `Retry-After`: no new request to the host for this long.
+    RetryAfter(Duration),
+}
+
+/// What to do with the URL whose attempt taught the host something.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Next {
+    /// Carry on as the URL's own policy says.
+    AsUsual,
+    /// Try again when the host lets it (costs the URL none of its own retries).
+    Again,
+    /// Fail now, with this line.
+    Fail(String),
+}
+
+/// Whether a download may start now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Admit {
+    Go,
+    /// Not now: the host is at its window, or paused until then.
+    Wait(Option<Instant>),
+    Gone(Gone),
+}
+
+/// The run's politeness settings.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Limits {
+    /// `--per-host`: most downloads to one host at once.
+    pub per_host: usize,
+    /// Connect attempts a host gets in a row (shared by its URLs) before it counts as gone.
+    pub attempts: u32,
+    /// The backoff between those attempts, and the cap on `Retry-After`.
+    pub retry: Policy,
+}
+
+impl Limits {
+    pub(crate) fn new(per_host: usize, retry: Policy) -> Limits {
+        Limits {
+            per_host: per_host.max(1),
+            attempts: retry.retries.saturating_add(1),
+            retry,
+        }
+    }
+}
+
+/// One host's state.
+#[derive(Clone, Debug)]
+pub(crate) struct Host {
+    running: usize,
+    window: usize,
+    paused_until: Option<Instant>,
+    failed_connects: u32,
+    resolver_retried: bool,
+    gone: Option<Gone>,
+}
+
+impl Host {
+    fn new(limits: &Limits) -> Host {
+        Host {
+            running: 0,
+            window: INITIAL_WINDOW.min(limits.per_host),
+            paused_until: None,
+            failed_connects: 0,
+            resolver_retried: false,
+            gone: None,
+        }
+    }
+
+    pub(crate) fn admit(&mut self, now: Instant) -> Admit {
+        if let Some(gone) = &self.gone {
+            return Admit::Gone(gone.clone());
+        }
+        if let Some(until) = self.paused_until {
+            if now < until {
+                return Admit::Wait(Some(until));
+            }
+            self.paused_until = None;
+        }
+        if self.running >= self.window {
+            return Admit::Wait(None);
+        }
+        self.running += 1;
+        Admit::Go
+    }
+
+    pub(crate) fn release(&mut self) {
+        self.running = self.running.saturating_sub(1);
+    }
+
+    pub(crate) fn learn(&mut self, learned: Learned, now: Instant, limits: &Limits) -> Next {
+        match learned {
+            Learned::Response { kept_open } => {
+                self.failed_connects = 0;
+                if kept_open {
+                    self.window = (self.window + 1).min(limits.per_host);
+                } else {
+                    self.window = self.window.min(INITIAL_WINDOW);
+                }
+                Next::AsUsual
+            }
+            Learned::Unreachable(last) => {
+                self.failed_connects += 1;
+                if self.failed_connects >= limits.attempts {
+                    let gone = Gone::Unreachable {
+                        attempts: self.failed_connects,
+                        last,
+                    };
+                    let line = gone.line();
+                    self.gone = Some(gone);
+                    return Next::Fail(line);
+                }
+                // Probe one at a time, backing off as the URL's own retries would.
+                self.window = 1;
+                let wait = limits
+                    .retry
+                    .wait(self.failed_connects, None, fastrand::f64());
+                self.pause(now + wait);
+                Next::Again
+            }
+            Learned::NoSuchName(what) => {
+                let gone = Gone::NoSuchName(what);
+                let line = gone.line();
+                self.gone = Some(gone);
+                Next::Fail(line)
+            }
+            Learned::ResolverBusy if self.resolver_retried => Next::AsUsual,
+            Learned::ResolverBusy => {
+                self.resolver_retried = true;
+                Next::Again
+            }
+            Learned::RetryAfter(wait) => {
+                self.pause(now + wait.min(limits.retry.max_wait));
+                Next::AsUsual
+            }
+        }
+    }
+
+    fn pause(&mut self, until: Instant) {
+        self.paused_until = Some(self.paused_until.map_or(until, |u| u.max(until)));
+    }
+
+    /// Nothing worth remembering: the entry can go (a list of a million hosts must not keep a
+    /// million entries). What a host taught us that matters (gone, paused, failing) stays.
+    fn idle(&self, now: Instant) -> bool {
+        self.running == 0
+            && self.gone.is_none()
+            && self.failed_connects == 0
+            && self.paused_until.is_none_or(|until| until <= now)
+    }
+}
+
+/// The run's hosts.
+pub(crate) struct Hosts {
+    limits: Limits,
+    table: Mutex<HashMap<Key, Host>>,
+    changed: Condvar,
+    wake: Option<Sender<()>>,
+}
+
+impl Hosts {
+    pub(crate) fn new(limits: Limits) -> Hosts {
+        Hosts {
+            limits,
+            table: Mutex::new(HashMap::new()),
+            changed: Condvar::new(),
+            wake: None,
+        }
+    }
+
+    /// Also sends a token on `wake` whenever a host may have gained room (a slot freed, a window
+    /// grown, a host gone), for workers that wait on a channel rather than on this table.
+    pub(crate) fn waking(self, wake: Sender<()>) -> Hosts {
+        Hosts {
+            wake: Some(wake),
+            ..self
+        }
+    }
+
+    fn changed(&self) {
+        self.changed.notify_all();
+        if let Some(wake) = &self.wake {
+            let _ = wake.try_send(());
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<Key, Host>> {
+        // A panic elsewhere cannot leave a host half-updated in a way that matters more than
+        // stopping the run would.
+        self.table.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn try_admit(&self, key: &Key) -> Admit {
+        let mut table = self.lock();
+        let limits = &self.limits;
+        table
+            .entry(key.clone())
+            .or_insert_with(|| Host::new(limits))
+            .admit(Instant::now())
+    }
+
+    /// Waits until `key` has room (or is gone); `None` on Ctrl-C.
+    pub(crate) fn admit(&self, key: &Key, cancel: &AtomicBool) -> Option<Admit> {
+        let mut table = self.lock();
+        loop {
+            if cancel.load(Ordering::Relaxed) {
+                return None;
+            }
+            let limits = &self.limits;
+            let now = Instant::now();
+            let host = table
+                .entry(key.clone())
+                .or_insert_with(|| Host::new(limits));
+            let wait = match host.admit(now) {
+                Admit::Wait(until) => until.map_or(POLL, |u| (u - now).min(POLL)),
+                other => return Some(other),
+            };
+            table = match self.changed.wait_timeout(table, wait) {
+                Ok((table, _)) => table,
+                Err(e) => e.into_inner().0,
+            };
+        }
+    }
+
+    pub(crate) fn release(&self, key: &Key) {
+        let mut table = self.lock();
+        let now = Instant::now();
+        if let Some(host) = table.get_mut(key) {
+            host.release();
+            if host.idle(now) {
+                table.remove(key);
+            }
+        }
+        drop(table);
+        self.changed();
+    }
+
+    pub(crate) fn learn(&self, key: &Key, learned: Learned) -> Next {
+        let mut table = self.lock();
+        let limits = &self.limits;
+        let next = table
+            .entry(key.clone())
+            .or_insert_with(|| Host::new(limits))
+            .learn(learned, Instant::now(), limits);
+        drop(table);
+        self.changed();
+        next
+    }
+}
+
+/// A download's hold on its host: a slot while it runs, released on drop.
+pub(crate) struct Lease<'a> {
+    hosts: &'a Hosts,
+    key: Key,
+    held: bool,
+}
+
+impl<'a> Lease<'a> {
+    /// A lease on a slot already admitted.
+    pub(crate) fn held(hosts: &'a Hosts, key: Key) -> Lease<'a> {
+        Lease {
+            hosts,
+            key,
+            held: true,
+        }
+    }
+
+    /// Waits for a slot if this lease holds none; `Err` with the line to fail with when the host
+    /// is gone, `Ok(false)` on Ctrl-C.
+    pub(crate) fn acquire(&mut self, cancel: &AtomicBool) -> Result<bool, String> {
+        if self.held {
+            return Ok(true);
+        }
+        match self.hosts.admit(&self.key, cancel) {
+            None => Ok(false),
+            Some(Admit::Gone(gone)) => Err(gone.line()),
+            Some(_) => {
+                self.held = true;
+                Ok(true)
+            }
+        }
+    }
+
+    /// Gives the slot back (before a wait, say): others may use the host meanwhile.
+    pub(crate) fn release(&mut self) {
+        if std::mem::take(&mut self.held) {
+            self.hosts.release(&self.key);
+        }
+    }
+
+    pub(crate) fn learn(&self, learned: Learned) -> Next {
+        self.hosts.learn(&self.key, learned)
+    }
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
+/// Jobs taken for hosts that had no room, by host, in the order taken; bounded by `cap`.
+pub(crate) struct Waiting<T> {
+    cap: usize,
+    queues: Mutex<(HashMap<Key, VecDeque<T>>, usize)>,
+}
+
+impl<T> Waiting<T> {
+    pub(crate) fn new(cap: usize) -> Waiting<T> {
+        Waiting {
+            cap: cap.max(1),
+            queues: Mutex::new((HashMap::new(), 0)),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, (HashMap<Key, VecDeque<T>>, usize)> {
+        self.queues.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.lock().1
+    }
+
+    /// Keeps `job` for later; gives it back when full (`force` ignores the bound, for a job that
+    /// must not be lost and cannot be waited for).
+    pub(crate) fn push(&self, key: Key, job: T, force: bool) -> Result<(), T> {
+        let mut guard = self.lock();
+        if guard.1 >= self.cap && !force {
+            return Err(job);
+        }
+        guard.0.entry(key).or_default().push_back(job);
+        guard.1 += 1;
+        Ok(())
+    }
+
+    /// The first waiting job whose host admits it now (the slot taken), or whose host is gone.
+    pub(crate) fn pop_ready(&self, hosts: &Hosts) -> Option<(Key, T, Admit)> {
+        let mut guard = self.lock();
+        if guard.1 == 0 {
+            return None;
+        }
+        let (queues, count) = &mut *guard;
+        let mut found = None;
+        for (key, queue) in queues.iter_mut() {
+            match hosts.try_admit(key) {
+                Admit::Wait(_) => continue,
+                admit => {
+                    if let Some(job) = queue.pop_front() {
+                        found = Some((key.clone(), job, admit));
+                    } else if admit == Admit::Go {
+                        hosts.release(key);
+                    }
+                    break;
+                }
+            }
+        }
+        let (key, job, admit) = found?;
+        *count -= 1;
+        if queues.get(&key).is_some_and(VecDeque::is_empty) {
+            queues.remove(&key);
+        }
+        Some((key, job, admit))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(per_host: usize) -> Limits {
+        Limits::new(
+            per_host,
+            Policy {
+                retries: 3,
+                max_wait: Duration::from_secs(60),
+            },
+        )
+    }
+
+    fn fill(host: &mut Host, now: Instant) -> usize {
+        let mut n = 0;
+        while host.admit(now) == Admit::Go {
+            n += 1;
+        }
+        n
+    }
+
+    #[test]
+    fn a_host_starts_with_a_few_and_doubles_per_round_of_kept_open_responses() {
+        let l = limits(32);
+        let now = Instant::now();
+        let mut h = Host::new(&l);
+        assert_eq!(fill(&mut h, now), INITIAL_WINDOW);
+        for _ in 0..INITIAL_WINDOW {
+            h.learn(Learned::Response { kept_open: true }, now, &l);
+        }
+        assert_eq!(fill(&mut h, now), INITIAL_WINDOW, "one more per response");
+        for _ in 0..100 {
+            h.learn(Learned::Response { kept_open: true }, now, &l);
+        }
+        assert_eq!(h.window, 32, "never past --per-host");
+    }
+
+    #[test]
+    fn a_host_that_closes_every_connection_stays_at_the_initial_window() {
+        let l = limits(32);
+        let now = Instant::now();
+        let mut h = Host::new(&l);
+        for _ in 0..100 {
+            h.learn(Learned::Response { kept_open: false }, now, &l);
+        }
+        assert_eq!(fill(&mut h, now), INITIAL_WINDOW);
+        let mut small = Host::new(&limits(2));
+        assert_eq!(
+            fill(&mut small, now),
+            2,
+            "--per-host below the initial window"
+        );
+    }
+
+    #[test]
+    fn a_released_slot_admits_the_next() {
+        let l = limits(1);
+        let now = Instant::now();
+        let mut h = Host::new(&l);
+        assert_eq!(h.admit(now), Admit::Go);
+        assert_eq!(h.admit(now), Admit::Wait(None));
+        h.release();
+        assert_eq!(h.admit(now), Admit::Go);
+    }
+
+    #[test]
+    fn retry_after_pauses_the_whole_host_capped() {
+        let l = limits(8);
+        let now = Instant::now();
+        let mut h = Host::new(&l);
+        let next = h.learn(Learned::RetryAfter(Duration::from_secs(5)), now, &l);
+        assert_eq!(
+            next,
+            Next::AsUsual,
+            "the URL that got it spends its own retry"
+        );
+        let until = now + Duration::from_secs(5);
+        assert_eq!(h.admit(now), Admit::Wait(Some(until)));
+        assert_eq!(h.admit(until), Admit::Go);
+        h.learn(Learned::RetryAfter(Duration::from_secs(3600)), now, &l);
+        assert_eq!(
+            h.admit(now),
+            Admit::Wait(Some(now + Duration::from_secs(60)))
+        );
+    }
+
+    #[test]
+    fn an_unreachable_host_shares_its_attempts_then_fails_every_url() {
+        let l = limits(8);
+        let now = Instant::now();
+        let mut h = Host::new(&l);
+        for _ in 0..3 {
+            let next = h.learn(Learned::Unreachable("connection refused".into()), now, &l);
+            assert_eq!(next, Next::Again);
+            assert!(matches!(h.admit(now), Admit::Wait(Some(_))), "backs off");
+        }
+        let line = "host unreachable after 4 attempts (connection refused)";
+        let next = h.learn(Learned::Unreachable("connection refused".into()), now, &l);
+        assert_eq!(next, Next::Fail(line.into()));
+        match h.admit(now + Duration::from_secs(3600)) {
+            Admit::Gone(gone) => assert_eq!(gone.line(), line),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_response_resets_the_unreachable_count() {
+        let l = limits(8);
+        let now = Instant::now();
+        let mut h = Host::new(&l);
+        for _ in 0..3 {
+            h.learn(Learned::Unreachable("refused".into()), now, &l);
+        }
+        h.learn(Learned::Response { kept_open: true }, now, &l);
+        let next = h.learn(Learned::Unreachable("refused".into()), now, &l);
+        assert_eq!(next, Next::Again);
+    }
+
+    #[test]
+    fn no_such_name_is_not_retried_and_the_resolver_gets_one_more_try_per_host() {
+        let l = limits(8);
+        let now = Instant::now();
+        let mut h = Host::new(&l);
+        assert_eq!(h.learn(Learned::ResolverBusy, now, &l), Next::Again);
+        assert_eq!(h.learn(Learned::ResolverBusy, now, &l), Next::AsUsual);
+        let next = h.learn(Learned::NoSuchName("no such host".into()), now, &l);
+        assert_eq!(next, Next::Fail("no such host".into()));
+        assert!(matches!(h.admit(now), Admit::Gone(_)));
+    }
+
+    #[test]
+    fn idle_hosts_are_forgotten_and_failing_ones_kept() {
+        let hosts = Hosts::new(limits(4));
+        let a = Key::of(&Url::parse("http://a:80/x").unwrap());
+        let b = Key::of(&Url::parse("http://a/y").unwrap());
+        assert_eq!(a, b, "the default port is the same host");
+        assert_eq!(hosts.try_admit(&a), Admit::Go);
+        hosts.release(&a);
+        assert!(hosts.lock().is_empty());
+        hosts.learn(&a, Learned::NoSuchName("x".into()));
+        assert!(matches!(hosts.try_admit(&a), Admit::Gone(_)));
+        assert_eq!(hosts.lock().len(), 1);
+    }
+
+    #[test]
+    fn waiting_jobs_come_back_when_their_host_has_room() {
+        let hosts = Hosts::new(limits(1));
+        let waiting = Waiting::new(2);
+        let a = Key::of(&Url::parse("http://a/").unwrap());
+        let b = Key::of(&Url::parse("http://b/").unwrap());
+        assert_eq!(hosts.try_admit(&a), Admit::Go);
+        assert!(waiting.push(a.clone(), 1, false).is_ok());
+        assert!(waiting.push(a.clone(), 2, false).is_ok());
+        assert_eq!(waiting.push(b.clone(), 3, false), Err(3), "bounded");
+        assert!(waiting.push(b.clone(), 3, true).is_ok(), "unless forced");
+        let (key, job, admit) = waiting.pop_ready(&hosts).unwrap();
+        assert_eq!((key, job, admit), (b.clone(), 3, Admit::Go));
+        assert!(waiting.pop_ready(&hosts).is_none(), "a is full");
+        hosts.release(&a);
+        assert_eq!(waiting.pop_ready(&hosts).map(|(_, j, _)| j), Some(1));
+        hosts.release(&a);
+        assert_eq!(waiting.pop_ready(&hosts).map(|(_, j, _)| j), Some(2));
+        assert_eq!(waiting.len(), 0);
+    }
+}

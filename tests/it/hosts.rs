@@ -1,0 +1,112 @@
+//! Politeness per host: `--per-host`, a host's shared connect attempts, one dead host among many.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::util::*;
+
+/// Never more than `--per-host` requests at once to one host, however many workers.
+#[test]
+fn per_host_caps_the_downloads_to_one_host() {
+    let (now, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let data = body(2000, 7);
+    let server = {
+        let (now, most, data) = (now.clone(), most.clone(), data.clone());
+        serve(move |_| {
+            let running = now.fetch_add(1, Ordering::SeqCst) + 1;
+            most.fetch_max(running, Ordering::SeqCst);
+            // Long enough for the other workers to pile in, were they allowed.
+            std::thread::sleep(Duration::from_millis(30));
+            now.fetch_sub(1, Ordering::SeqCst);
+            Reply::file(data.clone())
+        })
+    };
+    let urls: Vec<String> = (0..24).map(|i| server.url(&format!("/f{i}.bin"))).collect();
+    let mut args: Vec<&str> = urls.iter().map(String::as_str).collect();
+    args.extend(["-j", "12", "--per-host", "2", "--progress", "none"]);
+    let sandbox = Sandbox::new();
+    let (code, _, stderr) = sandbox.run(&args);
+    assert_eq!(code, 0, "{stderr:#?}");
+    assert_eq!(sandbox.files().len(), 24);
+    assert!(sandbox.files().values().all(|sum| *sum == sha256(&data)));
+    assert!(most.load(Ordering::SeqCst) <= 2, "{most:?} at once");
+}
+
+/// A listener on `ip` that never accepts, its queue filled: connects to it are dropped, as to a
+/// host that has vanished. The returned streams keep the queue full.
+fn black_hole(ip: &str) -> (SocketAddr, TcpListener, Vec<TcpStream>) {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    let addr: SocketAddr = format!("{ip}:0").parse().unwrap();
+    socket.bind(&addr.into()).unwrap();
+    socket.listen(0).unwrap();
+    let listener: TcpListener = socket.into();
+    let addr = listener.local_addr().unwrap();
+    let mut held = Vec::new();
+    for _ in 0..8 {
+        match TcpStream::connect_timeout(&addr, Duration::from_millis(300)) {
+            Ok(stream) => held.push(stream),
+            Err(_) => break,
+        }
+    }
+    (addr, listener, held)
+}
+
+/// One black-hole host among several: its URLs fail together once its shared attempts are spent,
+/// with the host's line, and every other host's files are saved. Without the shared attempts
+/// each of its URLs would sit out its own connect timeouts and the run would not end within the
+/// guard.
+#[test]
+fn one_dead_host_does_not_hold_the_others() {
+    let (dead, _listener, _held) = black_hole("127.0.0.2");
+    let mut expected = std::collections::BTreeMap::new();
+    let mut servers = Vec::new();
+    let mut urls = Vec::new();
+    for s in 0..4 {
+        let (server, files) = file_server(10, 100, 3000, Duration::ZERO);
+        for name in files.keys() {
+            urls.push(server.url(&format!("/{name}")));
+        }
+        for (name, sum) in files {
+            expected.insert(format!("{s}-{name}"), sum);
+        }
+        servers.push(server);
+    }
+    let dead_urls: Vec<String> = (0..40).map(|i| format!("http://{dead}/d{i}.bin")).collect();
+    // Interleaved, so the dead host's URLs reach every worker.
+    let mut list = String::new();
+    for (i, url) in urls.iter().enumerate() {
+        let name = url.rsplit('/').next().unwrap();
+        list.push_str(&format!("{} {}-{name}\n", url, i / 10));
+        list.push_str(&format!("{}\n", dead_urls[i]));
+    }
+    let sandbox = Sandbox::new();
+    std::fs::write(sandbox.root().join("list"), list).unwrap();
+    let child = sandbox.spawn(&[
+        "-i",
+        "list",
+        "-j",
+        "4",
+        "--connect-timeout",
+        "1",
+        "--max-retry-wait",
+        "0.1",
+        "--progress",
+        "none",
+    ]);
+    let output = finish_within(child, Duration::from_secs(40));
+    let stderr = lines(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr:#?}");
+    assert_eq!(sandbox.files(), expected, "{stderr:#?}");
+    for url in &dead_urls {
+        let line = stderr
+            .iter()
+            .find(|l| l.starts_with(&format!("fetchpar: {url}: ")))
+            .unwrap_or_else(|| panic!("no line for {url}: {stderr:#?}"));
+        assert!(
+            line.contains(": host unreachable after 4 attempts (could not connect: timed out)"),
+            "{line}"
+        );
+    }
+}
