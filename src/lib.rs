@@ -100,6 +100,7 @@ pub mod cli;
 pub(crate) mod completions;
 pub(crate) mod download;
 pub(crate) mod exit;
+pub(crate) mod fdlimit;
 pub(crate) mod hosts;
 pub(crate) mod input;
 pub(crate) mod modes;
@@ -120,5 +121,6 @@ pub(crate) mod transport;
 pub(crate) mod units;
 
 pub use exit::ExitCode;
+pub use fdlimit::raise as raise_open_file_limit;
 pub use report::{Status, UrlOutcome};
 pub use run::{Error, Finished, Run};

@@ -9,6 +9,8 @@ use fetchpar::cli::{self, Cli};
 use fetchpar::{ExitCode, Run};
 
 fn main() -> std::process::ExitCode {
+    // Before any thread or socket: a soft limit of 1024 would cap -j below what users ask for.
+    fetchpar::raise_open_file_limit();
     // clap prints its own usage errors and exits 2 (0 for --help and --version).
     let flags = Cli::parse();
     cli::ignore_file_size_signal();

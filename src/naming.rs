@@ -220,6 +220,17 @@ impl Namer {
         self.search(name, false, judge)
     }
 
+    /// Gives back a reservation whose download never opened a file (it could not, for want of
+    /// file descriptors, and goes back to be tried again): its URL will want the same name.
+    pub(crate) fn release(&self, path: &Path) {
+        let Some(candidate) = path.strip_prefix(&self.dir).ok().and_then(Path::to_str) else {
+            return;
+        };
+        let mut taken = self.taken.lock().unwrap_or_else(|e| e.into_inner());
+        let key = self.key(&[candidate]);
+        taken.names.remove(&key);
+    }
+
     /// [`Namer::reserve_by`]; `same_for_all`: `judge` answers the same whatever the URL, so the
     /// search may start past the variants earlier searches found taken (see [`Taken::next`]).
     fn search<T>(
@@ -388,6 +399,16 @@ mod tests {
             .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
             .collect();
         assert_eq!(names, ["photo.1.jpg", "photo.3.jpg", "photo.4.jpg"]);
+    }
+
+    #[test]
+    fn a_released_name_is_free_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let namer = Namer::new(dir.path(), false);
+        let first = namer.reserve("d/a.txt");
+        namer.release(&first);
+        assert_eq!(namer.reserve("d/a.txt"), first);
+        assert_eq!(namer.reserve("d/a.txt"), dir.path().join("d/a.1.txt"));
     }
 
     #[test]

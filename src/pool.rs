@@ -15,6 +15,7 @@ use std::time::Duration;
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TryRecvError};
 
 use crate::download::{Failure, FailureKind, Fetcher, Outcome, Started};
+use crate::fdlimit;
 use crate::hosts::{Admit, Hosts, Key, Lease, Limits, Waiting};
 use crate::input::{Entry, Invalid, Item, Origin};
 use crate::redact;
@@ -48,6 +49,8 @@ pub(crate) enum Event {
         origin: Origin,
         outcome: Outcome,
     },
+    /// Something the user should know about the run as a whole (printed once, as a note).
+    Note(String),
     /// An input line that is not a URL we can fetch.
     Invalid(Invalid),
     /// A URL already queued from an earlier input (and named by neither): not downloaded again.
@@ -95,6 +98,24 @@ struct Crew<'a> {
     waiting: &'a Waiting<Job>,
     /// A token each time a host may have gained room (see [`Hosts::waking`]).
     wake: Receiver<()>,
+    /// Set once a worker has said why it gives up its place (one note per run).
+    noted: &'a AtomicBool,
+}
+
+/// How a worker's job ended.
+enum Done {
+    Event(Event),
+    /// No file descriptor for its socket, client or part: not the URL's failure, it goes back.
+    OutOfFiles(Job, String),
+}
+
+/// Takes one worker out of `alive` unless it is the last one; whether it did.
+fn retire(alive: &AtomicUsize) -> bool {
+    alive
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+            (n > 1).then(|| n - 1)
+        })
+        .is_ok()
 }
 
 impl Pool<'_> {
@@ -102,6 +123,26 @@ impl Pool<'_> {
     /// cancelled worker stops at its next chunk, and one waiting on the network stops within
     /// moments too (see [`crate::transport::Client::cancel_on`]), so the scope always ends.
     pub(crate) fn run<I>(&self, inputs: I, sink: &mut dyn Sink)
+    where
+        I: Iterator<Item = Item> + Send + 'static,
+    {
+        let jobs = fdlimit::workers_for(self.jobs, fdlimit::soft(), fdlimit::open_now());
+        if jobs < self.jobs {
+            sink.event(Event::Note(format!(
+                "the open-file limit allows {jobs} downloads at once, not {} (raise it with \
+                 ulimit -n)",
+                self.jobs
+            )));
+        }
+        let pool = Pool {
+            jobs,
+            fetcher: self.fetcher,
+            ..*self
+        };
+        pool.run_with(inputs, sink);
+    }
+
+    fn run_with<I>(&self, inputs: I, sink: &mut dyn Sink)
     where
         I: Iterator<Item = Item> + Send + 'static,
     {
@@ -125,6 +166,8 @@ impl Pool<'_> {
         let hosts = Hosts::new(Limits::new(per_host, settings.retry)).waking(wake_tx);
         // Bounded, so memory stays O(jobs) and the producer's backpressure holds.
         let waiting = Waiting::new((16 * self.jobs).max(4096));
+        // One note for the whole run, however many workers give up their place.
+        let noted = AtomicBool::new(false);
         thread::scope(|scope| {
             // Owned by this closure, so that if the main thread ever panicked here the receiver
             // would be dropped while unwinding: workers blocked on a full channel then see a
@@ -138,6 +181,7 @@ impl Pool<'_> {
                 hosts: &hosts,
                 waiting: &waiting,
                 wake: wake_rx,
+                noted: &noted,
             };
             self.spawn_workers(scope, crew);
             // Only workers and the producer hold senders now: the loop ends when they are done.
@@ -192,7 +236,22 @@ impl Pool<'_> {
             if self.cancel.load(Ordering::Relaxed) {
                 break;
             }
-            let event = self.work(job, admit, crew.hosts, &crew.events);
+            let event = match self.work(job, admit, crew.hosts, &crew.events) {
+                Done::Event(event) => event,
+                Done::OutOfFiles(job, why) => {
+                    crew.give_back(job);
+                    if retire(crew.alive) {
+                        if !crew.noted.swap(true, Ordering::Relaxed) {
+                            let _ = crew.events.send(Event::Note(why));
+                        }
+                        wake_producer();
+                        return;
+                    }
+                    // The last worker keeps going: descriptors free up as downloads end.
+                    thread::sleep(TICK);
+                    continue;
+                }
+            };
             if crew.events.send(event).is_err() {
                 break;
             }
@@ -235,10 +294,10 @@ impl Pool<'_> {
         }
     }
 
-    fn work(&self, job: Job, admit: Admit, hosts: &Hosts, event_tx: &Sender<Event>) -> Event {
+    fn work(&self, job: Job, admit: Admit, hosts: &Hosts, event_tx: &Sender<Event>) -> Done {
         let key = Key::of(&job.entry.url);
         if let Admit::Gone(gone) = admit {
-            return Event::Finished {
+            return Done::Event(Event::Finished {
                 id: job.id,
                 url: redact::url(&job.entry.url),
                 origin: job.entry.origin,
@@ -248,7 +307,7 @@ impl Pool<'_> {
                     elapsed: Duration::ZERO,
                     retries: 0,
                 },
-            };
+            });
         }
         let mut lease = Lease::held(hosts, key);
         let counter = Arc::new(AtomicU64::new(0));
@@ -267,12 +326,18 @@ impl Pool<'_> {
             &mut on_start,
             &mut lease,
         );
-        Event::Finished {
+        if let Err(failure) = &outcome.result {
+            if let FailureKind::OutOfFiles(why) = failure.reason.kind() {
+                let why = format!("out of open files ({why}): running one download fewer");
+                return Done::OutOfFiles(job, why);
+            }
+        }
+        Done::Event(Event::Finished {
             id: job.id,
             url: redact::url(&job.entry.url),
             origin: job.entry.origin,
             outcome,
-        }
+        })
     }
 }
 
@@ -308,6 +373,12 @@ impl Crew<'_> {
                 return Some((job, admit));
             }
         }
+    }
+
+    /// Takes back a job that could not start, to be tried again by whoever has room.
+    fn give_back(&self, job: Job) {
+        let key = Key::of(&job.entry.url);
+        let _ = self.waiting.push(key, job, true);
     }
 
     /// A job from the channel, or `Some(None)` when a host may have room (or a while passed:

@@ -57,6 +57,10 @@ impl<K: Spread + Hash + Eq, V> ShardedMap<K, V> {
         self.parts[key.part()].insert(key, value)
     }
 
+    pub(crate) fn remove(&mut self, key: &K) -> Option<V> {
+        self.parts[key.part()].remove(key)
+    }
+
     pub(crate) fn entry(&mut self, key: K) -> hash_map::Entry<'_, K, V> {
         self.parts[key.part()].entry(key)
     }

@@ -70,6 +70,9 @@ pub enum FailureKind {
     /// The URL's host is gone for this run (unreachable, or its name does not exist).
     #[error("{0}")]
     Host(String),
+    /// No file descriptor for a socket or the client: the pool hands the URL back.
+    #[error("out of open files: {0}")]
+    OutOfFiles(String),
     #[error("internal error: {0}")]
     Internal(&'static str),
     /// A reason built elsewhere from text alone.
@@ -127,8 +130,7 @@ pub struct Reason {
 }
 
 impl Reason {
-    #[cfg(test)]
-    pub fn kind(&self) -> &FailureKind {
+    pub(crate) fn kind(&self) -> &FailureKind {
         &self.kind
     }
 

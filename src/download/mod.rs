@@ -28,6 +28,7 @@ use self::part::Transfer;
 use self::response::{Decision, OnDisk, ResponseFacts};
 use self::sidecar::PartMeta;
 use self::split::Split;
+use crate::fdlimit;
 use crate::hosts::{Learned, Lease, Next};
 use crate::naming::{self, Namer};
 use crate::redact;
@@ -95,6 +96,7 @@ pub struct Settings {
 }
 
 /// What every download of a run shares: the settings, and the run's handles.
+#[derive(Clone, Copy)]
 pub struct Fetcher<'a> {
     pub settings: &'a Settings,
     pub client: &'a Client,
@@ -256,7 +258,7 @@ impl Fetcher<'_> {
         }
         let status = match self.attempts(url, &mut t, run) {
             Ok(status) => status,
-            Err(failure) => return Err(t.give_up(failure)),
+            Err(failure) => return Err(self.out_of_files(&mut t, failure)),
         };
         self.finish(t, status)
     }
@@ -315,6 +317,24 @@ impl Fetcher<'_> {
                 return Err(Failure::interrupted(None));
             }
         }
+    }
+
+    /// Gives up on `t`. Running out of file descriptors before any file was opened is not the
+    /// URL's failure: the pool tries it again later, so its name goes back too. Once a part
+    /// exists it is an ordinary failure (the part, with its bytes, is the user's now).
+    fn out_of_files(&self, t: &mut Transfer, failure: Failure) -> Failure {
+        let FailureKind::OutOfFiles(why) = failure.reason.kind() else {
+            return t.give_up(failure);
+        };
+        if t.part.is_some() || t.have > 0 {
+            return t.give_up(Failure::new(FailureKind::Other(format!(
+                "out of open files: {why}"
+            ))));
+        }
+        if let Some(path) = t.path.take() {
+            self.namer.release(&path);
+        }
+        failure
     }
 
     /// Gives the complete part its final name.
@@ -477,6 +497,9 @@ impl Fetcher<'_> {
 
     /// A request that got no response: worth another try unless it would go the same way.
     fn no_response(&self, e: transport::Error) -> Attempt {
+        if fdlimit::exhausted(&e) {
+            return Attempt::Fail(Failure::new(FailureKind::OutOfFiles(e.to_string())));
+        }
         match e {
             // The transport gives up its wait for headers when the run is cancelled.
             transport::Error::Runtime(e) if e.kind() == io::ErrorKind::Interrupted => {

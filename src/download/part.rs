@@ -207,6 +207,11 @@ impl Fetcher<'_> {
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                     path = self.namer.reserve(name);
                 }
+                Err(e) if crate::fdlimit::exhausted(&e) => {
+                    self.namer.release(&path);
+                    let why = FailureKind::OutOfFiles(format!("cannot create {}", part.display()));
+                    return Err(Failure::new(why));
+                }
                 Err(e) => return Err(Failure::new(FailureKind::disk("create", &part, e))),
             }
         }

@@ -240,6 +240,11 @@ impl Sink for Reporter {
                 self.invalid(UrlOutcome::invalid(invalid), origin);
             }
             Event::Duplicate { url, origin, first } => self.duplicate(url, origin, first),
+            Event::Note(text) => {
+                if self.show.errors {
+                    self.progress.note(&format!("fetchpar: note: {text}"));
+                }
+            }
         }
     }
 

@@ -110,3 +110,36 @@ fn one_dead_host_does_not_hold_the_others() {
         );
     }
 }
+
+/// Under a limit of 64 open files (soft and hard), -j 256 cannot have 256 connections: every URL is saved
+/// all the same (fewer downloads at once, one note), none fails for want of a descriptor.
+#[test]
+fn a_low_open_file_limit_costs_concurrency_not_urls() {
+    let (server, expected) = file_server(1000, 10, 2000, Duration::ZERO);
+    let list = urls_of(&server, &expected).join("\n");
+    let sandbox = Sandbox::new();
+    std::fs::write(sandbox.root().join("list"), list).unwrap();
+    let bin = env!("CARGO_BIN_EXE_fetchpar");
+    let child = std::process::Command::new("sh")
+        .current_dir(sandbox.root())
+        .args(["-c", "ulimit -n 64 && exec \"$0\" \"$@\"", bin])
+        .args(["-i", "list", "-j", "256", "-o", "out", "--progress", "none"])
+        .env("NO_PROXY", "127.0.0.1")
+        .env_remove("http_proxy")
+        .env_remove("HTTP_PROXY")
+        .env_remove("ALL_PROXY")
+        .env_remove("all_proxy")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let output = finish_within(child, Duration::from_secs(90));
+    let stderr = lines(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr:#?}");
+    assert_eq!(sandbox.files(), expected);
+    let notes: Vec<_> = stderr
+        .iter()
+        .filter(|l| l.contains("open-file limit"))
+        .collect();
+    assert_eq!(notes.len(), 1, "{stderr:#?}");
+}
