@@ -27,6 +27,7 @@ use crate::input::{Inputs, Item};
 use crate::modes::ProgressMode;
 use crate::naming::Namer;
 use crate::pool::Pool;
+use crate::ratelimit::RateLimit;
 use crate::report::output::{Stdout, SummaryRecord};
 use crate::report::progress::Progress;
 use crate::report::reporter::{Report, Reporter, Show};
@@ -356,10 +357,11 @@ impl Pass<'_> {
         let settings = &self.config.download;
         let namer = Namer::new(self.dir, settings.overwrite);
         let split = Split::new(settings.split);
+        let rate = settings.limit_rate.map(RateLimit::new);
         let queued = Arc::new(AtomicUsize::new(0));
         let pool = Pool {
             jobs: self.jobs,
-            fetcher: Fetcher::new(settings, client, &namer, cancel, &split),
+            fetcher: Fetcher::new(settings, client, &namer, cancel, &split, rate.as_ref()),
             cancel,
             queued: &queued,
             shard: self.config.shard,

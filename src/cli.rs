@@ -111,6 +111,11 @@ pub struct Cli {
     )]
     pub per_host: usize,
 
+    /// Receive at most RATE bytes per second over the whole run, shared by all downloads (K, M:
+    /// binary units, as in wget: 500K, 2M)
+    #[arg(long = "limit-rate", value_name = "RATE")]
+    pub limit_rate: Option<Size>,
+
     /// Bytes read from the network per step (K, M: binary units) [default: 8K]
     #[arg(long = "chunk-size", value_name = "SIZE", value_parser = chunk_size)]
     pub(crate) chunk_size: Option<Size>,
@@ -541,6 +546,7 @@ impl Cli {
                 split: self.split.0,
                 chunk: self.chunk_size.map_or(download::CHUNK, |s| s.0 as usize),
                 per_host: self.per_host,
+                limit_rate: self.limit_rate.map(|s| s.0),
             },
             connect_timeout: self.connect_timeout.0,
             progress,

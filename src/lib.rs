@@ -107,6 +107,7 @@ pub(crate) mod modes;
 #[doc(hidden)]
 pub mod naming;
 pub(crate) mod pool;
+pub(crate) mod ratelimit;
 pub(crate) mod redact;
 pub(crate) mod report;
 pub(crate) mod request;

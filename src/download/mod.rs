@@ -31,6 +31,7 @@ use self::split::Split;
 use crate::fdlimit;
 use crate::hosts::{Learned, Lease, Next};
 use crate::naming::{self, Namer};
+use crate::ratelimit::{RateLimit, Throttled};
 use crate::redact;
 use crate::retry::Policy;
 use crate::safefs;
@@ -93,6 +94,8 @@ pub struct Settings {
     pub chunk: usize,
     /// `--per-host N`: most downloads to one host at once; 0 means as many as `-j`.
     pub per_host: usize,
+    /// `--limit-rate`: the whole run's receiving rate, bytes per second.
+    pub limit_rate: Option<u64>,
 }
 
 /// What every download of a run shares: the settings, and the run's handles.
@@ -104,6 +107,8 @@ pub struct Fetcher<'a> {
     pub cancel: &'a AtomicBool,
     /// What became of `--split` (see [`split`]).
     pub split: &'a Split,
+    /// `--limit-rate`, shared by every download of the run.
+    pub(crate) rate: Option<&'a RateLimit>,
 }
 
 impl<'a> Fetcher<'a> {
@@ -113,6 +118,7 @@ impl<'a> Fetcher<'a> {
         namer: &'a Namer,
         cancel: &'a AtomicBool,
         split: &'a Split,
+        rate: Option<&'a RateLimit>,
     ) -> Fetcher<'a> {
         Fetcher {
             settings,
@@ -120,6 +126,7 @@ impl<'a> Fetcher<'a> {
             namer,
             cancel,
             split,
+            rate,
         }
     }
 }
@@ -582,6 +589,7 @@ impl Fetcher<'_> {
             counter,
             cancel: self.cancel,
             chunk: self.settings.chunk,
+            rate: self.rate,
         };
         let r = split::run(&pieces, response, ranges, &mut t.have);
         // Pieces write in place; what comes next (a resume) appends after the prefix.
@@ -616,8 +624,13 @@ impl Fetcher<'_> {
         } else {
             chunk
         };
+        let mut body = Throttled {
+            inner: &mut response,
+            limit: self.rate,
+            cancel: self.cancel,
+        };
         stream_body(
-            &mut response,
+            &mut body,
             file,
             &mut vec![0; size],
             chunk,

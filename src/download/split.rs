@@ -164,6 +164,8 @@ pub struct Pieces<'a> {
     pub counter: &'a AtomicU64,
     pub cancel: &'a AtomicBool,
     pub chunk: usize,
+    /// `--limit-rate`, shared with every other download.
+    pub(crate) rate: Option<&'a crate::ratelimit::RateLimit>,
 }
 
 /// Downloads `ranges` into `file`, piece 0 from `first` (the response already received).
@@ -368,6 +370,11 @@ fn copy_range(
     abort: &AtomicBool,
     buf: &mut [u8],
 ) -> Result<(), StreamError> {
+    let mut body = crate::ratelimit::Throttled {
+        inner: body,
+        limit: p.rate,
+        cancel: p.cancel,
+    };
     let mut written = done.load(Ordering::Relaxed);
     while written < range.len() {
         if p.cancel.load(Ordering::Relaxed) {

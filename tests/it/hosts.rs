@@ -143,3 +143,23 @@ fn a_low_open_file_limit_costs_concurrency_not_urls() {
         .collect();
     assert_eq!(notes.len(), 1, "{stderr:#?}");
 }
+
+/// `--limit-rate` holds the whole run (not each download) to the rate: 1 MiB over four
+/// downloads at 512 KiB/s cannot end before two seconds less one burst (an eighth of a second's
+/// worth). Only this lower bound is asserted; the harness measures the rate itself.
+#[test]
+fn limit_rate_holds_the_whole_run_to_the_rate() {
+    let (server, expected) = file_server(4, 256 * 1024, 256 * 1024 + 1, Duration::ZERO);
+    let urls = urls_of(&server, &expected);
+    let mut args: Vec<&str> = urls.iter().map(String::as_str).collect();
+    args.extend(["-j", "4", "--limit-rate", "512K", "--progress", "none"]);
+    let sandbox = Sandbox::new();
+    let began = std::time::Instant::now();
+    let (code, _, stderr) = sandbox.run(&args);
+    let took = began.elapsed();
+    assert_eq!(code, 0, "{stderr:#?}");
+    assert_eq!(sandbox.files(), expected);
+    let (bytes, rate) = (4.0 * 256.0 * 1024.0, 512.0 * 1024.0);
+    let floor = Duration::from_secs_f64((bytes - rate / 8.0) / rate);
+    assert!(took >= floor, "{took:?} for {bytes} bytes at {rate} B/s");
+}
