@@ -624,6 +624,7 @@ impl Fetcher<'_> {
         } else {
             chunk
         };
+        let size = buffer_for(size, t.total.map(|total| total.saturating_sub(t.have)));
         let mut body = Throttled {
             inner: &mut response,
             limit: self.rate,
@@ -708,6 +709,14 @@ impl Fetcher<'_> {
     }
 }
 
+/// The buffer a body needs: `size`, or less when the body is known to be smaller. A buffer of
+/// the largest --chunk-size for every tiny body would be zeroed by the allocator each time
+/// (glibc serves freed large blocks from its heap, not fresh zero pages): at -j 1024, gigabytes.
+pub(crate) fn buffer_for(size: usize, to_come: Option<u64>) -> usize {
+    let needed = to_come.map_or(size, |n| usize::try_from(n).unwrap_or(usize::MAX));
+    size.min(needed).max(1)
+}
+
 fn on_started(t: &mut Transfer, on_start: &mut dyn FnMut(Started<'_>)) {
     if t.started {
         return;
@@ -719,5 +728,19 @@ fn on_started(t: &mut Transfer, on_start: &mut dyn FnMut(Started<'_>)) {
             path,
             total: t.total.map(|total| total.saturating_sub(t.have)),
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_buffer_is_no_larger_than_the_body_to_come() {
+        let big = 16 << 20;
+        assert_eq!(buffer_for(big, Some(100)), 100);
+        assert_eq!(buffer_for(big, Some(0)), 1, "never empty");
+        assert_eq!(buffer_for(CHUNK, Some(1 << 30)), CHUNK);
+        assert_eq!(buffer_for(big, None), big, "unknown length: as asked");
     }
 }

@@ -310,7 +310,7 @@ fn fetch_piece(
     done: &AtomicU64,
     abort: &AtomicBool,
 ) -> Result<(), StreamError> {
-    let mut buf = vec![0u8; p.chunk];
+    let mut buf = vec![0u8; super::buffer_for(p.chunk, Some(range.len()))];
     let mut attempt = 0;
     loop {
         let written = done.load(Ordering::Relaxed);
