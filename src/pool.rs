@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TryRecvError};
 
-use crate::download::{Fetcher, Outcome, Started};
+use crate::download::{Fetcher, Notice, Outcome};
 use crate::input::{Entry, Invalid, Item, Origin};
 use crate::redact;
 use crate::select::{Selector, Shard, Verdict};
@@ -38,6 +38,14 @@ pub(crate) enum Event {
         path: PathBuf,
         total: Option<u64>,
         counter: Arc<AtomicU64>,
+    },
+    /// An attempt failed and the download tries again after `wait`.
+    Retrying {
+        id: usize,
+        /// Credentials already removed.
+        url: String,
+        wait: Duration,
+        reason: String,
     },
     /// A download ended, saved or not.
     Finished {
@@ -219,13 +227,22 @@ impl Pool<'_> {
 
     fn work(&self, job: Job, event_tx: &Sender<Event>) -> Event {
         let counter = Arc::new(AtomicU64::new(0));
-        let mut on_start = |started: Started<'_>| {
-            let _ = event_tx.send(Event::Started {
-                id: job.id,
-                path: started.path.to_path_buf(),
-                total: started.total,
-                counter: counter.clone(),
-            });
+        let mut on_start = |notice: Notice<'_>| {
+            let event = match notice {
+                Notice::Started(started) => Event::Started {
+                    id: job.id,
+                    path: started.path.to_path_buf(),
+                    total: started.total,
+                    counter: counter.clone(),
+                },
+                Notice::Retrying { wait, reason } => Event::Retrying {
+                    id: job.id,
+                    url: redact::url(&job.entry.url),
+                    wait,
+                    reason: reason.to_string(),
+                },
+            };
+            let _ = event_tx.send(event);
         };
         let outcome = self.fetcher.fetch(
             &job.entry.url,

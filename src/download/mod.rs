@@ -42,7 +42,7 @@ pub mod sidecar;
 pub mod split;
 pub mod stream;
 
-pub use self::failure::{describe_request_error, Failure, FailureKind};
+pub use self::failure::{describe_request_error, Failure, FailureKind, Reason};
 pub use self::stream::{stream_body, StreamError};
 
 use self::failure::describe_read_error;
@@ -152,6 +152,14 @@ pub struct Started<'a> {
     pub total: Option<u64>,
 }
 
+/// What a running download tells its worker, for the progress display.
+pub enum Notice<'a> {
+    /// The response headers are accepted.
+    Started(Started<'a>),
+    /// An attempt failed in a way worth another try, which starts after `wait`.
+    Retrying { wait: Duration, reason: &'a Reason },
+}
+
 /// How one attempt ended.
 enum Attempt {
     /// The part file holds the whole body.
@@ -174,14 +182,15 @@ enum Found {
 
 impl Fetcher<'_> {
     /// Downloads `url`, into `output` (a checked relative path from a list line) or else a name
-    /// taken from the URL. `on_start` is called once the response headers are accepted;
+    /// taken from the URL. `on_start` hears once the response headers are accepted, and before
+    /// each retry;
     /// `counter` is bumped as body bytes arrive (the progress display reads it).
     pub fn fetch(
         &self,
         url: &Url,
         output: Option<&str>,
         counter: &AtomicU64,
-        on_start: &mut dyn FnMut(Started<'_>),
+        on_start: &mut dyn FnMut(Notice<'_>),
     ) -> Outcome {
         let began = Instant::now();
         let mut bytes = 0;
@@ -200,7 +209,7 @@ impl Fetcher<'_> {
         url: &Url,
         output: Option<&str>,
         counter: &AtomicU64,
-        on_start: &mut dyn FnMut(Started<'_>),
+        on_start: &mut dyn FnMut(Notice<'_>),
         bytes: &mut u64,
         retries: &mut u32,
     ) -> Result<Saved, Failure> {
@@ -231,7 +240,7 @@ impl Fetcher<'_> {
         url: &Url,
         t: &mut Transfer,
         counter: &AtomicU64,
-        on_start: &mut dyn FnMut(Started<'_>),
+        on_start: &mut dyn FnMut(Notice<'_>),
         bytes: &mut u64,
         retries: &mut u32,
     ) -> Result<u16, Failure> {
@@ -253,6 +262,10 @@ impl Fetcher<'_> {
                         .settings
                         .retry
                         .wait(*retries, retry_after, fastrand::f64());
+                    on_start(Notice::Retrying {
+                        wait,
+                        reason: &failure.reason,
+                    });
                     if !self.pause(wait) {
                         return Err(Failure::interrupted(None));
                     }
@@ -370,7 +383,7 @@ impl Fetcher<'_> {
         url: &Url,
         t: &mut Transfer,
         counter: &AtomicU64,
-        on_start: &mut dyn FnMut(Started<'_>),
+        on_start: &mut dyn FnMut(Notice<'_>),
         bytes: &mut u64,
     ) -> Attempt {
         // Without a validator we cannot tell whether the server's file changed: start over.
@@ -456,7 +469,7 @@ impl Fetcher<'_> {
         response: Response,
         from: u64,
         counter: &AtomicU64,
-        on_start: &mut dyn FnMut(Started<'_>),
+        on_start: &mut dyn FnMut(Notice<'_>),
     ) -> Result<Result<(), StreamError>, Failure> {
         if let (Some(max), Some(total)) = (self.settings.max_filesize, t.total) {
             if total > max {
@@ -617,16 +630,16 @@ impl Fetcher<'_> {
     }
 }
 
-fn on_started(t: &mut Transfer, on_start: &mut dyn FnMut(Started<'_>)) {
+fn on_started(t: &mut Transfer, on_start: &mut dyn FnMut(Notice<'_>)) {
     if t.started {
         return;
     }
     if let Some(path) = &t.path {
         t.started = true;
         // The bar counts bytes received by this run, so a resumed file shows what is still to come.
-        on_start(Started {
+        on_start(Notice::Started(Started {
             path,
             total: t.total.map(|total| total.saturating_sub(t.have)),
-        });
+        }));
     }
 }

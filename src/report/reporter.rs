@@ -229,6 +229,12 @@ impl Sink for Reporter {
                 counter,
                 ..
             } => self.progress.started(id, &path, total, counter),
+            Event::Retrying {
+                id,
+                url,
+                wait,
+                reason,
+            } => self.progress.retrying(id, &url, wait, &reason),
             Event::Finished {
                 id,
                 url,
