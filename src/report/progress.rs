@@ -218,6 +218,15 @@ impl Progress {
         self.tick();
     }
 
+    /// Runs `write` (which prints on stdout) with the bars lifted off the terminal, so that what
+    /// it prints lands above them and scrolls away like any other line.
+    pub(crate) fn above<R>(&self, write: impl FnOnce() -> R) -> R {
+        match &self.multi {
+            Some(multi) => multi.suspend(write),
+            None => write(),
+        }
+    }
+
     /// An error line: always shown (even with -q), above the bars when there are bars.
     pub(crate) fn error(&self, line: &str) {
         match &self.multi {

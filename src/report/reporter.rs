@@ -110,7 +110,9 @@ impl Reporter {
         if !self.show.records || self.stdout_closed || self.stdout_failed {
             return;
         }
-        match write(&self.stdout) {
+        // Above the bars: a path printed under them would be drawn over at the next redraw.
+        let stdout = &self.stdout;
+        match self.progress.above(|| write(stdout)) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
                 // The reader has what it wanted: like Ctrl-C, without the noise, exit 0.
