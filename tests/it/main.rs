@@ -8,4 +8,5 @@ mod reliability;
 mod scripting;
 mod server;
 mod split;
+mod terminal;
 mod transport;
