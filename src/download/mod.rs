@@ -182,9 +182,8 @@ enum Found {
 
 impl Fetcher<'_> {
     /// Downloads `url`, into `output` (a checked relative path from a list line) or else a name
-    /// taken from the URL. `on_start` hears once the response headers are accepted, and before
-    /// each retry;
-    /// `counter` is bumped as body bytes arrive (the progress display reads it).
+    /// taken from the URL. `on_start` hears when the response headers are accepted and before
+    /// each retry; `counter` is bumped as body bytes arrive (the progress display reads both).
     pub fn fetch(
         &self,
         url: &Url,
