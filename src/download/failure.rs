@@ -59,6 +59,9 @@ pub enum FailureKind {
         path: Option<PathBuf>,
         error: String,
     },
+    /// The server's file changed while it was being downloaded, and again after a fresh start.
+    #[error("the file changed during download ({0})")]
+    Changed(String),
     #[error("no free file name for {0}")]
     NoFreeName(String),
     #[error(

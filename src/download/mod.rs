@@ -16,7 +16,7 @@
 //! - [`split`]: one file over several ranged connections (`--split N`);
 //! - [`disposition`]: names from `Content-Disposition`.
 
-use std::io::{self, Seek, SeekFrom};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -26,7 +26,7 @@ use url::Url;
 
 use self::part::Transfer;
 use self::response::{Decision, OnDisk, ResponseFacts};
-use self::sidecar::PartMeta;
+use self::sidecar::{ContentRange, PartMeta};
 use self::split::Split;
 use crate::naming::{self, Namer};
 use crate::redact;
@@ -178,6 +178,9 @@ enum Found {
     /// A regular file of this length under the final name: complete only if the server says so.
     Existing(u64),
     Part(PartMeta, u64),
+    /// An empty sidecar (an older fetchpar's, cut short by a full disk) beside an empty or no
+    /// part: nothing anyone could lose, so the name is taken back rather than passed over.
+    Leftover,
 }
 
 impl Fetcher<'_> {
@@ -309,6 +312,9 @@ impl Fetcher<'_> {
             let (path, found) = self.namer.reserve_by(&t.name, |path| {
                 let [_, part, meta] = naming::family(path);
                 if safefs::occupied(&part) || safefs::occupied(&meta) {
+                    if empty_leftover(&part, &meta) {
+                        return Some(Found::Leftover);
+                    }
                     // Only our own part file for this same URL: never splice another URL's bytes.
                     let meta = PartMeta::load(&part).filter(|m| m.key == key)?;
                     let have = safefs::regular_len(&part)?;
@@ -327,6 +333,15 @@ impl Fetcher<'_> {
                     t.path = Some(path);
                     return Ok(None);
                 }
+                Found::Leftover => {
+                    let part = naming::part_path(&path);
+                    let _ = std::fs::remove_file(sidecar::meta_path(&part));
+                    if safefs::occupied(&part) {
+                        let _ = std::fs::remove_file(&part);
+                    }
+                    t.path = Some(path);
+                    return Ok(None);
+                }
                 Found::Part(meta, have) => {
                     t.reopen(path, meta, have)?;
                     return Ok(None);
@@ -336,9 +351,11 @@ impl Fetcher<'_> {
     }
 
     /// Whether the server confirms that `len` bytes are the whole file: asked for the bytes
-    /// from `len` on, it answers 416 with `Content-Range: bytes */len`. (A HEAD would do on
-    /// some servers, but many answer it differently from a GET.) Anything else, an error
-    /// included, is no confirmation.
+    /// from `len` on, it answers 416 with `Content-Range: bytes */len` (or a bare 416, and then
+    /// its size, learnt another way, is `len`); or, ignoring ranges, a 200 of exactly `len`
+    /// bytes, whose body is dropped unread (the length is all a file without a sidecar can be
+    /// compared by, as `wget -c` does). (A HEAD would do on some servers, but many answer it
+    /// differently from a GET.) Anything else, an error included, is no confirmation.
     fn confirms_complete(&self, url: &Url, len: u64) -> bool {
         let Ok(response) = self
             .client
@@ -348,14 +365,49 @@ impl Fetcher<'_> {
         else {
             return false;
         };
+        let facts = ResponseFacts::of(&response, url);
+        drop(response);
         let disk = OnDisk {
             asked_from: Some(len),
-            meta: None,
+            ..OnDisk::default()
         };
-        matches!(
-            response::classify(&ResponseFacts::of(&response, url), disk),
-            Decision::Complete { .. }
-        )
+        let whole = facts.status == 200;
+        match self.classify_sized(url, facts, disk) {
+            Decision::Complete { .. } => true,
+            Decision::Whole { total } => whole && total == Some(len),
+            _ => false,
+        }
+    }
+
+    /// [`response::classify`], learning the file's size when a bare 416 leaves it out.
+    fn classify_sized(&self, url: &Url, facts: ResponseFacts, disk: OnDisk<'_>) -> Decision {
+        let decision = response::classify(&facts, disk);
+        if decision != Decision::AskSize {
+            return decision;
+        }
+        match self.probe_size(url) {
+            Some(total) => {
+                let facts = ResponseFacts {
+                    content_range: Some(ContentRange::Unsatisfied { total }),
+                    ..facts
+                };
+                response::classify(&facts, disk)
+            }
+            None => Decision::StartOver,
+        }
+    }
+
+    /// The file's size without downloading it: the total in the answer to `Range: bytes=0-0`,
+    /// or the `Content-Length` of a 200 from a server that ignores ranges (its body is dropped
+    /// unread).
+    fn probe_size(&self, url: &Url) -> Option<u64> {
+        let response = self
+            .client
+            .get(url.clone())
+            .header(RANGE, "bytes=0-0")
+            .send()
+            .ok()?;
+        response::size_of(&ResponseFacts::of(&response, url))
     }
 
     /// Sends the GET, asking for the body from `from` on when `from > 0`; `if_range` makes the
@@ -385,6 +437,9 @@ impl Fetcher<'_> {
         on_start: &mut dyn FnMut(Notice<'_>),
         bytes: &mut u64,
     ) -> Attempt {
+        if t.sparse() {
+            return self.attempt_sparse(url, t, counter, on_start, bytes);
+        }
         // Without a validator we cannot tell whether the server's file changed: start over.
         let resuming = t.have > 0 && t.meta.as_ref().is_some_and(PartMeta::has_validator);
         let from = if resuming { t.have } else { 0 };
@@ -395,14 +450,17 @@ impl Fetcher<'_> {
         };
         let code = response.status().as_u16();
         let facts = ResponseFacts::of(&response, url);
+        let meta = t.meta.clone();
         let disk = OnDisk {
             asked_from: resuming.then_some(t.have),
-            meta: t.meta.as_ref(),
+            meta: meta.as_ref(),
+            proof: t.proof,
         };
-        match response::classify(&facts, disk) {
+        match self.classify_sized(url, facts.clone(), disk) {
             Decision::Append { total } => t.total = total,
             Decision::Whole { total } => {
                 t.have = 0;
+                t.earlier = 0;
                 t.total = total;
                 t.meta = Some(PartMeta {
                     url: redact::url(url),
@@ -412,8 +470,14 @@ impl Fetcher<'_> {
                 });
             }
             Decision::StartOver => {
-                t.have = 0;
-                return Attempt::Restart;
+                return start_over(
+                    t,
+                    "a resumed range did not match the bytes already received",
+                )
+            }
+            // classify_sized has asked for the size already: no answer is no confirmation.
+            Decision::AskSize => {
+                return start_over(t, "the server did not say how long the file is")
             }
             Decision::Complete { total } => {
                 t.total = Some(total);
@@ -481,8 +545,15 @@ impl Fetcher<'_> {
         if t.file.is_none() {
             return Err(Failure::new(FailureKind::Internal("no part file")));
         }
-        let ranges = if from == 0 {
-            split::plan(self.split, url, &response, t.total, &mut t.split_fell_back)
+        let ranges = if from == 0 && !t.one_stream {
+            split::plan(
+                self.split,
+                url,
+                &response,
+                t.total,
+                t.proof,
+                &mut t.split_fell_back,
+            )
         } else {
             None
         };
@@ -501,12 +572,17 @@ impl Fetcher<'_> {
         ranges: &[split::Range],
         counter: &AtomicU64,
     ) -> Result<(), StreamError> {
-        // The pieces preallocate the part to full size and fill it out of order: while they
-        // run, a sidecar would let `-c` trust holes as data if the process dies (Ctrl-C past
-        // the grace exits without waiting for them). So the sidecar goes first, and comes back
-        // only once the part is cut to its genuine prefix.
-        t.withdraw_meta();
-        let Some(file) = t.file.as_mut() else {
+        // The pieces preallocate the part to full size and fill it out of order. The sidecar
+        // says so first (sparse, nothing done yet): a process that dies meanwhile (Ctrl-C past
+        // the grace, a kill) leaves a part the next `-c` recognises as its own, and holes are
+        // never taken for data. No sidecar at all if that one cannot be written.
+        if let Some(meta) = t.meta.as_mut() {
+            meta.ranges = Some(Vec::new());
+        }
+        if !t.rewrite_meta() {
+            t.withdraw_meta();
+        }
+        let Some(file) = t.file.as_ref() else {
             return Err(StreamError::Write(io::Error::other("no part file")));
         };
         let pieces = split::Pieces {
@@ -516,18 +592,54 @@ impl Fetcher<'_> {
             counter,
             cancel: self.cancel,
             chunk: self.settings.chunk,
+            proof: t.proof,
         };
-        let r = split::run(&pieces, response, ranges, &mut t.have);
-        // Pieces write in place; what comes next (a resume) appends after the prefix.
-        let r = match file.seek(SeekFrom::Start(t.have)) {
-            Ok(_) => r,
-            Err(e) => Err(StreamError::Write(e)),
-        };
-        // On failure the part now holds only genuine bytes: describe it again.
-        if r.is_err() && t.have > 0 {
-            t.save_meta();
-        }
+        let known = t.meta.clone().unwrap_or_default();
+        let mut done = Vec::new();
+        let r = split::run(&pieces, response, ranges, &known, &mut done);
+        t.record_ranges(done);
         r
+    }
+
+    /// A sparse part (`--split` pieces, of this run or an earlier one): fetches only the ranges
+    /// it lacks, checked against the response its bytes came from, over `--split` connections
+    /// (one without it).
+    fn attempt_sparse(
+        &self,
+        url: &Url,
+        t: &mut Transfer,
+        counter: &AtomicU64,
+        on_start: &mut dyn FnMut(Notice<'_>),
+        bytes: &mut u64,
+    ) -> Attempt {
+        let Some(known) = t.meta.clone() else {
+            return Attempt::Fail(Failure::new(FailureKind::Internal("no sidecar")));
+        };
+        let total = known.total.unwrap_or(0);
+        if let Some(max) = self.settings.max_filesize.filter(|&max| total > max) {
+            let total = Some(total);
+            return Attempt::Fail(Failure::new(FailureKind::TooLarge { max, total }));
+        }
+        t.total = Some(total);
+        on_started(t, on_start);
+        let Some(file) = t.file.as_ref() else {
+            return Attempt::Fail(Failure::new(FailureKind::Internal("no part file")));
+        };
+        let pieces = split::Pieces {
+            client: self.client,
+            asked: url,
+            file,
+            counter,
+            cancel: self.cancel,
+            chunk: self.settings.chunk,
+            proof: t.proof,
+        };
+        let mut done = known.ranges.clone().unwrap_or_default();
+        let before = t.have;
+        let r = split::fill_gaps(&pieces, &known, &mut done, self.split.pieces.max(1));
+        t.record_ranges(done);
+        *bytes += t.have.saturating_sub(before);
+        self.settle(t, r, 206)
     }
 
     /// One connection: reads stay `--chunk-size` (8 KiB by default); writes of a large body are
@@ -576,14 +688,24 @@ impl Fetcher<'_> {
                 return Attempt::Fail(with_status(FailureKind::Interrupted))
             }
             Err(StreamError::Write(e)) => {
-                // A local write error leaves nothing worth keeping (and may mean a full disk).
                 let kind = FailureKind::Disk {
                     op: "write",
                     path: t.part.clone(),
                     error: e.to_string(),
                 };
-                t.discard();
+                // Bytes an earlier run left are never destroyed by a local error: the part
+                // stays at its last good length, with its sidecar, for a later `-c`. This run's
+                // own bytes alone are not worth keeping (and may mean a full disk).
+                let keep = t.earlier > 0 && (t.sparse() || t.cut_to_have());
+                if !keep {
+                    t.discard();
+                }
                 return Attempt::Fail(with_status(kind));
+            }
+            Err(StreamError::Changed(why)) => {
+                // The pieces disagree with the first response: the file over one connection.
+                t.one_stream = true;
+                return start_over(t, &why);
             }
             Err(StreamError::TooLarge) => {
                 t.discard();
@@ -627,6 +749,26 @@ impl Fetcher<'_> {
             std::thread::sleep((until - now).min(PAUSE_SLICE));
         }
     }
+}
+
+/// An empty sidecar beside an empty part, or none (see [`Found::Leftover`]).
+fn empty_leftover(part: &Path, meta: &Path) -> bool {
+    safefs::regular_len(meta) == Some(0)
+        && (!safefs::occupied(part) || safefs::regular_len(part) == Some(0))
+}
+
+/// Drops the bytes on disk and starts over from zero, once: a second time in one download means
+/// the file keeps changing, and it fails rather than loop.
+fn start_over(t: &mut Transfer, why: &str) -> Attempt {
+    if std::mem::replace(&mut t.restarted, true) {
+        return Attempt::Fail(Failure::new(FailureKind::Changed(why.to_string())));
+    }
+    t.have = 0;
+    t.earlier = 0;
+    if let Some(meta) = t.meta.as_mut() {
+        meta.ranges = None;
+    }
+    Attempt::Restart
 }
 
 fn on_started(t: &mut Transfer, on_start: &mut dyn FnMut(Notice<'_>)) {
