@@ -284,10 +284,16 @@ impl Fetcher<'_> {
             )));
         };
         drop(t.file.take());
-        let path = self.commit(&t.name, &part, path).map_err(|e| Failure {
-            left: Some(part.clone()),
-            ..Failure::new(FailureKind::disk("rename", &part, e)).with_status(status)
-        })?;
+        let path = match self.commit(&t.name, &part, path) {
+            Ok(path) => path,
+            Err(e) => {
+                let failure = Failure::new(FailureKind::disk("rename", &part, e));
+                // The part is reported as kept: with the sidecar a small body does not have yet,
+                // so that `-c` can take it up.
+                t.part = Some(part);
+                return Err(t.give_up(failure.with_status(status)));
+            }
+        };
         if t.meta_owned {
             sidecar::remove(&part);
         }

@@ -1270,3 +1270,45 @@ fn continue_takes_back_a_name_held_only_by_an_empty_sidecar() {
         ])
     );
 }
+
+/// A small download (no sidecar while it runs) stopped by Ctrl-C while stuck in a read: the
+/// summary promises a resume with `-c`, so its sidecar is written, and `-c` does resume it,
+/// under its own name, with no `NAME.1` and no orphan. (Before the transport watched the
+/// cancel flag, the run abandoned such a download and left a part no `-c` could take up.)
+#[test]
+fn an_abandoned_small_download_is_resumable_as_reported() {
+    let data = body(20_000, 51);
+    let stall = Arc::new(AtomicBool::new(true));
+    let (served, stalling) = (data.clone(), stall.clone());
+    let server = Server::start(move |_| {
+        let reply = Reply::file(served.clone()).with_header("ETag", "\"v1\"");
+        if stalling.load(Ordering::SeqCst) {
+            reply.with_fault(Fault::StallAfter(5000, Duration::from_secs(60)))
+        } else {
+            reply
+        }
+    })
+    .unwrap();
+    let sandbox = Sandbox::new();
+    let url = server.url("/small.bin");
+    let child = sandbox.spawn(&["--timeout", "60", &url]);
+    wait_for_len(&sandbox.out().join("small.bin.part"), 5000);
+    let output = interrupt(child);
+    assert_eq!(output.status.code(), Some(130));
+    let stderr = lines(&output.stderr);
+    assert!(
+        stderr
+            .iter()
+            .any(|l| l == "interrupted: 1 partial download kept as .part (resume with -c)"),
+        "{stderr:#?}"
+    );
+    assert!(sandbox.out().join("small.bin.part.meta").exists());
+    stall.store(false, Ordering::SeqCst);
+    let (code, _, stderr) = sandbox.run(&["-c", &url]);
+    assert_eq!(code, 0, "{stderr:#?}");
+    assert_eq!(sandbox.files(), one(&[("small.bin", &data)]));
+    assert_eq!(
+        server.requests().last().unwrap().header("range"),
+        Some("bytes=5000-")
+    );
+}
