@@ -52,8 +52,8 @@ pub const PIECE_RETRIES: u32 = 2;
 pub struct Split {
     /// Connections per file; 1 means no splitting.
     pub pieces: usize,
-    /// Files that were to be split but whose server gave no length or no range support, or
-    /// that were redirected to another origin.
+    /// Files that were to be split but whose server gave no length, no range support or no
+    /// validator (a strong ETag or Last-Modified), or that were redirected to another origin.
     pub fell_back: AtomicUsize,
 }
 
@@ -70,8 +70,9 @@ impl Split {
         let n = self.fell_back.load(Ordering::Relaxed);
         (n > 0).then(|| {
             format!(
-                "note: --split {}: {n} {} from servers without byte-range support (or redirected \
-                 to another origin) came over one connection",
+                "note: --split {}: {n} {} from servers without byte-range support or a \
+                 validator to check pieces by (or redirected to another origin) came over one \
+                 connection",
                 self.pieces,
                 if n == 1 { "file" } else { "files" }
             )

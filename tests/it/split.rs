@@ -677,3 +677,32 @@ fn continue_after_a_kill_during_split_resumes_its_own_part() {
         "resumed under its own name, nothing piled up"
     );
 }
+
+/// A file without a validator (no strong `ETag`, no `Last-Modified`) is not split: nothing could
+/// tell a piece of another version from one of this one. It comes over one connection, noted.
+#[test]
+fn a_file_without_a_validator_comes_over_one_connection() {
+    let body: Arc<[u8]> = generated_files(1, BIG, BIG).remove(0).1;
+    let served = body.clone();
+    let server = serve(move |_| Reply::file(served.clone()).with_header("ETag", "W/\"weak\""));
+    let out = tempfile::tempdir().unwrap();
+    let assert = fetchpar()
+        .args(["--split", "4", "-o"])
+        .arg(out.path())
+        .arg(server.url("/f.bin"))
+        .assert()
+        .success();
+    assert_eq!(
+        checksums(out.path()),
+        [("f.bin".to_string(), sha256(&body))].into()
+    );
+    assert!(server
+        .requests()
+        .iter()
+        .all(|r| r.header("range").is_none()));
+    let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+    assert!(
+        stderr.contains("--split 4: 1 file from servers without byte-range support or a validator"),
+        "{stderr}"
+    );
+}
