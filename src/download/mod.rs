@@ -309,9 +309,10 @@ impl Fetcher<'_> {
     /// fresh.
     ///
     /// Only evidence counts: a part file is resumed only with a sidecar naming this very URL,
-    /// and a final file is taken as complete only when the server, asked for the bytes after
-    /// its end, answers that there are none and that the file is exactly that long. Anything
-    /// else under the name is not ours to judge: it is left alone and the next name is tried.
+    /// and a final file is taken as complete only when the server says the file is exactly that
+    /// long (see [`Fetcher::confirms_complete`]). Anything else under the name is not ours to
+    /// judge: it is left alone and the next name is tried; only an empty sidecar beside an
+    /// empty or no part, which holds nothing to lose, is taken back.
     fn find_earlier(&self, url: &Url, t: &mut Transfer) -> Result<Option<PathBuf>, Failure> {
         let key = sidecar::url_key(url);
         loop {

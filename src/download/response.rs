@@ -394,54 +394,81 @@ mod tests {
         let mut rows = 0;
         for (on_disk, now, same) in &validators {
             for known_total in [Some(100), None] {
-                let known = PartMeta {
-                    total: known_total,
-                    ..on_disk.clone()
-                };
-                for (start, total, length, gives) in answers {
-                    for proof in [false, true] {
-                        for status in [206, 200, 416, 503] {
-                            let f = ResponseFacts {
-                                status,
-                                content_range: bytes(start, 99, total),
-                                content_length: length,
-                                validators: now.clone(),
-                                ..ResponseFacts::default()
-                            };
-                            let fits = start == 40 && known_total.is_none_or(|t| gives == Some(t));
-                            let joins = status == 206 && fits && (proof || *same);
-                            let disk = OnDisk {
-                                asked_from: Some(40),
-                                meta: Some(&known),
-                                proof,
-                            };
-                            let got = classify(&f, disk);
-                            let want = match status {
-                                206 if joins => Decision::Append { total: gives },
-                                206 | 416 => Decision::StartOver,
-                                200 => Decision::Whole { total: length },
-                                _ => got.clone(),
-                            };
-                            assert_eq!(got, want, "{f:?} on {known:?}, proof {proof}");
-                            assert_eq!(join(&known, &f, 40, None, proof).is_ok(), joins);
-                            // A piece is the range 40..100 of a file planned at 100 bytes.
-                            let planned = PartMeta {
-                                total: Some(100),
-                                ..on_disk.clone()
-                            };
-                            let piece = status == 206
-                                && start == 40
-                                && total == Some(100)
-                                && (proof || *same);
-                            let accepted = accept_piece(&f, 40, 100, &planned, proof);
-                            assert_eq!(accepted.is_ok(), piece, "piece {f:?}, proof {proof}");
-                            rows += 1;
-                        }
+                for answer in answers {
+                    for (proof, status) in [false, true]
+                        .into_iter()
+                        .flat_map(|p| [206, 200, 416, 503].map(|s| (p, s)))
+                    {
+                        let case = Case {
+                            on_disk,
+                            now,
+                            same: *same,
+                            known_total,
+                            answer,
+                            proof,
+                            status,
+                        };
+                        case.check();
+                        rows += 1;
                     }
                 }
             }
         }
         assert_eq!(rows, 13 * 2 * 6 * 2 * 4);
+    }
+
+    /// One combination of [`join_rule_every_combination`].
+    struct Case<'a> {
+        on_disk: &'a PartMeta,
+        now: &'a PartMeta,
+        same: bool,
+        known_total: Option<u64>,
+        /// (Content-Range start, its total, Content-Length, the complete length they give)
+        answer: (u64, Option<u64>, Option<u64>, Option<u64>),
+        proof: bool,
+        status: u16,
+    }
+
+    impl Case<'_> {
+        fn check(&self) {
+            let (start, total, length, gives) = self.answer;
+            let (proof, status) = (self.proof, self.status);
+            let f = ResponseFacts {
+                status,
+                content_range: bytes(start, 99, total),
+                content_length: length,
+                validators: self.now.clone(),
+                ..ResponseFacts::default()
+            };
+            let known = PartMeta {
+                total: self.known_total,
+                ..self.on_disk.clone()
+            };
+            let fits = start == 40 && self.known_total.is_none_or(|t| gives == Some(t));
+            let joins = status == 206 && fits && (proof || self.same);
+            let disk = OnDisk {
+                asked_from: Some(40),
+                meta: Some(&known),
+                proof,
+            };
+            let got = classify(&f, disk);
+            let want = match status {
+                206 if joins => Decision::Append { total: gives },
+                206 | 416 => Decision::StartOver,
+                200 => Decision::Whole { total: length },
+                _ => got.clone(),
+            };
+            assert_eq!(got, want, "{f:?} on {known:?}, proof {proof}");
+            assert_eq!(join(&known, &f, 40, None, proof).is_ok(), joins);
+            // A piece is the range 40..100 of a file planned at 100 bytes.
+            let planned = PartMeta {
+                total: Some(100),
+                ..self.on_disk.clone()
+            };
+            let piece = status == 206 && start == 40 && total == Some(100) && (proof || self.same);
+            let accepted = accept_piece(&f, 40, 100, &planned, proof);
+            assert_eq!(accepted.is_ok(), piece, "piece {f:?}, proof {proof}");
+        }
     }
 
     #[test]

@@ -6,6 +6,11 @@
 //! `If-Range`, the server answers 200 (start over) when the file changed, and a 206 is checked
 //! against it again before a byte is appended.
 //!
+//! A sidecar is written whole or not at all (a temporary name, then a rename). Version 1 says the
+//! part's bytes from 0 to its length are genuine; version 2 is for sparse parts (`--split`
+//! preallocates the file) and lists the ranges that are, so an older fetchpar, which knows only
+//! version 1, never takes the holes for data.
+//!
 //! The sidecar also identifies the URL so that `-c` never resumes a part file that belongs to
 //! another URL with the same name: by a SHA-256 of the full URL (so URLs that differ only in
 //! their credentials do not share a part, and no secret is written down), plus the URL with
