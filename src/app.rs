@@ -12,11 +12,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use reqwest::redirect;
 
 use crate::cli::{Cli, Config, Mode, ProgressMode};
+use crate::client::build_client;
 use crate::completions;
-use crate::download::{Failure, Fetcher, Outcome, MAX_REDIRECTS};
+use crate::download::{Failure, Fetcher, Outcome};
 use crate::input::{Inputs, Item, Origin};
 use crate::naming::{self, Namer};
 use crate::output::{Stdout, SummaryRecord, UrlRecord};
@@ -92,41 +92,6 @@ fn install_interrupt_handler(cancel: &Arc<AtomicBool>) {
     }
 }
 
-/// The HTTP client of a pass: a recipe each worker turns into its own client and keep-alive
-/// pool on its own runtime (see [`crate::transport`]).
-pub fn build_client(config: &Config) -> Result<Client> {
-    let config = config.clone();
-    Client::new(move || make_client(&config))
-}
-
-fn make_client(config: &Config) -> Result<reqwest::Client> {
-    let policy = redirect::Policy::custom(|attempt| {
-        let scheme = attempt.url().scheme().to_string();
-        if !matches!(scheme.as_str(), "http" | "https") {
-            attempt.error(format!("redirect to unsupported scheme '{scheme}'"))
-        } else if attempt.previous().contains(attempt.url()) {
-            attempt.error("redirect loop")
-        } else if attempt.previous().len() > MAX_REDIRECTS {
-            attempt.error(format!("too many redirects (more than {MAX_REDIRECTS})"))
-        } else {
-            attempt.follow()
-        }
-    });
-    let builder = reqwest::Client::builder()
-        // Per read, not a total deadline: it applies to the wait for headers and to each body
-        // read, so a large file that keeps flowing is never cut off.
-        .read_timeout(config.timeout)
-        .connect_timeout(config.connect_timeout)
-        .redirect(policy)
-        // Each worker (and each --split piece) has its own client: one idle connection each.
-        .pool_max_idle_per_host(1);
-    config
-        .request
-        .apply(builder)?
-        .build()
-        .context("cannot set up the HTTP client")
-}
-
 fn prepare_dir(dir: &Path) -> Result<()> {
     if dir.as_os_str().is_empty() {
         return Ok(());
@@ -152,7 +117,7 @@ fn exit_status(tally: &Tally) -> i32 {
 fn download(config: &Config, cancel: &Arc<AtomicBool>) -> Result<i32> {
     prepare_dir(&config.output_dir)?;
     let inputs = Inputs::open(config.urls.clone(), config.list.as_ref())?;
-    let client = build_client(config)?;
+    let client = build_client(config, cancel)?;
     note_shard(config);
     let pass = Pass {
         config,
@@ -243,7 +208,11 @@ fn compare_items(
         show_errors: false,
         label: "sequential",
     }
-    .run(&build_client(config)?, Vec::from(items).into_iter(), cancel);
+    .run(
+        &build_client(config, cancel)?,
+        Vec::from(items).into_iter(),
+        cancel,
+    );
     drop(scratch);
     if sequential.tally.interrupted {
         if config.progress != ProgressMode::Quiet {
@@ -259,7 +228,11 @@ fn compare_items(
         show_errors: true,
         label: "threaded",
     }
-    .run(&build_client(config)?, Vec::from(items).into_iter(), cancel);
+    .run(
+        &build_client(config, cancel)?,
+        Vec::from(items).into_iter(),
+        cancel,
+    );
     if threaded.stdout_closed {
         return Ok(EXIT_OK);
     }

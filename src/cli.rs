@@ -180,6 +180,10 @@ pub struct Cli {
     /// Do not verify TLS certificates (anyone on the path could then read or alter downloads)
     #[arg(short = 'k', long, help_heading = "Requests")]
     pub insecure: bool,
+
+    /// Speak HTTP/1.1 only: never offer HTTP/2, one connection per worker
+    #[arg(long = "http1.1", help_heading = "Requests")]
+    pub http1_1: bool,
 }
 
 /// What `--generate` prints.
@@ -396,6 +400,8 @@ pub struct Config {
     pub split: usize,
     /// Bytes per read of a body.
     pub chunk_size: usize,
+    /// `--http1.1`: never offer HTTP/2.
+    pub http1_only: bool,
 }
 
 impl Cli {
@@ -502,6 +508,7 @@ impl Cli {
             chunk_size: self
                 .chunk_size
                 .map_or(crate::download::CHUNK, |s| s.0 as usize),
+            http1_only: self.http1_1,
         })
     }
 }

@@ -405,6 +405,7 @@ impl Fetcher<'_> {
                     "cannot set up HTTP on this thread: {e}"
                 )))
             }
+            Err(transport::Error::Cancelled) => return Attempt::Fail(interrupted(None)),
             Err(transport::Error::Http(e)) => {
                 let failure = Failure::new(describe_request_error(&e, self.timeout));
                 // A bad redirect will be just as bad next time.

@@ -40,6 +40,7 @@
 
 pub mod app;
 pub mod cli;
+pub mod client;
 pub mod completions;
 pub mod disposition;
 pub mod download;

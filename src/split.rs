@@ -25,7 +25,7 @@ use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::thread;
 
-use crate::transport::{Client, Response};
+use crate::transport::{self, Client, Response};
 use reqwest::header::{ACCEPT_RANGES, CONTENT_RANGE, ETAG, IF_RANGE, LAST_MODIFIED, RANGE};
 use reqwest::StatusCode;
 
@@ -338,9 +338,10 @@ fn request_range(
     if let Some(v) = validator {
         request = request.header(IF_RANGE, v);
     }
-    let response = request
-        .send()
-        .map_err(|e| StreamError::Read(io::Error::other(e)))?;
+    let response = request.separate_connection().send().map_err(|e| match e {
+        transport::Error::Cancelled => StreamError::Cancelled,
+        e => StreamError::Read(io::Error::other(e)),
+    })?;
     let code = response.status().as_u16();
     if code != 206 {
         // A 200 answers an If-Range whose validator no longer matches; a 416, a range past a
