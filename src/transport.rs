@@ -15,21 +15,22 @@
 //!   streams of one connection, as curl and browsers do, instead of one connection (and one TLS
 //!   handshake) per worker. The runtime's thread drives the connections; a worker still sends its
 //!   request and reads its body itself, inside `block_on`, so only the wake-ups cross threads.
-//!   An HTTPS host that answers over HTTP/1.1 is remembered and gets the per-thread way from then
-//!   on, where nothing crosses threads.
+//!   The first request to an HTTPS host goes alone; the others wait for its answer, then share
+//!   its connection (HTTP/2), or, if it answered over HTTP/1.1, take the per-thread way, where
+//!   nothing crosses threads.
 //!
 //! Every wait for a response or a body chunk looks at the run's cancel flag every [`TICK`], so a
 //! worker stuck on a silent server still stops soon after Ctrl-C. [`Response`] is not `Send`: it
 //! is read on the thread that got it.
 
 use std::cell::RefCell;
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::io::{self, Read};
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
@@ -113,8 +114,52 @@ struct Shared {
     /// Always `Some` until dropped.
     runtime: Option<Runtime>,
     client: reqwest::Client,
-    /// HTTPS origins that answered over HTTP/1.1: nothing to share there.
-    http1: RwLock<HashSet<url::Origin>>,
+    /// What each HTTPS origin turned out to speak.
+    hosts: Mutex<HashMap<url::Origin, Host>>,
+    /// Signalled when a probe ends.
+    settled: Condvar,
+}
+
+/// What the shared client knows of an HTTPS origin.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Host {
+    /// Its first request is on the way; the others wait for its answer. Without this, every
+    /// worker would open a connection of its own (and pay a TLS handshake) before the first
+    /// one could tell them that HTTP/2 lets them share it.
+    Probing,
+    /// HTTP/2 (or unknown, after a failed probe): share the shared client's connections.
+    Share,
+    /// Answered over HTTP/1.1: nothing to share, each worker uses its own connection.
+    Own,
+}
+
+/// The first request to an origin; settles what the others waiting on it do, whatever way
+/// the request ends.
+struct Probe<'a> {
+    shared: &'a Shared,
+    origin: url::Origin,
+}
+
+impl Probe<'_> {
+    fn settle(self, response: &reqwest::Response) {
+        // A redirect elsewhere tells nothing of this origin: keep sharing.
+        let own = response.version() < Version::HTTP_2 && response.url().origin() == self.origin;
+        self.shared
+            .set(&self.origin, if own { Host::Own } else { Host::Share });
+    }
+}
+
+impl Drop for Probe<'_> {
+    fn drop(&mut self) {
+        // No answer: let the others go at once (a dead host must not time them out one by
+        // one); settled already if there was one.
+        let mut hosts = self.shared.lock();
+        if hosts.get(&self.origin) == Some(&Host::Probing) {
+            hosts.insert(self.origin.clone(), Host::Share);
+        }
+        drop(hosts);
+        self.shared.settled.notify_all();
+    }
 }
 
 impl Shared {
@@ -129,24 +174,47 @@ impl Shared {
         Some(Shared {
             runtime: Some(runtime),
             client,
-            http1: RwLock::new(HashSet::new()),
+            hosts: Mutex::new(HashMap::new()),
+            settled: Condvar::new(),
         })
     }
 
-    fn speaks_http1(&self, url: &Url) -> bool {
-        self.http1
-            .read()
-            .is_ok_and(|set| set.contains(&url.origin()))
+    fn lock(&self) -> MutexGuard<'_, HashMap<url::Origin, Host>> {
+        // The map holds no invariant a panicking holder could break.
+        self.hosts.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Remembers a host that answered over HTTP/1.1, unless a redirect makes that unclear.
-    fn learn(&self, asked: &Url, response: &reqwest::Response) {
-        let origin = asked.origin();
-        if response.version() >= Version::HTTP_2 || response.url().origin() != origin {
-            return;
-        }
-        if let Ok(mut set) = self.http1.write() {
-            set.insert(origin);
+    fn set(&self, origin: &url::Origin, host: Host) {
+        self.lock().insert(origin.clone(), host);
+    }
+
+    /// How a request to `url` goes: `Ok(Some(probe))` if it is the origin's first, `Ok(None)`
+    /// and the way otherwise, waiting while another request probes the origin.
+    fn admit(&self, url: &Url, cancel: &AtomicBool) -> Result<(Via, Option<Probe<'_>>), Error> {
+        let origin = url.origin();
+        let mut hosts = self.lock();
+        loop {
+            match hosts.get(&origin) {
+                None => {
+                    hosts.insert(origin.clone(), Host::Probing);
+                    let probe = Probe {
+                        shared: self,
+                        origin,
+                    };
+                    return Ok((Via::Shared, Some(probe)));
+                }
+                Some(Host::Share) => return Ok((Via::Shared, None)),
+                Some(Host::Own) => return Ok((Via::Thread, None)),
+                Some(Host::Probing) if cancel.load(Ordering::Relaxed) => {
+                    return Err(Error::Cancelled)
+                }
+                Some(Host::Probing) => {
+                    hosts = match self.settled.wait_timeout(hosts, TICK) {
+                        Ok((hosts, _)) => hosts,
+                        Err(poisoned) => poisoned.into_inner().0,
+                    };
+                }
+            }
         }
     }
 }
@@ -192,13 +260,13 @@ impl Client {
             .as_ref()
     }
 
-    fn route(&self, url: &Url, separate: bool) -> Via {
+    fn route(&self, url: &Url, separate: bool) -> Result<(Via, Option<Probe<'_>>), Error> {
         if separate || !self.inner.recipe.offers_h2() || url.scheme() != "https" {
-            return Via::Thread;
+            return Ok((Via::Thread, None));
         }
         match self.shared() {
-            Some(shared) if !shared.speaks_http1(url) => Via::Shared,
-            _ => Via::Thread,
+            Some(shared) => shared.admit(url, &self.inner.cancel),
+            None => Ok((Via::Thread, None)),
         }
     }
 
@@ -301,8 +369,7 @@ impl RequestBuilder<'_> {
             bad_header,
             separate,
         } = self;
-        let via = client.route(&url, separate);
-        let asked = (via == Via::Shared).then(|| url.clone());
+        let (via, probe) = client.route(&url, separate)?;
         let inner = client.with(via, |runtime, http| {
             let mut request = http.get(url).headers(headers);
             if let Some(name) = bad_header {
@@ -311,8 +378,8 @@ impl RequestBuilder<'_> {
             }
             client.wait(runtime, || request.send())
         })?;
-        if let (Some(asked), Some(shared)) = (asked, client.shared()) {
-            shared.learn(&asked, &inner);
+        if let Some(probe) = probe {
+            probe.settle(&inner);
         }
         Ok(Response {
             inner,
@@ -375,5 +442,70 @@ impl Read for Response {
         buf[..n].copy_from_slice(&self.current[..n]);
         bytes::Buf::advance(&mut self.current, n);
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::request::RequestOptions;
+    use crate::server::{Fault, Reply, Server};
+    use std::thread;
+
+    fn client(cancel: &Arc<AtomicBool>) -> Client {
+        let recipe = Recipe {
+            request: RequestOptions::default(),
+            // Without the cancel flag, the waits below would end in a timeout error instead.
+            timeout: Duration::from_secs(20),
+            connect_timeout: Duration::from_secs(20),
+            http1_only: false,
+        };
+        Client::new(recipe, cancel.clone()).unwrap()
+    }
+
+    /// Sets the flag a little later, as Ctrl-C would while a worker waits.
+    fn cancel_soon(cancel: &Arc<AtomicBool>) -> thread::JoinHandle<()> {
+        let cancel = cancel.clone();
+        thread::spawn(move || {
+            thread::sleep(Duration::from_millis(300));
+            cancel.store(true, Ordering::SeqCst);
+        })
+    }
+
+    #[test]
+    fn a_wait_for_headers_ends_when_cancelled() {
+        let server =
+            Server::start(|_| Reply::file(&b"late"[..]).with_delay(Duration::from_secs(30)))
+                .unwrap();
+        let cancel = Arc::new(AtomicBool::new(false));
+        let setter = cancel_soon(&cancel);
+        let url = Url::parse(&server.url("/slow")).unwrap();
+        let result = client(&cancel).get(url).send();
+        assert!(
+            matches!(result, Err(Error::Cancelled)),
+            "{:?}",
+            result.err()
+        );
+        setter.join().unwrap();
+    }
+
+    #[test]
+    fn a_wait_for_body_bytes_ends_when_cancelled() {
+        let server = Server::start(|_| {
+            Reply::file(vec![7u8; 1000]).with_fault(Fault::StallAfter(10, Duration::from_secs(30)))
+        })
+        .unwrap();
+        let cancel = Arc::new(AtomicBool::new(false));
+        let url = Url::parse(&server.url("/stall")).unwrap();
+        let mut response = client(&cancel).get(url).send().unwrap();
+        let mut buf = [0u8; 100];
+        let mut got = 0;
+        while got < 10 {
+            got += response.read(&mut buf).unwrap();
+        }
+        let setter = cancel_soon(&cancel);
+        let err = response.read(&mut buf).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::Interrupted, "{err}");
+        setter.join().unwrap();
     }
 }

@@ -335,6 +335,21 @@ fn https_downloads_share_http2_connections() {
         conns <= 2,
         "{conns} connections for 50 files at -j 8: {log:?}"
     );
+    // Nor did the workers open connections of their own that served nothing (a TLS handshake
+    // each) before learning that they could share: nginx numbers connections in order, so the
+    // next one's number tells how many were opened in between.
+    let first = log.iter().map(|(c, ..)| *c).min().unwrap();
+    nginx.clear_log();
+    let one = dir.path().join("one.txt");
+    let url = format!("https://127.0.0.1:{}/f/file000.bin", nginx.h2_port);
+    fs::write(&one, url + "\n").unwrap();
+    download(dir.path(), &one, "again", &[]);
+    let next = nginx.requests()[0].0;
+    assert!(
+        next - first <= 2,
+        "{} connections opened for 50 files at -j 8",
+        next - first
+    );
 }
 
 #[test]
