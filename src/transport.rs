@@ -188,8 +188,8 @@ impl Shared {
         self.lock().insert(origin.clone(), host);
     }
 
-    /// How a request to `url` goes: `Ok(Some(probe))` if it is the origin's first, `Ok(None)`
-    /// and the way otherwise, waiting while another request probes the origin.
+    /// Which way a request to `url` goes, with the probe if it is the origin's first; waits
+    /// while another request probes the origin.
     fn admit(&self, url: &Url, cancel: &AtomicBool) -> Result<(Via, Option<Probe<'_>>), Error> {
         let origin = url.origin();
         let mut hosts = self.lock();
