@@ -186,6 +186,10 @@ pub struct Cli {
     /// Do not verify TLS certificates (anyone on the path could then read or alter downloads)
     #[arg(short = 'k', long, help_heading = "Requests")]
     pub(crate) insecure: bool,
+
+    /// Speak HTTP/1.1 only: never offer HTTP/2, one connection per worker
+    #[arg(long = "http1.1", help_heading = "Requests")]
+    pub(crate) http1_1: bool,
 }
 
 /// What `--generate` prints.
@@ -386,6 +390,8 @@ pub struct Config {
     pub(crate) format: Format,
     pub(crate) request: RequestOptions,
     pub(crate) shard: Option<Shard>,
+    /// `--http1.1`: never offer HTTP/2.
+    pub(crate) http1_only: bool,
 }
 
 impl Cli {
@@ -544,6 +550,7 @@ impl Cli {
                 insecure: self.insecure,
             },
             shard,
+            http1_only: self.http1_1,
         })
     }
 }

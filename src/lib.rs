@@ -97,6 +97,7 @@
 
 pub(crate) mod app;
 pub mod cli;
+pub(crate) mod client;
 pub(crate) mod completions;
 pub(crate) mod download;
 pub(crate) mod exit;

@@ -509,9 +509,7 @@ impl Fetcher<'_> {
     fn no_response(&self, e: transport::Error) -> Attempt {
         match e {
             // The transport gives up its wait for headers when the run is cancelled.
-            transport::Error::Runtime(e) if e.kind() == io::ErrorKind::Interrupted => {
-                Attempt::Fail(Failure::interrupted(None))
-            }
+            transport::Error::Cancelled => Attempt::Fail(Failure::interrupted(None)),
             transport::Error::Runtime(e) => {
                 Attempt::Fail(Failure::new(FailureKind::Runtime(e.to_string())))
             }

@@ -28,7 +28,7 @@ use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::thread;
 
-use crate::transport::{Client, Response};
+use crate::transport::{self, Client, Response};
 use reqwest::header::{ACCEPT_RANGES, IF_RANGE, RANGE};
 use reqwest::StatusCode;
 use url::Url;
@@ -450,9 +450,10 @@ fn request_range(
     if let Some(v) = source.known.if_range() {
         request = request.header(IF_RANGE, v);
     }
-    let response = request
-        .send()
-        .map_err(|e| StreamError::Read(io::Error::other(e)))?;
+    let response = request.separate_connection().send().map_err(|e| match e {
+        transport::Error::Cancelled => StreamError::Cancelled,
+        e => StreamError::Read(io::Error::other(e)),
+    })?;
     let facts = ResponseFacts::of(&response, url);
     match response::accept_piece(&facts, start, end, source.known, source.proof) {
         Ok(()) => Ok(response),
