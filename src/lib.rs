@@ -96,6 +96,7 @@
 //! - Credentials in URLs, `--user`, headers or netrc never appear in any output.
 
 pub(crate) mod app;
+pub(crate) mod checksum;
 pub mod cli;
 pub(crate) mod completions;
 pub(crate) mod download;
@@ -115,6 +116,7 @@ pub(crate) mod select;
 #[doc(hidden)]
 pub mod server;
 pub(crate) mod sharded;
+pub(crate) mod sumfile;
 pub(crate) mod transport;
 pub(crate) mod units;
 
