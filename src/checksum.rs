@@ -20,7 +20,7 @@ const SHOWN_HEX: usize = 4;
 
 /// A digest algorithm a list or a checksums file may name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Algorithm {
+pub(crate) enum Algorithm {
     Sha256,
     Sha512,
     Sha1,
@@ -29,7 +29,7 @@ pub enum Algorithm {
 
 impl Algorithm {
     /// From aria2c's spelling (`sha-256`) or the coreutils/BSD one (`sha256`, `SHA256`, `MD5`).
-    pub fn from_name(name: &str) -> Option<Algorithm> {
+    pub(crate) fn from_name(name: &str) -> Option<Algorithm> {
         match name.to_ascii_lowercase().as_str() {
             "sha-256" | "sha256" => Some(Algorithm::Sha256),
             "sha-512" | "sha512" => Some(Algorithm::Sha512),
@@ -41,7 +41,7 @@ impl Algorithm {
 
     /// The algorithm whose hex digest has this many digits (how `sha256sum`-style files are
     /// told apart: they do not name it).
-    pub fn from_hex_len(len: usize) -> Option<Algorithm> {
+    pub(crate) fn from_hex_len(len: usize) -> Option<Algorithm> {
         match len {
             64 => Some(Algorithm::Sha256),
             128 => Some(Algorithm::Sha512),
@@ -51,7 +51,7 @@ impl Algorithm {
         }
     }
 
-    pub fn hex_len(self) -> usize {
+    pub(crate) fn hex_len(self) -> usize {
         match self {
             Algorithm::Sha256 => 64,
             Algorithm::Sha512 => 128,
@@ -61,7 +61,7 @@ impl Algorithm {
     }
 
     /// aria2c's spelling, as `--json` and messages show it.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Algorithm::Sha256 => "sha-256",
             Algorithm::Sha512 => "sha-512",
@@ -79,15 +79,15 @@ impl fmt::Display for Algorithm {
 
 /// The digest a whole file must have.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Checksum {
-    pub algo: Algorithm,
+pub(crate) struct Checksum {
+    pub(crate) algo: Algorithm,
     /// Lowercase hex, exactly `algo.hex_len()` digits.
-    pub hex: String,
+    pub(crate) hex: String,
 }
 
 impl Checksum {
     /// Checks `hex` against `algo` and keeps it lowercase.
-    pub fn new(algo: Algorithm, hex: &str) -> Result<Checksum, String> {
+    pub(crate) fn new(algo: Algorithm, hex: &str) -> Result<Checksum, String> {
         if hex.len() != algo.hex_len() {
             return Err(format!(
                 "a {algo} digest has {} hex digits, this one has {}",
@@ -105,7 +105,7 @@ impl Checksum {
     }
 
     /// Parses aria2c's `TYPE=DIGEST` form, e.g. `sha-256=3a7b…`.
-    pub fn parse(text: &str) -> Result<Checksum, String> {
+    pub(crate) fn parse(text: &str) -> Result<Checksum, String> {
         let Some((name, hex)) = text.split_once('=') else {
             return Err(format!(
                 "expected TYPE=DIGEST (e.g. sha-256=HEX), found '{text}'"
@@ -118,12 +118,12 @@ impl Checksum {
     }
 
     /// A hasher for this checksum's algorithm.
-    pub fn hasher(&self) -> Hasher {
+    pub(crate) fn hasher(&self) -> Hasher {
         Hasher::new(self.algo)
     }
 
     /// Compares a finished digest with this one.
-    pub fn check(&self, got_hex: &str) -> Result<(), Mismatch> {
+    pub(crate) fn check(&self, got_hex: &str) -> Result<(), Mismatch> {
         if self.hex.eq_ignore_ascii_case(got_hex) {
             Ok(())
         } else {
@@ -143,9 +143,9 @@ impl fmt::Display for Checksum {
 
 /// The bytes did not have the expected digest.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Mismatch {
-    pub expected: String,
-    pub got: String,
+pub(crate) struct Mismatch {
+    pub(crate) expected: String,
+    pub(crate) got: String,
 }
 
 impl fmt::Display for Mismatch {
@@ -167,7 +167,7 @@ fn abbreviate(hex: &str) -> &str {
 /// A digest being computed over bytes as they arrive. Holds the state of one algorithm and
 /// allocates nothing per update, so it can sit in the per-chunk loop.
 #[derive(Clone)]
-pub struct Hasher(State);
+pub(crate) struct Hasher(State);
 
 #[derive(Clone)]
 enum State {
@@ -178,7 +178,7 @@ enum State {
 }
 
 impl Hasher {
-    pub fn new(algo: Algorithm) -> Hasher {
+    pub(crate) fn new(algo: Algorithm) -> Hasher {
         Hasher(match algo {
             Algorithm::Sha256 => State::Sha256(Sha256::new()),
             Algorithm::Sha512 => State::Sha512(Sha512::new()),
@@ -187,7 +187,7 @@ impl Hasher {
         })
     }
 
-    pub fn update(&mut self, bytes: &[u8]) {
+    pub(crate) fn update(&mut self, bytes: &[u8]) {
         match &mut self.0 {
             State::Sha256(h) => h.update(bytes),
             State::Sha512(h) => h.update(bytes),
@@ -197,7 +197,7 @@ impl Hasher {
     }
 
     /// The digest in lowercase hex.
-    pub fn finish(self) -> String {
+    pub(crate) fn finish(self) -> String {
         match self.0 {
             State::Sha256(h) => to_hex(&h.finalize()),
             State::Sha512(h) => to_hex(&h.finalize()),
@@ -219,7 +219,7 @@ fn to_hex(bytes: &[u8]) -> String {
 
 /// Reads `path` once, in 64 KiB blocks, and compares its digest with `expected`. The outer
 /// error is the file's (unreadable, gone); the inner one is a wrong digest.
-pub fn verify_file(path: &Path, expected: &Checksum) -> io::Result<Result<(), Mismatch>> {
+pub(crate) fn verify_file(path: &Path, expected: &Checksum) -> io::Result<Result<(), Mismatch>> {
     let mut file = File::open(path)?;
     let mut hasher = expected.hasher();
     let mut block = vec![0u8; BLOCK];

@@ -102,6 +102,7 @@ pub(crate) mod completions;
 pub(crate) mod download;
 pub(crate) mod exit;
 pub(crate) mod input;
+pub(crate) mod listopts;
 pub(crate) mod modes;
 #[doc(hidden)]
 pub mod naming;

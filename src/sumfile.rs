@@ -19,20 +19,20 @@ use crate::checksum::{Algorithm, Checksum};
 
 /// Digests by output name.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct SumFile {
+pub(crate) struct SumFile {
     by_name: HashMap<String, Checksum>,
 }
 
 impl SumFile {
     /// Reads `path`; the error names the file and, for a bad line, its number.
-    pub fn open(path: &Path) -> Result<SumFile, String> {
+    pub(crate) fn open(path: &Path) -> Result<SumFile, String> {
         let file = File::open(path)
             .map_err(|e| format!("cannot read the checksums file {}: {e}", path.display()))?;
         SumFile::read(BufReader::new(file))
             .map_err(|e| format!("checksums file {}: {e}", path.display()))
     }
 
-    pub fn read(reader: impl BufRead) -> Result<SumFile, String> {
+    pub(crate) fn read(reader: impl BufRead) -> Result<SumFile, String> {
         let mut sums = SumFile::default();
         let mut lines: HashMap<String, usize> = HashMap::new();
         for (i, line) in reader.split(b'\n').enumerate() {
@@ -61,15 +61,15 @@ impl SumFile {
 
     /// The digest for a download whose path relative to `-o` (before any clash suffix) is
     /// `name`, `/`-separated.
-    pub fn get(&self, name: &str) -> Option<&Checksum> {
+    pub(crate) fn get(&self, name: &str) -> Option<&Checksum> {
         self.by_name.get(normalize(name).as_str())
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.by_name.len()
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.by_name.is_empty()
     }
 }

@@ -247,6 +247,14 @@ impl Sink for Reporter {
                 let origin = invalid.origin;
                 self.invalid(UrlOutcome::invalid(invalid), origin);
             }
+            Event::Warning(warning) => {
+                if self.show.errors {
+                    self.progress.note(&format!(
+                        "fetchpar: {}: warning: {}",
+                        warning.origin, warning.message
+                    ));
+                }
+            }
             Event::Duplicate { url, origin, first } => self.duplicate(url, origin, first),
         }
     }
