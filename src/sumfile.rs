@@ -74,6 +74,46 @@ impl SumFile {
     }
 }
 
+/// What a download is to be checked against, decided once per file when its name (before any
+/// clash suffix) is known.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Expected<'a> {
+    /// Verify against this digest.
+    Known(&'a Checksum),
+    /// `--checksums` has no entry for the name: download, unverified, and say so (a warning).
+    Missing(String),
+    /// `--require-checksum` and no digest: fail the URL with this reason, before any request.
+    Required(String),
+    /// No digest was asked for.
+    Unchecked,
+}
+
+/// The list line's `checksum=` wins; otherwise `--checksums` by output name.
+pub fn expected<'a>(
+    line: Option<&'a Checksum>,
+    sums: Option<&'a SumFile>,
+    name: &str,
+    require: bool,
+) -> Expected<'a> {
+    if let Some(sum) = line.or_else(|| sums.and_then(|s| s.get(name))) {
+        return Expected::Known(sum);
+    }
+    let source = if sums.is_some() {
+        "no entry in the checksums file"
+    } else {
+        "no checksum= option on its list line"
+    };
+    if require {
+        Expected::Required(format!(
+            "{name}: {source}, and --require-checksum is on; nothing downloaded"
+        ))
+    } else if sums.is_some() {
+        Expected::Missing(format!("{name}: {source}; saved without verifying"))
+    } else {
+        Expected::Unchecked
+    }
+}
+
 /// One non-blank, non-comment line: `(name, checksum)`.
 fn parse_line(text: &str) -> Result<(String, Checksum), String> {
     if let Some(parsed) = parse_bsd(text) {
@@ -226,6 +266,48 @@ mod tests {
         for (line, why) in cases {
             let err = parse_line(&line).unwrap_err();
             assert!(err.contains(why), "{line}: {err}");
+        }
+    }
+
+    #[test]
+    fn what_a_download_is_checked_against() {
+        let sums = SumFile::read(format!("{MD5}  a\n").as_bytes()).unwrap();
+        let line = Checksum::new(Algorithm::Sha1, SHA1).unwrap();
+        let short = |e: Expected<'_>| match e {
+            Expected::Known(c) => format!("known {}", c.algo),
+            Expected::Missing(m) => format!("missing {m}"),
+            Expected::Required(m) => format!("required {m}"),
+            Expected::Unchecked => "unchecked".into(),
+        };
+        let cases = [
+            (Some(&line), Some(&sums), "a", false, "known sha-1"),
+            (None, Some(&sums), "./a", true, "known md5"),
+            (
+                None,
+                Some(&sums),
+                "b",
+                false,
+                "missing b: no entry in the checksums file; saved",
+            ),
+            (
+                None,
+                Some(&sums),
+                "b",
+                true,
+                "required b: no entry in the checksums file, and",
+            ),
+            (
+                None,
+                None,
+                "b",
+                true,
+                "required b: no checksum= option on its list line",
+            ),
+            (None, None, "b", false, "unchecked"),
+        ];
+        for (line, sums, name, require, want) in cases {
+            let got = short(expected(line, sums, name, require));
+            assert!(got.starts_with(want), "{name} {require}: {got}");
         }
     }
 
