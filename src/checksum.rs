@@ -6,7 +6,7 @@
 
 use std::fmt;
 use std::fs::File;
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::path::Path;
 
 use md5::Md5;
@@ -196,6 +196,23 @@ impl Hasher {
         }
     }
 
+    /// Feeds everything `reader` holds, 64 KiB at a time (a `.part` being resumed is read back
+    /// once this way before the rest streams in); returns the bytes read.
+    pub(crate) fn update_from(&mut self, reader: &mut impl Read) -> io::Result<u64> {
+        let mut block = vec![0u8; BLOCK];
+        let mut total = 0;
+        loop {
+            let n = match reader.read(&mut block) {
+                Ok(0) => return Ok(total),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            self.update(&block[..n]);
+            total += n as u64;
+        }
+    }
+
     /// The digest in lowercase hex.
     pub(crate) fn finish(self) -> String {
         match self.0 {
@@ -220,19 +237,41 @@ fn to_hex(bytes: &[u8]) -> String {
 /// Reads `path` once, in 64 KiB blocks, and compares its digest with `expected`. The outer
 /// error is the file's (unreadable, gone); the inner one is a wrong digest.
 pub(crate) fn verify_file(path: &Path, expected: &Checksum) -> io::Result<Result<(), Mismatch>> {
-    let mut file = File::open(path)?;
     let mut hasher = expected.hasher();
-    let mut block = vec![0u8; BLOCK];
-    loop {
-        let n = match file.read(&mut block) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        hasher.update(&block[..n]);
-    }
+    hasher.update_from(&mut File::open(path)?)?;
     Ok(expected.check(&hasher.finish()))
+}
+
+/// A writer that hashes exactly the bytes its inner writer accepted, so the download loop can
+/// verify while it streams without a change: wrap the `.part` file in it. Only valid when the
+/// bytes arrive in file order from offset 0 (or after [`Hasher::update_from`] fed the bytes
+/// already on disk); `--split` and mirror switches verify the finished part with
+/// [`verify_file`] instead.
+pub(crate) struct HashingWriter<W> {
+    inner: W,
+    hasher: Hasher,
+}
+
+impl<W: Write> HashingWriter<W> {
+    pub(crate) fn new(inner: W, hasher: Hasher) -> HashingWriter<W> {
+        HashingWriter { inner, hasher }
+    }
+
+    pub(crate) fn into_parts(self) -> (W, Hasher) {
+        (self.inner, self.hasher)
+    }
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 #[cfg(test)]
@@ -301,6 +340,31 @@ mod tests {
             format!("checksum mismatch: expected ba78…, got {}…", &err.got[..4])
         );
         assert_ne!(&err.got[..4], "ba78");
+    }
+
+    /// Accepts at most 2 bytes per write, as a short write may.
+    struct Trickle(Vec<u8>);
+    impl Write for Trickle {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            let n = buf.len().min(2);
+            self.0.extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_hashing_writer_hashes_what_was_written_after_a_resumed_prefix() {
+        let mut hasher = Hasher::new(Algorithm::Md5);
+        assert_eq!(hasher.update_from(&mut &b"a"[..]).unwrap(), 1);
+        let mut w = HashingWriter::new(Trickle(Vec::new()), hasher);
+        assert_eq!(w.write(b"bcdef").unwrap(), 2);
+        let (inner, hasher) = w.into_parts();
+        assert_eq!(inner.0, b"bc");
+        // "a" then "bc": exactly what was accepted, in order.
+        assert_eq!(hasher.finish(), ABC[3].1);
     }
 
     #[test]
