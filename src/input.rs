@@ -531,7 +531,7 @@ pub(crate) fn join(dir: &str, name: &str) -> String {
     }
 }
 
-fn control_char(text: &str) -> Option<String> {
+pub(crate) fn control_char(text: &str) -> Option<String> {
     let c = text.chars().find(|c| c.is_control())?;
     Some(if c == '\0' {
         "contains a NUL byte".to_string()

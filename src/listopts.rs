@@ -45,6 +45,9 @@ pub(crate) fn split(raw: &str) -> Option<(&str, &str)> {
 
 /// Checks one option's value.
 pub(crate) fn parse(key: &str, value: &str) -> Result<Opt, String> {
+    if let (true, Some(reason)) = (key == "out" || key == "dir", input::control_char(value)) {
+        return Err(format!("{key} {reason}"));
+    }
     match key {
         "out" => {
             if input::relative_path(value, "out")?.is_empty() {
@@ -125,7 +128,9 @@ mod tests {
 
     #[test]
     fn checks_option_values() {
-        let cases: [(&str, &str, Result<&str, &str>); 9] = [
+        let cases: [(&str, &str, Result<&str, &str>); 11] = [
+            ("out", "a\u{1b}[2J", Err("out contains control character")),
+            ("dir", "a\0b", Err("dir contains a NUL byte")),
             ("out", "a.bin", Ok("Out")),
             ("out", "sub/a.bin", Ok("Out")),
             ("out", "", Err("needs a file name")),
