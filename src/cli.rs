@@ -186,6 +186,15 @@ pub struct Cli {
     /// Do not verify TLS certificates (anyone on the path could then read or alter downloads)
     #[arg(short = 'k', long, help_heading = "Requests")]
     pub(crate) insecure: bool,
+
+    /// Check each file against this list of digests (sha256sum's `HEX  NAME`, `HEX *NAME` or BSD
+    /// `SHA256 (NAME) = HEX`), by its path relative to -o
+    #[arg(long, value_name = "FILE", help_heading = "Integrity")]
+    pub(crate) checksums: Option<PathBuf>,
+
+    /// Fail a file that has no expected checksum (from its list line or --checksums)
+    #[arg(long, help_heading = "Integrity")]
+    pub(crate) require_checksum: bool,
 }
 
 /// What `--generate` prints.
@@ -508,6 +517,10 @@ impl Cli {
         let progress = self.progress(stderr_is_tty);
         let shard = self.shard(env)?;
         let format = self.format();
+        let checksums = match &self.checksums {
+            Some(path) => Some(std::sync::Arc::new(crate::sumfile::SumFile::open(path)?)),
+            None => None,
+        };
         let output_dir = match self.output_dir {
             Some(dir) if dir.as_os_str() != "." => dir,
             _ => PathBuf::new(),
@@ -530,6 +543,8 @@ impl Cli {
                 content_disposition: self.content_disposition,
                 split: self.split.0,
                 chunk: self.chunk_size.map_or(download::CHUNK, |s| s.0 as usize),
+                checksums,
+                require_checksum: self.require_checksum,
             },
             connect_timeout: self.connect_timeout.0,
             progress,

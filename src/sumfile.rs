@@ -77,7 +77,7 @@ impl SumFile {
 /// What a download is to be checked against, decided once per file when its name (before any
 /// clash suffix) is known.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Expected<'a> {
+pub(crate) enum Expected<'a> {
     /// Verify against this digest.
     Known(&'a Checksum),
     /// `--checksums` has no entry for the name: download, unverified, and say so (a warning).
@@ -89,7 +89,7 @@ pub enum Expected<'a> {
 }
 
 /// The list line's `checksum=` wins; otherwise `--checksums` by output name.
-pub fn expected<'a>(
+pub(crate) fn expected<'a>(
     line: Option<&'a Checksum>,
     sums: Option<&'a SumFile>,
     name: &str,

@@ -89,6 +89,10 @@ pub struct Settings {
     pub split: usize,
     /// Bytes per read of the body (`--chunk-size`).
     pub chunk: usize,
+    /// `--checksums FILE`, read and checked before any download.
+    pub checksums: Option<std::sync::Arc<crate::sumfile::SumFile>>,
+    /// `--require-checksum`: a file without an expected digest fails instead of being warned about.
+    pub require_checksum: bool,
 }
 
 /// What every download of a run shares: the settings, and the run's handles.

@@ -3,12 +3,10 @@
 //! download path yet, so these tests check only what already works end to end: where files
 //! land, what is refused, and what is said.
 
-mod common;
-
 use std::path::Path;
 use std::time::Duration;
 
-use common::*;
+use crate::util::*;
 
 /// The fixture's first entry rewritten for a local server: a TAB mirror, `dir=`/`out=`, the
 /// right checksum and options fetchpar does not know (twice, to show each is said once).
