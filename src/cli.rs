@@ -72,6 +72,17 @@ pub struct Cli {
     #[arg(short = 'c', long = "continue", conflicts_with = "overwrite")]
     pub(crate) resume: bool,
 
+    /// wget's -N: give saved files the server's Last-Modified time; ask about an existing file
+    /// with If-Modified-Since and replace it (by rename, once complete) only if the server has
+    /// a newer one, else report it unchanged
+    #[arg(short = 'N', long)]
+    pub(crate) timestamping: bool,
+
+    /// Trust an existing file under the name without asking the server (reported as skipped);
+    /// with -c, .part files are still resumed
+    #[arg(long, conflicts_with = "overwrite")]
+    pub(crate) skip_existing: bool,
+
     /// Retries per URL after a connection error, timeout, cut-off body, 408, 429 or 5xx
     #[arg(long, value_name = "N", default_value = "3")]
     pub(crate) retries: u32,
@@ -545,6 +556,8 @@ impl Cli {
                 chunk: self.chunk_size.map_or(download::CHUNK, |s| s.0 as usize),
                 checksums,
                 require_checksum: self.require_checksum,
+                timestamping: self.timestamping,
+                skip_existing: self.skip_existing,
             },
             connect_timeout: self.connect_timeout.0,
             progress,

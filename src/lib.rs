@@ -96,7 +96,6 @@
 //! - Credentials in URLs, `--user`, headers or netrc never appear in any output.
 
 pub(crate) mod app;
-#[allow(dead_code)] // wired into the download path by the next commits
 pub(crate) mod checksum;
 pub mod cli;
 pub(crate) mod completions;
@@ -118,7 +117,6 @@ pub(crate) mod select;
 #[doc(hidden)]
 pub mod server;
 pub(crate) mod sharded;
-#[allow(dead_code)] // wired into the download path by the next commits
 pub(crate) mod sumfile;
 pub(crate) mod transport;
 pub(crate) mod units;

@@ -246,12 +246,7 @@ impl Pool<'_> {
             };
             let _ = event_tx.send(event);
         };
-        let outcome = self.fetcher.fetch(
-            &job.entry.url,
-            job.entry.output.as_deref(),
-            &counter,
-            &mut on_start,
-        );
+        let outcome = self.fetcher.fetch(&job.entry, &counter, &mut on_start);
         Event::Finished {
             id: job.id,
             url: redact::url(&job.entry.url),
