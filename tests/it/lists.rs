@@ -1,9 +1,11 @@
 //! Lists that carry more than URLs (issue 12): aria2c input files with mirrors and option lines,
-//! and `--checksums` files. Mirror failover and checksum verification are not wired into the
-//! download path yet, so these tests check only what already works end to end: where files
-//! land, what is refused, and what is said.
+//! `--checksums` files and verification, `-N` (re-download only what changed) and
+//! `--skip-existing`: the bytes on disk by checksum, exit codes, the lines said, the requests the
+//! server saw.
 
+use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::util::*;
@@ -171,4 +173,326 @@ fn a_malformed_checksums_file_is_a_usage_error_with_its_line() {
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("cannot read the checksums file"));
+}
+
+/// A file outside the sandbox (which must hold only `out`), and its path.
+fn scratch(name: &str, text: &str) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(name);
+    std::fs::write(&path, text).unwrap();
+    (dir, path.to_string_lossy().into_owned())
+}
+
+/// The `--json` records of a run's URLs (the summary left out).
+fn records(stdout: &[String]) -> Vec<serde_json::Value> {
+    stdout
+        .iter()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["type"] == "url")
+        .collect()
+}
+
+/// The full-body (200) answers the server gave for `path`.
+fn bodies_sent(server: &Server, path: &str) -> usize {
+    server
+        .requests()
+        .iter()
+        .filter(|r| r.path() == path && r.header("range").is_none())
+        .filter(|r| r.header("if-modified-since").is_none())
+        .count()
+}
+
+#[test]
+fn an_aria2c_list_with_a_dead_first_mirror_and_checksums_is_saved_verified() {
+    let a = body(70_000, 1);
+    let b = body(3_000, 2);
+    let (a2, b2) = (a.clone(), b.clone());
+    let server = serve(move |req| match req.path() {
+        "/a.bin" => Reply::file(a2.clone()),
+        "/b.bin" => Reply::file(b2.clone()),
+        _ => Reply::status(404),
+    });
+    let sandbox = Sandbox::new();
+    let dead = server.url("/dead/a.bin");
+    let list = format!(
+        "{dead}\t{a}\n  out=first.bin\n  checksum=sha-256={sa}\n  split=2\n{b}\n  dir=sub\n  checksum=sha-256={sb}\n",
+        a = server.url("/a.bin"),
+        b = server.url("/b.bin"),
+        sa = sha256(&a),
+        sb = sha256(&b),
+    );
+    let (_inputs, list_txt) = scratch("list.txt", &list);
+    std::fs::create_dir_all(sandbox.out()).unwrap();
+    let (code, stdout, stderr) = sandbox.run(&["-i", list_txt.as_str(), "--json"]);
+    assert_eq!(code, 0, "{stderr:?}");
+    let files = sandbox.files();
+    assert_eq!(files["first.bin"], sha256(&a));
+    assert_eq!(files["sub/b.bin"], sha256(&b));
+    assert_eq!(files.len(), 2, "{files:?}");
+    let recs = records(&stdout);
+    let first = recs.iter().find(|r| r["line"] == 1).unwrap();
+    assert_eq!(first["status"], "saved");
+    assert_eq!(first["checksum"], format!("sha-256={}", sha256(&a)));
+    assert_eq!(
+        first["source"],
+        server.url("/a.bin"),
+        "the live mirror served it"
+    );
+    assert!(stderr
+        .iter()
+        .any(|l| l.contains("line 4: warning: option 'split'")));
+}
+
+#[test]
+fn a_sha256sums_file_in_all_three_forms_checks_each_file_and_warns_on_a_missing_one() {
+    let (server, expected) = file_server(4, 2000, 90_000, Duration::ZERO);
+    let sandbox = Sandbox::new();
+    let sum = |n: usize| expected[&format!("file-0{n}.bin")].clone();
+    let sums = format!(
+        "# published\n{}  file-00.bin\n{} *./file-01.bin\nSHA256 (file-02.bin) = {}\n",
+        sum(0),
+        sum(1),
+        sum(2)
+    );
+    let (_inputs, sha256sums) = scratch("SHA256SUMS", &sums);
+    let mut args = vec![
+        "--checksums".to_string(),
+        sha256sums.clone(),
+        "--json".into(),
+    ];
+    args.extend(urls_of(&server, &expected));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, stdout, stderr) = sandbox.run(&args);
+    assert_eq!(code, 0, "{stderr:?}");
+    assert_eq!(sandbox.files(), expected);
+    let recs = records(&stdout);
+    for n in 0..3 {
+        let rec = recs
+            .iter()
+            .find(|r| {
+                r["path"]
+                    .as_str()
+                    .unwrap()
+                    .ends_with(&format!("file-0{n}.bin"))
+            })
+            .unwrap();
+        assert_eq!(rec["checksum"], format!("sha-256={}", sum(n)));
+    }
+    let url3 = server.url("/file-03.bin");
+    let warned: Vec<&String> = stderr.iter().filter(|l| l.contains("warning")).collect();
+    assert_eq!(
+        warned,
+        [&format!(
+            "fetchpar: {url3}: warning: file-03.bin: no entry in the checksums file; saved without verifying"
+        )]
+    );
+}
+
+#[test]
+fn a_checksum_mismatch_saves_nothing_after_one_retry_from_zero() {
+    let data = body(100_000, 7);
+    let served = data.clone();
+    let server = serve(move |_| Reply::file(served.clone()).with_header("ETag", "\"v1\""));
+    let sandbox = Sandbox::new();
+    let wrong = "3a7b".to_string() + &"0".repeat(60);
+    let list = format!("{}\n  checksum=sha-256={wrong}\n", server.url("/x.bin"));
+    let (_inputs, list_txt) = scratch("list.txt", &list);
+    std::fs::create_dir_all(sandbox.out()).unwrap();
+    let (code, _, stderr) = sandbox.run(&["-i", list_txt.as_str()]);
+    assert_eq!(code, 1);
+    let got = &sha256(&data)[..4];
+    let want = format!(
+        "fetchpar: {}: checksum mismatch: expected 3a7b…, got {got}…; nothing saved",
+        server.url("/x.bin")
+    );
+    assert!(stderr.contains(&want), "{stderr:?}");
+    assert!(sandbox.files().is_empty(), "no .part, no sidecar, no file");
+    assert_eq!(bodies_sent(&server, "/x.bin"), 2, "retried once from zero");
+}
+
+#[test]
+fn a_mismatch_from_one_mirror_is_retried_from_the_next() {
+    let good = body(20_000, 3);
+    let bad = body(20_000, 4);
+    let (g, b) = (good.clone(), bad.clone());
+    let server = serve(move |req| match req.path() {
+        "/bad/x.bin" => Reply::file(b.clone()),
+        _ => Reply::file(g.clone()),
+    });
+    let sandbox = Sandbox::new();
+    let list = format!(
+        "{} {}\n  checksum=sha-256={}\n",
+        server.url("/bad/x.bin"),
+        server.url("/good/x.bin"),
+        sha256(&good)
+    );
+    let (_inputs, list_txt) = scratch("list.txt", &list);
+    std::fs::create_dir_all(sandbox.out()).unwrap();
+    let (code, stdout, stderr) = sandbox.run(&["-i", list_txt.as_str(), "--json"]);
+    assert_eq!(code, 0, "{stderr:?}");
+    assert_eq!(sandbox.files()["x.bin"], sha256(&good));
+    assert_eq!(records(&stdout)[0]["source"], server.url("/good/x.bin"));
+}
+
+#[test]
+fn require_checksum_fails_a_file_without_one_before_any_request() {
+    let server = serve(|_| Reply::file(b"data".to_vec()));
+    let sandbox = Sandbox::new();
+    let (_inputs, sums) = scratch("SUMS", "");
+    let url = server.url("/x.bin");
+    let (code, _, stderr) = sandbox.run(&[
+        "--checksums",
+        sums.as_str(),
+        "--require-checksum",
+        url.as_str(),
+    ]);
+    assert_eq!(code, 1);
+    assert!(stderr.iter().any(|l| l
+        == &format!("fetchpar: {url}: x.bin: no entry in the checksums file, and --require-checksum is on; nothing saved")), "{stderr:?}");
+    assert!(server.requests().is_empty());
+    assert!(sandbox.files().is_empty());
+}
+
+/// A server whose files have versions: each answers with its `Last-Modified` (unless `dated`
+/// is false) and a `304` to an `If-Modified-Since` that names exactly that date.
+struct Versioned {
+    server: Server,
+    files: Arc<Mutex<Files>>,
+}
+
+/// By path: the body and its `Last-Modified`.
+type Files = BTreeMap<String, (Arc<[u8]>, String)>;
+
+impl Versioned {
+    fn start(names: &[&str], dated: bool) -> Versioned {
+        let files: Files = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                let date = "Wed, 21 Oct 2015 07:28:00 GMT".to_string();
+                (format!("/{n}"), (body(5000 + i * 100, i as u8), date))
+            })
+            .collect();
+        let files = Arc::new(Mutex::new(files));
+        let shared = files.clone();
+        let server = serve(move |req| {
+            let files = shared.lock().unwrap();
+            let Some((data, date)) = files.get(req.path()) else {
+                return Reply::status(404);
+            };
+            if !dated {
+                return Reply::file(data.clone());
+            }
+            if req.header("if-modified-since") == Some(date.as_str()) {
+                return Reply::file(Vec::new()).with_status(304).without_ranges();
+            }
+            Reply::file(data.clone()).with_header("Last-Modified", date)
+        });
+        Versioned { server, files }
+    }
+
+    fn change(&self, name: &str, seed: u8) {
+        let mut files = self.files.lock().unwrap();
+        let entry = files.get_mut(&format!("/{name}")).unwrap();
+        *entry = (body(6000, seed), "Thu, 22 Oct 2015 07:28:00 GMT".into());
+    }
+
+    fn sha(&self, name: &str) -> String {
+        sha256(&self.files.lock().unwrap()[&format!("/{name}")].0)
+    }
+}
+
+#[test]
+fn timestamping_fetches_again_only_the_file_that_changed() {
+    let v = Versioned::start(&["a.bin", "b.bin"], true);
+    let sandbox = Sandbox::new();
+    let list = format!("{}\n{}\n", v.server.url("/a.bin"), v.server.url("/b.bin"));
+    let (_inputs, list_txt) = scratch("list.txt", &list);
+    std::fs::create_dir_all(sandbox.out()).unwrap();
+    let (code, _, stderr) = sandbox.run(&["-N", "-i", list_txt.as_str()]);
+    assert_eq!(code, 0, "{stderr:?}");
+    let mtime = std::fs::metadata(sandbox.out().join("a.bin"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    let want = httpdate::parse_http_date("Wed, 21 Oct 2015 07:28:00 GMT").unwrap();
+    assert_eq!(mtime, want, "the saved file has the server's Last-Modified");
+
+    v.change("b.bin", 99);
+    let (code, stdout, stderr) = sandbox.run(&["-N", "-i", list_txt.as_str(), "--json"]);
+    assert_eq!(code, 0, "{stderr:?}");
+    let recs = records(&stdout);
+    let status = |line: u64| recs.iter().find(|r| r["line"] == line).unwrap()["status"].clone();
+    assert_eq!(status(1), "unchanged");
+    assert_eq!(status(2), "saved");
+    let summary: serde_json::Value = serde_json::from_str(stdout.last().unwrap()).unwrap();
+    assert_eq!(summary["unchanged"], 1);
+    assert_eq!(summary["saved"], 1);
+    // Only b's new version came over the wire again; no `.1` copies, both files current.
+    assert_eq!(bodies_sent(&v.server, "/a.bin"), 1);
+    assert_eq!(bodies_sent(&v.server, "/b.bin"), 1);
+    let files = sandbox.files();
+    assert_eq!(files.len(), 2, "{files:?}");
+    assert_eq!(files["a.bin"], v.sha("a.bin"));
+    assert_eq!(files["b.bin"], v.sha("b.bin"));
+    let asked = v
+        .server
+        .requests()
+        .iter()
+        .filter(|r| r.header("if-modified-since").is_some())
+        .count();
+    assert_eq!(asked, 2, "the second run asked about both files");
+}
+
+#[test]
+fn timestamping_without_last_modified_says_once_it_cannot_tell_and_replaces() {
+    let v = Versioned::start(&["a.bin", "b.bin"], false);
+    let sandbox = Sandbox::new();
+    let (a, b) = (v.server.url("/a.bin"), v.server.url("/b.bin"));
+    let (code, _, _) = sandbox.run(&["-N", &a, &b]);
+    assert_eq!(code, 0);
+    v.change("a.bin", 50);
+    let (code, _, stderr) = sandbox.run(&["-N", "-j", "1", &a, &b]);
+    assert_eq!(code, 0, "{stderr:?}");
+    let told: Vec<&String> = stderr
+        .iter()
+        .filter(|l| l.contains("cannot tell"))
+        .collect();
+    assert_eq!(told.len(), 1, "{stderr:?}");
+    let files = sandbox.files();
+    assert_eq!(files.len(), 2, "replaced by rename, no copies: {files:?}");
+    assert_eq!(files["a.bin"], v.sha("a.bin"));
+}
+
+#[test]
+fn skip_existing_trusts_the_file_on_disk_without_a_request() {
+    let server = serve(|_| Reply::file(b"new".to_vec()));
+    let sandbox = Sandbox::new();
+    std::fs::create_dir_all(sandbox.out()).unwrap();
+    std::fs::write(sandbox.out().join("x.bin"), b"old").unwrap();
+    let url = server.url("/x.bin");
+    let (code, stdout, _) = sandbox.run(&["--skip-existing", "--json", &url]);
+    assert_eq!(code, 0);
+    assert_eq!(records(&stdout)[0]["status"], "skipped");
+    assert!(server.requests().is_empty());
+    assert_eq!(sandbox.files()["x.bin"], sha256(b"old"));
+    let (code, _, _) = sandbox.run(&["--skip-existing", "--overwrite", &url]);
+    assert_eq!(code, 2);
+}
+
+#[test]
+fn continue_checks_a_complete_file_by_its_digest_without_asking() {
+    let server = serve(|_| Reply::file(b"abc".to_vec()));
+    let sandbox = Sandbox::new();
+    std::fs::create_dir_all(sandbox.out()).unwrap();
+    std::fs::write(sandbox.out().join("x.bin"), b"abc").unwrap();
+    let abc = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+    let (_inputs, sums) = scratch("SUMS", &format!("{abc}  x.bin\n"));
+    let url = server.url("/x.bin");
+    let (code, stdout, _) = sandbox.run(&["-c", "--checksums", sums.as_str(), "--json", &url]);
+    assert_eq!(code, 0);
+    let rec = &records(&stdout)[0];
+    assert_eq!(rec["status"], "skipped");
+    assert_eq!(rec["checksum"], format!("sha-256={abc}"));
+    assert!(server.requests().is_empty());
 }
