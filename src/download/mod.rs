@@ -322,7 +322,7 @@ impl Fetcher<'_> {
             return Ok(Some(skipped(target, None)));
         }
         if existing && self.settings.timestamping {
-            self.ask_about(t);
+            self.ask_about(t, &target);
         }
         Ok(None)
     }
@@ -330,13 +330,16 @@ impl Fetcher<'_> {
     /// `-N`: reserves the existing file's own name for its replacement and notes its time for
     /// `If-Modified-Since`, unless its `.part` or sidecar belongs to something else (then the
     /// download goes to a free name as usual).
-    fn ask_about(&self, t: &mut Transfer) {
+    fn ask_about(&self, t: &mut Transfer, target: &Path) {
         let (path, since) = self.namer.reserve_by(&t.name, |path| {
             let [_, part, meta] = naming::family(path);
             if safefs::occupied(&part) || safefs::occupied(&meta) {
                 None
             } else if safefs::occupied(path) {
-                Some(modified(path))
+                // Only the file under the name itself is asked about (and may be replaced):
+                // never a clash variant, a link or a folder.
+                let ours = path == target && safefs::regular_len(path).is_some();
+                ours.then(|| modified(path))
             } else {
                 Some(None)
             }

@@ -496,3 +496,69 @@ fn continue_checks_a_complete_file_by_its_digest_without_asking() {
     assert_eq!(rec["checksum"], format!("sha-256={abc}"));
     assert!(server.requests().is_empty());
 }
+
+/// Two mirrors of one file with different `ETag`s; the first cuts the body off at 30 000 bytes.
+fn cut_then_mirror(data: &Arc<[u8]>) -> Server {
+    let served = data.clone();
+    serve(move |req| match req.path() {
+        "/one/x.bin" => Reply::file(served.clone())
+            .with_header("ETag", "\"one\"")
+            .with_fault(Fault::ShortBody(30_000)),
+        _ => Reply::file(served.clone()).with_header("ETag", "\"two\""),
+    })
+}
+
+fn mirror_ranges(server: &Server) -> Vec<Option<String>> {
+    server
+        .requests()
+        .iter()
+        .filter(|r| r.path() == "/two/x.bin")
+        .map(|r| r.header("range").map(str::to_string))
+        .collect()
+}
+
+#[test]
+fn a_checksum_lets_the_next_mirror_continue_where_the_first_stopped() {
+    let data = body(70_000, 9);
+    let server = cut_then_mirror(&data);
+    let sandbox = Sandbox::new();
+    let (one, two) = (server.url("/one/x.bin"), server.url("/two/x.bin"));
+    let list = format!("{one}\t{two}\n  checksum=sha-256={}\n", sha256(&data));
+    let (_inputs, list_txt) = scratch("list.txt", &list);
+    std::fs::create_dir_all(sandbox.out()).unwrap();
+    let (code, stdout, stderr) =
+        sandbox.run(&["--retries", "0", "-i", list_txt.as_str(), "--json"]);
+    assert_eq!(code, 0, "{stderr:?}");
+    assert_eq!(sandbox.files()["x.bin"], sha256(&data));
+    assert_eq!(mirror_ranges(&server), [Some("bytes=30000-".to_string())]);
+    assert_eq!(records(&stdout)[0]["source"], two);
+}
+
+#[test]
+fn without_a_checksum_another_mirrors_version_starts_over() {
+    let data = body(70_000, 9);
+    let server = cut_then_mirror(&data);
+    let (one, two) = (server.url("/one/x.bin"), server.url("/two/x.bin"));
+    let (_inputs, list_txt) = scratch("list.txt", &format!("{one}\t{two}\n"));
+    let sandbox = Sandbox::new();
+    std::fs::create_dir_all(sandbox.out()).unwrap();
+    let (code, _, stderr) = sandbox.run(&["--retries", "0", "-i", list_txt.as_str()]);
+    assert_eq!(code, 0, "{stderr:?}");
+    assert_eq!(sandbox.files()["x.bin"], sha256(&data));
+    // It asked to continue (If-Range with the first mirror's ETag) and got the whole file.
+    let asked: Vec<_> = server
+        .requests()
+        .iter()
+        .filter(|r| r.path() == "/two/x.bin")
+        .map(|r| {
+            (
+                r.header("range").map(str::to_string),
+                r.header("if-range").map(str::to_string),
+            )
+        })
+        .collect();
+    assert_eq!(
+        asked,
+        [(Some("bytes=30000-".into()), Some("\"one\"".into()))]
+    );
+}
