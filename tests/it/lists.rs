@@ -562,3 +562,59 @@ fn without_a_checksum_another_mirrors_version_starts_over() {
         [(Some("bytes=30000-".into()), Some("\"one\"".into()))]
     );
 }
+
+#[test]
+fn split_pieces_are_verified_by_reading_the_finished_part() {
+    let data = body(400_000, 5);
+    let served = data.clone();
+    let server = serve(move |_| Reply::file(served.clone()).with_header("ETag", "\"v\""));
+    let url = server.url("/x.bin");
+    for (sum, code) in [(sha256(&data), 0), ("00".repeat(32), 1)] {
+        let sandbox = Sandbox::new();
+        let (_inputs, list_txt) =
+            scratch("list.txt", &format!("{url}\n  checksum=sha-256={sum}\n"));
+        std::fs::create_dir_all(sandbox.out()).unwrap();
+        let (got, _, stderr) = sandbox.run(&["--split", "4", "-i", list_txt.as_str()]);
+        assert_eq!(got, code, "{stderr:?}");
+        match code {
+            0 => assert_eq!(sandbox.files()["x.bin"], sha256(&data)),
+            _ => {
+                assert!(
+                    sandbox.files().is_empty(),
+                    "nothing left: {:?}",
+                    sandbox.files()
+                );
+                assert!(stderr
+                    .iter()
+                    .any(|l| l.contains("checksum mismatch: expected 0000…")));
+            }
+        }
+    }
+    let ranged = server
+        .requests()
+        .iter()
+        .filter(|r| r.header("range").is_some())
+        .count();
+    assert!(ranged >= 3, "the pieces came over ranged requests");
+}
+
+#[test]
+fn timestamping_with_continue_asks_about_complete_files() {
+    let v = Versioned::start(&["a.bin", "b.bin"], true);
+    let sandbox = Sandbox::new();
+    let (a, b) = (v.server.url("/a.bin"), v.server.url("/b.bin"));
+    let (code, _, _) = sandbox.run(&["-N", &a]);
+    assert_eq!(code, 0);
+    let (code, stdout, stderr) = sandbox.run(&["-N", "-c", "--json", &a, &b]);
+    assert_eq!(code, 0, "{stderr:?}");
+    let recs = records(&stdout);
+    let status = |url: &str| recs.iter().find(|r| r["url"] == url).unwrap()["status"].clone();
+    assert_eq!(status(&a), "unchanged");
+    assert_eq!(status(&b), "saved");
+    assert_eq!(sandbox.files().len(), 2);
+    assert_eq!(
+        bodies_sent(&v.server, "/a.bin"),
+        1,
+        "a was only asked about"
+    );
+}
