@@ -14,6 +14,7 @@
 //! - [`failure`]: why a download failed, as a kind and as one line;
 //! - [`sidecar`]: the `NAME.part.meta` format and `Content-Range`;
 //! - [`split`]: one file over several ranged connections (`--split N`);
+//! - `verify`: the expected digest, hashed while streaming or read back once before the rename;
 //! - [`disposition`]: names from `Content-Disposition`.
 
 use std::io;
