@@ -5,6 +5,7 @@ mod util;
 
 mod core;
 mod http2;
+mod lists;
 mod real_servers;
 mod reliability;
 mod scripting;
