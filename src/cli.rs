@@ -72,6 +72,17 @@ pub struct Cli {
     #[arg(short = 'c', long = "continue", conflicts_with = "overwrite")]
     pub(crate) resume: bool,
 
+    /// wget's -N: give saved files the server's Last-Modified time; ask about an existing file
+    /// with If-Modified-Since and replace it (by rename, once complete) only if the server has
+    /// a newer one, else report it unchanged
+    #[arg(short = 'N', long)]
+    pub(crate) timestamping: bool,
+
+    /// Trust an existing file under the name without asking the server (reported as skipped);
+    /// with -c, .part files are still resumed
+    #[arg(long, conflicts_with = "overwrite")]
+    pub(crate) skip_existing: bool,
+
     /// Retries per URL after a connection error, timeout, cut-off body, 408, 429 or 5xx
     #[arg(long, value_name = "N", default_value = "3")]
     pub(crate) retries: u32,
@@ -201,6 +212,19 @@ pub struct Cli {
     /// Do not verify TLS certificates (anyone on the path could then read or alter downloads)
     #[arg(short = 'k', long, help_heading = "Requests")]
     pub(crate) insecure: bool,
+
+    /// Speak HTTP/1.1 only: never offer HTTP/2, one connection per worker
+    #[arg(long = "http1.1", help_heading = "Requests")]
+    pub(crate) http1_1: bool,
+
+    /// Check each file against this list of digests (sha256sum's `HEX  NAME`, `HEX *NAME` or BSD
+    /// `SHA256 (NAME) = HEX`), by its path relative to -o
+    #[arg(long, value_name = "FILE", help_heading = "Integrity")]
+    pub(crate) checksums: Option<PathBuf>,
+
+    /// Fail a file that has no expected checksum (from its list line or --checksums)
+    #[arg(long, help_heading = "Integrity")]
+    pub(crate) require_checksum: bool,
 }
 
 /// What `--generate` prints.
@@ -401,6 +425,8 @@ pub struct Config {
     pub(crate) format: Format,
     pub(crate) request: RequestOptions,
     pub(crate) shard: Option<Shard>,
+    /// `--http1.1`: never offer HTTP/2.
+    pub(crate) http1_only: bool,
 }
 
 impl Cli {
@@ -523,6 +549,10 @@ impl Cli {
         let progress = self.progress(stderr_is_tty);
         let shard = self.shard(env)?;
         let format = self.format();
+        let checksums = match &self.checksums {
+            Some(path) => Some(std::sync::Arc::new(crate::sumfile::SumFile::open(path)?)),
+            None => None,
+        };
         let output_dir = match self.output_dir {
             Some(dir) if dir.as_os_str() != "." => dir,
             _ => PathBuf::new(),
@@ -547,6 +577,10 @@ impl Cli {
                 chunk: self.chunk_size.map_or(download::CHUNK, |s| s.0 as usize),
                 per_host: self.per_host,
                 limit_rate: self.limit_rate.map(|s| s.0),
+                checksums,
+                require_checksum: self.require_checksum,
+                timestamping: self.timestamping,
+                skip_existing: self.skip_existing,
             },
             connect_timeout: self.connect_timeout.0,
             progress,
@@ -561,6 +595,7 @@ impl Cli {
                 insecure: self.insecure,
             },
             shard,
+            http1_only: self.http1_1,
         })
     }
 }

@@ -347,6 +347,11 @@ impl<'a> Lease<'a> {
         }
     }
 
+    /// Whether `url` is on this lease's host (a mirror may not be).
+    pub(crate) fn covers(&self, url: &Url) -> bool {
+        Key::of(url) == self.key
+    }
+
     /// Waits for a slot if this lease holds none; `Err` with the line to fail with when the host
     /// is gone, `Ok(false)` on Ctrl-C.
     pub(crate) fn acquire(&mut self, cancel: &AtomicBool) -> Result<bool, String> {

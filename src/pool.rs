@@ -14,10 +14,10 @@ use std::time::Duration;
 
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TryRecvError};
 
-use crate::download::{Failure, FailureKind, Fetcher, Outcome, Started};
+use crate::download::{Failure, FailureKind, Fetcher, Notice, Outcome};
 use crate::fdlimit;
 use crate::hosts::{Admit, Hosts, Key, Lease, Limits, Waiting};
-use crate::input::{Entry, Invalid, Item, Origin};
+use crate::input::{Entry, Invalid, Item, Origin, Warning};
 use crate::redact;
 use crate::select::{Selector, Shard, Verdict};
 
@@ -41,6 +41,14 @@ pub(crate) enum Event {
         total: Option<u64>,
         counter: Arc<AtomicU64>,
     },
+    /// An attempt failed and the download tries again after `wait`.
+    Retrying {
+        id: usize,
+        /// Credentials already removed.
+        url: String,
+        wait: Duration,
+        reason: String,
+    },
     /// A download ended, saved or not.
     Finished {
         id: usize,
@@ -53,6 +61,8 @@ pub(crate) enum Event {
     Note(String),
     /// An input line that is not a URL we can fetch.
     Invalid(Invalid),
+    /// Something about the list worth saying that fails nothing (an ignored option).
+    Warning(Warning),
     /// A URL already queued from an earlier input (and named by neither): not downloaded again.
     Duplicate {
         /// Credentials already removed.
@@ -306,26 +316,32 @@ impl Pool<'_> {
                     bytes: 0,
                     elapsed: Duration::ZERO,
                     retries: 0,
+                    notes: Vec::new(),
                 },
             });
         }
         let mut lease = Lease::held(hosts, key);
         let counter = Arc::new(AtomicU64::new(0));
-        let mut on_start = |started: Started<'_>| {
-            let _ = event_tx.send(Event::Started {
-                id: job.id,
-                path: started.path.to_path_buf(),
-                total: started.total,
-                counter: counter.clone(),
-            });
+        let mut on_start = |notice: Notice<'_>| {
+            let event = match notice {
+                Notice::Started(started) => Event::Started {
+                    id: job.id,
+                    path: started.path.to_path_buf(),
+                    total: started.total,
+                    counter: counter.clone(),
+                },
+                Notice::Retrying { wait, reason } => Event::Retrying {
+                    id: job.id,
+                    url: redact::url(&job.entry.url),
+                    wait,
+                    reason: reason.to_string(),
+                },
+            };
+            let _ = event_tx.send(event);
         };
-        let outcome = self.fetcher.fetch(
-            &job.entry.url,
-            job.entry.output.as_deref(),
-            &counter,
-            &mut on_start,
-            &mut lease,
-        );
+        let outcome = self
+            .fetcher
+            .fetch(&job.entry, &counter, &mut on_start, &mut lease);
         if let Err(failure) = &outcome.result {
             if let FailureKind::OutOfFiles(why) = failure.reason.kind() {
                 let why = format!("out of open files ({why}): running one download fewer");
@@ -442,7 +458,7 @@ fn produce<I>(
             return;
         }
         let sent = match item {
-            Ok(entry) => match selector.select(&entry) {
+            Item::Entry(entry) => match selector.select(&entry) {
                 Verdict::Download => {
                     queued.fetch_add(1, Ordering::Relaxed);
                     jobs.send(Job { id, entry }, cancel)
@@ -456,10 +472,14 @@ fn produce<I>(
                     .is_ok(),
                 Verdict::Elsewhere => true,
             },
-            Err(invalid) if selector.reports_invalid() => {
+            // Like invalid lines, warnings are said by one shard only.
+            Item::Invalid(invalid) if selector.reports_invalid() => {
                 events.send(Event::Invalid(invalid)).is_ok()
             }
-            Err(_) => true,
+            Item::Warning(warning) if selector.reports_invalid() => {
+                events.send(Event::Warning(warning)).is_ok()
+            }
+            Item::Invalid(_) | Item::Warning(_) => true,
         };
         if !sent {
             return;
@@ -476,11 +496,10 @@ mod tests {
     fn job(id: usize) -> Job {
         Job {
             id,
-            entry: Entry {
-                origin: Origin::Line(id),
-                url: url::Url::parse("http://127.0.0.1:9/x").unwrap(),
-                output: None,
-            },
+            entry: Entry::new(
+                Origin::Line(id),
+                url::Url::parse("http://127.0.0.1:9/x").unwrap(),
+            ),
         }
     }
 

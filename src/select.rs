@@ -253,9 +253,8 @@ mod tests {
 
     fn entry(url: &str, line: usize, output: Option<&str>) -> Entry {
         Entry {
-            origin: Origin::Line(line),
-            url: Url::parse(url).unwrap(),
             output: output.map(str::to_string),
+            ..Entry::new(Origin::Line(line), Url::parse(url).unwrap())
         }
     }
 

@@ -168,9 +168,20 @@ impl Server {
     }
 
     /// Serves fixed files by path (`/name` → bytes), each reply delayed by `delay`; 404 otherwise.
+    /// Each file has a strong `ETag`, as real file servers send (`--split` and resumes check
+    /// their ranges against it).
     pub fn with_files(files: HashMap<String, Arc<[u8]>>, delay: Duration) -> io::Result<Server> {
+        let files: HashMap<String, (Arc<[u8]>, String)> = files
+            .into_iter()
+            .map(|(path, body)| {
+                let tag = format!("\"{:x}-{}\"", body.len(), etag_of(&body));
+                (path, (body, tag))
+            })
+            .collect();
         Server::start(move |req| match files.get(req.path()) {
-            Some(body) => Reply::file(body.clone()).with_delay(delay),
+            Some((body, tag)) => Reply::file(body.clone())
+                .with_header("ETag", tag)
+                .with_delay(delay),
             None => Reply::status(404).with_delay(delay),
         })
     }
@@ -480,6 +491,14 @@ fn write_all_pair(out: &mut impl Write, first: &[u8], second: &[u8]) -> io::Resu
         }
     }
     Ok(())
+}
+
+/// A cheap fingerprint of a body (FNV-1a), for its `ETag`.
+fn etag_of(body: &[u8]) -> String {
+    let hash = body.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    format!("{hash:016x}")
 }
 
 fn socket_linger_zero(stream: &TcpStream) -> io::Result<()> {

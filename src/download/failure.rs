@@ -59,6 +59,9 @@ pub enum FailureKind {
         path: Option<PathBuf>,
         error: String,
     },
+    /// The server's file changed while it was being downloaded, and again after a fresh start.
+    #[error("the file changed during download ({0})")]
+    Changed(String),
     #[error("no free file name for {0}")]
     NoFreeName(String),
     #[error(
@@ -73,6 +76,9 @@ pub enum FailureKind {
     /// No file descriptor for a socket or the client: the pool hands the URL back.
     #[error("out of open files: {0}")]
     OutOfFiles(String),
+    /// The finished bytes do not have the expected digest (`checksum mismatch: expected …`).
+    #[error("{0}")]
+    ChecksumMismatch(String),
     #[error("internal error: {0}")]
     Internal(&'static str),
     /// A reason built elsewhere from text alone.

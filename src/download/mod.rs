@@ -14,27 +14,32 @@
 //! - [`failure`]: why a download failed, as a kind and as one line;
 //! - [`sidecar`]: the `NAME.part.meta` format and `Content-Range`;
 //! - [`split`]: one file over several ranged connections (`--split N`);
+//! - `verify`: the expected digest, hashed while streaming or read back once before the rename;
 //! - [`disposition`]: names from `Content-Disposition`.
 
-use std::io::{self, Seek, SeekFrom};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use reqwest::header::{IF_RANGE, RANGE};
+use reqwest::header::{IF_MODIFIED_SINCE, IF_RANGE, RANGE};
 use url::Url;
 
 use self::part::Transfer;
 use self::response::{Decision, OnDisk, ResponseFacts};
-use self::sidecar::PartMeta;
+use self::sidecar::{ContentRange, PartMeta};
 use self::split::Split;
+use self::verify::Verify;
+use crate::checksum;
 use crate::fdlimit;
 use crate::hosts::{Learned, Lease, Next};
+use crate::input::Entry;
 use crate::naming::{self, Namer};
 use crate::ratelimit::{RateLimit, Throttled};
 use crate::redact;
 use crate::retry::Policy;
 use crate::safefs;
+use crate::sumfile::{self, Expected};
 use crate::transport::{self, Client, Response};
 
 pub mod disposition;
@@ -44,8 +49,9 @@ pub(crate) mod response;
 pub mod sidecar;
 pub mod split;
 pub mod stream;
+pub(crate) mod verify;
 
-pub use self::failure::{describe_request_error, Failure, FailureKind};
+pub use self::failure::{describe_request_error, Failure, FailureKind, Reason};
 pub use self::stream::{stream_body, StreamError};
 
 use self::failure::describe_read_error;
@@ -92,6 +98,15 @@ pub struct Settings {
     pub split: usize,
     /// Bytes per read of the body (`--chunk-size`).
     pub chunk: usize,
+    /// `--checksums FILE`, read and checked before any download.
+    pub checksums: Option<std::sync::Arc<crate::sumfile::SumFile>>,
+    /// `--require-checksum`: a file without an expected digest fails instead of being warned about.
+    pub require_checksum: bool,
+    /// `-N`: ask about existing files with `If-Modified-Since`, replace them only when newer,
+    /// and give saved files the server's `Last-Modified` time.
+    pub timestamping: bool,
+    /// `--skip-existing`: an existing final file is trusted without asking the server.
+    pub skip_existing: bool,
     /// `--per-host N`: most downloads to one host at once; 0 means as many as `-j`.
     pub per_host: usize,
     /// `--limit-rate`: the whole run's receiving rate, bytes per second.
@@ -139,6 +154,34 @@ pub struct Saved {
     pub http_status: u16,
     /// `-c` found the file already complete and downloaded nothing.
     pub skipped: bool,
+    /// `-N`: the server said the file on disk is current (304); nothing was downloaded.
+    pub unchanged: bool,
+    /// The digest the file was verified against (`sha-256=HEX`), when one was expected.
+    pub checksum: Option<String>,
+    /// The source that served the bytes (the URL or one of its mirrors), credentials removed.
+    pub source: Option<String>,
+}
+
+impl Saved {
+    fn at(path: PathBuf, http_status: u16) -> Saved {
+        Saved {
+            path,
+            http_status,
+            skipped: false,
+            unchanged: false,
+            checksum: None,
+            source: None,
+        }
+    }
+}
+
+/// Something worth telling about a download that fails nothing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Note {
+    /// `--checksums` has no entry for the file: saved unverified (the text says which name).
+    NoChecksum(String),
+    /// `-N`: the server sent no `Last-Modified`, so whether the file changed cannot be told.
+    NoLastModified,
 }
 
 /// What one download came to; `bytes` counts body bytes received, whatever the outcome.
@@ -149,6 +192,7 @@ pub struct Outcome {
     pub elapsed: Duration,
     /// Attempts after the first.
     pub retries: u32,
+    pub notes: Vec<Note>,
 }
 
 impl Outcome {
@@ -162,6 +206,14 @@ pub struct Started<'a> {
     pub path: &'a Path,
     /// Body bytes to come (less than the file's size when resuming).
     pub total: Option<u64>,
+}
+
+/// What a running download tells its worker, for the progress display.
+pub enum Notice<'a> {
+    /// The response headers are accepted.
+    Started(Started<'a>),
+    /// An attempt failed in a way worth another try, which starts after `wait`.
+    Retrying { wait: Duration, reason: &'a Reason },
 }
 
 /// How one attempt ended.
@@ -179,149 +231,92 @@ enum Attempt {
     Fail(Failure),
 }
 
-/// One download's running state, threaded through its attempts.
-struct Run<'r, 's> {
-    counter: &'r AtomicU64,
-    on_start: &'r mut dyn FnMut(Started<'_>),
-    lease: &'r mut Lease<'s>,
-    bytes: &'r mut u64,
-    retries: &'r mut u32,
-}
-
-/// Whether the server keeps the connection open for the next request: not after an HTTP/1.0
-/// reply without `keep-alive`, nor after `Connection: close`.
-fn kept_open(response: &Response) -> bool {
-    let connection = response
-        .headers()
-        .get(reqwest::header::CONNECTION)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_ascii_lowercase)
-        .unwrap_or_default();
-    let says = |token: &str| connection.split(',').any(|t| t.trim() == token);
-    if response.version() <= reqwest::Version::HTTP_10 {
-        says("keep-alive")
-    } else {
-        !says("close")
-    }
-}
-
 /// What `-c` found on disk for a URL.
 enum Found {
     Fresh,
     /// A regular file of this length under the final name: complete only if the server says so.
     Existing(u64),
     Part(PartMeta, u64),
+    /// An empty sidecar (an older fetchpar's, cut short by a full disk) beside an empty or no
+    /// part: nothing anyone could lose, so the name is taken back rather than passed over.
+    Leftover,
 }
 
 impl Fetcher<'_> {
     /// Downloads `url`, into `output` (a checked relative path from a list line) or else a name
-    /// taken from the URL. `on_start` is called once the response headers are accepted;
-    /// `counter` is bumped as body bytes arrive (the progress display reads it).
+    /// taken from the URL. `on_start` hears when the response headers are accepted and before
+    /// each retry; `counter` is bumped as body bytes arrive (the progress display reads both).
     pub(crate) fn fetch(
         &self,
-        url: &Url,
-        output: Option<&str>,
+        entry: &Entry,
         counter: &AtomicU64,
-        on_start: &mut dyn FnMut(Started<'_>),
+        on_start: &mut dyn FnMut(Notice<'_>),
         lease: &mut Lease<'_>,
     ) -> Outcome {
         let began = Instant::now();
-        let mut bytes = 0;
-        let mut retries = 0;
         let mut run = Run {
             counter,
             on_start,
             lease,
-            bytes: &mut bytes,
-            retries: &mut retries,
+            bytes: 0,
+            retries: 0,
+            notes: Vec::new(),
         };
-        let result = self.fetch_inner(url, output, &mut run);
+        let result = self.fetch_inner(entry, &mut run);
         Outcome {
             result,
-            bytes,
+            bytes: run.bytes,
             elapsed: began.elapsed(),
-            retries,
+            retries: run.retries,
+            notes: run.notes,
         }
     }
 
-    fn fetch_inner(
-        &self,
-        url: &Url,
-        output: Option<&str>,
-        run: &mut Run<'_, '_>,
-    ) -> Result<Saved, Failure> {
+    fn fetch_inner(&self, entry: &Entry, run: &mut Run<'_, '_>) -> Result<Saved, Failure> {
+        let url = &entry.url;
         // An explicit output goes through the namer too: it never replaces an existing file
         // and two lines naming the same path get `.1`, like any other clash.
+        let output = entry.output.as_deref();
         let name = output.map_or_else(|| naming::from_url(url), str::to_string);
-        let mut t = Transfer::new(name, output.is_some());
-        if self.settings.resume {
-            if let Some(path) = self.find_earlier(url, &mut t)? {
-                return Ok(Saved {
-                    path,
-                    http_status: 0,
-                    skipped: true,
-                });
+        let mut t = Transfer::new(name, output.is_some(), url);
+        let sums = self.settings.checksums.as_deref();
+        let require = self.settings.require_checksum;
+        match sumfile::expected(entry.checksum.as_ref(), sums, &t.name, require) {
+            Expected::Required(reason) => return Err(Failure::new(FailureKind::Other(reason))),
+            Expected::Missing(note) => run.notes.push(Note::NoChecksum(note)),
+            Expected::Known(sum) => {
+                t.verify = Some(Verify::new(sum.clone()));
+                t.proof = true;
             }
+            Expected::Unchecked => {}
         }
-        let status = match self.attempts(url, &mut t, run) {
-            Ok(status) => status,
-            Err(failure) => return Err(self.out_of_files(&mut t, failure)),
-        };
-        self.finish(t, status)
-    }
-
-    /// Attempts until one completes, fails for good, or the retries run out; returns the
-    /// status of the response that completed it.
-    fn attempts(&self, url: &Url, t: &mut Transfer, run: &mut Run<'_, '_>) -> Result<u16, Failure> {
-        // Attempts this URL made against an unreachable host: the host's shared budget bounds
-        // them, this bounds a URL whose host keeps recovering just before its turn.
-        let mut host_tries = 0;
+        if let Some(saved) = self.look_on_disk(url, &mut t)? {
+            return Ok(saved);
+        }
+        let sources: Vec<&Url> = std::iter::once(url).chain(&entry.mirrors).collect();
+        let mut at = 0;
+        let mut retried_mismatch = false;
         loop {
-            if self.cancel.load(Ordering::Relaxed) {
-                return Err(Failure::interrupted(None));
-            }
-            match run.lease.acquire(self.cancel) {
-                Ok(true) => {}
-                Ok(false) => return Err(Failure::interrupted(None)),
-                Err(line) => return Err(Failure::new(FailureKind::Host(line))),
-            }
-            let attempt = self.attempt(url, t, run);
-            let (mut failure, retry_after) = match attempt {
-                Attempt::Done(status) => return Ok(status),
-                Attempt::Restart => continue,
-                Attempt::Fail(failure) => return Err(failure),
-                Attempt::Host(failure, learned) => {
-                    host_tries += 1;
-                    match run.lease.learn(learned) {
-                        Next::Fail(line) => return Err(Failure::new(FailureKind::Host(line))),
-                        Next::Again if host_tries <= self.settings.retry.retries => {
-                            // The host's pause is the wait: the next `acquire` sits it out.
-                            run.lease.release();
-                            continue;
-                        }
-                        Next::Again | Next::AsUsual => (failure, None),
-                    }
-                }
-                Attempt::Retry(failure, retry_after) => {
-                    if let Some(wait) = retry_after {
-                        run.lease.learn(Learned::RetryAfter(wait));
-                    }
-                    (failure, retry_after)
-                }
+            let source = sources[at];
+            let mut tries = 0;
+            let done = self.attempts(source, &mut t, run, &mut tries);
+            run.retries += tries;
+            let failure = match done.and_then(|status| self.verified(&mut t, status)) {
+                Ok(status) => return self.finish(t, status, source, &mut run.notes),
+                Err(failure) => failure,
             };
-            if *run.retries >= self.settings.retry.retries {
-                failure.reason.after_retries(*run.retries);
-                return Err(failure);
-            }
-            *run.retries += 1;
-            let wait = self
-                .settings
-                .retry
-                .wait(*run.retries, retry_after, fastrand::f64());
-            // Others may use the host while this one waits.
-            run.lease.release();
-            if !self.pause(wait) {
-                return Err(Failure::interrupted(None));
+            let mismatch = matches!(failure.reason.kind(), FailureKind::ChecksumMismatch(_));
+            let next = at + 1 < sources.len();
+            if mismatch && !retried_mismatch {
+                // Its bytes are wrong, not merely unfinished: once more from zero, from the
+                // next source if there is one.
+                retried_mismatch = true;
+                run.retries += 1;
+                at = if next { at + 1 } else { at };
+            } else if next && !mismatch && moves_on(failure.reason.kind()) {
+                at += 1;
+            } else {
+                return Err(self.out_of_files(&mut t, failure));
             }
         }
     }
@@ -344,26 +339,198 @@ impl Fetcher<'_> {
         failure
     }
 
-    /// Gives the complete part its final name.
-    fn finish(&self, mut t: Transfer, status: u16) -> Result<Saved, Failure> {
+    /// What is on disk before any request: `-c`'s earlier file or part, `--skip-existing`'s
+    /// trusted file, `-N`'s file to ask about. `Some`: nothing to download.
+    fn look_on_disk(&self, url: &Url, t: &mut Transfer) -> Result<Option<Saved>, Failure> {
+        let skipped = |path: PathBuf, checksum: Option<String>| Saved {
+            skipped: true,
+            checksum,
+            ..Saved::at(path, 0)
+        };
+        if self.settings.resume {
+            return Ok(self
+                .find_earlier(url, t)?
+                .map(|(path, sum)| skipped(path, sum)));
+        }
+        let target = self.namer.dir().join(&t.name);
+        let existing = safefs::regular_len(&target).is_some();
+        if existing && self.settings.skip_existing {
+            return Ok(Some(skipped(target, None)));
+        }
+        if existing && self.settings.timestamping {
+            self.ask_about(t, &target);
+        }
+        Ok(None)
+    }
+
+    /// `-N`: reserves the existing file's own name for its replacement and notes its time for
+    /// `If-Modified-Since`, unless its `.part` or sidecar belongs to something else (then the
+    /// download goes to a free name as usual).
+    fn ask_about(&self, t: &mut Transfer, target: &Path) {
+        let (path, since) = self.namer.reserve_by(&t.name, |path| {
+            let [_, part, meta] = naming::family(path);
+            if safefs::occupied(&part) || safefs::occupied(&meta) {
+                None
+            } else if safefs::occupied(path) {
+                // Only the file under the name itself is asked about (and may be replaced):
+                // never a clash variant, a link or a folder.
+                let ours = path == target && safefs::regular_len(path).is_some();
+                ours.then(|| modified(path))
+            } else {
+                Some(None)
+            }
+        });
+        t.replace = since.is_some();
+        t.since = since;
+        t.path = Some(path);
+    }
+
+    /// A complete body checked against the expected digest, if any. A mismatch removes the
+    /// part and its sidecar: its bytes are wrong, not resumable.
+    fn verified(&self, t: &mut Transfer, status: u16) -> Result<u16, Failure> {
+        let (Some(v), Some(part)) = (t.verify.as_mut(), t.part.as_ref()) else {
+            return Ok(status);
+        };
+        match v.check(part, t.have) {
+            Ok(Ok(())) => Ok(status),
+            Ok(Err(mismatch)) => {
+                t.discard();
+                let kind = FailureKind::ChecksumMismatch(mismatch.to_string());
+                Err(Failure::new(kind).with_status(status))
+            }
+            Err(e) => Err(Failure::new(FailureKind::disk("read", part, e)).with_status(status)),
+        }
+    }
+
+    /// Attempts until one completes, fails for good, or the retries run out; returns the
+    /// status of the response that completed it.
+    fn attempts(
+        &self,
+        url: &Url,
+        t: &mut Transfer,
+        run: &mut Run<'_, '_>,
+        retries: &mut u32,
+    ) -> Result<u16, Failure> {
+        // Host politeness applies to the URL's own host, not to a mirror's.
+        let polite = run.lease.covers(url);
+        // Attempts this URL made against an unreachable host: the host's shared budget bounds
+        // them, this bounds a URL whose host keeps recovering just before its turn.
+        let mut host_tries = 0;
+        loop {
+            if self.cancel.load(Ordering::Relaxed) {
+                return Err(Failure::interrupted(None));
+            }
+            if polite {
+                match run.lease.acquire(self.cancel) {
+                    Ok(true) => {}
+                    Ok(false) => return Err(Failure::interrupted(None)),
+                    Err(line) => return Err(Failure::new(FailureKind::Host(line))),
+                }
+            }
+            let lease = polite.then_some(&mut *run.lease);
+            let attempt = self.attempt(url, t, run.counter, run.on_start, &mut run.bytes, lease);
+            let (mut failure, retry_after) = match attempt {
+                Attempt::Done(status) => return Ok(status),
+                Attempt::Restart => continue,
+                Attempt::Fail(failure) => return Err(failure),
+                Attempt::Host(failure, learned) if polite => {
+                    host_tries += 1;
+                    match run.lease.learn(learned) {
+                        Next::Fail(line) => return Err(Failure::new(FailureKind::Host(line))),
+                        Next::Again if host_tries <= self.settings.retry.retries => {
+                            // The host's pause is the wait: the next `acquire` sits it out.
+                            run.lease.release();
+                            continue;
+                        }
+                        Next::Again | Next::AsUsual => (failure, None),
+                    }
+                }
+                Attempt::Host(failure, _) => (failure, None),
+                Attempt::Retry(failure, retry_after) => {
+                    if let (true, Some(wait)) = (polite, retry_after) {
+                        run.lease.learn(Learned::RetryAfter(wait));
+                    }
+                    (failure, retry_after)
+                }
+            };
+            if *retries >= self.settings.retry.retries {
+                failure.reason.after_retries(*retries);
+                return Err(failure);
+            }
+            *retries += 1;
+            let wait = self
+                .settings
+                .retry
+                .wait(*retries, retry_after, fastrand::f64());
+            (run.on_start)(Notice::Retrying {
+                wait,
+                reason: &failure.reason,
+            });
+            // Others may use the host while this one waits.
+            run.lease.release();
+            if !self.pause(wait) {
+                return Err(Failure::interrupted(None));
+            }
+        }
+    }
+
+    /// Gives the complete part its final name (`-N`: the file was current, nothing to do).
+    fn finish(
+        &self,
+        mut t: Transfer,
+        status: u16,
+        source: &Url,
+        notes: &mut Vec<Note>,
+    ) -> Result<Saved, Failure> {
+        if status == 304 && t.since.is_some() {
+            if let Some(path) = t.path.take() {
+                return Ok(Saved {
+                    unchanged: true,
+                    ..Saved::at(path, status)
+                });
+            }
+        }
+        if self.settings.timestamping {
+            self.stamp(&t, notes);
+        }
         let (Some(path), Some(part)) = (t.path.take(), t.part.take()) else {
             return Err(Failure::new(FailureKind::Internal(
                 "no file for a finished download",
             )));
         };
         drop(t.file.take());
-        let path = self.commit(&t.name, &part, path).map_err(|e| Failure {
-            left: Some(part.clone()),
-            ..Failure::new(FailureKind::disk("rename", &part, e)).with_status(status)
-        })?;
+        let path = match self.commit(&t.name, &part, path, t.replace) {
+            Ok(path) => path,
+            Err(e) => {
+                let failure = Failure::new(FailureKind::disk("rename", &part, e));
+                // The part is reported as kept: with the sidecar a small body does not have yet,
+                // so that `-c` can take it up.
+                t.part = Some(part);
+                return Err(t.give_up(failure.with_status(status)));
+            }
+        };
         if t.meta_owned {
             sidecar::remove(&part);
         }
         Ok(Saved {
-            path,
-            http_status: status,
-            skipped: false,
+            checksum: t.verify.map(|v| v.expected.to_string()),
+            source: Some(redact::url(source)),
+            ..Saved::at(path, status)
         })
+    }
+
+    /// `-N`: gives the part the server's `Last-Modified` as its time (the rename keeps it), or
+    /// notes that there was none to give.
+    fn stamp(&self, t: &Transfer, notes: &mut Vec<Note>) {
+        let date = t.meta.as_ref().and_then(|m| m.last_modified.as_deref());
+        let Some(when) = date.and_then(|d| httpdate::parse_http_date(d).ok()) else {
+            notes.push(Note::NoLastModified);
+            return;
+        };
+        if let Some(file) = &t.file {
+            // Without the time the file is still complete; the next -N run just asks again.
+            let _ = file.set_modified(when);
+        }
     }
 
     /// `-c`: finds this URL's file from an earlier run. Returns the path of a final file that is
@@ -371,15 +538,24 @@ impl Fetcher<'_> {
     /// fresh.
     ///
     /// Only evidence counts: a part file is resumed only with a sidecar naming this very URL,
-    /// and a final file is taken as complete only when the server, asked for the bytes after
-    /// its end, answers that there are none and that the file is exactly that long. Anything
-    /// else under the name is not ours to judge: it is left alone and the next name is tried.
-    fn find_earlier(&self, url: &Url, t: &mut Transfer) -> Result<Option<PathBuf>, Failure> {
-        let key = sidecar::url_key(url);
+    /// and a final file is taken as complete only when the server says the file is exactly that
+    /// long (see [`Fetcher::confirms_complete`]), or by its digest when one is expected.
+    /// Anything else under the name is not ours to judge: it is left alone and the next name
+    /// is tried; only an empty sidecar beside an empty or no part, which holds nothing to
+    /// lose, is taken back.
+    fn find_earlier(
+        &self,
+        url: &Url,
+        t: &mut Transfer,
+    ) -> Result<Option<(PathBuf, Option<String>)>, Failure> {
+        let key = t.key.clone();
         loop {
             let (path, found) = self.namer.reserve_by(&t.name, |path| {
                 let [_, part, meta] = naming::family(path);
                 if safefs::occupied(&part) || safefs::occupied(&meta) {
+                    if empty_leftover(&part, &meta) {
+                        return Some(Found::Leftover);
+                    }
                     // Only our own part file for this same URL: never splice another URL's bytes.
                     let meta = PartMeta::load(&part).filter(|m| m.key == key)?;
                     let have = safefs::regular_len(&part)?;
@@ -391,10 +567,29 @@ impl Fetcher<'_> {
                 }
             });
             match found {
-                // Not ours, or not complete: leave it untouched, look at the next name.
-                Found::Existing(len) if !self.confirms_complete(url, len) => {}
-                Found::Existing(_) => return Ok(Some(path)),
+                Found::Existing(_) if self.settings.skip_existing => return Ok(Some((path, None))),
+                Found::Existing(_) if self.settings.timestamping => {
+                    t.since = modified(&path);
+                    t.replace = t.since.is_some();
+                    t.path = Some(path);
+                    return Ok(None);
+                }
+                Found::Existing(len) => {
+                    if let Some(sum) = self.judge_existing(url, &path, len, t) {
+                        return Ok(Some((path, sum)));
+                    }
+                    // Not ours, or not complete: leave it untouched, look at the next name.
+                }
                 Found::Fresh => {
+                    t.path = Some(path);
+                    return Ok(None);
+                }
+                Found::Leftover => {
+                    let part = naming::part_path(&path);
+                    let _ = std::fs::remove_file(sidecar::meta_path(&part));
+                    if safefs::occupied(&part) {
+                        let _ = std::fs::remove_file(&part);
+                    }
                     t.path = Some(path);
                     return Ok(None);
                 }
@@ -406,10 +601,29 @@ impl Fetcher<'_> {
         }
     }
 
+    /// `-c`: whether the file under `path` is this download, complete: by its digest when one
+    /// is expected (the server is not asked), else by [`Fetcher::confirms_complete`].
+    /// `Some(digest checked, if any)` when it is.
+    fn judge_existing(
+        &self,
+        url: &Url,
+        path: &Path,
+        len: u64,
+        t: &Transfer,
+    ) -> Option<Option<String>> {
+        match &t.verify {
+            Some(v) => matches!(checksum::verify_file(path, &v.expected), Ok(Ok(())))
+                .then(|| Some(v.expected.to_string())),
+            None => self.confirms_complete(url, len).then_some(None),
+        }
+    }
+
     /// Whether the server confirms that `len` bytes are the whole file: asked for the bytes
-    /// from `len` on, it answers 416 with `Content-Range: bytes */len`. (A HEAD would do on
-    /// some servers, but many answer it differently from a GET.) Anything else, an error
-    /// included, is no confirmation.
+    /// from `len` on, it answers 416 with `Content-Range: bytes */len` (or a bare 416, and then
+    /// its size, learnt another way, is `len`); or, ignoring ranges, a 200 of exactly `len`
+    /// bytes, whose body is dropped unread (the length is all a file without a sidecar can be
+    /// compared by, as `wget -c` does). (A HEAD would do on some servers, but many answer it
+    /// differently from a GET.) Anything else, an error included, is no confirmation.
     fn confirms_complete(&self, url: &Url, len: u64) -> bool {
         let Ok(response) = self
             .client
@@ -419,14 +633,49 @@ impl Fetcher<'_> {
         else {
             return false;
         };
+        let facts = ResponseFacts::of(&response, url);
+        drop(response);
         let disk = OnDisk {
             asked_from: Some(len),
-            meta: None,
+            ..OnDisk::default()
         };
-        matches!(
-            response::classify(&ResponseFacts::of(&response, url), disk),
-            Decision::Complete { .. }
-        )
+        let whole = facts.status == 200;
+        match self.classify_sized(url, facts, disk) {
+            Decision::Complete { .. } => true,
+            Decision::Whole { total } => whole && total == Some(len),
+            _ => false,
+        }
+    }
+
+    /// [`response::classify`], learning the file's size when a bare 416 leaves it out.
+    fn classify_sized(&self, url: &Url, facts: ResponseFacts, disk: OnDisk<'_>) -> Decision {
+        let decision = response::classify(&facts, disk);
+        if decision != Decision::AskSize {
+            return decision;
+        }
+        match self.probe_size(url) {
+            Some(total) => {
+                let facts = ResponseFacts {
+                    content_range: Some(ContentRange::Unsatisfied { total }),
+                    ..facts
+                };
+                response::classify(&facts, disk)
+            }
+            None => Decision::StartOver,
+        }
+    }
+
+    /// The file's size without downloading it: the total in the answer to `Range: bytes=0-0`,
+    /// or the `Content-Length` of a 200 from a server that ignores ranges (its body is dropped
+    /// unread).
+    fn probe_size(&self, url: &Url) -> Option<u64> {
+        let response = self
+            .client
+            .get(url.clone())
+            .header(RANGE, "bytes=0-0")
+            .send()
+            .ok()?;
+        response::size_of(&ResponseFacts::of(&response, url))
     }
 
     /// Sends the GET, asking for the body from `from` on when `from > 0`; `if_range` makes the
@@ -447,45 +696,95 @@ impl Fetcher<'_> {
         request.send()
     }
 
+    /// [`Fetcher::request`], with `If-Modified-Since` for `-N`'s question about a file on disk.
+    fn request_since(
+        &self,
+        url: &Url,
+        from: u64,
+        if_range: Option<&str>,
+        since: Option<std::time::SystemTime>,
+    ) -> Result<Response, transport::Error> {
+        let Some(since) = since else {
+            return self.request(url, from, if_range);
+        };
+        self.client
+            .get(url.clone())
+            .header(IF_MODIFIED_SINCE, httpdate::fmt_http_date(since))
+            .send()
+    }
+
     /// One request and as much of the body as it gives.
-    fn attempt(&self, url: &Url, t: &mut Transfer, run: &mut Run<'_, '_>) -> Attempt {
-        // Without a validator we cannot tell whether the server's file changed: start over.
-        let resuming = t.have > 0 && t.meta.as_ref().is_some_and(PartMeta::has_validator);
+    fn attempt(
+        &self,
+        url: &Url,
+        t: &mut Transfer,
+        counter: &AtomicU64,
+        on_start: &mut dyn FnMut(Notice<'_>),
+        bytes: &mut u64,
+        lease: Option<&mut Lease<'_>>,
+    ) -> Attempt {
+        if t.sparse() {
+            return self.attempt_sparse(url, t, counter, on_start, bytes);
+        }
+        // Without a validator we cannot tell whether the server's file changed: start over,
+        // unless an expected digest will prove the joined bytes (then no If-Range either: a
+        // mirror's validators are its own).
+        let proof = t.proof;
+        let resuming =
+            t.have > 0 && (proof || t.meta.as_ref().is_some_and(PartMeta::has_validator));
         let from = if resuming { t.have } else { 0 };
-        let if_range = t.meta.as_ref().and_then(PartMeta::if_range);
-        let response = match self.request(url, from, if_range) {
+        let if_range = match proof {
+            true => None,
+            false => t.meta.as_ref().and_then(PartMeta::if_range),
+        };
+        let since = t.since.filter(|_| from == 0);
+        let response = match self.request_since(url, from, if_range, since) {
             Ok(response) => response,
             Err(e) => return self.no_response(e),
         };
         let code = response.status().as_u16();
         // Told before the body, so that the host's window grows at once (see `crate::hosts`).
-        run.lease.learn(Learned::Response {
-            kept_open: kept_open(&response),
-        });
+        if let Some(lease) = lease {
+            lease.learn(Learned::Response {
+                kept_open: kept_open(&response),
+            });
+        }
+        if code == 304 && since.is_some() {
+            return Attempt::Done(code);
+        }
         let facts = ResponseFacts::of(&response, url);
+        let meta = t.meta.clone();
         let disk = OnDisk {
             asked_from: resuming.then_some(t.have),
-            meta: t.meta.as_ref(),
+            meta: meta.as_ref(),
+            proof,
         };
-        match response::classify(&facts, disk) {
+        match self.classify_sized(url, facts.clone(), disk) {
             Decision::Append { total } => t.total = total,
             Decision::Whole { total } => {
                 t.have = 0;
+                t.earlier = 0;
                 t.total = total;
                 t.meta = Some(PartMeta {
-                    url: redact::url(url),
-                    key: sidecar::url_key(url),
+                    url: t.shown_url.clone(),
+                    key: t.key.clone(),
                     total,
                     ..facts.validators
                 });
             }
             Decision::StartOver => {
-                t.have = 0;
-                return Attempt::Restart;
+                return start_over(
+                    t,
+                    "a resumed range did not match the bytes already received",
+                )
+            }
+            // classify_sized has asked for the size already: no answer is no confirmation.
+            Decision::AskSize => {
+                return start_over(t, "the server did not say how long the file is")
             }
             Decision::Complete { total } => {
                 t.total = Some(total);
-                on_started(t, run.on_start);
+                on_started(t, on_start);
                 return Attempt::Done(code);
             }
             Decision::Fail(kind) => return Attempt::Fail(Failure::new(kind).with_status(code)),
@@ -494,8 +793,8 @@ impl Fetcher<'_> {
             }
         }
         let before = t.have;
-        let received = self.receive(url, t, response, from, run.counter, run.on_start);
-        *run.bytes += t.have - before;
+        let received = self.receive(url, t, response, from, counter, on_start);
+        *bytes += t.have - before;
         match received {
             Ok(streamed) => self.settle(t, streamed, code),
             Err(failure) => Attempt::Fail(failure.with_status(code)),
@@ -509,9 +808,7 @@ impl Fetcher<'_> {
         }
         match e {
             // The transport gives up its wait for headers when the run is cancelled.
-            transport::Error::Runtime(e) if e.kind() == io::ErrorKind::Interrupted => {
-                Attempt::Fail(Failure::interrupted(None))
-            }
+            transport::Error::Cancelled => Attempt::Fail(Failure::interrupted(None)),
             transport::Error::Runtime(e) => {
                 Attempt::Fail(Failure::new(FailureKind::Runtime(e.to_string())))
             }
@@ -541,7 +838,7 @@ impl Fetcher<'_> {
         response: Response,
         from: u64,
         counter: &AtomicU64,
-        on_start: &mut dyn FnMut(Started<'_>),
+        on_start: &mut dyn FnMut(Notice<'_>),
     ) -> Result<Result<(), StreamError>, Failure> {
         if let (Some(max), Some(total)) = (self.settings.max_filesize, t.total) {
             if total > max {
@@ -554,8 +851,15 @@ impl Fetcher<'_> {
         if t.file.is_none() {
             return Err(Failure::new(FailureKind::Internal("no part file")));
         }
-        let ranges = if from == 0 {
-            split::plan(self.split, url, &response, t.total, &mut t.split_fell_back)
+        let ranges = if from == 0 && !t.one_stream {
+            split::plan(
+                self.split,
+                url,
+                &response,
+                t.total,
+                t.proof,
+                &mut t.split_fell_back,
+            )
         } else {
             None
         };
@@ -574,12 +878,20 @@ impl Fetcher<'_> {
         ranges: &[split::Range],
         counter: &AtomicU64,
     ) -> Result<(), StreamError> {
-        // The pieces preallocate the part to full size and fill it out of order: while they
-        // run, a sidecar would let `-c` trust holes as data if the process dies (Ctrl-C past
-        // the grace exits without waiting for them). So the sidecar goes first, and comes back
-        // only once the part is cut to its genuine prefix.
-        t.withdraw_meta();
-        let Some(file) = t.file.as_mut() else {
+        // The pieces preallocate the part to full size and fill it out of order. The sidecar
+        // says so first (sparse, nothing done yet): a process that dies meanwhile (Ctrl-C past
+        // the grace, a kill) leaves a part the next `-c` recognises as its own, and holes are
+        // never taken for data. No sidecar at all if that one cannot be written.
+        if let Some(meta) = t.meta.as_mut() {
+            meta.ranges = Some(Vec::new());
+        }
+        if !t.rewrite_meta() {
+            t.withdraw_meta();
+        }
+        if let Some(v) = t.verify.as_mut() {
+            v.forget();
+        }
+        let Some(file) = t.file.as_ref() else {
             return Err(StreamError::Write(io::Error::other("no part file")));
         };
         let pieces = split::Pieces {
@@ -590,18 +902,55 @@ impl Fetcher<'_> {
             cancel: self.cancel,
             chunk: self.settings.chunk,
             rate: self.rate,
+            proof: t.proof,
         };
-        let r = split::run(&pieces, response, ranges, &mut t.have);
-        // Pieces write in place; what comes next (a resume) appends after the prefix.
-        let r = match file.seek(SeekFrom::Start(t.have)) {
-            Ok(_) => r,
-            Err(e) => Err(StreamError::Write(e)),
-        };
-        // On failure the part now holds only genuine bytes: describe it again.
-        if r.is_err() && t.have > 0 {
-            t.save_meta();
-        }
+        let known = t.meta.clone().unwrap_or_default();
+        let mut done = Vec::new();
+        let r = split::run(&pieces, response, ranges, &known, &mut done);
+        t.record_ranges(done);
         r
+    }
+
+    /// A sparse part (`--split` pieces, of this run or an earlier one): fetches only the ranges
+    /// it lacks, checked against the response its bytes came from, over `--split` connections
+    /// (one without it).
+    fn attempt_sparse(
+        &self,
+        url: &Url,
+        t: &mut Transfer,
+        counter: &AtomicU64,
+        on_start: &mut dyn FnMut(Notice<'_>),
+        bytes: &mut u64,
+    ) -> Attempt {
+        let Some(known) = t.meta.clone() else {
+            return Attempt::Fail(Failure::new(FailureKind::Internal("no sidecar")));
+        };
+        let total = known.total.unwrap_or(0);
+        if let Some(max) = self.settings.max_filesize.filter(|&max| total > max) {
+            let total = Some(total);
+            return Attempt::Fail(Failure::new(FailureKind::TooLarge { max, total }));
+        }
+        t.total = Some(total);
+        on_started(t, on_start);
+        let Some(file) = t.file.as_ref() else {
+            return Attempt::Fail(Failure::new(FailureKind::Internal("no part file")));
+        };
+        let pieces = split::Pieces {
+            client: self.client,
+            asked: url,
+            file,
+            counter,
+            cancel: self.cancel,
+            chunk: self.settings.chunk,
+            rate: self.rate,
+            proof: t.proof,
+        };
+        let mut done = known.ranges.clone().unwrap_or_default();
+        let before = t.have;
+        let r = split::fill_gaps(&pieces, &known, &mut done, self.split.pieces.max(1));
+        t.record_ranges(done);
+        *bytes += t.have.saturating_sub(before);
+        self.settle(t, r, 206)
     }
 
     /// One connection: reads stay `--chunk-size` (8 KiB by default); writes of a large body are
@@ -625,21 +974,30 @@ impl Fetcher<'_> {
             chunk
         };
         let size = buffer_for(size, t.total.map(|total| total.saturating_sub(t.have)));
-        let mut body = Throttled {
+        let mut response = Throttled {
             inner: &mut response,
             limit: self.rate,
             cancel: self.cancel,
         };
-        stream_body(
-            &mut body,
-            file,
-            &mut vec![0; size],
-            chunk,
-            counter,
-            self.cancel,
-            &mut t.have,
-            self.settings.max_filesize,
-        )
+        let mut buf = vec![0; size];
+        let mut stream = |out: &mut dyn io::Write, have: &mut u64| {
+            let r = stream_body(
+                &mut response,
+                &mut &mut *out,
+                &mut buf,
+                chunk,
+                counter,
+                self.cancel,
+                have,
+                self.settings.max_filesize,
+            );
+            let clean = !matches!(r, Err(StreamError::Write(_)));
+            (r, clean)
+        };
+        match (t.verify.as_mut(), t.part.as_deref()) {
+            (Some(v), Some(part)) => v.streaming(part, file, &mut t.have, stream),
+            _ => stream(file, &mut t.have).0,
+        }
     }
 
     /// What the end of a body means: done when it has every byte, else why not.
@@ -656,14 +1014,24 @@ impl Fetcher<'_> {
                 return Attempt::Fail(with_status(FailureKind::Interrupted))
             }
             Err(StreamError::Write(e)) => {
-                // A local write error leaves nothing worth keeping (and may mean a full disk).
                 let kind = FailureKind::Disk {
                     op: "write",
                     path: t.part.clone(),
                     error: e.to_string(),
                 };
-                t.discard();
+                // Bytes an earlier run left are never destroyed by a local error: the part
+                // stays at its last good length, with its sidecar, for a later `-c`. This run's
+                // own bytes alone are not worth keeping (and may mean a full disk).
+                let keep = t.earlier > 0 && (t.sparse() || t.cut_to_have());
+                if !keep {
+                    t.discard();
+                }
                 return Attempt::Fail(with_status(kind));
+            }
+            Err(StreamError::Changed(why)) => {
+                // The pieces disagree with the first response: the file over one connection.
+                t.one_stream = true;
+                return start_over(t, &why);
             }
             Err(StreamError::TooLarge) => {
                 t.discard();
@@ -709,6 +1077,68 @@ impl Fetcher<'_> {
     }
 }
 
+/// An empty sidecar beside an empty part, or none (see [`Found::Leftover`]).
+fn empty_leftover(part: &Path, meta: &Path) -> bool {
+    safefs::regular_len(meta) == Some(0)
+        && (!safefs::occupied(part) || safefs::regular_len(part) == Some(0))
+}
+
+/// Drops the bytes on disk and starts over from zero, once: a second time in one download means
+/// the file keeps changing, and it fails rather than loop.
+fn start_over(t: &mut Transfer, why: &str) -> Attempt {
+    if std::mem::replace(&mut t.restarted, true) {
+        return Attempt::Fail(Failure::new(FailureKind::Changed(why.to_string())));
+    }
+    t.have = 0;
+    t.earlier = 0;
+    if let Some(meta) = t.meta.as_mut() {
+        meta.ranges = None;
+    }
+    Attempt::Restart
+}
+
+/// What one download accumulates across its attempts and sources.
+struct Run<'c, 'h> {
+    counter: &'c AtomicU64,
+    on_start: &'c mut dyn FnMut(Notice<'_>),
+    /// Its hold on its host (see [`crate::hosts`]).
+    lease: &'c mut Lease<'h>,
+    bytes: u64,
+    retries: u32,
+    notes: Vec<Note>,
+}
+
+/// Whether a failure is the source's, so that the next mirror may do better (a local error,
+/// or Ctrl-C, would go the same way).
+fn moves_on(kind: &FailureKind) -> bool {
+    !matches!(
+        kind,
+        FailureKind::Interrupted
+            | FailureKind::Disk { .. }
+            | FailureKind::LinkedFolder(_)
+            | FailureKind::NoFreeName(_)
+            | FailureKind::Internal(_)
+            | FailureKind::Runtime(_)
+    )
+}
+
+/// Whether the server keeps the connection open for the next request: not after an HTTP/1.0
+/// reply without `keep-alive`, nor after `Connection: close`.
+fn kept_open(response: &Response) -> bool {
+    let connection = response
+        .headers()
+        .get(reqwest::header::CONNECTION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_ascii_lowercase)
+        .unwrap_or_default();
+    let says = |token: &str| connection.split(',').any(|t| t.trim() == token);
+    if response.version() <= reqwest::Version::HTTP_10 {
+        says("keep-alive")
+    } else {
+        !says("close")
+    }
+}
+
 /// The buffer a body needs: `size`, or less when the body is known to be smaller. A buffer of
 /// the largest --chunk-size for every tiny body would be zeroed by the allocator each time
 /// (glibc serves freed large blocks from its heap, not fresh zero pages): at -j 1024, gigabytes.
@@ -717,17 +1147,22 @@ pub(crate) fn buffer_for(size: usize, to_come: Option<u64>) -> usize {
     size.min(needed).max(1)
 }
 
-fn on_started(t: &mut Transfer, on_start: &mut dyn FnMut(Started<'_>)) {
+/// A file's modification time, for `If-Modified-Since`.
+fn modified(path: &Path) -> Option<std::time::SystemTime> {
+    std::fs::symlink_metadata(path).ok()?.modified().ok()
+}
+
+fn on_started(t: &mut Transfer, on_start: &mut dyn FnMut(Notice<'_>)) {
     if t.started {
         return;
     }
     if let Some(path) = &t.path {
         t.started = true;
         // The bar counts bytes received by this run, so a resumed file shows what is still to come.
-        on_start(Started {
+        on_start(Notice::Started(Started {
             path,
             total: t.total.map(|total| total.saturating_sub(t.have)),
-        });
+        }));
     }
 }
 

@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 
 use super::failure::{Failure, FailureKind};
 use super::sidecar::{self, PartMeta};
+use super::split::Done;
+use super::verify::Verify;
 use super::{disposition, Fetcher, SMALL_BODY};
 use crate::naming;
 use crate::safefs;
@@ -39,11 +41,36 @@ pub(super) struct Transfer {
     pub meta_saved: bool,
     /// `--split` fell back to one stream for this file (counted once, whatever the retries).
     pub split_fell_back: bool,
+    /// Bytes of the part that were on disk before this run (`-c`) and still are: a local
+    /// error must not destroy them.
+    pub earlier: u64,
+    /// The download started over from zero once already (see `start_over`).
+    pub restarted: bool,
+    /// No `--split` for this file any more: its pieces disagreed with the first response.
+    pub one_stream: bool,
+    /// An expected checksum of the whole file is known and checked before the rename, which
+    /// proves joins no validator vouches for (`verify` is set).
+    pub proof: bool,
+    /// The expected digest, when the list or `--checksums` gave one.
+    pub verify: Option<Verify>,
+    /// What names the part in its sidecar: the URL the user gave (credentials removed) and its
+    /// key, whichever mirror the bytes come from.
+    pub shown_url: String,
+    pub key: String,
+    /// `-N`: the existing file's modification time, asked about with `If-Modified-Since`.
+    pub since: Option<std::time::SystemTime>,
+    /// `-N`: the download replaces the file under `path` (by rename, once complete).
+    pub replace: bool,
 }
 
 impl Transfer {
-    pub(super) fn new(name: String, explicit: bool) -> Transfer {
+    pub(super) fn new(name: String, explicit: bool, url: &url::Url) -> Transfer {
         Transfer {
+            verify: None,
+            shown_url: crate::redact::url(url),
+            key: sidecar::url_key(url),
+            since: None,
+            replace: false,
             name,
             explicit,
             path: None,
@@ -56,26 +83,46 @@ impl Transfer {
             started: false,
             meta_saved: false,
             split_fell_back: false,
+            earlier: 0,
+            restarted: false,
+            one_stream: false,
+            proof: false,
         }
     }
 
-    /// `-c`: takes up the part file of `path` (whose sidecar named this URL) where it ends.
+    /// `-c`: takes up the part file of `path` (whose sidecar named this URL) where it ends, or,
+    /// sparse, with the ranges its sidecar lists.
     pub(super) fn reopen(
         &mut self,
         path: PathBuf,
-        meta: PartMeta,
-        have: u64,
+        mut meta: PartMeta,
+        len: u64,
     ) -> Result<(), Failure> {
         let part = naming::part_path(&path);
         let cannot = |e| Failure::new(FailureKind::disk("open", &part, e));
         let mut file =
             safefs::open_regular(&part, OpenOptions::new().write(true)).map_err(cannot)?;
         file.seek(SeekFrom::End(0)).map_err(cannot)?;
+        let have = match (&meta.ranges, meta.total) {
+            (None, _) => len,
+            // Sparse, as planned: only its ranges are genuine.
+            (Some(ranges), Some(total))
+                if len == total && ranges.last().is_none_or(|r| r.1 <= total) =>
+            {
+                ranges.iter().map(|(start, end)| end - start).sum()
+            }
+            // Our own leftover, but nothing in it can be trusted: it starts over from zero.
+            (Some(_), _) => {
+                meta.ranges = None;
+                0
+            }
+        };
         self.total = meta.total;
         self.meta = Some(meta);
         self.meta_owned = true;
         self.meta_saved = true;
         self.have = have;
+        self.earlier = have;
         self.file = Some(file);
         self.part = Some(part);
         self.path = Some(path);
@@ -107,8 +154,55 @@ impl Transfer {
         }
     }
 
-    /// Takes the sidecar away while the part holds bytes it does not describe (`--split`
-    /// pieces fill it out of order).
+    /// Whether the part is sparse: `--split` pieces fill it out of order, and only the ranges
+    /// its sidecar lists are genuine.
+    pub(super) fn sparse(&self) -> bool {
+        self.meta.as_ref().is_some_and(|m| m.ranges.is_some())
+    }
+
+    /// Describes the part anew in its sidecar, now; whether that worked. A failure changes
+    /// nothing about which sidecar is ours.
+    pub(super) fn rewrite_meta(&mut self) -> bool {
+        let (Some(meta), Some(part)) = (&self.meta, &self.part) else {
+            return false;
+        };
+        let saved = meta.save(part, self.meta_owned).is_ok();
+        if saved {
+            self.meta_owned = true;
+            self.meta_saved = true;
+        }
+        saved
+    }
+
+    /// After `--split` pieces ran: the part's genuine bytes are the ranges `done`. Until they
+    /// are the whole file the sidecar lists them; if it cannot, the part is cut back to its
+    /// contiguous prefix, which needs no list.
+    pub(super) fn record_ranges(&mut self, done: Done) {
+        self.have = done.iter().map(|(start, end)| end - start).sum();
+        let whole = self.total.is_some_and(|total| done == [(0, total)]);
+        let prefix = done.first().filter(|r| r.0 == 0).map_or(0, |r| r.1);
+        if let Some(meta) = self.meta.as_mut() {
+            meta.ranges = (!whole).then_some(done);
+        }
+        if whole || self.rewrite_meta() {
+            return;
+        }
+        if let Some(meta) = self.meta.as_mut() {
+            meta.ranges = None;
+        }
+        self.withdraw_meta();
+        self.have = prefix;
+        let cut = self.file.as_mut().map(|file| {
+            file.set_len(prefix)
+                .and_then(|()| file.seek(SeekFrom::Start(prefix)))
+        });
+        if !matches!(cut, Some(Ok(_))) {
+            // Holes nobody could tell from data: nothing in the part is worth keeping.
+            self.discard();
+        }
+    }
+
+    /// Takes the sidecar away while the part holds bytes it does not describe.
     pub(super) fn withdraw_meta(&mut self) {
         if self.meta_saved {
             if let (Some(part), true) = (&self.part, self.meta_owned) {
@@ -117,6 +211,14 @@ impl Transfer {
             self.meta_owned = false;
             self.meta_saved = false;
         }
+    }
+
+    /// Cuts the part back to the `have` bytes counted as written (a failed write may have left
+    /// some of its bytes past them); whether that worked.
+    pub(super) fn cut_to_have(&mut self) -> bool {
+        self.file
+            .as_ref()
+            .is_some_and(|file| file.set_len(self.have).is_ok())
     }
 
     /// Removes the part file and its sidecar (when it is ours).
@@ -156,10 +258,13 @@ impl Fetcher<'_> {
                     .and_then(|()| file.seek(SeekFrom::Start(0)).map(drop))
                     .map_err(|e| Failure::new(FailureKind::disk("write", part, e)))?;
             }
-            t.meta_saved = false;
-            // A small body is written with its sidecar only if it is left unfinished (give_up).
+            // A small body is written with its sidecar only if it is left unfinished (give_up);
+            // until then, a sidecar of bytes now gone must not describe the new ones.
             if t.total.is_none_or(|total| total > SMALL_BODY) {
+                t.meta_saved = false;
                 t.save_meta();
+            } else {
+                t.withdraw_meta();
             }
         }
         Ok(())
@@ -220,8 +325,16 @@ impl Fetcher<'_> {
 
     /// Gives the finished `.part` its final name without replacing anything (unless overwriting):
     /// a plain rename would silently replace a file that appeared under the name meanwhile.
-    pub fn commit(&self, name: &str, part: &Path, mut path: PathBuf) -> io::Result<PathBuf> {
-        if self.settings.overwrite {
+    /// `replace`: `-N` found a newer version of the file under `path`, which the rename
+    /// replaces (the one case where a file is replaced without --overwrite).
+    pub(super) fn commit(
+        &self,
+        name: &str,
+        part: &Path,
+        mut path: PathBuf,
+        replace: bool,
+    ) -> io::Result<PathBuf> {
+        if self.settings.overwrite || replace {
             fs::rename(part, &path)?;
             return Ok(path);
         }

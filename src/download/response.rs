@@ -65,6 +65,9 @@ pub(crate) struct OnDisk<'a> {
     pub asked_from: Option<u64>,
     /// The sidecar of those bytes: the response they came from, and the full size it gave.
     pub meta: Option<&'a PartMeta>,
+    /// An expected checksum of the whole file is known and is checked before the file gets its
+    /// name: it proves a join that no validator vouches for (see [`join`]).
+    pub proof: bool,
 }
 
 /// What to do with a response.
@@ -84,31 +87,131 @@ pub(crate) enum Decision {
     Complete {
         total: u64,
     },
+    /// A bare 416 (Apache sends no `Content-Range: bytes */SIZE`): there is nothing past the
+    /// bytes on disk, but whether they are all of the file takes learning its size another way,
+    /// then classifying again with it.
+    AskSize,
     Fail(FailureKind),
     /// Worth another try, after the server's `Retry-After` if it gave one.
     Retry(FailureKind, Option<Duration>),
 }
 
-/// The rule. A ranged answer is joined to the bytes on disk only when it is a 206 that starts
-/// exactly at their end and carries the same validator as the response they came from; a 416
-/// says they are complete only when it gives their exact length (and the sidecar's, if known).
+/// Why a ranged answer may not be joined to bytes already on disk.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Mismatch {
+    /// Not a 206 at all.
+    Status(u16),
+    /// Another range than the one asked for; the `Content-Range` as sent.
+    Range(Option<String>),
+    /// Another complete length than the one the bytes on disk belong to.
+    Length { now: Option<u64>, was: u64 },
+    /// Another version of the file, or no validator that could tell.
+    Validator,
+}
+
+impl Mismatch {
+    /// Whether it shows that the server's file is not the one the bytes came from. A 200 answers
+    /// an `If-Range` that no longer matches, a 416 a range past a shorter file; any other status
+    /// (a 503) says nothing about the file.
+    pub(crate) fn file_changed(&self) -> bool {
+        !matches!(self, Mismatch::Status(code) if !matches!(code, 200 | 416))
+    }
+
+    /// The line a refused range reports; `start..end` is the range asked for.
+    pub(crate) fn line(&self, start: u64, end: Option<u64>) -> String {
+        match self {
+            Mismatch::Status(code) => {
+                let hint = if self.file_changed() {
+                    " (the file may have changed)"
+                } else {
+                    ""
+                };
+                format!("a ranged request got HTTP {code} instead of 206{hint}")
+            }
+            Mismatch::Range(sent) => format!(
+                "asked for bytes {start}-{} but the server sent '{}'",
+                end.map_or(String::new(), |end| (end - 1).to_string()),
+                sent.as_deref().unwrap_or("")
+            ),
+            Mismatch::Length {
+                now: Some(now),
+                was,
+            } => {
+                format!("the file changed on the server (length {now}, was {was})")
+            }
+            Mismatch::Length { now: None, was } => {
+                format!("the file changed on the server (length unknown, was {was})")
+            }
+            Mismatch::Validator => {
+                "the server sent another version of the file (its ETag or Last-Modified differs, \
+                 or there is none to check)"
+                    .to_string()
+            }
+        }
+    }
+}
+
+/// The one rule for joining bytes, used by the in-run retry, `-c` and every `--split` piece:
+/// the answer to a request for the bytes from `start` (up to `end`, exclusive, when given) may
+/// be joined to bytes that came from the response `known` describes only when it is a 206 for
+/// exactly that range, of a file of the length `known` gives (when it gave one), carrying the
+/// same validator (a strong ETag when `known` has one, else Last-Modified; a weak ETag alone
+/// never does). `proof` (an expected checksum that will check the whole file) stands in for the
+/// validator, never for the range or the length: those mismatches prove a change outright.
+/// Returns the file's complete length, when known.
+pub(crate) fn join(
+    known: &PartMeta,
+    facts: &ResponseFacts,
+    start: u64,
+    end: Option<u64>,
+    proof: bool,
+) -> Result<Option<u64>, Mismatch> {
+    if facts.status != 206 {
+        return Err(Mismatch::Status(facts.status));
+    }
+    let now = match facts.content_range {
+        Some(ContentRange::Bytes {
+            start: s,
+            end: e,
+            total,
+        }) if s == start && end.is_none_or(|end| e + 1 == end) => {
+            // An open range runs to the end of the file: its length gives the total too.
+            total.or_else(|| {
+                end.is_none()
+                    .then_some(facts.content_length)
+                    .flatten()
+                    .map(|n| n + s)
+            })
+        }
+        _ => return Err(Mismatch::Range(facts.content_range_text.clone())),
+    };
+    if let Some(was) = known.total {
+        if now != Some(was) {
+            return Err(Mismatch::Length { now, was });
+        }
+    }
+    if !proof && !known.same_validators(&facts.validators) {
+        return Err(Mismatch::Validator);
+    }
+    Ok(now)
+}
+
+/// The rule for a whole download. A ranged answer is joined to the bytes on disk only as
+/// [`join`] says; a 416 says they are complete only when it gives their exact length (and the
+/// sidecar's, if known).
 pub(crate) fn classify(facts: &ResponseFacts, disk: OnDisk<'_>) -> Decision {
     let code = facts.status;
     match (code, disk.asked_from) {
-        (206, Some(have)) => match facts.content_range {
-            Some(ContentRange::Bytes { start, total, .. })
-                if start == have
-                    && disk
-                        .meta
-                        .is_some_and(|m| m.same_validators(&facts.validators)) =>
-            {
-                Decision::Append {
-                    total: total.or_else(|| facts.content_length.map(|n| n + start)),
-                }
+        (206, Some(have)) => {
+            let unknown = PartMeta::default();
+            let known = disk.meta.unwrap_or(&unknown);
+            match join(known, facts, have, None, disk.proof) {
+                Ok(total) => Decision::Append { total },
+                // A range from another version, of another length or at the wrong offset: the
+                // part is useless.
+                Err(_) => Decision::StartOver,
             }
-            // A range from another version or at the wrong offset: the part is useless.
-            _ => Decision::StartOver,
-        },
+        }
         (416, Some(have)) => {
             let expected = disk.meta.and_then(|m| m.total);
             match facts.content_range {
@@ -117,6 +220,7 @@ pub(crate) fn classify(facts: &ResponseFacts, disk: OnDisk<'_>) -> Decision {
                 {
                     Decision::Complete { total }
                 }
+                None => Decision::AskSize,
                 // The part does not fit the server's file (longer, or another size).
                 _ => Decision::StartOver,
             }
@@ -149,49 +253,26 @@ pub(crate) fn classify(facts: &ResponseFacts, disk: OnDisk<'_>) -> Decision {
     }
 }
 
-/// A `--split` piece's rule: a ranged GET for `start..end` is accepted only as a 206 for
-/// exactly that range of a file of exactly `total` bytes (the piece's `If-Range` makes a
-/// changed file answer 200; without a validator, the length is all that shows a change).
-/// The error is the line a failed piece reports.
+/// The size of the file as learnt from an answer to `Range: bytes=0-0` (its `Content-Range`
+/// total) or from a 200 or a HEAD (its `Content-Length`); `None` if it does not say.
+pub(crate) fn size_of(facts: &ResponseFacts) -> Option<u64> {
+    match (facts.status, facts.content_range) {
+        (206, Some(ContentRange::Bytes { total, .. })) => total,
+        (200, None) => facts.content_length,
+        _ => None,
+    }
+}
+
+/// A `--split` piece's rule: [`join`] for exactly the range `start..end` of the file the first
+/// response described (`known`: its validators and its total). The error says why not.
 pub(crate) fn accept_piece(
     facts: &ResponseFacts,
     start: u64,
     end: u64,
-    total: u64,
-) -> Result<(), String> {
-    let code = facts.status;
-    if code != 206 {
-        // A 200 answers an If-Range whose validator no longer matches; a 416, a range past a
-        // shorter file. Any other status says nothing about the file.
-        let hint = if matches!(code, 200 | 416) {
-            " (the file may have changed)"
-        } else {
-            ""
-        };
-        return Err(format!(
-            "a ranged request got HTTP {code} instead of 206{hint}"
-        ));
-    }
-    match facts.content_range {
-        Some(ContentRange::Bytes {
-            start: s,
-            end: e,
-            total: t,
-        }) if s == start && e == end - 1 => match t {
-            Some(t) if t == total => Ok(()),
-            Some(t) => Err(format!(
-                "the file changed on the server (length {t}, was {total})"
-            )),
-            None => Err(format!(
-                "the file changed on the server (length unknown, was {total})"
-            )),
-        },
-        _ => Err(format!(
-            "asked for bytes {start}-{} but the server sent '{}'",
-            end - 1,
-            facts.content_range_text.as_deref().unwrap_or("")
-        )),
-    }
+    known: &PartMeta,
+    proof: bool,
+) -> Result<(), Mismatch> {
+    join(known, facts, start, Some(end), proof).map(drop)
 }
 
 #[cfg(test)]
@@ -227,6 +308,7 @@ mod tests {
         let on = |have, m| OnDisk {
             asked_from: Some(have),
             meta: m,
+            proof: false,
         };
         let whole = OnDisk::default();
         let unsat = |total| Some(ContentRange::Unsatisfied { total });
@@ -238,7 +320,8 @@ mod tests {
             // Unknown total: from Content-Length.
             (ResponseFacts { content_length: Some(60), ..facts(206, bytes(40, 99, None), Some("\"v1\"")) },
              on(40, Some(&v1)), append(Some(100))),
-            (facts(206, bytes(40, 99, None), Some("\"v1\"")), on(40, Some(&v1)), append(None)),
+            // The length unknown while the bytes on disk have one: no join.
+            (facts(206, bytes(40, 99, None), Some("\"v1\"")), on(40, Some(&v1)), Decision::StartOver),
             // Wrong offset, other validator, no validator, no sidecar, no Content-Range.
             (facts(206, bytes(41, 99, Some(100)), Some("\"v1\"")), on(40, Some(&v1)), Decision::StartOver),
             (facts(206, bytes(40, 99, Some(100)), Some("\"v2\"")), on(40, Some(&v1)), Decision::StartOver),
@@ -253,7 +336,8 @@ mod tests {
             (facts(416, unsat(100), None), on(100, Some(&v1)), Decision::Complete { total: 100 }),
             (facts(416, unsat(40), None), on(40, Some(&v1)), Decision::StartOver),
             (facts(416, unsat(50), None), on(40, None), Decision::StartOver),
-            (facts(416, None, None), on(40, None), Decision::StartOver),
+            // A bare 416: the size must be learnt another way.
+            (facts(416, None, None), on(40, None), Decision::AskSize),
             // A whole body starts over from byte 0, asked for or not.
             (ResponseFacts { content_length: Some(7), ..facts(200, None, None) }, on(40, Some(&v1)),
              Decision::Whole { total: Some(7) }),
@@ -276,37 +360,178 @@ mod tests {
         }
     }
 
+    /// Every combination of validators, offset, complete length and proof, for a whole-file
+    /// resume and for a `--split` piece. The expectation is the rule as the design states it.
+    #[test]
+    fn join_rule_every_combination() {
+        let v = |etag: Option<&str>, date: Option<&str>| meta(etag, date, None);
+        #[rustfmt::skip]
+        let validators = [
+            // (the bytes on disk came with, the 206 carries, the same version?)
+            (v(Some("\"a\""), None), v(Some("\"a\""), None), true),
+            (v(Some("\"a\""), None), v(Some("\"b\""), None), false),
+            (v(Some("\"a\""), Some("d1")), v(None, Some("d1")), false),
+            (v(Some("\"a\""), Some("d1")), v(Some("\"a\""), Some("d2")), true),
+            (v(Some("\"a\""), None), v(Some("W/\"a\""), None), false),
+            (v(Some("W/\"a\""), None), v(Some("W/\"a\""), None), false),
+            (v(Some("W/\"a\""), Some("d1")), v(Some("W/\"b\""), Some("d1")), true),
+            (v(Some("W/\"a\""), Some("d1")), v(Some("W/\"a\""), Some("d2")), false),
+            (v(None, Some("d1")), v(None, Some("d1")), true),
+            (v(None, Some("d1")), v(None, Some("d2")), false),
+            (v(None, Some("d1")), v(None, None), false),
+            (v(None, None), v(None, None), false),
+            (v(None, None), v(Some("\"a\""), Some("d1")), false),
+        ];
+        // (Content-Range start, its total, Content-Length): the complete length they give.
+        let answers = [
+            (40, Some(100), None, Some(100)),
+            (40, Some(150), None, Some(150)),
+            (40, None, Some(60), Some(100)),
+            (40, None, Some(110), Some(150)),
+            (40, None, None, None),
+            (41, Some(100), None, Some(100)),
+        ];
+        let mut rows = 0;
+        for (on_disk, now, same) in &validators {
+            for known_total in [Some(100), None] {
+                for answer in answers {
+                    for (proof, status) in [false, true]
+                        .into_iter()
+                        .flat_map(|p| [206, 200, 416, 503].map(|s| (p, s)))
+                    {
+                        let case = Case {
+                            on_disk,
+                            now,
+                            same: *same,
+                            known_total,
+                            answer,
+                            proof,
+                            status,
+                        };
+                        case.check();
+                        rows += 1;
+                    }
+                }
+            }
+        }
+        assert_eq!(rows, 13 * 2 * 6 * 2 * 4);
+    }
+
+    /// One combination of [`join_rule_every_combination`].
+    struct Case<'a> {
+        on_disk: &'a PartMeta,
+        now: &'a PartMeta,
+        same: bool,
+        known_total: Option<u64>,
+        /// (Content-Range start, its total, Content-Length, the complete length they give)
+        answer: (u64, Option<u64>, Option<u64>, Option<u64>),
+        proof: bool,
+        status: u16,
+    }
+
+    impl Case<'_> {
+        fn check(&self) {
+            let (start, total, length, gives) = self.answer;
+            let (proof, status) = (self.proof, self.status);
+            let f = ResponseFacts {
+                status,
+                content_range: bytes(start, 99, total),
+                content_length: length,
+                validators: self.now.clone(),
+                ..ResponseFacts::default()
+            };
+            let known = PartMeta {
+                total: self.known_total,
+                ..self.on_disk.clone()
+            };
+            let fits = start == 40 && self.known_total.is_none_or(|t| gives == Some(t));
+            let joins = status == 206 && fits && (proof || self.same);
+            let disk = OnDisk {
+                asked_from: Some(40),
+                meta: Some(&known),
+                proof,
+            };
+            let got = classify(&f, disk);
+            let want = match status {
+                206 if joins => Decision::Append { total: gives },
+                206 | 416 => Decision::StartOver,
+                200 => Decision::Whole { total: length },
+                _ => got.clone(),
+            };
+            assert_eq!(got, want, "{f:?} on {known:?}, proof {proof}");
+            assert_eq!(join(&known, &f, 40, None, proof).is_ok(), joins);
+            // A piece is the range 40..100 of a file planned at 100 bytes.
+            let planned = PartMeta {
+                total: Some(100),
+                ..self.on_disk.clone()
+            };
+            let piece = status == 206 && start == 40 && total == Some(100) && (proof || self.same);
+            let accepted = accept_piece(&f, 40, 100, &planned, proof);
+            assert_eq!(accepted.is_ok(), piece, "piece {f:?}, proof {proof}");
+        }
+    }
+
     #[test]
     fn pieces_take_only_their_exact_range_of_the_planned_file() {
-        let ok = facts(206, bytes(10, 19, Some(100)), None);
-        assert_eq!(accept_piece(&ok, 10, 20, 100), Ok(()));
+        let planned = meta(Some("\"v1\""), None, Some(100));
+        let piece = |status, range, etag| facts(status, range, etag);
+        let ok = piece(206, bytes(10, 19, Some(100)), Some("\"v1\""));
+        assert_eq!(accept_piece(&ok, 10, 20, &planned, false), Ok(()));
         let cases = [
             (
-                facts(200, None, None),
+                piece(200, None, None),
                 "a ranged request got HTTP 200 instead of 206 (the file may have changed)",
+                true,
             ),
             (
-                facts(503, None, None),
+                piece(503, None, None),
                 "a ranged request got HTTP 503 instead of 206",
+                false,
             ),
             (
-                facts(206, bytes(10, 19, Some(90)), None),
+                piece(206, bytes(10, 19, Some(90)), Some("\"v1\"")),
                 "the file changed on the server (length 90, was 100)",
+                true,
             ),
             (
-                facts(206, bytes(10, 19, None), None),
+                piece(206, bytes(10, 19, None), Some("\"v1\"")),
                 "the file changed on the server (length unknown, was 100)",
+                true,
             ),
             (
                 ResponseFacts {
                     content_range_text: Some("bytes 0-9/100".into()),
-                    ..facts(206, bytes(0, 9, Some(100)), None)
+                    ..piece(206, bytes(0, 9, Some(100)), Some("\"v1\""))
                 },
                 "asked for bytes 10-19 but the server sent 'bytes 0-9/100'",
+                true,
+            ),
+            (
+                piece(206, bytes(10, 19, Some(100)), Some("\"v2\"")),
+                "the server sent another version of the file (its ETag or Last-Modified \
+                 differs, or there is none to check)",
+                true,
             ),
         ];
-        for (facts, line) in cases {
-            assert_eq!(accept_piece(&facts, 10, 20, 100), Err(line.to_string()));
+        for (facts, line, changed) in cases {
+            let refused = accept_piece(&facts, 10, 20, &planned, false).unwrap_err();
+            assert_eq!(refused.line(10, Some(20)), line);
+            assert_eq!(refused.file_changed(), changed, "{line}");
         }
+    }
+
+    #[test]
+    fn sizes_come_from_a_first_byte_range_or_a_length() {
+        let f = |status, range, length| ResponseFacts {
+            status,
+            content_range: range,
+            content_length: length,
+            ..ResponseFacts::default()
+        };
+        assert_eq!(size_of(&f(206, bytes(0, 0, Some(500)), Some(1))), Some(500));
+        assert_eq!(size_of(&f(206, bytes(0, 0, None), Some(1))), None);
+        assert_eq!(size_of(&f(200, None, Some(500))), Some(500));
+        assert_eq!(size_of(&f(200, None, None)), None);
+        assert_eq!(size_of(&f(404, None, Some(9))), None);
     }
 }

@@ -6,6 +6,11 @@
 //! `If-Range`, the server answers 200 (start over) when the file changed, and a 206 is checked
 //! against it again before a byte is appended.
 //!
+//! A sidecar is written whole or not at all (a temporary name, then a rename). Version 1 says the
+//! part's bytes from 0 to its length are genuine; version 2 is for sparse parts (`--split`
+//! preallocates the file) and lists the ranges that are, so an older fetchpar, which knows only
+//! version 1, never takes the holes for data.
+//!
 //! The sidecar also identifies the URL so that `-c` never resumes a part file that belongs to
 //! another URL with the same name: by a SHA-256 of the full URL (so URLs that differ only in
 //! their credentials do not share a part, and no secret is written down), plus the URL with
@@ -22,6 +27,10 @@ use url::Url;
 use crate::safefs;
 
 const MAGIC: &str = "fetchpar-part 1";
+/// A sidecar with a `ranges` line: the part is sparse (preallocated by `--split`) and only the
+/// ranges listed hold genuine bytes. Its own version, so that a fetchpar that knows only version
+/// 1 does not take the holes for data: it sees a sidecar that is not its own and leaves it alone.
+const MAGIC_RANGES: &str = "fetchpar-part 2";
 
 /// Where a `.part` file came from.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -34,6 +43,9 @@ pub struct PartMeta {
     pub last_modified: Option<String>,
     /// The full size of the file, when the server said.
     pub total: Option<u64>,
+    /// `Some`: the part is sparse, and these byte ranges (`start..end`, in order) are all that
+    /// is genuine in it; `None`: the part's bytes from 0 to its length are all genuine.
+    pub ranges: Option<Vec<(u64, u64)>>,
 }
 
 /// What identifies a URL in a sidecar: the SHA-256 of the full URL, credentials included, in hex.
@@ -67,12 +79,13 @@ impl PartMeta {
             etag: text(ETAG),
             last_modified: text(LAST_MODIFIED),
             total,
+            ranges: None,
         }
     }
 
-    /// Whether there is anything to check a resumed response against.
+    /// Whether there is anything to check a resumed response against (a weak ETag alone is not).
     pub fn has_validator(&self) -> bool {
-        self.etag.is_some() || self.last_modified.is_some()
+        self.if_range().is_some()
     }
 
     /// The `If-Range` value: a strong ETag, else the date (a weak ETag may not be used there).
@@ -83,22 +96,28 @@ impl PartMeta {
         }
     }
 
-    /// Whether `now` (the validators of a response) names the same version as this sidecar.
+    /// Whether `now` (the validators of a response) names the same version as this sidecar:
+    /// by a strong ETag when these bytes came with one; otherwise by Last-Modified (also when
+    /// the ETag was weak: a weak tag only says two versions are equivalent, not byte-equal).
     pub(crate) fn same_validators(&self, now: &PartMeta) -> bool {
-        match (&self.etag, &now.etag) {
-            (Some(a), Some(b)) => a == b,
-            _ => match (&self.last_modified, &now.last_modified) {
-                (Some(a), Some(b)) => a == b,
-                _ => false,
-            },
+        match (&self.etag, &self.last_modified) {
+            (Some(etag), _) if !etag.starts_with("W/") => now.etag.as_ref() == Some(etag),
+            (_, Some(date)) => now.last_modified.as_ref() == Some(date),
+            _ => false,
         }
     }
 
-    /// Writes the sidecar of `part`. `owned`: the sidecar there is ours (this run wrote it, or
-    /// it matched our URL), so it may be replaced; otherwise it is created only where nothing
-    /// exists. Never through a symlink.
+    /// Writes the sidecar of `part`, whole or not at all: written under a temporary name, then
+    /// renamed (a full disk leaves no empty or cut sidecar behind to mislead the next run).
+    /// `owned`: the sidecar there is ours (this run wrote it, or it matched our URL), so it may
+    /// be replaced; otherwise it is put only where nothing exists. Never through a symlink.
     pub fn save(&self, part: &Path, owned: bool) -> io::Result<()> {
-        let mut text = format!("{MAGIC}\nurl {}\nurl-sha256 {}\n", self.url, self.key);
+        let magic = if self.ranges.is_some() {
+            MAGIC_RANGES
+        } else {
+            MAGIC
+        };
+        let mut text = format!("{magic}\nurl {}\nurl-sha256 {}\n", self.url, self.key);
         if let Some(etag) = &self.etag {
             text.push_str(&format!("etag {etag}\n"));
         }
@@ -108,17 +127,35 @@ impl PartMeta {
         if let Some(total) = self.total {
             text.push_str(&format!("total {total}\n"));
         }
+        if let Some(ranges) = &self.ranges {
+            text.push_str("ranges");
+            for (start, end) in ranges {
+                text.push_str(&format!(" {start}-{end}"));
+            }
+            text.push('\n');
+        }
         let path = meta_path(part);
-        let mut file = if owned && safefs::occupied(&path) {
-            safefs::open_regular(&path, OpenOptions::new().write(true).truncate(true))?
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let prefix = format!(
+            ".{}.",
+            path.file_name().unwrap_or_default().to_string_lossy()
+        );
+        // Dropped on any error before the rename: the temporary file goes with it.
+        let mut temp = tempfile::Builder::new()
+            .prefix(&prefix)
+            .suffix(".tmp")
+            .tempfile_in(dir)?;
+        temp.write_all(text.as_bytes())?;
+        if owned && safefs::regular_len(&path).is_some() {
+            temp.persist(&path).map_err(|e| e.error)?;
         } else {
-            // `create_new` fails on anything there, a dangling symlink included.
-            OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&path)?
-        };
-        file.write_all(text.as_bytes())
+            // Fails on anything there, a dangling symlink included.
+            temp.persist_noclobber(&path).map_err(|e| e.error)?;
+        }
+        Ok(())
     }
 
     /// Reads the sidecar of `part`; `None` if it is missing, not a regular file, or not ours.
@@ -128,9 +165,11 @@ impl PartMeta {
         // A sidecar is a few lines: anything big is not one of ours.
         file.take(64 * 1024).read_to_string(&mut text).ok()?;
         let mut lines = text.lines();
-        if lines.next()? != MAGIC {
-            return None;
-        }
+        let sparse = match lines.next()? {
+            MAGIC => false,
+            MAGIC_RANGES => true,
+            _ => return None,
+        };
         let mut meta = PartMeta::default();
         for line in lines {
             let (key, value) = line.split_once(' ').unwrap_or((line, ""));
@@ -140,11 +179,30 @@ impl PartMeta {
                 "etag" => meta.etag = Some(value.to_string()),
                 "last-modified" => meta.last_modified = Some(value.to_string()),
                 "total" => meta.total = value.parse().ok(),
+                "ranges" => meta.ranges = Some(parse_ranges(value)?),
                 _ => {}
             }
         }
+        // A sparse part whose genuine ranges are not known is not one to trust.
+        if sparse != meta.ranges.is_some() {
+            return None;
+        }
         (!meta.key.is_empty()).then_some(meta)
     }
+}
+
+/// `0-100 300-400`: ranges in order, none empty, none overlapping.
+fn parse_ranges(value: &str) -> Option<Vec<(u64, u64)>> {
+    let mut ranges: Vec<(u64, u64)> = Vec::new();
+    for item in value.split_whitespace() {
+        let (start, end) = item.split_once('-')?;
+        let (start, end): (u64, u64) = (start.parse().ok()?, end.parse().ok()?);
+        if start >= end || ranges.last().is_some_and(|&(_, e)| e > start) {
+            return None;
+        }
+        ranges.push((start, end));
+    }
+    Some(ranges)
 }
 
 /// Removes the sidecar of `part`, if any: only for a sidecar that is ours.
@@ -210,6 +268,7 @@ mod tests {
             etag: Some("\"v1\"".into()),
             last_modified: Some("Sun, 22 Nov 2026 10:00:00 GMT".into()),
             total: Some(1234),
+            ranges: None,
         };
         meta.save(&part, false).unwrap();
         assert_eq!(meta_path(&part), dir.path().join("x.bin.part.meta"));
@@ -230,6 +289,42 @@ mod tests {
         assert_eq!(PartMeta::load(&part), None);
         fs::write(meta_path(&part), "something else\nurl x\n").unwrap();
         assert_eq!(PartMeta::load(&part), None);
+        // Nothing but the sidecar is left in the folder: no temporary file.
+        fs::remove_file(meta_path(&part)).unwrap();
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn sparse_parts_list_their_genuine_ranges_in_a_version_of_their_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let part = dir.path().join("s.bin.part");
+        let meta = PartMeta {
+            key: "k".into(),
+            etag: Some("\"v1\"".into()),
+            total: Some(400),
+            ranges: Some(vec![(0, 100), (300, 400)]),
+            ..PartMeta::default()
+        };
+        meta.save(&part, false).unwrap();
+        let text = fs::read_to_string(meta_path(&part)).unwrap();
+        assert!(text.starts_with("fetchpar-part 2\n"), "{text}");
+        assert!(text.contains("\nranges 0-100 300-400\n"), "{text}");
+        assert_eq!(PartMeta::load(&part), Some(meta.clone()));
+        let none = PartMeta {
+            ranges: Some(Vec::new()),
+            ..meta.clone()
+        };
+        none.save(&part, true).unwrap();
+        assert_eq!(PartMeta::load(&part), Some(none));
+        for bad in [
+            "fetchpar-part 2\nurl-sha256 k\n",
+            "fetchpar-part 2\nurl-sha256 k\nranges 5-5\n",
+            "fetchpar-part 2\nurl-sha256 k\nranges 0-10 5-20\n",
+            "fetchpar-part 1\nurl-sha256 k\nranges 0-10\n",
+        ] {
+            fs::write(meta_path(&part), bad).unwrap();
+            assert_eq!(PartMeta::load(&part), None, "{bad}");
+        }
     }
 
     fn same(meta: &PartMeta, headers: &HeaderMap) -> bool {
@@ -249,7 +344,8 @@ mod tests {
             &meta,
             &headers(&[(ETAG, "\"v2\""), (LAST_MODIFIED, "d1")])
         ));
-        assert!(same(&meta, &headers(&[(LAST_MODIFIED, "d1")])));
+        // A strong ETag is the validator: the date alone does not stand in for it.
+        assert!(!same(&meta, &headers(&[(LAST_MODIFIED, "d1")])));
         assert!(!same(&meta, &HeaderMap::new()));
         let weak = PartMeta::from_response(
             "u".into(),
@@ -257,6 +353,14 @@ mod tests {
             None,
         );
         assert_eq!(weak.if_range(), Some("d1"));
+        // A weak ETag never matches by itself; the date decides.
+        assert!(!same(&weak, &headers(&[(ETAG, "W/\"v1\"")])));
+        assert!(same(
+            &weak,
+            &headers(&[(ETAG, "W/\"v2\""), (LAST_MODIFIED, "d1")])
+        ));
+        let only_weak = PartMeta::from_response("u".into(), &headers(&[(ETAG, "W/\"v1\"")]), None);
+        assert!(!same(&only_weak, &headers(&[(ETAG, "W/\"v1\"")])));
         let none = PartMeta::from_response("u".into(), &HeaderMap::new(), None);
         assert!(!none.has_validator());
         assert_eq!(none.if_range(), None);

@@ -8,14 +8,17 @@
 //!
 //! Promises kept here:
 //! - a piece never writes outside its range: reads are capped at what is left of the range, and a
-//!   reply whose `Content-Range` is not exactly the range asked for, of a file of exactly the
-//!   planned length, is refused before any byte is written;
-//! - a failed piece is retried on its own, resuming where it stopped ([`PIECE_RETRIES`] times),
-//!   and `If-Range` makes a server that changed the file answer 200, which fails the piece
-//!   rather than mixing two versions;
-//! - on failure the `.part` is cut back to its contiguous prefix of genuine bytes (holes never
-//!   survive: a later resume could not tell them from data); while pieces run, the caller keeps
-//!   no sidecar, so a process that dies meanwhile leaves nothing `-c` would trust;
+//!   reply is refused before any byte is written unless the one join rule
+//!   ([`response::accept_piece`]) accepts it: exactly the range asked for, of a file of exactly the
+//!   planned length, with the first response's validator (a server that ignores `If-Range` and
+//!   sends a piece of another version is caught here); such a piece fails the whole split with
+//!   [`StreamError::Changed`], and the caller fetches the file again over one connection;
+//! - a piece that merely failed is retried on its own, resuming where it stopped
+//!   ([`PIECE_RETRIES`] times);
+//! - the part is sparse while pieces run, and the caller's sidecar says so (written before the
+//!   part is preallocated, listing the ranges done): holes are never taken for data, a process
+//!   that dies leaves a part the next `-c` recognises, and `-c --split N` fetches only the
+//!   missing ranges ([`fill_gaps`]), over N connections;
 //! - pieces go only to the origin the user named, carrying the URL's own credentials (see
 //!   [`plan`]).
 
@@ -25,12 +28,13 @@ use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::thread;
 
-use crate::transport::{Client, Response};
-use reqwest::header::{ACCEPT_RANGES, ETAG, IF_RANGE, LAST_MODIFIED, RANGE};
+use crate::transport::{self, Client, Response};
+use reqwest::header::{ACCEPT_RANGES, IF_RANGE, RANGE};
 use reqwest::StatusCode;
 use url::Url;
 
 use super::response::{self, ResponseFacts};
+use super::sidecar::PartMeta;
 
 use super::stream::StreamError;
 
@@ -48,8 +52,8 @@ pub const PIECE_RETRIES: u32 = 2;
 pub struct Split {
     /// Connections per file; 1 means no splitting.
     pub pieces: usize,
-    /// Files that were to be split but whose server gave no length or no range support, or
-    /// that were redirected to another origin.
+    /// Files that were to be split but whose server gave no length, no range support or no
+    /// validator (a strong ETag or Last-Modified), or that were redirected to another origin.
     pub fell_back: AtomicUsize,
 }
 
@@ -66,8 +70,9 @@ impl Split {
         let n = self.fell_back.load(Ordering::Relaxed);
         (n > 0).then(|| {
             format!(
-                "note: --split {}: {n} {} from servers without byte-range support (or redirected \
-                 to another origin) came over one connection",
+                "note: --split {}: {n} {} from servers without byte-range support or a \
+                 validator to check pieces by (or redirected to another origin) came over one \
+                 connection",
                 self.pieces,
                 if n == 1 { "file" } else { "files" }
             )
@@ -109,7 +114,9 @@ pub fn ranges(total: u64, pieces: usize) -> Vec<Range> {
 }
 
 /// Whether this response to a GET of `asked` (the URL the user gave) can be split: a 200 with a
-/// length and `Accept-Ranges: bytes`, from the origin asked. Returns the ranges, or `None` to
+/// length, `Accept-Ranges: bytes` and a validator the pieces can be checked against (a strong
+/// ETag or Last-Modified, unless `proof`, an expected checksum, will check the whole file), from
+/// the origin asked. Returns the ranges, or `None` to
 /// stream it whole, counting a fallback when one was wanted, once per file: `counted` is the
 /// file's own flag, so a file whose retries fall back again is still one file in the note.
 ///
@@ -121,6 +128,7 @@ pub fn plan(
     asked: &Url,
     response: &Response,
     total: Option<u64>,
+    proof: bool,
     counted: &mut bool,
 ) -> Option<Vec<Range>> {
     if split.pieces < 2 {
@@ -144,8 +152,11 @@ pub fn plan(
         .get(ACCEPT_RANGES)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.split(',').any(|u| u.trim().eq_ignore_ascii_case("bytes")));
+    // Without a validator nothing could tell a piece of another version from one of this one.
+    let checkable =
+        proof || PartMeta::from_response(String::new(), response.headers(), None).has_validator();
     match total {
-        Some(total) if accepts && response.status() == StatusCode::OK => {
+        Some(total) if accepts && checkable && response.status() == StatusCode::OK => {
             let ranges = ranges(total, split.pieces);
             (ranges.len() > 1).then_some(ranges)
         }
@@ -164,18 +175,24 @@ pub struct Pieces<'a> {
     pub counter: &'a AtomicU64,
     pub cancel: &'a AtomicBool,
     pub chunk: usize,
+    /// An expected checksum will check the whole file (see [`response::join`]).
+    pub proof: bool,
     /// `--limit-rate`, shared with every other download.
     pub(crate) rate: Option<&'a crate::ratelimit::RateLimit>,
 }
 
-/// Downloads `ranges` into `file`, piece 0 from `first` (the response already received).
-/// `bytes` ends as the number of body bytes received. On error the file is cut back to its
-/// contiguous prefix of genuine bytes (possibly empty).
+/// The byte ranges (`start..end`, in order, apart) of a sparse part that hold genuine bytes.
+pub type Done = Vec<(u64, u64)>;
+
+/// Downloads `ranges` into `file`, piece 0 from `first` (the response already received, which
+/// `known` describes: its validators and the file's total). The file is preallocated to its
+/// full size first. `done` ends as the ranges of genuine bytes written.
 pub fn run(
     p: &Pieces<'_>,
     first: Response,
     ranges: &[Range],
-    bytes: &mut u64,
+    known: &PartMeta,
+    done: &mut Done,
 ) -> Result<(), StreamError> {
     let total = ranges.last().map_or(0, |r| r.end);
     // The redirect target (same origin, see `plan`), with the user's credentials: the client
@@ -185,43 +202,151 @@ pub fn run(
         let _ = url.set_username(p.asked.username());
         let _ = url.set_password(p.asked.password());
     }
-    let validator = validator(&first);
     // Give the file its full size up front; pieces then fill it with positional writes.
     p.file.set_len(total).map_err(StreamError::Write)?;
-    let abort = AtomicBool::new(false);
-    let done: Vec<AtomicU64> = ranges.iter().map(|_| AtomicU64::new(0)).collect();
+    let known = PartMeta {
+        total: Some(total),
+        ..known.clone()
+    };
     let source = Source {
         url: &url,
-        validator: validator.as_deref(),
-        total,
+        known: &known,
+        proof: p.proof,
     };
+    done.clear();
+    fill(p, &source, Some(first), ranges, done)
+}
+
+/// Fetches what a sparse part of the file `known` describes still lacks (everything outside
+/// `done`), over at most `connections` ranged requests at a time, from the URL the user gave;
+/// `done` grows with every byte written.
+pub fn fill_gaps(
+    p: &Pieces<'_>,
+    known: &PartMeta,
+    done: &mut Done,
+    connections: usize,
+) -> Result<(), StreamError> {
+    let total = known.total.unwrap_or(0);
+    let pieces = cut(&gaps(done, total), connections);
+    let source = Source {
+        url: p.asked,
+        known,
+        proof: p.proof,
+    };
+    for batch in pieces.chunks(connections.max(1)) {
+        fill(p, &source, None, batch, done)?;
+    }
+    Ok(())
+}
+
+/// Downloads `ranges` at once (the first from `first` when given), adding what each wrote to
+/// `done`; the most telling error of any piece.
+fn fill(
+    p: &Pieces<'_>,
+    source: &Source<'_>,
+    first: Option<Response>,
+    ranges: &[Range],
+    done: &mut Done,
+) -> Result<(), StreamError> {
+    let abort = AtomicBool::new(false);
+    let written: Vec<AtomicU64> = ranges.iter().map(|_| AtomicU64::new(0)).collect();
     let piece = |i: usize, first: Option<Response>| -> Result<(), StreamError> {
-        let result = fetch_piece(p, &source, ranges[i], first, &done[i], &abort);
+        let result = fetch_piece(p, source, ranges[i], first, &written[i], &abort);
         if result.is_err() {
             abort.store(true, Ordering::Relaxed);
         }
         result
     };
     let results = run_pieces(ranges.len(), first, &piece);
-    *bytes = done.iter().map(|d| d.load(Ordering::Relaxed)).sum();
-    match most_telling(results) {
-        None if *bytes == total => Ok(()),
-        None => Err(StreamError::Read(io::Error::other(format!(
-            "pieces add up to {} of {total} bytes",
-            *bytes
-        )))),
-        Some(e) => {
-            let prefix = contiguous_prefix(ranges, &done);
-            *bytes = prefix;
-            p.file.set_len(prefix).map_err(StreamError::Write)?;
-            Err(e)
+    for (r, w) in ranges.iter().zip(&written) {
+        let w = w.load(Ordering::Relaxed);
+        if w > 0 {
+            done.push((r.start, r.start + w));
         }
+    }
+    merge(done);
+    match most_telling(results) {
+        None if ranges
+            .iter()
+            .zip(&written)
+            .all(|(r, w)| w.load(Ordering::Relaxed) == r.len()) =>
+        {
+            Ok(())
+        }
+        None => Err(StreamError::Read(io::Error::other(
+            "the pieces did not add up to the file",
+        ))),
+        Some(e) => Err(e),
     }
 }
 
-/// Runs `piece` for pieces `1..n` on threads of their own and piece 0 (from `first`) on this
-/// one; returns every piece's result.
-fn run_pieces<F>(n: usize, first: Response, piece: &F) -> Vec<Result<(), StreamError>>
+/// Sorts `done` and joins ranges that touch or overlap.
+fn merge(done: &mut Done) {
+    done.sort_unstable();
+    let mut joined: Done = Vec::with_capacity(done.len());
+    for &(start, end) in done.iter() {
+        match joined.last_mut() {
+            Some(last) if start <= last.1 => last.1 = last.1.max(end),
+            _ => joined.push((start, end)),
+        }
+    }
+    *done = joined;
+}
+
+/// What `done` lacks of a file of `total` bytes.
+fn gaps(done: &Done, total: u64) -> Vec<Range> {
+    let mut at = 0;
+    let mut out = Vec::new();
+    for &(start, end) in done {
+        if start > at {
+            out.push(Range {
+                start: at,
+                end: start,
+            });
+        }
+        at = at.max(end);
+    }
+    if at < total {
+        out.push(Range {
+            start: at,
+            end: total,
+        });
+    }
+    out
+}
+
+/// Cuts the largest gaps in two until there are `connections` pieces or none is worth cutting
+/// (see [`MIN_PIECE`]).
+fn cut(gaps: &[Range], connections: usize) -> Vec<Range> {
+    let mut pieces = gaps.to_vec();
+    while pieces.len() < connections {
+        let Some((i, largest)) = pieces
+            .iter()
+            .copied()
+            .enumerate()
+            .max_by_key(|(_, r)| r.len())
+        else {
+            break;
+        };
+        if largest.len() < 2 * MIN_PIECE {
+            break;
+        }
+        let middle = largest.start + largest.len() / 2;
+        pieces[i].end = middle;
+        pieces.insert(
+            i + 1,
+            Range {
+                start: middle,
+                end: largest.end,
+            },
+        );
+    }
+    pieces
+}
+
+/// Runs `piece` for pieces `1..n` on threads of their own and piece 0 (from `first`, if any)
+/// on this one; returns every piece's result.
+fn run_pieces<F>(n: usize, first: Option<Response>, piece: &F) -> Vec<Result<(), StreamError>>
 where
     F: Fn(usize, Option<Response>) -> Result<(), StreamError> + Sync,
 {
@@ -239,7 +364,9 @@ where
                 Err(_) => inline.push(i),
             }
         }
-        results.push(piece(0, Some(first)));
+        if n > 0 {
+            results.push(piece(0, first));
+        }
         for i in inline {
             results.push(piece(i, None));
         }
@@ -254,12 +381,14 @@ where
     results
 }
 
-/// The most telling error: a cancel, else one that is not just "another piece failed".
+/// The most telling error: a cancel, else a changed file, else one that is not just "another
+/// piece failed".
 fn most_telling(results: Vec<Result<(), StreamError>>) -> Option<StreamError> {
     let rank = |e: &StreamError| match e {
         StreamError::Cancelled => 0,
-        StreamError::Aborted => 2,
-        _ => 1,
+        StreamError::Changed(_) => 1,
+        StreamError::Aborted => 3,
+        _ => 2,
     };
     results.into_iter().filter_map(Result::err).min_by_key(rank)
 }
@@ -267,38 +396,14 @@ fn most_telling(results: Vec<Result<(), StreamError>>) -> Option<StreamError> {
 /// How [`StreamError::Aborted`] reads in an error line.
 pub(crate) const ABORTED: &str = "stopped: another piece failed";
 
-/// Bytes from the start of the file that are all genuine: whole pieces, then the done part of
-/// the first unfinished one.
-fn contiguous_prefix(ranges: &[Range], done: &[AtomicU64]) -> u64 {
-    let mut prefix = 0;
-    for (r, d) in ranges.iter().zip(done) {
-        let d = d.load(Ordering::Relaxed);
-        prefix = r.start + d;
-        if d < r.len() {
-            break;
-        }
-    }
-    prefix
-}
-
-/// A strong ETag, else Last-Modified: sent as `If-Range` so a changed file is not mixed in.
-fn validator(response: &Response) -> Option<String> {
-    let headers = response.headers();
-    let etag = headers
-        .get(ETAG)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.starts_with("W/"));
-    etag.or_else(|| headers.get(LAST_MODIFIED).and_then(|v| v.to_str().ok()))
-        .map(str::to_string)
-}
-
 /// What every ranged request of one file asks for.
 struct Source<'a> {
     url: &'a Url,
-    /// Sent as `If-Range`.
-    validator: Option<&'a str>,
-    /// The length the pieces were planned for: a 206 of any other file is refused.
-    total: u64,
+    /// The first response's validators (its strong ETag or date goes out as `If-Range`) and the
+    /// length the pieces were planned for.
+    known: &'a PartMeta,
+    /// An expected checksum will check the whole file.
+    proof: bool,
 }
 
 /// One piece, with its own retries; `done` counts the bytes of the range written so far.
@@ -340,23 +445,25 @@ fn request_range(
     start: u64,
     end: u64,
 ) -> Result<Response, StreamError> {
-    let Source {
-        url,
-        validator,
-        total,
-    } = *source;
+    let url = source.url;
     let mut request = client
         .get(url.clone())
         .header(RANGE, format!("bytes={start}-{}", end - 1));
-    if let Some(v) = validator {
+    if let Some(v) = source.known.if_range() {
         request = request.header(IF_RANGE, v);
     }
-    let response = request
-        .send()
-        .map_err(|e| StreamError::Read(io::Error::other(e)))?;
-    match response::accept_piece(&ResponseFacts::of(&response, url), start, end, total) {
+    let response = request.separate_connection().send().map_err(|e| match e {
+        transport::Error::Cancelled => StreamError::Cancelled,
+        e => StreamError::Read(io::Error::other(e)),
+    })?;
+    let facts = ResponseFacts::of(&response, url);
+    match response::accept_piece(&facts, start, end, source.known, source.proof) {
         Ok(()) => Ok(response),
-        Err(why) => Err(StreamError::Read(io::Error::other(why))),
+        // Another file: no retry of this piece can fix that.
+        Err(m) if m.file_changed() => Err(StreamError::Changed(m.line(start, Some(end)))),
+        Err(m) => Err(StreamError::Read(io::Error::other(
+            m.line(start, Some(end)),
+        ))),
     }
 }
 
@@ -435,17 +542,24 @@ mod tests {
     }
 
     #[test]
-    fn prefix_stops_at_the_first_hole() {
-        let rs = ranges(4 * MIN_PIECE, 4);
-        let done: Vec<AtomicU64> = [MIN_PIECE, 10, MIN_PIECE, 0]
-            .iter()
-            .map(|&d| AtomicU64::new(d))
-            .collect();
-        assert_eq!(contiguous_prefix(&rs, &done), MIN_PIECE + 10);
-        let done: Vec<AtomicU64> = [0, MIN_PIECE, 0, 0]
-            .iter()
-            .map(|&d| AtomicU64::new(d))
-            .collect();
-        assert_eq!(contiguous_prefix(&rs, &done), 0);
+    fn gaps_are_what_done_lacks_cut_for_the_connections() {
+        let mut done = vec![(300, 400), (0, 100), (100, 150)];
+        merge(&mut done);
+        assert_eq!(done, vec![(0, 150), (300, 400)]);
+        let r = |start, end| Range { start, end };
+        assert_eq!(gaps(&done, 500), vec![r(150, 300), r(400, 500)]);
+        assert_eq!(gaps(&Vec::new(), 500), vec![r(0, 500)]);
+        assert_eq!(gaps(&vec![(0, 500)], 500), Vec::new());
+        // Small gaps stay whole; a large one is cut until there are enough pieces.
+        assert_eq!(cut(&gaps(&done, 500), 4), gaps(&done, 500));
+        let big = 4 * MIN_PIECE;
+        let pieces = cut(&[r(0, big)], 4);
+        assert_eq!(pieces.len(), 4);
+        assert_eq!(pieces[0].start, 0);
+        assert_eq!(pieces[3].end, big);
+        for w in pieces.windows(2) {
+            assert_eq!(w[0].end, w[1].start);
+        }
+        assert_eq!(cut(&[r(0, big)], 1), vec![r(0, big)]);
     }
 }

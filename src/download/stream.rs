@@ -16,6 +16,9 @@ pub enum StreamError {
     TooLarge,
     /// `--split`: this piece stopped because another one failed (the least telling error).
     Aborted,
+    /// `--split`: a piece's answer shows that the server's file is not the one the first
+    /// response described (see [`crate::download::response::join`]).
+    Changed(String),
 }
 
 /// A body that can say whether its next read is already in memory (see [`stream_body`]).

@@ -10,7 +10,7 @@ use super::outcome::{Status, UrlOutcome};
 use super::output::{Stdout, UrlRecord};
 use super::progress::Progress;
 use super::summary::Tally;
-use crate::download::Outcome;
+use crate::download::{Note, Outcome};
 use crate::exit::End;
 use crate::input::Origin;
 use crate::pool::{Event, Sink};
@@ -42,6 +42,8 @@ pub(crate) struct Reporter {
     stdout_failed: bool,
     finished: usize,
     outcomes: Vec<UrlOutcome>,
+    /// `-N`'s "cannot tell" is said once a run.
+    said_no_last_modified: bool,
 }
 
 /// What a pass leaves behind once its pool is done.
@@ -75,6 +77,7 @@ impl Reporter {
             stdout_failed: false,
             finished: 0,
             outcomes: Vec::new(),
+            said_no_last_modified: false,
         }
     }
 
@@ -110,7 +113,9 @@ impl Reporter {
         if !self.show.records || self.stdout_closed || self.stdout_failed {
             return;
         }
-        match write(&self.stdout) {
+        // Above the bars: a path printed under them would be drawn over at the next redraw.
+        let stdout = &self.stdout;
+        match self.progress.above(|| write(stdout)) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
                 // The reader has what it wanted: like Ctrl-C, without the noise, exit 0.
@@ -134,7 +139,10 @@ impl Reporter {
         }
     }
 
-    fn finished(&mut self, id: usize, url: String, origin: Origin, outcome: Outcome) {
+    fn finished(&mut self, id: usize, url: String, origin: Origin, mut outcome: Outcome) {
+        for note in std::mem::take(&mut outcome.notes) {
+            self.note(&url, note);
+        }
         let described = outcome.result.as_ref().err().map(|f| f.describe());
         let done = UrlOutcome::finished(url, origin, outcome);
         self.write(|out| out.json(&UrlRecord::of(&done)));
@@ -149,6 +157,7 @@ impl Reporter {
         }
         match (done.status, described) {
             (Status::Skipped, _) => self.skipped(id, &done),
+            (Status::Unchanged, _) => self.unchanged(id, &done),
             (_, Some(described)) => self.failed(id, &done, described),
             _ => self.saved(id, &done),
         }
@@ -161,6 +170,33 @@ impl Reporter {
         let line = format!("skipped {} (already complete)", path.display());
         self.progress.finished(id, 0, Some(&line));
         self.write(|out| out.path(path));
+    }
+
+    fn unchanged(&mut self, id: usize, done: &UrlOutcome) {
+        self.tally.unchanged += 1;
+        let Some(path) = &done.path else { return };
+        let line = format!("unchanged {} (not modified on the server)", path.display());
+        self.progress.finished(id, 0, Some(&line));
+        self.write(|out| out.path(path));
+    }
+
+    /// A download's warning, which fails nothing.
+    fn note(&mut self, url: &str, note: Note) {
+        if !self.show.errors {
+            return;
+        }
+        let line = match note {
+            Note::NoChecksum(what) => format!("fetchpar: {url}: warning: {what}"),
+            Note::NoLastModified if self.said_no_last_modified => return,
+            Note::NoLastModified => {
+                self.said_no_last_modified = true;
+                format!(
+                    "fetchpar: {url}: warning: the server sends no Last-Modified, so -N cannot \
+                     tell whether files changed: downloading them again (said once)"
+                )
+            }
+        };
+        self.progress.note(&line);
     }
 
     fn saved(&mut self, id: usize, done: &UrlOutcome) {
@@ -229,6 +265,12 @@ impl Sink for Reporter {
                 counter,
                 ..
             } => self.progress.started(id, &path, total, counter),
+            Event::Retrying {
+                id,
+                url,
+                wait,
+                reason,
+            } => self.progress.retrying(id, &url, wait, &reason),
             Event::Finished {
                 id,
                 url,
@@ -238,6 +280,14 @@ impl Sink for Reporter {
             Event::Invalid(invalid) => {
                 let origin = invalid.origin;
                 self.invalid(UrlOutcome::invalid(invalid), origin);
+            }
+            Event::Warning(warning) => {
+                if self.show.errors {
+                    self.progress.note(&format!(
+                        "fetchpar: {}: warning: {}",
+                        warning.origin, warning.message
+                    ));
+                }
             }
             Event::Duplicate { url, origin, first } => self.duplicate(url, origin, first),
             Event::Note(text) => {

@@ -5,8 +5,12 @@ mod util;
 
 mod core;
 mod hosts;
+mod http2;
+mod lists;
+mod real_servers;
 mod reliability;
 mod scripting;
 mod server;
 mod split;
+mod terminal;
 mod transport;

@@ -1028,3 +1028,290 @@ fn a_planted_sidecar_symlink_is_never_followed_or_removed() {
         &data[..]
     );
 }
+
+// Issue 9: one rule for joining bytes, and nothing a user had is ever lost.
+
+/// Mixed file 2: a retry's 206 has the same strong ETag but another complete length. It is not
+/// appended: the download starts over from zero and saves the one version it then gets.
+#[test]
+fn a_retry_range_of_another_length_is_not_appended_despite_the_same_etag() {
+    let v1 = body(100_000, 40);
+    let v2 = body(150_000, 41);
+    let (a, b) = (v1.clone(), v2.clone());
+    let seen = AtomicUsize::new(0);
+    let server = Server::start(move |_| {
+        if seen.fetch_add(1, Ordering::SeqCst) == 0 {
+            Reply::file(a.clone())
+                .with_header("ETag", "\"v1\"")
+                .with_fault(Fault::ShortBody(30_000))
+        } else {
+            Reply::file(b.clone()).with_header("ETag", "\"v1\"")
+        }
+    })
+    .unwrap();
+    let sandbox = Sandbox::new();
+    let url = server.url("/grown.bin");
+    let (code, stdout, stderr) = sandbox.run(&[&url, FAST[0], FAST[1]]);
+    assert_eq!(code, 0, "{stderr:#?}");
+    assert_eq!(
+        stdout,
+        [sandbox.out().join("grown.bin").display().to_string()]
+    );
+    assert_eq!(sandbox.files(), one(&[("grown.bin", &v2)]));
+    let requests = server.requests();
+    assert_eq!(requests[1].header("range"), Some("bytes=30000-"));
+    assert_eq!(requests[2].header("range"), None, "started over from zero");
+}
+
+/// Mixed file 3: a weak ETag alone (`W/"v1"`) never justifies a join: the retry asks for the
+/// whole file, not a range, and the saved file is one version.
+#[test]
+fn a_weak_etag_alone_never_joins_bytes() {
+    let v1 = body(100_000, 42);
+    let v2 = body(100_000, 43);
+    let (a, b) = (v1.clone(), v2.clone());
+    let seen = AtomicUsize::new(0);
+    let server = Server::start(move |_| {
+        if seen.fetch_add(1, Ordering::SeqCst) == 0 {
+            Reply::file(a.clone())
+                .with_header("ETag", "W/\"v1\"")
+                .with_fault(Fault::ShortBody(30_000))
+        } else {
+            Reply::file(b.clone()).with_header("ETag", "W/\"v1\"")
+        }
+    })
+    .unwrap();
+    let sandbox = Sandbox::new();
+    let url = server.url("/weak.bin");
+    let (code, stdout, stderr) = sandbox.run(&[&url, FAST[0], FAST[1]]);
+    assert_eq!(code, 0, "{stderr:#?}");
+    assert_eq!(
+        stdout,
+        [sandbox.out().join("weak.bin").display().to_string()]
+    );
+    assert_eq!(sandbox.files(), one(&[("weak.bin", &v2)]));
+    assert_eq!(server.requests()[1].header("range"), None);
+}
+
+/// `-c` against a server whose 416 gives no size (as Apache's may not): the size comes from a
+/// `Range: bytes=0-0` probe, and a complete file or part is not downloaded again.
+#[test]
+fn continue_learns_the_size_when_a_416_does_not_say_it() {
+    let data = body(40_000, 44);
+    let served = data.clone();
+    let server = Server::start(move |req| {
+        let past_end = req.header("range") == Some(&format!("bytes={}-", served.len()));
+        if past_end {
+            // A bare 416: no Content-Range.
+            Reply::status(416)
+        } else {
+            Reply::file(served.clone()).with_header("ETag", "\"v1\"")
+        }
+    })
+    .unwrap();
+    let sandbox = Sandbox::new();
+    std::fs::create_dir_all(sandbox.out()).unwrap();
+    std::fs::write(sandbox.out().join("done.bin"), &*data).unwrap();
+    let part_url = server.url("/part.bin");
+    fake_part(&sandbox, "part.bin", &part_url, &data, data.len());
+    let (code, stdout, stderr) = sandbox.run(&["-c", &server.url("/done.bin"), &part_url]);
+    assert_eq!(code, 0, "{stderr:#?}");
+    assert_eq!(
+        sandbox.files(),
+        one(&[("done.bin", &data), ("part.bin", &data)]),
+        "no second copy"
+    );
+    assert_eq!(stdout.len(), 2);
+    assert!(
+        stderr.iter().any(|l| l.contains("skipped")
+            && l.contains("done.bin")
+            && l.contains("already complete")),
+        "{stderr:#?}"
+    );
+    for request in server.requests() {
+        let range = request.header("range").unwrap_or("");
+        assert!(
+            range == "bytes=0-0" || range == format!("bytes={}-", data.len()),
+            "only probes, nothing downloaded: {range}"
+        );
+    }
+}
+
+/// `-c` against a server that ignores ranges (`python3 -m http.server`): its 200's length
+/// shows the file is complete, and nothing is saved twice.
+#[test]
+fn continue_skips_a_complete_file_when_the_server_ignores_ranges() {
+    let data = body(40_000, 45);
+    let served = data.clone();
+    let server = Server::start(move |_| Reply::file(served.clone()).without_ranges()).unwrap();
+    let sandbox = Sandbox::new();
+    std::fs::create_dir_all(sandbox.out()).unwrap();
+    std::fs::write(sandbox.out().join("done.bin"), &*data).unwrap();
+    let url = server.url("/done.bin");
+    for _ in 0..2 {
+        let (code, stdout, stderr) = sandbox.run(&["-c", &url]);
+        assert_eq!(code, 0, "{stderr:#?}");
+        assert_eq!(
+            stdout,
+            [sandbox.out().join("done.bin").display().to_string()]
+        );
+        assert!(
+            stderr.iter().any(|l| l.contains("already complete")),
+            "{stderr:#?}"
+        );
+    }
+    assert_eq!(sandbox.files(), one(&[("done.bin", &data)]));
+}
+
+/// Runs fetchpar under a file-size limit of `blocks` (512- or 1024-byte blocks, by shell).
+fn run_limited(sandbox: &Sandbox, blocks: u32, args: &[&str]) -> (i32, Vec<String>) {
+    let mut script = format!(
+        "ulimit -f {blocks} && exec '{}' -j 1 -o '{}'",
+        env!("CARGO_BIN_EXE_fetchpar"),
+        sandbox.out().display()
+    );
+    for arg in args {
+        script.push_str(&format!(" '{arg}'"));
+    }
+    let output = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .current_dir(sandbox.root())
+        .env("NO_PROXY", "127.0.0.1")
+        .output()
+        .unwrap();
+    sandbox.assert_nothing_outside();
+    (output.status.code().unwrap_or(-1), lines(&output.stderr))
+}
+
+/// A write error while resuming (here a file-size limit) never destroys the bytes an earlier run
+/// left: the part stays, at its last good length, with its sidecar, and the line says so; a
+/// later `-c` finishes it.
+#[test]
+fn a_write_error_during_a_resume_keeps_the_earlier_part() {
+    let data = body(300_000, 46);
+    let served = data.clone();
+    let server =
+        Server::start(move |_| Reply::file(served.clone()).with_header("ETag", "\"v1\"")).unwrap();
+    let sandbox = Sandbox::new();
+    let url = server.url("/big.bin");
+    fake_part(&sandbox, "big.bin", &url, &data[..100_000], data.len());
+    let meta = sandbox.out().join("big.bin.part.meta");
+    let sidecar = std::fs::read(&meta).unwrap();
+    // 200 blocks: 100 or 200 KiB, past the part and short of the file either way.
+    let (code, stderr) = run_limited(&sandbox, 200, &["-c", &url]);
+    assert_eq!(code, 1, "{stderr:#?}");
+    let part = sandbox.out().join("big.bin.part");
+    let line = error_line(&stderr, &url);
+    assert!(
+        line.contains(&format!("cannot write {}", part.display()))
+            && line.ends_with(&format!("; partial data kept in {}", part.display())),
+        "{line}"
+    );
+    let kept = std::fs::read(&part).unwrap();
+    assert!(
+        kept.len() >= 100_000 && kept.len() < data.len(),
+        "{}",
+        kept.len()
+    );
+    assert_eq!(&kept[..], &data[..kept.len()], "its last good length");
+    assert_eq!(std::fs::read(&meta).unwrap(), sidecar, "its sidecar");
+    let (code, _, stderr) = sandbox.run(&["-c", &url]);
+    assert_eq!(code, 0, "{stderr:#?}");
+    assert_eq!(sandbox.files(), one(&[("big.bin", &data)]));
+}
+
+/// A sidecar is written whole or not at all: a file-size limit that stops every write leaves no
+/// empty `NAME.part.meta` behind, and the next run saves under the name itself.
+#[test]
+fn a_sidecar_that_cannot_be_written_leaves_nothing_behind() {
+    let data = body(100_000, 47);
+    let served = data.clone();
+    let server =
+        Server::start(move |_| Reply::file(served.clone()).with_header("ETag", "\"v1\"")).unwrap();
+    let sandbox = Sandbox::new();
+    std::fs::create_dir_all(sandbox.out()).unwrap();
+    let url = server.url("/full.bin");
+    let (code, stderr) = run_limited(&sandbox, 0, &[&url]);
+    assert_eq!(code, 1, "{stderr:#?}");
+    assert!(
+        error_line(&stderr, &url).ends_with("; nothing saved"),
+        "{stderr:#?}"
+    );
+    assert_eq!(
+        sandbox.files(),
+        BTreeMap::new(),
+        "no empty sidecar, no part"
+    );
+    let (code, _, stderr) = sandbox.run(&["-c", &url]);
+    assert_eq!(code, 0, "{stderr:#?}");
+    assert_eq!(sandbox.files(), one(&[("full.bin", &data)]));
+}
+
+/// An empty sidecar an older fetchpar left (its disk was full) does not push `-c` to
+/// `NAME.1`: nothing can be lost there, so the name is taken back.
+#[test]
+fn continue_takes_back_a_name_held_only_by_an_empty_sidecar() {
+    let data = body(100_000, 48);
+    let served = data.clone();
+    let server =
+        Server::start(move |_| Reply::file(served.clone()).with_header("ETag", "\"v1\"")).unwrap();
+    let sandbox = Sandbox::new();
+    std::fs::create_dir_all(sandbox.out()).unwrap();
+    std::fs::write(sandbox.out().join("old.bin.part.meta"), b"").unwrap();
+    // A non-empty sidecar that is not ours is still left alone.
+    std::fs::write(sandbox.out().join("kept.bin.part.meta"), b"someone else's").unwrap();
+    let (old, kept) = (server.url("/old.bin"), server.url("/kept.bin"));
+    let (code, _, stderr) = sandbox.run(&["-c", &old, &kept]);
+    assert_eq!(code, 0, "{stderr:#?}");
+    assert_eq!(
+        sandbox.files(),
+        one(&[
+            ("old.bin", &data),
+            ("kept.bin.part.meta", b"someone else's"),
+            ("kept.1.bin", &data),
+        ])
+    );
+}
+
+/// A small download (no sidecar while it runs) stopped by Ctrl-C while stuck in a read: the
+/// summary promises a resume with `-c`, so its sidecar is written, and `-c` does resume it,
+/// under its own name, with no `NAME.1` and no orphan. (Before the transport watched the
+/// cancel flag, the run abandoned such a download and left a part no `-c` could take up.)
+#[test]
+fn an_abandoned_small_download_is_resumable_as_reported() {
+    let data = body(20_000, 51);
+    let stall = Arc::new(AtomicBool::new(true));
+    let (served, stalling) = (data.clone(), stall.clone());
+    let server = Server::start(move |_| {
+        let reply = Reply::file(served.clone()).with_header("ETag", "\"v1\"");
+        if stalling.load(Ordering::SeqCst) {
+            reply.with_fault(Fault::StallAfter(5000, Duration::from_secs(60)))
+        } else {
+            reply
+        }
+    })
+    .unwrap();
+    let sandbox = Sandbox::new();
+    let url = server.url("/small.bin");
+    let child = sandbox.spawn(&["--timeout", "60", &url]);
+    wait_for_len(&sandbox.out().join("small.bin.part"), 5000);
+    let output = interrupt(child);
+    assert_eq!(output.status.code(), Some(130));
+    let stderr = lines(&output.stderr);
+    assert!(
+        stderr
+            .iter()
+            .any(|l| l == "interrupted: 1 partial download kept as .part (resume with -c)"),
+        "{stderr:#?}"
+    );
+    assert!(sandbox.out().join("small.bin.part.meta").exists());
+    stall.store(false, Ordering::SeqCst);
+    let (code, _, stderr) = sandbox.run(&["-c", &url]);
+    assert_eq!(code, 0, "{stderr:#?}");
+    assert_eq!(sandbox.files(), one(&[("small.bin", &data)]));
+    assert_eq!(
+        server.requests().last().unwrap().header("range"),
+        Some("bytes=5000-")
+    );
+}

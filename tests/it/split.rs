@@ -10,6 +10,38 @@ use crate::util::*;
 
 const BIG: usize = 1024 * 1024 + 12_345;
 
+/// The ranges of genuine bytes a sparse part's sidecar lists (`fetchpar-part 2`, `ranges` line).
+fn genuine_ranges(meta: &std::path::Path) -> Vec<(usize, usize)> {
+    let text = std::fs::read_to_string(meta).unwrap();
+    assert!(text.starts_with("fetchpar-part 2\n"), "{text}");
+    let line = text.lines().find(|l| l.starts_with("ranges")).unwrap();
+    line.split_whitespace()
+        .skip(1)
+        .map(|r| {
+            let (a, b) = r.split_once('-').unwrap();
+            (a.parse().unwrap(), b.parse().unwrap())
+        })
+        .collect()
+}
+
+/// Asserts that every range the sidecar of `part` lists holds exactly `body`'s bytes there;
+/// returns how many bytes that is.
+fn assert_genuine(part: &std::path::Path, body: &[u8]) -> usize {
+    let kept = std::fs::read(part).unwrap();
+    assert_eq!(
+        kept.len(),
+        body.len(),
+        "a sparse part keeps its planned size"
+    );
+    let mut meta = part.as_os_str().to_owned();
+    meta.push(".meta");
+    let ranges = genuine_ranges(std::path::Path::new(&meta));
+    for &(start, end) in &ranges {
+        assert_eq!(&kept[start..end], &body[start..end], "range {start}-{end}");
+    }
+    ranges.iter().map(|(start, end)| end - start).sum()
+}
+
 #[test]
 fn split_files_are_byte_exact_and_use_ranges() {
     let (server, expected) = file_server(3, BIG, BIG + 50_000, Duration::ZERO);
@@ -79,7 +111,7 @@ fn a_piece_that_fails_once_is_retried_on_its_own() {
     let server = {
         let failed = failed.clone();
         serve(move |req| {
-            let reply = Reply::file(body.clone());
+            let reply = Reply::file(body.clone()).with_header("ETag", "\"v1\"");
             // The first request for the last piece is cut off after 1000 bytes.
             let last_piece = req.header("range").is_some_and(|r| !r.ends_with("-"))
                 && req
@@ -119,7 +151,7 @@ fn a_piece_that_keeps_failing_fails_the_file_and_keeps_only_genuine_bytes() {
     let body: Arc<[u8]> = generated_files(1, BIG, BIG).remove(0).1;
     let served = body.clone();
     let server = serve(move |req| {
-        let reply = Reply::file(served.clone());
+        let reply = Reply::file(served.clone()).with_header("ETag", "\"v1\"");
         match req.header("range") {
             // The second piece always breaks off; the others succeed.
             Some(r) if !r.ends_with(&format!("-{}", BIG - 1)) && !r.starts_with("bytes=0-") => {
@@ -141,10 +173,10 @@ fn a_piece_that_keeps_failing_fails_the_file_and_keeps_only_genuine_bytes() {
         !out.path().join("f.bin").exists(),
         "no final name for a failed file"
     );
-    // Whatever is kept is a prefix of the real body: no holes, nothing from a wrong offset.
-    if let Ok(kept) = std::fs::read(out.path().join("f.bin.part")) {
-        assert!(kept.len() < body.len());
-        assert_eq!(&kept[..], &body[..kept.len()]);
+    // Whatever is kept is genuine where its sidecar says so: nothing from a wrong offset.
+    let part = out.path().join("f.bin.part");
+    if part.exists() {
+        assert!(assert_genuine(&part, &body) < body.len());
     }
 }
 
@@ -164,8 +196,10 @@ fn small_files_are_not_split() {
     assert!(!stderr.contains("note"), "{stderr}");
 }
 
+/// Issue 9: `--split` cut off, then `-c --split N`: every finished range is kept (not just the
+/// first piece's) and only the missing ranges are fetched, over several connections.
 #[test]
-fn a_failed_split_download_resumes_from_its_genuine_prefix_with_continue() {
+fn a_failed_split_download_keeps_every_range_and_continue_fetches_only_the_gaps() {
     let body: Arc<[u8]> = generated_files(1, BIG, BIG).remove(0).1;
     let expected = sha256(&body);
     let broken = Arc::new(std::sync::atomic::AtomicBool::new(true));
@@ -176,7 +210,7 @@ fn a_failed_split_download_resumes_from_its_genuine_prefix_with_continue() {
             match req.header("range") {
                 // While broken, every piece but the first breaks off.
                 Some(r) if broken.load(Ordering::SeqCst) && !r.starts_with("bytes=0-") => {
-                    reply.with_fault(Fault::ResetAfter(5000))
+                    reply.with_fault(Fault::ShortBody(5000))
                 }
                 _ => reply,
             }
@@ -189,9 +223,16 @@ fn a_failed_split_download_resumes_from_its_genuine_prefix_with_continue() {
         .arg(server.url("/f.bin"))
         .assert()
         .code(1);
-    let kept = std::fs::read(out.path().join("f.bin.part")).unwrap();
-    assert!(!kept.is_empty() && kept.len() < body.len());
-    assert_eq!(&kept[..], &body[..kept.len()], "a true prefix, no holes");
+    let part = out.path().join("f.bin.part");
+    let mut meta = part.as_os_str().to_owned();
+    meta.push(".meta");
+    let ranges = genuine_ranges(std::path::Path::new(&meta));
+    let kept = assert_genuine(&part, &body);
+    assert!(
+        ranges.len() >= 2,
+        "more than the first piece is kept: {ranges:?}"
+    );
+    let before = server.requests().len();
     broken.store(false, Ordering::SeqCst);
     fetchpar()
         .args(["-c", "--split", "3", "-o"])
@@ -199,15 +240,31 @@ fn a_failed_split_download_resumes_from_its_genuine_prefix_with_continue() {
         .arg(server.url("/f.bin"))
         .assert()
         .success();
-    assert_eq!(checksums(out.path())["f.bin"], expected);
-    let resumed = format!("bytes={}-", kept.len());
-    assert!(
-        server
-            .requests()
-            .iter()
-            .any(|r| r.header("range") == Some(resumed.as_str())),
-        "the second run asks only for what is missing"
+    assert_eq!(
+        checksums(out.path()),
+        [("f.bin".to_string(), expected)].into()
     );
+    // The second run asked only for bytes it did not have, each of them once.
+    let asked: Vec<(usize, usize)> = server.requests()[before..]
+        .iter()
+        .map(|r| {
+            let range = r.header("range").expect("only ranged requests");
+            let (a, b) = range["bytes=".len()..].split_once('-').unwrap();
+            (a.parse().unwrap(), b.parse::<usize>().unwrap() + 1)
+        })
+        .collect();
+    assert_eq!(
+        asked.iter().map(|(a, b)| b - a).sum::<usize>(),
+        BIG - kept,
+        "{asked:?} after keeping {ranges:?}"
+    );
+    for (a, b) in &asked {
+        assert!(
+            ranges.iter().all(|(s, e)| b <= s || a >= e),
+            "{a}-{b} asks again for kept bytes {ranges:?}"
+        );
+    }
+    assert!(asked.len() >= 2, "the gaps come over several connections");
 }
 
 #[test]
@@ -332,30 +389,41 @@ fn split_keeps_credentials_from_the_url_on_every_piece() {
         .all(|r| r.header("authorization") == Some("Basic dTpw")));
 }
 
+/// A server that keeps its ETag while the length changes: the pieces show another file, so it
+/// comes again over one connection, whole and of one version.
 #[test]
-fn a_piece_of_a_file_with_another_length_fails_the_file() {
+fn a_piece_of_a_file_with_another_length_refetches_it_over_one_connection() {
     let v1: Arc<[u8]> = generated_files(1, BIG, BIG).remove(0).1;
     let v2: Arc<[u8]> = generated_files(1, BIG + 5000, BIG + 5000).remove(0).1;
+    let expected = sha256(&v1);
     let server = serve(move |req| {
-        if req.header("range").is_some() {
-            Reply::file(v2.clone())
+        let body = if req.header("range").is_some() {
+            &v2
         } else {
-            Reply::file(v1.clone())
-        }
+            &v1
+        };
+        Reply::file(body.clone()).with_header("ETag", "\"v1\"")
     });
     let out = tempfile::tempdir().unwrap();
-    let assert = fetchpar()
+    fetchpar()
         .args(["--split", "4", "--retries", "0", "-o"])
         .arg(out.path())
         .arg(server.url("/f.bin"))
         .assert()
-        .code(1);
-    let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
-    assert!(
-        stderr.contains("the file changed on the server"),
-        "{stderr}"
+        .success();
+    assert_eq!(
+        checksums(out.path()),
+        [("f.bin".to_string(), expected)].into()
     );
-    assert!(!out.path().join("f.bin").exists());
+    let whole = server
+        .requests()
+        .iter()
+        .filter(|r| r.header("range").is_none())
+        .count();
+    assert_eq!(
+        whole, 2,
+        "the first request, then the one-connection refetch"
+    );
 }
 
 #[test]
@@ -401,7 +469,7 @@ fn a_ranged_request_refused_for_another_reason_does_not_blame_the_file() {
         if req.header("range").is_some() {
             Reply::status(503)
         } else {
-            Reply::file(body.clone())
+            Reply::file(body.clone()).with_header("ETag", "\"v1\"")
         }
     });
     let out = tempfile::tempdir().unwrap();
@@ -414,4 +482,227 @@ fn a_ranged_request_refused_for_another_reason_does_not_blame_the_file() {
     let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
     assert!(stderr.contains("HTTP 503 instead of 206"), "{stderr}");
     assert!(!stderr.contains("may have changed"), "{stderr}");
+}
+
+/// A 206 for `Range: bytes=A-B` of `body`, whatever `If-Range` says: a server that ignores it.
+fn ignoring_if_range(req: &Request, body: &[u8], etag: &str) -> Reply {
+    let range = req.header("range").unwrap_or("bytes=0-");
+    let (a, b) = range["bytes=".len()..].split_once('-').unwrap();
+    let start: usize = a.parse().unwrap();
+    let end: usize = b
+        .parse()
+        .map_or(body.len() - 1, |b: usize| b.min(body.len() - 1));
+    Reply::file(body[start..=end].to_vec())
+        .without_ranges()
+        .with_status(206)
+        .with_header("ETag", etag)
+        .with_header(
+            "Content-Range",
+            &format!("bytes {start}-{end}/{}", body.len()),
+        )
+}
+
+/// Issue 9, mixed file 1: the pieces' 206s carry another ETag than the first response (the
+/// server ignores `If-Range`). They are refused, and the file comes again over one connection:
+/// one version, whole.
+#[test]
+fn pieces_of_another_version_are_refused_and_the_file_comes_over_one_connection() {
+    let v1: Arc<[u8]> = generated_files(1, BIG, BIG).remove(0).1;
+    let v2: Arc<[u8]> = v1.iter().map(|b| b ^ 0x5a).collect::<Vec<u8>>().into();
+    let expected = sha256(&v2);
+    let seen = Arc::new(AtomicUsize::new(0));
+    let server = {
+        let seen = seen.clone();
+        Server::start(move |req| {
+            // The file changes right after the first answer.
+            if seen.fetch_add(1, Ordering::SeqCst) == 0 {
+                Reply::file(v1.clone()).with_header("ETag", "\"v1\"")
+            } else if req.header("range").is_some() {
+                ignoring_if_range(req, &v2, "\"v2\"")
+            } else {
+                Reply::file(v2.clone()).with_header("ETag", "\"v2\"")
+            }
+        })
+        .unwrap()
+    };
+    let out = tempfile::tempdir().unwrap();
+    let url = server.url("/f.bin");
+    let assert = fetchpar()
+        .args(["--split", "4", "--retries", "0", "-o"])
+        .arg(out.path())
+        .arg(&url)
+        .assert()
+        .code(0);
+    let stdout = String::from_utf8_lossy(&assert.get_output().stdout).into_owned();
+    assert_eq!(
+        stdout.trim(),
+        out.path().join("f.bin").display().to_string()
+    );
+    assert_eq!(
+        checksums(out.path()),
+        [("f.bin".to_string(), expected)].into()
+    );
+    let requests = server.requests();
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.header("if-range") == Some("\"v1\"")),
+        "pieces were asked for"
+    );
+    assert_eq!(
+        requests
+            .iter()
+            .filter(|r| r.header("range").is_none())
+            .count(),
+        2,
+        "the first request, then one refetch over one connection"
+    );
+}
+
+/// Issue 9: a file whose pieces disagree, and whose one-connection refetch disagrees again
+/// (cut off, then resumed with yet another version), fails; nothing is saved mixed.
+#[test]
+fn a_file_that_keeps_changing_fails_instead_of_looping() {
+    let version = |k: u8| -> Arc<[u8]> {
+        let base = generated_files(1, BIG, BIG).remove(0).1;
+        base.iter().map(|b| b ^ k).collect::<Vec<u8>>().into()
+    };
+    let wholes = Arc::new(AtomicUsize::new(0));
+    let server = {
+        let wholes = wholes.clone();
+        Server::start(move |req| {
+            // Each whole answer is a new version; every range comes from the next one.
+            if req.header("range").is_some() {
+                let k = wholes.load(Ordering::SeqCst) as u8 + 1;
+                ignoring_if_range(req, &version(k), &format!("\"v{k}\""))
+            } else {
+                let k = wholes.fetch_add(1, Ordering::SeqCst) as u8 + 1;
+                let reply = Reply::file(version(k)).with_header("ETag", &format!("\"v{k}\""));
+                if k >= 2 {
+                    reply.with_fault(Fault::ShortBody(50_000))
+                } else {
+                    reply
+                }
+            }
+        })
+        .unwrap()
+    };
+    let out = tempfile::tempdir().unwrap();
+    let url = server.url("/f.bin");
+    let assert = fetchpar()
+        .args([
+            "--split",
+            "4",
+            "--retries",
+            "3",
+            "--max-retry-wait",
+            "0.01",
+            "-o",
+        ])
+        .arg(out.path())
+        .arg(&url)
+        .assert()
+        .code(1);
+    let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+    assert!(
+        stderr.lines().any(|l| l.starts_with(&format!(
+            "fetchpar: {url}: the file changed during download"
+        ))),
+        "{stderr}"
+    );
+    assert!(
+        !out.path().join("f.bin").exists(),
+        "nothing under the final name"
+    );
+    assert_eq!(
+        wholes.load(Ordering::SeqCst),
+        2,
+        "started over once, not in a loop"
+    );
+    // What is kept is one version's own bytes, from the start.
+    if let Ok(kept) = std::fs::read(out.path().join("f.bin.part")) {
+        assert_eq!(&kept[..], &version(2)[..kept.len()]);
+    }
+}
+
+/// Issue 9: a process killed outright while pieces run leaves a part the next `-c` recognises
+/// as its own (its sidecar was written before the part was preallocated): it is resumed under
+/// its own name, with no `f.1.bin` and no orphan.
+#[test]
+fn continue_after_a_kill_during_split_resumes_its_own_part() {
+    let body: Arc<[u8]> = generated_files(1, BIG, BIG).remove(0).1;
+    let stall = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let server = {
+        let (body, stall) = (body.clone(), stall.clone());
+        Server::start(move |req| {
+            let reply = Reply::file(body.clone()).with_header("ETag", "\"v1\"");
+            let piece = req
+                .header("range")
+                .is_some_and(|r| !r.starts_with("bytes=0-"));
+            if piece && stall.load(Ordering::SeqCst) {
+                reply.with_fault(Fault::StallAfter(1000, Duration::from_secs(30)))
+            } else {
+                reply
+            }
+        })
+        .unwrap()
+    };
+    let out = tempfile::tempdir().unwrap();
+    let url = server.url("/f.bin");
+    let mut child = command()
+        .args(["--split", "4", "--timeout", "60", "-o"])
+        .arg(out.path())
+        .arg(&url)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let part = out.path().join("f.bin.part");
+    wait_for_len(&part, BIG as u64);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(std::fs::metadata(&part).unwrap().len(), BIG as u64);
+    stall.store(false, Ordering::SeqCst);
+    for _ in 0..2 {
+        fetchpar()
+            .args(["-c", "--split", "4", "-o"])
+            .arg(out.path())
+            .arg(&url)
+            .assert()
+            .success();
+    }
+    assert_eq!(
+        checksums(out.path()),
+        [("f.bin".to_string(), sha256(&body))].into(),
+        "resumed under its own name, nothing piled up"
+    );
+}
+
+/// A file without a validator (no strong `ETag`, no `Last-Modified`) is not split: nothing could
+/// tell a piece of another version from one of this one. It comes over one connection, noted.
+#[test]
+fn a_file_without_a_validator_comes_over_one_connection() {
+    let body: Arc<[u8]> = generated_files(1, BIG, BIG).remove(0).1;
+    let served = body.clone();
+    let server = serve(move |_| Reply::file(served.clone()).with_header("ETag", "W/\"weak\""));
+    let out = tempfile::tempdir().unwrap();
+    let assert = fetchpar()
+        .args(["--split", "4", "-o"])
+        .arg(out.path())
+        .arg(server.url("/f.bin"))
+        .assert()
+        .success();
+    assert_eq!(
+        checksums(out.path()),
+        [("f.bin".to_string(), sha256(&body))].into()
+    );
+    assert!(server
+        .requests()
+        .iter()
+        .all(|r| r.header("range").is_none()));
+    let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+    assert!(
+        stderr.contains("--split 4: 1 file from servers without byte-range support or a validator"),
+        "{stderr}"
+    );
 }
