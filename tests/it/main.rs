@@ -4,6 +4,7 @@
 mod util;
 
 mod core;
+mod guards;
 mod http2;
 mod lists;
 mod real_servers;
