@@ -10,6 +10,7 @@ mod lists;
 mod real_servers;
 mod reliability;
 mod scripting;
+mod secrets;
 mod server;
 mod split;
 mod terminal;

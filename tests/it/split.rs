@@ -10,10 +10,11 @@ use crate::util::*;
 
 const BIG: usize = 1024 * 1024 + 12_345;
 
-/// The ranges of genuine bytes a sparse part's sidecar lists (`fetchpar-part 2`, `ranges` line).
+/// The ranges of genuine bytes a sparse part's sidecar lists (`fetchpar-part 4`, `ranges` line).
 fn genuine_ranges(meta: &std::path::Path) -> Vec<(usize, usize)> {
     let text = std::fs::read_to_string(meta).unwrap();
-    assert!(text.starts_with("fetchpar-part 2\n"), "{text}");
+    // Format 4 since issue 9 moved the key off credentials (it was 2).
+    assert!(text.starts_with("fetchpar-part 4\n"), "{text}");
     let line = text.lines().find(|l| l.starts_with("ranges")).unwrap();
     line.split_whitespace()
         .skip(1)
