@@ -99,3 +99,51 @@ fn a_fragment_does_not_make_another_download() {
     assert_eq!(of("saved"), with_fragment);
     assert_eq!(of("duplicate"), url);
 }
+
+/// Runs fetchpar with `-o DIR` where DIR is a read-only mount, in a user and mount namespace of
+/// its own (CI runs as root, whom permission bits do not stop). `None` where no such namespace
+/// can be made here, and the caller skips with a note.
+fn run_into_read_only_dir(args: &[&str]) -> Option<Outcome> {
+    let dir = tempfile::tempdir().unwrap();
+    let can = std::process::Command::new("unshare")
+        .args(["-rm", "sh", "-c", "mount -t tmpfs -o ro tmpfs \"$1\"", "sh"])
+        .arg(dir.path())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !can {
+        return None;
+    }
+    let script = "mount -t tmpfs -o ro tmpfs \"$1\" && shift && exec \"$@\"";
+    let mut cmd = assert_cmd::Command::new("unshare");
+    cmd.args(["-rm", "sh", "-c", script, "sh"])
+        .arg(dir.path())
+        .arg(env!("CARGO_BIN_EXE_fetchpar"))
+        .env("NO_PROXY", "127.0.0.1")
+        .env_remove("HTTP_PROXY")
+        .env_remove("http_proxy")
+        .env_remove("ALL_PROXY")
+        .env_remove("all_proxy")
+        .arg("-o")
+        .arg(dir.path())
+        .args(args);
+    Some(run(&mut cmd))
+}
+
+#[test]
+fn an_output_directory_that_cannot_be_written_fails_before_any_request() {
+    let server = ok_server();
+    let (a, b) = (server.url("/a.bin"), server.url("/b.bin"));
+    let Some((code, stdout, stderr)) = run_into_read_only_dir(&[&a, &b]) else {
+        eprintln!("note: skipped: no user and mount namespace (unshare -rm) can be made here");
+        return;
+    };
+    assert_eq!(code, 2, "{stderr:#?}");
+    assert!(stdout.is_empty());
+    assert_eq!(stderr.len(), 1, "{stderr:#?}");
+    assert!(
+        stderr[0].starts_with("fetchpar: cannot write into the output directory ")
+            && stderr[0].ends_with(": Read-only file system (os error 30)"),
+        "{stderr:#?}"
+    );
+    assert_eq!(server.requests().len(), 0, "no request was made");
+}
