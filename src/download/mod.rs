@@ -736,6 +736,10 @@ impl Fetcher<'_> {
             transport::Error::Runtime(e) => {
                 Attempt::Fail(Failure::new(FailureKind::Runtime(e.to_string())))
             }
+            // A loop or too many redirects: the next try would go the same way.
+            transport::Error::Redirect(why) => {
+                Attempt::Fail(Failure::new(FailureKind::Request(why)))
+            }
             transport::Error::Http(e) => {
                 let failure = Failure::new(FailureKind::Request(describe_request_error(
                     &e,
