@@ -38,14 +38,40 @@ use crate::transport::Client;
 
 pub(crate) fn prepare_dir(dir: &Path) -> Result<()> {
     if dir.as_os_str().is_empty() {
-        return Ok(());
+        return probe_writable(Path::new("."), "the current directory");
     }
     fs::create_dir_all(dir)
         .with_context(|| format!("cannot create the output directory {}", dir.display()))?;
     if !dir.is_dir() {
         anyhow::bail!("the output path {} is not a directory", dir.display());
     }
-    Ok(())
+    probe_writable(dir, &format!("the output directory {}", dir.display()))
+}
+
+/// A directory that exists but takes no files (a read-only mount, no write permission) would
+/// fail every URL after its request: one line and exit 2 before any request instead. Only
+/// creating a file tells for sure (permission bits do not stop root; a read-only mount, ACLs
+/// and security modules do), so one is made and removed at once.
+fn probe_writable(dir: &Path, what: &str) -> Result<()> {
+    let probe = dir.join(format!(
+        ".fetchpar-probe-{}-{:016x}",
+        std::process::id(),
+        fastrand::u64(..)
+    ));
+    match fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+    {
+        Ok(file) => {
+            drop(file);
+            let _ = fs::remove_file(&probe);
+            Ok(())
+        }
+        // Someone else's file by that very name: the directory does take files.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => anyhow::bail!("cannot write into {what}: {e}"),
+    }
 }
 
 /// How a flow ended: the exit status, and each input's outcome when they were kept.

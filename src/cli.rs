@@ -166,7 +166,8 @@ pub struct Cli {
     )]
     pub(crate) generate: Option<Generate>,
 
-    /// Send this header, written 'Name: value', with every request (repeatable)
+    /// Send this header, written 'Name: value', with every request to the origin of the URL
+    /// given (repeatable; see --location-trusted)
     #[arg(
         short = 'H',
         long = "header",
@@ -185,8 +186,8 @@ pub struct Cli {
     )]
     pub(crate) user_agent: Option<UserAgent>,
 
-    /// Basic authentication for every request, written USER:PASSWORD (credentials in a URL win
-    /// for that URL)
+    /// Basic authentication for every request to the origin of the URL given, written
+    /// USER:PASSWORD (credentials in a URL win for that URL)
     #[arg(
         long,
         value_name = "LOGIN",
@@ -204,6 +205,11 @@ pub struct Cli {
         help_heading = "Requests"
     )]
     pub(crate) proxy: Option<ProxyUrl>,
+
+    /// Send -H headers and credentials (--user, a URL's own) to every host a redirect leads to,
+    /// not only to the origin of the URL given
+    #[arg(long = "location-trusted", help_heading = "Requests")]
+    pub(crate) location_trusted: bool,
 
     /// Also trust the CA certificates in this PEM file
     #[arg(long, value_name = "FILE", help_heading = "Requests")]
@@ -593,6 +599,7 @@ impl Cli {
                 proxy: self.proxy,
                 cacert: self.cacert,
                 insecure: self.insecure,
+                location_trusted: self.location_trusted,
             },
             shard,
             http1_only: self.http1_1,

@@ -12,7 +12,6 @@ use anyhow::{Context, Result};
 use reqwest::redirect;
 
 use crate::cli::Config;
-use crate::download::MAX_REDIRECTS;
 use crate::request::RequestOptions;
 use crate::transport::Client;
 
@@ -58,7 +57,11 @@ impl Recipe {
             // read, so a large file that keeps flowing is never cut off.
             .read_timeout(self.timeout)
             .connect_timeout(self.connect_timeout)
-            .redirect(redirect_policy());
+            // The transport follows redirects itself, choosing each hop's headers by its
+            // origin (see crate::transport).
+            .redirect(redirect::Policy::none())
+            // No Referer: it would carry the URL asked for, query-string tokens included.
+            .referer(false);
         if kind == Kind::PerThread {
             builder = builder.pool_max_idle_per_host(1);
         }
@@ -71,21 +74,6 @@ impl Recipe {
             .build()
             .context("cannot set up the HTTP client")
     }
-}
-
-fn redirect_policy() -> redirect::Policy {
-    redirect::Policy::custom(|attempt| {
-        let scheme = attempt.url().scheme().to_string();
-        if !matches!(scheme.as_str(), "http" | "https") {
-            attempt.error(format!("redirect to unsupported scheme '{scheme}'"))
-        } else if attempt.previous().contains(attempt.url()) {
-            attempt.error("redirect loop")
-        } else if attempt.previous().len() > MAX_REDIRECTS {
-            attempt.error(format!("too many redirects (more than {MAX_REDIRECTS})"))
-        } else {
-            attempt.follow()
-        }
-    })
 }
 
 /// The HTTP client of a pass (see [`crate::transport`]); `cancel` is the run's Ctrl-C flag,

@@ -19,6 +19,12 @@
 //!   its connection (HTTP/2), or, if it answered over HTTP/1.1, take the per-thread way, where
 //!   nothing crosses threads.
 //!
+//! Redirects are followed here, not by reqwest, on both ways: each hop is routed on its own (a
+//! redirect from `http://` to `https://` may move from the thread's client to the shared one)
+//! and carries the headers the [`HeaderScope`] gives its origin, so the user's headers and
+//! credentials never reach another origin (reqwest would carry every header but a few named
+//! ones, and those only off another host or port).
+//!
 //! Every wait for a response or a body chunk looks at the run's cancel flag every [`TICK`], so a
 //! worker stuck on a silent server still stops soon after Ctrl-C. [`Response`] is not `Send`: it
 //! is read on the thread that got it.
@@ -33,11 +39,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, LOCATION};
 use reqwest::{StatusCode, Url, Version};
 use tokio::runtime::{Builder, Runtime};
 
 use crate::client::{Kind, Recipe};
+use crate::download::MAX_REDIRECTS;
+use crate::request::HeaderScope;
 
 /// How often a wait on the network looks at the cancel flag.
 pub const TICK: Duration = Duration::from_millis(50);
@@ -55,6 +63,8 @@ pub struct Client {
 struct Inner {
     id: u64,
     recipe: Recipe,
+    /// Which headers each hop of a request carries, on either way.
+    scope: HeaderScope,
     cancel: Arc<AtomicBool>,
     /// Started on the first HTTPS request; `None` if it could not be (then per thread it is).
     shared: OnceLock<Option<Shared>>,
@@ -68,6 +78,8 @@ pub enum Error {
     Runtime(io::Error),
     /// The cancel flag was set while waiting.
     Cancelled,
+    /// Redirects that lead nowhere: a loop, or too many. Retrying would go the same way.
+    Redirect(String),
 }
 
 impl fmt::Display for Error {
@@ -76,6 +88,7 @@ impl fmt::Display for Error {
             Error::Http(e) => e.fmt(f),
             Error::Runtime(e) => write!(f, "cannot set up HTTP on this thread: {e}"),
             Error::Cancelled => f.write_str("interrupted"),
+            Error::Redirect(why) => f.write_str(why),
         }
     }
 }
@@ -85,7 +98,7 @@ impl std::error::Error for Error {
         match self {
             Error::Http(e) => Some(e),
             Error::Runtime(e) => Some(e),
-            Error::Cancelled => None,
+            Error::Cancelled | Error::Redirect(_) => None,
         }
     }
 }
@@ -236,6 +249,7 @@ impl Client {
         Ok(Client {
             inner: Arc::new(Inner {
                 id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+                scope: recipe.request.header_scope(),
                 recipe,
                 cancel,
                 shared: OnceLock::new(),
@@ -361,18 +375,45 @@ impl RequestBuilder<'_> {
         self
     }
 
+    /// Sends the GET and follows redirects (at most [`MAX_REDIRECTS`]), each hop routed on its
+    /// own and with the headers its origin may have; a 3xx that leads nowhere followable (no
+    /// `Location`, another scheme) is handed back as it is, for the caller to explain.
     pub fn send(self) -> Result<Response, Error> {
-        let RequestBuilder {
-            client,
-            url,
-            headers,
-            bad_header,
-            separate,
-        } = self;
-        let (via, probe) = client.route(&url, separate)?;
+        let asked = &self.url;
+        let mut hop = asked.clone();
+        let mut visited: Vec<Url> = Vec::new();
+        loop {
+            let (via, inner) = self.send_hop(&hop)?;
+            let Some(next) = redirect_target(&inner, &hop) else {
+                return Ok(Response {
+                    inner,
+                    client: self.client.clone(),
+                    via,
+                    current: bytes::Bytes::new(),
+                    not_send: PhantomData,
+                });
+            };
+            visited.push(std::mem::replace(&mut hop, next));
+            if visited.contains(&hop) {
+                return Err(Error::Redirect("redirect loop".into()));
+            }
+            if visited.len() > MAX_REDIRECTS {
+                return Err(Error::Redirect(format!(
+                    "too many redirects (more than {MAX_REDIRECTS})"
+                )));
+            }
+        }
+    }
+
+    /// One request of the chain, to `hop`, by the way its origin takes.
+    fn send_hop(&self, hop: &Url) -> Result<(Via, reqwest::Response), Error> {
+        let client = self.client;
+        let (to, scoped) = client.inner.scope.for_hop(&self.url, hop);
+        let (via, probe) = client.route(&to, self.separate)?;
         let inner = client.with(via, |runtime, http| {
-            let mut request = http.get(url).headers(headers);
-            if let Some(name) = bad_header {
+            // The caller's own headers (Range, If-Range) win, as they did over defaults.
+            let mut request = http.get(to).headers(scoped).headers(self.headers.clone());
+            if let Some(name) = &self.bad_header {
                 // Let reqwest report it as a builder error, as the blocking client would.
                 request = request.header(name.as_str(), "\u{0}");
             }
@@ -381,14 +422,20 @@ impl RequestBuilder<'_> {
         if let Some(probe) = probe {
             probe.settle(&inner);
         }
-        Ok(Response {
-            inner,
-            client: client.clone(),
-            via,
-            current: bytes::Bytes::new(),
-            not_send: PhantomData,
-        })
+        Ok((via, inner))
     }
+}
+
+/// Where a redirect response sends a GET next: an http(s) URL from its `Location`, resolved
+/// against the URL it answered. `None` for anything else, which the caller gets as it is.
+fn redirect_target(response: &reqwest::Response, hop: &Url) -> Option<Url> {
+    if !matches!(response.status().as_u16(), 301 | 302 | 303 | 307 | 308) {
+        return None;
+    }
+    let location = response.headers().get(LOCATION)?.to_str().ok()?;
+    let mut next = hop.join(location).ok()?;
+    next.set_fragment(None);
+    matches!(next.scheme(), "http" | "https").then_some(next)
 }
 
 /// Response headers, and the body as a blocking [`Read`] on the thread that sent the request.
@@ -441,6 +488,7 @@ impl Read for Response {
                 Err(Error::Cancelled) => {
                     return Err(io::Error::new(io::ErrorKind::Interrupted, "interrupted"))
                 }
+                Err(e @ Error::Redirect(_)) => return Err(io::Error::other(e.to_string())),
             }
         }
         let n = buf.len().min(self.current.len());

@@ -548,7 +548,6 @@ impl Fetcher<'_> {
         url: &Url,
         t: &mut Transfer,
     ) -> Result<Option<(PathBuf, Option<String>)>, Failure> {
-        let key = t.key.clone();
         loop {
             let (path, found) = self.namer.reserve_by(&t.name, |path| {
                 let [_, part, meta] = naming::family(path);
@@ -557,7 +556,7 @@ impl Fetcher<'_> {
                         return Some(Found::Leftover);
                     }
                     // Only our own part file for this same URL: never splice another URL's bytes.
-                    let meta = PartMeta::load(&part).filter(|m| m.key == key)?;
+                    let meta = PartMeta::load(&part).filter(|m| m.is_for(url))?;
                     let have = safefs::regular_len(&part)?;
                     Some(Found::Part(meta, have))
                 } else if safefs::occupied(path) {
@@ -593,7 +592,10 @@ impl Fetcher<'_> {
                     t.path = Some(path);
                     return Ok(None);
                 }
-                Found::Part(meta, have) => {
+                Found::Part(mut meta, have) => {
+                    // An older format keyed on a secret: take it off the disk now. If that
+                    // fails, the old sidecar still matches next time; nothing is lost.
+                    let _ = meta.upgrade(url, &naming::part_path(&path));
                     t.reopen(path, meta, have)?;
                     return Ok(None);
                 }
@@ -811,6 +813,10 @@ impl Fetcher<'_> {
             transport::Error::Cancelled => Attempt::Fail(Failure::interrupted(None)),
             transport::Error::Runtime(e) => {
                 Attempt::Fail(Failure::new(FailureKind::Runtime(e.to_string())))
+            }
+            // A loop or too many redirects: the next try would go the same way.
+            transport::Error::Redirect(why) => {
+                Attempt::Fail(Failure::new(FailureKind::Request(why)))
             }
             transport::Error::Http(e) => {
                 let failure = Failure::new(FailureKind::Request(describe_request_error(

@@ -152,6 +152,8 @@ events {{ worker_connections 256; }}
 http {{
     log_format conn '$connection $server_protocol $status $request_uri';
     access_log {log} conn;
+    log_format hdr '$server_port $server_protocol $status $request_uri key=$http_x_api_key auth=$http_authorization ref=$http_referer';
+    access_log {d}/headers.log hdr;
     client_body_temp_path {d}/tmp;
     proxy_temp_path {d}/tmp;
     fastcgi_temp_path {d}/tmp;
@@ -164,6 +166,9 @@ http {{
     server {{
         listen 127.0.0.1:{h2_port} ssl http2;
         root {www};
+        absolute_redirect off;
+        rewrite ^/away/(.*)$ https://127.0.0.1:{h1_port}/f/$1 redirect;
+        rewrite ^/here/(.*)$ /f/$1 redirect;
     }}
     server {{
         listen 127.0.0.1:{h1_port} ssl;
@@ -228,6 +233,14 @@ http {{
                 )
             })
             .collect()
+    }
+
+    /// The lines of the log of request headers (`hdr` in the configuration) so far.
+    fn header_lines(&self) -> Vec<String> {
+        thread::sleep(Duration::from_millis(200));
+        let path = self.log.with_file_name("headers.log");
+        let text = fs::read_to_string(path).unwrap_or_default();
+        text.lines().map(str::to_string).collect()
     }
 
     fn clear_log(&self) {
@@ -391,4 +404,69 @@ fn https_host_without_http2_still_works_over_http1_1() {
         .collect();
     // 5 large files, 2 extra pieces each, each piece on a connection of its own thread.
     assert!(big.len() >= 3, "pieces shared connections: {log:?}");
+}
+
+/// The redirect loop and the header scope on the shared (HTTP/2) way: a redirect from the
+/// HTTP/2 port to the HTTP/1.1 one is another origin (another port), which gets neither the
+/// `-H` header nor `--user`, unless `--location-trusted`; a redirect within the origin keeps
+/// both; no hop carries a Referer.
+#[test]
+fn redirects_over_http2_keep_user_headers_with_the_origin() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((nginx, expected)) = setup(dir.path(), 2) else {
+        return;
+    };
+    let (h2, h1) = (nginx.h2_port, nginx.h1_port);
+    let list = dir.path().join("redirects.txt");
+    let urls = format!(
+        "https://127.0.0.1:{h2}/away/file000.bin\nhttps://127.0.0.1:{h2}/here/file001.bin\n"
+    );
+    fs::write(&list, urls).unwrap();
+    let user = ["-H", "X-Api-Key: k", "--user", "a:b"];
+    assert_eq!(download(dir.path(), &list, "out", &user), expected);
+    let lines = nginx.header_lines();
+    // "a:b" in base64.
+    let mine = "key=k auth=Basic YTpi".to_string();
+    let at = |port: u16, path: &str| {
+        let head = format!("{port} ");
+        let found: Vec<&String> = lines
+            .iter()
+            .filter(|l| l.starts_with(&head) && l.contains(path))
+            .collect();
+        assert_eq!(found.len(), 1, "{port} {path}: {lines:?}");
+        found[0].clone()
+    };
+    let away = at(h2, "/away/file000.bin");
+    assert!(
+        away.contains("HTTP/2.0 302") && away.contains(&mine),
+        "{away}"
+    );
+    let here = at(h2, "/here/file001.bin");
+    assert!(
+        here.contains("HTTP/2.0 302") && here.contains(&mine),
+        "{here}"
+    );
+    let same = at(h2, "/f/file001.bin");
+    assert!(
+        same.contains("HTTP/2.0 200") && same.contains(&mine),
+        "{same}"
+    );
+    let other = at(h1, "/f/file000.bin");
+    assert!(
+        other.contains("HTTP/1.1 200") && other.ends_with("key=- auth=- ref=-"),
+        "{other}"
+    );
+    assert!(lines.iter().all(|l| l.ends_with("ref=-")), "{lines:?}");
+
+    fs::write(dir.path().join("headers.log"), "").unwrap();
+    let trusted = ["-H", "X-Api-Key: k", "--user", "a:b", "--location-trusted"];
+    assert_eq!(download(dir.path(), &list, "trusted", &trusted), expected);
+    let lines = nginx.header_lines();
+    let head = format!("{h1} ");
+    let other: Vec<&String> = lines.iter().filter(|l| l.starts_with(&head)).collect();
+    assert_eq!(other.len(), 1, "{lines:?}");
+    assert!(
+        other[0].contains(&mine) && other[0].ends_with("ref=-"),
+        "{lines:?}"
+    );
 }
