@@ -679,6 +679,13 @@ impl Fetcher<'_> {
         if code == 304 && since.is_some() {
             return Attempt::Done(code);
         }
+        // The proxy's answer, not the server's: the same credentials fail the same way again.
+        // The proxy is the last hop's (a redirect may lead past NO_PROXY or out of it).
+        if code == 407 {
+            if let Some(words) = crate::proxy::rejected(response.url(), self.client.proxies()) {
+                return Attempt::Fail(Failure::new(FailureKind::Request(words)).with_status(code));
+            }
+        }
         let facts = ResponseFacts::of(&response, url);
         let meta = t.meta.clone();
         let disk = OnDisk {
@@ -744,9 +751,10 @@ impl Fetcher<'_> {
                 let failure = Failure::new(FailureKind::Request(describe_request_error(
                     &e,
                     self.settings.timeout,
+                    self.client.proxies(),
                 )));
-                // A bad redirect will be just as bad next time.
-                if e.is_redirect() || e.is_builder() {
+                // A bad redirect or certificate will be just as bad next time.
+                if e.is_redirect() || e.is_builder() || crate::tls::describe(&e).is_some() {
                     Attempt::Fail(failure)
                 } else {
                     Attempt::Retry(failure, None)

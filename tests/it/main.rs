@@ -14,4 +14,5 @@ mod secrets;
 mod server;
 mod split;
 mod terminal;
+mod tls_proxy;
 mod transport;
