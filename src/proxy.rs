@@ -27,12 +27,12 @@ pub fn parse(text: &str) -> Result<Url, String> {
         format!("http://{text}")
     };
     let url = Url::parse(&with_scheme).map_err(|_| {
-        "not a proxy: give host:port or a URL like http://proxy.example:3128".to_string()
+        "not a proxy URL: give host:port or one like http://proxy.example:3128".to_string()
     })?;
     // A path is a sign of a mistyped URL (`htp//u:pw@h` reads as host "htp").
     if !matches!(url.path(), "" | "/") || url.query().is_some() {
         return Err(
-            "not a proxy: give host:port or a URL like http://proxy.example:3128".to_string(),
+            "not a proxy URL: give host:port or one like http://proxy.example:3128".to_string(),
         );
     }
     if !SCHEMES.contains(&url.scheme()) {
