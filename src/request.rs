@@ -432,4 +432,38 @@ mod tests {
         let (_, headers) = trusted.for_hop(&asked, &url("http://g:2/f"));
         assert_eq!(headers[AUTHORIZATION], "Basic YTpi");
     }
+
+    /// Two runs in one process with different settings: each set of options answers for itself
+    /// (nothing is kept in process-wide state).
+    #[test]
+    fn netrc_and_proxies_belong_to_their_own_options() {
+        let url = Url::parse("http://h.example/f").unwrap();
+        let with = |text: &str, proxy: Option<&str>| RequestOptions {
+            netrc: Some(Arc::new(Netrc::parse(text))),
+            proxies: Arc::new(
+                Proxies::new(proxy.map(|p| Url::parse(p).unwrap()).as_ref(), &|_| None).unwrap(),
+            ),
+            ..RequestOptions::default()
+        };
+        let one = with(
+            "machine h.example login a password x",
+            Some("http://p1:3128"),
+        );
+        let two = with("machine h.example login b password y", None);
+        let basic = |v: HeaderValue| v.to_str().unwrap().to_string();
+        assert_eq!(basic(one.netrc_authorization(&url).unwrap()), "Basic YTp4");
+        assert_eq!(basic(two.netrc_authorization(&url).unwrap()), "Basic Yjp5");
+        assert_eq!(
+            one.proxies.for_url(&url).map(Url::as_str),
+            Some("http://p1:3128/")
+        );
+        assert_eq!(two.proxies.for_url(&url), None);
+        // --user wins over netrc for every URL.
+        let user = RequestOptions {
+            user: Some("u:p".parse().unwrap()),
+            ..one
+        };
+        assert!(user.netrc_authorization(&url).is_none());
+        assert!(!format!("{:?}", with("", Some("http://u:SECRET@p:1"))).contains("SECRET"));
+    }
 }
