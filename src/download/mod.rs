@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use reqwest::header::{IF_MODIFIED_SINCE, IF_RANGE, RANGE};
+use reqwest::header::{ACCEPT_RANGES, IF_MODIFIED_SINCE, IF_RANGE, RANGE};
 use url::Url;
 
 use self::part::Transfer;
@@ -170,6 +170,9 @@ pub enum Note {
     NoChecksum(String),
     /// `-N`: the server sent no `Last-Modified`, so whether the file changed cannot be told.
     NoLastModified,
+    /// `-c` (or a retry) asked for the rest and the server, without range support, sent the
+    /// whole file: the bytes already there were downloaded again.
+    RangesIgnored,
 }
 
 /// What one download came to; `bytes` counts body bytes received, whatever the outcome.
@@ -284,6 +287,9 @@ impl Fetcher<'_> {
             let mut tries = 0;
             let done = self.attempts(source, &mut t, run, &mut tries);
             run.retries += tries;
+            if std::mem::take(&mut t.ranges_ignored) {
+                run.notes.push(Note::RangesIgnored);
+            }
             let failure = match done.and_then(|status| self.verified(&mut t, status)) {
                 Ok(status) => return self.finish(t, status, source, &mut run.notes),
                 Err(failure) => failure,
@@ -687,6 +693,12 @@ impl Fetcher<'_> {
             }
         }
         let facts = ResponseFacts::of(&response, url);
+        // Without `Accept-Ranges: bytes` a whole file for a range is the server's limit, not a
+        // changed file (a failed If-Range still announces ranges).
+        let no_ranges = response
+            .headers()
+            .get(ACCEPT_RANGES)
+            .is_none_or(|v| !v.as_bytes().eq_ignore_ascii_case(b"bytes"));
         let meta = t.meta.clone();
         let disk = OnDisk {
             asked_from: resuming.then_some(t.have),
@@ -696,6 +708,7 @@ impl Fetcher<'_> {
         match self.classify_sized(url, facts.clone(), disk) {
             Decision::Append { total } => t.total = total,
             Decision::Whole { total } => {
+                t.ranges_ignored |= resuming && no_ranges;
                 t.have = 0;
                 t.earlier = 0;
                 t.total = total;
