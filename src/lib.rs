@@ -109,7 +109,9 @@ pub(crate) mod listopts;
 pub(crate) mod modes;
 #[doc(hidden)]
 pub mod naming;
+pub(crate) mod netrc;
 pub(crate) mod pool;
+pub(crate) mod proxy;
 pub(crate) mod ratelimit;
 pub(crate) mod redact;
 pub(crate) mod report;
@@ -122,6 +124,7 @@ pub(crate) mod select;
 pub mod server;
 pub(crate) mod sharded;
 pub(crate) mod sumfile;
+pub(crate) mod tls;
 pub(crate) mod transport;
 pub(crate) mod units;
 

@@ -15,4 +15,5 @@ mod secrets;
 mod server;
 mod split;
 mod terminal;
+mod tls_proxy;
 mod transport;
