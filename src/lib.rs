@@ -99,6 +99,7 @@ pub(crate) mod app;
 pub mod cli;
 pub(crate) mod completions;
 pub(crate) mod download;
+pub(crate) mod estimate;
 pub(crate) mod exit;
 pub(crate) mod input;
 pub(crate) mod modes;
@@ -115,6 +116,7 @@ pub(crate) mod select;
 #[doc(hidden)]
 pub mod server;
 pub(crate) mod sharded;
+pub(crate) mod trace;
 pub(crate) mod transport;
 pub(crate) mod units;
 

@@ -32,6 +32,7 @@ use crate::naming::{self, Namer};
 use crate::redact;
 use crate::retry::Policy;
 use crate::safefs;
+use crate::trace::Phases;
 use crate::transport::{self, Client, Response};
 
 pub mod disposition;
@@ -137,6 +138,16 @@ pub struct Outcome {
     pub elapsed: Duration,
     /// Attempts after the first.
     pub retries: u32,
+    /// When each phase began and ended (the pool fills in the queueing).
+    pub phases: Phases,
+}
+
+/// What a download keeps count of while it runs, whatever becomes of it.
+#[derive(Default)]
+struct Track {
+    bytes: u64,
+    retries: u32,
+    phases: Phases,
 }
 
 impl Outcome {
@@ -195,14 +206,16 @@ impl Fetcher<'_> {
         on_start: &mut dyn FnMut(Notice<'_>),
     ) -> Outcome {
         let began = Instant::now();
-        let mut bytes = 0;
-        let mut retries = 0;
-        let result = self.fetch_inner(url, output, counter, on_start, &mut bytes, &mut retries);
+        let mut track = Track::default();
+        track.phases.began = Some(began);
+        let result = self.fetch_inner(url, output, counter, on_start, &mut track);
+        track.phases.ended = Some(Instant::now());
         Outcome {
             result,
-            bytes,
+            bytes: track.bytes,
             elapsed: began.elapsed(),
-            retries,
+            retries: track.retries,
+            phases: track.phases,
         }
     }
 
@@ -212,8 +225,7 @@ impl Fetcher<'_> {
         output: Option<&str>,
         counter: &AtomicU64,
         on_start: &mut dyn FnMut(Notice<'_>),
-        bytes: &mut u64,
-        retries: &mut u32,
+        track: &mut Track,
     ) -> Result<Saved, Failure> {
         // An explicit output goes through the namer too: it never replaces an existing file
         // and two lines naming the same path get `.1`, like any other clash.
@@ -228,7 +240,7 @@ impl Fetcher<'_> {
                 });
             }
         }
-        let status = match self.attempts(url, &mut t, counter, on_start, bytes, retries) {
+        let status = match self.attempts(url, &mut t, counter, on_start, track) {
             Ok(status) => status,
             Err(failure) => return Err(t.give_up(failure)),
         };
@@ -243,27 +255,27 @@ impl Fetcher<'_> {
         t: &mut Transfer,
         counter: &AtomicU64,
         on_start: &mut dyn FnMut(Notice<'_>),
-        bytes: &mut u64,
-        retries: &mut u32,
+        track: &mut Track,
     ) -> Result<u16, Failure> {
         loop {
             if self.cancel.load(Ordering::Relaxed) {
                 return Err(Failure::interrupted(None));
             }
-            match self.attempt(url, t, counter, on_start, bytes) {
+            let (bytes, phases) = (&mut track.bytes, &mut track.phases);
+            match self.attempt(url, t, counter, on_start, bytes, phases) {
                 Attempt::Done(status) => return Ok(status),
                 Attempt::Restart => {}
                 Attempt::Fail(failure) => return Err(failure),
                 Attempt::Retry(mut failure, retry_after) => {
-                    if *retries >= self.settings.retry.retries {
-                        failure.reason.after_retries(*retries);
+                    if track.retries >= self.settings.retry.retries {
+                        failure.reason.after_retries(track.retries);
                         return Err(failure);
                     }
-                    *retries += 1;
+                    track.retries += 1;
                     let wait = self
                         .settings
                         .retry
-                        .wait(*retries, retry_after, fastrand::f64());
+                        .wait(track.retries, retry_after, fastrand::f64());
                     on_start(Notice::Retrying {
                         wait,
                         reason: &failure.reason,
@@ -443,6 +455,7 @@ impl Fetcher<'_> {
         counter: &AtomicU64,
         on_start: &mut dyn FnMut(Notice<'_>),
         bytes: &mut u64,
+        phases: &mut Phases,
     ) -> Attempt {
         if t.sparse() {
             return self.attempt_sparse(url, t, counter, on_start, bytes);
@@ -451,10 +464,18 @@ impl Fetcher<'_> {
         let resuming = t.have > 0 && t.meta.as_ref().is_some_and(PartMeta::has_validator);
         let from = if resuming { t.have } else { 0 };
         let if_range = t.meta.as_ref().and_then(PartMeta::if_range);
+        // Only the attempt that brings the body counts: clear what an earlier one left.
+        *phases = Phases {
+            sent: Some(Instant::now()),
+            ..Phases::default()
+        }
+        .keep_queueing(phases);
         let response = match self.request(url, from, if_range) {
             Ok(response) => response,
             Err(e) => return self.no_response(e),
         };
+        phases.headers = Some(Instant::now());
+        phases.body_end = phases.headers;
         let code = response.status().as_u16();
         let facts = ResponseFacts::of(&response, url);
         let meta = t.meta.clone();
@@ -498,6 +519,7 @@ impl Fetcher<'_> {
         }
         let before = t.have;
         let received = self.receive(url, t, response, from, counter, on_start);
+        phases.body_end = Some(Instant::now());
         *bytes += t.have - before;
         match received {
             Ok(streamed) => self.settle(t, streamed, code),

@@ -14,7 +14,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::outcome::{Status, UrlOutcome};
-use super::summary::Tally;
+use super::summary::{Sequential, Tally};
 use crate::modes::Format;
 
 /// One input's record. See the README's field table.
@@ -86,8 +86,13 @@ pub(crate) struct SummaryRecord {
     pub(crate) downloads: usize,
     /// Wall-clock time of the run.
     pub(crate) wall_ms: u64,
-    /// Sum of the downloads' own times: what they would cost one after another.
+    /// What the downloads would cost one after another: a conservative estimate, or with
+    /// `--compare` the measured one-worker wall (see `sequential_kind`); 0 when none ran.
     pub(crate) sequential_ms: u64,
+    /// `"estimated"` or `"measured"`; null when no download ran.
+    pub(crate) sequential_kind: Option<&'static str>,
+    /// What an estimate is made of; null when measured or when no download ran.
+    pub(crate) estimate: Option<EstimateRecord>,
     /// `sequential_ms / wall_ms`; null when there is nothing to divide.
     pub(crate) speedup: Option<f64>,
     pub(crate) bytes_per_sec: Option<f64>,
@@ -95,6 +100,17 @@ pub(crate) struct SummaryRecord {
     pub(crate) not_started: usize,
     /// With `--compare`: the measured one-worker pass.
     pub(crate) compare: Option<CompareRecord>,
+}
+
+/// The basis of the estimate (see the README, "The timing summary").
+#[derive(Debug, Serialize)]
+pub(crate) struct EstimateRecord {
+    /// Each download's host's quickest connect-and-first-byte wait, summed.
+    pub(crate) waits_ms: u64,
+    /// All bytes at `best_bytes_per_sec` (or in their own time when shorter).
+    pub(crate) transfer_ms: u64,
+    /// The best aggregate throughput the run reached.
+    pub(crate) best_bytes_per_sec: f64,
 }
 
 /// `--compare`'s sequential pass, measured rather than estimated.
@@ -124,7 +140,16 @@ impl SummaryRecord {
             jobs: t.jobs,
             downloads: t.downloads,
             wall_ms: millis(t.wall),
-            sequential_ms: millis(t.busy),
+            sequential_ms: t.sequential.as_ref().map_or(0, |s| millis(s.time())),
+            sequential_kind: t.sequential.as_ref().map(Sequential::kind),
+            estimate: match &t.sequential {
+                Some(Sequential::Estimated(e)) => Some(EstimateRecord {
+                    waits_ms: millis(e.waits),
+                    transfer_ms: millis(e.transfer),
+                    best_bytes_per_sec: e.best_rate.round(),
+                }),
+                _ => None,
+            },
             speedup: t.speedup().map(two_decimals),
             bytes_per_sec: t.throughput().map(f64::round),
             interrupted: t.interrupted,
@@ -219,6 +244,7 @@ mod tests {
             bytes: 10,
             elapsed: Duration::from_millis(1500),
             retries: 2,
+            phases: Default::default(),
         };
         let v = record("http://h/a.bin", Origin::Line(3), &saved);
         let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
@@ -257,6 +283,7 @@ mod tests {
             bytes: 0,
             elapsed: Duration::ZERO,
             retries: 0,
+            phases: Default::default(),
         };
         let v = record("http://h/a.bin", Origin::Line(3), &skipped);
         assert_eq!(v["status"], "skipped");
@@ -293,7 +320,14 @@ mod tests {
             invalid: 1,
             duplicates: 2,
             downloads: 5,
-            busy: Duration::from_millis(2000),
+            busy: Duration::from_millis(9000),
+            sequential: Some(Sequential::Estimated(crate::estimate::Estimate {
+                total: Duration::from_millis(2000),
+                waits: Duration::from_millis(1500),
+                transfer: Duration::from_millis(500),
+                best_rate: 1000.4,
+                hosts: 1,
+            })),
             wall: Duration::from_millis(800),
             ..Tally::default()
         };
@@ -303,6 +337,9 @@ mod tests {
         assert_eq!(v["invalid"], 1);
         assert_eq!(v["duplicates"], 2);
         assert_eq!(v["sequential_ms"], 2000);
+        assert_eq!(v["sequential_kind"], "estimated");
+        assert_eq!(v["estimate"]["waits_ms"], 1500);
+        assert_eq!(v["estimate"]["best_bytes_per_sec"], 1000.0);
         assert_eq!(v["wall_ms"], 800);
         assert_eq!(v["speedup"], 2.5);
         assert_eq!(v["compare"], serde_json::Value::Null);

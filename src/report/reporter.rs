@@ -9,11 +9,13 @@ use std::time::Instant;
 use super::outcome::{Status, UrlOutcome};
 use super::output::{Stdout, UrlRecord};
 use super::progress::Progress;
-use super::summary::Tally;
+use super::summary::{Sequential, Tally};
 use crate::download::Outcome;
+use crate::estimate::{self, Estimator, Sample};
 use crate::exit::End;
 use crate::input::Origin;
 use crate::pool::{Event, Sink};
+use crate::trace::Phases;
 
 /// What a pass shows, and to whom.
 pub(crate) struct Show {
@@ -42,6 +44,8 @@ pub(crate) struct Reporter {
     stdout_failed: bool,
     finished: usize,
     outcomes: Vec<UrlOutcome>,
+    /// The one-after-another estimate, gathered as downloads finish.
+    estimator: Estimator,
 }
 
 /// What a pass leaves behind once its pool is done.
@@ -75,6 +79,7 @@ impl Reporter {
             stdout_failed: false,
             finished: 0,
             outcomes: Vec::new(),
+            estimator: Estimator::default(),
         }
     }
 
@@ -82,6 +87,7 @@ impl Reporter {
     pub(crate) fn close(mut self) -> Report {
         self.progress.clear();
         self.tally.wall = self.started.elapsed();
+        self.tally.sequential = self.estimator.estimate().map(Sequential::Estimated);
         if self.cancel.load(Ordering::SeqCst) {
             // A stdout that failed or closed also stops the run, but that is not an interrupt.
             self.tally.interrupted = !(self.stdout_failed || self.stdout_closed);
@@ -138,6 +144,10 @@ impl Reporter {
 
     fn finished(&mut self, id: usize, url: String, origin: Origin, outcome: Outcome) {
         let described = outcome.result.as_ref().err().map(|f| f.describe());
+        if !outcome.skipped() {
+            let sample = sample(&url, &outcome.phases, outcome.bytes, self.started);
+            self.estimator.add(&sample);
+        }
         let done = UrlOutcome::finished(url, origin, outcome);
         self.write(|out| out.json(&UrlRecord::of(&done)));
         self.finished += 1;
@@ -218,6 +228,18 @@ impl Reporter {
             self.progress.note(&note);
         }
         self.keep(done);
+    }
+}
+
+/// What the estimate needs of one finished download.
+fn sample<'a>(url: &'a str, phases: &Phases, bytes: u64, run_start: Instant) -> Sample<'a> {
+    let start = Phases::offset(run_start, phases.headers).unwrap_or_default();
+    let end = Phases::offset(run_start, phases.body_end).unwrap_or(start);
+    Sample {
+        host: estimate::host_of(url),
+        wait: phases.first_byte(),
+        body: (start, end),
+        bytes,
     }
 }
 

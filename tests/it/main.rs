@@ -10,4 +10,5 @@ mod scripting;
 mod server;
 mod split;
 mod terminal;
+mod timing;
 mod transport;
