@@ -33,6 +33,13 @@ pub(crate) struct UrlRecord<'a> {
     pub(crate) bytes: u64,
     pub(crate) elapsed_ms: u64,
     pub(crate) retries: u32,
+    /// Phase timings (see the README's field table); null for a phase never reached.
+    pub(crate) queued_ms: Option<f64>,
+    /// Null also on a reused connection.
+    pub(crate) connect_ms: Option<f64>,
+    pub(crate) first_byte_ms: Option<f64>,
+    pub(crate) receive_ms: Option<f64>,
+    pub(crate) commit_ms: Option<f64>,
     /// Why it failed or was rejected; null otherwise.
     pub(crate) error: Option<&'a str>,
     /// The list-file line it came from; null for a command-line argument.
@@ -49,6 +56,11 @@ fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
+/// Milliseconds with three decimals: phases of a local download are often under a millisecond.
+fn phase_ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e6).round() / 1e3
+}
+
 impl<'a> UrlRecord<'a> {
     pub(crate) fn of(done: &'a UrlOutcome) -> UrlRecord<'a> {
         UrlRecord {
@@ -61,6 +73,11 @@ impl<'a> UrlRecord<'a> {
             bytes: done.bytes,
             elapsed_ms: millis(done.elapsed),
             retries: done.retries,
+            queued_ms: done.queued.map(phase_ms),
+            connect_ms: done.connect.map(phase_ms),
+            first_byte_ms: done.first_byte.map(phase_ms),
+            receive_ms: done.receive.map(phase_ms),
+            commit_ms: done.commit.map(phase_ms),
             error: done.error.as_deref(),
             line: done.line,
             duplicate_of: done.duplicate_of,
@@ -233,6 +250,20 @@ mod tests {
         serde_json::to_value(record).unwrap()
     }
 
+    fn phases() -> crate::trace::Phases {
+        let t0 = std::time::Instant::now();
+        let at = |us| Some(t0 + Duration::from_micros(us));
+        crate::trace::Phases {
+            queued: at(0),
+            began: at(1250),
+            sent: at(2000),
+            connect: None,
+            headers: at(102_000),
+            body_end: at(1_102_000),
+            ended: at(1_102_500),
+        }
+    }
+
     #[test]
     fn every_record_has_every_field() {
         let saved = Outcome {
@@ -244,7 +275,7 @@ mod tests {
             bytes: 10,
             elapsed: Duration::from_millis(1500),
             retries: 2,
-            phases: Default::default(),
+            phases: phases(),
         };
         let v = record("http://h/a.bin", Origin::Line(3), &saved);
         let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
@@ -258,6 +289,11 @@ mod tests {
             "bytes",
             "elapsed_ms",
             "retries",
+            "queued_ms",
+            "connect_ms",
+            "first_byte_ms",
+            "receive_ms",
+            "commit_ms",
             "error",
             "line",
             "duplicate_of",
@@ -271,6 +307,15 @@ mod tests {
         assert_eq!(v["path"], "o/a.bin");
         assert_eq!(v["elapsed_ms"], 1500);
         assert_eq!(v["retries"], 2);
+        assert_eq!(v["queued_ms"], 1.25);
+        assert_eq!(
+            v["connect_ms"],
+            serde_json::Value::Null,
+            "a reused connection"
+        );
+        assert_eq!(v["first_byte_ms"], 100.0);
+        assert_eq!(v["receive_ms"], 1000.0);
+        assert_eq!(v["commit_ms"], 0.5);
         assert_eq!(v["error"], serde_json::Value::Null);
         assert_eq!(v["line"], 3);
 

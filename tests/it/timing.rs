@@ -53,6 +53,22 @@ fn a_run_slowed_by_its_own_concurrency_says_so_instead_of_a_speedup() {
         "{summary}"
     );
     assert_eq!(summary["estimate"]["transfer_ms"], 0, "{summary}");
+    // Each record carries its phases, so a script can draw its own picture.
+    let records: Vec<serde_json::Value> = stdout[..stdout.len() - 1]
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(records.len(), 3);
+    for r in &records {
+        assert_eq!(r["status"], "saved", "{r}");
+        for phase in ["queued_ms", "first_byte_ms", "receive_ms", "commit_ms"] {
+            assert!(
+                r[phase].as_f64().is_some_and(|ms| ms >= 0.0),
+                "{phase}: {r}"
+            );
+        }
+        assert!(r.as_object().unwrap().contains_key("connect_ms"), "{r}");
+    }
 }
 
 #[test]
