@@ -27,7 +27,7 @@ use crate::input::{Inputs, Item};
 use crate::modes::ProgressMode;
 use crate::naming::Namer;
 use crate::pool::Pool;
-use crate::report::output::{Stdout, SummaryRecord};
+use crate::report::output::{PassRecord, Stdout, SummaryRecord};
 use crate::report::progress::Progress;
 use crate::report::reporter::{Report, Reporter, Show};
 use crate::report::summary::{self, Sequential, Tally};
@@ -201,7 +201,74 @@ impl Flow<'_> {
             return Ok(ExitCode::Interrupted);
         };
         self.note_shard();
+        if !self.config.sweep.is_empty() {
+            return self.sweep(&items, &self.config.sweep);
+        }
         self.compare_items(&items, &self.config.output_dir, self.print)
+    }
+
+    /// `--compare=LIST`: one pass per worker count, each with a fresh client, all but the last
+    /// into a temporary directory of its own; then one row per count.
+    fn sweep(&self, items: &[Item], counts: &[usize]) -> Result<ExitCode> {
+        let mut passes: Vec<Tally> = Vec::with_capacity(counts.len());
+        let mut last = None;
+        for (i, &jobs) in counts.iter().enumerate() {
+            let is_last = i + 1 == counts.len();
+            let scratch = tempfile::Builder::new()
+                .prefix("fetchpar-compare-")
+                .tempdir()
+                .context("cannot create a temporary directory for a --compare pass")?;
+            let label = format!("{jobs} workers");
+            let report = Pass {
+                flow: self,
+                config: self.config,
+                jobs,
+                dir: if is_last {
+                    &self.config.output_dir
+                } else {
+                    scratch.path()
+                },
+                records: is_last && self.print,
+                errors: is_last && self.print,
+                label: &label,
+            }
+            .run(&self.client()?, Vec::from(items).into_iter());
+            passes.push(report.tally.clone());
+            if report.end.stdout_closed {
+                return Ok(ExitCode::Ok);
+            }
+            if report.tally.interrupted {
+                self.say(&summary::render(&report.tally));
+                return Ok(ExitCode::Interrupted);
+            }
+            last = Some(report);
+        }
+        let (Some(first), Some(report)) = (passes.first(), last) else {
+            return Ok(ExitCode::Ok);
+        };
+        self.sweep_records(&passes);
+        let mut tally = report.tally;
+        // Only a one-worker first pass is a measured "one after another".
+        tally.sequential = (first.jobs == 1).then_some(Sequential::Measured(first.wall));
+        self.summary_record(&tally, (first.jobs == 1).then_some(first));
+        self.say(&format!(
+            "{}\n{}",
+            summary::render(&tally),
+            summary::render_sweep(&passes)
+        ));
+        Ok(ExitCode::of(&report.end))
+    }
+
+    fn sweep_records(&self, passes: &[Tally]) {
+        let (true, Some(first)) = (self.print, passes.first()) else {
+            return;
+        };
+        let stdout = Stdout {
+            format: self.config.format,
+        };
+        for pass in passes {
+            let _ = stdout.json(&PassRecord::new(pass, first));
+        }
     }
 
     /// Runs `items` with one worker into a temporary directory, then with `config.jobs` into

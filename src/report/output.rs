@@ -182,6 +182,38 @@ impl SummaryRecord {
     }
 }
 
+/// One pass of `--compare=LIST`, written before the summary.
+#[derive(Debug, Serialize)]
+pub(crate) struct PassRecord {
+    #[serde(rename = "type")]
+    pub(crate) kind: &'static str,
+    pub(crate) jobs: usize,
+    pub(crate) wall_ms: u64,
+    pub(crate) saved: usize,
+    /// Downloads that failed (invalid inputs are counted apart).
+    pub(crate) failed: usize,
+    pub(crate) bytes: u64,
+    pub(crate) bytes_per_sec: Option<f64>,
+    /// The first pass's wall over this one's.
+    pub(crate) speedup: Option<f64>,
+}
+
+impl PassRecord {
+    pub(crate) fn new(t: &Tally, first: &Tally) -> PassRecord {
+        PassRecord {
+            kind: "pass",
+            jobs: t.jobs,
+            wall_ms: millis(t.wall),
+            saved: t.saved,
+            failed: t.failed.saturating_sub(t.invalid),
+            bytes: t.bytes,
+            bytes_per_sec: t.throughput().map(f64::round),
+            speedup: (t.wall.as_secs_f64() > 0.0)
+                .then(|| two_decimals(first.wall.as_secs_f64() / t.wall.as_secs_f64())),
+        }
+    }
+}
+
 /// Writes records to stdout, flushing each one.
 #[derive(Debug, Default)]
 pub(crate) struct Stdout {

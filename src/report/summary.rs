@@ -241,6 +241,72 @@ pub(crate) fn render_compare(sequential: &Tally, threaded: &Tally) -> String {
     out
 }
 
+/// A pass whose wall is within this share of the fastest one's bought nothing more.
+const STILL_PAYING: f64 = 0.10;
+
+/// Of a `--compare=LIST` sweep's passes (in the order given), the index of the one after which
+/// more workers stopped paying: the first whose wall is within [`STILL_PAYING`] of the fastest.
+pub(crate) fn knee(passes: &[Tally]) -> Option<usize> {
+    let best = passes
+        .iter()
+        .map(|t| t.wall.as_secs_f64())
+        .fold(f64::INFINITY, f64::min);
+    passes
+        .iter()
+        .position(|t| t.wall.as_secs_f64() <= best * (1.0 + STILL_PAYING))
+}
+
+/// The `--compare=LIST` table: one row per worker count, speedups over the first pass, then a
+/// line naming where more workers stopped paying.
+pub(crate) fn render_sweep(passes: &[Tally]) -> String {
+    let Some(first) = passes.first() else {
+        return String::new();
+    };
+    let base = first.wall.as_secs_f64();
+    let mut out = format!(
+        "{:>7} {:>11} {:>14} {:>8} {:>6} {:>6}\n",
+        "workers", "wall time", "throughput", "speedup", "saved", "failed"
+    );
+    for t in passes {
+        let x = match t.wall.as_secs_f64() {
+            w if w > 0.0 => format_speedup(base / w),
+            _ => "-".into(),
+        };
+        let _ = writeln!(
+            out,
+            "{:>7} {:>11} {:>14} {:>8} {:>6} {:>6}",
+            t.jobs,
+            format_duration(t.wall),
+            format_rate(t.throughput()),
+            x,
+            t.saved,
+            t.failed
+        );
+    }
+    if let Some(line) = knee(passes).and_then(|k| knee_line(passes, k)) {
+        let _ = writeln!(out, "{line}");
+    }
+    out
+}
+
+fn knee_line(passes: &[Tally], k: usize) -> Option<String> {
+    let at = passes.get(k)?;
+    let workers = plural(at.jobs, "worker", "workers");
+    if k + 1 == passes.len() {
+        return Some(format!(
+            "more workers kept paying up to {workers} ({}): a larger count may pay more",
+            format_duration(at.wall)
+        ));
+    }
+    let more: Vec<String> = passes[k + 1..].iter().map(|t| t.jobs.to_string()).collect();
+    Some(format!(
+        "more workers stopped paying after {workers} ({}): {} did not beat it by {:.0} % or more",
+        format_duration(at.wall),
+        more.join(", "),
+        STILL_PAYING * 100.0
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -398,6 +464,46 @@ mod tests {
             ..Tally::default()
         };
         assert!(render(&t).starts_with("1 file saved, 2 already complete, 0 B in 1.00 s"));
+    }
+
+    fn pass(jobs: usize, wall: u64) -> Tally {
+        Tally {
+            jobs,
+            saved: 10,
+            bytes: 10_000,
+            wall: ms(wall),
+            ..Tally::default()
+        }
+    }
+
+    #[test]
+    fn a_sweep_names_the_count_after_which_more_workers_stopped_paying() {
+        let passes = [pass(1, 8000), pass(4, 2100), pass(16, 2000), pass(64, 2600)];
+        assert_eq!(knee(&passes), Some(1));
+        let table = render_sweep(&passes);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 6, "{table}");
+        assert!(lines[1].trim_start().starts_with("1 ") && lines[1].contains("1.0x"));
+        assert!(lines[2].trim_start().starts_with("4 ") && lines[2].contains("3.8x"));
+        assert!(lines[4].trim_start().starts_with("64 ") && lines[4].contains("3.1x"));
+        assert_eq!(
+            lines[5],
+            "more workers stopped paying after 4 workers (2.10 s): 16, 64 did not beat it by 10 % \
+             or more"
+        );
+    }
+
+    #[test]
+    fn a_sweep_that_kept_paying_says_to_try_more() {
+        let passes = [pass(1, 8000), pass(2, 4000), pass(4, 2000)];
+        assert_eq!(knee(&passes), Some(2));
+        assert!(render_sweep(&passes).ends_with(
+            "more workers kept paying up to 4 workers (2.00 s): a larger count may pay more\n"
+        ));
+        let flat = [pass(1, 1000), pass(8, 1050)];
+        assert!(render_sweep(&flat).ends_with(
+            "more workers stopped paying after 1 worker (1.00 s): 8 did not beat it by 10 % or more\n"
+        ));
     }
 
     #[test]

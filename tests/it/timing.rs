@@ -131,3 +131,80 @@ fn the_compare_headline_agrees_with_its_table() {
         "{summary}"
     );
 }
+
+#[test]
+fn a_sweep_runs_one_pass_per_count_and_keeps_only_the_last_passs_files() {
+    let (server, expected) = file_server(4, 1000, 3000, Duration::from_millis(20));
+    let out = Sandbox::new();
+    let (code, stdout, stderr) = run(fetchpar()
+        .args(["--compare=1,2,3", "--json", "-o"])
+        .arg(out.out())
+        .args(urls_of(&server, &expected)));
+    assert_eq!(code, 0, "{stderr:#?}");
+    assert_eq!(checksums(&out.out()), expected);
+    let records: Vec<serde_json::Value> = stdout
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let of_type = |t: &str| {
+        records
+            .iter()
+            .filter(|r| r["type"] == t)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(of_type("url").len(), 4, "records of the last pass only");
+    let passes = of_type("pass");
+    let jobs: Vec<u64> = passes.iter().map(|p| p["jobs"].as_u64().unwrap()).collect();
+    assert_eq!(jobs, [1, 2, 3]);
+    assert!(passes.iter().all(|p| p["saved"] == 4 && p["failed"] == 0));
+    assert_eq!(passes[0]["speedup"], 1.0);
+    let summary = summary_of(&stdout);
+    assert_eq!(summary["sequential_kind"], "measured");
+    assert_eq!(summary["jobs"], 3);
+    // The table: a header, one row per count, and where more workers stopped paying.
+    let header = stderr
+        .iter()
+        .position(|l| l.contains("workers") && l.contains("speedup"))
+        .unwrap_or_else(|| panic!("table in {stderr:#?}"));
+    for (row, count) in stderr[header + 1..header + 4].iter().zip(["1", "2", "3"]) {
+        assert_eq!(row.split_whitespace().next(), Some(count), "{stderr:#?}");
+    }
+    assert!(
+        stderr[header + 4].starts_with("more workers "),
+        "{stderr:#?}"
+    );
+}
+
+#[test]
+fn compare_takes_a_list_only_with_equals_and_never_with_j() {
+    let (server, expected) = file_server(1, 100, 100, Duration::ZERO);
+    let urls = urls_of(&server, &expected);
+    let out = Sandbox::new();
+    // `--compare URL` keeps its meaning: the URL is an input, not a list of counts.
+    let (code, _, stderr) = run(fetchpar()
+        .args(["-o"])
+        .arg(out.out())
+        .arg("--compare")
+        .args(&urls));
+    assert_eq!(code, 0, "{stderr:#?}");
+    assert_eq!(checksums(&out.out()), expected);
+    for args in [
+        &["--compare=1,4", "-j", "4"][..],
+        &["--compare=4"],
+        &["--compare=1,x"],
+    ] {
+        let empty = Sandbox::new();
+        let (code, stdout, stderr) =
+            run(fetchpar().args(args).arg("-o").arg(empty.out()).args(&urls));
+        assert_eq!(code, 2, "{args:?}: {stderr:#?}");
+        assert!(stdout.is_empty(), "{args:?}");
+        assert!(
+            stderr.iter().any(|l| l.contains("compare")),
+            "{args:?}: {stderr:#?}"
+        );
+        assert!(
+            !empty.out().exists() || entries(&empty.out()).is_empty(),
+            "{args:?}"
+        );
+    }
+}
