@@ -113,7 +113,7 @@ pub struct Cli {
     /// pass into -o) and shows where more workers stopped paying
     #[arg(
         long,
-        value_name = "N,N,...",
+        value_name = "COUNTS",
         num_args = 0..=1,
         require_equals = true,
         default_missing_value = "",
