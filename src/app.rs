@@ -27,12 +27,14 @@ use crate::input::{Inputs, Item};
 use crate::modes::ProgressMode;
 use crate::naming::Namer;
 use crate::pool::Pool;
+use crate::report::har;
 use crate::report::output::{PassRecord, Stdout, SummaryRecord};
 use crate::report::progress::Progress;
 use crate::report::reporter::{Report, Reporter, Show};
 use crate::report::summary::{self, Sequential, Tally};
 use crate::report::{to_stderr, UrlOutcome};
 use crate::server::{self, Server};
+use crate::trace::Trace;
 use crate::transport::Client;
 
 /// The HTTP client of a pass: a recipe each worker turns into its own client and keep-alive
@@ -150,6 +152,19 @@ impl Flow<'_> {
         }
     }
 
+    /// `--har`: the passes' requests, written once they are all done. A failure to write is
+    /// said, and costs no download.
+    fn write_trace(&self, reports: &[&Report]) {
+        let Some(path) = &self.config.har else { return };
+        let traces: Vec<&Trace> = reports.iter().filter_map(|r| r.trace.as_ref()).collect();
+        if let Err(e) = har::write(path, &traces) {
+            self.shout(&format!(
+                "fetchpar: cannot write the HAR file {}: {e}\n",
+                path.display()
+            ));
+        }
+    }
+
     /// A pass's client, its waits ended by this run's cancel flag.
     fn client(&self) -> Result<Client> {
         let mut client = build_client(self.config)?;
@@ -170,6 +185,7 @@ impl Flow<'_> {
             label: "",
         };
         let report = pass.run(&client, inputs);
+        self.write_trace(&[&report]);
         let code = ExitCode::of(&report.end);
         if !report.end.stdout_closed {
             self.summary_record(&report.tally, None);
@@ -211,7 +227,7 @@ impl Flow<'_> {
     /// into a temporary directory of its own; then one row per count.
     fn sweep(&self, items: &[Item], counts: &[usize]) -> Result<ExitCode> {
         let mut passes: Vec<Tally> = Vec::with_capacity(counts.len());
-        let mut last = None;
+        let mut reports: Vec<Report> = Vec::with_capacity(counts.len());
         for (i, &jobs) in counts.iter().enumerate() {
             let is_last = i + 1 == counts.len();
             let scratch = tempfile::Builder::new()
@@ -241,9 +257,10 @@ impl Flow<'_> {
                 self.say(&summary::render(&report.tally));
                 return Ok(ExitCode::Interrupted);
             }
-            last = Some(report);
+            reports.push(report);
         }
-        let (Some(first), Some(report)) = (passes.first(), last) else {
+        self.write_trace(&reports.iter().collect::<Vec<_>>());
+        let (Some(first), Some(report)) = (passes.first(), reports.pop()) else {
             return Ok(ExitCode::Ok);
         };
         self.sweep_records(&passes);
@@ -305,6 +322,7 @@ impl Flow<'_> {
         .run(&self.client()?, Vec::from(items).into_iter());
         // The headline compares the two measured walls, as the table below it does.
         threaded.tally.sequential = Some(Sequential::Measured(sequential.tally.wall));
+        self.write_trace(&[&sequential, &threaded]);
         if threaded.end.stdout_closed {
             return Ok(ExitCode::Ok);
         }
@@ -455,7 +473,7 @@ impl Pass<'_> {
             quiet: progress == ProgressMode::Quiet,
             collect: self.flow.collect,
         };
-        Reporter::new(
+        let reporter = Reporter::new(
             Progress::new(progress, config.colour, queued.clone(), self.label),
             self.jobs,
             show,
@@ -464,6 +482,11 @@ impl Pass<'_> {
             },
             self.flow.cancel.clone(),
             queued.clone(),
-        )
+        );
+        if config.download.trace {
+            reporter.keep_trace()
+        } else {
+            reporter
+        }
     }
 }

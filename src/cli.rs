@@ -131,6 +131,11 @@ pub struct Cli {
     #[arg(long, conflicts_with_all = ["print0", "demo"], help_heading = "Scripting")]
     pub(crate) json: bool,
 
+    /// Write the run's requests as an HTTP Archive (HAR 1.2), for browser developer tools and
+    /// HAR viewers
+    #[arg(long, value_name = "FILE", help_heading = "Scripting")]
+    pub(crate) har: Option<PathBuf>,
+
     /// End each printed path with NUL instead of a newline (for xargs -0)
     #[arg(short = '0', long, conflicts_with = "demo", help_heading = "Scripting")]
     pub(crate) print0: bool,
@@ -422,6 +427,8 @@ pub struct Config {
     pub(crate) format: Format,
     pub(crate) request: RequestOptions,
     pub(crate) shard: Option<Shard>,
+    /// `--har FILE`.
+    pub(crate) har: Option<PathBuf>,
 }
 
 impl Cli {
@@ -544,6 +551,12 @@ impl Cli {
         let progress = self.progress(stderr_is_tty);
         let shard = self.shard(env)?;
         let sweep = self.compare.clone().unwrap_or_default().0;
+        if let Some(har) = self.har.as_ref().filter(|p| p.exists() && !self.overwrite) {
+            return Err(format!(
+                "the HAR file {} already exists (remove it, or add --overwrite)",
+                har.display()
+            ));
+        }
         if !sweep.is_empty() && self.jobs.is_some() {
             return Err(
                 "-j cannot be combined with --compare=LIST: the list gives the worker counts"
@@ -574,6 +587,7 @@ impl Cli {
                 content_disposition: self.content_disposition,
                 split: self.split.0,
                 chunk: self.chunk_size.map_or(download::CHUNK, |s| s.0 as usize),
+                trace: self.har.is_some(),
             },
             connect_timeout: self.connect_timeout.0,
             progress,
@@ -588,6 +602,7 @@ impl Cli {
                 insecure: self.insecure,
             },
             shard,
+            har: self.har,
         })
     }
 }

@@ -32,7 +32,7 @@ use crate::naming::{self, Namer};
 use crate::redact;
 use crate::retry::Policy;
 use crate::safefs;
-use crate::trace::Phases;
+use crate::trace::{self, Exchange, Phases};
 use crate::transport::{self, Client, Response};
 
 pub mod disposition;
@@ -90,6 +90,9 @@ pub struct Settings {
     pub split: usize,
     /// Bytes per read of the body (`--chunk-size`).
     pub chunk: usize,
+    /// Keep every request and response (`--har`, `--timeline`): costs an allocation or two per
+    /// request, so only when asked.
+    pub trace: bool,
 }
 
 /// What every download of a run shares: the settings, and the run's handles.
@@ -140,6 +143,8 @@ pub struct Outcome {
     pub retries: u32,
     /// When each phase began and ended (the pool fills in the queueing).
     pub phases: Phases,
+    /// Every request made, retries and `--split` pieces included (only with `trace`).
+    pub exchanges: Vec<Exchange>,
 }
 
 /// What a download keeps count of while it runs, whatever becomes of it.
@@ -148,6 +153,7 @@ struct Track {
     bytes: u64,
     retries: u32,
     phases: Phases,
+    exchanges: Vec<Exchange>,
 }
 
 impl Outcome {
@@ -216,6 +222,7 @@ impl Fetcher<'_> {
             elapsed: began.elapsed(),
             retries: track.retries,
             phases: track.phases,
+            exchanges: track.exchanges,
         }
     }
 
@@ -261,8 +268,7 @@ impl Fetcher<'_> {
             if self.cancel.load(Ordering::Relaxed) {
                 return Err(Failure::interrupted(None));
             }
-            let (bytes, phases) = (&mut track.bytes, &mut track.phases);
-            match self.attempt(url, t, counter, on_start, bytes, phases) {
+            match self.traced_attempt(url, t, counter, on_start, track) {
                 Attempt::Done(status) => return Ok(status),
                 Attempt::Restart => {}
                 Attempt::Fail(failure) => return Err(failure),
@@ -272,10 +278,10 @@ impl Fetcher<'_> {
                         return Err(failure);
                     }
                     track.retries += 1;
-                    let wait = self
-                        .settings
-                        .retry
-                        .wait(track.retries, retry_after, fastrand::f64());
+                    let wait =
+                        self.settings
+                            .retry
+                            .wait(track.retries, retry_after, fastrand::f64());
                     on_start(Notice::Retrying {
                         wait,
                         reason: &failure.reason,
@@ -286,6 +292,42 @@ impl Fetcher<'_> {
                 }
             }
         }
+    }
+
+    /// One attempt, and with `trace` its exchanges: the request, and any `--split` pieces.
+    fn traced_attempt(
+        &self,
+        url: &Url,
+        t: &mut Transfer,
+        counter: &AtomicU64,
+        on_start: &mut dyn FnMut(Notice<'_>),
+        track: &mut Track,
+    ) -> Attempt {
+        let before = track.bytes;
+        let mut head = Exchange::default();
+        let attempt = self.attempt(url, t, counter, on_start, track, &mut head);
+        if !self.settings.trace {
+            return attempt;
+        }
+        let pieces = t.pieces_log.take().and_then(|log| log.into_inner().ok());
+        let piece_bytes: u64 = pieces.iter().flatten().map(|e| e.bytes).sum();
+        let phases = &track.phases;
+        track.exchanges.push(Exchange {
+            url: redact::url(url),
+            sent: phases.sent,
+            connect: phases.connect,
+            headers: phases.headers,
+            end: phases.body_end.or(phases.sent),
+            bytes: (track.bytes - before).saturating_sub(piece_bytes),
+            piece: pieces.as_ref().map(|_| 0),
+            error: match &attempt {
+                Attempt::Retry(f, _) | Attempt::Fail(f) => Some(f.reason.to_string()),
+                _ => None,
+            },
+            ..head
+        });
+        track.exchanges.extend(pieces.into_iter().flatten());
+        attempt
     }
 
     /// Gives the complete part its final name.
@@ -454,9 +496,10 @@ impl Fetcher<'_> {
         t: &mut Transfer,
         counter: &AtomicU64,
         on_start: &mut dyn FnMut(Notice<'_>),
-        bytes: &mut u64,
-        phases: &mut Phases,
+        track: &mut Track,
+        head: &mut Exchange,
     ) -> Attempt {
+        let (bytes, phases) = (&mut track.bytes, &mut track.phases);
         if t.sparse() {
             return self.attempt_sparse(url, t, counter, on_start, bytes);
         }
@@ -470,11 +513,26 @@ impl Fetcher<'_> {
             ..Phases::default()
         }
         .keep_queueing(phases);
+        if self.settings.trace && from > 0 {
+            head.request_headers
+                .push(("Range".into(), format!("bytes={from}-")));
+            if let Some(validator) = if_range {
+                head.request_headers
+                    .push(("If-Range".into(), validator.to_string()));
+            }
+        }
         let response = match self.request(url, from, if_range) {
             Ok(response) => response,
             Err(e) => return self.no_response(e),
         };
         phases.headers = Some(Instant::now());
+        if self.settings.trace {
+            head.status = Some(response.status().as_u16());
+            head.response_headers = trace::headers_of(response.headers());
+            if self.settings.split > 1 {
+                t.pieces_log = Some(std::sync::Mutex::new(Vec::new()));
+            }
+        }
         phases.body_end = phases.headers;
         let code = response.status().as_u16();
         let facts = ResponseFacts::of(&response, url);
@@ -622,6 +680,7 @@ impl Fetcher<'_> {
             cancel: self.cancel,
             chunk: self.settings.chunk,
             proof: t.proof,
+            log: t.pieces_log.as_ref(),
         };
         let known = t.meta.clone().unwrap_or_default();
         let mut done = Vec::new();
@@ -654,6 +713,9 @@ impl Fetcher<'_> {
         let Some(file) = t.file.as_ref() else {
             return Attempt::Fail(Failure::new(FailureKind::Internal("no part file")));
         };
+        if self.settings.trace {
+            t.pieces_log = Some(std::sync::Mutex::new(Vec::new()));
+        }
         let pieces = split::Pieces {
             client: self.client,
             asked: url,
@@ -662,6 +724,7 @@ impl Fetcher<'_> {
             cancel: self.cancel,
             chunk: self.settings.chunk,
             proof: t.proof,
+            log: t.pieces_log.as_ref(),
         };
         let mut done = known.ranges.clone().unwrap_or_default();
         let before = t.have;

@@ -51,6 +51,8 @@ pub(super) struct Transfer {
     /// proves joins no validator vouches for. No input supplies one yet (the list format
     /// will), so it stays `false`.
     pub proof: bool,
+    /// With tracing, the requests of this attempt's `--split` pieces (after the first).
+    pub pieces_log: Option<std::sync::Mutex<Vec<crate::trace::Exchange>>>,
 }
 
 impl Transfer {
@@ -72,6 +74,7 @@ impl Transfer {
             restarted: false,
             one_stream: false,
             proof: false,
+            pieces_log: None,
         }
     }
 

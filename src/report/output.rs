@@ -308,6 +308,7 @@ mod tests {
             elapsed: Duration::from_millis(1500),
             retries: 2,
             phases: phases(),
+            exchanges: Vec::new(),
         };
         let v = record("http://h/a.bin", Origin::Line(3), &saved);
         let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
@@ -361,6 +362,7 @@ mod tests {
             elapsed: Duration::ZERO,
             retries: 0,
             phases: Default::default(),
+            exchanges: Vec::new(),
         };
         let v = record("http://h/a.bin", Origin::Line(3), &skipped);
         assert_eq!(v["status"], "skipped");

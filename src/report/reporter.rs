@@ -15,7 +15,7 @@ use crate::estimate::{self, Estimator, Sample};
 use crate::exit::End;
 use crate::input::Origin;
 use crate::pool::{Event, Sink};
-use crate::trace::Phases;
+use crate::trace::{Phases, Row, Trace};
 
 /// What a pass shows, and to whom.
 pub(crate) struct Show {
@@ -46,6 +46,8 @@ pub(crate) struct Reporter {
     outcomes: Vec<UrlOutcome>,
     /// The one-after-another estimate, gathered as downloads finish.
     estimator: Estimator,
+    /// Every download's phases and requests, for `--har` and `--timeline`.
+    trace: Option<Trace>,
 }
 
 /// What a pass leaves behind once its pool is done.
@@ -53,6 +55,7 @@ pub(crate) struct Report {
     pub(crate) tally: Tally,
     pub(crate) end: End,
     pub(crate) outcomes: Vec<UrlOutcome>,
+    pub(crate) trace: Option<Trace>,
 }
 
 impl Reporter {
@@ -80,7 +83,15 @@ impl Reporter {
             finished: 0,
             outcomes: Vec::new(),
             estimator: Estimator::default(),
+            trace: None,
         }
+    }
+
+    /// Keeps every download's phases and requests (memory grows with the list: only when a
+    /// `--har` or `--timeline` file is to be written).
+    pub(crate) fn keep_trace(mut self) -> Reporter {
+        self.trace = Some(Trace::new(self.tally.jobs, self.started));
+        self
     }
 
     /// Clears the display and totals the pass.
@@ -106,6 +117,7 @@ impl Reporter {
             tally: self.tally,
             end,
             outcomes: self.outcomes,
+            trace: self.trace,
         }
     }
 
@@ -142,11 +154,14 @@ impl Reporter {
         }
     }
 
-    fn finished(&mut self, id: usize, url: String, origin: Origin, outcome: Outcome) {
+    fn finished(&mut self, id: usize, url: String, origin: Origin, mut outcome: Outcome) {
         let described = outcome.result.as_ref().err().map(|f| f.describe());
         if !outcome.skipped() {
             let sample = sample(&url, &outcome.phases, outcome.bytes, self.started);
             self.estimator.add(&sample);
+            if let Some(trace) = self.trace.as_mut() {
+                trace.rows.push(row(&url, &mut outcome));
+            }
         }
         let done = UrlOutcome::finished(url, origin, outcome);
         self.write(|out| out.json(&UrlRecord::of(&done)));
@@ -228,6 +243,23 @@ impl Reporter {
             self.progress.note(&note);
         }
         self.keep(done);
+    }
+}
+
+/// A finished download as the trace keeps it (its exchanges move over).
+fn row(url: &str, outcome: &mut Outcome) -> Row {
+    let (status, failure) = match &outcome.result {
+        Ok(saved) => (Some(saved.http_status), None),
+        Err(f) => (f.http_status, Some(f.reason.to_string())),
+    };
+    Row {
+        url: url.to_string(),
+        phases: outcome.phases,
+        bytes: outcome.bytes,
+        status,
+        retries: outcome.retries,
+        failure,
+        exchanges: std::mem::take(&mut outcome.exchanges),
     }
 }
 

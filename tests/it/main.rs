@@ -4,6 +4,7 @@
 mod util;
 
 mod core;
+mod har;
 mod real_servers;
 mod reliability;
 mod scripting;
