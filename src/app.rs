@@ -27,11 +27,11 @@ use crate::input::{Inputs, Item};
 use crate::modes::ProgressMode;
 use crate::naming::Namer;
 use crate::pool::Pool;
-use crate::report::har;
 use crate::report::output::{PassRecord, Stdout, SummaryRecord};
 use crate::report::progress::Progress;
 use crate::report::reporter::{Report, Reporter, Show};
 use crate::report::summary::{self, Sequential, Tally};
+use crate::report::{har, timeline};
 use crate::report::{to_stderr, UrlOutcome};
 use crate::server::{self, Server};
 use crate::trace::Trace;
@@ -152,16 +152,30 @@ impl Flow<'_> {
         }
     }
 
-    /// `--har`: the passes' requests, written once they are all done. A failure to write is
-    /// said, and costs no download.
-    fn write_trace(&self, reports: &[&Report]) {
-        let Some(path) = &self.config.har else { return };
+    /// `--har` and `--timeline`: the passes' requests and phases, written once they are all
+    /// done, with `tally` (the last pass's, comparison included) as the page's heading. A
+    /// failure to write is said, and costs no download.
+    fn write_trace(&self, reports: &[&Report], tally: &Tally) {
         let traces: Vec<&Trace> = reports.iter().filter_map(|r| r.trace.as_ref()).collect();
-        if let Err(e) = har::write(path, &traces) {
-            self.shout(&format!(
-                "fetchpar: cannot write the HAR file {}: {e}\n",
-                path.display()
-            ));
+        if let Some(path) = &self.config.har {
+            if let Err(e) = har::write(path, &traces) {
+                self.shout(&format!(
+                    "fetchpar: cannot write the HAR file {}: {e}\n",
+                    path.display()
+                ));
+            }
+        }
+        if let Some(path) = &self.config.timeline {
+            let heading = timeline::Heading {
+                summary: summary::render(tally),
+                basis: summary::basis(tally),
+            };
+            if let Err(e) = timeline::write(path, &traces, &heading) {
+                self.shout(&format!(
+                    "fetchpar: cannot write the timeline {}: {e}\n",
+                    path.display()
+                ));
+            }
         }
     }
 
@@ -185,7 +199,7 @@ impl Flow<'_> {
             label: "",
         };
         let report = pass.run(&client, inputs);
-        self.write_trace(&[&report]);
+        self.write_trace(&[&report], &report.tally);
         let code = ExitCode::of(&report.end);
         if !report.end.stdout_closed {
             self.summary_record(&report.tally, None);
@@ -259,21 +273,21 @@ impl Flow<'_> {
             }
             reports.push(report);
         }
-        self.write_trace(&reports.iter().collect::<Vec<_>>());
-        let (Some(first), Some(report)) = (passes.first(), reports.pop()) else {
+        let (Some(first), Some(report)) = (passes.first(), reports.last_mut()) else {
             return Ok(ExitCode::Ok);
         };
-        self.sweep_records(&passes);
-        let mut tally = report.tally;
         // Only a one-worker first pass is a measured "one after another".
-        tally.sequential = (first.jobs == 1).then_some(Sequential::Measured(first.wall));
+        report.tally.sequential = (first.jobs == 1).then_some(Sequential::Measured(first.wall));
+        let (tally, end) = (report.tally.clone(), report.end);
+        self.write_trace(&reports.iter().collect::<Vec<_>>(), &tally);
+        self.sweep_records(&passes);
         self.summary_record(&tally, (first.jobs == 1).then_some(first));
         self.say(&format!(
             "{}\n{}",
             summary::render(&tally),
             summary::render_sweep(&passes)
         ));
-        Ok(ExitCode::of(&report.end))
+        Ok(ExitCode::of(&end))
     }
 
     fn sweep_records(&self, passes: &[Tally]) {
@@ -322,7 +336,7 @@ impl Flow<'_> {
         .run(&self.client()?, Vec::from(items).into_iter());
         // The headline compares the two measured walls, as the table below it does.
         threaded.tally.sequential = Some(Sequential::Measured(sequential.tally.wall));
-        self.write_trace(&[&sequential, &threaded]);
+        self.write_trace(&[&sequential, &threaded], &threaded.tally);
         if threaded.end.stdout_closed {
             return Ok(ExitCode::Ok);
         }

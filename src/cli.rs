@@ -136,6 +136,11 @@ pub struct Cli {
     #[arg(long, value_name = "FILE", help_heading = "Scripting")]
     pub(crate) har: Option<PathBuf>,
 
+    /// Draw the run as a picture: a self-contained HTML page (open it in a browser) with a
+    /// waterfall of the downloads and their phases
+    #[arg(long, value_name = "FILE", help_heading = "Scripting")]
+    pub(crate) timeline: Option<PathBuf>,
+
     /// End each printed path with NUL instead of a newline (for xargs -0)
     #[arg(short = '0', long, conflicts_with = "demo", help_heading = "Scripting")]
     pub(crate) print0: bool,
@@ -429,6 +434,8 @@ pub struct Config {
     pub(crate) shard: Option<Shard>,
     /// `--har FILE`.
     pub(crate) har: Option<PathBuf>,
+    /// `--timeline FILE`.
+    pub(crate) timeline: Option<PathBuf>,
 }
 
 impl Cli {
@@ -551,11 +558,13 @@ impl Cli {
         let progress = self.progress(stderr_is_tty);
         let shard = self.shard(env)?;
         let sweep = self.compare.clone().unwrap_or_default().0;
-        if let Some(har) = self.har.as_ref().filter(|p| p.exists() && !self.overwrite) {
-            return Err(format!(
-                "the HAR file {} already exists (remove it, or add --overwrite)",
-                har.display()
-            ));
+        for (what, file) in [("HAR file", &self.har), ("timeline", &self.timeline)] {
+            if let Some(file) = file.as_ref().filter(|p| p.exists() && !self.overwrite) {
+                return Err(format!(
+                    "the {what} {} already exists (remove it, or add --overwrite)",
+                    file.display()
+                ));
+            }
         }
         if !sweep.is_empty() && self.jobs.is_some() {
             return Err(
@@ -587,7 +596,7 @@ impl Cli {
                 content_disposition: self.content_disposition,
                 split: self.split.0,
                 chunk: self.chunk_size.map_or(download::CHUNK, |s| s.0 as usize),
-                trace: self.har.is_some(),
+                trace: self.har.is_some() || self.timeline.is_some(),
             },
             connect_timeout: self.connect_timeout.0,
             progress,
@@ -603,6 +612,7 @@ impl Cli {
             },
             shard,
             har: self.har,
+            timeline: self.timeline,
         })
     }
 }

@@ -119,7 +119,6 @@ pub(crate) fn headers_of(map: &HeaderMap) -> Vec<(String, String)> {
 
 /// One download as a picture or an archive shows it.
 #[derive(Clone, Debug)]
-#[allow(dead_code)] // Drawn by --timeline (next).
 pub struct Row {
     /// Credentials already removed.
     pub url: String,

@@ -179,14 +179,12 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 
 /// Writes the archive beside `path` and renames it into place, so a reader never sees half.
 pub(crate) fn write(path: &Path, passes: &[&Trace]) -> io::Result<()> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let mut file = tempfile::NamedTempFile::new_in(dir)?;
-    serde_json::to_writer_pretty(&mut file, &archive(passes)).map_err(io::Error::other)?;
-    file.write_all(b"\n")?;
-    file.persist(path).map(|_| ()).map_err(|e| e.error)
+    super::write_file(path, |file| {
+        let mut out = io::BufWriter::new(file);
+        serde_json::to_writer_pretty(&mut out, &archive(passes)).map_err(io::Error::other)?;
+        out.write_all(b"\n")?;
+        out.flush()
+    })
 }
 
 #[cfg(test)]

@@ -166,6 +166,27 @@ pub(crate) fn comparison_line(t: &Tally) -> Option<String> {
     Some(line)
 }
 
+/// How the one-after-another figure was made, in a sentence (for the timeline).
+pub(crate) fn basis(t: &Tally) -> String {
+    match &t.sequential {
+        Some(Sequential::Estimated(e)) => format!(
+            "One after another is a conservative estimate: each download's host's quickest \
+             connect and first-byte wait ({} in all) plus every body at the best aggregate \
+             throughput the run reached ({}), or in its own receiving time when shorter ({} in \
+             all). Both are lower bounds of a one-worker run, so the speedup is one the run can \
+             back (README, \"The timing summary\").",
+            format_duration(e.waits),
+            format_rate(Some(e.best_rate)),
+            format_duration(e.transfer)
+        ),
+        Some(Sequential::Measured(wall)) => format!(
+            "One after another is measured: the one-worker pass took {}.",
+            format_duration(*wall)
+        ),
+        None => "No download ran, so there is nothing to compare.".into(),
+    }
+}
+
 /// The whole summary, several lines, each ending in `\n`.
 pub(crate) fn render(t: &Tally) -> String {
     let mut out = String::new();

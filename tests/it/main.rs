@@ -11,5 +11,6 @@ mod scripting;
 mod server;
 mod split;
 mod terminal;
+mod timeline;
 mod timing;
 mod transport;
