@@ -17,11 +17,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use reqwest::redirect;
 
 use crate::cli::{Config, Mode};
+use crate::client::build_client;
 use crate::download::split::Split;
-use crate::download::{Fetcher, MAX_REDIRECTS};
+use crate::download::Fetcher;
 use crate::exit::ExitCode;
 use crate::input::{Inputs, Item};
 use crate::modes::ProgressMode;
@@ -37,51 +37,42 @@ use crate::server::{self, Server};
 use crate::trace::Trace;
 use crate::transport::Client;
 
-/// The HTTP client of a pass: a recipe each worker turns into its own client and keep-alive
-/// pool on its own runtime (see [`crate::transport`]).
-pub fn build_client(config: &Config) -> Result<Client> {
-    let config = config.clone();
-    Client::new(move || make_client(&config))
-}
-
-fn make_client(config: &Config) -> Result<reqwest::Client> {
-    let policy = redirect::Policy::custom(|attempt| {
-        let scheme = attempt.url().scheme().to_string();
-        if !matches!(scheme.as_str(), "http" | "https") {
-            attempt.error(format!("redirect to unsupported scheme '{scheme}'"))
-        } else if attempt.previous().contains(attempt.url()) {
-            attempt.error("redirect loop")
-        } else if attempt.previous().len() > MAX_REDIRECTS {
-            attempt.error(format!("too many redirects (more than {MAX_REDIRECTS})"))
-        } else {
-            attempt.follow()
-        }
-    });
-    let builder = reqwest::Client::builder()
-        // Per read, not a total deadline: it applies to the wait for headers and to each body
-        // read, so a large file that keeps flowing is never cut off.
-        .read_timeout(config.download.timeout)
-        .connect_timeout(config.connect_timeout)
-        .redirect(policy)
-        // Each worker (and each --split piece) has its own client: one idle connection each.
-        .pool_max_idle_per_host(1);
-    config
-        .request
-        .apply(builder)?
-        .build()
-        .context("cannot set up the HTTP client")
-}
-
 pub(crate) fn prepare_dir(dir: &Path) -> Result<()> {
     if dir.as_os_str().is_empty() {
-        return Ok(());
+        return probe_writable(Path::new("."), "the current directory");
     }
     fs::create_dir_all(dir)
         .with_context(|| format!("cannot create the output directory {}", dir.display()))?;
     if !dir.is_dir() {
         anyhow::bail!("the output path {} is not a directory", dir.display());
     }
-    Ok(())
+    probe_writable(dir, &format!("the output directory {}", dir.display()))
+}
+
+/// A directory that exists but takes no files (a read-only mount, no write permission) would
+/// fail every URL after its request: one line and exit 2 before any request instead. Only
+/// creating a file tells for sure (permission bits do not stop root; a read-only mount, ACLs
+/// and security modules do), so one is made and removed at once.
+fn probe_writable(dir: &Path, what: &str) -> Result<()> {
+    let probe = dir.join(format!(
+        ".fetchpar-probe-{}-{:016x}",
+        std::process::id(),
+        fastrand::u64(..)
+    ));
+    match fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+    {
+        Ok(file) => {
+            drop(file);
+            let _ = fs::remove_file(&probe);
+            Ok(())
+        }
+        // Someone else's file by that very name: the directory does take files.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => anyhow::bail!("cannot write into {what}: {e}"),
+    }
 }
 
 /// How a flow ended: the exit status, and each input's outcome when they were kept.
@@ -181,9 +172,7 @@ impl Flow<'_> {
 
     /// A pass's client, its waits ended by this run's cancel flag.
     fn client(&self) -> Result<Client> {
-        let mut client = build_client(self.config)?;
-        client.cancel_on(self.cancel.clone());
-        Ok(client)
+        build_client(self.config, self.cancel)
     }
 
     pub(crate) fn download(&self, inputs: Inputs) -> Result<Ended> {

@@ -75,6 +75,17 @@ pub struct Cli {
     #[arg(short = 'c', long = "continue", conflicts_with = "overwrite")]
     pub(crate) resume: bool,
 
+    /// wget's -N: give saved files the server's Last-Modified time; ask about an existing file
+    /// with If-Modified-Since and replace it (by rename, once complete) only if the server has
+    /// a newer one, else report it unchanged
+    #[arg(short = 'N', long)]
+    pub(crate) timestamping: bool,
+
+    /// Trust an existing file under the name without asking the server (reported as skipped);
+    /// with -c, .part files are still resumed
+    #[arg(long, conflicts_with = "overwrite")]
+    pub(crate) skip_existing: bool,
+
     /// Retries per URL after a connection error, timeout, cut-off body, 408, 429 or 5xx
     #[arg(long, value_name = "N", default_value = "3")]
     pub(crate) retries: u32,
@@ -161,7 +172,8 @@ pub struct Cli {
     )]
     pub(crate) generate: Option<Generate>,
 
-    /// Send this header, written 'Name: value', with every request (repeatable)
+    /// Send this header, written 'Name: value', with every request to the origin of the URL
+    /// given (repeatable; see --location-trusted)
     #[arg(
         short = 'H',
         long = "header",
@@ -180,8 +192,8 @@ pub struct Cli {
     )]
     pub(crate) user_agent: Option<UserAgent>,
 
-    /// Basic authentication for every request, written USER:PASSWORD (credentials in a URL win
-    /// for that URL)
+    /// Basic authentication for every request to the origin of the URL given, written
+    /// USER:PASSWORD (credentials in a URL win for that URL)
     #[arg(
         long,
         value_name = "LOGIN",
@@ -200,6 +212,11 @@ pub struct Cli {
     )]
     pub(crate) proxy: Option<ProxyUrl>,
 
+    /// Send -H headers and credentials (--user, a URL's own) to every host a redirect leads to,
+    /// not only to the origin of the URL given
+    #[arg(long = "location-trusted", help_heading = "Requests")]
+    pub(crate) location_trusted: bool,
+
     /// Also trust the CA certificates in this PEM file
     #[arg(long, value_name = "FILE", help_heading = "Requests")]
     pub(crate) cacert: Option<PathBuf>,
@@ -207,6 +224,19 @@ pub struct Cli {
     /// Do not verify TLS certificates (anyone on the path could then read or alter downloads)
     #[arg(short = 'k', long, help_heading = "Requests")]
     pub(crate) insecure: bool,
+
+    /// Speak HTTP/1.1 only: never offer HTTP/2, one connection per worker
+    #[arg(long = "http1.1", help_heading = "Requests")]
+    pub(crate) http1_1: bool,
+
+    /// Check each file against this list of digests (sha256sum's `HEX  NAME`, `HEX *NAME` or BSD
+    /// `SHA256 (NAME) = HEX`), by its path relative to -o
+    #[arg(long, value_name = "FILE", help_heading = "Integrity")]
+    pub(crate) checksums: Option<PathBuf>,
+
+    /// Fail a file that has no expected checksum (from its list line or --checksums)
+    #[arg(long, help_heading = "Integrity")]
+    pub(crate) require_checksum: bool,
 }
 
 /// What `--generate` prints.
@@ -436,6 +466,8 @@ pub struct Config {
     pub(crate) har: Option<PathBuf>,
     /// `--timeline FILE`.
     pub(crate) timeline: Option<PathBuf>,
+    /// `--http1.1`: never offer HTTP/2.
+    pub(crate) http1_only: bool,
 }
 
 impl Cli {
@@ -573,6 +605,10 @@ impl Cli {
             );
         }
         let format = self.format();
+        let checksums = match &self.checksums {
+            Some(path) => Some(std::sync::Arc::new(crate::sumfile::SumFile::open(path)?)),
+            None => None,
+        };
         let output_dir = match self.output_dir {
             Some(dir) if dir.as_os_str() != "." => dir,
             _ => PathBuf::new(),
@@ -597,6 +633,10 @@ impl Cli {
                 split: self.split.0,
                 chunk: self.chunk_size.map_or(download::CHUNK, |s| s.0 as usize),
                 trace: self.har.is_some() || self.timeline.is_some(),
+                checksums,
+                require_checksum: self.require_checksum,
+                timestamping: self.timestamping,
+                skip_existing: self.skip_existing,
             },
             connect_timeout: self.connect_timeout.0,
             progress,
@@ -609,10 +649,12 @@ impl Cli {
                 proxy: self.proxy,
                 cacert: self.cacert,
                 insecure: self.insecure,
+                location_trusted: self.location_trusted,
             },
             shard,
             har: self.har,
             timeline: self.timeline,
+            http1_only: self.http1_1,
         })
     }
 }

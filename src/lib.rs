@@ -71,8 +71,8 @@
 //! - `download` is one URL to one file; its folder holds one job a file: the fetch/retry loop
 //!   (`mod`), the pure rule that decides what a response means for bytes on disk (`response`),
 //!   the life of `NAME.part` and its sidecar (`part`, `sidecar`), the body-streaming loop
-//!   (`stream`), typed failures (`failure`), `--content-disposition` names (`disposition`) and
-//!   `--split N` (`split`). Beside it: `retry` (what to retry and when), `safefs` (opening files
+//!   (`stream`), typed failures (`failure`), `--content-disposition` names (`disposition`),
+//!   `--split N` (`split`) and expected digests (`verify`, over `checksum` and `sumfile`). Beside it: `retry` (what to retry and when), `safefs` (opening files
 //!   without following symlinks) and `naming` (safe names, reserved before any file opens).
 //! - `transport` drives reqwest on each worker's own runtime; `request` turns the request
 //!   options (headers, auth, proxy, TLS) into client settings.
@@ -96,12 +96,15 @@
 //! - Credentials in URLs, `--user`, headers or netrc never appear in any output.
 
 pub(crate) mod app;
+pub(crate) mod checksum;
 pub mod cli;
+pub(crate) mod client;
 pub(crate) mod completions;
 pub(crate) mod download;
 pub(crate) mod estimate;
 pub(crate) mod exit;
 pub(crate) mod input;
+pub(crate) mod listopts;
 pub(crate) mod modes;
 #[doc(hidden)]
 pub mod naming;
@@ -116,6 +119,7 @@ pub(crate) mod select;
 #[doc(hidden)]
 pub mod server;
 pub(crate) mod sharded;
+pub(crate) mod sumfile;
 pub(crate) mod trace;
 pub(crate) mod transport;
 pub(crate) mod units;

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TryRecvError};
 
 use crate::download::{Fetcher, Notice, Outcome};
-use crate::input::{Entry, Invalid, Item, Origin};
+use crate::input::{Entry, Invalid, Item, Origin, Warning};
 use crate::redact;
 use crate::select::{Selector, Shard, Verdict};
 
@@ -60,6 +60,8 @@ pub(crate) enum Event {
     },
     /// An input line that is not a URL we can fetch.
     Invalid(Invalid),
+    /// Something about the list worth saying that fails nothing (an ignored option).
+    Warning(Warning),
     /// A URL already queued from an earlier input (and named by neither): not downloaded again.
     Duplicate {
         /// Credentials already removed.
@@ -249,12 +251,7 @@ impl Pool<'_> {
             };
             let _ = event_tx.send(event);
         };
-        let mut outcome = self.fetcher.fetch(
-            &job.entry.url,
-            job.entry.output.as_deref(),
-            &counter,
-            &mut on_start,
-        );
+        let mut outcome = self.fetcher.fetch(&job.entry, &counter, &mut on_start);
         outcome.phases.queued = Some(job.queued);
         Event::Finished {
             id: job.id,
@@ -308,7 +305,7 @@ fn produce<I>(
             return;
         }
         let sent = match item {
-            Ok(entry) => match selector.select(&entry) {
+            Item::Entry(entry) => match selector.select(&entry) {
                 Verdict::Download => {
                     queued.fetch_add(1, Ordering::Relaxed);
                     let queued_at = Instant::now();
@@ -330,10 +327,14 @@ fn produce<I>(
                     .is_ok(),
                 Verdict::Elsewhere => true,
             },
-            Err(invalid) if selector.reports_invalid() => {
+            // Like invalid lines, warnings are said by one shard only.
+            Item::Invalid(invalid) if selector.reports_invalid() => {
                 events.send(Event::Invalid(invalid)).is_ok()
             }
-            Err(_) => true,
+            Item::Warning(warning) if selector.reports_invalid() => {
+                events.send(Event::Warning(warning)).is_ok()
+            }
+            Item::Invalid(_) | Item::Warning(_) => true,
         };
         if !sent {
             return;
@@ -350,11 +351,10 @@ mod tests {
     fn job(id: usize) -> Job {
         Job {
             id,
-            entry: Entry {
-                origin: Origin::Line(id),
-                url: url::Url::parse("http://127.0.0.1:9/x").unwrap(),
-                output: None,
-            },
+            entry: Entry::new(
+                Origin::Line(id),
+                url::Url::parse("http://127.0.0.1:9/x").unwrap(),
+            ),
             queued: Instant::now(),
         }
     }

@@ -4,6 +4,12 @@
 //! Values are checked when the command line is parsed, so a bad one is a usage error (exit 2)
 //! before any download. Secrets (`--user`, an `Authorization` header, a proxy password) are marked
 //! sensitive for the HTTP stack and never printed, not even in a rejection message or `Debug`.
+//!
+//! Which headers a request carries depends on where it goes ([`HeaderScope`]): `-H` headers and
+//! credentials (`--user`, the URL's own) only to the origin of the URL the user gave, unless
+//! `--location-trusted`; a redirect elsewhere gets the User-Agent alone. reqwest's own redirect
+//! handling strips only a few named headers, and only when host or port change, so the
+//! transport follows redirects itself and asks the scope at every hop.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -169,6 +175,8 @@ pub struct RequestOptions {
     pub proxy: Option<ProxyUrl>,
     pub cacert: Option<PathBuf>,
     pub insecure: bool,
+    /// `--location-trusted`: send `-H` headers and credentials across redirects to any origin.
+    pub location_trusted: bool,
 }
 
 impl RequestOptions {
@@ -209,10 +217,25 @@ impl RequestOptions {
         map
     }
 
+    /// Where each header may go: see [`HeaderScope`].
+    pub fn header_scope(&self) -> HeaderScope {
+        let mut everywhere = HeaderMap::new();
+        let agent = match &self.user_agent {
+            Some(UserAgent(ua)) => ua.clone(),
+            None => HeaderValue::from_static(concat!("fetchpar/", env!("CARGO_PKG_VERSION"))),
+        };
+        everywhere.insert(USER_AGENT, agent);
+        HeaderScope {
+            origin: self.default_headers(),
+            everywhere,
+            trusted: self.location_trusted,
+        }
+    }
+
     /// Applies the options to a client under construction. Errors here (an unreadable or empty
-    /// `--cacert`) are usage errors: they come before any download.
+    /// `--cacert`) are usage errors: they come before any download. No headers are set here:
+    /// the transport sets them per request, from [`RequestOptions::header_scope`].
     pub fn apply(&self, mut builder: ClientBuilder) -> Result<ClientBuilder> {
-        builder = builder.default_headers(self.default_headers());
         if let Some(ProxyUrl(url)) = &self.proxy {
             let shown = redact::url(url);
             // An explicit proxy replaces HTTP_PROXY & co, but NO_PROXY is still honoured, as
@@ -243,6 +266,49 @@ impl RequestOptions {
             builder = builder.danger_accept_invalid_certs(true);
         }
         Ok(builder)
+    }
+}
+
+/// The headers of a request, by where it goes: those of [`RequestOptions::default_headers`] to
+/// the origin (scheme, host, port) of the URL asked for, the User-Agent alone anywhere else a
+/// redirect leads, unless the user trusts every location (curl's `--location-trusted`).
+#[derive(Clone, Debug)]
+pub struct HeaderScope {
+    origin: HeaderMap,
+    everywhere: HeaderMap,
+    trusted: bool,
+}
+
+impl Default for HeaderScope {
+    fn default() -> HeaderScope {
+        RequestOptions::default().header_scope()
+    }
+}
+
+impl HeaderScope {
+    /// For a request to `hop` on the way to `asked`: the URL to send it to and the headers it
+    /// carries. Where the user's headers go, the credentials of `asked` go too (put into the
+    /// URL, where reqwest turns them into basic auth), and they win over `--user` and `-H
+    /// Authorization`, as they always have; anywhere else no credential goes at all.
+    pub fn for_hop(&self, asked: &Url, hop: &Url) -> (Url, HeaderMap) {
+        if !self.trusted && hop.origin() != asked.origin() {
+            let mut bare = hop.clone();
+            // Fails only for URLs that cannot have credentials, which then have none.
+            let _ = bare.set_username("");
+            let _ = bare.set_password(None);
+            return (bare, self.everywhere.clone());
+        }
+        let mut url = hop.clone();
+        let has_creds = |u: &Url| !u.username().is_empty() || u.password().is_some();
+        if has_creds(asked) && !has_creds(hop) {
+            let _ = url.set_username(asked.username());
+            let _ = url.set_password(asked.password());
+        }
+        let mut headers = self.origin.clone();
+        if has_creds(&url) {
+            headers.remove(AUTHORIZATION);
+        }
+        (url, headers)
     }
 }
 
@@ -310,5 +376,55 @@ mod tests {
         let plain = RequestOptions::default().default_headers();
         assert!(plain[USER_AGENT].to_str().unwrap().starts_with("fetchpar/"));
         assert!(plain.get(AUTHORIZATION).is_none());
+    }
+
+    #[test]
+    fn user_headers_and_credentials_stay_with_the_origin_asked() {
+        let url = |s: &str| Url::parse(s).unwrap();
+        let options = RequestOptions {
+            user_agent: Some("mine/1".parse().unwrap()),
+            user: Some("a:b".parse().unwrap()),
+            headers: vec!["X-Api-Key: k".parse().unwrap()],
+            ..RequestOptions::default()
+        };
+        let scope = options.header_scope();
+        let asked = url("http://h:1/f");
+        // The origin asked, and a redirect within it: everything.
+        for hop in ["http://h:1/f", "http://h:1/g?x"] {
+            let (to, headers) = scope.for_hop(&asked, &url(hop));
+            assert_eq!(to.as_str(), hop);
+            assert_eq!(headers["x-api-key"], "k");
+            assert_eq!(headers[AUTHORIZATION], "Basic YTpi");
+            assert_eq!(headers[USER_AGENT], "mine/1");
+        }
+        // Another scheme, host or port: the User-Agent alone, and no credentials in the URL.
+        let with_creds = url("http://u:p@h:1/f");
+        for hop in [
+            "https://h:1/f",
+            "http://g:1/f",
+            "http://h:2/f",
+            "http://v:q@g/f",
+        ] {
+            let (to, headers) = scope.for_hop(&with_creds, &url(hop));
+            assert_eq!((to.username(), to.password()), ("", None), "{hop}");
+            assert_eq!(headers.len(), 1, "{hop}: {headers:?}");
+            assert_eq!(headers[USER_AGENT], "mine/1");
+        }
+        // The URL's own credentials follow within the origin, and win over --user there.
+        let (to, headers) = scope.for_hop(&with_creds, &url("http://h:1/g"));
+        assert_eq!((to.username(), to.password()), ("u", Some("p")));
+        assert!(headers.get(AUTHORIZATION).is_none());
+        assert_eq!(headers["x-api-key"], "k");
+        // --location-trusted: everything, everywhere.
+        let trusted = RequestOptions {
+            location_trusted: true,
+            ..options
+        }
+        .header_scope();
+        let (to, headers) = trusted.for_hop(&with_creds, &url("http://g:2/f"));
+        assert_eq!((to.username(), to.password()), ("u", Some("p")));
+        assert_eq!(headers["x-api-key"], "k");
+        let (_, headers) = trusted.for_hop(&asked, &url("http://g:2/f"));
+        assert_eq!(headers[AUTHORIZATION], "Basic YTpi");
     }
 }

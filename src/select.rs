@@ -2,10 +2,11 @@
 //!
 //! Both decisions use one stable hash of the URL: SHA-256 of the URL as fetchpar normalizes it
 //! (the `url` crate's serialization: scheme and host lower-cased, default port dropped, the form
-//! printed in `--json`'s `url` field, credentials included). Not Rust's `DefaultHasher`, which is
-//! seeded at random per process: N machines must agree on every URL's shard with no coordinator,
-//! today and after an upgrade. A URL belongs to shard `1 + (first 8 bytes of the digest, read as
-//! a big-endian u64) mod N`, which anyone can recompute:
+//! printed in `--json`'s `url` field, credentials included, any `#fragment` left out). Not
+//! Rust's `DefaultHasher`, which is seeded at random per process: N machines must agree on every
+//! URL's shard with no coordinator, today and after an upgrade. A URL belongs to shard
+//! `1 + (first 8 bytes of the digest, read as a big-endian u64) mod N`, which anyone can
+//! recompute:
 //!
 //! ```text
 //! python3 -c 'import hashlib,sys; print(1 + int(hashlib.sha256(sys.argv[1].encode()).hexdigest()[:16], 16) % int(sys.argv[2]))' URL N
@@ -118,14 +119,20 @@ impl ShardSpec {
         } else if let Some(id) = number("SLURM_ARRAY_TASK_ID")? {
             let min = number("SLURM_ARRAY_TASK_MIN")?.unwrap_or(0);
             let step = number("SLURM_ARRAY_TASK_STEP")?.unwrap_or(1).max(1);
-            let count = match count {
+            let tasks = number("SLURM_ARRAY_TASK_COUNT")?;
+            let max = number("SLURM_ARRAY_TASK_MAX")?;
+            slurm_grid(id, min, step, tasks, max)?;
+            let count = match count.or(tasks) {
                 Some(n) => n,
-                None => number("SLURM_ARRAY_TASK_COUNT")?.ok_or(
-                    "SLURM_ARRAY_TASK_COUNT is not set: write --shard auto/N with N = the \
-                     number of array tasks",
-                )?,
+                None => {
+                    return Err(
+                        "SLURM_ARRAY_TASK_COUNT is not set: write --shard auto/N with \
+                                N = the number of array tasks"
+                            .into(),
+                    )
+                }
             };
-            (id.saturating_sub(min) / step, count)
+            ((id - min) / step, count)
         } else {
             return Err(
                 "auto needs JOB_COMPLETION_INDEX (a Kubernetes Indexed Job) or \
@@ -144,9 +151,47 @@ impl ShardSpec {
     }
 }
 
-/// The stable digest both decisions use (see the module comment).
+/// Slurm numbers an array's tasks by the ids the user wrote (`--array=0-6:2,3`), which need not
+/// be an even grid: then `(ID - MIN) / STEP` gives two tasks the same shard and none another,
+/// and every task would exit 0 with URLs fetched twice and others never. Every task sees the
+/// same MIN, MAX, STEP and COUNT, so each refuses alike unless the ids are exactly
+/// `MIN, MIN + STEP, …, MAX`.
+fn slurm_grid(
+    id: u64,
+    min: u64,
+    step: u64,
+    tasks: Option<u64>,
+    max: Option<u64>,
+) -> Result<(), String> {
+    let even_ends = match (tasks, max) {
+        (Some(tasks), Some(max)) => {
+            tasks
+                .checked_sub(1)
+                .and_then(|n| n.checked_mul(step))
+                .and_then(|n| n.checked_add(min))
+                == Some(max)
+        }
+        _ => true,
+    };
+    let on_grid = id.checked_sub(min).is_some_and(|d| d % step == 0);
+    if even_ends && on_grid {
+        return Ok(());
+    }
+    let shown = |v: Option<u64>| v.map_or_else(|| "unset".to_string(), |v| v.to_string());
+    Err(format!(
+        "the Slurm array is not one even range of task ids (SLURM_ARRAY_TASK_ID={id}, \
+         MIN={min}, MAX={}, STEP={step}, COUNT={}): shards need MAX = MIN + (COUNT - 1) x STEP \
+         and (ID - MIN) a multiple of STEP, or some shard would run twice and another never; \
+         submit the array as one range like --array=0-7 or --array=0-14:2",
+        shown(max),
+        shown(tasks)
+    ))
+}
+
+/// The stable digest both decisions use (see the module comment). The `#fragment` is left
+/// out: it never reaches a server, so `x#a` and `x` are one resource.
 pub(crate) fn digest(url: &Url) -> [u8; 32] {
-    Sha256::digest(url.as_str().as_bytes()).into()
+    Sha256::digest(url[..url::Position::AfterQuery].as_bytes()).into()
 }
 
 /// What to do with a valid input.
@@ -253,9 +298,8 @@ mod tests {
 
     fn entry(url: &str, line: usize, output: Option<&str>) -> Entry {
         Entry {
-            origin: Origin::Line(line),
-            url: Url::parse(url).unwrap(),
             output: output.map(str::to_string),
+            ..Entry::new(Origin::Line(line), Url::parse(url).unwrap())
         }
     }
 
@@ -316,6 +360,60 @@ mod tests {
             .resolve(&env(&[("JOB_COMPLETION_INDEX", "x")]))
             .unwrap_err();
         assert!(err.contains("not a whole number"), "{err}");
+    }
+
+    #[test]
+    fn slurm_arrays_must_be_one_even_range() {
+        let array = |id: &'static str, max: &'static str, step: &'static str, count| {
+            let vars = [
+                ("SLURM_ARRAY_TASK_ID", id),
+                ("SLURM_ARRAY_TASK_MIN", "0"),
+                ("SLURM_ARRAY_TASK_MAX", max),
+                ("SLURM_ARRAY_TASK_STEP", step),
+                ("SLURM_ARRAY_TASK_COUNT", count),
+            ];
+            let lookup = env(&vars);
+            ShardSpec::Auto(None).resolve(&lookup)
+        };
+        // --array=0-6:2,3 (ids 0 2 3 4 6): 3 and 4 would both be shard 2, shard 4 nobody's.
+        for id in ["0", "2", "3", "4", "6"] {
+            for step in ["1", "2"] {
+                let err = array(id, "6", step, "5").unwrap_err();
+                assert!(err.contains(&format!("SLURM_ARRAY_TASK_ID={id}")), "{err}");
+                assert!(err.contains("MAX=6") && err.contains("COUNT=5"), "{err}");
+                assert!(err.contains("MAX = MIN + (COUNT - 1) x STEP"), "{err}");
+            }
+        }
+        // --array=0-6:2 (ids 0 2 4 6) is a grid; an id off it is refused.
+        assert_eq!(array("4", "6", "2", "4"), Ok(Shard { index: 2, count: 4 }));
+        assert_eq!(array("6", "6", "2", "4"), Ok(Shard { index: 3, count: 4 }));
+        assert!(array("3", "6", "2", "4").is_err());
+        // An id below MIN is never on the grid.
+        let below = env(&[
+            ("SLURM_ARRAY_TASK_ID", "1"),
+            ("SLURM_ARRAY_TASK_MIN", "2"),
+            ("SLURM_ARRAY_TASK_COUNT", "2"),
+        ]);
+        assert!(ShardSpec::Auto(None).resolve(&below).is_err());
+    }
+
+    #[test]
+    fn a_fragment_is_not_part_of_the_url() {
+        let mut s = Selector::new(None);
+        assert_eq!(
+            s.select(&entry("http://h/a?q=1#x", 1, None)),
+            Verdict::Download
+        );
+        assert_eq!(
+            s.select(&entry("http://h/a?q=1", 2, None)),
+            Verdict::Duplicate(Origin::Line(1))
+        );
+        assert_eq!(
+            s.select(&entry("http://h/a?q=1#y", 3, None)),
+            Verdict::Duplicate(Origin::Line(1))
+        );
+        let d = digest(&Url::parse("http://h/0.bin#part").unwrap());
+        assert_eq!(d, digest(&Url::parse("http://h/0.bin").unwrap()));
     }
 
     #[test]

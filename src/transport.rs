@@ -1,49 +1,74 @@
-//! HTTP for the workers: reqwest's async client, driven on the calling thread by a small
-//! current-thread tokio runtime that the thread owns.
+//! HTTP for the workers: reqwest's async client, driven from the workers' own `std::thread`s.
 //!
-//! Why not `reqwest::blocking`: it hands every request and every body chunk to one background
-//! runtime thread and back, two thread wake-ups per step. `benches/handoff.rs` measured that
-//! hand-off alone at ~20% of wall and ~35% of CPU per small request and half the CPU of a 1 GiB
-//! body. In the whole program the gain is smaller but real where it matters for workload B: one
-//! 1 GiB file from nginx took a median 1.00 s of CPU against 1.15 s with the blocking client
-//! (curl: 1.04 s), wall 1.19 s against 1.28 s; on 2000 small files (C) the two are level, the
-//! per-file file-system work dominating there. The pool of std::threads, the blocking `Read`
-//! interface of the hot loop, and reqwest itself all stay.
+//! Two ways, chosen per request:
 //!
-//! A pooled connection's task lives on the runtime that opened it, and a current-thread runtime
-//! only runs while its own thread is inside `block_on`; so each thread gets its own runtime and
-//! its own reqwest client (its own keep-alive pool: one connection per worker, reused from file
-//! to file). [`Response`] is therefore not `Send`: it must be read on the thread that got it.
+//! - **Per thread** (plain `http://`, `--http1.1`, an HTTPS host known to speak HTTP/1.1, and
+//!   every `--split` piece): a small current-thread tokio runtime and a reqwest client that the
+//!   thread owns, with one keep-alive connection reused from file to file. Why not
+//!   `reqwest::blocking`: it hands every request and every body chunk to a background runtime
+//!   thread and back, two thread wake-ups per step (`benches/handoff.rs` measures that hand-off;
+//!   README "Performance" has the figures). A pooled connection's task lives on the runtime that
+//!   opened it, and a current-thread runtime runs only while its own thread is inside
+//!   `block_on`: so each thread has its own runtime and its own client.
+//! - **Shared** (HTTPS, which may negotiate HTTP/2 by ALPN): one reqwest client on one small
+//!   multi-thread runtime for the whole pass, so that all downloads from an HTTP/2 host are
+//!   streams of one connection, as curl and browsers do, instead of one connection (and one TLS
+//!   handshake) per worker. The runtime's thread drives the connections; a worker still sends its
+//!   request and reads its body itself, inside `block_on`, so only the wake-ups cross threads.
+//!   The first request to an HTTPS host goes alone; the others wait for its answer, then share
+//!   its connection (HTTP/2), or, if it answered over HTTP/1.1, take the per-thread way, where
+//!   nothing crosses threads.
+//!
+//! Redirects are followed here, not by reqwest, on both ways: each hop is routed on its own (a
+//! redirect from `http://` to `https://` may move from the thread's client to the shared one)
+//! and carries the headers the [`HeaderScope`] gives its origin, so the user's headers and
+//! credentials never reach another origin (reqwest would carry every header but a few named
+//! ones, and those only off another host or port).
+//!
+//! Every wait for a response or a body chunk looks at the run's cancel flag every [`TICK`], so a
+//! worker stuck on a silent server still stops soon after Ctrl-C. [`Response`] is not `Send`: it
+//! is read on the thread that got it.
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::fmt;
-use std::future::{poll_fn, Future};
+use std::future::Future;
 use std::io::{self, Read};
 use std::marker::PhantomData;
-use std::pin::pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
-use std::task::Poll;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
-use reqwest::{StatusCode, Url};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, LOCATION};
+use reqwest::{StatusCode, Url, Version};
 use tokio::runtime::{Builder, Runtime};
 
-type Make = dyn Fn() -> anyhow::Result<reqwest::Client> + Send + Sync;
+use crate::client::{Kind, Recipe};
+use crate::download::MAX_REDIRECTS;
+use crate::request::HeaderScope;
 
-/// A recipe for per-thread clients; cheap to share between workers.
+/// How often a wait on the network looks at the cancel flag.
+pub const TICK: Duration = Duration::from_millis(50);
+
+/// Threads of the shared runtime: they only drive connections (TLS, HTTP/2 framing); the
+/// workers do the rest.
+const SHARED_THREADS: usize = 1;
+
+/// A pass's HTTP client; cheap to clone and share between workers.
 #[derive(Clone)]
 pub struct Client {
-    id: u64,
-    make: Arc<Make>,
-    /// The run's cancel flag: a wait for headers or for body bytes gives up when it is set.
-    cancel: Arc<AtomicBool>,
+    inner: Arc<Inner>,
 }
 
-/// How often a wait for the network looks at the cancel flag: what Ctrl-C may take to stop a
-/// download blocked on a silent server.
-const CANCEL_POLL: Duration = Duration::from_millis(50);
+struct Inner {
+    id: u64,
+    recipe: Recipe,
+    /// Which headers each hop of a request carries, on either way.
+    scope: HeaderScope,
+    cancel: Arc<AtomicBool>,
+    /// Started on the first HTTPS request; `None` if it could not be (then per thread it is).
+    shared: OnceLock<Option<Shared>>,
+}
 
 /// Why a request got no response.
 #[derive(Debug)]
@@ -51,6 +76,10 @@ pub enum Error {
     Http(reqwest::Error),
     /// This thread could not start its runtime or its client (out of file descriptors, say).
     Runtime(io::Error),
+    /// The cancel flag was set while waiting.
+    Cancelled,
+    /// Redirects that lead nowhere: a loop, or too many. Retrying would go the same way.
+    Redirect(String),
 }
 
 impl fmt::Display for Error {
@@ -58,6 +87,8 @@ impl fmt::Display for Error {
         match self {
             Error::Http(e) => e.fmt(f),
             Error::Runtime(e) => write!(f, "cannot set up HTTP on this thread: {e}"),
+            Error::Cancelled => f.write_str("interrupted"),
+            Error::Redirect(why) => f.write_str(why),
         }
     }
 }
@@ -67,8 +98,16 @@ impl std::error::Error for Error {
         match self {
             Error::Http(e) => Some(e),
             Error::Runtime(e) => Some(e),
+            Error::Cancelled | Error::Redirect(_) => None,
         }
     }
+}
+
+/// Which client carries a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Via {
+    Thread,
+    Shared,
 }
 
 struct Local {
@@ -83,28 +122,139 @@ thread_local! {
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
-impl Client {
-    /// `make` builds one client (called once per thread that uses this `Client`); it is tried
-    /// once here so that a bad setting (an unreadable `--cacert`, say) fails before any
-    /// download, as a usage error.
-    pub fn new<F>(make: F) -> anyhow::Result<Client>
-    where
-        F: Fn() -> anyhow::Result<reqwest::Client> + Send + Sync + 'static,
-    {
-        make()?;
-        Ok(Client {
-            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
-            make: Arc::new(make),
-            cancel: Arc::new(AtomicBool::new(false)),
+/// The shared client and the runtime that drives its connections.
+struct Shared {
+    /// Always `Some` until dropped.
+    runtime: Option<Runtime>,
+    client: reqwest::Client,
+    /// What each HTTPS origin turned out to speak.
+    hosts: Mutex<HashMap<url::Origin, Host>>,
+    /// Signalled when a probe ends.
+    settled: Condvar,
+}
+
+/// What the shared client knows of an HTTPS origin.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Host {
+    /// Its first request is on the way; the others wait for its answer. Without this, every
+    /// worker would open a connection of its own (and pay a TLS handshake) before the first
+    /// one could tell them that HTTP/2 lets them share it.
+    Probing,
+    /// HTTP/2 (or unknown, after a failed probe): share the shared client's connections.
+    Share,
+    /// Answered over HTTP/1.1: nothing to share, each worker uses its own connection.
+    Own,
+}
+
+/// The first request to an origin; settles what the others waiting on it do, whatever way
+/// the request ends.
+struct Probe<'a> {
+    shared: &'a Shared,
+    origin: url::Origin,
+}
+
+impl Probe<'_> {
+    fn settle(self, response: &reqwest::Response) {
+        // A redirect elsewhere tells nothing of this origin: keep sharing.
+        let own = response.version() < Version::HTTP_2 && response.url().origin() == self.origin;
+        self.shared
+            .set(&self.origin, if own { Host::Own } else { Host::Share });
+    }
+}
+
+impl Drop for Probe<'_> {
+    fn drop(&mut self) {
+        // No answer: let the others go at once (a dead host must not time them out one by
+        // one); settled already if there was one.
+        let mut hosts = self.shared.lock();
+        if hosts.get(&self.origin) == Some(&Host::Probing) {
+            hosts.insert(self.origin.clone(), Host::Share);
+        }
+        drop(hosts);
+        self.shared.settled.notify_all();
+    }
+}
+
+impl Shared {
+    fn start(recipe: &Recipe) -> Option<Shared> {
+        let runtime = Builder::new_multi_thread()
+            .worker_threads(SHARED_THREADS)
+            .thread_name("fetchpar-http2")
+            .enable_all()
+            .build()
+            .ok()?;
+        let client = recipe.build(Kind::Shared).ok()?;
+        Some(Shared {
+            runtime: Some(runtime),
+            client,
+            hosts: Mutex::new(HashMap::new()),
+            settled: Condvar::new(),
         })
     }
 
-    /// Makes every wait of this client (and its clones) end soon after `cancel` is set: a send
-    /// then fails with an [`io::ErrorKind::Interrupted`] runtime error, a body read returns
-    /// that kind of error, and the caller, seeing the flag, stops. Without this a worker
-    /// blocked on a silent server would hold the pool's scoped threads for up to `--timeout`.
-    pub fn cancel_on(&mut self, cancel: Arc<AtomicBool>) {
-        self.cancel = cancel;
+    fn lock(&self) -> MutexGuard<'_, HashMap<url::Origin, Host>> {
+        // The map holds no invariant a panicking holder could break.
+        self.hosts.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn set(&self, origin: &url::Origin, host: Host) {
+        self.lock().insert(origin.clone(), host);
+    }
+
+    /// Which way a request to `url` goes, with the probe if it is the origin's first; waits
+    /// while another request probes the origin.
+    fn admit(&self, url: &Url, cancel: &AtomicBool) -> Result<(Via, Option<Probe<'_>>), Error> {
+        let origin = url.origin();
+        let mut hosts = self.lock();
+        loop {
+            match hosts.get(&origin) {
+                None => {
+                    hosts.insert(origin.clone(), Host::Probing);
+                    let probe = Probe {
+                        shared: self,
+                        origin,
+                    };
+                    return Ok((Via::Shared, Some(probe)));
+                }
+                Some(Host::Share) => return Ok((Via::Shared, None)),
+                Some(Host::Own) => return Ok((Via::Thread, None)),
+                Some(Host::Probing) if cancel.load(Ordering::Relaxed) => {
+                    return Err(Error::Cancelled)
+                }
+                Some(Host::Probing) => {
+                    hosts = match self.settled.wait_timeout(hosts, TICK) {
+                        Ok((hosts, _)) => hosts,
+                        Err(poisoned) => poisoned.into_inner().0,
+                    };
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // A DNS lookup stuck in the blocking pool must not hold up the end of the run.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+impl Client {
+    /// The recipe is tried once here so that a bad setting (an unreadable `--cacert`, say) fails
+    /// before any download, as a usage error.
+    pub fn new(recipe: Recipe, cancel: Arc<AtomicBool>) -> anyhow::Result<Client> {
+        recipe.build(Kind::PerThread)?;
+        Ok(Client {
+            inner: Arc::new(Inner {
+                id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+                scope: recipe.request.header_scope(),
+                recipe,
+                cancel,
+                shared: OnceLock::new(),
+            }),
+        })
     }
 
     pub fn get(&self, url: Url) -> RequestBuilder<'_> {
@@ -113,25 +263,57 @@ impl Client {
             url,
             headers: HeaderMap::new(),
             bad_header: None,
+            separate: false,
         }
     }
 
-    /// Runs `f` with this thread's runtime and client, making them on first use.
-    fn with_local<T>(
+    fn shared(&self) -> Option<&Shared> {
+        self.inner
+            .shared
+            .get_or_init(|| Shared::start(&self.inner.recipe))
+            .as_ref()
+    }
+
+    fn route(&self, url: &Url, separate: bool) -> Result<(Via, Option<Probe<'_>>), Error> {
+        if separate || !self.inner.recipe.offers_h2() || url.scheme() != "https" {
+            return Ok((Via::Thread, None));
+        }
+        match self.shared() {
+            Some(shared) => shared.admit(url, &self.inner.cancel),
+            None => Ok((Via::Thread, None)),
+        }
+    }
+
+    /// Runs `f` with the runtime and client of `via`, making this thread's on first use.
+    fn with<T>(
         &self,
+        via: Via,
         f: impl FnOnce(&Runtime, &reqwest::Client) -> Result<T, Error>,
     ) -> Result<T, Error> {
+        if via == Via::Shared {
+            return match self.shared() {
+                Some(Shared {
+                    runtime: Some(runtime),
+                    client,
+                    ..
+                }) => f(runtime, client),
+                _ => Err(Error::Runtime(io::Error::other("no shared runtime"))),
+            };
+        }
         LOCAL.with(|cell| {
             let mut local = cell.borrow_mut();
-            if local.as_ref().is_none_or(|l| l.id != self.id) {
+            if local.as_ref().is_none_or(|l| l.id != self.inner.id) {
                 let runtime = Builder::new_current_thread()
                     .enable_all()
                     .build()
                     .map_err(Error::Runtime)?;
-                let client = (self.make)()
+                let client = self
+                    .inner
+                    .recipe
+                    .build(Kind::PerThread)
                     .map_err(|e| Error::Runtime(io::Error::other(format!("{e:#}"))))?;
                 *local = Some(Local {
-                    id: self.id,
+                    id: self.inner.id,
                     runtime,
                     client,
                 });
@@ -139,6 +321,28 @@ impl Client {
             match local.as_ref() {
                 Some(l) => f(&l.runtime, &l.client),
                 None => Err(Error::Runtime(io::Error::other("no runtime"))),
+            }
+        })
+    }
+
+    /// Waits for the future `make` makes on `runtime`, giving up with [`Error::Cancelled`] soon after the cancel
+    /// flag is set.
+    fn wait<T, F>(&self, runtime: &Runtime, make: impl FnOnce() -> F) -> Result<T, Error>
+    where
+        F: Future<Output = reqwest::Result<T>>,
+    {
+        let cancel = &self.inner.cancel;
+        runtime.block_on(async {
+            // Made inside the runtime: reqwest sets up its timers as soon as a request is sent.
+            let mut fut = std::pin::pin!(make());
+            loop {
+                if cancel.load(Ordering::Relaxed) {
+                    return Err(Error::Cancelled);
+                }
+                // The future is polled first: a chunk already in memory arms no timer.
+                if let Ok(result) = tokio::time::timeout(TICK, &mut fut).await {
+                    return result.map_err(Error::Http);
+                }
             }
         })
     }
@@ -150,6 +354,7 @@ pub struct RequestBuilder<'a> {
     url: Url,
     headers: HeaderMap,
     bad_header: Option<String>,
+    separate: bool,
 }
 
 impl RequestBuilder<'_> {
@@ -163,39 +368,81 @@ impl RequestBuilder<'_> {
         self
     }
 
+    /// Over this thread's own connection, never a stream of the shared one: `--split` pieces
+    /// pay off only where the server limits each connection.
+    pub fn separate_connection(mut self) -> Self {
+        self.separate = true;
+        self
+    }
+
+    /// Sends the GET and follows redirects (at most [`MAX_REDIRECTS`]), each hop routed on its
+    /// own and with the headers its origin may have; a 3xx that leads nowhere followable (no
+    /// `Location`, another scheme) is handed back as it is, for the caller to explain.
     pub fn send(self) -> Result<Response, Error> {
-        let RequestBuilder {
-            client,
-            url,
-            headers,
-            bad_header,
-        } = self;
-        client.with_local(|runtime, http| {
-            let mut request = http.get(url).headers(headers);
-            if let Some(name) = bad_header {
+        let asked = &self.url;
+        let mut hop = asked.clone();
+        let mut visited: Vec<Url> = Vec::new();
+        loop {
+            let (via, inner) = self.send_hop(&hop)?;
+            let Some(next) = redirect_target(&inner, &hop) else {
+                return Ok(Response {
+                    inner,
+                    client: self.client.clone(),
+                    via,
+                    current: bytes::Bytes::new(),
+                    not_send: PhantomData,
+                });
+            };
+            visited.push(std::mem::replace(&mut hop, next));
+            if visited.contains(&hop) {
+                return Err(Error::Redirect("redirect loop".into()));
+            }
+            if visited.len() > MAX_REDIRECTS {
+                return Err(Error::Redirect(format!(
+                    "too many redirects (more than {MAX_REDIRECTS})"
+                )));
+            }
+        }
+    }
+
+    /// One request of the chain, to `hop`, by the way its origin takes.
+    fn send_hop(&self, hop: &Url) -> Result<(Via, reqwest::Response), Error> {
+        let client = self.client;
+        let (to, scoped) = client.inner.scope.for_hop(&self.url, hop);
+        let (via, probe) = client.route(&to, self.separate)?;
+        let inner = client.with(via, |runtime, http| {
+            // The caller's own headers (Range, If-Range) win, as they did over defaults.
+            let mut request = http.get(to).headers(scoped).headers(self.headers.clone());
+            if let Some(name) = &self.bad_header {
                 // Let reqwest report it as a builder error, as the blocking client would.
                 request = request.header(name.as_str(), "\u{0}");
             }
-            // Inside the runtime: reqwest sets up its timers when the request is sent.
-            let cancel = &client.cancel;
-            let response = runtime
-                .block_on(async move { unless_cancelled(request.send(), cancel).await })
-                .ok_or_else(|| Error::Runtime(cancelled()))?
-                .map_err(Error::Http)?;
-            Ok(Response {
-                inner: response,
-                client: client.clone(),
-                current: bytes::Bytes::new(),
-                not_send: PhantomData,
-            })
-        })
+            client.wait(runtime, || request.send())
+        })?;
+        if let Some(probe) = probe {
+            probe.settle(&inner);
+        }
+        Ok((via, inner))
     }
+}
+
+/// Where a redirect response sends a GET next: an http(s) URL from its `Location`, resolved
+/// against the URL it answered. `None` for anything else, which the caller gets as it is.
+fn redirect_target(response: &reqwest::Response, hop: &Url) -> Option<Url> {
+    if !matches!(response.status().as_u16(), 301 | 302 | 303 | 307 | 308) {
+        return None;
+    }
+    let location = response.headers().get(LOCATION)?.to_str().ok()?;
+    let mut next = hop.join(location).ok()?;
+    next.set_fragment(None);
+    matches!(next.scheme(), "http" | "https").then_some(next)
 }
 
 /// Response headers, and the body as a blocking [`Read`] on the thread that sent the request.
 pub struct Response {
     inner: reqwest::Response,
     client: Client,
+    via: Via,
     current: bytes::Bytes,
     not_send: PhantomData<*const ()>,
 }
@@ -223,19 +470,20 @@ impl Response {
 impl Read for Response {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if self.current.is_empty() {
-            let inner = &mut self.inner;
-            let cancel = &self.client.cancel;
-            let next = self.client.with_local(|runtime, _| {
-                runtime
-                    .block_on(unless_cancelled(inner.chunk(), cancel))
-                    .ok_or_else(|| Error::Runtime(cancelled()))?
-                    .map_err(Error::Http)
-            });
+            let Response {
+                inner, client, via, ..
+            } = self;
+            let next = client.with(*via, |runtime, _| client.wait(runtime, || inner.chunk()));
             match next {
                 Ok(Some(chunk)) => self.current = chunk,
                 Ok(None) => return Ok(0),
                 Err(Error::Http(e)) => return Err(io::Error::other(e)),
                 Err(Error::Runtime(e)) => return Err(e),
+                // Readers check the flag when told to try again, and stop.
+                Err(Error::Cancelled) => {
+                    return Err(io::Error::new(io::ErrorKind::Interrupted, "interrupted"))
+                }
+                Err(e @ Error::Redirect(_)) => return Err(io::Error::other(e.to_string())),
             }
         }
         let n = buf.len().min(self.current.len());
@@ -245,31 +493,67 @@ impl Read for Response {
     }
 }
 
-fn cancelled() -> io::Error {
-    io::Error::new(io::ErrorKind::Interrupted, "interrupted")
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::request::RequestOptions;
+    use crate::server::{Fault, Reply, Server};
+    use std::thread;
 
-/// Runs `fut` to its end, or gives up (`None`) once `cancel` is set, looking every
-/// [`CANCEL_POLL`]. Dropping reqwest's `send` or `chunk` future loses nothing that matters: the
-/// response is abandoned either way. A future that is ready at once (bytes already in) never
-/// arms a timer, so the hot loop pays nothing for this.
-async fn unless_cancelled<F: Future>(fut: F, cancel: &AtomicBool) -> Option<F::Output> {
-    let mut fut = pin!(fut);
-    if let Poll::Ready(out) = poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await {
-        return Some(out);
+    fn client(cancel: &Arc<AtomicBool>) -> Client {
+        let recipe = Recipe {
+            request: RequestOptions::default(),
+            // Without the cancel flag, the waits below would end in a timeout error instead.
+            timeout: Duration::from_secs(20),
+            connect_timeout: Duration::from_secs(20),
+            http1_only: false,
+        };
+        Client::new(recipe, cancel.clone()).unwrap()
     }
-    loop {
-        if cancel.load(Ordering::Relaxed) {
-            return None;
-        }
-        let mut tick = pin!(tokio::time::sleep(CANCEL_POLL));
-        let out = poll_fn(|cx| match fut.as_mut().poll(cx) {
-            Poll::Ready(out) => Poll::Ready(Some(out)),
-            Poll::Pending => tick.as_mut().poll(cx).map(|()| None),
+
+    /// Sets the flag a little later, as Ctrl-C would while a worker waits.
+    fn cancel_soon(cancel: &Arc<AtomicBool>) -> thread::JoinHandle<()> {
+        let cancel = cancel.clone();
+        thread::spawn(move || {
+            thread::sleep(Duration::from_millis(300));
+            cancel.store(true, Ordering::SeqCst);
         })
-        .await;
-        if out.is_some() {
-            return out;
+    }
+
+    #[test]
+    fn a_wait_for_headers_ends_when_cancelled() {
+        let server =
+            Server::start(|_| Reply::file(&b"late"[..]).with_delay(Duration::from_secs(30)))
+                .unwrap();
+        let cancel = Arc::new(AtomicBool::new(false));
+        let setter = cancel_soon(&cancel);
+        let url = Url::parse(&server.url("/slow")).unwrap();
+        let result = client(&cancel).get(url).send();
+        assert!(
+            matches!(result, Err(Error::Cancelled)),
+            "{:?}",
+            result.err()
+        );
+        setter.join().unwrap();
+    }
+
+    #[test]
+    fn a_wait_for_body_bytes_ends_when_cancelled() {
+        let server = Server::start(|_| {
+            Reply::file(vec![7u8; 1000]).with_fault(Fault::StallAfter(10, Duration::from_secs(30)))
+        })
+        .unwrap();
+        let cancel = Arc::new(AtomicBool::new(false));
+        let url = Url::parse(&server.url("/stall")).unwrap();
+        let mut response = client(&cancel).get(url).send().unwrap();
+        let mut buf = [0u8; 100];
+        let mut got = 0;
+        while got < 10 {
+            got += response.read(&mut buf).unwrap();
         }
+        let setter = cancel_soon(&cancel);
+        let err = response.read(&mut buf).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::Interrupted, "{err}");
+        setter.join().unwrap();
     }
 }

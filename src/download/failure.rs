@@ -70,6 +70,9 @@ pub enum FailureKind {
         .0.display()
     )]
     LinkedFolder(PathBuf),
+    /// The finished bytes do not have the expected digest (`checksum mismatch: expected …`).
+    #[error("{0}")]
+    ChecksumMismatch(String),
     #[error("internal error: {0}")]
     Internal(&'static str),
     /// A reason built elsewhere from text alone.
@@ -127,8 +130,7 @@ pub struct Reason {
 }
 
 impl Reason {
-    #[cfg(test)]
-    pub fn kind(&self) -> &FailureKind {
+    pub(crate) fn kind(&self) -> &FailureKind {
         &self.kind
     }
 

@@ -14,6 +14,7 @@
 //! - [`failure`]: why a download failed, as a kind and as one line;
 //! - [`sidecar`]: the `NAME.part.meta` format and `Content-Range`;
 //! - [`split`]: one file over several ranged connections (`--split N`);
+//! - `verify`: the expected digest, hashed while streaming or read back once before the rename;
 //! - [`disposition`]: names from `Content-Disposition`.
 
 use std::io;
@@ -21,17 +22,21 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use reqwest::header::{IF_RANGE, RANGE};
+use reqwest::header::{IF_MODIFIED_SINCE, IF_RANGE, RANGE};
 use url::Url;
 
 use self::part::Transfer;
 use self::response::{Decision, OnDisk, ResponseFacts};
 use self::sidecar::{ContentRange, PartMeta};
 use self::split::Split;
+use self::verify::Verify;
+use crate::checksum;
+use crate::input::Entry;
 use crate::naming::{self, Namer};
 use crate::redact;
 use crate::retry::Policy;
 use crate::safefs;
+use crate::sumfile::{self, Expected};
 use crate::trace::{self, Exchange, Phases};
 use crate::transport::{self, Client, Response};
 
@@ -42,6 +47,7 @@ pub(crate) mod response;
 pub mod sidecar;
 pub mod split;
 pub mod stream;
+pub(crate) mod verify;
 
 pub use self::failure::{describe_request_error, Failure, FailureKind, Reason};
 pub use self::stream::{stream_body, StreamError};
@@ -90,6 +96,15 @@ pub struct Settings {
     pub split: usize,
     /// Bytes per read of the body (`--chunk-size`).
     pub chunk: usize,
+    /// `--checksums FILE`, read and checked before any download.
+    pub checksums: Option<std::sync::Arc<crate::sumfile::SumFile>>,
+    /// `--require-checksum`: a file without an expected digest fails instead of being warned about.
+    pub require_checksum: bool,
+    /// `-N`: ask about existing files with `If-Modified-Since`, replace them only when newer,
+    /// and give saved files the server's `Last-Modified` time.
+    pub timestamping: bool,
+    /// `--skip-existing`: an existing final file is trusted without asking the server.
+    pub skip_existing: bool,
     /// Keep every request and response (`--har`, `--timeline`): costs an allocation or two per
     /// request, so only when asked.
     pub trace: bool,
@@ -131,6 +146,34 @@ pub struct Saved {
     pub http_status: u16,
     /// `-c` found the file already complete and downloaded nothing.
     pub skipped: bool,
+    /// `-N`: the server said the file on disk is current (304); nothing was downloaded.
+    pub unchanged: bool,
+    /// The digest the file was verified against (`sha-256=HEX`), when one was expected.
+    pub checksum: Option<String>,
+    /// The source that served the bytes (the URL or one of its mirrors), credentials removed.
+    pub source: Option<String>,
+}
+
+impl Saved {
+    fn at(path: PathBuf, http_status: u16) -> Saved {
+        Saved {
+            path,
+            http_status,
+            skipped: false,
+            unchanged: false,
+            checksum: None,
+            source: None,
+        }
+    }
+}
+
+/// Something worth telling about a download that fails nothing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Note {
+    /// `--checksums` has no entry for the file: saved unverified (the text says which name).
+    NoChecksum(String),
+    /// `-N`: the server sent no `Last-Modified`, so whether the file changed cannot be told.
+    NoLastModified,
 }
 
 /// What one download came to; `bytes` counts body bytes received, whatever the outcome.
@@ -141,19 +184,11 @@ pub struct Outcome {
     pub elapsed: Duration,
     /// Attempts after the first.
     pub retries: u32,
+    pub notes: Vec<Note>,
     /// When each phase began and ended (the pool fills in the queueing).
     pub phases: Phases,
     /// Every request made, retries and `--split` pieces included (only with `trace`).
     pub exchanges: Vec<Exchange>,
-}
-
-/// What a download keeps count of while it runs, whatever becomes of it.
-#[derive(Default)]
-struct Track {
-    bytes: u64,
-    retries: u32,
-    phases: Phases,
-    exchanges: Vec<Exchange>,
 }
 
 impl Outcome {
@@ -204,54 +239,148 @@ impl Fetcher<'_> {
     /// Downloads `url`, into `output` (a checked relative path from a list line) or else a name
     /// taken from the URL. `on_start` hears when the response headers are accepted and before
     /// each retry; `counter` is bumped as body bytes arrive (the progress display reads both).
-    pub fn fetch(
+    pub(crate) fn fetch(
         &self,
-        url: &Url,
-        output: Option<&str>,
+        entry: &Entry,
         counter: &AtomicU64,
         on_start: &mut dyn FnMut(Notice<'_>),
     ) -> Outcome {
         let began = Instant::now();
-        let mut track = Track::default();
-        track.phases.began = Some(began);
-        let result = self.fetch_inner(url, output, counter, on_start, &mut track);
-        track.phases.ended = Some(Instant::now());
+        let mut run = Run {
+            counter,
+            on_start,
+            bytes: 0,
+            retries: 0,
+            notes: Vec::new(),
+            phases: Phases {
+                began: Some(began),
+                ..Phases::default()
+            },
+            exchanges: Vec::new(),
+        };
+        let result = self.fetch_inner(entry, &mut run);
+        run.phases.ended = Some(Instant::now());
         Outcome {
             result,
-            bytes: track.bytes,
+            bytes: run.bytes,
             elapsed: began.elapsed(),
-            retries: track.retries,
-            phases: track.phases,
-            exchanges: track.exchanges,
+            retries: run.retries,
+            notes: run.notes,
+            phases: run.phases,
+            exchanges: run.exchanges,
         }
     }
 
-    fn fetch_inner(
-        &self,
-        url: &Url,
-        output: Option<&str>,
-        counter: &AtomicU64,
-        on_start: &mut dyn FnMut(Notice<'_>),
-        track: &mut Track,
-    ) -> Result<Saved, Failure> {
+    fn fetch_inner(&self, entry: &Entry, run: &mut Run<'_>) -> Result<Saved, Failure> {
+        let url = &entry.url;
         // An explicit output goes through the namer too: it never replaces an existing file
         // and two lines naming the same path get `.1`, like any other clash.
+        let output = entry.output.as_deref();
         let name = output.map_or_else(|| naming::from_url(url), str::to_string);
-        let mut t = Transfer::new(name, output.is_some());
-        if self.settings.resume {
-            if let Some(path) = self.find_earlier(url, &mut t)? {
-                return Ok(Saved {
-                    path,
-                    http_status: 0,
-                    skipped: true,
-                });
+        let mut t = Transfer::new(name, output.is_some(), url);
+        let sums = self.settings.checksums.as_deref();
+        let require = self.settings.require_checksum;
+        match sumfile::expected(entry.checksum.as_ref(), sums, &t.name, require) {
+            Expected::Required(reason) => return Err(Failure::new(FailureKind::Other(reason))),
+            Expected::Missing(note) => run.notes.push(Note::NoChecksum(note)),
+            Expected::Known(sum) => {
+                t.verify = Some(Verify::new(sum.clone()));
+                t.proof = true;
+            }
+            Expected::Unchecked => {}
+        }
+        if let Some(saved) = self.look_on_disk(url, &mut t)? {
+            return Ok(saved);
+        }
+        let sources: Vec<&Url> = std::iter::once(url).chain(&entry.mirrors).collect();
+        let mut at = 0;
+        let mut retried_mismatch = false;
+        loop {
+            let source = sources[at];
+            let mut tries = 0;
+            let done = self.attempts(source, &mut t, run, &mut tries);
+            run.retries += tries;
+            let failure = match done.and_then(|status| self.verified(&mut t, status)) {
+                Ok(status) => return self.finish(t, status, source, &mut run.notes),
+                Err(failure) => failure,
+            };
+            let mismatch = matches!(failure.reason.kind(), FailureKind::ChecksumMismatch(_));
+            let next = at + 1 < sources.len();
+            if mismatch && !retried_mismatch {
+                // Its bytes are wrong, not merely unfinished: once more from zero, from the
+                // next source if there is one.
+                retried_mismatch = true;
+                run.retries += 1;
+                at = if next { at + 1 } else { at };
+            } else if next && !mismatch && moves_on(failure.reason.kind()) {
+                at += 1;
+            } else {
+                return Err(t.give_up(failure));
             }
         }
-        let status = match self.attempts(url, &mut t, counter, on_start, track) {
-            Ok(status) => status,
-            Err(failure) => return Err(t.give_up(failure)),
+    }
+
+    /// What is on disk before any request: `-c`'s earlier file or part, `--skip-existing`'s
+    /// trusted file, `-N`'s file to ask about. `Some`: nothing to download.
+    fn look_on_disk(&self, url: &Url, t: &mut Transfer) -> Result<Option<Saved>, Failure> {
+        let skipped = |path: PathBuf, checksum: Option<String>| Saved {
+            skipped: true,
+            checksum,
+            ..Saved::at(path, 0)
         };
-        self.finish(t, status)
+        if self.settings.resume {
+            return Ok(self
+                .find_earlier(url, t)?
+                .map(|(path, sum)| skipped(path, sum)));
+        }
+        let target = self.namer.dir().join(&t.name);
+        let existing = safefs::regular_len(&target).is_some();
+        if existing && self.settings.skip_existing {
+            return Ok(Some(skipped(target, None)));
+        }
+        if existing && self.settings.timestamping {
+            self.ask_about(t, &target);
+        }
+        Ok(None)
+    }
+
+    /// `-N`: reserves the existing file's own name for its replacement and notes its time for
+    /// `If-Modified-Since`, unless its `.part` or sidecar belongs to something else (then the
+    /// download goes to a free name as usual).
+    fn ask_about(&self, t: &mut Transfer, target: &Path) {
+        let (path, since) = self.namer.reserve_by(&t.name, |path| {
+            let [_, part, meta] = naming::family(path);
+            if safefs::occupied(&part) || safefs::occupied(&meta) {
+                None
+            } else if safefs::occupied(path) {
+                // Only the file under the name itself is asked about (and may be replaced):
+                // never a clash variant, a link or a folder.
+                let ours = path == target && safefs::regular_len(path).is_some();
+                ours.then(|| modified(path))
+            } else {
+                Some(None)
+            }
+        });
+        t.replace = since.is_some();
+        t.since = since;
+        t.path = Some(path);
+    }
+
+    /// A complete body checked against the expected digest, if any. A mismatch removes the
+    /// part and its sidecar: its bytes are wrong, not resumable.
+    fn verified(&self, t: &mut Transfer, status: u16) -> Result<u16, Failure> {
+        let (Some(v), Some(part)) = (t.verify.as_mut(), t.part.as_ref()) else {
+            return Ok(status);
+        };
+        match v.check(part, t.have) {
+            Ok(Ok(())) => Ok(status),
+            Ok(Err(mismatch)) => {
+                t.discard();
+                let kind = FailureKind::ChecksumMismatch(mismatch.to_string());
+                Err(Failure::new(kind).with_status(status))
+            }
+            Err(e) => Err(Failure::new(FailureKind::disk("read", part, e)).with_status(status)),
+        }
     }
 
     /// Attempts until one completes, fails for good, or the retries run out; returns the
@@ -260,29 +389,28 @@ impl Fetcher<'_> {
         &self,
         url: &Url,
         t: &mut Transfer,
-        counter: &AtomicU64,
-        on_start: &mut dyn FnMut(Notice<'_>),
-        track: &mut Track,
+        run: &mut Run<'_>,
+        retries: &mut u32,
     ) -> Result<u16, Failure> {
         loop {
             if self.cancel.load(Ordering::Relaxed) {
                 return Err(Failure::interrupted(None));
             }
-            match self.traced_attempt(url, t, counter, on_start, track) {
+            match self.traced_attempt(url, t, run) {
                 Attempt::Done(status) => return Ok(status),
                 Attempt::Restart => {}
                 Attempt::Fail(failure) => return Err(failure),
                 Attempt::Retry(mut failure, retry_after) => {
-                    if track.retries >= self.settings.retry.retries {
-                        failure.reason.after_retries(track.retries);
+                    if *retries >= self.settings.retry.retries {
+                        failure.reason.after_retries(*retries);
                         return Err(failure);
                     }
-                    track.retries += 1;
-                    let wait =
-                        self.settings
-                            .retry
-                            .wait(track.retries, retry_after, fastrand::f64());
-                    on_start(Notice::Retrying {
+                    *retries += 1;
+                    let wait = self
+                        .settings
+                        .retry
+                        .wait(*retries, retry_after, fastrand::f64());
+                    (run.on_start)(Notice::Retrying {
                         wait,
                         reason: &failure.reason,
                     });
@@ -295,30 +423,24 @@ impl Fetcher<'_> {
     }
 
     /// One attempt, and with `trace` its exchanges: the request, and any `--split` pieces.
-    fn traced_attempt(
-        &self,
-        url: &Url,
-        t: &mut Transfer,
-        counter: &AtomicU64,
-        on_start: &mut dyn FnMut(Notice<'_>),
-        track: &mut Track,
-    ) -> Attempt {
-        let before = track.bytes;
-        let mut head = Exchange::default();
-        let attempt = self.attempt(url, t, counter, on_start, track, &mut head);
+    fn traced_attempt(&self, url: &Url, t: &mut Transfer, run: &mut Run<'_>) -> Attempt {
+        let before = run.bytes;
+        let (bytes, phases) = (&mut run.bytes, &mut run.phases);
+        let attempt = self.attempt(url, t, run.counter, run.on_start, bytes, phases);
         if !self.settings.trace {
             return attempt;
         }
+        let head = std::mem::take(&mut t.head);
         let pieces = t.pieces_log.take().and_then(|log| log.into_inner().ok());
         let piece_bytes: u64 = pieces.iter().flatten().map(|e| e.bytes).sum();
-        let phases = &track.phases;
-        track.exchanges.push(Exchange {
+        let phases = &run.phases;
+        run.exchanges.push(Exchange {
             url: redact::url(url),
             sent: phases.sent,
             connect: phases.connect,
             headers: phases.headers,
             end: phases.body_end.or(phases.sent),
-            bytes: (track.bytes - before).saturating_sub(piece_bytes),
+            bytes: (run.bytes - before).saturating_sub(piece_bytes),
             piece: pieces.as_ref().map(|_| 0),
             error: match &attempt {
                 Attempt::Retry(f, _) | Attempt::Fail(f) => Some(f.reason.to_string()),
@@ -326,19 +448,36 @@ impl Fetcher<'_> {
             },
             ..head
         });
-        track.exchanges.extend(pieces.into_iter().flatten());
+        run.exchanges.extend(pieces.into_iter().flatten());
         attempt
     }
 
-    /// Gives the complete part its final name.
-    fn finish(&self, mut t: Transfer, status: u16) -> Result<Saved, Failure> {
+    /// Gives the complete part its final name (`-N`: the file was current, nothing to do).
+    fn finish(
+        &self,
+        mut t: Transfer,
+        status: u16,
+        source: &Url,
+        notes: &mut Vec<Note>,
+    ) -> Result<Saved, Failure> {
+        if status == 304 && t.since.is_some() {
+            if let Some(path) = t.path.take() {
+                return Ok(Saved {
+                    unchanged: true,
+                    ..Saved::at(path, status)
+                });
+            }
+        }
+        if self.settings.timestamping {
+            self.stamp(&t, notes);
+        }
         let (Some(path), Some(part)) = (t.path.take(), t.part.take()) else {
             return Err(Failure::new(FailureKind::Internal(
                 "no file for a finished download",
             )));
         };
         drop(t.file.take());
-        let path = match self.commit(&t.name, &part, path) {
+        let path = match self.commit(&t.name, &part, path, t.replace) {
             Ok(path) => path,
             Err(e) => {
                 let failure = Failure::new(FailureKind::disk("rename", &part, e));
@@ -352,10 +491,24 @@ impl Fetcher<'_> {
             sidecar::remove(&part);
         }
         Ok(Saved {
-            path,
-            http_status: status,
-            skipped: false,
+            checksum: t.verify.map(|v| v.expected.to_string()),
+            source: Some(redact::url(source)),
+            ..Saved::at(path, status)
         })
+    }
+
+    /// `-N`: gives the part the server's `Last-Modified` as its time (the rename keeps it), or
+    /// notes that there was none to give.
+    fn stamp(&self, t: &Transfer, notes: &mut Vec<Note>) {
+        let date = t.meta.as_ref().and_then(|m| m.last_modified.as_deref());
+        let Some(when) = date.and_then(|d| httpdate::parse_http_date(d).ok()) else {
+            notes.push(Note::NoLastModified);
+            return;
+        };
+        if let Some(file) = &t.file {
+            // Without the time the file is still complete; the next -N run just asks again.
+            let _ = file.set_modified(when);
+        }
     }
 
     /// `-c`: finds this URL's file from an earlier run. Returns the path of a final file that is
@@ -364,11 +517,15 @@ impl Fetcher<'_> {
     ///
     /// Only evidence counts: a part file is resumed only with a sidecar naming this very URL,
     /// and a final file is taken as complete only when the server says the file is exactly that
-    /// long (see [`Fetcher::confirms_complete`]). Anything else under the name is not ours to
-    /// judge: it is left alone and the next name is tried; only an empty sidecar beside an
-    /// empty or no part, which holds nothing to lose, is taken back.
-    fn find_earlier(&self, url: &Url, t: &mut Transfer) -> Result<Option<PathBuf>, Failure> {
-        let key = sidecar::url_key(url);
+    /// long (see [`Fetcher::confirms_complete`]), or by its digest when one is expected.
+    /// Anything else under the name is not ours to judge: it is left alone and the next name
+    /// is tried; only an empty sidecar beside an empty or no part, which holds nothing to
+    /// lose, is taken back.
+    fn find_earlier(
+        &self,
+        url: &Url,
+        t: &mut Transfer,
+    ) -> Result<Option<(PathBuf, Option<String>)>, Failure> {
         loop {
             let (path, found) = self.namer.reserve_by(&t.name, |path| {
                 let [_, part, meta] = naming::family(path);
@@ -377,7 +534,7 @@ impl Fetcher<'_> {
                         return Some(Found::Leftover);
                     }
                     // Only our own part file for this same URL: never splice another URL's bytes.
-                    let meta = PartMeta::load(&part).filter(|m| m.key == key)?;
+                    let meta = PartMeta::load(&part).filter(|m| m.is_for(url))?;
                     let have = safefs::regular_len(&part)?;
                     Some(Found::Part(meta, have))
                 } else if safefs::occupied(path) {
@@ -387,9 +544,19 @@ impl Fetcher<'_> {
                 }
             });
             match found {
-                // Not ours, or not complete: leave it untouched, look at the next name.
-                Found::Existing(len) if !self.confirms_complete(url, len) => {}
-                Found::Existing(_) => return Ok(Some(path)),
+                Found::Existing(_) if self.settings.skip_existing => return Ok(Some((path, None))),
+                Found::Existing(_) if self.settings.timestamping => {
+                    t.since = modified(&path);
+                    t.replace = t.since.is_some();
+                    t.path = Some(path);
+                    return Ok(None);
+                }
+                Found::Existing(len) => {
+                    if let Some(sum) = self.judge_existing(url, &path, len, t) {
+                        return Ok(Some((path, sum)));
+                    }
+                    // Not ours, or not complete: leave it untouched, look at the next name.
+                }
                 Found::Fresh => {
                     t.path = Some(path);
                     return Ok(None);
@@ -403,11 +570,31 @@ impl Fetcher<'_> {
                     t.path = Some(path);
                     return Ok(None);
                 }
-                Found::Part(meta, have) => {
+                Found::Part(mut meta, have) => {
+                    // An older format keyed on a secret: take it off the disk now. If that
+                    // fails, the old sidecar still matches next time; nothing is lost.
+                    let _ = meta.upgrade(url, &naming::part_path(&path));
                     t.reopen(path, meta, have)?;
                     return Ok(None);
                 }
             }
+        }
+    }
+
+    /// `-c`: whether the file under `path` is this download, complete: by its digest when one
+    /// is expected (the server is not asked), else by [`Fetcher::confirms_complete`].
+    /// `Some(digest checked, if any)` when it is.
+    fn judge_existing(
+        &self,
+        url: &Url,
+        path: &Path,
+        len: u64,
+        t: &Transfer,
+    ) -> Option<Option<String>> {
+        match &t.verify {
+            Some(v) => matches!(checksum::verify_file(path, &v.expected), Ok(Ok(())))
+                .then(|| Some(v.expected.to_string())),
+            None => self.confirms_complete(url, len).then_some(None),
         }
     }
 
@@ -489,6 +676,23 @@ impl Fetcher<'_> {
         request.send()
     }
 
+    /// [`Fetcher::request`], with `If-Modified-Since` for `-N`'s question about a file on disk.
+    fn request_since(
+        &self,
+        url: &Url,
+        from: u64,
+        if_range: Option<&str>,
+        since: Option<std::time::SystemTime>,
+    ) -> Result<Response, transport::Error> {
+        let Some(since) = since else {
+            return self.request(url, from, if_range);
+        };
+        self.client
+            .get(url.clone())
+            .header(IF_MODIFIED_SINCE, httpdate::fmt_http_date(since))
+            .send()
+    }
+
     /// One request and as much of the body as it gives.
     fn attempt(
         &self,
@@ -496,51 +700,66 @@ impl Fetcher<'_> {
         t: &mut Transfer,
         counter: &AtomicU64,
         on_start: &mut dyn FnMut(Notice<'_>),
-        track: &mut Track,
-        head: &mut Exchange,
+        bytes: &mut u64,
+        phases: &mut Phases,
     ) -> Attempt {
-        let (bytes, phases) = (&mut track.bytes, &mut track.phases);
         if t.sparse() {
             return self.attempt_sparse(url, t, counter, on_start, bytes);
         }
-        // Without a validator we cannot tell whether the server's file changed: start over.
-        let resuming = t.have > 0 && t.meta.as_ref().is_some_and(PartMeta::has_validator);
+        // Without a validator we cannot tell whether the server's file changed: start over,
+        // unless an expected digest will prove the joined bytes (then no If-Range either: a
+        // mirror's validators are its own).
+        let proof = t.proof;
+        let resuming =
+            t.have > 0 && (proof || t.meta.as_ref().is_some_and(PartMeta::has_validator));
         let from = if resuming { t.have } else { 0 };
-        let if_range = t.meta.as_ref().and_then(PartMeta::if_range);
+        let if_range = match proof {
+            true => None,
+            false => t.meta.as_ref().and_then(PartMeta::if_range),
+        };
+        let since = t.since.filter(|_| from == 0);
         // Only the attempt that brings the body counts: clear what an earlier one left.
         *phases = Phases {
             sent: Some(Instant::now()),
             ..Phases::default()
         }
         .keep_queueing(phases);
-        if self.settings.trace && from > 0 {
-            head.request_headers
-                .push(("Range".into(), format!("bytes={from}-")));
-            if let Some(validator) = if_range {
-                head.request_headers
+        if self.settings.trace {
+            t.head = Exchange::default();
+            if from > 0 {
+                t.head
+                    .request_headers
+                    .push(("Range".into(), format!("bytes={from}-")));
+            }
+            if let (true, Some(validator)) = (from > 0, if_range) {
+                t.head
+                    .request_headers
                     .push(("If-Range".into(), validator.to_string()));
             }
         }
-        let response = match self.request(url, from, if_range) {
+        let response = match self.request_since(url, from, if_range, since) {
             Ok(response) => response,
             Err(e) => return self.no_response(e),
         };
         phases.headers = Some(Instant::now());
+        phases.body_end = phases.headers;
         if self.settings.trace {
-            head.status = Some(response.status().as_u16());
-            head.response_headers = trace::headers_of(response.headers());
-            if self.settings.split > 1 {
+            t.head.status = Some(response.status().as_u16());
+            t.head.response_headers = trace::headers_of(response.headers());
+            if self.split.pieces > 1 {
                 t.pieces_log = Some(std::sync::Mutex::new(Vec::new()));
             }
         }
-        phases.body_end = phases.headers;
         let code = response.status().as_u16();
+        if code == 304 && since.is_some() {
+            return Attempt::Done(code);
+        }
         let facts = ResponseFacts::of(&response, url);
         let meta = t.meta.clone();
         let disk = OnDisk {
             asked_from: resuming.then_some(t.have),
             meta: meta.as_ref(),
-            proof: t.proof,
+            proof,
         };
         match self.classify_sized(url, facts.clone(), disk) {
             Decision::Append { total } => t.total = total,
@@ -549,8 +768,8 @@ impl Fetcher<'_> {
                 t.earlier = 0;
                 t.total = total;
                 t.meta = Some(PartMeta {
-                    url: redact::url(url),
-                    key: sidecar::url_key(url),
+                    url: t.shown_url.clone(),
+                    key: t.key.clone(),
                     total,
                     ..facts.validators
                 });
@@ -589,11 +808,13 @@ impl Fetcher<'_> {
     fn no_response(&self, e: transport::Error) -> Attempt {
         match e {
             // The transport gives up its wait for headers when the run is cancelled.
-            transport::Error::Runtime(e) if e.kind() == io::ErrorKind::Interrupted => {
-                Attempt::Fail(Failure::interrupted(None))
-            }
+            transport::Error::Cancelled => Attempt::Fail(Failure::interrupted(None)),
             transport::Error::Runtime(e) => {
                 Attempt::Fail(Failure::new(FailureKind::Runtime(e.to_string())))
+            }
+            // A loop or too many redirects: the next try would go the same way.
+            transport::Error::Redirect(why) => {
+                Attempt::Fail(Failure::new(FailureKind::Request(why)))
             }
             transport::Error::Http(e) => {
                 let failure = Failure::new(FailureKind::Request(describe_request_error(
@@ -669,6 +890,9 @@ impl Fetcher<'_> {
         if !t.rewrite_meta() {
             t.withdraw_meta();
         }
+        if let Some(v) = t.verify.as_mut() {
+            v.forget();
+        }
         let Some(file) = t.file.as_ref() else {
             return Err(StreamError::Write(io::Error::other("no part file")));
         };
@@ -710,12 +934,12 @@ impl Fetcher<'_> {
         }
         t.total = Some(total);
         on_started(t, on_start);
-        let Some(file) = t.file.as_ref() else {
-            return Attempt::Fail(Failure::new(FailureKind::Internal("no part file")));
-        };
         if self.settings.trace {
             t.pieces_log = Some(std::sync::Mutex::new(Vec::new()));
         }
+        let Some(file) = t.file.as_ref() else {
+            return Attempt::Fail(Failure::new(FailureKind::Internal("no part file")));
+        };
         let pieces = split::Pieces {
             client: self.client,
             asked: url,
@@ -754,16 +978,25 @@ impl Fetcher<'_> {
         } else {
             chunk
         };
-        stream_body(
-            &mut response,
-            file,
-            &mut vec![0; size],
-            chunk,
-            counter,
-            self.cancel,
-            &mut t.have,
-            self.settings.max_filesize,
-        )
+        let mut buf = vec![0; size];
+        let mut stream = |out: &mut dyn io::Write, have: &mut u64| {
+            let r = stream_body(
+                &mut response,
+                &mut &mut *out,
+                &mut buf,
+                chunk,
+                counter,
+                self.cancel,
+                have,
+                self.settings.max_filesize,
+            );
+            let clean = !matches!(r, Err(StreamError::Write(_)));
+            (r, clean)
+        };
+        match (t.verify.as_mut(), t.part.as_deref()) {
+            (Some(v), Some(part)) => v.streaming(part, file, &mut t.have, stream),
+            _ => stream(file, &mut t.have).0,
+        }
     }
 
     /// What the end of a body means: done when it has every byte, else why not.
@@ -861,6 +1094,36 @@ fn start_over(t: &mut Transfer, why: &str) -> Attempt {
         meta.ranges = None;
     }
     Attempt::Restart
+}
+
+/// What one download accumulates across its attempts and sources.
+struct Run<'c> {
+    counter: &'c AtomicU64,
+    on_start: &'c mut dyn FnMut(Notice<'_>),
+    bytes: u64,
+    retries: u32,
+    notes: Vec<Note>,
+    phases: Phases,
+    exchanges: Vec<Exchange>,
+}
+
+/// Whether a failure is the source's, so that the next mirror may do better (a local error,
+/// or Ctrl-C, would go the same way).
+fn moves_on(kind: &FailureKind) -> bool {
+    !matches!(
+        kind,
+        FailureKind::Interrupted
+            | FailureKind::Disk { .. }
+            | FailureKind::LinkedFolder(_)
+            | FailureKind::NoFreeName(_)
+            | FailureKind::Internal(_)
+            | FailureKind::Runtime(_)
+    )
+}
+
+/// A file's modification time, for `If-Modified-Since`.
+fn modified(path: &Path) -> Option<std::time::SystemTime> {
+    std::fs::symlink_metadata(path).ok()?.modified().ok()
 }
 
 fn on_started(t: &mut Transfer, on_start: &mut dyn FnMut(Notice<'_>)) {

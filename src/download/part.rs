@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use super::failure::{Failure, FailureKind};
 use super::sidecar::{self, PartMeta};
 use super::split::Done;
+use super::verify::Verify;
 use super::{disposition, Fetcher, SMALL_BODY};
 use crate::naming;
 use crate::safefs;
@@ -48,16 +49,32 @@ pub(super) struct Transfer {
     /// No `--split` for this file any more: its pieces disagreed with the first response.
     pub one_stream: bool,
     /// An expected checksum of the whole file is known and checked before the rename, which
-    /// proves joins no validator vouches for. No input supplies one yet (the list format
-    /// will), so it stays `false`.
+    /// proves joins no validator vouches for (`verify` is set).
     pub proof: bool,
     /// With tracing, the requests of this attempt's `--split` pieces (after the first).
     pub pieces_log: Option<std::sync::Mutex<Vec<crate::trace::Exchange>>>,
+    /// With tracing, this attempt's request and response as far as they went.
+    pub head: crate::trace::Exchange,
+    /// The expected digest, when the list or `--checksums` gave one.
+    pub verify: Option<Verify>,
+    /// What names the part in its sidecar: the URL the user gave (credentials removed) and its
+    /// key, whichever mirror the bytes come from.
+    pub shown_url: String,
+    pub key: String,
+    /// `-N`: the existing file's modification time, asked about with `If-Modified-Since`.
+    pub since: Option<std::time::SystemTime>,
+    /// `-N`: the download replaces the file under `path` (by rename, once complete).
+    pub replace: bool,
 }
 
 impl Transfer {
-    pub(super) fn new(name: String, explicit: bool) -> Transfer {
+    pub(super) fn new(name: String, explicit: bool, url: &url::Url) -> Transfer {
         Transfer {
+            verify: None,
+            shown_url: crate::redact::url(url),
+            key: sidecar::url_key(url),
+            since: None,
+            replace: false,
             name,
             explicit,
             path: None,
@@ -75,6 +92,7 @@ impl Transfer {
             one_stream: false,
             proof: false,
             pieces_log: None,
+            head: crate::trace::Exchange::default(),
         }
     }
 
@@ -308,8 +326,16 @@ impl Fetcher<'_> {
 
     /// Gives the finished `.part` its final name without replacing anything (unless overwriting):
     /// a plain rename would silently replace a file that appeared under the name meanwhile.
-    pub fn commit(&self, name: &str, part: &Path, mut path: PathBuf) -> io::Result<PathBuf> {
-        if self.settings.overwrite {
+    /// `replace`: `-N` found a newer version of the file under `path`, which the rename
+    /// replaces (the one case where a file is replaced without --overwrite).
+    pub(super) fn commit(
+        &self,
+        name: &str,
+        part: &Path,
+        mut path: PathBuf,
+        replace: bool,
+    ) -> io::Result<PathBuf> {
+        if self.settings.overwrite || replace {
             fs::rename(part, &path)?;
             return Ok(path);
         }

@@ -6,15 +6,17 @@
 //! `If-Range`, the server answers 200 (start over) when the file changed, and a 206 is checked
 //! against it again before a byte is appended.
 //!
-//! A sidecar is written whole or not at all (a temporary name, then a rename). Version 1 says the
-//! part's bytes from 0 to its length are genuine; version 2 is for sparse parts (`--split`
-//! preallocates the file) and lists the ranges that are, so an older fetchpar, which knows only
-//! version 1, never takes the holes for data.
+//! A sidecar is written whole or not at all (a temporary name, then a rename). A contiguous
+//! format says the part's bytes from 0 to its length are genuine; a sparse one (`--split`
+//! preallocates the file) lists the ranges that are, under a version of its own, so a fetchpar
+//! that knows only the contiguous format never takes the holes for data (see `FORMATS`).
 //!
 //! The sidecar also identifies the URL so that `-c` never resumes a part file that belongs to
-//! another URL with the same name: by a SHA-256 of the full URL (so URLs that differ only in
-//! their credentials do not share a part, and no secret is written down), plus the URL with
-//! credentials removed, for people.
+//! another URL with the same name: by [`url_key`], a SHA-256 of the URL with its credentials
+//! (and fragment) removed, plus that URL with credentials hidden, for people. Nothing derived
+//! from a secret is written down: an unsalted hash of a URL with a password in it gives the
+//! password back to a short guess list. URLs that differ only in credentials share a part: they
+//! name the same resource.
 
 use std::fs::{self, OpenOptions};
 use std::io::{self, Read, Write};
@@ -26,19 +28,50 @@ use url::Url;
 
 use crate::safefs;
 
-const MAGIC: &str = "fetchpar-part 1";
-/// A sidecar with a `ranges` line: the part is sparse (preallocated by `--split`) and only the
-/// ranges listed hold genuine bytes. Its own version, so that a fetchpar that knows only version
-/// 1 does not take the holes for data: it sees a sidecar that is not its own and leaves it alone.
-const MAGIC_RANGES: &str = "fetchpar-part 2";
+/// Each format's first line, what its `url-sha256` hashes and whether the part is sparse.
+/// Formats 1 and 2 (before issue 9) hash the full URL, credentials included ([`legacy_key`]);
+/// 3 and 4 hash [`url_key`], and only they are written now. A sparse part (preallocated by
+/// `--split`) lists in a `ranges` line the only ranges that hold genuine bytes, under a version of
+/// its own, so that a fetchpar that knows only the contiguous format never takes the holes for
+/// data: it sees a sidecar that is not its own and leaves it alone.
+const FORMATS: [Format; 4] = [
+    Format {
+        magic: "fetchpar-part 1",
+        legacy: true,
+        sparse: false,
+    },
+    Format {
+        magic: "fetchpar-part 2",
+        legacy: true,
+        sparse: true,
+    },
+    Format {
+        magic: "fetchpar-part 3",
+        legacy: false,
+        sparse: false,
+    },
+    Format {
+        magic: "fetchpar-part 4",
+        legacy: false,
+        sparse: true,
+    },
+];
+
+struct Format {
+    magic: &'static str,
+    legacy: bool,
+    sparse: bool,
+}
 
 /// Where a `.part` file came from.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PartMeta {
     /// The URL as the user gave it, credentials removed (for people).
     pub url: String,
-    /// [`url_key`] of the full URL (for matching).
+    /// [`url_key`] of the URL (for matching; see [`PartMeta::is_for`]).
     pub key: String,
+    /// Read from a format-1 or -2 sidecar, whose `key` is a [`legacy_key`].
+    pub legacy: bool,
     pub etag: Option<String>,
     pub last_modified: Option<String>,
     /// The full size of the file, when the server said.
@@ -48,9 +81,25 @@ pub struct PartMeta {
     pub ranges: Option<Vec<(u64, u64)>>,
 }
 
-/// What identifies a URL in a sidecar: the SHA-256 of the full URL, credentials included, in hex.
+/// What identifies a URL in a sidecar: the SHA-256, in hex, of the URL without its user name,
+/// password and fragment (none of which is the resource), so nothing secret goes into it.
 pub fn url_key(url: &Url) -> String {
-    Sha256::digest(url.as_str().as_bytes())
+    let mut bare = url.clone();
+    // Fails only for URLs that cannot have credentials, which then have none to remove.
+    let _ = bare.set_username("");
+    let _ = bare.set_password(None);
+    bare.set_fragment(None);
+    hex_sha256(bare.as_str())
+}
+
+/// Formats 1 and 2's key: the full URL, credentials included. Only ever computed in memory, to
+/// recognise a sidecar an older fetchpar left, which is then rewritten with [`url_key`].
+pub fn legacy_key(url: &Url) -> String {
+    hex_sha256(url.as_str())
+}
+
+fn hex_sha256(text: &str) -> String {
+    Sha256::digest(text.as_bytes())
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
@@ -76,11 +125,33 @@ impl PartMeta {
         PartMeta {
             url,
             key: String::new(),
+            legacy: false,
             etag: text(ETAG),
             last_modified: text(LAST_MODIFIED),
             total,
             ranges: None,
         }
+    }
+
+    /// Whether this sidecar describes a part of `url`, whatever its format.
+    pub fn is_for(&self, url: &Url) -> bool {
+        let key = if self.legacy {
+            legacy_key(url)
+        } else {
+            url_key(url)
+        };
+        self.key == key
+    }
+
+    /// Rewrites a format-1 or -2 sidecar of `part` (already matched to `url`) in a current format,
+    /// so the secret-derived hash leaves the disk; a sidecar already current is left as it is.
+    pub fn upgrade(&mut self, url: &Url, part: &Path) -> io::Result<()> {
+        if !self.legacy {
+            return Ok(());
+        }
+        self.key = url_key(url);
+        self.legacy = false;
+        self.save(part, true)
     }
 
     /// Whether there is anything to check a resumed response against (a weak ETag alone is not).
@@ -112,10 +183,11 @@ impl PartMeta {
     /// `owned`: the sidecar there is ours (this run wrote it, or it matched our URL), so it may
     /// be replaced; otherwise it is put only where nothing exists. Never through a symlink.
     pub fn save(&self, part: &Path, owned: bool) -> io::Result<()> {
+        // Always a current format: a legacy key is only ever read (see `upgrade`).
         let magic = if self.ranges.is_some() {
-            MAGIC_RANGES
+            FORMATS[3].magic
         } else {
-            MAGIC
+            FORMATS[2].magic
         };
         let mut text = format!("{magic}\nurl {}\nurl-sha256 {}\n", self.url, self.key);
         if let Some(etag) = &self.etag {
@@ -165,12 +237,13 @@ impl PartMeta {
         // A sidecar is a few lines: anything big is not one of ours.
         file.take(64 * 1024).read_to_string(&mut text).ok()?;
         let mut lines = text.lines();
-        let sparse = match lines.next()? {
-            MAGIC => false,
-            MAGIC_RANGES => true,
-            _ => return None,
+        let first = lines.next()?;
+        let format = FORMATS.iter().find(|f| f.magic == first)?;
+        let sparse = format.sparse;
+        let mut meta = PartMeta {
+            legacy: format.legacy,
+            ..PartMeta::default()
         };
-        let mut meta = PartMeta::default();
         for line in lines {
             let (key, value) = line.split_once(' ').unwrap_or((line, ""));
             match key {
@@ -265,6 +338,7 @@ mod tests {
         let meta = PartMeta {
             url: "http://***@h/x.bin".into(),
             key: url_key(&Url::parse("http://u:p@h/x.bin").unwrap()),
+            legacy: false,
             etag: Some("\"v1\"".into()),
             last_modified: Some("Sun, 22 Nov 2026 10:00:00 GMT".into()),
             total: Some(1234),
@@ -281,10 +355,6 @@ mod tests {
         };
         changed.save(&part, true).unwrap();
         assert_eq!(PartMeta::load(&part), Some(changed));
-        assert_ne!(
-            url_key(&Url::parse("http://u:p@h/x.bin").unwrap()),
-            url_key(&Url::parse("http://u:q@h/x.bin").unwrap())
-        );
         remove(&part);
         assert_eq!(PartMeta::load(&part), None);
         fs::write(meta_path(&part), "something else\nurl x\n").unwrap();
@@ -307,7 +377,8 @@ mod tests {
         };
         meta.save(&part, false).unwrap();
         let text = fs::read_to_string(meta_path(&part)).unwrap();
-        assert!(text.starts_with("fetchpar-part 2\n"), "{text}");
+        // Format 4 since issue 9 (format 2 with the credential-free key): still its own version.
+        assert!(text.starts_with("fetchpar-part 4\n"), "{text}");
         assert!(text.contains("\nranges 0-100 300-400\n"), "{text}");
         assert_eq!(PartMeta::load(&part), Some(meta.clone()));
         let none = PartMeta {
@@ -321,10 +392,63 @@ mod tests {
             "fetchpar-part 2\nurl-sha256 k\nranges 5-5\n",
             "fetchpar-part 2\nurl-sha256 k\nranges 0-10 5-20\n",
             "fetchpar-part 1\nurl-sha256 k\nranges 0-10\n",
+            "fetchpar-part 4\nurl-sha256 k\n",
+            "fetchpar-part 3\nurl-sha256 k\nranges 0-10\n",
         ] {
             fs::write(meta_path(&part), bad).unwrap();
             assert_eq!(PartMeta::load(&part), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn keys_hold_nothing_derived_from_credentials() {
+        let url = |s: &str| Url::parse(s).unwrap();
+        let key = url_key(&url("http://u:p@h/x.bin#f"));
+        // The same resource whatever the credentials or fragment (issue 9).
+        assert_eq!(key, url_key(&url("http://h/x.bin")));
+        assert_eq!(key, url_key(&url("http://other:q@h/x.bin")));
+        assert_ne!(key, url_key(&url("http://h/y.bin")));
+        assert_ne!(key, legacy_key(&url("http://u:p@h/x.bin")));
+        assert_eq!(key, hex_sha256("http://h/x.bin"));
+    }
+
+    #[test]
+    fn a_format_1_sidecar_is_recognised_then_rewritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let part = dir.path().join("x.bin.part");
+        let full = Url::parse("http://u:secret@h/x.bin").unwrap();
+        let old_key = legacy_key(&full);
+        fs::write(
+            meta_path(&part),
+            format!("fetchpar-part 1\nurl http://***@h/x.bin\nurl-sha256 {old_key}\netag \"v1\"\n"),
+        )
+        .unwrap();
+        let mut meta = PartMeta::load(&part).unwrap();
+        assert!(meta.legacy && meta.is_for(&full));
+        assert!(!meta.is_for(&Url::parse("http://u:other@h/x.bin").unwrap()));
+        meta.upgrade(&full, &part).unwrap();
+        let text = fs::read_to_string(meta_path(&part)).unwrap();
+        assert!(text.starts_with("fetchpar-part 3\n"), "{text}");
+        assert!(!text.contains(&old_key), "{text}");
+        let again = PartMeta::load(&part).unwrap();
+        assert!(!again.legacy && again.is_for(&full));
+        assert!(again.is_for(&Url::parse("http://h/x.bin").unwrap()));
+        assert_eq!(again.etag.as_deref(), Some("\"v1\""));
+        // A sparse one of today's (format 2) likewise, its ranges kept.
+        fs::write(
+            meta_path(&part),
+            format!("fetchpar-part 2\nurl-sha256 {old_key}\netag \"v1\"\nranges 0-10 20-30\n"),
+        )
+        .unwrap();
+        let mut meta = PartMeta::load(&part).unwrap();
+        assert!(meta.legacy && meta.is_for(&full));
+        meta.upgrade(&full, &part).unwrap();
+        let text = fs::read_to_string(meta_path(&part)).unwrap();
+        assert!(text.starts_with("fetchpar-part 4\n"), "{text}");
+        assert!(!text.contains(&old_key), "{text}");
+        let again = PartMeta::load(&part).unwrap();
+        assert!(!again.legacy && again.is_for(&full));
+        assert_eq!(again.ranges, Some(vec![(0, 10), (20, 30)]));
     }
 
     fn same(meta: &PartMeta, headers: &HeaderMap) -> bool {

@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::thread;
 
 use crate::trace::{self, Exchange};
-use crate::transport::{Client, Response};
+use crate::transport::{self, Client, Response};
 use reqwest::header::{ACCEPT_RANGES, IF_RANGE, RANGE};
 use reqwest::StatusCode;
 use url::Url;
@@ -501,9 +501,10 @@ fn request_range(
     if let Some(v) = source.known.if_range() {
         request = request.header(IF_RANGE, v);
     }
-    let response = request
-        .send()
-        .map_err(|e| StreamError::Read(io::Error::other(e)))?;
+    let response = request.separate_connection().send().map_err(|e| match e {
+        transport::Error::Cancelled => StreamError::Cancelled,
+        e => StreamError::Read(io::Error::other(e)),
+    })?;
     let facts = ResponseFacts::of(&response, url);
     match response::accept_piece(&facts, start, end, source.known, source.proof) {
         Ok(()) => Ok(response),

@@ -15,8 +15,10 @@ use crate::input::{Invalid, Origin};
 pub enum Status {
     Saved,
     Failed,
-    /// Already complete on disk (`-c`): not downloaded again.
+    /// Already complete on disk (`-c`, `--skip-existing`): not downloaded again.
     Skipped,
+    /// `-N`: the server said the file on disk is current (304).
+    Unchanged,
     /// Not a URL fetchpar can download.
     Invalid,
     /// The same URL came earlier in the input and was downloaded there.
@@ -57,6 +59,10 @@ pub struct UrlOutcome {
     pub error: Option<String>,
     /// For a duplicate: the line of the first occurrence (`None` if that was not a list line).
     pub duplicate_of: Option<usize>,
+    /// The digest a saved file was verified against (`sha-256=HEX`).
+    pub checksum: Option<String>,
+    /// The source that served a saved file (the URL or a mirror), credentials removed.
+    pub source: Option<String>,
     /// A failure that the run's own cancel caused.
     pub(crate) interrupted: bool,
 }
@@ -80,6 +86,8 @@ impl UrlOutcome {
             commit: None,
             error: None,
             duplicate_of: None,
+            checksum: None,
+            source: None,
             interrupted: false,
         }
     }
@@ -101,11 +109,17 @@ impl UrlOutcome {
         match outcome.result {
             Ok(saved) if skipped => {
                 done.status = Status::Skipped;
+                done.checksum = saved.checksum;
                 done.path = Some(saved.path);
             }
             Ok(saved) => {
+                if saved.unchanged {
+                    done.status = Status::Unchanged;
+                }
                 done.path = Some(saved.path);
                 done.http_status = Some(saved.http_status);
+                done.checksum = saved.checksum;
+                done.source = saved.source;
             }
             Err(failure) => {
                 done.status = Status::Failed;

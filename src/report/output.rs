@@ -46,6 +46,10 @@ pub(crate) struct UrlRecord<'a> {
     pub(crate) line: Option<usize>,
     /// For a duplicate: the line of the first occurrence (null if that was an argument).
     pub(crate) duplicate_of: Option<usize>,
+    /// The digest a saved file was verified against (`sha-256=HEX`); null when none was given.
+    pub(crate) checksum: Option<&'a str>,
+    /// The source that served a saved file: the URL or one of its mirrors, credentials removed.
+    pub(crate) source: Option<&'a str>,
 }
 
 fn lossy(path: &Path) -> Cow<'_, str> {
@@ -81,6 +85,8 @@ impl<'a> UrlRecord<'a> {
             error: done.error.as_deref(),
             line: done.line,
             duplicate_of: done.duplicate_of,
+            checksum: done.checksum.as_deref(),
+            source: done.source.as_deref(),
         }
     }
 }
@@ -93,6 +99,8 @@ pub(crate) struct SummaryRecord {
     pub(crate) saved: usize,
     /// Files `-c` found already complete.
     pub(crate) skipped: usize,
+    /// Files `-N` found current on the server (304).
+    pub(crate) unchanged: usize,
     /// Downloads that failed (invalid inputs are counted apart).
     pub(crate) failed: usize,
     pub(crate) invalid: usize,
@@ -150,6 +158,7 @@ impl SummaryRecord {
             kind: "summary",
             saved: t.saved,
             skipped: t.skipped,
+            unchanged: t.unchanged,
             failed: t.failed.saturating_sub(t.invalid),
             invalid: t.invalid,
             duplicates: t.duplicates,
@@ -303,12 +312,16 @@ mod tests {
                 path: PathBuf::from("o/a.bin"),
                 http_status: 200,
                 skipped: false,
+                unchanged: false,
+                checksum: Some("sha-256=00".into()),
+                source: Some("http://m/a.bin".into()),
             }),
             bytes: 10,
             elapsed: Duration::from_millis(1500),
             retries: 2,
             phases: phases(),
             exchanges: Vec::new(),
+            notes: Vec::new(),
         };
         let v = record("http://h/a.bin", Origin::Line(3), &saved);
         let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
@@ -330,6 +343,8 @@ mod tests {
             "error",
             "line",
             "duplicate_of",
+            "checksum",
+            "source",
         ];
         want.sort();
         let mut keys = keys;
@@ -351,18 +366,24 @@ mod tests {
         assert_eq!(v["commit_ms"], 0.5);
         assert_eq!(v["error"], serde_json::Value::Null);
         assert_eq!(v["line"], 3);
+        assert_eq!(v["checksum"], "sha-256=00");
+        assert_eq!(v["source"], "http://m/a.bin");
 
         let skipped = Outcome {
             result: Ok(Saved {
                 path: PathBuf::from("o/a.bin"),
                 http_status: 0,
                 skipped: true,
+                unchanged: false,
+                checksum: None,
+                source: None,
             }),
             bytes: 0,
             elapsed: Duration::ZERO,
             retries: 0,
             phases: Default::default(),
             exchanges: Vec::new(),
+            notes: Vec::new(),
         };
         let v = record("http://h/a.bin", Origin::Line(3), &skipped);
         assert_eq!(v["status"], "skipped");

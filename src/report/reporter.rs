@@ -10,7 +10,7 @@ use super::outcome::{Status, UrlOutcome};
 use super::output::{Stdout, UrlRecord};
 use super::progress::Progress;
 use super::summary::{Sequential, Tally};
-use crate::download::Outcome;
+use crate::download::{Note, Outcome};
 use crate::estimate::{self, Estimator, Sample};
 use crate::exit::End;
 use crate::input::Origin;
@@ -48,6 +48,8 @@ pub(crate) struct Reporter {
     estimator: Estimator,
     /// Every download's phases and requests, for `--har` and `--timeline`.
     trace: Option<Trace>,
+    /// `-N`'s "cannot tell" is said once a run.
+    said_no_last_modified: bool,
 }
 
 /// What a pass leaves behind once its pool is done.
@@ -84,6 +86,7 @@ impl Reporter {
             outcomes: Vec::new(),
             estimator: Estimator::default(),
             trace: None,
+            said_no_last_modified: false,
         }
     }
 
@@ -155,6 +158,9 @@ impl Reporter {
     }
 
     fn finished(&mut self, id: usize, url: String, origin: Origin, mut outcome: Outcome) {
+        for note in std::mem::take(&mut outcome.notes) {
+            self.note(&url, note);
+        }
         let described = outcome.result.as_ref().err().map(|f| f.describe());
         if !outcome.skipped() {
             let sample = sample(&url, &outcome.phases, outcome.bytes, self.started);
@@ -176,6 +182,7 @@ impl Reporter {
         }
         match (done.status, described) {
             (Status::Skipped, _) => self.skipped(id, &done),
+            (Status::Unchanged, _) => self.unchanged(id, &done),
             (_, Some(described)) => self.failed(id, &done, described),
             _ => self.saved(id, &done),
         }
@@ -188,6 +195,33 @@ impl Reporter {
         let line = format!("skipped {} (already complete)", path.display());
         self.progress.finished(id, 0, Some(&line));
         self.write(|out| out.path(path));
+    }
+
+    fn unchanged(&mut self, id: usize, done: &UrlOutcome) {
+        self.tally.unchanged += 1;
+        let Some(path) = &done.path else { return };
+        let line = format!("unchanged {} (not modified on the server)", path.display());
+        self.progress.finished(id, 0, Some(&line));
+        self.write(|out| out.path(path));
+    }
+
+    /// A download's warning, which fails nothing.
+    fn note(&mut self, url: &str, note: Note) {
+        if !self.show.errors {
+            return;
+        }
+        let line = match note {
+            Note::NoChecksum(what) => format!("fetchpar: {url}: warning: {what}"),
+            Note::NoLastModified if self.said_no_last_modified => return,
+            Note::NoLastModified => {
+                self.said_no_last_modified = true;
+                format!(
+                    "fetchpar: {url}: warning: the server sends no Last-Modified, so -N cannot \
+                     tell whether files changed: downloading them again (said once)"
+                )
+            }
+        };
+        self.progress.note(&line);
     }
 
     fn saved(&mut self, id: usize, done: &UrlOutcome) {
@@ -300,6 +334,14 @@ impl Sink for Reporter {
             Event::Invalid(invalid) => {
                 let origin = invalid.origin;
                 self.invalid(UrlOutcome::invalid(invalid), origin);
+            }
+            Event::Warning(warning) => {
+                if self.show.errors {
+                    self.progress.note(&format!(
+                        "fetchpar: {}: warning: {}",
+                        warning.origin, warning.message
+                    ));
+                }
             }
             Event::Duplicate { url, origin, first } => self.duplicate(url, origin, first),
         }

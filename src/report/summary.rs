@@ -19,6 +19,8 @@ pub(crate) struct Tally {
     pub(crate) saved: usize,
     /// Files `-c` found already complete (not counted in `saved`).
     pub(crate) skipped: usize,
+    /// Files `-N` asked about that the server said are current (not counted in `saved`).
+    pub(crate) unchanged: usize,
     /// Downloads that failed, plus inputs that were not valid URLs.
     pub(crate) failed: usize,
     /// Of `failed`, the inputs that were not valid URLs.
@@ -193,6 +195,9 @@ pub(crate) fn render(t: &Tally) -> String {
     let _ = write!(out, "{} saved", plural(t.saved, "file", "files"));
     if t.skipped > 0 {
         let _ = write!(out, ", {} already complete", t.skipped);
+    }
+    if t.unchanged > 0 {
+        let _ = write!(out, ", {} unchanged", t.unchanged);
     }
     if t.failed > 0 {
         let _ = write!(out, ", {} failed", t.failed);

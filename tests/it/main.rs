@@ -4,10 +4,14 @@
 mod util;
 
 mod core;
+mod guards;
 mod har;
+mod http2;
+mod lists;
 mod real_servers;
 mod reliability;
 mod scripting;
+mod secrets;
 mod server;
 mod split;
 mod terminal;

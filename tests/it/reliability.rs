@@ -306,7 +306,8 @@ fn continue_starts_over_when_the_server_ignores_ranges() {
     assert_eq!(sandbox.files(), one(&[("norange.bin", &data)]));
 }
 
-/// Writes a part file and the sidecar an earlier run would have left.
+/// Writes a part file and the sidecar an earlier run would have left (format 3 since issue 9,
+/// whose key, for a URL without credentials or fragment, is the SHA-256 of the URL as before).
 fn fake_part(sandbox: &Sandbox, name: &str, url: &str, bytes: &[u8], total: usize) {
     std::fs::create_dir_all(sandbox.out()).unwrap();
     let part = sandbox.out().join(format!("{name}.part"));
@@ -314,7 +315,7 @@ fn fake_part(sandbox: &Sandbox, name: &str, url: &str, bytes: &[u8], total: usiz
     std::fs::write(
         sandbox.out().join(format!("{name}.part.meta")),
         format!(
-            "fetchpar-part 1\nurl {url}\nurl-sha256 {}\netag \"v1\"\ntotal {total}\n",
+            "fetchpar-part 3\nurl {url}\nurl-sha256 {}\netag \"v1\"\ntotal {total}\n",
             sha256(url.as_bytes())
         ),
     )
@@ -949,6 +950,10 @@ fn continue_restarts_a_useless_part_even_with_no_retries() {
 
 #[test]
 fn continue_does_not_share_a_part_between_credentials() {
+    // The name is kept for the merge's sake; issue 9 reversed the expectation: URLs that differ
+    // only in credentials are the same resource and now share a part, because the sidecar may
+    // hold nothing derived from a secret (an unsalted hash of the full URL gave the password
+    // back to a guess list).
     let data = body(100_000, 94);
     let server = flaky(1, data.clone(), |d| {
         Reply::file(d)
@@ -963,19 +968,11 @@ fn continue_does_not_share_a_part_between_credentials() {
     assert_eq!(code, 1);
     let meta = std::fs::read_to_string(sandbox.out().join("f.bin.part.meta")).unwrap();
     assert!(!meta.contains("secret"), "{meta}");
+    assert!(!meta.contains(&sha256(first.as_bytes())), "{meta}");
     let (code, _, stderr) = sandbox.run(&["-c", &second]);
     assert_eq!(code, 0, "{stderr:#?}");
-    assert_eq!(sandbox.files().get("f.1.bin"), Some(&sha256(&data)));
-    assert!(
-        sandbox.out().join("f.bin.part").exists(),
-        "the other part stays"
-    );
-    assert!(server.requests()[1].header("range").is_none());
-    // The same credentials do resume it.
-    let (code, _, stderr) = sandbox.run(&["-c", &first]);
-    assert_eq!(code, 0, "{stderr:#?}");
-    assert_eq!(sandbox.files().get("f.bin"), Some(&sha256(&data)));
-    assert!(server.requests()[2].header("range").is_some());
+    assert_eq!(sandbox.files(), one(&[("f.bin", &data)]));
+    assert_eq!(server.requests()[1].header("range"), Some("bytes=40000-"));
 }
 
 #[cfg(unix)]

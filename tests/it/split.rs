@@ -10,10 +10,11 @@ use crate::util::*;
 
 const BIG: usize = 1024 * 1024 + 12_345;
 
-/// The ranges of genuine bytes a sparse part's sidecar lists (`fetchpar-part 2`, `ranges` line).
+/// The ranges of genuine bytes a sparse part's sidecar lists (`fetchpar-part 4`, `ranges` line).
 fn genuine_ranges(meta: &std::path::Path) -> Vec<(usize, usize)> {
     let text = std::fs::read_to_string(meta).unwrap();
-    assert!(text.starts_with("fetchpar-part 2\n"), "{text}");
+    // Format 4 since issue 9 moved the key off credentials (it was 2).
+    assert!(text.starts_with("fetchpar-part 4\n"), "{text}");
     let line = text.lines().find(|l| l.starts_with("ranges")).unwrap();
     line.split_whitespace()
         .skip(1)
@@ -198,18 +199,53 @@ fn small_files_are_not_split() {
 
 /// Issue 9: `--split` cut off, then `-c --split N`: every finished range is kept (not just the
 /// first piece's) and only the missing ranges are fetched, over several connections.
+/// The requests of each broken `--split` piece, known by where its range ends (its retries
+/// keep the end). A piece that fails for good stops the others, and one that had not yet written
+/// a byte would then keep nothing, so what the test proves would hang on thread timing.
+#[derive(Default)]
+struct Tries {
+    per_piece: std::sync::Mutex<HashMap<String, u32>>,
+    changed: std::sync::Condvar,
+}
+
+impl Tries {
+    /// Counts this request; if it is a retry, holds it until each of `pieces` broken pieces
+    /// has retried. A piece retries only after writing what its last try sent, so no piece can
+    /// fail for good (and stop the others) before every piece has written bytes. The wait is
+    /// bounded only so that a change in how pieces are planned fails the test instead of
+    /// hanging it.
+    fn hold_until_every_piece_retried(&self, range: &str, pieces: usize) {
+        let end = range.rsplit('-').next().unwrap_or_default().to_string();
+        let mut seen = self.per_piece.lock().unwrap();
+        let n = seen.entry(end).or_insert(0);
+        *n += 1;
+        let retry = *n > 1;
+        self.changed.notify_all();
+        if retry {
+            let _ = self
+                .changed
+                .wait_timeout_while(seen, Duration::from_secs(60), |seen| {
+                    seen.values().filter(|&&n| n > 1).count() < pieces
+                })
+                .unwrap();
+        }
+    }
+}
+
 #[test]
 fn a_failed_split_download_keeps_every_range_and_continue_fetches_only_the_gaps() {
     let body: Arc<[u8]> = generated_files(1, BIG, BIG).remove(0).1;
     let expected = sha256(&body);
     let broken = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let tries = Arc::new(Tries::default());
     let server = {
-        let (body, broken) = (body.clone(), broken.clone());
+        let (body, broken, tries) = (body.clone(), broken.clone(), tries.clone());
         serve(move |req| {
             let reply = Reply::file(body.clone()).with_header("ETag", "\"v1\"");
             match req.header("range") {
                 // While broken, every piece but the first breaks off.
                 Some(r) if broken.load(Ordering::SeqCst) && !r.starts_with("bytes=0-") => {
+                    tries.hold_until_every_piece_retried(r, 2);
                     reply.with_fault(Fault::ShortBody(5000))
                 }
                 _ => reply,
@@ -231,6 +267,18 @@ fn a_failed_split_download_keeps_every_range_and_continue_fetches_only_the_gaps(
     assert!(
         ranges.len() >= 2,
         "more than the first piece is kept: {ranges:?}"
+    );
+    // Every broken piece got as far as retrying, so each wrote bytes that had to be kept.
+    let retried = tries
+        .per_piece
+        .lock()
+        .unwrap()
+        .values()
+        .filter(|&&n| n > 1)
+        .count();
+    assert_eq!(
+        retried, 2,
+        "every broken piece retried before the run gave up"
     );
     let before = server.requests().len();
     broken.store(false, Ordering::SeqCst);

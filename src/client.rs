@@ -1,0 +1,83 @@
+//! The recipe for fetchpar's reqwest clients: which settings every client gets, and the two
+//! kinds [`crate::transport`] makes from it (one per worker thread, one shared for HTTP/2).
+//!
+//! It holds only what a client needs (the request options, the timeouts, `--http1.1`), so that
+//! building a client does not drag the whole configuration along.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use reqwest::redirect;
+
+use crate::cli::Config;
+use crate::request::RequestOptions;
+use crate::transport::Client;
+
+/// Everything a reqwest client of fetchpar is built from.
+#[derive(Clone, Debug)]
+pub struct Recipe {
+    pub request: RequestOptions,
+    /// Per read, not a total deadline (see [`Recipe::build`]).
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
+    /// `--http1.1`: never offer `h2` in ALPN.
+    pub http1_only: bool,
+}
+
+/// Which client of a pass is being built.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// A worker's own: one keep-alive connection, reused from file to file.
+    PerThread,
+    /// The one client every worker shares for HTTP/2 hosts: its connections carry many
+    /// downloads at once, and an HTTPS host that turns out to speak HTTP/1.1 may need several.
+    Shared,
+}
+
+impl Recipe {
+    pub fn from_config(config: &Config) -> Recipe {
+        Recipe {
+            request: config.request.clone(),
+            timeout: config.download.timeout,
+            connect_timeout: config.connect_timeout,
+            http1_only: config.http1_only,
+        }
+    }
+
+    /// Whether the transport should share HTTP/2 connections between workers.
+    pub fn offers_h2(&self) -> bool {
+        !self.http1_only
+    }
+
+    pub fn build(&self, kind: Kind) -> Result<reqwest::Client> {
+        let mut builder = reqwest::Client::builder()
+            // Per read, not a total deadline: it applies to the wait for headers and to each body
+            // read, so a large file that keeps flowing is never cut off.
+            .read_timeout(self.timeout)
+            .connect_timeout(self.connect_timeout)
+            // The transport follows redirects itself, choosing each hop's headers by its
+            // origin (see crate::transport).
+            .redirect(redirect::Policy::none())
+            // No Referer: it would carry the URL asked for, query-string tokens included.
+            .referer(false);
+        if kind == Kind::PerThread {
+            builder = builder.pool_max_idle_per_host(1);
+        }
+        if self.http1_only {
+            // Also takes `h2` out of the ALPN offer.
+            builder = builder.http1_only();
+        }
+        self.request
+            .apply(builder)?
+            .build()
+            .context("cannot set up the HTTP client")
+    }
+}
+
+/// The HTTP client of a pass (see [`crate::transport`]); `cancel` is the run's Ctrl-C flag,
+/// which a request or body read waiting on the network notices within a tick.
+pub fn build_client(config: &Config, cancel: &Arc<AtomicBool>) -> Result<Client> {
+    Client::new(Recipe::from_config(config), cancel.clone())
+}

@@ -1,0 +1,620 @@
+//! Lists that carry more than URLs (issue 12): aria2c input files with mirrors and option lines,
+//! `--checksums` files and verification, `-N` (re-download only what changed) and
+//! `--skip-existing`: the bytes on disk by checksum, exit codes, the lines said, the requests the
+//! server saw.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::util::*;
+
+/// The fixture's first entry rewritten for a local server: a TAB mirror, `dir=`/`out=`, the
+/// right checksum and options fetchpar does not know (twice, to show each is said once).
+fn aria2c_list(server: &Server, expected: &std::collections::BTreeMap<String, String>) -> String {
+    let a = server.url("/file-00.bin");
+    let b = server.url("/file-01.bin");
+    let dead = server.url("/gone.bin");
+    format!(
+        "# written for aria2c -i\n\
+         {a}\t{a}?mirror=1\n\
+         \x20 dir=sets/one\n\
+         \x20 out=first.bin\n\
+         \x20 checksum=sha-256={sum}\n\
+         \x20 split=4\n\
+         \n\
+         {b}\n\
+         \tdir=sets\n\
+         \tsplit=2\n\
+         \tmax-connection-per-server=2\n\
+         {dead}\n\
+         \x20 out=never.bin\n",
+        sum = expected["file-00.bin"],
+    )
+}
+
+fn write_list(dir: &Path, text: &str) -> std::path::PathBuf {
+    let path = dir.join("input.txt");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn an_aria2c_input_file_puts_files_where_its_options_say() {
+    let (server, expected) = file_server(2, 3000, 9000, Duration::ZERO);
+    let work = tempfile::tempdir().unwrap();
+    let list = write_list(work.path(), &aria2c_list(&server, &expected));
+    let out = work.path().join("out");
+    let output = fetchpar()
+        .arg("-i")
+        .arg(&list)
+        .arg("-o")
+        .arg(&out)
+        .output()
+        .unwrap();
+    // The dead entry fails (it has no mirror); the others are saved where dir/out say.
+    assert_eq!(output.status.code(), Some(1));
+    let saved = checksums(&out);
+    let want: std::collections::BTreeMap<String, String> = [
+        ("sets/one/first.bin", &expected["file-00.bin"]),
+        ("sets/file-01.bin", &expected["file-01.bin"]),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.clone()))
+    .collect();
+    assert_eq!(saved, want);
+    let stderr = lines(&output.stderr);
+    let warned = |name: &str| {
+        stderr
+            .iter()
+            .filter(|l| l.contains(&format!("warning: option '{name}' is not supported")))
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(warned("split"), ["fetchpar: line 6: warning: option 'split' is not supported by fetchpar and is ignored (said once)"]);
+    assert_eq!(warned("max-connection-per-server").len(), 1);
+    assert!(
+        stderr
+            .iter()
+            .any(|l| l.contains("gone.bin") && l.contains("404")),
+        "{stderr:?}"
+    );
+}
+
+#[test]
+fn dir_or_out_that_leaves_the_output_directory_is_refused_with_its_line() {
+    let (server, expected) = file_server(1, 1000, 1000, Duration::ZERO);
+    let work = tempfile::tempdir().unwrap();
+    let url = server.url("/file-00.bin");
+    let list = write_list(
+        work.path(),
+        &format!("{url}\n  dir=../escape\n{url}?2\n  out=/tmp/abs.bin\n{url}?3\n  dir=ok\n"),
+    );
+    let out = work.path().join("out");
+    let output = fetchpar()
+        .arg("-i")
+        .arg(&list)
+        .arg("-o")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("line 2: dir=../escape: dir ../escape climbs out with '..'"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("line 4: out=/tmp/abs.bin: out /tmp/abs.bin is absolute"),
+        "{stderr}"
+    );
+    // Only the good entry is on disk, and nothing beside the output directory.
+    let saved: Vec<String> = checksums(&out).into_keys().collect();
+    assert_eq!(saved, ["ok/file-00.bin"]);
+    assert_eq!(
+        checksums(work.path()).len(),
+        2,
+        "only the list and ok/file-00.bin"
+    );
+    assert_eq!(checksums(&out)["ok/file-00.bin"], expected["file-00.bin"]);
+}
+
+#[test]
+fn option_lines_on_stdin_are_refused_and_the_url_still_downloads() {
+    let (server, expected) = file_server(1, 1000, 1000, Duration::ZERO);
+    let out = tempfile::tempdir().unwrap();
+    let output = fetchpar()
+        .arg("-o")
+        .arg(out.path())
+        .write_stdin(format!("{}\n  out=x.bin\n", server.url("/file-00.bin")))
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr
+            .contains("line 2: out=x.bin: option lines (key=value) are read only from a list file"),
+        "{stderr}"
+    );
+    assert_eq!(checksums(out.path()), expected);
+}
+
+#[test]
+fn a_malformed_checksums_file_is_a_usage_error_with_its_line() {
+    let work = tempfile::tempdir().unwrap();
+    let sums = work.path().join("SHA256SUMS");
+    let good = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+    std::fs::write(
+        &sums,
+        format!("{good}  a.bin\nSHA256 (b.bin) = {good}\n{good} c.bin\n"),
+    )
+    .unwrap();
+    let out = work.path().join("out");
+    let output = fetchpar()
+        .arg("--checksums")
+        .arg(&sums)
+        .arg("-o")
+        .arg(&out)
+        .arg("http://127.0.0.1:9/never-asked")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("SHA256SUMS: line 3: "), "{stderr}");
+    assert!(!out.exists(), "nothing may start before the usage error");
+
+    let missing = work.path().join("nope");
+    let output = fetchpar()
+        .arg("--checksums")
+        .arg(&missing)
+        .arg("http://127.0.0.1:9/never-asked")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("cannot read the checksums file"));
+}
+
+/// A file outside the sandbox (which must hold only `out`), and its path.
+fn scratch(name: &str, text: &str) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(name);
+    std::fs::write(&path, text).unwrap();
+    (dir, path.to_string_lossy().into_owned())
+}
+
+/// The `--json` records of a run's URLs (the summary left out).
+fn records(stdout: &[String]) -> Vec<serde_json::Value> {
+    stdout
+        .iter()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["type"] == "url")
+        .collect()
+}
+
+/// The full-body (200) answers the server gave for `path`.
+fn bodies_sent(server: &Server, path: &str) -> usize {
+    server
+        .requests()
+        .iter()
+        .filter(|r| r.path() == path && r.header("range").is_none())
+        .filter(|r| r.header("if-modified-since").is_none())
+        .count()
+}
+
+#[test]
+fn an_aria2c_list_with_a_dead_first_mirror_and_checksums_is_saved_verified() {
+    let a = body(70_000, 1);
+    let b = body(3_000, 2);
+    let (a2, b2) = (a.clone(), b.clone());
+    let server = serve(move |req| match req.path() {
+        "/a.bin" => Reply::file(a2.clone()),
+        "/b.bin" => Reply::file(b2.clone()),
+        _ => Reply::status(404),
+    });
+    let sandbox = Sandbox::new();
+    let dead = server.url("/dead/a.bin");
+    let list = format!(
+        "{dead}\t{a}\n  out=first.bin\n  checksum=sha-256={sa}\n  split=2\n{b}\n  dir=sub\n  checksum=sha-256={sb}\n",
+        a = server.url("/a.bin"),
+        b = server.url("/b.bin"),
+        sa = sha256(&a),
+        sb = sha256(&b),
+    );
+    let (_inputs, list_txt) = scratch("list.txt", &list);
+    std::fs::create_dir_all(sandbox.out()).unwrap();
+    let (code, stdout, stderr) = sandbox.run(&["-i", list_txt.as_str(), "--json"]);
+    assert_eq!(code, 0, "{stderr:?}");
+    let files = sandbox.files();
+    assert_eq!(files["first.bin"], sha256(&a));
+    assert_eq!(files["sub/b.bin"], sha256(&b));
+    assert_eq!(files.len(), 2, "{files:?}");
+    let recs = records(&stdout);
+    let first = recs.iter().find(|r| r["line"] == 1).unwrap();
+    assert_eq!(first["status"], "saved");
+    assert_eq!(first["checksum"], format!("sha-256={}", sha256(&a)));
+    assert_eq!(
+        first["source"],
+        server.url("/a.bin"),
+        "the live mirror served it"
+    );
+    assert!(stderr
+        .iter()
+        .any(|l| l.contains("line 4: warning: option 'split'")));
+}
+
+#[test]
+fn a_sha256sums_file_in_all_three_forms_checks_each_file_and_warns_on_a_missing_one() {
+    let (server, expected) = file_server(4, 2000, 90_000, Duration::ZERO);
+    let sandbox = Sandbox::new();
+    let sum = |n: usize| expected[&format!("file-0{n}.bin")].clone();
+    let sums = format!(
+        "# published\n{}  file-00.bin\n{} *./file-01.bin\nSHA256 (file-02.bin) = {}\n",
+        sum(0),
+        sum(1),
+        sum(2)
+    );
+    let (_inputs, sha256sums) = scratch("SHA256SUMS", &sums);
+    let mut args = vec![
+        "--checksums".to_string(),
+        sha256sums.clone(),
+        "--json".into(),
+    ];
+    args.extend(urls_of(&server, &expected));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, stdout, stderr) = sandbox.run(&args);
+    assert_eq!(code, 0, "{stderr:?}");
+    assert_eq!(sandbox.files(), expected);
+    let recs = records(&stdout);
+    for n in 0..3 {
+        let rec = recs
+            .iter()
+            .find(|r| {
+                r["path"]
+                    .as_str()
+                    .unwrap()
+                    .ends_with(&format!("file-0{n}.bin"))
+            })
+            .unwrap();
+        assert_eq!(rec["checksum"], format!("sha-256={}", sum(n)));
+    }
+    let url3 = server.url("/file-03.bin");
+    let warned: Vec<&String> = stderr.iter().filter(|l| l.contains("warning")).collect();
+    assert_eq!(
+        warned,
+        [&format!(
+            "fetchpar: {url3}: warning: file-03.bin: no entry in the checksums file; saved without verifying"
+        )]
+    );
+}
+
+#[test]
+fn a_checksum_mismatch_saves_nothing_after_one_retry_from_zero() {
+    let data = body(100_000, 7);
+    let served = data.clone();
+    let server = serve(move |_| Reply::file(served.clone()).with_header("ETag", "\"v1\""));
+    let sandbox = Sandbox::new();
+    let wrong = "3a7b".to_string() + &"0".repeat(60);
+    let list = format!("{}\n  checksum=sha-256={wrong}\n", server.url("/x.bin"));
+    let (_inputs, list_txt) = scratch("list.txt", &list);
+    std::fs::create_dir_all(sandbox.out()).unwrap();
+    let (code, _, stderr) = sandbox.run(&["-i", list_txt.as_str()]);
+    assert_eq!(code, 1);
+    let got = &sha256(&data)[..4];
+    let want = format!(
+        "fetchpar: {}: checksum mismatch: expected 3a7b…, got {got}…; nothing saved",
+        server.url("/x.bin")
+    );
+    assert!(stderr.contains(&want), "{stderr:?}");
+    assert!(sandbox.files().is_empty(), "no .part, no sidecar, no file");
+    assert_eq!(bodies_sent(&server, "/x.bin"), 2, "retried once from zero");
+}
+
+#[test]
+fn a_mismatch_from_one_mirror_is_retried_from_the_next() {
+    let good = body(20_000, 3);
+    let bad = body(20_000, 4);
+    let (g, b) = (good.clone(), bad.clone());
+    let server = serve(move |req| match req.path() {
+        "/bad/x.bin" => Reply::file(b.clone()),
+        _ => Reply::file(g.clone()),
+    });
+    let sandbox = Sandbox::new();
+    let list = format!(
+        "{} {}\n  checksum=sha-256={}\n",
+        server.url("/bad/x.bin"),
+        server.url("/good/x.bin"),
+        sha256(&good)
+    );
+    let (_inputs, list_txt) = scratch("list.txt", &list);
+    std::fs::create_dir_all(sandbox.out()).unwrap();
+    let (code, stdout, stderr) = sandbox.run(&["-i", list_txt.as_str(), "--json"]);
+    assert_eq!(code, 0, "{stderr:?}");
+    assert_eq!(sandbox.files()["x.bin"], sha256(&good));
+    assert_eq!(records(&stdout)[0]["source"], server.url("/good/x.bin"));
+}
+
+#[test]
+fn require_checksum_fails_a_file_without_one_before_any_request() {
+    let server = serve(|_| Reply::file(b"data".to_vec()));
+    let sandbox = Sandbox::new();
+    let (_inputs, sums) = scratch("SUMS", "");
+    let url = server.url("/x.bin");
+    let (code, _, stderr) = sandbox.run(&[
+        "--checksums",
+        sums.as_str(),
+        "--require-checksum",
+        url.as_str(),
+    ]);
+    assert_eq!(code, 1);
+    assert!(stderr.iter().any(|l| l
+        == &format!("fetchpar: {url}: x.bin: no entry in the checksums file, and --require-checksum is on; nothing saved")), "{stderr:?}");
+    assert!(server.requests().is_empty());
+    assert!(sandbox.files().is_empty());
+}
+
+/// A server whose files have versions: each answers with its `Last-Modified` (unless `dated`
+/// is false) and a `304` to an `If-Modified-Since` that names exactly that date.
+struct Versioned {
+    server: Server,
+    files: Arc<Mutex<Files>>,
+}
+
+/// By path: the body and its `Last-Modified`.
+type Files = BTreeMap<String, (Arc<[u8]>, String)>;
+
+impl Versioned {
+    fn start(names: &[&str], dated: bool) -> Versioned {
+        let files: Files = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                let date = "Wed, 21 Oct 2015 07:28:00 GMT".to_string();
+                (format!("/{n}"), (body(5000 + i * 100, i as u8), date))
+            })
+            .collect();
+        let files = Arc::new(Mutex::new(files));
+        let shared = files.clone();
+        let server = serve(move |req| {
+            let files = shared.lock().unwrap();
+            let Some((data, date)) = files.get(req.path()) else {
+                return Reply::status(404);
+            };
+            if !dated {
+                return Reply::file(data.clone());
+            }
+            if req.header("if-modified-since") == Some(date.as_str()) {
+                return Reply::file(Vec::new()).with_status(304).without_ranges();
+            }
+            Reply::file(data.clone()).with_header("Last-Modified", date)
+        });
+        Versioned { server, files }
+    }
+
+    fn change(&self, name: &str, seed: u8) {
+        let mut files = self.files.lock().unwrap();
+        let entry = files.get_mut(&format!("/{name}")).unwrap();
+        *entry = (body(6000, seed), "Thu, 22 Oct 2015 07:28:00 GMT".into());
+    }
+
+    fn sha(&self, name: &str) -> String {
+        sha256(&self.files.lock().unwrap()[&format!("/{name}")].0)
+    }
+}
+
+#[test]
+fn timestamping_fetches_again_only_the_file_that_changed() {
+    let v = Versioned::start(&["a.bin", "b.bin"], true);
+    let sandbox = Sandbox::new();
+    let list = format!("{}\n{}\n", v.server.url("/a.bin"), v.server.url("/b.bin"));
+    let (_inputs, list_txt) = scratch("list.txt", &list);
+    std::fs::create_dir_all(sandbox.out()).unwrap();
+    let (code, _, stderr) = sandbox.run(&["-N", "-i", list_txt.as_str()]);
+    assert_eq!(code, 0, "{stderr:?}");
+    let mtime = std::fs::metadata(sandbox.out().join("a.bin"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    let want = httpdate::parse_http_date("Wed, 21 Oct 2015 07:28:00 GMT").unwrap();
+    assert_eq!(mtime, want, "the saved file has the server's Last-Modified");
+
+    v.change("b.bin", 99);
+    let (code, stdout, stderr) = sandbox.run(&["-N", "-i", list_txt.as_str(), "--json"]);
+    assert_eq!(code, 0, "{stderr:?}");
+    let recs = records(&stdout);
+    let status = |line: u64| recs.iter().find(|r| r["line"] == line).unwrap()["status"].clone();
+    assert_eq!(status(1), "unchanged");
+    assert_eq!(status(2), "saved");
+    let summary: serde_json::Value = serde_json::from_str(stdout.last().unwrap()).unwrap();
+    assert_eq!(summary["unchanged"], 1);
+    assert_eq!(summary["saved"], 1);
+    // Only b's new version came over the wire again; no `.1` copies, both files current.
+    assert_eq!(bodies_sent(&v.server, "/a.bin"), 1);
+    assert_eq!(bodies_sent(&v.server, "/b.bin"), 1);
+    let files = sandbox.files();
+    assert_eq!(files.len(), 2, "{files:?}");
+    assert_eq!(files["a.bin"], v.sha("a.bin"));
+    assert_eq!(files["b.bin"], v.sha("b.bin"));
+    let asked = v
+        .server
+        .requests()
+        .iter()
+        .filter(|r| r.header("if-modified-since").is_some())
+        .count();
+    assert_eq!(asked, 2, "the second run asked about both files");
+}
+
+#[test]
+fn timestamping_without_last_modified_says_once_it_cannot_tell_and_replaces() {
+    let v = Versioned::start(&["a.bin", "b.bin"], false);
+    let sandbox = Sandbox::new();
+    let (a, b) = (v.server.url("/a.bin"), v.server.url("/b.bin"));
+    let (code, _, _) = sandbox.run(&["-N", &a, &b]);
+    assert_eq!(code, 0);
+    v.change("a.bin", 50);
+    let (code, _, stderr) = sandbox.run(&["-N", "-j", "1", &a, &b]);
+    assert_eq!(code, 0, "{stderr:?}");
+    let told: Vec<&String> = stderr
+        .iter()
+        .filter(|l| l.contains("cannot tell"))
+        .collect();
+    assert_eq!(told.len(), 1, "{stderr:?}");
+    let files = sandbox.files();
+    assert_eq!(files.len(), 2, "replaced by rename, no copies: {files:?}");
+    assert_eq!(files["a.bin"], v.sha("a.bin"));
+}
+
+#[test]
+fn skip_existing_trusts_the_file_on_disk_without_a_request() {
+    let server = serve(|_| Reply::file(b"new".to_vec()));
+    let sandbox = Sandbox::new();
+    std::fs::create_dir_all(sandbox.out()).unwrap();
+    std::fs::write(sandbox.out().join("x.bin"), b"old").unwrap();
+    let url = server.url("/x.bin");
+    let (code, stdout, _) = sandbox.run(&["--skip-existing", "--json", &url]);
+    assert_eq!(code, 0);
+    assert_eq!(records(&stdout)[0]["status"], "skipped");
+    assert!(server.requests().is_empty());
+    assert_eq!(sandbox.files()["x.bin"], sha256(b"old"));
+    let (code, _, _) = sandbox.run(&["--skip-existing", "--overwrite", &url]);
+    assert_eq!(code, 2);
+}
+
+#[test]
+fn continue_checks_a_complete_file_by_its_digest_without_asking() {
+    let server = serve(|_| Reply::file(b"abc".to_vec()));
+    let sandbox = Sandbox::new();
+    std::fs::create_dir_all(sandbox.out()).unwrap();
+    std::fs::write(sandbox.out().join("x.bin"), b"abc").unwrap();
+    let abc = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+    let (_inputs, sums) = scratch("SUMS", &format!("{abc}  x.bin\n"));
+    let url = server.url("/x.bin");
+    let (code, stdout, _) = sandbox.run(&["-c", "--checksums", sums.as_str(), "--json", &url]);
+    assert_eq!(code, 0);
+    let rec = &records(&stdout)[0];
+    assert_eq!(rec["status"], "skipped");
+    assert_eq!(rec["checksum"], format!("sha-256={abc}"));
+    assert!(server.requests().is_empty());
+}
+
+/// Two mirrors of one file with different `ETag`s; the first cuts the body off at 30 000 bytes.
+fn cut_then_mirror(data: &Arc<[u8]>) -> Server {
+    let served = data.clone();
+    serve(move |req| match req.path() {
+        "/one/x.bin" => Reply::file(served.clone())
+            .with_header("ETag", "\"one\"")
+            .with_fault(Fault::ShortBody(30_000)),
+        _ => Reply::file(served.clone()).with_header("ETag", "\"two\""),
+    })
+}
+
+fn mirror_ranges(server: &Server) -> Vec<Option<String>> {
+    server
+        .requests()
+        .iter()
+        .filter(|r| r.path() == "/two/x.bin")
+        .map(|r| r.header("range").map(str::to_string))
+        .collect()
+}
+
+#[test]
+fn a_checksum_lets_the_next_mirror_continue_where_the_first_stopped() {
+    let data = body(70_000, 9);
+    let server = cut_then_mirror(&data);
+    let sandbox = Sandbox::new();
+    let (one, two) = (server.url("/one/x.bin"), server.url("/two/x.bin"));
+    let list = format!("{one}\t{two}\n  checksum=sha-256={}\n", sha256(&data));
+    let (_inputs, list_txt) = scratch("list.txt", &list);
+    std::fs::create_dir_all(sandbox.out()).unwrap();
+    let (code, stdout, stderr) =
+        sandbox.run(&["--retries", "0", "-i", list_txt.as_str(), "--json"]);
+    assert_eq!(code, 0, "{stderr:?}");
+    assert_eq!(sandbox.files()["x.bin"], sha256(&data));
+    assert_eq!(mirror_ranges(&server), [Some("bytes=30000-".to_string())]);
+    assert_eq!(records(&stdout)[0]["source"], two);
+}
+
+#[test]
+fn without_a_checksum_another_mirrors_version_starts_over() {
+    let data = body(70_000, 9);
+    let server = cut_then_mirror(&data);
+    let (one, two) = (server.url("/one/x.bin"), server.url("/two/x.bin"));
+    let (_inputs, list_txt) = scratch("list.txt", &format!("{one}\t{two}\n"));
+    let sandbox = Sandbox::new();
+    std::fs::create_dir_all(sandbox.out()).unwrap();
+    let (code, _, stderr) = sandbox.run(&["--retries", "0", "-i", list_txt.as_str()]);
+    assert_eq!(code, 0, "{stderr:?}");
+    assert_eq!(sandbox.files()["x.bin"], sha256(&data));
+    // It asked to continue (If-Range with the first mirror's ETag) and got the whole file.
+    let asked: Vec<_> = server
+        .requests()
+        .iter()
+        .filter(|r| r.path() == "/two/x.bin")
+        .map(|r| {
+            (
+                r.header("range").map(str::to_string),
+                r.header("if-range").map(str::to_string),
+            )
+        })
+        .collect();
+    assert_eq!(
+        asked,
+        [(Some("bytes=30000-".into()), Some("\"one\"".into()))]
+    );
+}
+
+#[test]
+fn split_pieces_are_verified_by_reading_the_finished_part() {
+    let data = body(400_000, 5);
+    let served = data.clone();
+    let server = serve(move |_| Reply::file(served.clone()).with_header("ETag", "\"v\""));
+    let url = server.url("/x.bin");
+    for (sum, code) in [(sha256(&data), 0), ("00".repeat(32), 1)] {
+        let sandbox = Sandbox::new();
+        let (_inputs, list_txt) =
+            scratch("list.txt", &format!("{url}\n  checksum=sha-256={sum}\n"));
+        std::fs::create_dir_all(sandbox.out()).unwrap();
+        let (got, _, stderr) = sandbox.run(&["--split", "4", "-i", list_txt.as_str()]);
+        assert_eq!(got, code, "{stderr:?}");
+        match code {
+            0 => assert_eq!(sandbox.files()["x.bin"], sha256(&data)),
+            _ => {
+                assert!(
+                    sandbox.files().is_empty(),
+                    "nothing left: {:?}",
+                    sandbox.files()
+                );
+                assert!(stderr
+                    .iter()
+                    .any(|l| l.contains("checksum mismatch: expected 0000…")));
+            }
+        }
+    }
+    let ranged = server
+        .requests()
+        .iter()
+        .filter(|r| r.header("range").is_some())
+        .count();
+    assert!(ranged >= 3, "the pieces came over ranged requests");
+}
+
+#[test]
+fn timestamping_with_continue_asks_about_complete_files() {
+    let v = Versioned::start(&["a.bin", "b.bin"], true);
+    let sandbox = Sandbox::new();
+    let (a, b) = (v.server.url("/a.bin"), v.server.url("/b.bin"));
+    let (code, _, _) = sandbox.run(&["-N", &a]);
+    assert_eq!(code, 0);
+    let (code, stdout, stderr) = sandbox.run(&["-N", "-c", "--json", &a, &b]);
+    assert_eq!(code, 0, "{stderr:?}");
+    let recs = records(&stdout);
+    let status = |url: &str| recs.iter().find(|r| r["url"] == url).unwrap()["status"].clone();
+    assert_eq!(status(&a), "unchanged");
+    assert_eq!(status(&b), "saved");
+    assert_eq!(sandbox.files().len(), 2);
+    assert_eq!(
+        bodies_sent(&v.server, "/a.bin"),
+        1,
+        "a was only asked about"
+    );
+}
