@@ -160,9 +160,8 @@ pub(crate) fn comparison_line(t: &Tally) -> Option<String> {
              (no faster that can be shown)"
         ),
         Sequential::Estimated(_) => format!(
-            "{files}: {wall} with {workers}{fewer}, while one after another could take as little \
-             as {seq} (estimated): slowed by its own concurrency; measure with --compare, or try \
-             a lower -j"
+            "{files}: {wall} with {workers}{fewer}, while one after another was estimated at \
+             {seq}: slowed by its own concurrency; measure with --compare, or try a lower -j"
         ),
     };
     Some(line)
@@ -398,9 +397,8 @@ mod tests {
         let line = comparison_line(&t).unwrap();
         assert_eq!(
             line,
-            "500 files: 2.00 s with 32 workers, while one after another could take as little as \
-             0.40 s (estimated): slowed by its own concurrency; measure with --compare, or try a \
-             lower -j"
+            "500 files: 2.00 s with 32 workers, while one after another was estimated at 0.40 s: \
+             slowed by its own concurrency; measure with --compare, or try a lower -j"
         );
         assert!(!line.contains("faster"));
     }
