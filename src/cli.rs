@@ -19,6 +19,7 @@ use crate::download;
 use crate::exit::ExitCode;
 use crate::input::ListSource;
 use crate::modes::{Format, ProgressMode};
+use crate::proxy::Proxies;
 use crate::report::to_stderr;
 use crate::request::{Credentials, Header, ProxyUrl, RequestOptions, UserAgent};
 use crate::retry::Policy;
@@ -202,8 +203,9 @@ pub struct Cli {
     )]
     pub(crate) user: Option<Credentials>,
 
-    /// Send requests through this http:// or https:// proxy (default: HTTP_PROXY, HTTPS_PROXY,
-    /// ALL_PROXY; NO_PROXY is always honoured)
+    /// Send requests through this proxy: host:port (http), http://, https://, socks5:// or
+    /// socks5h:// (default: http_proxy, https_proxy, all_proxy; NO_PROXY is always honoured, '*'
+    /// meaning every host)
     #[arg(
         long,
         value_name = "URL",
@@ -237,6 +239,15 @@ pub struct Cli {
     /// Fail a file that has no expected checksum (from its list line or --checksums)
     #[arg(long, help_heading = "Integrity")]
     pub(crate) require_checksum: bool,
+
+    /// Log in with the credentials a netrc file gives each host: $NETRC, else ~/.netrc
+    /// (credentials in a URL, --user and -H Authorization win)
+    #[arg(long, help_heading = "Requests")]
+    pub(crate) netrc: bool,
+
+    /// Like --netrc, with this netrc file
+    #[arg(long = "netrc-file", value_name = "FILE", help_heading = "Requests")]
+    pub(crate) netrc_file: Option<PathBuf>,
 }
 
 /// What `--generate` prints.
@@ -613,6 +624,9 @@ impl Cli {
             Some(dir) if dir.as_os_str() != "." => dir,
             _ => PathBuf::new(),
         };
+        let netrc = netrc(self.netrc, self.netrc_file.as_deref(), env)?;
+        let proxies = Proxies::new(self.proxy.as_ref().map(|p| &p.0), env)?;
+        let proxies = Arc::new(proxies);
         Ok(Config {
             mode,
             jobs: self.jobs.map_or(DEFAULT_JOBS, |j| j.0),
@@ -646,10 +660,11 @@ impl Cli {
                 headers: self.headers,
                 user_agent: self.user_agent,
                 user: self.user,
-                proxy: self.proxy,
+                proxies,
                 cacert: self.cacert,
                 insecure: self.insecure,
                 location_trusted: self.location_trusted,
+                netrc,
             },
             shard,
             har: self.har,
@@ -685,6 +700,28 @@ pub fn interrupt_on_ctrl_c(cancel: &Arc<AtomicBool>) {
             "fetchpar: warning: Ctrl-C will stop at once, without a summary: {e}\n"
         ));
     }
+}
+
+/// The netrc of `--netrc` / `--netrc-file`, read once; a file others can read is said once, here
+/// on the main thread before any download.
+fn netrc(
+    wanted: bool,
+    file: Option<&std::path::Path>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Option<std::sync::Arc<crate::netrc::Netrc>>, String> {
+    let (path, required) = match (file, wanted) {
+        (Some(path), _) => (path.to_path_buf(), true),
+        (None, true) => match crate::netrc::default_path(env) {
+            Some(path) => (path, env("NETRC").is_some()),
+            None => return Ok(None),
+        },
+        (None, false) => return Ok(None),
+    };
+    let (netrc, warning) = crate::netrc::load(&path, required)?;
+    if let Some(warning) = warning {
+        to_stderr(&format!("fetchpar: warning: {warning}\n"));
+    }
+    Ok(Some(std::sync::Arc::new(netrc)))
 }
 
 /// The NO_COLOR convention (no-color.org): set and not empty means no colour; a dumb terminal

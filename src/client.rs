@@ -70,7 +70,7 @@ impl Recipe {
             builder = builder.http1_only();
         }
         self.request
-            .apply(builder)?
+            .apply(builder, self.offers_h2())?
             .build()
             .context("cannot set up the HTTP client")
     }

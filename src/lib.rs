@@ -108,7 +108,9 @@ pub(crate) mod listopts;
 pub(crate) mod modes;
 #[doc(hidden)]
 pub mod naming;
+pub(crate) mod netrc;
 pub(crate) mod pool;
+pub(crate) mod proxy;
 pub(crate) mod redact;
 pub(crate) mod report;
 pub(crate) mod request;
@@ -120,6 +122,7 @@ pub(crate) mod select;
 pub mod server;
 pub(crate) mod sharded;
 pub(crate) mod sumfile;
+pub(crate) mod tls;
 pub(crate) mod trace;
 pub(crate) mod transport;
 pub(crate) mod units;

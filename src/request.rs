@@ -14,14 +14,17 @@
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::Arc;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use base64::Engine as _;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, COOKIE, USER_AGENT};
 use reqwest::ClientBuilder;
-use reqwest::{Certificate, NoProxy, Proxy};
+use reqwest::Proxy;
 use url::Url;
 
+use crate::netrc::Netrc;
+use crate::proxy::Proxies;
 use crate::redact;
 
 /// Headers whose values are secrets: never shown, marked sensitive.
@@ -136,7 +139,8 @@ impl Credentials {
     }
 }
 
-/// `--proxy URL`: an http:// or https:// proxy, credentials allowed (`http://user:pw@proxy:3128`).
+/// `--proxy URL`: an http://, https://, socks5:// or socks5h:// proxy (`host:port` means
+/// http://), credentials allowed (`http://user:pw@proxy:3128`).
 #[derive(Clone, PartialEq, Eq)]
 pub struct ProxyUrl(pub Url);
 
@@ -150,19 +154,7 @@ impl FromStr for ProxyUrl {
     type Err = String;
 
     fn from_str(s: &str) -> Result<ProxyUrl, String> {
-        // Not quoted back: unparsed text may hold a password in a place redaction cannot find.
-        let url = Url::parse(s.trim())
-            .map_err(|_| "not a proxy URL: give one like http://proxy.example:3128".to_string())?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(format!(
-                "proxy scheme '{}' is not supported: use an http:// or https:// proxy",
-                url.scheme()
-            ));
-        }
-        if url.host_str().is_none_or(str::is_empty) {
-            return Err(format!("the proxy URL '{}' has no host", redact::url(&url)));
-        }
-        Ok(ProxyUrl(url))
+        crate::proxy::parse(s).map(ProxyUrl)
     }
 }
 
@@ -172,11 +164,15 @@ pub struct RequestOptions {
     pub headers: Vec<Header>,
     pub user_agent: Option<UserAgent>,
     pub user: Option<Credentials>,
-    pub proxy: Option<ProxyUrl>,
+    /// `--proxy` and the proxy variables, read once when the flags are resolved: every client
+    /// of a run routes by this table, and failures name the proxy from it.
+    pub proxies: Arc<Proxies>,
     pub cacert: Option<PathBuf>,
     pub insecure: bool,
     /// `--location-trusted`: send `-H` headers and credentials across redirects to any origin.
     pub location_trusted: bool,
+    /// `--netrc`, `--netrc-file`: credentials by host.
+    pub netrc: Option<Arc<Netrc>>,
 }
 
 impl RequestOptions {
@@ -232,39 +228,39 @@ impl RequestOptions {
         }
     }
 
-    /// Applies the options to a client under construction. Errors here (an unreadable or empty
-    /// `--cacert`) are usage errors: they come before any download. No headers are set here:
-    /// the transport sets them per request, from [`RequestOptions::header_scope`].
-    pub fn apply(&self, mut builder: ClientBuilder) -> Result<ClientBuilder> {
-        if let Some(ProxyUrl(url)) = &self.proxy {
-            let shown = redact::url(url);
-            // An explicit proxy replaces HTTP_PROXY & co, but NO_PROXY is still honoured, as
-            // curl does.
-            let proxy = Proxy::all(url.as_str())
-                .with_context(|| format!("cannot use the proxy {shown}"))?
-                .no_proxy(NoProxy::from_env());
-            builder = builder.proxy(proxy);
+    /// The `Authorization` value netrc gives a request to `url`, if any: `--user` or
+    /// `-H Authorization` wins over netrc for every URL, credentials in the URL for that URL
+    /// (curl's precedence).
+    pub fn netrc_authorization(&self, url: &Url) -> Option<HeaderValue> {
+        let own_auth = self.user.is_some() || self.headers.iter().any(|h| h.name == AUTHORIZATION);
+        if own_auth {
+            return None;
         }
-        if let Some(path) = &self.cacert {
-            let pem = std::fs::read(path)
-                .with_context(|| format!("cannot read --cacert {}", path.display()))?;
-            let certs = Certificate::from_pem_bundle(&pem).with_context(|| {
-                format!("--cacert {} is not a PEM certificate file", path.display())
-            })?;
-            if certs.is_empty() {
-                anyhow::bail!(
-                    "--cacert {} holds no certificate: give a PEM file with \
-                     -----BEGIN CERTIFICATE----- blocks",
-                    path.display()
-                );
-            }
-            for cert in certs {
-                builder = builder.add_root_certificate(cert);
-            }
+        self.netrc.as_ref()?.authorization(url)
+    }
+
+    /// Applies the options to a client under construction; `alpn_h2` offers HTTP/2 by ALPN
+    /// (the TLS configuration is fetchpar's own, so reqwest does not set ALPN itself). Errors
+    /// here (an unreadable or empty `--cacert`) are usage errors: they come before any download.
+    /// No headers are set here: the transport sets them per request, from
+    /// [`RequestOptions::header_scope`] (and netrc's from [`RequestOptions::netrc_authorization`]).
+    pub fn apply(&self, mut builder: ClientBuilder, alpn_h2: bool) -> Result<ClientBuilder> {
+        // One rule of fetchpar's replaces reqwest's own reading of the variables: NO_PROXY='*'
+        // must cover IP addresses too, and error messages must know the proxy of a URL.
+        builder = builder.no_proxy();
+        if self.proxies.any() {
+            let proxies = self.proxies.clone();
+            builder = builder.proxy(Proxy::custom(move |url| proxies.for_url(url).cloned()));
         }
-        if self.insecure {
-            builder = builder.danger_accept_invalid_certs(true);
-        }
+        let tls = crate::tls::client_config(crate::tls::Settings {
+            cacert: self.cacert.as_deref(),
+            insecure: self.insecure,
+            alpn_h2,
+        })?;
+        // Header names as curl sends them (`User-Agent`): some old servers match them exactly.
+        builder = builder
+            .use_preconfigured_tls(tls)
+            .http1_title_case_headers();
         Ok(builder)
     }
 }
@@ -286,12 +282,18 @@ impl Default for HeaderScope {
 }
 
 impl HeaderScope {
+    /// Whether the user's headers and credentials (netrc's too) go to `hop` on the way to
+    /// `asked`: within its origin, or anywhere with `--location-trusted`.
+    pub fn carries_credentials(&self, asked: &Url, hop: &Url) -> bool {
+        self.trusted || hop.origin() == asked.origin()
+    }
+
     /// For a request to `hop` on the way to `asked`: the URL to send it to and the headers it
     /// carries. Where the user's headers go, the credentials of `asked` go too (put into the
     /// URL, where reqwest turns them into basic auth), and they win over `--user` and `-H
     /// Authorization`, as they always have; anywhere else no credential goes at all.
     pub fn for_hop(&self, asked: &Url, hop: &Url) -> (Url, HeaderMap) {
-        if !self.trusted && hop.origin() != asked.origin() {
+        if !self.carries_credentials(asked, hop) {
             let mut bare = hop.clone();
             // Fails only for URLs that cannot have credentials, which then have none.
             let _ = bare.set_username("");
@@ -347,11 +349,14 @@ mod tests {
     }
 
     #[test]
-    fn proxies_must_be_http_urls() {
+    fn proxies_are_urls_or_host_port() {
         assert!("http://u:pw@127.0.0.1:3128".parse::<ProxyUrl>().is_ok());
-        let err = "socks5://h:1080".parse::<ProxyUrl>().unwrap_err();
-        assert!(err.contains("socks5"), "{err}");
-        let err = "htp//u:pw@h".parse::<ProxyUrl>().unwrap_err();
+        assert!("socks5h://h:1080".parse::<ProxyUrl>().is_ok());
+        let p: ProxyUrl = "127.0.0.1:3128".parse().unwrap();
+        assert_eq!(p.0.as_str(), "http://127.0.0.1:3128/");
+        let err = "gopher://h:70".parse::<ProxyUrl>().unwrap_err();
+        assert!(err.contains("gopher"), "{err}");
+        let err = "htp//u:pw@h:x".parse::<ProxyUrl>().unwrap_err();
         assert!(!err.contains("pw"), "{err}");
         let p: ProxyUrl = "http://u:pw@h:1".parse().unwrap();
         assert!(!format!("{p:?}").contains("pw"));
@@ -426,5 +431,39 @@ mod tests {
         assert_eq!(headers["x-api-key"], "k");
         let (_, headers) = trusted.for_hop(&asked, &url("http://g:2/f"));
         assert_eq!(headers[AUTHORIZATION], "Basic YTpi");
+    }
+
+    /// Two runs in one process with different settings: each set of options answers for itself
+    /// (nothing is kept in process-wide state).
+    #[test]
+    fn netrc_and_proxies_belong_to_their_own_options() {
+        let url = Url::parse("http://h.example/f").unwrap();
+        let with = |text: &str, proxy: Option<&str>| RequestOptions {
+            netrc: Some(Arc::new(Netrc::parse(text))),
+            proxies: Arc::new(
+                Proxies::new(proxy.map(|p| Url::parse(p).unwrap()).as_ref(), &|_| None).unwrap(),
+            ),
+            ..RequestOptions::default()
+        };
+        let one = with(
+            "machine h.example login a password x",
+            Some("http://p1:3128"),
+        );
+        let two = with("machine h.example login b password y", None);
+        let basic = |v: HeaderValue| v.to_str().unwrap().to_string();
+        assert_eq!(basic(one.netrc_authorization(&url).unwrap()), "Basic YTp4");
+        assert_eq!(basic(two.netrc_authorization(&url).unwrap()), "Basic Yjp5");
+        assert_eq!(
+            one.proxies.for_url(&url).map(Url::as_str),
+            Some("http://p1:3128/")
+        );
+        assert_eq!(two.proxies.for_url(&url), None);
+        // --user wins over netrc for every URL.
+        let user = RequestOptions {
+            user: Some("u:p".parse().unwrap()),
+            ..one
+        };
+        assert!(user.netrc_authorization(&url).is_none());
+        assert!(!format!("{:?}", with("", Some("http://u:SECRET@p:1"))).contains("SECRET"));
     }
 }

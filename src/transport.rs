@@ -267,6 +267,11 @@ impl Client {
         }
     }
 
+    /// The run's proxy table, for failures that must name the proxy a URL went through.
+    pub fn proxies(&self) -> &crate::proxy::Proxies {
+        &self.inner.recipe.request.proxies
+    }
+
     fn shared(&self) -> Option<&Shared> {
         self.inner
             .shared
@@ -410,9 +415,20 @@ impl RequestBuilder<'_> {
         let client = self.client;
         let (to, scoped) = client.inner.scope.for_hop(&self.url, hop);
         let (via, probe) = client.route(&to, self.separate)?;
+        // Per hop, on either way, and only where --user would go: a redirect elsewhere must not
+        // take the password along. None where the hop carries the asked URL's credentials, or
+        // --user / -H Authorization apply.
+        let netrc = match client.inner.scope.carries_credentials(&self.url, hop) {
+            true => client.inner.recipe.request.netrc_authorization(&to),
+            false => None,
+        };
         let inner = client.with(via, |runtime, http| {
+            let mut request = http.get(to).headers(scoped);
+            if let Some(value) = netrc {
+                request = request.header(reqwest::header::AUTHORIZATION, value);
+            }
             // The caller's own headers (Range, If-Range) win, as they did over defaults.
-            let mut request = http.get(to).headers(scoped).headers(self.headers.clone());
+            request = request.headers(self.headers.clone());
             if let Some(name) = &self.bad_header {
                 // Let reqwest report it as a builder error, as the blocking client would.
                 request = request.header(name.as_str(), "\u{0}");

@@ -12,6 +12,7 @@ use std::ops::Deref;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::proxy::Proxies;
 use crate::units::format_duration;
 
 /// What went wrong, one message per kind.
@@ -238,8 +239,20 @@ fn io_kind(err: &(dyn StdError + 'static)) -> Option<io::ErrorKind> {
     chain(err).find_map(|e| e.downcast_ref::<io::Error>().map(io::Error::kind))
 }
 
-/// One line for a request that got no usable response.
-pub fn describe_request_error(err: &reqwest::Error, timeout: Duration) -> String {
+/// One line for a request that got no usable response: a certificate problem in words, a
+/// failure on the way to or through a proxy said of that proxy (`proxies` is the run's table).
+pub fn describe_request_error(
+    err: &reqwest::Error,
+    timeout: Duration,
+    proxies: &Proxies,
+) -> String {
+    if let Some(words) = crate::tls::describe(err) {
+        return words;
+    }
+    crate::proxy::describe(err, describe_plain(err, timeout), proxies)
+}
+
+fn describe_plain(err: &reqwest::Error, timeout: Duration) -> String {
     if err.is_redirect() {
         return root_message(err);
     }

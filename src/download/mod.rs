@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use reqwest::header::{IF_MODIFIED_SINCE, IF_RANGE, RANGE};
+use reqwest::header::{ACCEPT_RANGES, IF_MODIFIED_SINCE, IF_RANGE, RANGE};
 use url::Url;
 
 use self::part::Transfer;
@@ -174,6 +174,9 @@ pub enum Note {
     NoChecksum(String),
     /// `-N`: the server sent no `Last-Modified`, so whether the file changed cannot be told.
     NoLastModified,
+    /// `-c` (or a retry) asked for the rest and the server, without range support, sent the
+    /// whole file: the bytes already there were downloaded again.
+    RangesIgnored,
 }
 
 /// What one download came to; `bytes` counts body bytes received, whatever the outcome.
@@ -300,6 +303,9 @@ impl Fetcher<'_> {
             let mut tries = 0;
             let done = self.attempts(source, &mut t, run, &mut tries);
             run.retries += tries;
+            if std::mem::take(&mut t.ranges_ignored) {
+                run.notes.push(Note::RangesIgnored);
+            }
             let failure = match done.and_then(|status| self.verified(&mut t, status)) {
                 Ok(status) => return self.finish(t, status, source, &mut run.notes),
                 Err(failure) => failure,
@@ -754,7 +760,20 @@ impl Fetcher<'_> {
         if code == 304 && since.is_some() {
             return Attempt::Done(code);
         }
+        // The proxy's answer, not the server's: the same credentials fail the same way again.
+        // The proxy is the last hop's (a redirect may lead past NO_PROXY or out of it).
+        if code == 407 {
+            if let Some(words) = crate::proxy::rejected(response.url(), self.client.proxies()) {
+                return Attempt::Fail(Failure::new(FailureKind::Request(words)).with_status(code));
+            }
+        }
         let facts = ResponseFacts::of(&response, url);
+        // Without `Accept-Ranges: bytes` a whole file for a range is the server's limit, not a
+        // changed file (a failed If-Range still announces ranges).
+        let no_ranges = response
+            .headers()
+            .get(ACCEPT_RANGES)
+            .is_none_or(|v| !v.as_bytes().eq_ignore_ascii_case(b"bytes"));
         let meta = t.meta.clone();
         let disk = OnDisk {
             asked_from: resuming.then_some(t.have),
@@ -764,6 +783,7 @@ impl Fetcher<'_> {
         match self.classify_sized(url, facts.clone(), disk) {
             Decision::Append { total } => t.total = total,
             Decision::Whole { total } => {
+                t.ranges_ignored |= resuming && no_ranges;
                 t.have = 0;
                 t.earlier = 0;
                 t.total = total;
@@ -820,9 +840,10 @@ impl Fetcher<'_> {
                 let failure = Failure::new(FailureKind::Request(describe_request_error(
                     &e,
                     self.settings.timeout,
+                    self.client.proxies(),
                 )));
-                // A bad redirect will be just as bad next time.
-                if e.is_redirect() || e.is_builder() {
+                // A bad redirect or certificate will be just as bad next time.
+                if e.is_redirect() || e.is_builder() || crate::tls::describe(&e).is_some() {
                     Attempt::Fail(failure)
                 } else {
                     Attempt::Retry(failure, None)

@@ -46,6 +46,9 @@ pub(super) struct Transfer {
     pub earlier: u64,
     /// The download started over from zero once already (see `start_over`).
     pub restarted: bool,
+    /// The server answered a request for the rest with the whole file, not announcing range
+    /// support: the bytes on disk were dropped (noted once, see [`super::Note::RangesIgnored`]).
+    pub ranges_ignored: bool,
     /// No `--split` for this file any more: its pieces disagreed with the first response.
     pub one_stream: bool,
     /// An expected checksum of the whole file is known and checked before the rename, which
@@ -89,6 +92,7 @@ impl Transfer {
             split_fell_back: false,
             earlier: 0,
             restarted: false,
+            ranges_ignored: false,
             one_stream: false,
             proof: false,
             pieces_log: None,

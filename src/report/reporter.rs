@@ -50,6 +50,7 @@ pub(crate) struct Reporter {
     trace: Option<Trace>,
     /// `-N`'s "cannot tell" is said once a run.
     said_no_last_modified: bool,
+    said_no_ranges: bool,
 }
 
 /// What a pass leaves behind once its pool is done.
@@ -87,6 +88,7 @@ impl Reporter {
             estimator: Estimator::default(),
             trace: None,
             said_no_last_modified: false,
+            said_no_ranges: false,
         }
     }
 
@@ -213,6 +215,14 @@ impl Reporter {
         let line = match note {
             Note::NoChecksum(what) => format!("fetchpar: {url}: warning: {what}"),
             Note::NoLastModified if self.said_no_last_modified => return,
+            Note::RangesIgnored if self.said_no_ranges => return,
+            Note::RangesIgnored => {
+                self.said_no_ranges = true;
+                format!(
+                    "fetchpar: {url}: note: the server does not support ranges, so the download \
+                     started again from zero instead of resuming (said once)"
+                )
+            }
             Note::NoLastModified => {
                 self.said_no_last_modified = true;
                 format!(

@@ -17,4 +17,5 @@ mod split;
 mod terminal;
 mod timeline;
 mod timing;
+mod tls_proxy;
 mod transport;

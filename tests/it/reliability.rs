@@ -289,21 +289,31 @@ fn continue_resumes_a_part_file_from_an_earlier_run() {
 fn continue_starts_over_when_the_server_ignores_ranges() {
     let data = body(90_000, 8);
     let served = data.clone();
-    let seen = AtomicUsize::new(0);
-    let server = serve(move |_| {
+    let cut = std::sync::Mutex::new(BTreeSet::new());
+    // Each file's first request is cut short; after that the server ignores ranges.
+    let server = serve(move |req| {
         let reply = Reply::file(served.clone()).with_header("ETag", "\"v1\"");
-        if seen.fetch_add(1, Ordering::SeqCst) == 0 {
+        let first = cut.lock().unwrap().insert(req.path().to_string());
+        if first {
             reply.with_fault(Fault::ShortBody(30_000))
         } else {
             reply.without_ranges()
         }
     });
     let sandbox = Sandbox::new();
-    let url = server.url("/norange.bin");
-    leave_part(&sandbox, &url, "norange.bin");
-    let (code, _, stderr) = sandbox.run(&["-c", &url]);
+    let urls = [server.url("/norange.bin"), server.url("/norange2.bin")];
+    leave_part(&sandbox, &urls[0], "norange.bin");
+    leave_part(&sandbox, &urls[1], "norange2.bin");
+    let (code, _, stderr) = sandbox.run(&["-c", &urls[0], &urls[1]]);
     assert_eq!(code, 0, "{stderr:#?}");
-    assert_eq!(sandbox.files(), one(&[("norange.bin", &data)]));
+    assert_eq!(
+        sandbox.files(),
+        one(&[("norange.bin", &data), ("norange2.bin", &data)])
+    );
+    // Both started from zero; the run says so once.
+    let said: Vec<_> = stderr.iter().filter(|l| l.contains("from zero")).collect();
+    assert_eq!(said.len(), 1, "{stderr:#?}");
+    assert!(said[0].contains("does not support ranges"), "{said:?}");
 }
 
 /// Writes a part file and the sidecar an earlier run would have left (format 3 since issue 9,

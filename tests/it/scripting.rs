@@ -539,7 +539,7 @@ fn bad_request_options_are_usage_errors_that_keep_secrets() {
         ),
         (vec!["-A", "bad\nagent"], "user agent"),
         (vec!["--user", "SECRETuser"], "USER:PASSWORD"),
-        (vec!["--proxy", "socks5://h:1"], "http://"),
+        (vec!["--proxy", "gopher://h:1"], "socks5://"),
         (vec!["--proxy", "://SECRETpw@h"], "proxy URL"),
         (vec!["--cacert", missing], "missing.pem"),
         (vec!["--cacert", garbage], "no certificate"),
