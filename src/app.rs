@@ -28,12 +28,14 @@ use crate::modes::ProgressMode;
 use crate::naming::Namer;
 use crate::pool::Pool;
 use crate::ratelimit::RateLimit;
-use crate::report::output::{Stdout, SummaryRecord};
+use crate::report::output::{PassRecord, Stdout, SummaryRecord};
 use crate::report::progress::Progress;
 use crate::report::reporter::{Report, Reporter, Show};
-use crate::report::summary::{self, Tally};
+use crate::report::summary::{self, Sequential, Tally};
+use crate::report::{har, timeline};
 use crate::report::{to_stderr, UrlOutcome};
 use crate::server::{self, Server};
+use crate::trace::Trace;
 use crate::transport::Client;
 
 pub(crate) fn prepare_dir(dir: &Path) -> Result<()> {
@@ -142,6 +144,33 @@ impl Flow<'_> {
         }
     }
 
+    /// `--har` and `--timeline`: the passes' requests and phases, written once they are all
+    /// done, with `tally` (the last pass's, comparison included) as the page's heading. A
+    /// failure to write is said, and costs no download.
+    fn write_trace(&self, reports: &[&Report], tally: &Tally) {
+        let traces: Vec<&Trace> = reports.iter().filter_map(|r| r.trace.as_ref()).collect();
+        if let Some(path) = &self.config.har {
+            if let Err(e) = har::write(path, &traces) {
+                self.shout(&format!(
+                    "fetchpar: cannot write the HAR file {}: {e}\n",
+                    path.display()
+                ));
+            }
+        }
+        if let Some(path) = &self.config.timeline {
+            let heading = timeline::Heading {
+                summary: summary::render(tally),
+                basis: summary::basis(tally),
+            };
+            if let Err(e) = timeline::write(path, &traces, &heading) {
+                self.shout(&format!(
+                    "fetchpar: cannot write the timeline {}: {e}\n",
+                    path.display()
+                ));
+            }
+        }
+    }
+
     /// A pass's client, its waits ended by this run's cancel flag.
     fn client(&self) -> Result<Client> {
         build_client(self.config, self.cancel)
@@ -160,6 +189,7 @@ impl Flow<'_> {
             label: "",
         };
         let report = pass.run(&client, inputs);
+        self.write_trace(&[&report], &report.tally);
         let code = ExitCode::of(&report.end);
         if !report.end.stdout_closed {
             self.summary_record(&report.tally, None);
@@ -191,7 +221,75 @@ impl Flow<'_> {
             return Ok(ExitCode::Interrupted);
         };
         self.note_shard();
+        if !self.config.sweep.is_empty() {
+            return self.sweep(&items, &self.config.sweep);
+        }
         self.compare_items(&items, &self.config.output_dir, self.print)
+    }
+
+    /// `--compare=LIST`: one pass per worker count, each with a fresh client, all but the last
+    /// into a temporary directory of its own; then one row per count.
+    fn sweep(&self, items: &[Item], counts: &[usize]) -> Result<ExitCode> {
+        let mut passes: Vec<Tally> = Vec::with_capacity(counts.len());
+        let mut reports: Vec<Report> = Vec::with_capacity(counts.len());
+        for (i, &jobs) in counts.iter().enumerate() {
+            let is_last = i + 1 == counts.len();
+            let scratch = tempfile::Builder::new()
+                .prefix("fetchpar-compare-")
+                .tempdir()
+                .context("cannot create a temporary directory for a --compare pass")?;
+            let label = format!("{jobs} workers");
+            let report = Pass {
+                flow: self,
+                config: self.config,
+                jobs,
+                dir: if is_last {
+                    &self.config.output_dir
+                } else {
+                    scratch.path()
+                },
+                records: is_last && self.print,
+                errors: is_last && self.print,
+                label: &label,
+            }
+            .run(&self.client()?, Vec::from(items).into_iter());
+            passes.push(report.tally.clone());
+            if report.end.stdout_closed {
+                return Ok(ExitCode::Ok);
+            }
+            if report.tally.interrupted {
+                self.say(&summary::render(&report.tally));
+                return Ok(ExitCode::Interrupted);
+            }
+            reports.push(report);
+        }
+        let (Some(first), Some(report)) = (passes.first(), reports.last_mut()) else {
+            return Ok(ExitCode::Ok);
+        };
+        // Only a one-worker first pass is a measured "one after another".
+        report.tally.sequential = (first.jobs == 1).then_some(Sequential::Measured(first.wall));
+        let (tally, end) = (report.tally.clone(), report.end);
+        self.write_trace(&reports.iter().collect::<Vec<_>>(), &tally);
+        self.sweep_records(&passes);
+        self.summary_record(&tally, (first.jobs == 1).then_some(first));
+        self.say(&format!(
+            "{}\n{}",
+            summary::render(&tally),
+            summary::render_sweep(&passes)
+        ));
+        Ok(ExitCode::of(&end))
+    }
+
+    fn sweep_records(&self, passes: &[Tally]) {
+        let (true, Some(first)) = (self.print, passes.first()) else {
+            return;
+        };
+        let stdout = Stdout {
+            format: self.config.format,
+        };
+        for pass in passes {
+            let _ = stdout.json(&PassRecord::new(pass, first));
+        }
     }
 
     /// Runs `items` with one worker into a temporary directory, then with `config.jobs` into
@@ -216,7 +314,7 @@ impl Flow<'_> {
             self.say(&summary::render(&sequential.tally));
             return Ok(ExitCode::Interrupted);
         }
-        let threaded = Pass {
+        let mut threaded = Pass {
             flow: self,
             config: self.config,
             jobs: self.config.jobs,
@@ -226,6 +324,9 @@ impl Flow<'_> {
             label: "threaded",
         }
         .run(&self.client()?, Vec::from(items).into_iter());
+        // The headline compares the two measured walls, as the table below it does.
+        threaded.tally.sequential = Some(Sequential::Measured(sequential.tally.wall));
+        self.write_trace(&[&sequential, &threaded], &threaded.tally);
         if threaded.end.stdout_closed {
             return Ok(ExitCode::Ok);
         }
@@ -377,7 +478,7 @@ impl Pass<'_> {
             quiet: progress == ProgressMode::Quiet,
             collect: self.flow.collect,
         };
-        Reporter::new(
+        let reporter = Reporter::new(
             Progress::new(progress, config.colour, queued.clone(), self.label),
             self.jobs,
             show,
@@ -386,6 +487,11 @@ impl Pass<'_> {
             },
             self.flow.cancel.clone(),
             queued.clone(),
-        )
+        );
+        if config.download.trace {
+            reporter.keep_trace()
+        } else {
+            reporter
+        }
     }
 }

@@ -28,6 +28,9 @@ use crate::select::{Shard, ShardSpec, SHARD_ENV};
 /// Most worker threads accepted: beyond this the machine, not the network, is the limit.
 pub(crate) const MAX_JOBS: usize = 1024;
 
+/// Workers when `-j` is not given.
+pub(crate) const DEFAULT_JOBS: usize = 8;
+
 /// Download many URLs concurrently, safely, and see what the concurrency bought.
 ///
 /// URLs come from the arguments, from a list file (-i FILE), or one per line on stdin. Each saved
@@ -43,9 +46,9 @@ pub struct Cli {
     #[arg(value_name = "URL")]
     pub(crate) urls: Vec<String>,
 
-    /// Number of downloads to run at once
-    #[arg(short = 'j', long = "jobs", value_name = "N", default_value = "8")]
-    pub(crate) jobs: Jobs,
+    /// Number of downloads to run at once [default: 8]
+    #[arg(short = 'j', long = "jobs", value_name = "N")]
+    pub(crate) jobs: Option<Jobs>,
 
     /// Directory to save into (created if missing)
     #[arg(short = 'o', long = "output-dir", value_name = "DIR")]
@@ -133,9 +136,17 @@ pub struct Cli {
     pub(crate) chunk_size: Option<Size>,
 
     /// Download the list twice, with 1 worker (into a temporary directory) and with -j workers,
-    /// and compare the two
-    #[arg(long, conflicts_with = "demo")]
-    pub(crate) compare: bool,
+    /// and compare the two; --compare=1,4,16,64 instead runs it once per worker count (the last
+    /// pass into -o) and shows where more workers stopped paying
+    #[arg(
+        long,
+        value_name = "COUNTS",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "",
+        conflicts_with = "demo"
+    )]
+    pub(crate) compare: Option<Counts>,
 
     /// Show the sequential-versus-threaded comparison against a built-in local server (no
     /// network needed)
@@ -146,6 +157,16 @@ pub struct Cli {
     /// "type":"summary" object
     #[arg(long, conflicts_with_all = ["print0", "demo"], help_heading = "Scripting")]
     pub(crate) json: bool,
+
+    /// Write the run's requests as an HTTP Archive (HAR 1.2), for browser developer tools and
+    /// HAR viewers
+    #[arg(long, value_name = "FILE", help_heading = "Scripting")]
+    pub(crate) har: Option<PathBuf>,
+
+    /// Draw the run as a picture: a self-contained HTML page (open it in a browser) with a
+    /// waterfall of the downloads and their phases
+    #[arg(long, value_name = "FILE", help_heading = "Scripting")]
+    pub(crate) timeline: Option<PathBuf>,
 
     /// End each printed path with NUL instead of a newline (for xargs -0)
     #[arg(short = '0', long, conflicts_with = "demo", help_heading = "Scripting")]
@@ -317,6 +338,29 @@ impl FromStr for Jobs {
     }
 }
 
+/// `--compare`'s worker counts: empty for plain `--compare` (1 against `-j`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Counts(pub(crate) Vec<usize>);
+
+impl FromStr for Counts {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Counts, String> {
+        if s.trim().is_empty() {
+            return Ok(Counts::default());
+        }
+        let counts = s
+            .split(',')
+            .map(|n| n.parse::<Jobs>().map(|j| j.0))
+            .collect::<Result<Vec<usize>, String>>()
+            .map_err(|e| e.replace("(try -j 8)", "(try --compare=1,4,16)"))?;
+        if counts.len() < 2 {
+            return Err("give at least two worker counts (try --compare=1,4,16)".into());
+        }
+        Ok(Counts(counts))
+    }
+}
+
 /// Connections per file for `--split`: 1 (no splitting) to [`crate::download::split::MAX_SPLIT`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Split(pub(crate) usize);
@@ -428,6 +472,8 @@ pub(crate) enum Mode {
 pub struct Config {
     pub(crate) mode: Mode,
     pub(crate) jobs: usize,
+    /// `--compare=LIST`: one pass per worker count; empty otherwise.
+    pub(crate) sweep: Vec<usize>,
     /// Where files go; empty means the current directory (so printed paths stay short).
     pub(crate) output_dir: PathBuf,
     pub(crate) urls: Vec<String>,
@@ -442,6 +488,10 @@ pub struct Config {
     pub(crate) format: Format,
     pub(crate) request: RequestOptions,
     pub(crate) shard: Option<Shard>,
+    /// `--har FILE`.
+    pub(crate) har: Option<PathBuf>,
+    /// `--timeline FILE`.
+    pub(crate) timeline: Option<PathBuf>,
     /// `--http1.1`: never offer HTTP/2.
     pub(crate) http1_only: bool,
 }
@@ -502,7 +552,7 @@ impl Cli {
     fn mode_and_list(&self, stdin_is_tty: bool) -> (Mode, Option<ListSource>) {
         let mode = if self.demo {
             Mode::Demo
-        } else if self.compare {
+        } else if self.compare.is_some() {
             Mode::Compare
         } else {
             Mode::Download
@@ -565,6 +615,21 @@ impl Cli {
     ) -> Result<Config, String> {
         let progress = self.progress(stderr_is_tty);
         let shard = self.shard(env)?;
+        let sweep = self.compare.clone().unwrap_or_default().0;
+        for (what, file) in [("HAR file", &self.har), ("timeline", &self.timeline)] {
+            if let Some(file) = file.as_ref().filter(|p| p.exists() && !self.overwrite) {
+                return Err(format!(
+                    "the {what} {} already exists (remove it, or add --overwrite)",
+                    file.display()
+                ));
+            }
+        }
+        if !sweep.is_empty() && self.jobs.is_some() {
+            return Err(
+                "-j cannot be combined with --compare=LIST: the list gives the worker counts"
+                    .into(),
+            );
+        }
         let format = self.format();
         let checksums = match &self.checksums {
             Some(path) => Some(std::sync::Arc::new(crate::sumfile::SumFile::open(path)?)),
@@ -579,7 +644,8 @@ impl Cli {
         let proxies = Arc::new(proxies);
         Ok(Config {
             mode,
-            jobs: self.jobs.0,
+            jobs: self.jobs.map_or(DEFAULT_JOBS, |j| j.0),
+            sweep,
             output_dir,
             urls: self.urls,
             list,
@@ -597,6 +663,7 @@ impl Cli {
                 chunk: self.chunk_size.map_or(download::CHUNK, |s| s.0 as usize),
                 per_host: self.per_host,
                 limit_rate: self.limit_rate.map(|s| s.0),
+                trace: self.har.is_some() || self.timeline.is_some(),
                 checksums,
                 require_checksum: self.require_checksum,
                 timestamping: self.timestamping,
@@ -617,6 +684,8 @@ impl Cli {
                 netrc,
             },
             shard,
+            har: self.har,
+            timeline: self.timeline,
             http1_only: self.http1_1,
         })
     }

@@ -101,6 +101,7 @@ pub mod cli;
 pub(crate) mod client;
 pub(crate) mod completions;
 pub(crate) mod download;
+pub(crate) mod estimate;
 pub(crate) mod exit;
 pub(crate) mod fdlimit;
 pub(crate) mod hosts;
@@ -125,6 +126,7 @@ pub mod server;
 pub(crate) mod sharded;
 pub(crate) mod sumfile;
 pub(crate) mod tls;
+pub(crate) mod trace;
 pub(crate) mod transport;
 pub(crate) mod units;
 

@@ -137,6 +137,10 @@ struct State {
     nodelay: AtomicUsize,
     writes: AtomicUsize,
     log: Mutex<Vec<Request>>,
+    /// Held while a request is answered, when the server answers one at a time.
+    one_at_a_time: Option<Mutex<()>>,
+    /// How long a turn is kept once its reply is out.
+    hold: Duration,
 }
 
 /// A running server; it stops when dropped.
@@ -152,9 +156,34 @@ impl Server {
     where
         F: Fn(&Request) -> Reply + Send + Sync + 'static,
     {
+        Server::start_with(handler, State::default())
+    }
+
+    /// Like [`Server::start`], but answers one request at a time across all connections, delay
+    /// and body included, as a single-threaded server does, and keeps each turn for `hold` more
+    /// once the reply is out (the work such a server does after replying: a log write, a
+    /// worker process winding down). Concurrency can only make each download wait longer here,
+    /// never the run faster, whatever the scheduler does: N requests take at least
+    /// (N - 1) × `hold` however many connections carry them.
+    pub fn start_one_at_a_time<F>(handler: F, hold: Duration) -> io::Result<Server>
+    where
+        F: Fn(&Request) -> Reply + Send + Sync + 'static,
+    {
+        let state = State {
+            one_at_a_time: Some(Mutex::new(())),
+            hold,
+            ..State::default()
+        };
+        Server::start_with(handler, state)
+    }
+
+    fn start_with<F>(handler: F, state: State) -> io::Result<Server>
+    where
+        F: Fn(&Request) -> Reply + Send + Sync + 'static,
+    {
         let listener = TcpListener::bind("127.0.0.1:0")?;
         let addr = listener.local_addr()?;
-        let state = Arc::new(State::default());
+        let state = Arc::new(state);
         let handler: Arc<Handler> = Arc::new(handler);
         let shared = state.clone();
         let accept = thread::Builder::new()
@@ -283,8 +312,19 @@ fn serve_connection(stream: TcpStream, handler: &Handler, state: &State) -> io::
         if let Ok(mut log) = state.log.lock() {
             log.push(req.clone());
         }
+        // A poisoned lock only means another connection's thread died mid-reply: carry on.
+        let turn = state
+            .one_at_a_time
+            .as_ref()
+            .map(|lock| lock.lock().unwrap_or_else(|e| e.into_inner()));
         let reply = handler(&req);
-        let keep_alive = write_reply(&mut out, &req, &reply)?;
+        let keep_alive = write_reply(&mut out, &req, &reply);
+        if turn.is_some() {
+            let _ = out.flush();
+            thread::sleep(state.hold);
+        }
+        drop(turn);
+        let keep_alive = keep_alive?;
         if !keep_alive {
             let _ = out.stream.shutdown(Shutdown::Both);
             return Ok(());

@@ -40,6 +40,7 @@ use crate::redact;
 use crate::retry::Policy;
 use crate::safefs;
 use crate::sumfile::{self, Expected};
+use crate::trace::{self, Exchange, Phases};
 use crate::transport::{self, Client, Response};
 
 pub mod disposition;
@@ -111,6 +112,9 @@ pub struct Settings {
     pub per_host: usize,
     /// `--limit-rate`: the whole run's receiving rate, bytes per second.
     pub limit_rate: Option<u64>,
+    /// Keep every request and response (`--har`, `--timeline`): costs an allocation or two per
+    /// request, so only when asked.
+    pub trace: bool,
 }
 
 /// What every download of a run shares: the settings, and the run's handles.
@@ -196,6 +200,10 @@ pub struct Outcome {
     /// Attempts after the first.
     pub retries: u32,
     pub notes: Vec<Note>,
+    /// When each phase began and ended (the pool fills in the queueing).
+    pub phases: Phases,
+    /// Every request made, retries and `--split` pieces included (only with `trace`).
+    pub exchanges: Vec<Exchange>,
 }
 
 impl Outcome {
@@ -264,14 +272,22 @@ impl Fetcher<'_> {
             bytes: 0,
             retries: 0,
             notes: Vec::new(),
+            phases: Phases {
+                began: Some(began),
+                ..Phases::default()
+            },
+            exchanges: Vec::new(),
         };
         let result = self.fetch_inner(entry, &mut run);
+        run.phases.ended = Some(Instant::now());
         Outcome {
             result,
             bytes: run.bytes,
             elapsed: began.elapsed(),
             retries: run.retries,
             notes: run.notes,
+            phases: run.phases,
+            exchanges: run.exchanges,
         }
     }
 
@@ -433,8 +449,7 @@ impl Fetcher<'_> {
                     Err(line) => return Err(Failure::new(FailureKind::Host(line))),
                 }
             }
-            let lease = polite.then_some(&mut *run.lease);
-            let attempt = self.attempt(url, t, run.counter, run.on_start, &mut run.bytes, lease);
+            let attempt = self.traced_attempt(url, t, run, polite);
             let (mut failure, retry_after) = match attempt {
                 Attempt::Done(status) => return Ok(status),
                 Attempt::Restart => continue,
@@ -478,6 +493,43 @@ impl Fetcher<'_> {
                 return Err(Failure::interrupted(None));
             }
         }
+    }
+
+    /// One attempt, and with `trace` its exchanges: the request, and any `--split` pieces.
+    fn traced_attempt(
+        &self,
+        url: &Url,
+        t: &mut Transfer,
+        run: &mut Run<'_, '_>,
+        polite: bool,
+    ) -> Attempt {
+        let before = run.bytes;
+        let lease = polite.then_some(&mut *run.lease);
+        let (bytes, phases) = (&mut run.bytes, &mut run.phases);
+        let attempt = self.attempt(url, t, run.counter, run.on_start, bytes, lease, phases);
+        if !self.settings.trace {
+            return attempt;
+        }
+        let head = std::mem::take(&mut t.head);
+        let pieces = t.pieces_log.take().and_then(|log| log.into_inner().ok());
+        let piece_bytes: u64 = pieces.iter().flatten().map(|e| e.bytes).sum();
+        let phases = &run.phases;
+        run.exchanges.push(Exchange {
+            url: redact::url(url),
+            sent: phases.sent,
+            connect: phases.connect,
+            headers: phases.headers,
+            end: phases.body_end.or(phases.sent),
+            bytes: (run.bytes - before).saturating_sub(piece_bytes),
+            piece: pieces.as_ref().map(|_| 0),
+            error: match &attempt {
+                Attempt::Retry(f, _) | Attempt::Fail(f) => Some(f.reason.to_string()),
+                _ => None,
+            },
+            ..head
+        });
+        run.exchanges.extend(pieces.into_iter().flatten());
+        attempt
     }
 
     /// Gives the complete part its final name (`-N`: the file was current, nothing to do).
@@ -722,6 +774,7 @@ impl Fetcher<'_> {
     }
 
     /// One request and as much of the body as it gives.
+    #[allow(clippy::too_many_arguments)]
     fn attempt(
         &self,
         url: &Url,
@@ -730,6 +783,7 @@ impl Fetcher<'_> {
         on_start: &mut dyn FnMut(Notice<'_>),
         bytes: &mut u64,
         lease: Option<&mut Lease<'_>>,
+        phases: &mut Phases,
     ) -> Attempt {
         if t.sparse() {
             return self.attempt_sparse(url, t, counter, on_start, bytes);
@@ -746,10 +800,38 @@ impl Fetcher<'_> {
             false => t.meta.as_ref().and_then(PartMeta::if_range),
         };
         let since = t.since.filter(|_| from == 0);
+        // Only the attempt that brings the body counts: clear what an earlier one left.
+        *phases = Phases {
+            sent: Some(Instant::now()),
+            ..Phases::default()
+        }
+        .keep_queueing(phases);
+        if self.settings.trace {
+            t.head = Exchange::default();
+            if from > 0 {
+                t.head
+                    .request_headers
+                    .push(("Range".into(), format!("bytes={from}-")));
+            }
+            if let (true, Some(validator)) = (from > 0, if_range) {
+                t.head
+                    .request_headers
+                    .push(("If-Range".into(), validator.to_string()));
+            }
+        }
         let response = match self.request_since(url, from, if_range, since) {
             Ok(response) => response,
             Err(e) => return self.no_response(e),
         };
+        phases.headers = Some(Instant::now());
+        phases.body_end = phases.headers;
+        if self.settings.trace {
+            t.head.status = Some(response.status().as_u16());
+            t.head.response_headers = trace::headers_of(response.headers());
+            if self.split.pieces > 1 {
+                t.pieces_log = Some(std::sync::Mutex::new(Vec::new()));
+            }
+        }
         let code = response.status().as_u16();
         // Told before the body, so that the host's window grows at once (see `crate::hosts`).
         if let Some(lease) = lease {
@@ -816,6 +898,7 @@ impl Fetcher<'_> {
         }
         let before = t.have;
         let received = self.receive(url, t, response, from, counter, on_start);
+        phases.body_end = Some(Instant::now());
         *bytes += t.have - before;
         match received {
             Ok(streamed) => self.settle(t, streamed, code),
@@ -930,6 +1013,7 @@ impl Fetcher<'_> {
             chunk: self.settings.chunk,
             rate: self.rate,
             proof: t.proof,
+            log: t.pieces_log.as_ref(),
         };
         let known = t.meta.clone().unwrap_or_default();
         let mut done = Vec::new();
@@ -959,6 +1043,9 @@ impl Fetcher<'_> {
         }
         t.total = Some(total);
         on_started(t, on_start);
+        if self.settings.trace {
+            t.pieces_log = Some(std::sync::Mutex::new(Vec::new()));
+        }
         let Some(file) = t.file.as_ref() else {
             return Attempt::Fail(Failure::new(FailureKind::Internal("no part file")));
         };
@@ -971,6 +1058,7 @@ impl Fetcher<'_> {
             chunk: self.settings.chunk,
             rate: self.rate,
             proof: t.proof,
+            log: t.pieces_log.as_ref(),
         };
         let mut done = known.ranges.clone().unwrap_or_default();
         let before = t.have;
@@ -1133,6 +1221,8 @@ struct Run<'c, 'h> {
     bytes: u64,
     retries: u32,
     notes: Vec<Note>,
+    phases: Phases,
+    exchanges: Vec<Exchange>,
 }
 
 /// Whether a failure is the source's, so that the next mirror may do better (a local error,

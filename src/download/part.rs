@@ -54,6 +54,10 @@ pub(super) struct Transfer {
     /// An expected checksum of the whole file is known and checked before the rename, which
     /// proves joins no validator vouches for (`verify` is set).
     pub proof: bool,
+    /// With tracing, the requests of this attempt's `--split` pieces (after the first).
+    pub pieces_log: Option<std::sync::Mutex<Vec<crate::trace::Exchange>>>,
+    /// With tracing, this attempt's request and response as far as they went.
+    pub head: crate::trace::Exchange,
     /// The expected digest, when the list or `--checksums` gave one.
     pub verify: Option<Verify>,
     /// What names the part in its sidecar: the URL the user gave (credentials removed) and its
@@ -91,6 +95,8 @@ impl Transfer {
             ranges_ignored: false,
             one_stream: false,
             proof: false,
+            pieces_log: None,
+            head: crate::trace::Exchange::default(),
         }
     }
 

@@ -28,6 +28,7 @@ use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::thread;
 
+use crate::trace::{self, Exchange};
 use crate::transport::{self, Client, Response};
 use reqwest::header::{ACCEPT_RANGES, IF_RANGE, RANGE};
 use reqwest::StatusCode;
@@ -179,6 +180,8 @@ pub struct Pieces<'a> {
     pub proof: bool,
     /// `--limit-rate`, shared with every other download.
     pub(crate) rate: Option<&'a crate::ratelimit::RateLimit>,
+    /// Where each piece's requests are logged, when the run keeps a trace.
+    pub log: Option<&'a std::sync::Mutex<Vec<Exchange>>>,
 }
 
 /// The byte ranges (`start..end`, in order, apart) of a sparse part that hold genuine bytes.
@@ -251,7 +254,7 @@ fn fill(
     let abort = AtomicBool::new(false);
     let written: Vec<AtomicU64> = ranges.iter().map(|_| AtomicU64::new(0)).collect();
     let piece = |i: usize, first: Option<Response>| -> Result<(), StreamError> {
-        let result = fetch_piece(p, source, ranges[i], first, &written[i], &abort);
+        let result = fetch_piece(p, source, (i, ranges[i]), first, &written[i], &abort);
         if result.is_err() {
             abort.store(true, Ordering::Relaxed);
         }
@@ -410,7 +413,7 @@ struct Source<'a> {
 fn fetch_piece(
     p: &Pieces<'_>,
     source: &Source<'_>,
-    range: Range,
+    (index, range): (usize, Range),
     mut first: Option<Response>,
     done: &AtomicU64,
     abort: &AtomicBool,
@@ -421,9 +424,30 @@ fn fetch_piece(
         let written = done.load(Ordering::Relaxed);
         let result = match first.take() {
             Some(mut response) => copy_range(p, &mut response, range, done, abort, &mut buf),
-            None => request_range(p.client, source, range.start + written, range.end).and_then(
-                |mut response| copy_range(p, &mut response, range, done, abort, &mut buf),
-            ),
+            None => {
+                let from = range.start + written;
+                let mut log = p
+                    .log
+                    .map(|_| piece_exchange(source, index, from, range.end));
+                let result =
+                    request_range(p.client, source, from, range.end).and_then(|mut response| {
+                        if let Some(e) = log.as_mut() {
+                            e.headers = Some(std::time::Instant::now());
+                            e.status = Some(response.status().as_u16());
+                            e.response_headers = trace::headers_of(response.headers());
+                        }
+                        copy_range(p, &mut response, range, done, abort, &mut buf)
+                    });
+                if let (Some(mut e), Some(sink)) = (log, p.log) {
+                    e.end = Some(std::time::Instant::now());
+                    e.bytes = done.load(Ordering::Relaxed) - written;
+                    e.error = result.as_ref().err().map(piece_error);
+                    if let Ok(mut sink) = sink.lock() {
+                        sink.push(e);
+                    }
+                }
+                result
+            }
         };
         match result {
             Err(StreamError::Read(_))
@@ -435,6 +459,33 @@ fn fetch_piece(
             }
             other => return other,
         }
+    }
+}
+
+/// A piece's error as the trace shows it.
+fn piece_error(e: &StreamError) -> String {
+    match e {
+        StreamError::Cancelled => "interrupted".into(),
+        StreamError::Read(e) => format!("read: {e}"),
+        StreamError::Write(e) => format!("write: {e}"),
+        StreamError::TooLarge => "too large".into(),
+        StreamError::Aborted => ABORTED.into(),
+        StreamError::Changed(why) => format!("changed: {why}"),
+    }
+}
+
+/// The trace of a piece's request, before it is sent.
+fn piece_exchange(source: &Source<'_>, index: usize, start: u64, end: u64) -> Exchange {
+    let mut request_headers = vec![("Range".into(), format!("bytes={start}-{}", end - 1))];
+    if let Some(v) = source.known.if_range() {
+        request_headers.push(("If-Range".into(), v.to_string()));
+    }
+    Exchange {
+        url: crate::redact::url(source.url),
+        request_headers,
+        sent: Some(std::time::Instant::now()),
+        piece: Some(index),
+        ..Exchange::default()
     }
 }
 

@@ -8,11 +8,45 @@
 //! - [`summary`]: the end-of-run figures and the `--compare` table, pure formatting;
 //! - [`outcome`]: each input's [`UrlOutcome`], what a program embedding fetchpar gets back.
 
+pub(crate) mod har;
 pub(crate) mod outcome;
 pub(crate) mod output;
 pub(crate) mod progress;
 pub(crate) mod reporter;
 pub(crate) mod summary;
+pub(crate) mod timeline;
 
 pub use outcome::{Status, UrlOutcome};
 pub(crate) use progress::to_stderr;
+
+/// Writes a report file (`--har`, `--timeline`) beside `path` and renames it into place, so a
+/// reader never sees half of it; readable like any file the user creates (not the 0600 of a
+/// temporary file).
+pub(crate) fn write_file(
+    path: &std::path::Path,
+    fill: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => std::path::Path::new("."),
+    };
+    let mut file = tempfile::NamedTempFile::new_in(dir)?;
+    fill(file.as_file_mut())?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        // 0644 less the umask, as `File::create` would give.
+        // SAFETY: umask(2) only swaps the process's mask; it is put back at once.
+        let mask = unsafe {
+            let m = libc::umask(0o022);
+            libc::umask(m);
+            m
+        };
+        // mode_t is u32 on Linux, u16 on macOS.
+        #[allow(clippy::useless_conversion)]
+        let mode = 0o644 & !u32::from(mask);
+        file.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(mode))?;
+    }
+    file.persist(path).map(|_| ()).map_err(|e| e.error)
+}

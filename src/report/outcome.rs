@@ -44,6 +44,17 @@ pub struct UrlOutcome {
     pub bytes: u64,
     pub elapsed: Duration,
     pub retries: u32,
+    /// Waiting in the queue for a worker.
+    pub queued: Option<Duration>,
+    /// Opening the connection (TCP and TLS) for the request that brought the body; `None` on a
+    /// reused connection, or when it was not measured.
+    pub connect: Option<Duration>,
+    /// That request sent to its response headers (connection set-up included).
+    pub first_byte: Option<Duration>,
+    /// Response headers to the end of the body.
+    pub receive: Option<Duration>,
+    /// End of the body to the file's final name (or to the failure).
+    pub commit: Option<Duration>,
     /// Why it failed or was rejected.
     pub error: Option<String>,
     /// For a duplicate: the line of the first occurrence (`None` if that was not a list line).
@@ -68,6 +79,11 @@ impl UrlOutcome {
             bytes: 0,
             elapsed: Duration::ZERO,
             retries: 0,
+            queued: None,
+            connect: None,
+            first_byte: None,
+            receive: None,
+            commit: None,
             error: None,
             duplicate_of: None,
             checksum: None,
@@ -82,6 +98,11 @@ impl UrlOutcome {
             bytes: outcome.bytes,
             elapsed: outcome.elapsed,
             retries: outcome.retries,
+            queued: outcome.phases.queued(),
+            connect: outcome.phases.connect,
+            first_byte: outcome.phases.first_byte(),
+            receive: outcome.phases.receive(),
+            commit: outcome.phases.commit(),
             ..UrlOutcome::new(Status::Saved, Some(url), origin)
         };
         let skipped = outcome.skipped();

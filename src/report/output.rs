@@ -14,7 +14,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::outcome::{Status, UrlOutcome};
-use super::summary::Tally;
+use super::summary::{Sequential, Tally};
 use crate::modes::Format;
 
 /// One input's record. See the README's field table.
@@ -33,6 +33,13 @@ pub(crate) struct UrlRecord<'a> {
     pub(crate) bytes: u64,
     pub(crate) elapsed_ms: u64,
     pub(crate) retries: u32,
+    /// Phase timings (see the README's field table); null for a phase never reached.
+    pub(crate) queued_ms: Option<f64>,
+    /// Null also on a reused connection.
+    pub(crate) connect_ms: Option<f64>,
+    pub(crate) first_byte_ms: Option<f64>,
+    pub(crate) receive_ms: Option<f64>,
+    pub(crate) commit_ms: Option<f64>,
     /// Why it failed or was rejected; null otherwise.
     pub(crate) error: Option<&'a str>,
     /// The list-file line it came from; null for a command-line argument.
@@ -53,6 +60,11 @@ fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
+/// Milliseconds with three decimals: phases of a local download are often under a millisecond.
+fn phase_ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e6).round() / 1e3
+}
+
 impl<'a> UrlRecord<'a> {
     pub(crate) fn of(done: &'a UrlOutcome) -> UrlRecord<'a> {
         UrlRecord {
@@ -65,6 +77,11 @@ impl<'a> UrlRecord<'a> {
             bytes: done.bytes,
             elapsed_ms: millis(done.elapsed),
             retries: done.retries,
+            queued_ms: done.queued.map(phase_ms),
+            connect_ms: done.connect.map(phase_ms),
+            first_byte_ms: done.first_byte.map(phase_ms),
+            receive_ms: done.receive.map(phase_ms),
+            commit_ms: done.commit.map(phase_ms),
             error: done.error.as_deref(),
             line: done.line,
             duplicate_of: done.duplicate_of,
@@ -94,8 +111,13 @@ pub(crate) struct SummaryRecord {
     pub(crate) downloads: usize,
     /// Wall-clock time of the run.
     pub(crate) wall_ms: u64,
-    /// Sum of the downloads' own times: what they would cost one after another.
+    /// What the downloads would cost one after another: a conservative estimate, or with
+    /// `--compare` the measured one-worker wall (see `sequential_kind`); 0 when none ran.
     pub(crate) sequential_ms: u64,
+    /// `"estimated"` or `"measured"`; null when no download ran.
+    pub(crate) sequential_kind: Option<&'static str>,
+    /// What an estimate is made of; null when measured or when no download ran.
+    pub(crate) estimate: Option<EstimateRecord>,
     /// `sequential_ms / wall_ms`; null when there is nothing to divide.
     pub(crate) speedup: Option<f64>,
     pub(crate) bytes_per_sec: Option<f64>,
@@ -103,6 +125,17 @@ pub(crate) struct SummaryRecord {
     pub(crate) not_started: usize,
     /// With `--compare`: the measured one-worker pass.
     pub(crate) compare: Option<CompareRecord>,
+}
+
+/// The basis of the estimate (see the README, "The timing summary").
+#[derive(Debug, Serialize)]
+pub(crate) struct EstimateRecord {
+    /// Each download's host's quickest connect-and-first-byte wait, summed.
+    pub(crate) waits_ms: u64,
+    /// All bytes at `best_bytes_per_sec` (or in their own time when shorter).
+    pub(crate) transfer_ms: u64,
+    /// The best aggregate throughput the run reached.
+    pub(crate) best_bytes_per_sec: f64,
 }
 
 /// `--compare`'s sequential pass, measured rather than estimated.
@@ -133,7 +166,16 @@ impl SummaryRecord {
             jobs: t.jobs,
             downloads: t.downloads,
             wall_ms: millis(t.wall),
-            sequential_ms: millis(t.busy),
+            sequential_ms: t.sequential.as_ref().map_or(0, |s| millis(s.time())),
+            sequential_kind: t.sequential.as_ref().map(Sequential::kind),
+            estimate: match &t.sequential {
+                Some(Sequential::Estimated(e)) => Some(EstimateRecord {
+                    waits_ms: millis(e.waits),
+                    transfer_ms: millis(e.transfer),
+                    best_bytes_per_sec: e.best_rate.round(),
+                }),
+                _ => None,
+            },
             speedup: t.speedup().map(two_decimals),
             bytes_per_sec: t.throughput().map(f64::round),
             interrupted: t.interrupted,
@@ -145,6 +187,38 @@ impl SummaryRecord {
                 speedup: (t.wall.as_secs_f64() > 0.0)
                     .then(|| two_decimals(s.wall.as_secs_f64() / t.wall.as_secs_f64())),
             }),
+        }
+    }
+}
+
+/// One pass of `--compare=LIST`, written before the summary.
+#[derive(Debug, Serialize)]
+pub(crate) struct PassRecord {
+    #[serde(rename = "type")]
+    pub(crate) kind: &'static str,
+    pub(crate) jobs: usize,
+    pub(crate) wall_ms: u64,
+    pub(crate) saved: usize,
+    /// Downloads that failed (invalid inputs are counted apart).
+    pub(crate) failed: usize,
+    pub(crate) bytes: u64,
+    pub(crate) bytes_per_sec: Option<f64>,
+    /// The first pass's wall over this one's.
+    pub(crate) speedup: Option<f64>,
+}
+
+impl PassRecord {
+    pub(crate) fn new(t: &Tally, first: &Tally) -> PassRecord {
+        PassRecord {
+            kind: "pass",
+            jobs: t.jobs,
+            wall_ms: millis(t.wall),
+            saved: t.saved,
+            failed: t.failed.saturating_sub(t.invalid),
+            bytes: t.bytes,
+            bytes_per_sec: t.throughput().map(f64::round),
+            speedup: (t.wall.as_secs_f64() > 0.0)
+                .then(|| two_decimals(first.wall.as_secs_f64() / t.wall.as_secs_f64())),
         }
     }
 }
@@ -217,6 +291,20 @@ mod tests {
         serde_json::to_value(record).unwrap()
     }
 
+    fn phases() -> crate::trace::Phases {
+        let t0 = std::time::Instant::now();
+        let at = |us| Some(t0 + Duration::from_micros(us));
+        crate::trace::Phases {
+            queued: at(0),
+            began: at(1250),
+            sent: at(2000),
+            connect: None,
+            headers: at(102_000),
+            body_end: at(1_102_000),
+            ended: at(1_102_500),
+        }
+    }
+
     #[test]
     fn every_record_has_every_field() {
         let saved = Outcome {
@@ -231,6 +319,8 @@ mod tests {
             bytes: 10,
             elapsed: Duration::from_millis(1500),
             retries: 2,
+            phases: phases(),
+            exchanges: Vec::new(),
             notes: Vec::new(),
         };
         let v = record("http://h/a.bin", Origin::Line(3), &saved);
@@ -245,6 +335,11 @@ mod tests {
             "bytes",
             "elapsed_ms",
             "retries",
+            "queued_ms",
+            "connect_ms",
+            "first_byte_ms",
+            "receive_ms",
+            "commit_ms",
             "error",
             "line",
             "duplicate_of",
@@ -260,6 +355,15 @@ mod tests {
         assert_eq!(v["path"], "o/a.bin");
         assert_eq!(v["elapsed_ms"], 1500);
         assert_eq!(v["retries"], 2);
+        assert_eq!(v["queued_ms"], 1.25);
+        assert_eq!(
+            v["connect_ms"],
+            serde_json::Value::Null,
+            "a reused connection"
+        );
+        assert_eq!(v["first_byte_ms"], 100.0);
+        assert_eq!(v["receive_ms"], 1000.0);
+        assert_eq!(v["commit_ms"], 0.5);
         assert_eq!(v["error"], serde_json::Value::Null);
         assert_eq!(v["line"], 3);
         assert_eq!(v["checksum"], "sha-256=00");
@@ -277,6 +381,8 @@ mod tests {
             bytes: 0,
             elapsed: Duration::ZERO,
             retries: 0,
+            phases: Default::default(),
+            exchanges: Vec::new(),
             notes: Vec::new(),
         };
         let v = record("http://h/a.bin", Origin::Line(3), &skipped);
@@ -314,7 +420,14 @@ mod tests {
             invalid: 1,
             duplicates: 2,
             downloads: 5,
-            busy: Duration::from_millis(2000),
+            busy: Duration::from_millis(9000),
+            sequential: Some(Sequential::Estimated(crate::estimate::Estimate {
+                total: Duration::from_millis(2000),
+                waits: Duration::from_millis(1500),
+                transfer: Duration::from_millis(500),
+                best_rate: 1000.4,
+                hosts: 1,
+            })),
             wall: Duration::from_millis(800),
             ..Tally::default()
         };
@@ -324,6 +437,9 @@ mod tests {
         assert_eq!(v["invalid"], 1);
         assert_eq!(v["duplicates"], 2);
         assert_eq!(v["sequential_ms"], 2000);
+        assert_eq!(v["sequential_kind"], "estimated");
+        assert_eq!(v["estimate"]["waits_ms"], 1500);
+        assert_eq!(v["estimate"]["best_bytes_per_sec"], 1000.0);
         assert_eq!(v["wall_ms"], 800);
         assert_eq!(v["speedup"], 2.5);
         assert_eq!(v["compare"], serde_json::Value::Null);

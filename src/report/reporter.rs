@@ -9,11 +9,13 @@ use std::time::Instant;
 use super::outcome::{Status, UrlOutcome};
 use super::output::{Stdout, UrlRecord};
 use super::progress::Progress;
-use super::summary::Tally;
+use super::summary::{Sequential, Tally};
 use crate::download::{Note, Outcome};
+use crate::estimate::{self, Estimator, Sample};
 use crate::exit::End;
 use crate::input::Origin;
 use crate::pool::{Event, Sink};
+use crate::trace::{Phases, Row, Trace};
 
 /// What a pass shows, and to whom.
 pub(crate) struct Show {
@@ -42,6 +44,10 @@ pub(crate) struct Reporter {
     stdout_failed: bool,
     finished: usize,
     outcomes: Vec<UrlOutcome>,
+    /// The one-after-another estimate, gathered as downloads finish.
+    estimator: Estimator,
+    /// Every download's phases and requests, for `--har` and `--timeline`.
+    trace: Option<Trace>,
     /// `-N`'s "cannot tell" is said once a run.
     said_no_last_modified: bool,
     said_no_ranges: bool,
@@ -52,6 +58,7 @@ pub(crate) struct Report {
     pub(crate) tally: Tally,
     pub(crate) end: End,
     pub(crate) outcomes: Vec<UrlOutcome>,
+    pub(crate) trace: Option<Trace>,
 }
 
 impl Reporter {
@@ -78,15 +85,25 @@ impl Reporter {
             stdout_failed: false,
             finished: 0,
             outcomes: Vec::new(),
+            estimator: Estimator::default(),
+            trace: None,
             said_no_last_modified: false,
             said_no_ranges: false,
         }
+    }
+
+    /// Keeps every download's phases and requests (memory grows with the list: only when a
+    /// `--har` or `--timeline` file is to be written).
+    pub(crate) fn keep_trace(mut self) -> Reporter {
+        self.trace = Some(Trace::new(self.tally.jobs, self.started));
+        self
     }
 
     /// Clears the display and totals the pass.
     pub(crate) fn close(mut self) -> Report {
         self.progress.clear();
         self.tally.wall = self.started.elapsed();
+        self.tally.sequential = self.estimator.estimate().map(Sequential::Estimated);
         if self.cancel.load(Ordering::SeqCst) {
             // A stdout that failed or closed also stops the run, but that is not an interrupt.
             self.tally.interrupted = !(self.stdout_failed || self.stdout_closed);
@@ -105,6 +122,7 @@ impl Reporter {
             tally: self.tally,
             end,
             outcomes: self.outcomes,
+            trace: self.trace,
         }
     }
 
@@ -146,6 +164,13 @@ impl Reporter {
             self.note(&url, note);
         }
         let described = outcome.result.as_ref().err().map(|f| f.describe());
+        if !outcome.skipped() {
+            let sample = sample(&url, &outcome.phases, outcome.bytes, self.started);
+            self.estimator.add(&sample);
+            if let Some(trace) = self.trace.as_mut() {
+                trace.rows.push(row(&url, &mut outcome));
+            }
+        }
         let done = UrlOutcome::finished(url, origin, outcome);
         self.write(|out| out.json(&UrlRecord::of(&done)));
         self.finished += 1;
@@ -262,6 +287,35 @@ impl Reporter {
             self.progress.note(&note);
         }
         self.keep(done);
+    }
+}
+
+/// A finished download as the trace keeps it (its exchanges move over).
+fn row(url: &str, outcome: &mut Outcome) -> Row {
+    let (status, failure) = match &outcome.result {
+        Ok(saved) => (Some(saved.http_status), None),
+        Err(f) => (f.http_status, Some(f.reason.to_string())),
+    };
+    Row {
+        url: url.to_string(),
+        phases: outcome.phases,
+        bytes: outcome.bytes,
+        status,
+        retries: outcome.retries,
+        failure,
+        exchanges: std::mem::take(&mut outcome.exchanges),
+    }
+}
+
+/// What the estimate needs of one finished download.
+fn sample<'a>(url: &'a str, phases: &Phases, bytes: u64, run_start: Instant) -> Sample<'a> {
+    let start = Phases::offset(run_start, phases.headers).unwrap_or_default();
+    let end = Phases::offset(run_start, phases.body_end).unwrap_or(start);
+    Sample {
+        host: estimate::host_of(url),
+        wait: phases.first_byte(),
+        body: (start, end),
+        bytes,
     }
 }
 

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use indicatif::HumanBytes;
 
+use crate::estimate::Estimate;
 use crate::units::{format_duration, format_rate};
 
 /// Failures listed one by one in the summary; the rest are counted.
@@ -30,8 +31,11 @@ pub(crate) struct Tally {
     pub(crate) bytes: u64,
     /// Downloads that ran (saved or failed after starting): the sequential figure sums their times.
     pub(crate) downloads: usize,
-    /// Sum of per-download times: what the same downloads cost one after another.
+    /// Sum of per-download times. Not a sequential figure: downloads slowed by each other
+    /// overstate one (see [`crate::estimate`]).
     pub(crate) busy: Duration,
+    /// The one-after-another figure the summary compares the wall with.
+    pub(crate) sequential: Option<Sequential>,
     /// Wall-clock time of the whole run.
     pub(crate) wall: Duration,
     /// `URL: reason` for the first [`MAX_LISTED_FAILURES`] failures.
@@ -42,6 +46,32 @@ pub(crate) struct Tally {
     pub(crate) not_started: usize,
     /// Failed or interrupted downloads whose bytes were kept in a `.part` file.
     pub(crate) parts_kept: usize,
+}
+
+/// Where the one-after-another figure comes from.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Sequential {
+    /// A conservative estimate from this run (see [`crate::estimate`]).
+    Estimated(Estimate),
+    /// The wall time of a one-worker pass over the same list (`--compare`).
+    Measured(Duration),
+}
+
+impl Sequential {
+    pub(crate) fn time(&self) -> Duration {
+        match self {
+            Sequential::Estimated(e) => e.total,
+            Sequential::Measured(wall) => *wall,
+        }
+    }
+
+    /// `"estimated"` or `"measured"`, as the JSON summary names it.
+    pub(crate) fn kind(&self) -> &'static str {
+        match self {
+            Sequential::Estimated(_) => "estimated",
+            Sequential::Measured(_) => "measured",
+        }
+    }
 }
 
 impl Tally {
@@ -59,7 +89,12 @@ impl Tally {
 
     /// How many times faster than one after another.
     pub(crate) fn speedup(&self) -> Option<f64> {
-        speedup(self.busy, self.wall)
+        speedup(self.sequential.as_ref()?.time(), self.wall)
+    }
+
+    /// Workers that had something to do: never more than the downloads.
+    pub(crate) fn workers_used(&self) -> usize {
+        self.jobs.min(self.downloads).max(1)
     }
 }
 
@@ -81,25 +116,76 @@ fn plural(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 
-/// The sequential-versus-threaded line:
-/// `12 files: 2.41 s one after another, 0.37 s with 8 workers (6.5x faster)`.
+/// The sequential-versus-threaded line, e.g.
+/// `12 files: 2.41 s or more one after another (estimated), 0.37 s with 8 workers (at least 6.5x
+/// faster)`; with `--compare`, `12 files: 2.41 s one after another, 0.37 s with 8 workers (6.5x
+/// faster)`. An estimate below the wall gives no speedup but says the run slowed itself.
 pub(crate) fn comparison_line(t: &Tally) -> Option<String> {
-    if t.downloads == 0 {
-        return None;
+    let sequential = t.sequential.as_ref().filter(|_| t.downloads > 0)?;
+    let used = t.workers_used();
+    let files = plural(t.downloads, "file", "files");
+    let workers = plural(used, "worker", "workers");
+    let wall = format_duration(t.wall);
+    let fewer = if used < t.jobs {
+        format!(
+            ", fewer files than the {} asked for",
+            plural(t.jobs, "worker", "workers")
+        )
+    } else {
+        String::new()
+    };
+    if used == 1 {
+        return Some(format!(
+            "{files}: {wall} with 1 worker{fewer}: one after another already, nothing to compare"
+        ));
     }
     let x = t.speedup()?;
-    let verdict = if x >= 1.05 {
-        format!("{} faster", format_speedup(x))
-    } else {
-        format!("{}: no faster", format_speedup(x))
+    let seq = format_duration(sequential.time());
+    let line = match sequential {
+        Sequential::Measured(_) => {
+            let verdict = match x {
+                x if x >= 1.05 => format!("{} faster", format_speedup(x)),
+                x if x > 0.95 => format!("{}: no faster", format_speedup(x)),
+                x => format!("{}: slower", format_speedup(x)),
+            };
+            format!("{files}: {seq} one after another, {wall} with {workers}{fewer} ({verdict})")
+        }
+        Sequential::Estimated(_) if x >= 1.05 => format!(
+            "{files}: {seq} or more one after another (estimated), {wall} with {workers}{fewer} \
+             (at least {} faster)",
+            format_speedup(x)
+        ),
+        Sequential::Estimated(_) if x >= 1.0 => format!(
+            "{files}: {seq} or more one after another (estimated), {wall} with {workers}{fewer} \
+             (no faster that can be shown)"
+        ),
+        Sequential::Estimated(_) => format!(
+            "{files}: {wall} with {workers}{fewer}, while one after another was estimated at \
+             {seq}: slowed by its own concurrency; measure with --compare, or try a lower -j"
+        ),
     };
-    Some(format!(
-        "{}: {} one after another, {} with {} ({verdict})",
-        plural(t.downloads, "file", "files"),
-        format_duration(t.busy),
-        format_duration(t.wall),
-        plural(t.jobs, "worker", "workers"),
-    ))
+    Some(line)
+}
+
+/// How the one-after-another figure was made, in a sentence (for the timeline).
+pub(crate) fn basis(t: &Tally) -> String {
+    match &t.sequential {
+        Some(Sequential::Estimated(e)) => format!(
+            "One after another is a conservative estimate: each download's host's quickest \
+             connect and first-byte wait ({} in all) plus every body at the best aggregate \
+             throughput the run reached ({}), or in its own receiving time when shorter ({} in \
+             all). Both are lower bounds of a one-worker run, so the speedup is one the run can \
+             back (README, \"The timing summary\").",
+            format_duration(e.waits),
+            format_rate(Some(e.best_rate)),
+            format_duration(e.transfer)
+        ),
+        Some(Sequential::Measured(wall)) => format!(
+            "One after another is measured: the one-worker pass took {}.",
+            format_duration(*wall)
+        ),
+        None => "No download ran, so there is nothing to compare.".into(),
+    }
 }
 
 /// The whole summary, several lines, each ending in `\n`.
@@ -180,6 +266,72 @@ pub(crate) fn render_compare(sequential: &Tally, threaded: &Tally) -> String {
     out
 }
 
+/// A pass whose wall is within this share of the fastest one's bought nothing more.
+const STILL_PAYING: f64 = 0.10;
+
+/// Of a `--compare=LIST` sweep's passes (in the order given), the index of the one after which
+/// more workers stopped paying: the first whose wall is within [`STILL_PAYING`] of the fastest.
+pub(crate) fn knee(passes: &[Tally]) -> Option<usize> {
+    let best = passes
+        .iter()
+        .map(|t| t.wall.as_secs_f64())
+        .fold(f64::INFINITY, f64::min);
+    passes
+        .iter()
+        .position(|t| t.wall.as_secs_f64() <= best * (1.0 + STILL_PAYING))
+}
+
+/// The `--compare=LIST` table: one row per worker count, speedups over the first pass, then a
+/// line naming where more workers stopped paying.
+pub(crate) fn render_sweep(passes: &[Tally]) -> String {
+    let Some(first) = passes.first() else {
+        return String::new();
+    };
+    let base = first.wall.as_secs_f64();
+    let mut out = format!(
+        "{:>7} {:>11} {:>14} {:>8} {:>6} {:>6}\n",
+        "workers", "wall time", "throughput", "speedup", "saved", "failed"
+    );
+    for t in passes {
+        let x = match t.wall.as_secs_f64() {
+            w if w > 0.0 => format_speedup(base / w),
+            _ => "-".into(),
+        };
+        let _ = writeln!(
+            out,
+            "{:>7} {:>11} {:>14} {:>8} {:>6} {:>6}",
+            t.jobs,
+            format_duration(t.wall),
+            format_rate(t.throughput()),
+            x,
+            t.saved,
+            t.failed
+        );
+    }
+    if let Some(line) = knee(passes).and_then(|k| knee_line(passes, k)) {
+        let _ = writeln!(out, "{line}");
+    }
+    out
+}
+
+fn knee_line(passes: &[Tally], k: usize) -> Option<String> {
+    let at = passes.get(k)?;
+    let workers = plural(at.jobs, "worker", "workers");
+    if k + 1 == passes.len() {
+        return Some(format!(
+            "more workers kept paying up to {workers} ({}): a larger count may pay more",
+            format_duration(at.wall)
+        ));
+    }
+    let more: Vec<String> = passes[k + 1..].iter().map(|t| t.jobs.to_string()).collect();
+    Some(format!(
+        "more workers stopped paying after {workers} ({}): {} did not beat it by {:.0} % or more",
+        format_duration(at.wall),
+        more.join(", "),
+        STILL_PAYING * 100.0
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,38 +340,111 @@ mod tests {
         Duration::from_millis(n)
     }
 
-    #[test]
-    fn speedup_is_busy_over_wall() {
-        assert!((speedup(ms(2400), ms(400)).unwrap() - 6.0).abs() < 1e-9);
-        assert_eq!(speedup(ms(100), Duration::ZERO), None);
-        assert_eq!(speedup(Duration::ZERO, ms(10)), None);
+    fn estimated(total: u64) -> Option<Sequential> {
+        Some(Sequential::Estimated(Estimate {
+            total: ms(total),
+            waits: ms(total),
+            transfer: Duration::ZERO,
+            best_rate: 0.0,
+            hosts: 1,
+        }))
     }
 
     #[test]
-    fn comparison_line_matches_the_documented_shape() {
+    fn speedup_is_sequential_over_wall() {
+        assert!((speedup(ms(2400), ms(400)).unwrap() - 6.0).abs() < 1e-9);
+        assert_eq!(speedup(ms(100), Duration::ZERO), None);
+        assert_eq!(speedup(Duration::ZERO, ms(10)), None);
+        let t = Tally {
+            busy: ms(9000),
+            sequential: estimated(800),
+            wall: ms(400),
+            ..Tally::default()
+        };
+        assert!(
+            (t.speedup().unwrap() - 2.0).abs() < 1e-9,
+            "the estimate, not the sum"
+        );
+    }
+
+    #[test]
+    fn an_estimate_claims_at_least_its_speedup() {
         let t = Tally {
             jobs: 8,
             downloads: 12,
-            busy: ms(2410),
+            sequential: estimated(2410),
             wall: ms(370),
             ..Tally::default()
         };
         assert_eq!(
             comparison_line(&t).unwrap(),
-            "12 files: 2.41 s one after another, 0.37 s with 8 workers (6.5x faster)"
+            "12 files: 2.41 s or more one after another (estimated), 0.37 s with 8 workers \
+             (at least 6.5x faster)"
         );
-        let slow = Tally {
-            jobs: 1,
+        assert_eq!(comparison_line(&Tally::default()), None);
+    }
+
+    #[test]
+    fn an_estimate_below_the_wall_says_the_run_slowed_itself() {
+        let t = Tally {
+            jobs: 32,
+            downloads: 500,
+            busy: ms(60_000),
+            sequential: estimated(400),
+            wall: ms(2000),
+            ..Tally::default()
+        };
+        let line = comparison_line(&t).unwrap();
+        assert_eq!(
+            line,
+            "500 files: 2.00 s with 32 workers, while one after another was estimated at 0.40 s: \
+             slowed by its own concurrency; measure with --compare, or try a lower -j"
+        );
+        assert!(!line.contains("faster"));
+    }
+
+    #[test]
+    fn fewer_files_than_workers_names_the_workers_used() {
+        let one = Tally {
+            jobs: 8,
             downloads: 1,
-            busy: ms(500),
+            sequential: estimated(500),
             wall: ms(510),
             ..Tally::default()
         };
         assert_eq!(
-            comparison_line(&slow).unwrap(),
-            "1 file: 0.50 s one after another, 0.51 s with 1 worker (1.0x: no faster)"
+            comparison_line(&one).unwrap(),
+            "1 file: 0.51 s with 1 worker, fewer files than the 8 workers asked for: one after \
+             another already, nothing to compare"
         );
-        assert_eq!(comparison_line(&Tally::default()), None);
+        let three = Tally {
+            jobs: 8,
+            downloads: 3,
+            sequential: estimated(900),
+            wall: ms(300),
+            ..Tally::default()
+        };
+        assert!(comparison_line(&three)
+            .unwrap()
+            .contains("0.30 s with 3 workers, fewer files than the 8 workers asked for"));
+    }
+
+    #[test]
+    fn a_measured_comparison_agrees_with_its_walls() {
+        let mut t = Tally {
+            jobs: 32,
+            downloads: 500,
+            busy: ms(60_000),
+            sequential: Some(Sequential::Measured(ms(400))),
+            wall: ms(2000),
+            ..Tally::default()
+        };
+        assert_eq!(
+            comparison_line(&t).unwrap(),
+            "500 files: 0.40 s one after another, 2.00 s with 32 workers (0.2x: slower)"
+        );
+        t.sequential = Some(Sequential::Measured(ms(8000)));
+        assert!(comparison_line(&t).unwrap().ends_with("(4.0x faster)"));
     }
 
     #[test]
@@ -229,7 +454,7 @@ mod tests {
             saved: 3,
             bytes: 3 * 1024 * 1024,
             downloads: 4,
-            busy: ms(2000),
+            sequential: estimated(2000),
             wall: ms(1000),
             ..Tally::default()
         };
@@ -245,7 +470,11 @@ mod tests {
         assert!(!s.contains("http://h/21"));
         assert!(s.contains("… and 2 more failures"));
         assert!(
-            s.ends_with("4 files: 2.00 s one after another, 1.00 s with 2 workers (2.0x faster)\n")
+            s.ends_with(
+                "4 files: 2.00 s or more one after another (estimated), 1.00 s with 2 workers \
+                 (at least 2.0x faster)\n"
+            ),
+            "{s}"
         );
     }
 
@@ -259,6 +488,46 @@ mod tests {
             ..Tally::default()
         };
         assert!(render(&t).starts_with("1 file saved, 2 already complete, 0 B in 1.00 s"));
+    }
+
+    fn pass(jobs: usize, wall: u64) -> Tally {
+        Tally {
+            jobs,
+            saved: 10,
+            bytes: 10_000,
+            wall: ms(wall),
+            ..Tally::default()
+        }
+    }
+
+    #[test]
+    fn a_sweep_names_the_count_after_which_more_workers_stopped_paying() {
+        let passes = [pass(1, 8000), pass(4, 2100), pass(16, 2000), pass(64, 2600)];
+        assert_eq!(knee(&passes), Some(1));
+        let table = render_sweep(&passes);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 6, "{table}");
+        assert!(lines[1].trim_start().starts_with("1 ") && lines[1].contains("1.0x"));
+        assert!(lines[2].trim_start().starts_with("4 ") && lines[2].contains("3.8x"));
+        assert!(lines[4].trim_start().starts_with("64 ") && lines[4].contains("3.1x"));
+        assert_eq!(
+            lines[5],
+            "more workers stopped paying after 4 workers (2.10 s): 16, 64 did not beat it by 10 % \
+             or more"
+        );
+    }
+
+    #[test]
+    fn a_sweep_that_kept_paying_says_to_try_more() {
+        let passes = [pass(1, 8000), pass(2, 4000), pass(4, 2000)];
+        assert_eq!(knee(&passes), Some(2));
+        assert!(render_sweep(&passes).ends_with(
+            "more workers kept paying up to 4 workers (2.00 s): a larger count may pay more\n"
+        ));
+        let flat = [pass(1, 1000), pass(8, 1050)];
+        assert!(render_sweep(&flat).ends_with(
+            "more workers stopped paying after 1 worker (1.00 s): 8 did not beat it by 10 % or more\n"
+        ));
     }
 
     #[test]

@@ -484,8 +484,11 @@ fn summary_compares_sequential_and_threaded() {
         .iter()
         .find(|l| l.starts_with("6 files: "))
         .expect("comparison line");
+    // An estimate: either a speedup it can back, or the admission that there is none.
     assert!(
-        line.contains(" one after another, ") && line.contains(" with 3 workers ("),
+        line.contains(" with 3 workers")
+            && (line.contains(" one after another (estimated), ")
+                || line.contains("slowed by its own concurrency")),
         "{line}"
     );
     // Quiet means errors only.

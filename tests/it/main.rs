@@ -5,6 +5,7 @@ mod util;
 
 mod core;
 mod guards;
+mod har;
 mod hosts;
 mod http2;
 mod lists;
@@ -15,5 +16,7 @@ mod secrets;
 mod server;
 mod split;
 mod terminal;
+mod timeline;
+mod timing;
 mod tls_proxy;
 mod transport;

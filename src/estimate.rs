@@ -1,0 +1,362 @@
+//! The default run's "one after another" figure: a conservative estimate of what the same
+//! downloads would cost with one worker, built from what this run observed.
+//!
+//! Why not the sum of each download's own time: downloads that share a link, a flooded accept
+//! queue or a server that serialises are each slower under concurrency, and summing those slowed
+//! times overstates a sequential run (500 small files from `python3 -m http.server` at `-j 32`
+//! summed to 15x the real `-j 1` time). Instead, each download is charged the two things a
+//! one-worker run cannot do without:
+//! - the wait for its response (connect and first byte) at the *quickest* its host ever answered
+//!   in this run: queueing behind our own other requests only makes waits longer, never shorter;
+//! - its bytes at the *best* aggregate throughput the run reached (over a sliding window): one
+//!   connection can at best match what all of them achieved together on that path; or in its
+//!   own receiving time, when that was shorter. A body of up to [`SMALL_BODY`] bytes is charged
+//!   nothing: it comes in the same few round trips as its headers, so its time is already in
+//!   the wait, and charging it at a rate measured over many latency-bound requests would count
+//!   the latency twice (500 small files from `python3 -m http.server` did exactly that).
+//!
+//! Both terms are lower bounds of what one worker would see, so the sum never claims more
+//! speedup than the run can back. What it leaves out (connection set-up once per host, file
+//! creation and rename, per-request CPU) only makes the real sequential run longer still.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// Width of one throughput bucket.
+const BUCKET: Duration = Duration::from_millis(100);
+
+/// Buckets kept before two neighbours are merged (and the width doubles): bounded memory
+/// however long the run.
+const MAX_BUCKETS: usize = 4096;
+
+/// The sliding window for "best throughput" spans this share of the buckets (at least one): a
+/// single short burst must not set the rate for the whole run.
+const WINDOW_SHARE: usize = 10;
+
+/// Bodies up to this size cost no transfer time of their own (see the module docs).
+pub(crate) const SMALL_BODY: u64 = 64 * 1024;
+
+/// Own-rate classes per doubling of the rate: downloads are grouped by the rate they saw, so
+/// that the charge for their bytes can be settled at the end without keeping every download.
+const RATE_STEPS_PER_DOUBLING: f64 = 4.0;
+
+/// Rate classes kept: up to 2^48 bytes per second, and one more for "all at once".
+const RATE_CLASSES: usize = 48 * 4 + 2;
+
+/// What one download showed, as the estimate needs it.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Sample<'a> {
+    /// Scheme, host and port: waits are compared per host.
+    pub host: &'a str,
+    /// Request sent to response headers, connection set-up included; `None` when no response
+    /// came (the download then costs nothing here: conservative).
+    pub wait: Option<Duration>,
+    /// When the body started and ended arriving, from the start of the run.
+    pub body: (Duration, Duration),
+    pub bytes: u64,
+}
+
+/// The scheme, host and port of a URL (`http://h:8080` of `http://h:8080/a/b`): the unit
+/// whose waits are compared. Userinfo, already redacted, stays in and does no harm.
+pub(crate) fn host_of(url: &str) -> &str {
+    let after_scheme = url.find("://").map_or(0, |i| i + 3);
+    match url[after_scheme..].find(['/', '?', '#']) {
+        Some(end) => &url[..after_scheme + end],
+        None => url,
+    }
+}
+
+/// The estimate and its basis, for the summary, the JSON record and the timeline.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Estimate {
+    /// The conservative one-after-another time: `waits + transfer`.
+    pub total: Duration,
+    /// Sum over downloads of their host's quickest wait.
+    pub waits: Duration,
+    /// All bytes at `best_rate`.
+    pub transfer: Duration,
+    /// Best aggregate throughput reached, bytes per second (0 when no bytes came).
+    pub best_rate: f64,
+    /// Distinct hosts seen.
+    pub hosts: usize,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct HostWait {
+    quickest: Duration,
+    downloads: u64,
+}
+
+/// Gathers samples as downloads finish, in O(hosts + buckets) memory.
+#[derive(Clone, Debug)]
+pub(crate) struct Estimator {
+    hosts: HashMap<String, HostWait>,
+    /// Body bytes received per bucket of `width`.
+    buckets: Vec<f64>,
+    width: Duration,
+    bytes: u64,
+    /// Earliest body start and latest body end seen.
+    span: Option<(Duration, Duration)>,
+    /// Per class of own rate: (bytes, seconds receiving).
+    by_rate: Vec<(f64, f64)>,
+}
+
+impl Default for Estimator {
+    fn default() -> Self {
+        Estimator {
+            hosts: HashMap::new(),
+            buckets: Vec::new(),
+            width: BUCKET,
+            bytes: 0,
+            span: None,
+            by_rate: vec![(0.0, 0.0); RATE_CLASSES],
+        }
+    }
+}
+
+impl Estimator {
+    pub(crate) fn add(&mut self, s: &Sample<'_>) {
+        let host = match self.hosts.get_mut(s.host) {
+            Some(h) => h,
+            None => self.hosts.entry(s.host.to_string()).or_insert(HostWait {
+                quickest: Duration::MAX,
+                downloads: 0,
+            }),
+        };
+        host.downloads += 1;
+        if let Some(wait) = s.wait {
+            host.quickest = host.quickest.min(wait);
+        }
+        let (start, end) = (s.body.0, s.body.1.max(s.body.0));
+        self.bytes += s.bytes;
+        if s.bytes > 0 {
+            self.span = Some(match self.span {
+                Some((a, b)) => (a.min(start), b.max(end)),
+                None => (start, end),
+            });
+            self.spread(start, end, s.bytes as f64);
+        }
+        if s.bytes > SMALL_BODY {
+            let seconds = (end - start).as_secs_f64();
+            let class = &mut self.by_rate[rate_class(s.bytes as f64, seconds)];
+            class.0 += s.bytes as f64;
+            class.1 += seconds;
+        }
+    }
+
+    /// Every download's bytes at `best_rate`, or in its own receiving time when shorter (taken
+    /// per class of own rate, which is never more than per download).
+    fn transfer(&self, best_rate: f64) -> Duration {
+        if best_rate <= 0.0 {
+            return Duration::ZERO;
+        }
+        let seconds: f64 = self
+            .by_rate
+            .iter()
+            .map(|&(bytes, own)| own.min(bytes / best_rate))
+            .sum();
+        Duration::from_secs_f64(seconds.max(0.0))
+    }
+
+    /// Adds `bytes` evenly over `[start, end]` to the buckets it covers.
+    fn spread(&mut self, start: Duration, end: Duration, bytes: f64) {
+        while self.index(end) >= MAX_BUCKETS {
+            self.coarsen();
+        }
+        let (first, last) = (self.index(start), self.index(end));
+        if self.buckets.len() <= last {
+            self.buckets.resize(last + 1, 0.0);
+        }
+        let length = (end - start).as_secs_f64();
+        if first == last || length <= 0.0 {
+            self.buckets[last] += bytes;
+            return;
+        }
+        let w = self.width.as_secs_f64();
+        for i in first..=last {
+            let lo = (i as f64 * w).max(start.as_secs_f64());
+            let hi = ((i + 1) as f64 * w).min(end.as_secs_f64());
+            self.buckets[i] += bytes * (hi - lo).max(0.0) / length;
+        }
+    }
+
+    fn index(&self, at: Duration) -> usize {
+        (at.as_nanos() / self.width.as_nanos().max(1)) as usize
+    }
+
+    fn coarsen(&mut self) {
+        self.buckets = self
+            .buckets
+            .chunks(2)
+            .map(|pair| pair.iter().sum())
+            .collect();
+        self.width *= 2;
+    }
+
+    /// Best aggregate throughput over a sliding window of buckets; at least the average over
+    /// the time bytes were arriving.
+    pub(crate) fn best_rate(&self) -> f64 {
+        let Some((start, end)) = self.span else {
+            return 0.0;
+        };
+        let average = self.bytes as f64 / (end - start).as_secs_f64().max(1e-3);
+        let n = self.buckets.len();
+        let window = (n / WINDOW_SHARE).max(1);
+        if n < window {
+            return average;
+        }
+        let mut sum: f64 = self.buckets[..window].iter().sum();
+        let mut best = sum;
+        for i in window..n {
+            sum += self.buckets[i] - self.buckets[i - window];
+            best = best.max(sum);
+        }
+        let seconds = self.width.as_secs_f64() * window as f64;
+        average.max(best / seconds)
+    }
+
+    /// The estimate, or `None` when nothing was downloaded.
+    pub fn estimate(&self) -> Option<Estimate> {
+        if self.hosts.is_empty() {
+            return None;
+        }
+        let waits = self
+            .hosts
+            .values()
+            .filter(|h| h.quickest != Duration::MAX)
+            .map(|h| {
+                h.quickest
+                    .saturating_mul(u32::try_from(h.downloads).unwrap_or(u32::MAX))
+            })
+            .fold(Duration::ZERO, Duration::saturating_add);
+        let best_rate = self.best_rate();
+        let transfer = self.transfer(best_rate);
+        Some(Estimate {
+            total: waits + transfer,
+            waits,
+            transfer,
+            best_rate,
+            hosts: self.hosts.len(),
+        })
+    }
+}
+
+/// The class of a download that received `bytes` in `seconds`: by the logarithm of its rate.
+fn rate_class(bytes: f64, seconds: f64) -> usize {
+    let rate = bytes / seconds;
+    if !rate.is_finite() {
+        return RATE_CLASSES - 1;
+    }
+    let class = (rate.max(1.0).log2() * RATE_STEPS_PER_DOUBLING).floor();
+    (class as usize).min(RATE_CLASSES - 2)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    fn sample(host: &str, wait: u64, body: (u64, u64), bytes: u64) -> Sample<'_> {
+        Sample {
+            host,
+            wait: Some(ms(wait)),
+            body: (ms(body.0), ms(body.1)),
+            bytes,
+        }
+    }
+
+    #[test]
+    fn hosts_are_scheme_host_and_port() {
+        assert_eq!(host_of("http://h:8080/a/b?q"), "http://h:8080");
+        assert_eq!(host_of("https://h"), "https://h");
+        assert_eq!(host_of("https://h?x=/y"), "https://h");
+    }
+
+    #[test]
+    fn nothing_downloaded_gives_no_estimate() {
+        assert_eq!(Estimator::default().estimate(), None);
+    }
+
+    #[test]
+    fn each_download_is_charged_its_hosts_quickest_wait() {
+        let mut e = Estimator::default();
+        // Waits grew under concurrency (a flooded accept queue): only the quickest counts.
+        e.add(&sample("http://a", 50, (50, 50), 0));
+        e.add(&sample("http://a", 400, (400, 400), 0));
+        e.add(&sample("http://a", 900, (900, 900), 0));
+        e.add(&sample("http://b", 20, (20, 20), 0));
+        let est = e.estimate().unwrap();
+        assert_eq!(est.waits, ms(3 * 50 + 20));
+        assert_eq!(est.transfer, Duration::ZERO);
+        assert_eq!(est.total, ms(170));
+        assert_eq!(est.hosts, 2);
+    }
+
+    #[test]
+    fn a_download_without_a_response_costs_no_wait() {
+        let mut e = Estimator::default();
+        e.add(&Sample {
+            host: "http://a",
+            wait: None,
+            body: (ms(0), ms(0)),
+            bytes: 0,
+        });
+        assert_eq!(e.estimate().unwrap().total, Duration::ZERO);
+    }
+
+    #[test]
+    fn bytes_go_at_the_best_aggregate_rate_not_each_downloads_own() {
+        let mut e = Estimator::default();
+        // Ten downloads share a 10 MB/s link for one second: each saw 1 MB/s. Summing their
+        // own times says 10 s; one after another at the link's rate takes 1 s.
+        for _ in 0..10 {
+            e.add(&sample("http://a", 0, (0, 1000), 1_000_000));
+        }
+        let est = e.estimate().unwrap();
+        assert!((est.best_rate - 10_000_000.0).abs() < 1.0, "{est:?}");
+        assert!((est.transfer.as_secs_f64() - 1.0).abs() < 1e-6, "{est:?}");
+    }
+
+    #[test]
+    fn a_small_body_costs_no_transfer_time_of_its_own() {
+        let mut e = Estimator::default();
+        // Latency-bound: 100 small bodies, one every 10 ms, each arriving in 0.1 ms.
+        for i in 0..100 {
+            e.add(&Sample {
+                host: "http://a",
+                wait: Some(ms(9)),
+                body: (ms(i * 10), ms(i * 10) + Duration::from_micros(100)),
+                bytes: 2000,
+            });
+        }
+        let est = e.estimate().unwrap();
+        assert_eq!(est.waits, ms(900));
+        assert_eq!(est.transfer, Duration::ZERO, "{est:?}");
+    }
+
+    #[test]
+    fn a_short_burst_does_not_set_the_rate() {
+        let mut e = Estimator::default();
+        for i in 0..100 {
+            e.add(&sample("http://a", 0, (i * 100, i * 100 + 100), 100_000));
+        }
+        // One download of 5 MB in a single bucket: spread over the window, not taken alone.
+        e.add(&sample("http://a", 0, (5000, 5000), 5_000_000));
+        let rate = e.best_rate();
+        assert!(rate < 20_000_000.0, "{rate}");
+        assert!(rate >= 1_000_000.0, "{rate}");
+    }
+
+    #[test]
+    fn long_runs_keep_a_bounded_number_of_buckets() {
+        let mut e = Estimator::default();
+        e.add(&sample("http://a", 0, (0, 3_600_000), 3_600));
+        e.add(&sample("http://a", 0, (3_600_000, 7_200_000), 3_600));
+        assert!(e.buckets.len() <= MAX_BUCKETS);
+        let rate = e.best_rate();
+        assert!((0.9..1.5).contains(&rate), "{rate}");
+    }
+}

@@ -1,0 +1,241 @@
+//! `--har FILE`: the run as an HTTP Archive (HAR 1.2), for browser developer tools and HAR
+//! viewers. One page per pass (`--compare` has several), one entry per request: retries and
+//! `--split` pieces each have their own.
+//!
+//! What fetchpar cannot know is `-1`, as the format allows: `blocked`, `dns` and `ssl` always
+//! (`connect` includes TLS), `connect` on a reused connection or when it was not measured. The
+//! request headers listed are the ones fetchpar set on that request (`Range`, `If-Range`), never
+//! the client's or the user's, so no credential can reach the file; response headers that carry
+//! credentials are `***`, and URLs have their userinfo redacted.
+
+use std::io::{self, Write};
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::{json, Value};
+
+use crate::trace::{Exchange, Trace};
+
+/// The whole archive for these passes.
+pub(crate) fn archive(passes: &[&Trace]) -> Value {
+    let pages: Vec<Value> = passes
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            json!({
+                "startedDateTime": iso8601(t.started_at),
+                "id": page_id(i),
+                "title": format!("fetchpar pass {}: {} ({} downloads)", i + 1,
+                    workers(t.jobs), t.rows.len()),
+                "pageTimings": {},
+            })
+        })
+        .collect();
+    let mut entries: Vec<(SystemTime, Value)> = Vec::new();
+    for (i, t) in passes.iter().enumerate() {
+        for e in t.rows.iter().flat_map(|r| &r.exchanges) {
+            let Some(sent) = e.sent else { continue };
+            let started = t.wall_clock(sent);
+            entries.push((started, entry(&page_id(i), started, e)));
+        }
+    }
+    entries.sort_by_key(|(at, _)| *at);
+    json!({
+        "log": {
+            "version": "1.2",
+            "creator": {"name": "fetchpar", "version": env!("CARGO_PKG_VERSION")},
+            "pages": pages,
+            "entries": entries.into_iter().map(|(_, e)| e).collect::<Vec<_>>(),
+        }
+    })
+}
+
+fn workers(n: usize) -> String {
+    format!("{n} worker{}", if n == 1 { "" } else { "s" })
+}
+
+fn page_id(i: usize) -> String {
+    format!("pass-{}", i + 1)
+}
+
+/// Milliseconds, three decimals.
+fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e6).round() / 1e3
+}
+
+fn entry(page: &str, started: SystemTime, e: &Exchange) -> Value {
+    let timings = timings(e);
+    let time: f64 = ["blocked", "dns", "connect", "send", "wait", "receive"]
+        .iter()
+        .filter_map(|k| timings[*k].as_f64())
+        .filter(|v| *v > 0.0)
+        .sum();
+    let header = |(name, value): &(String, String)| json!({"name": name, "value": value});
+    let mime = e
+        .response_headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("content-type"))
+        .map_or("x-unknown", |(_, v)| v.as_str());
+    let mut entry = json!({
+        "pageref": page,
+        "startedDateTime": iso8601(started),
+        "time": (time * 1e3).round() / 1e3,
+        "request": {
+            "method": "GET",
+            "url": e.url,
+            "httpVersion": "unknown",
+            "cookies": [],
+            "headers": e.request_headers.iter().map(header).collect::<Vec<_>>(),
+            "queryString": query_string(&e.url),
+            "headersSize": -1,
+            "bodySize": 0,
+        },
+        "response": {
+            "status": e.status.unwrap_or(0),
+            "statusText": e.status
+                .and_then(|s| reqwest::StatusCode::from_u16(s).ok())
+                .and_then(|s| s.canonical_reason())
+                .unwrap_or(""),
+            "httpVersion": "unknown",
+            "cookies": [],
+            "headers": e.response_headers.iter().map(header).collect::<Vec<_>>(),
+            "content": {"size": e.bytes, "mimeType": mime},
+            "redirectURL": "",
+            "headersSize": -1,
+            "bodySize": e.bytes,
+        },
+        "cache": {},
+        "timings": timings,
+    });
+    if let Some(piece) = e.piece {
+        entry["_piece"] = json!(piece);
+    }
+    if let Some(error) = &e.error {
+        entry["_error"] = json!(error);
+    }
+    entry
+}
+
+/// HAR timings: `send` is folded into `wait` (fetchpar does not see the request leave), and
+/// `wait` is the first-byte wait less connection set-up when that was measured.
+fn timings(e: &Exchange) -> Value {
+    let between = |a: Option<_>, b: Option<_>| match (a, b) {
+        (Some(a), Some(b)) => Some(ms(std::time::Instant::saturating_duration_since(&b, a))),
+        _ => None,
+    };
+    let connect = e.connect.map(ms);
+    let first_byte = between(e.sent, e.headers.or(e.end)).unwrap_or(0.0);
+    let wait = (first_byte - connect.unwrap_or(0.0)).max(0.0);
+    let receive = between(e.headers, e.end).unwrap_or(0.0);
+    json!({
+        "blocked": -1,
+        "dns": -1,
+        "connect": connect.unwrap_or(-1.0),
+        "ssl": -1,
+        "send": 0,
+        "wait": wait,
+        "receive": receive,
+    })
+}
+
+fn query_string(url: &str) -> Vec<Value> {
+    url::Url::parse(url)
+        .map(|u| {
+            u.query_pairs()
+                .map(|(name, value)| json!({"name": name, "value": value}))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `2026-11-28T18:10:00.123Z`.
+fn iso8601(at: SystemTime) -> String {
+    let since = at.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs();
+    let (days, rest) = ((secs / 86_400) as i64, secs % 86_400);
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rest / 3600,
+        (rest % 3600) / 60,
+        rest % 60,
+        since.subsec_millis()
+    )
+}
+
+/// Howard Hinnant's days-to-civil algorithm (proleptic Gregorian calendar).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+/// Writes the archive beside `path` and renames it into place, so a reader never sees half.
+pub(crate) fn write(path: &Path, passes: &[&Trace]) -> io::Result<()> {
+    super::write_file(path, |file| {
+        let mut out = io::BufWriter::new(file);
+        serde_json::to_writer_pretty(&mut out, &archive(passes)).map_err(io::Error::other)?;
+        out.write_all(b"\n")?;
+        out.flush()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trace::{Phases, Row};
+    use std::time::Instant;
+
+    #[test]
+    fn dates_are_iso8601_utc() {
+        assert_eq!(iso8601(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+        let t = UNIX_EPOCH + Duration::from_millis(1_795_889_400_123);
+        assert_eq!(iso8601(t), "2026-11-28T18:10:00.123Z");
+        let leap = UNIX_EPOCH + Duration::from_secs(951_782_400);
+        assert_eq!(iso8601(leap), "2000-02-29T00:00:00.000Z");
+    }
+
+    #[test]
+    fn an_entry_per_request_with_unknowns_as_minus_one() {
+        let start = Instant::now();
+        let at = |ms| Some(start + Duration::from_millis(ms));
+        let exchange = |sent, status| Exchange {
+            url: "http://***@h/a?x=1".into(),
+            sent: at(sent),
+            headers: at(sent + 50),
+            end: at(sent + 150),
+            status,
+            bytes: 10,
+            response_headers: vec![("set-cookie".into(), "***".into())],
+            ..Exchange::default()
+        };
+        let mut trace = Trace::new(2, start);
+        trace.rows.push(Row {
+            url: "http://***@h/a?x=1".into(),
+            phases: Phases::default(),
+            bytes: 10,
+            status: Some(200),
+            retries: 1,
+            failure: None,
+            exchanges: vec![exchange(0, Some(503)), exchange(200, Some(200))],
+        });
+        let har = archive(&[&trace]);
+        let entries = har["log"]["entries"].as_array().unwrap();
+        assert_eq!(entries.len(), 2);
+        assert_eq!(entries[0]["response"]["status"], 503);
+        let t = &entries[1]["timings"];
+        assert_eq!(t["connect"], -1.0);
+        assert_eq!(t["wait"], 50.0);
+        assert_eq!(t["receive"], 100.0);
+        assert_eq!(entries[1]["time"], 150.0);
+        assert_eq!(entries[1]["request"]["queryString"][0]["name"], "x");
+        assert_eq!(har["log"]["pages"][0]["id"], "pass-1");
+    }
+}

@@ -1,0 +1,202 @@
+//! When each phase of one download began and ended: what the `--json` records' phase timings,
+//! the summary's estimate (see [`crate::estimate`]) and any picture of the run are drawn from.
+//!
+//! Workers fill [`Phases`] with monotonic instants as they go (a handful of `Instant::now()` per
+//! download, none per chunk); the main thread turns them into durations and offsets.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use reqwest::header::HeaderMap;
+
+/// One download's phases. Each instant is `None` when the download never got that far.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Phases {
+    /// When the job was put in the queue.
+    pub queued: Option<Instant>,
+    /// When a worker took it.
+    pub began: Option<Instant>,
+    /// When the request that brought the body (the last attempt's) was sent.
+    pub sent: Option<Instant>,
+    /// Connection set-up (TCP and TLS) for that request, when it opened a new connection and
+    /// that was measured; `None` on a reused connection.
+    pub connect: Option<Duration>,
+    /// When its response headers were in.
+    pub headers: Option<Instant>,
+    /// When the body had all arrived (or stopped arriving).
+    pub body_end: Option<Instant>,
+    /// When the file had its final name (or the download had failed).
+    pub ended: Option<Instant>,
+}
+
+fn between(a: Option<Instant>, b: Option<Instant>) -> Option<Duration> {
+    Some(b?.saturating_duration_since(a?))
+}
+
+impl Phases {
+    /// Waiting in the queue for a worker.
+    pub fn queued(&self) -> Option<Duration> {
+        between(self.queued, self.began)
+    }
+
+    /// Request sent to response headers (connection set-up included when there was one).
+    pub fn first_byte(&self) -> Option<Duration> {
+        between(self.sent, self.headers)
+    }
+
+    /// Response headers to the end of the body.
+    pub fn receive(&self) -> Option<Duration> {
+        between(self.headers, self.body_end)
+    }
+
+    /// End of the body to the final name.
+    pub fn commit(&self) -> Option<Duration> {
+        between(self.body_end, self.ended)
+    }
+
+    /// These phases with `earlier`'s queueing and start: for a new attempt of the same download.
+    pub fn keep_queueing(self, earlier: &Phases) -> Phases {
+        Phases {
+            queued: earlier.queued,
+            began: earlier.began,
+            ..self
+        }
+    }
+
+    /// Offset of `at` from the start of the run, if both are known.
+    pub fn offset(run_start: Instant, at: Option<Instant>) -> Option<Duration> {
+        Some(at?.saturating_duration_since(run_start))
+    }
+}
+
+/// One request and its response, as `--har` lists it (only gathered when asked for: it keeps
+/// the response headers). Every retry and every `--split` piece is one.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Exchange {
+    /// Credentials already removed.
+    pub url: String,
+    /// The headers this request set itself (`Range`, `If-Range`); the client's own and the
+    /// user's are not listed, so no credential can slip through.
+    pub request_headers: Vec<(String, String)>,
+    pub sent: Option<Instant>,
+    /// Connection set-up, when this request opened one and it was measured.
+    pub connect: Option<Duration>,
+    pub headers: Option<Instant>,
+    pub end: Option<Instant>,
+    /// `None` when no response came.
+    pub status: Option<u16>,
+    /// Secrets (`Set-Cookie` and the like) redacted.
+    pub response_headers: Vec<(String, String)>,
+    /// Body bytes received.
+    pub bytes: u64,
+    /// The `--split` piece it fetched, if one.
+    pub piece: Option<usize>,
+    /// Why it ended without a usable body, if it did.
+    pub error: Option<String>,
+}
+
+/// Header names whose values are credentials in one direction or the other.
+const SECRET_HEADERS: [&str; 5] = [
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "set-cookie",
+    "proxy-authenticate",
+];
+
+/// A response's headers for the trace, with credentials replaced by `***`.
+pub(crate) fn headers_of(map: &HeaderMap) -> Vec<(String, String)> {
+    map.iter()
+        .map(|(name, value)| {
+            let value = if SECRET_HEADERS.contains(&name.as_str()) {
+                "***".to_string()
+            } else {
+                String::from_utf8_lossy(value.as_bytes()).into_owned()
+            };
+            (name.as_str().to_string(), value)
+        })
+        .collect()
+}
+
+/// One download as a picture or an archive shows it.
+#[derive(Clone, Debug)]
+pub struct Row {
+    /// Credentials already removed.
+    pub url: String,
+    pub phases: Phases,
+    pub bytes: u64,
+    pub status: Option<u16>,
+    pub retries: u32,
+    /// Why it failed, if it did.
+    pub failure: Option<String>,
+    pub exchanges: Vec<Exchange>,
+}
+
+/// A pass's downloads, kept by the main thread only when `--har` or `--timeline` asks.
+#[derive(Clone, Debug)]
+pub struct Trace {
+    /// The pass's worker count.
+    pub jobs: usize,
+    /// When the pass started, on the monotonic clock and on the wall clock.
+    pub start: Instant,
+    pub started_at: SystemTime,
+    pub rows: Vec<Row>,
+}
+
+impl Trace {
+    pub fn new(jobs: usize, start: Instant) -> Trace {
+        Trace {
+            jobs,
+            start,
+            started_at: SystemTime::now(),
+            rows: Vec::new(),
+        }
+    }
+
+    /// The wall-clock time of a monotonic instant of this pass.
+    pub fn wall_clock(&self, at: Instant) -> SystemTime {
+        self.started_at + at.saturating_duration_since(self.start)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phases_are_differences_and_missing_ends_give_none() {
+        let t0 = Instant::now();
+        let at = |ms| Some(t0 + Duration::from_millis(ms));
+        let p = Phases {
+            queued: at(0),
+            began: at(5),
+            sent: at(6),
+            connect: None,
+            headers: at(56),
+            body_end: at(156),
+            ended: at(158),
+        };
+        assert_eq!(p.queued(), Some(Duration::from_millis(5)));
+        assert_eq!(p.first_byte(), Some(Duration::from_millis(50)));
+        assert_eq!(p.receive(), Some(Duration::from_millis(100)));
+        assert_eq!(p.commit(), Some(Duration::from_millis(2)));
+        let refused = Phases {
+            body_end: None,
+            headers: None,
+            ..p
+        };
+        assert_eq!(refused.first_byte(), None);
+        assert_eq!(refused.receive(), None);
+        assert_eq!(Phases::offset(t0, at(6)), Some(Duration::from_millis(6)));
+    }
+
+    #[test]
+    fn secret_response_headers_are_redacted() {
+        let mut map = HeaderMap::new();
+        map.insert("set-cookie", "session=s3cret".parse().unwrap());
+        map.insert("content-type", "text/plain".parse().unwrap());
+        let h = headers_of(&map);
+        assert!(h.contains(&("set-cookie".into(), "***".into())));
+        assert!(h.contains(&("content-type".into(), "text/plain".into())));
+        assert!(!format!("{h:?}").contains("s3cret"));
+    }
+}

@@ -1,0 +1,103 @@
+//! `--har FILE`: one entry per request (retries and `--split` pieces included), no secret in it,
+//! and a file that a third-party HAR 1.2 validator accepts.
+//!
+//! The validator is npm's `har-validator`: `tests/har.sh` installs it into a temporary directory
+//! and runs these tests with `FETCHPAR_HAR_VALIDATOR` pointing at it. Without that variable the
+//! structural checks still run and the validation is skipped, saying so.
+
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use crate::util::*;
+
+/// A run that retries one URL, splits another and sends credentials for a third.
+fn har_of_a_busy_run() -> (Server, serde_json::Value, String) {
+    let big = body(256 * 1024, 7);
+    let tries = Arc::new(AtomicUsize::new(0));
+    let server = serve(move |req| match req.path() {
+        "/flaky" if tries.fetch_add(1, Ordering::SeqCst) == 0 => Reply::status(503),
+        "/flaky" => Reply::file(body(1000, 1)),
+        "/big" => Reply::file(big.clone()).with_header("ETag", "\"v1\""),
+        "/private" => Reply::file(body(100, 2)).with_header("Set-Cookie", "session=hush-cookie"),
+        _ => Reply::status(404),
+    });
+    let sandbox = Sandbox::new();
+    let har = sandbox.root().join("run.har");
+    let private = server
+        .url("/private")
+        .replacen("http://", "http://user:hush-password@", 1);
+    let (code, _, stderr) = run(fetchpar()
+        .args(["--split", "2", "--max-retry-wait", "0.02", "--har"])
+        .arg(&har)
+        .arg("-o")
+        .arg(sandbox.out())
+        .args([server.url("/flaky"), server.url("/big"), private]));
+    assert_eq!(code, 0, "{stderr:#?}");
+    let text = std::fs::read_to_string(&har).unwrap();
+    (server, serde_json::from_str(&text).unwrap(), text)
+}
+
+#[test]
+fn every_request_is_an_entry_and_no_secret_is_written() {
+    let (server, har, text) = har_of_a_busy_run();
+    assert_eq!(har["log"]["version"], "1.2");
+    let entries = har["log"]["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), server.requests().len(), "{text}");
+    let statuses = |path: &str| {
+        let mut s: Vec<u64> = entries
+            .iter()
+            .filter(|e| e["request"]["url"].as_str().unwrap().ends_with(path))
+            .map(|e| e["response"]["status"].as_u64().unwrap())
+            .collect();
+        s.sort();
+        s
+    };
+    assert_eq!(
+        statuses("/flaky"),
+        [200, 503],
+        "the retry has its own entry"
+    );
+    assert_eq!(
+        statuses("/big"),
+        [200, 206],
+        "each --split piece has its own entry"
+    );
+    assert!(entries.iter().any(|e| e["_piece"] == 1), "{text}");
+    for e in entries {
+        for k in ["send", "wait", "receive"] {
+            assert!(e["timings"][k].as_f64().unwrap() >= 0.0, "{k}: {e}");
+        }
+        for k in ["blocked", "dns", "connect", "ssl"] {
+            assert!(e["timings"][k].as_f64().unwrap() >= -1.0, "{k}: {e}");
+        }
+    }
+    assert!(!text.contains("hush"), "a secret reached the HAR file");
+}
+
+#[test]
+fn a_har_validator_accepts_the_file() {
+    let Some(validator) = std::env::var_os("FETCHPAR_HAR_VALIDATOR") else {
+        eprintln!("skipped: FETCHPAR_HAR_VALIDATOR is not set (tests/har.sh installs har-validator and sets it)");
+        return;
+    };
+    let (_server, _, text) = har_of_a_busy_run();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("run.har");
+    std::fs::write(&file, text).unwrap();
+    let script = "const [v, f] = process.argv.slice(1);\
+        require(v).har(JSON.parse(require('fs').readFileSync(f, 'utf8')))\
+        .then(() => console.log('valid'), e => { console.error(JSON.stringify(e.errors || String(e))); process.exit(1); });";
+    let out = Command::new("node")
+        .arg("-e")
+        .arg(script)
+        .arg(&validator)
+        .arg(&file)
+        .output()
+        .expect("node, to run har-validator");
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("valid"),
+        "har-validator: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

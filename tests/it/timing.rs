@@ -1,0 +1,210 @@
+//! The timing summary tells no more than the run can back: the default run's estimate, the
+//! `--compare` headline against its own table, and the JSON figures behind them.
+//!
+//! No timing is asserted: the fixture is a server that answers one request at a time and keeps
+//! each turn for a while after its reply, so N requests take at least (N - 1) turns whatever the
+//! concurrency, while the estimate charges each download only the quickest wait seen.
+
+use std::time::Duration;
+
+use crate::util::*;
+
+/// A turn long enough that the first, uncontended reply always comes back well within it.
+const HOLD: Duration = Duration::from_millis(1000);
+
+/// Three empty files from a server that answers one at a time: no bytes, so the estimate is
+/// three times the quickest wait, which is below one turn, while the run takes two turns.
+fn serialising_server() -> (Server, Vec<String>) {
+    let server = Server::start_one_at_a_time(|_| Reply::file(Vec::new()), HOLD).unwrap();
+    let urls = (0..3).map(|i| server.url(&format!("/empty-{i}"))).collect();
+    (server, urls)
+}
+
+fn summary_of(stdout: &[String]) -> serde_json::Value {
+    let last = stdout.last().expect("a summary record");
+    let v: serde_json::Value = serde_json::from_str(last).unwrap();
+    assert_eq!(v["type"], "summary", "{last}");
+    v
+}
+
+#[test]
+fn a_run_slowed_by_its_own_concurrency_says_so_instead_of_a_speedup() {
+    let (_server, urls) = serialising_server();
+    let out = Sandbox::new();
+    let (code, stdout, stderr) = run(fetchpar()
+        .args(["-j", "3", "--json", "-o"])
+        .arg(out.out())
+        .args(&urls));
+    assert_eq!(code, 0, "{stderr:#?}");
+    let line = stderr
+        .iter()
+        .find(|l| l.starts_with("3 files: "))
+        .unwrap_or_else(|| panic!("comparison line in {stderr:#?}"));
+    assert!(line.contains("slowed by its own concurrency"), "{line}");
+    assert!(
+        line.contains("--compare") && line.contains("lower -j"),
+        "{line}"
+    );
+    assert!(!line.contains("faster"), "{line}");
+    let summary = summary_of(&stdout);
+    assert_eq!(summary["sequential_kind"], "estimated");
+    assert!(
+        summary["sequential_ms"].as_u64().unwrap() < summary["wall_ms"].as_u64().unwrap(),
+        "{summary}"
+    );
+    assert_eq!(summary["estimate"]["transfer_ms"], 0, "{summary}");
+    // Each record carries its phases, so a script can draw its own picture.
+    let records: Vec<serde_json::Value> = stdout[..stdout.len() - 1]
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(records.len(), 3);
+    for r in &records {
+        assert_eq!(r["status"], "saved", "{r}");
+        for phase in ["queued_ms", "first_byte_ms", "receive_ms", "commit_ms"] {
+            assert!(
+                r[phase].as_f64().is_some_and(|ms| ms >= 0.0),
+                "{phase}: {r}"
+            );
+        }
+        assert!(r.as_object().unwrap().contains_key("connect_ms"), "{r}");
+    }
+}
+
+#[test]
+fn fewer_files_than_workers_names_the_workers_used() {
+    let (server, expected) = file_server(2, 100, 200, Duration::ZERO);
+    let out = Sandbox::new();
+    let (code, _, stderr) = run(fetchpar()
+        .args(["-j", "8", "-o"])
+        .arg(out.out())
+        .args(urls_of(&server, &expected)));
+    assert_eq!(code, 0, "{stderr:#?}");
+    let line = stderr
+        .iter()
+        .find(|l| l.starts_with("2 files: "))
+        .unwrap_or_else(|| panic!("comparison line in {stderr:#?}"));
+    assert!(
+        line.contains(" with 2 workers, fewer files than the 8 workers asked for"),
+        "{line}"
+    );
+    assert!(!line.contains("8 workers ("), "{line}");
+}
+
+/// The speedup in a headline or a table row: the first `N.Nx` in it.
+fn speedup_in(line: &str) -> String {
+    line.split([' ', '(', ':'])
+        .find(|w| w.ends_with('x') && w[..w.len() - 1].parse::<f64>().is_ok())
+        .unwrap_or_else(|| panic!("no speedup in {line}"))
+        .to_string()
+}
+
+#[test]
+fn the_compare_headline_agrees_with_its_table() {
+    let server =
+        Server::start_one_at_a_time(|_| Reply::file(Vec::new()), Duration::from_millis(200))
+            .unwrap();
+    let urls: Vec<String> = (0..3).map(|i| server.url(&format!("/e-{i}"))).collect();
+    let out = Sandbox::new();
+    let (code, stdout, stderr) = run(fetchpar()
+        .args(["--compare", "-j", "3", "--json", "-o"])
+        .arg(out.out())
+        .args(&urls));
+    assert_eq!(code, 0, "{stderr:#?}");
+    let headline = stderr
+        .iter()
+        .find(|l| l.starts_with("3 files: "))
+        .unwrap_or_else(|| panic!("headline in {stderr:#?}"));
+    assert!(!headline.contains("estimated"), "{headline}");
+    let header = stderr
+        .iter()
+        .position(|l| l.contains("workers") && l.contains("speedup"))
+        .unwrap_or_else(|| panic!("table in {stderr:#?}"));
+    let row = &stderr[header + 2];
+    assert!(row.starts_with("threaded "), "{stderr:#?}");
+    assert_eq!(speedup_in(headline), speedup_in(row), "{stderr:#?}");
+    let summary = summary_of(&stdout);
+    assert_eq!(summary["sequential_kind"], "measured");
+    assert_eq!(summary["estimate"], serde_json::Value::Null);
+    assert_eq!(
+        summary["sequential_ms"], summary["compare"]["sequential_wall_ms"],
+        "{summary}"
+    );
+}
+
+#[test]
+fn a_sweep_runs_one_pass_per_count_and_keeps_only_the_last_passs_files() {
+    let (server, expected) = file_server(4, 1000, 3000, Duration::from_millis(20));
+    let out = Sandbox::new();
+    let (code, stdout, stderr) = run(fetchpar()
+        .args(["--compare=1,2,3", "--json", "-o"])
+        .arg(out.out())
+        .args(urls_of(&server, &expected)));
+    assert_eq!(code, 0, "{stderr:#?}");
+    assert_eq!(checksums(&out.out()), expected);
+    let records: Vec<serde_json::Value> = stdout
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let of_type = |t: &str| {
+        records
+            .iter()
+            .filter(|r| r["type"] == t)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(of_type("url").len(), 4, "records of the last pass only");
+    let passes = of_type("pass");
+    let jobs: Vec<u64> = passes.iter().map(|p| p["jobs"].as_u64().unwrap()).collect();
+    assert_eq!(jobs, [1, 2, 3]);
+    assert!(passes.iter().all(|p| p["saved"] == 4 && p["failed"] == 0));
+    assert_eq!(passes[0]["speedup"], 1.0);
+    let summary = summary_of(&stdout);
+    assert_eq!(summary["sequential_kind"], "measured");
+    assert_eq!(summary["jobs"], 3);
+    // The table: a header, one row per count, and where more workers stopped paying.
+    let header = stderr
+        .iter()
+        .position(|l| l.contains("workers") && l.contains("speedup"))
+        .unwrap_or_else(|| panic!("table in {stderr:#?}"));
+    for (row, count) in stderr[header + 1..header + 4].iter().zip(["1", "2", "3"]) {
+        assert_eq!(row.split_whitespace().next(), Some(count), "{stderr:#?}");
+    }
+    assert!(
+        stderr[header + 4].starts_with("more workers "),
+        "{stderr:#?}"
+    );
+}
+
+#[test]
+fn compare_takes_a_list_only_with_equals_and_never_with_j() {
+    let (server, expected) = file_server(1, 100, 100, Duration::ZERO);
+    let urls = urls_of(&server, &expected);
+    let out = Sandbox::new();
+    // `--compare URL` keeps its meaning: the URL is an input, not a list of counts.
+    let (code, _, stderr) = run(fetchpar()
+        .args(["-o"])
+        .arg(out.out())
+        .arg("--compare")
+        .args(&urls));
+    assert_eq!(code, 0, "{stderr:#?}");
+    assert_eq!(checksums(&out.out()), expected);
+    for args in [
+        &["--compare=1,4", "-j", "4"][..],
+        &["--compare=4"],
+        &["--compare=1,x"],
+    ] {
+        let empty = Sandbox::new();
+        let (code, stdout, stderr) =
+            run(fetchpar().args(args).arg("-o").arg(empty.out()).args(&urls));
+        assert_eq!(code, 2, "{args:?}: {stderr:#?}");
+        assert!(stdout.is_empty(), "{args:?}");
+        assert!(
+            stderr.iter().any(|l| l.contains("compare")),
+            "{args:?}: {stderr:#?}"
+        );
+        assert!(
+            !empty.out().exists() || entries(&empty.out()).is_empty(),
+            "{args:?}"
+        );
+    }
+}
