@@ -17,18 +17,18 @@ use crate::transport::Client;
 
 /// Everything a reqwest client of fetchpar is built from.
 #[derive(Clone, Debug)]
-pub struct Recipe {
-    pub request: RequestOptions,
+pub(crate) struct Recipe {
+    pub(crate) request: RequestOptions,
     /// Per read, not a total deadline (see [`Recipe::build`]).
-    pub timeout: Duration,
-    pub connect_timeout: Duration,
+    pub(crate) timeout: Duration,
+    pub(crate) connect_timeout: Duration,
     /// `--http1.1`: never offer `h2` in ALPN.
-    pub http1_only: bool,
+    pub(crate) http1_only: bool,
 }
 
 /// Which client of a pass is being built.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     /// A worker's own: one keep-alive connection, reused from file to file.
     PerThread,
     /// The one client every worker shares for HTTP/2 hosts: its connections carry many
@@ -37,7 +37,7 @@ pub enum Kind {
 }
 
 impl Recipe {
-    pub fn from_config(config: &Config) -> Recipe {
+    pub(crate) fn from_config(config: &Config) -> Recipe {
         Recipe {
             request: config.request.clone(),
             timeout: config.download.timeout,
@@ -47,11 +47,11 @@ impl Recipe {
     }
 
     /// Whether the transport should share HTTP/2 connections between workers.
-    pub fn offers_h2(&self) -> bool {
+    pub(crate) fn offers_h2(&self) -> bool {
         !self.http1_only
     }
 
-    pub fn build(&self, kind: Kind) -> Result<reqwest::Client> {
+    pub(crate) fn build(&self, kind: Kind) -> Result<reqwest::Client> {
         let mut builder = reqwest::Client::builder()
             // Per read, not a total deadline: it applies to the wait for headers and to each body
             // read, so a large file that keeps flowing is never cut off.
@@ -78,6 +78,6 @@ impl Recipe {
 
 /// The HTTP client of a pass (see [`crate::transport`]); `cancel` is the run's Ctrl-C flag,
 /// which a request or body read waiting on the network notices within a tick.
-pub fn build_client(config: &Config, cancel: &Arc<AtomicBool>) -> Result<Client> {
+pub(crate) fn build_client(config: &Config, cancel: &Arc<AtomicBool>) -> Result<Client> {
     Client::new(Recipe::from_config(config), cancel.clone())
 }

@@ -47,13 +47,13 @@ const RATE_CLASSES: usize = 48 * 4 + 2;
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Sample<'a> {
     /// Scheme, host and port: waits are compared per host.
-    pub host: &'a str,
+    pub(crate) host: &'a str,
     /// Request sent to response headers, connection set-up included; `None` when no response
     /// came (the download then costs nothing here: conservative).
-    pub wait: Option<Duration>,
+    pub(crate) wait: Option<Duration>,
     /// When the body started and ended arriving, from the start of the run.
-    pub body: (Duration, Duration),
-    pub bytes: u64,
+    pub(crate) body: (Duration, Duration),
+    pub(crate) bytes: u64,
 }
 
 /// The scheme, host and port of a URL (`http://h:8080` of `http://h:8080/a/b`): the unit
@@ -68,17 +68,17 @@ pub(crate) fn host_of(url: &str) -> &str {
 
 /// The estimate and its basis, for the summary, the JSON record and the timeline.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Estimate {
+pub(crate) struct Estimate {
     /// The conservative one-after-another time: `waits + transfer`.
-    pub total: Duration,
+    pub(crate) total: Duration,
     /// Sum over downloads of their host's quickest wait.
-    pub waits: Duration,
+    pub(crate) waits: Duration,
     /// All bytes at `best_rate`.
-    pub transfer: Duration,
+    pub(crate) transfer: Duration,
     /// Best aggregate throughput reached, bytes per second (0 when no bytes came).
-    pub best_rate: f64,
+    pub(crate) best_rate: f64,
     /// Distinct hosts seen.
-    pub hosts: usize,
+    pub(crate) hosts: usize,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -216,7 +216,7 @@ impl Estimator {
     }
 
     /// The estimate, or `None` when nothing was downloaded.
-    pub fn estimate(&self) -> Option<Estimate> {
+    pub(crate) fn estimate(&self) -> Option<Estimate> {
         if self.hosts.is_empty() {
             return None;
         }

@@ -109,11 +109,11 @@ pub(crate) enum Admit {
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Limits {
     /// `--per-host`: most downloads to one host at once.
-    pub per_host: usize,
+    pub(crate) per_host: usize,
     /// Connect attempts a host gets in a row (shared by its URLs) before it counts as gone.
-    pub attempts: u32,
+    pub(crate) attempts: u32,
     /// The backoff between those attempts, and the cap on `Retry-After`.
-    pub retry: Policy,
+    pub(crate) retry: Policy,
 }
 
 impl Limits {

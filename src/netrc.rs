@@ -29,13 +29,13 @@ impl fmt::Debug for Entry {
 
 /// A parsed netrc file.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Netrc {
+pub(crate) struct Netrc {
     entries: Vec<Entry>,
 }
 
 impl Netrc {
     /// Parses netrc text. Never fails: like curl, words it does not know are skipped.
-    pub fn parse(text: &str) -> Netrc {
+    pub(crate) fn parse(text: &str) -> Netrc {
         let mut words = Words::new(text);
         let mut entries: Vec<Entry> = Vec::new();
         let mut current: Option<Entry> = None;
@@ -73,7 +73,7 @@ impl Netrc {
     }
 
     /// Login and password for `host`: its first `machine` entry, else `default`.
-    pub fn lookup(&self, host: &str) -> Option<(&str, &str)> {
+    pub(crate) fn lookup(&self, host: &str) -> Option<(&str, &str)> {
         let host = host.to_ascii_lowercase();
         let entry = self
             .entries
@@ -87,7 +87,7 @@ impl Netrc {
     }
 
     /// The `Authorization` value for `url`, unless the URL carries credentials of its own.
-    pub fn authorization(&self, url: &Url) -> Option<HeaderValue> {
+    pub(crate) fn authorization(&self, url: &Url) -> Option<HeaderValue> {
         if !url.username().is_empty() || url.password().is_some() {
             return None;
         }
@@ -163,7 +163,7 @@ impl Iterator for Words<'_> {
 }
 
 /// Which netrc file `--netrc` means: `$NETRC`, else `~/.netrc`.
-pub fn default_path(env: &dyn Fn(&str) -> Option<String>) -> Option<PathBuf> {
+pub(crate) fn default_path(env: &dyn Fn(&str) -> Option<String>) -> Option<PathBuf> {
     if let Some(path) = env("NETRC").filter(|p| !p.is_empty()) {
         return Some(PathBuf::from(path));
     }
@@ -174,7 +174,7 @@ pub fn default_path(env: &dyn Fn(&str) -> Option<String>) -> Option<PathBuf> {
 
 /// Reads a netrc file. A missing file is an error only when `required` (`--netrc-file`). The
 /// second value is a warning to show once, when others may read the file.
-pub fn load(path: &Path, required: bool) -> Result<(Netrc, Option<String>), String> {
+pub(crate) fn load(path: &Path, required: bool) -> Result<(Netrc, Option<String>), String> {
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => {

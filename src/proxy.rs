@@ -19,7 +19,7 @@ const SCHEMES: [&str; 6] = ["http", "https", "socks4", "socks4a", "socks5", "soc
 
 /// A proxy as given (`--proxy` or a variable): a URL, `http://` when no scheme is written.
 /// Errors never quote the text: it may hold a password.
-pub fn parse(text: &str) -> Result<Url, String> {
+pub(crate) fn parse(text: &str) -> Result<Url, String> {
     let text = text.trim();
     let with_scheme = if text.contains("://") {
         text.to_string()
@@ -49,7 +49,7 @@ pub fn parse(text: &str) -> Result<Url, String> {
 
 /// A proxy as it appears in messages: `127.0.0.1:3128`, a SOCKS one with its scheme; never its
 /// credentials.
-pub fn shown(proxy: &Url) -> String {
+pub(crate) fn shown(proxy: &Url) -> String {
     let host = proxy.host_str().unwrap_or("?");
     let port = proxy
         .port_or_known_default()
@@ -66,7 +66,7 @@ pub fn shown(proxy: &Url) -> String {
 
 /// The proxies of a run.
 #[derive(Clone, Default)]
-pub struct Proxies {
+pub(crate) struct Proxies {
     /// `--proxy`: every URL, unless `NO_PROXY` says otherwise.
     explicit: Option<Url>,
     http: Option<Url>,
@@ -92,7 +92,7 @@ impl fmt::Debug for Proxies {
 impl Proxies {
     /// `--proxy` (already parsed) and the environment. A variable that holds no usable proxy is
     /// an error naming the variable, as in curl.
-    pub fn new(
+    pub(crate) fn new(
         explicit: Option<&Url>,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Proxies, String> {
@@ -124,7 +124,7 @@ impl Proxies {
     }
 
     /// The proxy for `url`, if any.
-    pub fn for_url(&self, url: &Url) -> Option<&Url> {
+    pub(crate) fn for_url(&self, url: &Url) -> Option<&Url> {
         if self.no_proxy.matches(url) {
             return None;
         }
@@ -140,7 +140,7 @@ impl Proxies {
     }
 
     /// Whether any URL could go through a proxy.
-    pub fn any(&self) -> bool {
+    pub(crate) fn any(&self) -> bool {
         self.explicit.is_some() || self.http.is_some() || self.https.is_some() || self.all.is_some()
     }
 }

@@ -37,9 +37,9 @@ fn is_secret(name: &HeaderName) -> bool {
 
 /// One `-H 'Name: value'`.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Header {
-    pub name: HeaderName,
-    pub value: HeaderValue,
+pub(crate) struct Header {
+    pub(crate) name: HeaderName,
+    pub(crate) value: HeaderValue,
 }
 
 impl fmt::Debug for Header {
@@ -81,7 +81,7 @@ impl FromStr for Header {
 
 /// `-A TEXT`: any text a header value may hold.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct UserAgent(pub HeaderValue);
+pub(crate) struct UserAgent(pub HeaderValue);
 
 impl FromStr for UserAgent {
     type Err = String;
@@ -95,7 +95,7 @@ impl FromStr for UserAgent {
 
 /// `--user USER:PASSWORD`, sent as HTTP basic auth.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Credentials {
+pub(crate) struct Credentials {
     user: String,
     password: String,
 }
@@ -142,7 +142,7 @@ impl Credentials {
 /// `--proxy URL`: an http://, https://, socks5:// or socks5h:// proxy (`host:port` means
 /// http://), credentials allowed (`http://user:pw@proxy:3128`).
 #[derive(Clone, PartialEq, Eq)]
-pub struct ProxyUrl(pub Url);
+pub(crate) struct ProxyUrl(pub Url);
 
 impl fmt::Debug for ProxyUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -160,26 +160,26 @@ impl FromStr for ProxyUrl {
 
 /// Every request option, validated.
 #[derive(Clone, Debug, Default)]
-pub struct RequestOptions {
-    pub headers: Vec<Header>,
-    pub user_agent: Option<UserAgent>,
-    pub user: Option<Credentials>,
+pub(crate) struct RequestOptions {
+    pub(crate) headers: Vec<Header>,
+    pub(crate) user_agent: Option<UserAgent>,
+    pub(crate) user: Option<Credentials>,
     /// `--proxy` and the proxy variables, read once when the flags are resolved: every client
     /// of a run routes by this table, and failures name the proxy from it.
-    pub proxies: Arc<Proxies>,
-    pub cacert: Option<PathBuf>,
-    pub insecure: bool,
+    pub(crate) proxies: Arc<Proxies>,
+    pub(crate) cacert: Option<PathBuf>,
+    pub(crate) insecure: bool,
     /// `--location-trusted`: send `-H` headers and credentials across redirects to any origin.
-    pub location_trusted: bool,
+    pub(crate) location_trusted: bool,
     /// `--netrc`, `--netrc-file`: credentials by host.
-    pub netrc: Option<Arc<Netrc>>,
+    pub(crate) netrc: Option<Arc<Netrc>>,
 }
 
 impl RequestOptions {
     /// The headers every request carries. Later wins: `-A` over the default User-Agent, `-H` over
     /// both and over `--user` (as in curl). Credentials in a URL win over all of these for that
     /// URL: reqwest sets them on the request, and default headers never replace request headers.
-    pub fn default_headers(&self) -> HeaderMap {
+    pub(crate) fn default_headers(&self) -> HeaderMap {
         let mut map = HeaderMap::new();
         map.insert(
             USER_AGENT,
@@ -214,7 +214,7 @@ impl RequestOptions {
     }
 
     /// Where each header may go: see [`HeaderScope`].
-    pub fn header_scope(&self) -> HeaderScope {
+    pub(crate) fn header_scope(&self) -> HeaderScope {
         let mut everywhere = HeaderMap::new();
         let agent = match &self.user_agent {
             Some(UserAgent(ua)) => ua.clone(),
@@ -231,7 +231,7 @@ impl RequestOptions {
     /// The `Authorization` value netrc gives a request to `url`, if any: `--user` or
     /// `-H Authorization` wins over netrc for every URL, credentials in the URL for that URL
     /// (curl's precedence).
-    pub fn netrc_authorization(&self, url: &Url) -> Option<HeaderValue> {
+    pub(crate) fn netrc_authorization(&self, url: &Url) -> Option<HeaderValue> {
         let own_auth = self.user.is_some() || self.headers.iter().any(|h| h.name == AUTHORIZATION);
         if own_auth {
             return None;
@@ -244,7 +244,7 @@ impl RequestOptions {
     /// here (an unreadable or empty `--cacert`) are usage errors: they come before any download.
     /// No headers are set here: the transport sets them per request, from
     /// [`RequestOptions::header_scope`] (and netrc's from [`RequestOptions::netrc_authorization`]).
-    pub fn apply(&self, mut builder: ClientBuilder, alpn_h2: bool) -> Result<ClientBuilder> {
+    pub(crate) fn apply(&self, mut builder: ClientBuilder, alpn_h2: bool) -> Result<ClientBuilder> {
         // One rule of fetchpar's replaces reqwest's own reading of the variables: NO_PROXY='*'
         // must cover IP addresses too, and error messages must know the proxy of a URL.
         builder = builder.no_proxy();
@@ -269,7 +269,7 @@ impl RequestOptions {
 /// the origin (scheme, host, port) of the URL asked for, the User-Agent alone anywhere else a
 /// redirect leads, unless the user trusts every location (curl's `--location-trusted`).
 #[derive(Clone, Debug)]
-pub struct HeaderScope {
+pub(crate) struct HeaderScope {
     origin: HeaderMap,
     everywhere: HeaderMap,
     trusted: bool,
@@ -284,7 +284,7 @@ impl Default for HeaderScope {
 impl HeaderScope {
     /// Whether the user's headers and credentials (netrc's too) go to `hop` on the way to
     /// `asked`: within its origin, or anywhere with `--location-trusted`.
-    pub fn carries_credentials(&self, asked: &Url, hop: &Url) -> bool {
+    pub(crate) fn carries_credentials(&self, asked: &Url, hop: &Url) -> bool {
         self.trusted || hop.origin() == asked.origin()
     }
 
@@ -292,7 +292,7 @@ impl HeaderScope {
     /// carries. Where the user's headers go, the credentials of `asked` go too (put into the
     /// URL, where reqwest turns them into basic auth), and they win over `--user` and `-H
     /// Authorization`, as they always have; anywhere else no credential goes at all.
-    pub fn for_hop(&self, asked: &Url, hop: &Url) -> (Url, HeaderMap) {
+    pub(crate) fn for_hop(&self, asked: &Url, hop: &Url) -> (Url, HeaderMap) {
         if !self.carries_credentials(asked, hop) {
             let mut bare = hop.clone();
             // Fails only for URLs that cannot have credentials, which then have none.

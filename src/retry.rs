@@ -7,14 +7,14 @@
 use std::time::{Duration, SystemTime};
 
 /// The first backoff; each retry doubles it, up to [`Policy::max_wait`].
-pub const BASE_BACKOFF: Duration = Duration::from_secs(1);
+pub(crate) const BASE_BACKOFF: Duration = Duration::from_secs(1);
 
 /// How many times to retry and the longest single wait.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Policy {
-    pub retries: u32,
+pub(crate) struct Policy {
+    pub(crate) retries: u32,
     /// Caps both our own backoff and a server's `Retry-After`.
-    pub max_wait: Duration,
+    pub(crate) max_wait: Duration,
 }
 
 impl Default for Policy {
@@ -30,7 +30,7 @@ impl Policy {
     /// The wait before retry number `retry` (1 for the first): the server's `Retry-After` when it
     /// gave one, else exponential backoff. `jitter` in `0.0..1.0` spreads the waits of workers
     /// that failed together, so they do not all come back at the same instant.
-    pub fn wait(&self, retry: u32, retry_after: Option<Duration>, jitter: f64) -> Duration {
+    pub(crate) fn wait(&self, retry: u32, retry_after: Option<Duration>, jitter: f64) -> Duration {
         if let Some(wait) = retry_after {
             return wait.min(self.max_wait);
         }
@@ -42,13 +42,13 @@ impl Policy {
 }
 
 /// Whether an HTTP status is worth another try.
-pub fn retryable_status(status: u16) -> bool {
+pub(crate) fn retryable_status(status: u16) -> bool {
     matches!(status, 408 | 429 | 500..=599)
 }
 
 /// Parses `Retry-After`: a number of seconds (`120`) or an HTTP date (`Wed, 21 Oct 2026 07:28:00
 /// GMT`), as a wait from `now`. A date in the past means "now"; anything else is ignored.
-pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let value = value.trim();
     if let Ok(secs) = value.parse::<u64>() {
         return Some(Duration::from_secs(secs));

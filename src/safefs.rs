@@ -14,7 +14,7 @@ use std::path::Path;
 /// One call instead of two matters for many small files: profiles of the small-file workload
 /// showed the link and the unlink as a visible share of fetchpar's CPU time (see `benches/`
 /// and README "Performance").
-pub fn rename_no_clobber(from: &Path, to: &Path) -> io::Result<()> {
+pub(crate) fn rename_no_clobber(from: &Path, to: &Path) -> io::Result<()> {
     #[cfg(target_os = "linux")]
     {
         use std::ffi::CString;
@@ -49,7 +49,7 @@ pub fn rename_no_clobber(from: &Path, to: &Path) -> io::Result<()> {
 /// [`rename_no_clobber`] the portable way: a hard link, which fails rather than replaces, and
 /// an unlink; on a file system without hard links, a check and a plain rename (a narrow race
 /// remains there).
-pub fn link_no_clobber(from: &Path, to: &Path) -> io::Result<()> {
+pub(crate) fn link_no_clobber(from: &Path, to: &Path) -> io::Result<()> {
     match fs::hard_link(from, to) {
         Ok(()) => fs::remove_file(from),
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(e),
@@ -59,13 +59,13 @@ pub fn link_no_clobber(from: &Path, to: &Path) -> io::Result<()> {
 }
 
 /// Whether anything is at `path`, a dangling symlink included (`Path::exists` follows links).
-pub fn occupied(path: &Path) -> bool {
+pub(crate) fn occupied(path: &Path) -> bool {
     fs::symlink_metadata(path).is_ok()
 }
 
 /// The length of the regular file at `path`; `None` for anything else (missing, a symlink, a
 /// directory, a FIFO …).
-pub fn regular_len(path: &Path) -> Option<u64> {
+pub(crate) fn regular_len(path: &Path) -> Option<u64> {
     fs::symlink_metadata(path)
         .ok()
         .filter(fs::Metadata::is_file)
@@ -74,7 +74,7 @@ pub fn regular_len(path: &Path) -> Option<u64> {
 
 /// Opens an existing regular file with `options`, never through a symlink (`O_NOFOLLOW` on
 /// unix) and never blocking on a FIFO.
-pub fn open_regular(path: &Path, options: &mut OpenOptions) -> io::Result<File> {
+pub(crate) fn open_regular(path: &Path, options: &mut OpenOptions) -> io::Result<File> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;

@@ -25,11 +25,11 @@ use x509_cert::der::Decode;
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Settings<'a> {
     /// `--cacert`: more trust anchors, and server certificates trusted as themselves.
-    pub cacert: Option<&'a Path>,
+    pub(crate) cacert: Option<&'a Path>,
     /// `-k`: no certificate checks at all.
-    pub insecure: bool,
+    pub(crate) insecure: bool,
     /// Offer HTTP/2 by ALPN; false offers HTTP/1.1 only (reqwest must be built with `http2`).
-    pub alpn_h2: bool,
+    pub(crate) alpn_h2: bool,
 }
 
 /// The rustls client configuration for these settings. Errors (an unreadable or empty

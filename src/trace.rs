@@ -10,22 +10,22 @@ use reqwest::header::HeaderMap;
 
 /// One download's phases. Each instant is `None` when the download never got that far.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Phases {
+pub(crate) struct Phases {
     /// When the job was put in the queue.
-    pub queued: Option<Instant>,
+    pub(crate) queued: Option<Instant>,
     /// When a worker took it.
-    pub began: Option<Instant>,
+    pub(crate) began: Option<Instant>,
     /// When the request that brought the body (the last attempt's) was sent.
-    pub sent: Option<Instant>,
+    pub(crate) sent: Option<Instant>,
     /// Connection set-up (TCP and TLS) for that request, when it opened a new connection and
     /// that was measured; `None` on a reused connection.
-    pub connect: Option<Duration>,
+    pub(crate) connect: Option<Duration>,
     /// When its response headers were in.
-    pub headers: Option<Instant>,
+    pub(crate) headers: Option<Instant>,
     /// When the body had all arrived (or stopped arriving).
-    pub body_end: Option<Instant>,
+    pub(crate) body_end: Option<Instant>,
     /// When the file had its final name (or the download had failed).
-    pub ended: Option<Instant>,
+    pub(crate) ended: Option<Instant>,
 }
 
 fn between(a: Option<Instant>, b: Option<Instant>) -> Option<Duration> {
@@ -34,27 +34,27 @@ fn between(a: Option<Instant>, b: Option<Instant>) -> Option<Duration> {
 
 impl Phases {
     /// Waiting in the queue for a worker.
-    pub fn queued(&self) -> Option<Duration> {
+    pub(crate) fn queued(&self) -> Option<Duration> {
         between(self.queued, self.began)
     }
 
     /// Request sent to response headers (connection set-up included when there was one).
-    pub fn first_byte(&self) -> Option<Duration> {
+    pub(crate) fn first_byte(&self) -> Option<Duration> {
         between(self.sent, self.headers)
     }
 
     /// Response headers to the end of the body.
-    pub fn receive(&self) -> Option<Duration> {
+    pub(crate) fn receive(&self) -> Option<Duration> {
         between(self.headers, self.body_end)
     }
 
     /// End of the body to the final name.
-    pub fn commit(&self) -> Option<Duration> {
+    pub(crate) fn commit(&self) -> Option<Duration> {
         between(self.body_end, self.ended)
     }
 
     /// These phases with `earlier`'s queueing and start: for a new attempt of the same download.
-    pub fn keep_queueing(self, earlier: &Phases) -> Phases {
+    pub(crate) fn keep_queueing(self, earlier: &Phases) -> Phases {
         Phases {
             queued: earlier.queued,
             began: earlier.began,
@@ -63,7 +63,7 @@ impl Phases {
     }
 
     /// Offset of `at` from the start of the run, if both are known.
-    pub fn offset(run_start: Instant, at: Option<Instant>) -> Option<Duration> {
+    pub(crate) fn offset(run_start: Instant, at: Option<Instant>) -> Option<Duration> {
         Some(at?.saturating_duration_since(run_start))
     }
 }
@@ -71,27 +71,27 @@ impl Phases {
 /// One request and its response, as `--har` lists it (only gathered when asked for: it keeps
 /// the response headers). Every retry and every `--split` piece is one.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Exchange {
+pub(crate) struct Exchange {
     /// Credentials already removed.
-    pub url: String,
+    pub(crate) url: String,
     /// The headers this request set itself (`Range`, `If-Range`); the client's own and the
     /// user's are not listed, so no credential can slip through.
-    pub request_headers: Vec<(String, String)>,
-    pub sent: Option<Instant>,
+    pub(crate) request_headers: Vec<(String, String)>,
+    pub(crate) sent: Option<Instant>,
     /// Connection set-up, when this request opened one and it was measured.
-    pub connect: Option<Duration>,
-    pub headers: Option<Instant>,
-    pub end: Option<Instant>,
+    pub(crate) connect: Option<Duration>,
+    pub(crate) headers: Option<Instant>,
+    pub(crate) end: Option<Instant>,
     /// `None` when no response came.
-    pub status: Option<u16>,
+    pub(crate) status: Option<u16>,
     /// Secrets (`Set-Cookie` and the like) redacted.
-    pub response_headers: Vec<(String, String)>,
+    pub(crate) response_headers: Vec<(String, String)>,
     /// Body bytes received.
-    pub bytes: u64,
+    pub(crate) bytes: u64,
     /// The `--split` piece it fetched, if one.
-    pub piece: Option<usize>,
+    pub(crate) piece: Option<usize>,
     /// Why it ended without a usable body, if it did.
-    pub error: Option<String>,
+    pub(crate) error: Option<String>,
 }
 
 /// Header names whose values are credentials in one direction or the other.
@@ -119,31 +119,31 @@ pub(crate) fn headers_of(map: &HeaderMap) -> Vec<(String, String)> {
 
 /// One download as a picture or an archive shows it.
 #[derive(Clone, Debug)]
-pub struct Row {
+pub(crate) struct Row {
     /// Credentials already removed.
-    pub url: String,
-    pub phases: Phases,
-    pub bytes: u64,
-    pub status: Option<u16>,
-    pub retries: u32,
+    pub(crate) url: String,
+    pub(crate) phases: Phases,
+    pub(crate) bytes: u64,
+    pub(crate) status: Option<u16>,
+    pub(crate) retries: u32,
     /// Why it failed, if it did.
-    pub failure: Option<String>,
-    pub exchanges: Vec<Exchange>,
+    pub(crate) failure: Option<String>,
+    pub(crate) exchanges: Vec<Exchange>,
 }
 
 /// A pass's downloads, kept by the main thread only when `--har` or `--timeline` asks.
 #[derive(Clone, Debug)]
-pub struct Trace {
+pub(crate) struct Trace {
     /// The pass's worker count.
-    pub jobs: usize,
+    pub(crate) jobs: usize,
     /// When the pass started, on the monotonic clock and on the wall clock.
-    pub start: Instant,
-    pub started_at: SystemTime,
-    pub rows: Vec<Row>,
+    pub(crate) start: Instant,
+    pub(crate) started_at: SystemTime,
+    pub(crate) rows: Vec<Row>,
 }
 
 impl Trace {
-    pub fn new(jobs: usize, start: Instant) -> Trace {
+    pub(crate) fn new(jobs: usize, start: Instant) -> Trace {
         Trace {
             jobs,
             start,
@@ -153,7 +153,7 @@ impl Trace {
     }
 
     /// The wall-clock time of a monotonic instant of this pass.
-    pub fn wall_clock(&self, at: Instant) -> SystemTime {
+    pub(crate) fn wall_clock(&self, at: Instant) -> SystemTime {
         self.started_at + at.saturating_duration_since(self.start)
     }
 }

@@ -48,7 +48,7 @@ use crate::download::MAX_REDIRECTS;
 use crate::request::HeaderScope;
 
 /// How often a wait on the network looks at the cancel flag.
-pub const TICK: Duration = Duration::from_millis(50);
+pub(crate) const TICK: Duration = Duration::from_millis(50);
 
 /// Threads of the shared runtime: they only drive connections (TLS, HTTP/2 framing); the
 /// workers do the rest.
@@ -56,7 +56,7 @@ const SHARED_THREADS: usize = 1;
 
 /// A pass's HTTP client; cheap to clone and share between workers.
 #[derive(Clone)]
-pub struct Client {
+pub(crate) struct Client {
     inner: Arc<Inner>,
 }
 
@@ -72,7 +72,7 @@ struct Inner {
 
 /// Why a request got no response.
 #[derive(Debug)]
-pub enum Error {
+pub(crate) enum Error {
     Http(reqwest::Error),
     /// This thread could not start its runtime or its client (out of file descriptors, say).
     Runtime(io::Error),
@@ -244,7 +244,7 @@ impl Drop for Shared {
 impl Client {
     /// The recipe is tried once here so that a bad setting (an unreadable `--cacert`, say) fails
     /// before any download, as a usage error.
-    pub fn new(recipe: Recipe, cancel: Arc<AtomicBool>) -> anyhow::Result<Client> {
+    pub(crate) fn new(recipe: Recipe, cancel: Arc<AtomicBool>) -> anyhow::Result<Client> {
         recipe.build(Kind::PerThread)?;
         Ok(Client {
             inner: Arc::new(Inner {
@@ -257,7 +257,7 @@ impl Client {
         })
     }
 
-    pub fn get(&self, url: Url) -> RequestBuilder<'_> {
+    pub(crate) fn get(&self, url: Url) -> RequestBuilder<'_> {
         RequestBuilder {
             client: self,
             url,
@@ -268,7 +268,7 @@ impl Client {
     }
 
     /// The run's proxy table, for failures that must name the proxy a URL went through.
-    pub fn proxies(&self) -> &crate::proxy::Proxies {
+    pub(crate) fn proxies(&self) -> &crate::proxy::Proxies {
         &self.inner.recipe.request.proxies
     }
 
@@ -354,7 +354,7 @@ impl Client {
 }
 
 /// A GET being put together; [`RequestBuilder::send`] waits for the response headers.
-pub struct RequestBuilder<'a> {
+pub(crate) struct RequestBuilder<'a> {
     client: &'a Client,
     url: Url,
     headers: HeaderMap,
@@ -363,7 +363,7 @@ pub struct RequestBuilder<'a> {
 }
 
 impl RequestBuilder<'_> {
-    pub fn header(mut self, name: HeaderName, value: impl AsRef<str>) -> Self {
+    pub(crate) fn header(mut self, name: HeaderName, value: impl AsRef<str>) -> Self {
         match HeaderValue::from_str(value.as_ref()) {
             Ok(v) => {
                 self.headers.insert(name, v);
@@ -375,7 +375,7 @@ impl RequestBuilder<'_> {
 
     /// Over this thread's own connection, never a stream of the shared one: `--split` pieces
     /// pay off only where the server limits each connection.
-    pub fn separate_connection(mut self) -> Self {
+    pub(crate) fn separate_connection(mut self) -> Self {
         self.separate = true;
         self
     }
@@ -383,7 +383,7 @@ impl RequestBuilder<'_> {
     /// Sends the GET and follows redirects (at most [`MAX_REDIRECTS`]), each hop routed on its
     /// own and with the headers its origin may have; a 3xx that leads nowhere followable (no
     /// `Location`, another scheme) is handed back as it is, for the caller to explain.
-    pub fn send(self) -> Result<Response, Error> {
+    pub(crate) fn send(self) -> Result<Response, Error> {
         let asked = &self.url;
         let mut hop = asked.clone();
         let mut visited: Vec<Url> = Vec::new();
@@ -455,7 +455,7 @@ fn redirect_target(response: &reqwest::Response, hop: &Url) -> Option<Url> {
 }
 
 /// Response headers, and the body as a blocking [`Read`] on the thread that sent the request.
-pub struct Response {
+pub(crate) struct Response {
     inner: reqwest::Response,
     client: Client,
     via: Via,
@@ -464,26 +464,26 @@ pub struct Response {
 }
 
 impl Response {
-    pub fn status(&self) -> StatusCode {
+    pub(crate) fn status(&self) -> StatusCode {
         self.inner.status()
     }
 
-    pub fn headers(&self) -> &HeaderMap {
+    pub(crate) fn headers(&self) -> &HeaderMap {
         self.inner.headers()
     }
 
     /// The HTTP version of the response.
-    pub fn version(&self) -> reqwest::Version {
+    pub(crate) fn version(&self) -> reqwest::Version {
         self.inner.version()
     }
 
     /// The final URL, after redirects.
-    pub fn url(&self) -> &Url {
+    pub(crate) fn url(&self) -> &Url {
         self.inner.url()
     }
 
     /// Body bytes already in memory: the next read of up to this many will not wait.
-    pub fn buffered(&self) -> usize {
+    pub(crate) fn buffered(&self) -> usize {
         self.current.len()
     }
 }

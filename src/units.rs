@@ -7,7 +7,7 @@ use indicatif::HumanBytes;
 
 /// `4 ms`, `0.37 s`, `2.41 s`, `1 min 05 s`, `2 h 03 min`: seconds with two decimals in the
 /// common range, as in the summary line.
-pub fn format_duration(d: Duration) -> String {
+pub(crate) fn format_duration(d: Duration) -> String {
     let secs = d.as_secs_f64();
     if secs < 0.1 {
         format!("{} ms", d.as_millis())
@@ -23,7 +23,7 @@ pub fn format_duration(d: Duration) -> String {
 }
 
 /// `12.40 MiB/s`, or `-` when there is no time to divide by.
-pub fn format_rate(bytes_per_sec: Option<f64>) -> String {
+pub(crate) fn format_rate(bytes_per_sec: Option<f64>) -> String {
     match bytes_per_sec {
         Some(r) => format!("{}/s", HumanBytes(r as u64)),
         None => "-".into(),
