@@ -80,6 +80,10 @@ pub enum FailureKind {
     /// The finished bytes do not have the expected digest (`checksum mismatch: expected …`).
     #[error("{0}")]
     ChecksumMismatch(String),
+    /// `-c`: the server's answers could not tell whether the file under the name is complete
+    /// (`why`), so it is left untouched rather than copied under another name.
+    #[error("cannot tell whether {} is complete: {why}", path.display())]
+    Undecided { path: PathBuf, why: String },
     #[error("internal error: {0}")]
     Internal(&'static str),
     /// A reason built elsewhere from text alone.
@@ -222,6 +226,9 @@ impl Failure {
 
     /// The reason followed by what is left on disk, as printed in error lines.
     pub fn describe(&self) -> String {
+        if matches!(self.reason.kind(), FailureKind::Undecided { .. }) {
+            return format!("{}; left untouched", self.reason);
+        }
         match &self.left {
             Some(part) => format!("{}; partial data kept in {}", self.reason, part.display()),
             None => format!("{}; nothing saved", self.reason),

@@ -242,6 +242,47 @@ enum Attempt {
     Fail(Failure),
 }
 
+/// What `-c` can tell about a file under the final name.
+enum Verdict {
+    /// The server says the file is exactly this long.
+    Complete,
+    /// The server's file is provably another one (another size, or bytes past the end): not
+    /// ours to judge, the next name is tried.
+    NotThis,
+    /// The answer could not tell either way (an error, a 5xx, an answer with no size).
+    Unknown(Untold),
+}
+
+/// Why an answer could not tell a file's size, and whether asking again may.
+struct Untold {
+    kind: FailureKind,
+    status: Option<u16>,
+    retry: bool,
+    /// The server's `Retry-After`.
+    after: Option<Duration>,
+}
+
+impl Untold {
+    /// The answer `facts` as a reason: a retryable status (5xx, 429) is worth asking again.
+    fn of(facts: &ResponseFacts) -> Untold {
+        let kind = match facts.status {
+            200..=299 => {
+                FailureKind::Other(format!("HTTP {} without a length to compare", facts.status))
+            }
+            status => FailureKind::Http {
+                status,
+                canonical: facts.canonical,
+            },
+        };
+        Untold {
+            kind,
+            status: Some(facts.status),
+            retry: crate::retry::retryable_status(facts.status),
+            after: facts.retry_after,
+        }
+    }
+}
+
 /// What `-c` found on disk for a URL.
 enum Found {
     Fresh,
@@ -309,7 +350,7 @@ impl Fetcher<'_> {
             }
             Expected::Unchecked => {}
         }
-        if let Some(saved) = self.look_on_disk(url, &mut t)? {
+        if let Some(saved) = self.look_on_disk(url, &mut t, run)? {
             return Ok(saved);
         }
         let sources: Vec<&Url> = std::iter::once(url).chain(&entry.mirrors).collect();
@@ -363,7 +404,12 @@ impl Fetcher<'_> {
 
     /// What is on disk before any request: `-c`'s earlier file or part, `--skip-existing`'s
     /// trusted file, `-N`'s file to ask about. `Some`: nothing to download.
-    fn look_on_disk(&self, url: &Url, t: &mut Transfer) -> Result<Option<Saved>, Failure> {
+    fn look_on_disk(
+        &self,
+        url: &Url,
+        t: &mut Transfer,
+        run: &mut Run<'_, '_>,
+    ) -> Result<Option<Saved>, Failure> {
         let skipped = |path: PathBuf, checksum: Option<String>| Saved {
             skipped: true,
             checksum,
@@ -371,7 +417,7 @@ impl Fetcher<'_> {
         };
         if self.settings.resume {
             return Ok(self
-                .find_earlier(url, t)?
+                .find_earlier(url, t, run)?
                 .map(|(path, sum)| skipped(path, sum)));
         }
         let target = self.namer.dir().join(&t.name);
@@ -605,6 +651,7 @@ impl Fetcher<'_> {
         &self,
         url: &Url,
         t: &mut Transfer,
+        run: &mut Run<'_, '_>,
     ) -> Result<Option<(PathBuf, Option<String>)>, Failure> {
         loop {
             let (path, found) = self.namer.reserve_by(&t.name, |path| {
@@ -632,7 +679,7 @@ impl Fetcher<'_> {
                     return Ok(None);
                 }
                 Found::Existing(len) => {
-                    if let Some(sum) = self.judge_existing(url, &path, len, t) {
+                    if let Some(sum) = self.judge_existing(url, &path, len, t, run)? {
                         return Ok(Some((path, sum)));
                     }
                     // Not ours, or not complete: leave it untouched, look at the next name.
@@ -662,19 +709,67 @@ impl Fetcher<'_> {
     }
 
     /// `-c`: whether the file under `path` is this download, complete: by its digest when one
-    /// is expected (the server is not asked), else by [`Fetcher::confirms_complete`].
-    /// `Some(digest checked, if any)` when it is.
+    /// is expected (the server is not asked), else by [`Fetcher::confirms_complete`], asked
+    /// again under the retry policy while the answer cannot tell. `Ok(Some(digest checked, if
+    /// any))` when it is complete, `Ok(None)` when it is provably another file; an answer that
+    /// still cannot tell fails the URL and leaves the file alone (never a second copy of it).
     fn judge_existing(
         &self,
         url: &Url,
         path: &Path,
         len: u64,
         t: &Transfer,
-    ) -> Option<Option<String>> {
-        match &t.verify {
-            Some(v) => matches!(checksum::verify_file(path, &v.expected), Ok(Ok(())))
-                .then(|| Some(v.expected.to_string())),
-            None => self.confirms_complete(url, len).then_some(None),
+        run: &mut Run<'_, '_>,
+    ) -> Result<Option<Option<String>>, Failure> {
+        if let Some(v) = &t.verify {
+            let complete = matches!(checksum::verify_file(path, &v.expected), Ok(Ok(())));
+            return Ok(complete.then(|| Some(v.expected.to_string())));
+        }
+        let mut tries = 0;
+        loop {
+            match run.lease.acquire(self.cancel) {
+                Ok(true) => {}
+                Ok(false) => return Err(Failure::interrupted(None)),
+                Err(line) => return Err(Failure::new(FailureKind::Host(line))),
+            }
+            let untold = match self.confirms_complete(url, len) {
+                Verdict::Complete => return Ok(Some(None)),
+                Verdict::NotThis => return Ok(None),
+                Verdict::Unknown(untold) => untold,
+            };
+            if untold.kind == FailureKind::Interrupted {
+                return Err(Failure::interrupted(None));
+            }
+            let kind = FailureKind::Undecided {
+                path: path.to_path_buf(),
+                why: untold.kind.to_string(),
+            };
+            let mut failure = Failure::new(kind);
+            if let Some(status) = untold.status {
+                failure = failure.with_status(status);
+            }
+            if !untold.retry || tries >= self.settings.retry.retries {
+                failure.reason.after_retries(tries);
+                return Err(failure);
+            }
+            tries += 1;
+            run.retries += 1;
+            let wait = self
+                .settings
+                .retry
+                .wait(tries, untold.after, fastrand::f64());
+            (run.on_start)(Notice::Retrying {
+                wait,
+                reason: &failure.reason,
+            });
+            // A host's Retry-After holds for all its URLs; others may use it while this waits.
+            if let Some(after) = untold.after {
+                run.lease.learn(Learned::RetryAfter(after));
+            }
+            run.lease.release();
+            if !self.pause(wait) {
+                return Err(Failure::interrupted(None));
+            }
         }
     }
 
@@ -683,15 +778,17 @@ impl Fetcher<'_> {
     /// its size, learnt another way, is `len`); or, ignoring ranges, a 200 of exactly `len`
     /// bytes, whose body is dropped unread (the length is all a file without a sidecar can be
     /// compared by, as `wget -c` does). (A HEAD would do on some servers, but many answer it
-    /// differently from a GET.) Anything else, an error included, is no confirmation.
-    fn confirms_complete(&self, url: &Url, len: u64) -> bool {
-        let Ok(response) = self
+    /// differently from a GET.) Only a size that differs proves the file is another one; an
+    /// error, a 5xx or an answer without a size cannot tell (see [`Verdict`]).
+    fn confirms_complete(&self, url: &Url, len: u64) -> Verdict {
+        let response = match self
             .client
             .get(url.clone())
             .header(RANGE, format!("bytes={len}-"))
             .send()
-        else {
-            return false;
+        {
+            Ok(response) => response,
+            Err(e) => return Verdict::Unknown(self.untold(e)),
         };
         let facts = ResponseFacts::of(&response, url);
         drop(response);
@@ -699,43 +796,91 @@ impl Fetcher<'_> {
             asked_from: Some(len),
             ..OnDisk::default()
         };
+        let untold = Untold::of(&facts);
         let whole = facts.status == 200;
-        match self.classify_sized(url, facts, disk) {
-            Decision::Complete { .. } => true,
-            Decision::Whole { total } => whole && total == Some(len),
-            _ => false,
+        let decision = match self.sized(url, facts, disk) {
+            Ok(decision) => decision,
+            Err(untold) => return Verdict::Unknown(untold),
+        };
+        match decision {
+            Decision::Complete { .. } => Verdict::Complete,
+            Decision::Whole { total: Some(total) } if whole => match total == len {
+                true => Verdict::Complete,
+                false => Verdict::NotThis,
+            },
+            // Bytes past `len`, or a size that differs: the server's file is another one.
+            Decision::Append { .. } | Decision::StartOver => Verdict::NotThis,
+            Decision::Retry(kind, after) => Verdict::Unknown(Untold {
+                kind,
+                after,
+                retry: true,
+                ..untold
+            }),
+            Decision::Fail(kind) => Verdict::Unknown(Untold { kind, ..untold }),
+            Decision::Whole { .. } | Decision::AskSize => Verdict::Unknown(untold),
         }
     }
 
     /// [`response::classify`], learning the file's size when a bare 416 leaves it out.
     fn classify_sized(&self, url: &Url, facts: ResponseFacts, disk: OnDisk<'_>) -> Decision {
+        match self.sized(url, facts, disk) {
+            Ok(decision) => decision,
+            Err(untold) if untold.kind == FailureKind::Interrupted => {
+                Decision::Fail(FailureKind::Interrupted)
+            }
+            // A size probe that failed for a moment is asked again; the bytes stay.
+            Err(untold) if untold.retry => Decision::Retry(untold.kind, untold.after),
+            Err(_) => Decision::AskSize,
+        }
+    }
+
+    /// [`response::classify`]; after a bare 416, again with the size [`Fetcher::probe_size`]
+    /// learns, or why it could not.
+    fn sized(&self, url: &Url, facts: ResponseFacts, disk: OnDisk<'_>) -> Result<Decision, Untold> {
         let decision = response::classify(&facts, disk);
         if decision != Decision::AskSize {
-            return decision;
+            return Ok(decision);
         }
-        match self.probe_size(url) {
-            Some(total) => {
-                let facts = ResponseFacts {
-                    content_range: Some(ContentRange::Unsatisfied { total }),
-                    ..facts
-                };
-                response::classify(&facts, disk)
-            }
-            None => Decision::StartOver,
-        }
+        let total = self.probe_size(url)?;
+        let facts = ResponseFacts {
+            content_range: Some(ContentRange::Unsatisfied { total }),
+            ..facts
+        };
+        Ok(response::classify(&facts, disk))
     }
 
     /// The file's size without downloading it: the total in the answer to `Range: bytes=0-0`,
     /// or the `Content-Length` of a 200 from a server that ignores ranges (its body is dropped
     /// unread).
-    fn probe_size(&self, url: &Url) -> Option<u64> {
+    fn probe_size(&self, url: &Url) -> Result<u64, Untold> {
         let response = self
             .client
             .get(url.clone())
             .header(RANGE, "bytes=0-0")
             .send()
-            .ok()?;
-        response::size_of(&ResponseFacts::of(&response, url))
+            .map_err(|e| self.untold(e))?;
+        let facts = ResponseFacts::of(&response, url);
+        drop(response);
+        response::size_of(&facts).ok_or_else(|| Untold::of(&facts))
+    }
+
+    /// Why a request that got no response could not tell anything, and whether to ask again.
+    fn untold(&self, e: transport::Error) -> Untold {
+        let (failure, retry, after) = match self.no_response(e) {
+            Attempt::Retry(failure, after) => (failure, true, after),
+            Attempt::Fail(failure) => (failure, false, None),
+            _ => (
+                Failure::new(FailureKind::Internal("no response")),
+                false,
+                None,
+            ),
+        };
+        Untold {
+            kind: failure.reason.kind().clone(),
+            status: None,
+            retry,
+            after,
+        }
     }
 
     /// Sends the GET, asking for the body from `from` on when `from > 0`; `if_range` makes the

@@ -1322,3 +1322,78 @@ fn an_abandoned_small_download_is_resumable_as_reported() {
         Some("bytes=5000-")
     );
 }
+
+/// `-c` never makes a second copy of a complete file because the completeness check failed
+/// for a moment: a 503 to the first probe is retried, and the file is found complete.
+#[test]
+fn continue_retries_a_completeness_check_that_could_not_tell() {
+    let data = body(40_000, 47);
+    let server = flaky(1, data.clone(), |_| Reply::status(503));
+    let sandbox = Sandbox::new();
+    std::fs::create_dir_all(sandbox.out()).unwrap();
+    std::fs::write(sandbox.out().join("f.bin"), &*data).unwrap();
+    let url = server.url("/f.bin");
+    let (code, stdout, stderr) = sandbox.run(&["-c", "--max-retry-wait", "0.02", &url]);
+    assert_eq!(code, 0, "{stderr:#?}");
+    assert_eq!(stdout, [sandbox.out().join("f.bin").display().to_string()]);
+    assert!(
+        stderr.iter().any(|l| l.contains("already complete")),
+        "{stderr:#?}"
+    );
+    assert_eq!(sandbox.files(), one(&[("f.bin", &data)]), "no second copy");
+}
+
+/// A completeness check that still cannot tell after the retries fails the URL with one line
+/// and leaves the file alone: no second copy under another name.
+#[test]
+fn continue_fails_cleanly_when_completeness_cannot_be_told() {
+    let data = body(40_000, 48);
+    let server = serve(|_| Reply::status(503));
+    let sandbox = Sandbox::new();
+    std::fs::create_dir_all(sandbox.out()).unwrap();
+    std::fs::write(sandbox.out().join("f.bin"), &*data).unwrap();
+    let url = server.url("/f.bin");
+    let (code, stdout, stderr) = sandbox.run(&["-c", "--retries", "1", FAST[0], FAST[1], &url]);
+    assert_eq!(code, 1, "{stderr:#?}");
+    assert!(stdout.is_empty(), "{stdout:#?}");
+    let f = sandbox.out().join("f.bin");
+    assert_eq!(
+        error_line(&stderr, &url),
+        format!(
+            "fetchpar: {url}: cannot tell whether {} is complete: HTTP 503 Service Unavailable \
+             (after 1 retry); left untouched",
+            f.display()
+        )
+    );
+    assert_eq!(count(&server, "/f.bin"), 2, "asked once, retried once");
+    assert_eq!(sandbox.files(), one(&[("f.bin", &data)]), "no second copy");
+}
+
+/// A 503 to the size probe after a bare 416 is no proof either way: retried, never a copy.
+#[test]
+fn continue_retries_the_size_probe_after_a_bare_416() {
+    let data = body(40_000, 49);
+    let served = data.clone();
+    let probes = AtomicUsize::new(0);
+    let server = serve(move |req| {
+        let range = req.header("range").unwrap_or("");
+        if range == format!("bytes={}-", served.len()) {
+            Reply::status(416)
+        } else if range == "bytes=0-0" && probes.fetch_add(1, Ordering::SeqCst) == 0 {
+            Reply::status(503)
+        } else {
+            Reply::file(served.clone()).with_header("ETag", "\"v1\"")
+        }
+    });
+    let sandbox = Sandbox::new();
+    std::fs::create_dir_all(sandbox.out()).unwrap();
+    std::fs::write(sandbox.out().join("f.bin"), &*data).unwrap();
+    let url = server.url("/f.bin");
+    let (code, _, stderr) = sandbox.run(&["-c", FAST[0], FAST[1], &url]);
+    assert_eq!(code, 0, "{stderr:#?}");
+    assert!(
+        stderr.iter().any(|l| l.contains("already complete")),
+        "{stderr:#?}"
+    );
+    assert_eq!(sandbox.files(), one(&[("f.bin", &data)]), "no second copy");
+}
