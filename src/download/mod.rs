@@ -60,12 +60,18 @@ use self::failure::describe_read_error;
 /// The default streaming unit (`--chunk-size`): one reusable buffer of this size per download.
 pub const CHUNK: usize = 8 * 1024;
 
-/// Bodies up to this size (by Content-Length) get their resume sidecar only if they are left
-/// unfinished, not before the first byte: for many small files, creating, writing and removing
-/// a sidecar for every file is a large share of the wall time (measured by `benches/`, see
-/// README "Performance"). The price: a small part left by
-/// a process killed outright (not Ctrl-C) has no sidecar, so `-c` fetches it again under the next
-/// free name instead of resuming it.
+/// Bodies up to this size (by Content-Length) get their resume sidecar only when they have to
+/// wait on the network (before that first wait, see [`stream_body`]) or are left unfinished,
+/// not before the first byte: for many small files, creating, writing and removing a sidecar for
+/// every file is a large share of the wall time (measured by `benches/`, see README
+/// "Performance"), and a small body that arrives in one go never needs one.
+///
+/// The window that remains: from creating the part until its first body bytes are read (the
+/// first wait is only recognised after them). With the body in the same packets as the headers,
+/// as small replies usually are, that is microseconds; a server that sends the headers and then
+/// waits widens it. A process killed outright (SIGKILL, power cut) in that window leaves an
+/// empty `NAME.part` with no sidecar: nothing is lost, but `-c` cannot tell it is its own, so it
+/// leaves it alone and saves the file as `NAME.1`.
 pub const SMALL_BODY: u64 = 64 * 1024;
 
 /// File writes of a body larger than [`SMALL_BODY`] are gathered up to this size: for large
@@ -1240,6 +1246,17 @@ impl Fetcher<'_> {
             cancel: self.cancel,
         };
         let mut buf = vec![0; size];
+        // A small body has no sidecar yet (see [`SMALL_BODY`]): it gets one before its first
+        // wait on the network, unless it has all arrived by then.
+        let total = t.total;
+        let (meta, part) = (t.meta.as_ref(), t.part.as_deref());
+        let (owned, saved) = (&mut t.meta_owned, &mut t.meta_saved);
+        let mut before_wait = |written: u64| {
+            if total.is_none_or(|total| written < total) {
+                part::save_sidecar(meta, part, owned, saved);
+            }
+            false
+        };
         let mut stream = |out: &mut dyn io::Write, have: &mut u64| {
             let r = stream_body(
                 &mut response,
@@ -1250,6 +1267,7 @@ impl Fetcher<'_> {
                 self.cancel,
                 have,
                 self.settings.max_filesize,
+                &mut before_wait,
             );
             let clean = !matches!(r, Err(StreamError::Write(_)));
             (r, clean)

@@ -157,11 +157,8 @@ impl Transfer {
     /// Writes the sidecar that lets `-c` resume the part, once. A sidecar we could not write
     /// (say, a symlink swapped in) is not ours to remove.
     pub(super) fn save_meta(&mut self) {
-        if let (false, Some(meta), Some(part)) = (self.meta_saved, &self.meta, &self.part) {
-            // Without the sidecar the part could not be resumed; the download itself is fine.
-            self.meta_owned = meta.save(part, self.meta_owned).is_ok();
-            self.meta_saved = true;
-        }
+        let (meta, part) = (self.meta.as_ref(), self.part.as_deref());
+        save_sidecar(meta, part, &mut self.meta_owned, &mut self.meta_saved);
     }
 
     /// Whether the part is sparse: `--split` pieces fill it out of order, and only the ranges
@@ -268,8 +265,9 @@ impl Fetcher<'_> {
                     .and_then(|()| file.seek(SeekFrom::Start(0)).map(drop))
                     .map_err(|e| Failure::new(FailureKind::disk("write", part, e)))?;
             }
-            // A small body is written with its sidecar only if it is left unfinished (give_up);
-            // until then, a sidecar of bytes now gone must not describe the new ones.
+            // A small body gets its sidecar only before its first wait on the network
+            // (`stream_whole`) or if it is left unfinished (give_up); until then, a sidecar of
+            // bytes now gone must not describe the new ones.
             if t.total.is_none_or(|total| total > SMALL_BODY) {
                 t.meta_saved = false;
                 t.save_meta();
@@ -357,6 +355,21 @@ impl Fetcher<'_> {
                 Err(e) => return Err(e),
             }
         }
+    }
+}
+
+/// [`Transfer::save_meta`] on the fields it needs, so that it can run while the part file is
+/// borrowed for streaming (a small body's sidecar, before its first wait on the network).
+pub(super) fn save_sidecar(
+    meta: Option<&PartMeta>,
+    part: Option<&Path>,
+    owned: &mut bool,
+    saved: &mut bool,
+) {
+    if let (false, Some(meta), Some(part)) = (*saved, meta, part) {
+        // Without the sidecar the part could not be resumed; the download itself is fine.
+        *owned = meta.save(part, *owned).is_ok();
+        *saved = true;
     }
 }
 

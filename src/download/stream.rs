@@ -42,6 +42,12 @@ impl Pending for Response {
 /// byte is held back while the network is slow. Whatever way the loop ends, every byte read
 /// has been handed to `out` (a bigger limit aside), and `written` counts what is in `out` (so a
 /// resumed file starts above zero); it may not pass `limit`.
+///
+/// `before_wait` hears `written` after a write when the body has nothing more in memory, so the
+/// next read may wait on the network (the body may also have ended: the callee can tell by its
+/// length); it is asked again only while it returns `true`. A small body writes its resume
+/// sidecar there, so a process killed during the wait leaves a part `-c` can resume, while a
+/// body that arrives in one go never pays for one.
 #[allow(clippy::too_many_arguments)]
 pub fn stream_body(
     body: &mut (impl Read + Pending),
@@ -52,10 +58,12 @@ pub fn stream_body(
     cancel: &AtomicBool,
     written: &mut u64,
     limit: Option<u64>,
+    before_wait: &mut dyn FnMut(u64) -> bool,
 ) -> Result<(), StreamError> {
     let limit = limit.unwrap_or(u64::MAX);
     let chunk = chunk.clamp(1, buf.len().max(1));
     let mut filled = 0;
+    let mut watching = true;
     loop {
         if cancel.load(Ordering::Relaxed) {
             spill(out, buf, &mut filled, written)?;
@@ -76,8 +84,12 @@ pub fn stream_body(
         }
         filled += n;
         counter.fetch_add(n as u64, Ordering::Relaxed);
-        if filled + chunk > buf.len() || !body.pending() {
+        let waits = !body.pending();
+        if filled + chunk > buf.len() || waits {
             spill(out, buf, &mut filled, written)?;
+        }
+        if waits && watching {
+            watching = before_wait(*written);
         }
     }
 }
@@ -145,6 +157,7 @@ mod tests {
             &cancel,
             &mut bytes,
             None,
+            &mut |_| false,
         );
         assert!(matches!(r, Err(StreamError::Read(_))));
         assert_eq!(bytes, 15);
@@ -202,12 +215,46 @@ mod tests {
             &AtomicBool::new(false),
             &mut bytes,
             None,
+            &mut |_| false,
         );
         assert!(r.is_ok());
         assert_eq!(
             body.seen_on_disk,
             Some(200),
             "both reads written before waiting"
+        );
+    }
+
+    #[test]
+    fn before_wait_hears_what_is_on_disk_once_when_memory_runs_dry() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x");
+        let mut file = File::create(&path).unwrap();
+        let mut body = Arrivals {
+            path,
+            step: 0,
+            seen_on_disk: None,
+        };
+        let mut heard = Vec::new();
+        let r = stream_body(
+            &mut body,
+            &mut file,
+            &mut vec![0; WRITE_BEHIND],
+            CHUNK,
+            &AtomicU64::new(0),
+            &AtomicBool::new(false),
+            &mut 0,
+            None,
+            &mut |written| {
+                heard.push(written);
+                false
+            },
+        );
+        assert!(r.is_ok());
+        assert_eq!(
+            heard,
+            [200],
+            "once, before the wait, with both reads written"
         );
     }
 
@@ -226,6 +273,7 @@ mod tests {
             &cancel,
             &mut bytes,
             None,
+            &mut |_| false,
         );
         assert!(matches!(r, Err(StreamError::Cancelled)));
         assert_eq!(bytes, 0);

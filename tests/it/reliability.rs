@@ -1397,3 +1397,50 @@ fn continue_retries_the_size_probe_after_a_bare_416() {
     );
     assert_eq!(sandbox.files(), one(&[("f.bin", &data)]), "no second copy");
 }
+
+/// A small body (no sidecar while it arrives in one go) that has to wait on the network gets
+/// its sidecar before the first wait: SIGKILL then leaves a part that the next `-c` resumes
+/// into the same name, with no `NAME.1` and no orphan.
+#[test]
+fn sigkill_during_a_slow_small_download_leaves_a_part_continue_resumes() {
+    let data = body(40_000, 50);
+    let served = data.clone();
+    let drip = Arc::new(AtomicBool::new(true));
+    let dripping = drip.clone();
+    let server = serve(move |_| {
+        let reply = Reply::file(served.clone()).with_header("ETag", "\"v1\"");
+        if dripping.load(Ordering::SeqCst) {
+            reply.with_fault(Fault::Drip(4_000, Duration::from_millis(200)))
+        } else {
+            reply
+        }
+    });
+    let sandbox = Sandbox::new();
+    let url = server.url("/small.bin");
+    let mut child = sandbox.spawn(&["--timeout", "60", &url]);
+    // Two pieces on disk: the second came after a wait on the network, so the sidecar, if
+    // there is to be one, was written before it.
+    wait_for_len(&sandbox.out().join("small.bin.part"), 8_000);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(sandbox.out().join("small.bin.part").exists());
+
+    drip.store(false, Ordering::SeqCst);
+    let (code, stdout, stderr) = sandbox.run(&["-c", &url]);
+    assert_eq!(code, 0, "{stderr:#?}");
+    assert_eq!(
+        stdout,
+        [sandbox.out().join("small.bin").display().to_string()]
+    );
+    assert_eq!(
+        sandbox.files(),
+        one(&[("small.bin", &data)]),
+        "resumed into the same name: no small.1.bin, no orphan part or sidecar"
+    );
+    let last = server.requests().pop().unwrap();
+    assert!(
+        last.header("range").is_some_and(|r| r != "bytes=0-"),
+        "resumed from the part, not fetched again: {:?}",
+        last.header("range")
+    );
+}
