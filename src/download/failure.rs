@@ -196,6 +196,9 @@ pub struct Failure {
     pub http_status: Option<u16>,
     /// A `.part` file that was kept (interrupted or cut off: its bytes are genuine).
     pub left: Option<PathBuf>,
+    /// `-c` can resume `left` (its sidecar has a validator, or a checksum will prove it); else
+    /// it starts the part over, and no message may promise a resume.
+    pub resumable: bool,
     pub interrupted: bool,
 }
 
@@ -206,6 +209,7 @@ impl Failure {
             reason: kind.into(),
             http_status: None,
             left: None,
+            resumable: false,
         }
     }
 
@@ -230,7 +234,14 @@ impl Failure {
             return format!("{}; left untouched", self.reason);
         }
         match &self.left {
-            Some(part) => format!("{}; partial data kept in {}", self.reason, part.display()),
+            Some(part) if self.resumable => {
+                format!("{}; partial data kept in {}", self.reason, part.display())
+            }
+            Some(part) => format!(
+                "{}; partial data kept in {} (no validator: -c will start it over)",
+                self.reason,
+                part.display()
+            ),
             None => format!("{}; nothing saved", self.reason),
         }
     }
@@ -356,6 +367,12 @@ mod tests {
         .with_status(404);
         assert_eq!(f.describe(), "HTTP 404 Not Found; nothing saved");
         f.left = Some(PathBuf::from("o/x.part"));
+        assert_eq!(
+            f.describe(),
+            "HTTP 404 Not Found; partial data kept in o/x.part (no validator: -c will start it \
+             over)"
+        );
+        f.resumable = true;
         assert_eq!(
             f.describe(),
             "HTTP 404 Not Found; partial data kept in o/x.part"

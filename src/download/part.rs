@@ -147,7 +147,13 @@ impl Transfer {
             self.save_meta();
         }
         match self.part.take() {
-            Some(part) if self.have > 0 => failure.left = Some(part),
+            Some(part) if self.have > 0 => {
+                // Resumed only with a validator to check the server's file against (see
+                // `attempt`), or a checksum to prove the joined bytes; else `-c` starts over.
+                let validated = self.meta.as_ref().is_some_and(PartMeta::has_validator);
+                failure.resumable = self.meta_owned && (validated || self.proof);
+                failure.left = Some(part);
+            }
             Some(_) => self.discard(),
             None => {}
         }

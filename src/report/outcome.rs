@@ -38,6 +38,8 @@ pub struct UrlOutcome {
     pub path: Option<PathBuf>,
     /// A `NAME.part` kept with the genuine bytes received before a failure.
     pub partial: Option<PathBuf>,
+    /// `-c` can resume `partial` (else it starts it over: no validator to check it by).
+    pub(crate) resumable: bool,
     /// The status of the last response, when one came.
     pub http_status: Option<u16>,
     /// Body bytes received, saved or not.
@@ -75,6 +77,7 @@ impl UrlOutcome {
             line: origin.line(),
             path: None,
             partial: None,
+            resumable: false,
             http_status: None,
             bytes: 0,
             elapsed: Duration::ZERO,
@@ -126,6 +129,7 @@ impl UrlOutcome {
                 done.http_status = failure.http_status;
                 done.interrupted = failure.interrupted;
                 done.partial = failure.left;
+                done.resumable = failure.resumable;
                 done.error = Some(failure.reason.to_string());
             }
         }

@@ -399,6 +399,7 @@ mod tests {
                 reason: "connection reset after 5 of 10 bytes".into(),
                 http_status: Some(200),
                 left: Some(PathBuf::from("o/a.bin.part")),
+                resumable: true,
                 interrupted: false,
             }),
             ..saved

@@ -176,6 +176,9 @@ impl Reporter {
         self.finished += 1;
         if done.partial.is_some() {
             self.tally.parts_kept += 1;
+            if !done.resumable {
+                self.tally.parts_restart += 1;
+            }
         }
         self.tally.bytes += done.bytes;
         if done.status != Status::Skipped {

@@ -46,6 +46,8 @@ pub(crate) struct Tally {
     pub(crate) not_started: usize,
     /// Failed or interrupted downloads whose bytes were kept in a `.part` file.
     pub(crate) parts_kept: usize,
+    /// Of those, the parts `-c` will start over (no validator to resume them by).
+    pub(crate) parts_restart: usize,
 }
 
 /// Where the one-after-another figure comes from.
@@ -229,13 +231,27 @@ pub(crate) fn render(t: &Tally) -> String {
             n => {
                 let _ = writeln!(
                     out,
-                    "interrupted: {} kept as .part (resume with -c)",
-                    plural(n, "partial download", "partial downloads")
+                    "interrupted: {} kept as .part ({})",
+                    plural(n, "partial download", "partial downloads"),
+                    resume_hint(n, t.parts_restart)
                 );
             }
         }
     }
     out
+}
+
+/// What `-c` will do with `kept` parts, `restart` of which it cannot resume: a resume is
+/// promised only where one can happen.
+fn resume_hint(kept: usize, restart: usize) -> String {
+    match restart {
+        0 => "resume with -c".to_string(),
+        r if r >= kept => {
+            let them = if kept == 1 { "it" } else { "them" };
+            format!("no validator: -c will start {them} over")
+        }
+        r => format!("resume with -c; {r} without a validator will start over"),
+    }
 }
 
 /// The `--compare` table: one row per pass, speedups relative to the first pass.
@@ -335,6 +351,17 @@ fn knee_line(passes: &[Tally], k: usize) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_resume_is_promised_only_for_parts_that_can_resume() {
+        assert_eq!(resume_hint(2, 0), "resume with -c");
+        assert_eq!(resume_hint(1, 1), "no validator: -c will start it over");
+        assert_eq!(resume_hint(3, 3), "no validator: -c will start them over");
+        assert_eq!(
+            resume_hint(3, 1),
+            "resume with -c; 1 without a validator will start over"
+        );
+    }
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)

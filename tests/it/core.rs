@@ -655,7 +655,9 @@ fn a_closed_or_full_stderr_never_panics_or_hangs() {
 #[test]
 fn ctrl_c_past_the_grace_reports_each_stuck_download_and_its_part() {
     let server = serve(|req| match req.path() {
+        // With a validator, so the part can be resumed and the summary may say so.
         "/stuck.bin" => Reply::file(body(100_000, 4))
+            .with_header("ETag", "\"s1\"")
             .with_fault(Fault::StallAfter(1000, Duration::from_secs(30))),
         _ => Reply::file(body(500, 6)),
     });

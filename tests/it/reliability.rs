@@ -755,7 +755,7 @@ fn silence_after_the_headers_times_out_and_says_so() {
         line,
         format!(
             "fetchpar: {url}: timed out: no data for 0.30 s after 10000 of 50000 bytes; \
-             partial data kept in {}",
+             partial data kept in {} (no validator: -c will start it over)",
             part.display()
         )
     );
@@ -1443,4 +1443,42 @@ fn sigkill_during_a_slow_small_download_leaves_a_part_continue_resumes() {
         "resumed from the part, not fetched again: {:?}",
         last.header("range")
     );
+}
+
+/// An interrupted body with no validator cannot be resumed (`-c` starts it over): nothing may
+/// promise a resume, neither its line nor the summary.
+#[test]
+fn an_interrupted_part_without_a_validator_is_not_promised_a_resume() {
+    let data = body(100_000, 51);
+    let served = data.clone();
+    let server = serve(move |_| {
+        Reply::file(served.clone()).with_fault(Fault::StallAfter(40_000, Duration::from_secs(60)))
+    });
+    let sandbox = Sandbox::new();
+    let url = server.url("/plain.bin");
+    let child = sandbox.spawn(&["--timeout", "60", &url]);
+    let part = sandbox.out().join("plain.bin.part");
+    wait_for_len(&part, 40_000);
+    let output = interrupt(child);
+    assert_eq!(output.status.code(), Some(130));
+    let stderr = lines(&output.stderr);
+    assert_eq!(
+        error_line(&stderr, &url),
+        format!(
+            "fetchpar: {url}: interrupted; partial data kept in {} (no validator: -c will start \
+             it over)",
+            part.display()
+        )
+    );
+    assert!(
+        stderr.iter().any(|l| l
+            == "interrupted: 1 partial download kept as .part (no validator: -c will start it \
+                over)"),
+        "{stderr:#?}"
+    );
+    assert!(
+        !stderr.iter().any(|l| l.contains("resume with -c")),
+        "{stderr:#?}"
+    );
+    assert!(part.exists());
 }
