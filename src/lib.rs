@@ -63,7 +63,7 @@
 //!  sharded (a map that grows without a spike), redact (credentials out of every output); server (loopback, for --demo)
 //! ```
 //!
-//! - [`run`](Run) is the library API; [`app`] runs the flows and builds each pass (a pool, a
+//! - [`run`](Run) is the library API; `app` runs the flows and builds each pass (a pool, a
 //!   reporter, an HTTP client whose waits end on cancel).
 //! - `cli` turns flags into a validated [`cli::Config`] once; `completions` is `--generate`.
 //! - `input` reads inputs; `select` (in the producer) drops duplicates and other shards' URLs;
@@ -108,8 +108,7 @@ pub(crate) mod hosts;
 pub(crate) mod input;
 pub(crate) mod listopts;
 pub(crate) mod modes;
-#[doc(hidden)]
-pub mod naming;
+pub(crate) mod naming;
 pub(crate) mod netrc;
 pub(crate) mod pool;
 pub(crate) mod proxy;

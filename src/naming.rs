@@ -100,7 +100,7 @@ fn split_extension(name: &str) -> (&str, &str) {
 
 /// The `n`th alternative for a taken name: `photo.jpg` → `photo.1.jpg`, `README` → `README.1`.
 /// A name from a list file may have folders (`a.d/photo.jpg`): only its last part changes.
-pub fn with_suffix(name: &str, n: usize) -> String {
+pub(crate) fn with_suffix(name: &str, n: usize) -> String {
     if n == 0 {
         return name.to_string();
     }
