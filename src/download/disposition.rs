@@ -11,7 +11,7 @@ use crate::naming;
 
 /// The safe name proposed by a `Content-Disposition` value, if it proposes one.
 /// `filename*=` wins over `filename=`, as RFC 6266 asks.
-pub fn filename(header: &[u8]) -> Option<String> {
+pub(crate) fn filename(header: &[u8]) -> Option<String> {
     let text = String::from_utf8_lossy(header);
     let mut plain = None;
     let mut extended = None;

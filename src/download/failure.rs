@@ -17,7 +17,7 @@ use crate::units::format_duration;
 
 /// What went wrong, one message per kind.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum FailureKind {
+pub(crate) enum FailureKind {
     #[error("interrupted")]
     Interrupted,
     /// A status we do not download (or retried until the retries ran out).
@@ -135,7 +135,7 @@ impl FailureKind {
 /// A failure's kind and the line it reads as (with the retries it took, when it took any).
 /// It reads as a `str` so that reporting code can print it as it is.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Reason {
+pub(crate) struct Reason {
     kind: FailureKind,
     text: String,
 }
@@ -191,15 +191,15 @@ impl fmt::Display for Reason {
 
 /// Why a download failed, and what it left on disk.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Failure {
-    pub reason: Reason,
-    pub http_status: Option<u16>,
+pub(crate) struct Failure {
+    pub(crate) reason: Reason,
+    pub(crate) http_status: Option<u16>,
     /// A `.part` file that was kept (interrupted or cut off: its bytes are genuine).
-    pub left: Option<PathBuf>,
+    pub(crate) left: Option<PathBuf>,
     /// `-c` can resume `left` (its sidecar has a validator, or a checksum will prove it); else
     /// it starts the part over, and no message may promise a resume.
-    pub resumable: bool,
-    pub interrupted: bool,
+    pub(crate) resumable: bool,
+    pub(crate) interrupted: bool,
 }
 
 impl Failure {
@@ -229,7 +229,7 @@ impl Failure {
     }
 
     /// The reason followed by what is left on disk, as printed in error lines.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         if matches!(self.reason.kind(), FailureKind::Undecided { .. }) {
             return format!("{}; left untouched", self.reason);
         }
@@ -265,7 +265,7 @@ fn io_kind(err: &(dyn StdError + 'static)) -> Option<io::ErrorKind> {
 
 /// One line for a request that got no usable response: a certificate problem in words, a
 /// failure on the way to or through a proxy said of that proxy (`proxies` is the run's table).
-pub fn describe_request_error(
+pub(crate) fn describe_request_error(
     err: &reqwest::Error,
     timeout: Duration,
     proxies: &Proxies,

@@ -20,54 +20,54 @@ use reqwest::header::CONTENT_DISPOSITION;
 pub(super) struct Transfer {
     /// The name reservations start from (from the URL, or the server's with
     /// `--content-disposition`).
-    pub name: String,
+    pub(crate) name: String,
     /// A list line named the output: the server's Content-Disposition does not override it.
-    pub explicit: bool,
+    pub(crate) explicit: bool,
     /// Final path and its `.part`, once reserved.
-    pub path: Option<PathBuf>,
-    pub part: Option<PathBuf>,
-    pub file: Option<File>,
+    pub(crate) path: Option<PathBuf>,
+    pub(crate) part: Option<PathBuf>,
+    pub(crate) file: Option<File>,
     /// Bytes in the part file.
-    pub have: u64,
+    pub(crate) have: u64,
     /// Where those bytes came from.
-    pub meta: Option<PartMeta>,
+    pub(crate) meta: Option<PartMeta>,
     /// The sidecar on disk is ours (written by this run, or matched to this URL by `-c`): only
     /// then may it be replaced or removed.
-    pub meta_owned: bool,
+    pub(crate) meta_owned: bool,
     /// The full size, when known.
-    pub total: Option<u64>,
-    pub started: bool,
+    pub(crate) total: Option<u64>,
+    pub(crate) started: bool,
     /// Whether the sidecar on disk describes the part (see [`SMALL_BODY`]).
-    pub meta_saved: bool,
+    pub(crate) meta_saved: bool,
     /// `--split` fell back to one stream for this file (counted once, whatever the retries).
-    pub split_fell_back: bool,
+    pub(crate) split_fell_back: bool,
     /// Bytes of the part that were on disk before this run (`-c`) and still are: a local
     /// error must not destroy them.
-    pub earlier: u64,
+    pub(crate) earlier: u64,
     /// The download started over from zero once already (see `start_over`).
-    pub restarted: bool,
+    pub(crate) restarted: bool,
     /// The server answered a request for the rest with the whole file, not announcing range
     /// support: the bytes on disk were dropped (noted once, see [`super::Note::RangesIgnored`]).
-    pub ranges_ignored: bool,
+    pub(crate) ranges_ignored: bool,
     /// No `--split` for this file any more: its pieces disagreed with the first response.
-    pub one_stream: bool,
+    pub(crate) one_stream: bool,
     /// An expected checksum of the whole file is known and checked before the rename, which
     /// proves joins no validator vouches for (`verify` is set).
-    pub proof: bool,
+    pub(crate) proof: bool,
     /// With tracing, the requests of this attempt's `--split` pieces (after the first).
-    pub pieces_log: Option<std::sync::Mutex<Vec<crate::trace::Exchange>>>,
+    pub(crate) pieces_log: Option<std::sync::Mutex<Vec<crate::trace::Exchange>>>,
     /// With tracing, this attempt's request and response as far as they went.
-    pub head: crate::trace::Exchange,
+    pub(crate) head: crate::trace::Exchange,
     /// The expected digest, when the list or `--checksums` gave one.
-    pub verify: Option<Verify>,
+    pub(crate) verify: Option<Verify>,
     /// What names the part in its sidecar: the URL the user gave (credentials removed) and its
     /// key, whichever mirror the bytes come from.
-    pub shown_url: String,
-    pub key: String,
+    pub(crate) shown_url: String,
+    pub(crate) key: String,
     /// `-N`: the existing file's modification time, asked about with `If-Modified-Since`.
-    pub since: Option<std::time::SystemTime>,
+    pub(crate) since: Option<std::time::SystemTime>,
     /// `-N`: the download replaces the file under `path` (by rename, once complete).
-    pub replace: bool,
+    pub(crate) replace: bool,
 }
 
 impl Transfer {

@@ -19,19 +19,19 @@ use crate::transport::Response;
 /// What a response says, as plain values.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct ResponseFacts {
-    pub status: u16,
+    pub(crate) status: u16,
     /// The status's standard phrase, for messages.
-    pub canonical: Option<&'static str>,
+    pub(crate) canonical: Option<&'static str>,
     /// The `Content-Range` header as sent (for messages), and parsed.
-    pub content_range_text: Option<String>,
-    pub content_range: Option<ContentRange>,
-    pub content_length: Option<u64>,
+    pub(crate) content_range_text: Option<String>,
+    pub(crate) content_range: Option<ContentRange>,
+    pub(crate) content_length: Option<u64>,
     /// `ETag` and `Last-Modified` (as a [`PartMeta`] holds them; its URL fields stay empty).
-    pub validators: PartMeta,
+    pub(crate) validators: PartMeta,
     /// `Retry-After`, as a wait from now.
-    pub retry_after: Option<Duration>,
+    pub(crate) retry_after: Option<Duration>,
     /// The scheme of the `Location` of a redirect, resolved against the URL asked.
-    pub location_scheme: Option<String>,
+    pub(crate) location_scheme: Option<String>,
 }
 
 impl ResponseFacts {
@@ -62,12 +62,12 @@ impl ResponseFacts {
 pub(crate) struct OnDisk<'a> {
     /// `Some(n)`: the request asked for the bytes from `n` on (`Range: bytes=n-`), `n` being
     /// how many are on disk. `None`: it asked for the whole body.
-    pub asked_from: Option<u64>,
+    pub(crate) asked_from: Option<u64>,
     /// The sidecar of those bytes: the response they came from, and the full size it gave.
-    pub meta: Option<&'a PartMeta>,
+    pub(crate) meta: Option<&'a PartMeta>,
     /// An expected checksum of the whole file is known and is checked before the file gets its
     /// name: it proves a join that no validator vouches for (see [`join`]).
-    pub proof: bool,
+    pub(crate) proof: bool,
 }
 
 /// What to do with a response.

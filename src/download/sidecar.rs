@@ -65,25 +65,25 @@ struct Format {
 
 /// Where a `.part` file came from.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct PartMeta {
+pub(crate) struct PartMeta {
     /// The URL as the user gave it, credentials removed (for people).
-    pub url: String,
+    pub(crate) url: String,
     /// [`url_key`] of the URL (for matching; see [`PartMeta::is_for`]).
-    pub key: String,
+    pub(crate) key: String,
     /// Read from a format-1 or -2 sidecar, whose `key` is a [`legacy_key`].
-    pub legacy: bool,
-    pub etag: Option<String>,
-    pub last_modified: Option<String>,
+    pub(crate) legacy: bool,
+    pub(crate) etag: Option<String>,
+    pub(crate) last_modified: Option<String>,
     /// The full size of the file, when the server said.
-    pub total: Option<u64>,
+    pub(crate) total: Option<u64>,
     /// `Some`: the part is sparse, and these byte ranges (`start..end`, in order) are all that
     /// is genuine in it; `None`: the part's bytes from 0 to its length are all genuine.
-    pub ranges: Option<Vec<(u64, u64)>>,
+    pub(crate) ranges: Option<Vec<(u64, u64)>>,
 }
 
 /// What identifies a URL in a sidecar: the SHA-256, in hex, of the URL without its user name,
 /// password and fragment (none of which is the resource), so nothing secret goes into it.
-pub fn url_key(url: &Url) -> String {
+pub(crate) fn url_key(url: &Url) -> String {
     let mut bare = url.clone();
     // Fails only for URLs that cannot have credentials, which then have none to remove.
     let _ = bare.set_username("");
@@ -94,7 +94,7 @@ pub fn url_key(url: &Url) -> String {
 
 /// Formats 1 and 2's key: the full URL, credentials included. Only ever computed in memory, to
 /// recognise a sidecar an older fetchpar left, which is then rewritten with [`url_key`].
-pub fn legacy_key(url: &Url) -> String {
+pub(crate) fn legacy_key(url: &Url) -> String {
     hex_sha256(url.as_str())
 }
 
@@ -106,7 +106,7 @@ fn hex_sha256(text: &str) -> String {
 }
 
 /// `out/x.bin.part` → `out/x.bin.part.meta`.
-pub fn meta_path(part: &Path) -> PathBuf {
+pub(crate) fn meta_path(part: &Path) -> PathBuf {
     let mut os = part.as_os_str().to_owned();
     os.push(".meta");
     PathBuf::from(os)
@@ -114,7 +114,7 @@ pub fn meta_path(part: &Path) -> PathBuf {
 
 impl PartMeta {
     /// The validators of a 200 response.
-    pub fn from_response(url: String, headers: &HeaderMap, total: Option<u64>) -> PartMeta {
+    pub(crate) fn from_response(url: String, headers: &HeaderMap, total: Option<u64>) -> PartMeta {
         let text = |name| {
             headers
                 .get(name)
@@ -134,7 +134,7 @@ impl PartMeta {
     }
 
     /// Whether this sidecar describes a part of `url`, whatever its format.
-    pub fn is_for(&self, url: &Url) -> bool {
+    pub(crate) fn is_for(&self, url: &Url) -> bool {
         let key = if self.legacy {
             legacy_key(url)
         } else {
@@ -145,7 +145,7 @@ impl PartMeta {
 
     /// Rewrites a format-1 or -2 sidecar of `part` (already matched to `url`) in a current format,
     /// so the secret-derived hash leaves the disk; a sidecar already current is left as it is.
-    pub fn upgrade(&mut self, url: &Url, part: &Path) -> io::Result<()> {
+    pub(crate) fn upgrade(&mut self, url: &Url, part: &Path) -> io::Result<()> {
         if !self.legacy {
             return Ok(());
         }
@@ -155,12 +155,12 @@ impl PartMeta {
     }
 
     /// Whether there is anything to check a resumed response against (a weak ETag alone is not).
-    pub fn has_validator(&self) -> bool {
+    pub(crate) fn has_validator(&self) -> bool {
         self.if_range().is_some()
     }
 
     /// The `If-Range` value: a strong ETag, else the date (a weak ETag may not be used there).
-    pub fn if_range(&self) -> Option<&str> {
+    pub(crate) fn if_range(&self) -> Option<&str> {
         match &self.etag {
             Some(etag) if !etag.starts_with("W/") => Some(etag),
             _ => self.last_modified.as_deref(),
@@ -182,7 +182,7 @@ impl PartMeta {
     /// renamed (a full disk leaves no empty or cut sidecar behind to mislead the next run).
     /// `owned`: the sidecar there is ours (this run wrote it, or it matched our URL), so it may
     /// be replaced; otherwise it is put only where nothing exists. Never through a symlink.
-    pub fn save(&self, part: &Path, owned: bool) -> io::Result<()> {
+    pub(crate) fn save(&self, part: &Path, owned: bool) -> io::Result<()> {
         // Always a current format: a legacy key is only ever read (see `upgrade`).
         let magic = if self.ranges.is_some() {
             FORMATS[3].magic
@@ -231,7 +231,7 @@ impl PartMeta {
     }
 
     /// Reads the sidecar of `part`; `None` if it is missing, not a regular file, or not ours.
-    pub fn load(part: &Path) -> Option<PartMeta> {
+    pub(crate) fn load(part: &Path) -> Option<PartMeta> {
         let file = safefs::open_regular(&meta_path(part), OpenOptions::new().read(true)).ok()?;
         let mut text = String::new();
         // A sidecar is a few lines: anything big is not one of ours.
@@ -279,13 +279,13 @@ fn parse_ranges(value: &str) -> Option<Vec<(u64, u64)>> {
 }
 
 /// Removes the sidecar of `part`, if any: only for a sidecar that is ours.
-pub fn remove(part: &Path) {
+pub(crate) fn remove(part: &Path) {
     let _ = fs::remove_file(meta_path(part));
 }
 
 /// A `Content-Range` value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ContentRange {
+pub(crate) enum ContentRange {
     /// `bytes START-END/TOTAL` (`TOTAL` may be `*`).
     Bytes {
         start: u64,
@@ -296,7 +296,7 @@ pub enum ContentRange {
     Unsatisfied { total: u64 },
 }
 
-pub fn parse_content_range(value: &str) -> Option<ContentRange> {
+pub(crate) fn parse_content_range(value: &str) -> Option<ContentRange> {
     let spec = value.trim().strip_prefix("bytes")?.trim_start();
     let (range, total) = spec.split_once('/')?;
     let total = total.trim();

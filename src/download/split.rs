@@ -40,26 +40,26 @@ use super::sidecar::PartMeta;
 use super::stream::StreamError;
 
 /// Pieces are never smaller than this: below it the extra request costs more than it buys.
-pub const MIN_PIECE: u64 = 64 * 1024;
+pub(crate) const MIN_PIECE: u64 = 64 * 1024;
 
 /// Most pieces one file is cut into (aria2c's limit too).
-pub const MAX_SPLIT: usize = 16;
+pub(crate) const MAX_SPLIT: usize = 16;
 
 /// How many times one piece is requested again after a failure.
-pub const PIECE_RETRIES: u32 = 2;
+pub(crate) const PIECE_RETRIES: u32 = 2;
 
 /// The `--split` setting of a run, and what happened to it (read by the main thread at the end).
 #[derive(Debug, Default)]
-pub struct Split {
+pub(crate) struct Split {
     /// Connections per file; 1 means no splitting.
-    pub pieces: usize,
+    pub(crate) pieces: usize,
     /// Files that were to be split but whose server gave no length, no range support or no
     /// validator (a strong ETag or Last-Modified), or that were redirected to another origin.
-    pub fell_back: AtomicUsize,
+    pub(crate) fell_back: AtomicUsize,
 }
 
 impl Split {
-    pub fn new(pieces: usize) -> Split {
+    pub(crate) fn new(pieces: usize) -> Split {
         Split {
             pieces,
             fell_back: AtomicUsize::new(0),
@@ -67,7 +67,7 @@ impl Split {
     }
 
     /// The one-time note for files that came over one connection after all, if any did.
-    pub fn note(&self) -> Option<String> {
+    pub(crate) fn note(&self) -> Option<String> {
         let n = self.fell_back.load(Ordering::Relaxed);
         (n > 0).then(|| {
             format!(
@@ -83,9 +83,9 @@ impl Split {
 
 /// One byte range `start..end` of the file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Range {
-    pub start: u64,
-    pub end: u64,
+pub(crate) struct Range {
+    pub(crate) start: u64,
+    pub(crate) end: u64,
 }
 
 impl Range {
@@ -95,7 +95,7 @@ impl Range {
 }
 
 /// How a file of `total` bytes is cut into at most `pieces` ranges of at least [`MIN_PIECE`].
-pub fn ranges(total: u64, pieces: usize) -> Vec<Range> {
+pub(crate) fn ranges(total: u64, pieces: usize) -> Vec<Range> {
     let by_size = total.div_ceil(MIN_PIECE).max(1);
     let n = (pieces.max(1) as u64).min(by_size);
     let base = total / n;
@@ -124,7 +124,7 @@ pub fn ranges(total: u64, pieces: usize) -> Vec<Range> {
 /// After a redirect to another origin the pieces could only carry the user's credentials
 /// (`--user`, `-H Authorization`, the URL's own) to a server they were not meant for, or go
 /// without them: such a file comes over the one stream the client already vetted.
-pub fn plan(
+pub(crate) fn plan(
     split: &Split,
     asked: &Url,
     response: &Response,
@@ -168,29 +168,29 @@ pub fn plan(
 }
 
 /// What the pieces share.
-pub struct Pieces<'a> {
-    pub client: &'a Client,
+pub(crate) struct Pieces<'a> {
+    pub(crate) client: &'a Client,
     /// The URL the user gave: its credentials go on every piece.
-    pub asked: &'a Url,
-    pub file: &'a File,
-    pub counter: &'a AtomicU64,
-    pub cancel: &'a AtomicBool,
-    pub chunk: usize,
+    pub(crate) asked: &'a Url,
+    pub(crate) file: &'a File,
+    pub(crate) counter: &'a AtomicU64,
+    pub(crate) cancel: &'a AtomicBool,
+    pub(crate) chunk: usize,
     /// An expected checksum will check the whole file (see [`response::join`]).
-    pub proof: bool,
+    pub(crate) proof: bool,
     /// `--limit-rate`, shared with every other download.
     pub(crate) rate: Option<&'a crate::ratelimit::RateLimit>,
     /// Where each piece's requests are logged, when the run keeps a trace.
-    pub log: Option<&'a std::sync::Mutex<Vec<Exchange>>>,
+    pub(crate) log: Option<&'a std::sync::Mutex<Vec<Exchange>>>,
 }
 
 /// The byte ranges (`start..end`, in order, apart) of a sparse part that hold genuine bytes.
-pub type Done = Vec<(u64, u64)>;
+pub(crate) type Done = Vec<(u64, u64)>;
 
 /// Downloads `ranges` into `file`, piece 0 from `first` (the response already received, which
 /// `known` describes: its validators and the file's total). The file is preallocated to its
 /// full size first. `done` ends as the ranges of genuine bytes written.
-pub fn run(
+pub(crate) fn run(
     p: &Pieces<'_>,
     first: Response,
     ranges: &[Range],
@@ -223,7 +223,7 @@ pub fn run(
 /// Fetches what a sparse part of the file `known` describes still lacks (everything outside
 /// `done`), over at most `connections` ranged requests at a time, from the URL the user gave;
 /// `done` grows with every byte written.
-pub fn fill_gaps(
+pub(crate) fn fill_gaps(
     p: &Pieces<'_>,
     known: &PartMeta,
     done: &mut Done,

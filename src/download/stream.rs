@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use crate::transport::Response;
 
 /// Why streaming a body stopped.
-pub enum StreamError {
+pub(crate) enum StreamError {
     Cancelled,
     Read(io::Error),
     Write(io::Error),
@@ -22,7 +22,7 @@ pub enum StreamError {
 }
 
 /// A body that can say whether its next read is already in memory (see [`stream_body`]).
-pub trait Pending {
+pub(crate) trait Pending {
     fn pending(&self) -> bool {
         false
     }
@@ -49,7 +49,7 @@ impl Pending for Response {
 /// sidecar there, so a process killed during the wait leaves a part `-c` can resume, while a
 /// body that arrives in one go never pays for one.
 #[allow(clippy::too_many_arguments)]
-pub fn stream_body(
+pub(crate) fn stream_body(
     body: &mut (impl Read + Pending),
     out: &mut impl Write,
     buf: &mut [u8],

@@ -1,0 +1,609 @@
+//! One attempt: the request (from an offset, with `If-Range` or `If-Modified-Since`), what the
+//! response means for the bytes on disk ([`super::response`]), and the body streamed whole, in
+//! `--split` pieces, or into the gaps of a sparse part.
+
+use super::*;
+
+/// How one attempt ended.
+pub(super) enum Attempt {
+    /// The part file holds the whole body.
+    Done(u16),
+    /// Worth another try, after the server's `Retry-After` if it gave one.
+    Retry(Failure, Option<Duration>),
+    /// The host could not be reached (or its name resolved): the host decides whether and when
+    /// this URL tries again (see [`crate::hosts`]).
+    Host(Failure, Learned),
+    /// The partial bytes turned out useless (a range that does not fit them): start over from
+    /// zero at once. Not a failure of the server, so it costs no retry.
+    Restart,
+    Fail(Failure),
+}
+
+/// Drops the bytes on disk and starts over from zero, once: a second time in one download means
+/// the file keeps changing, and it fails rather than loop.
+pub(super) fn start_over(t: &mut Transfer, why: &str) -> Attempt {
+    if std::mem::replace(&mut t.restarted, true) {
+        return Attempt::Fail(Failure::new(FailureKind::Changed(why.to_string())));
+    }
+    t.have = 0;
+    t.earlier = 0;
+    if let Some(meta) = t.meta.as_mut() {
+        meta.ranges = None;
+    }
+    Attempt::Restart
+}
+
+/// Whether the server keeps the connection open for the next request: not after an HTTP/1.0
+/// reply without `keep-alive`, nor after `Connection: close`.
+pub(super) fn kept_open(response: &Response) -> bool {
+    let connection = response
+        .headers()
+        .get(reqwest::header::CONNECTION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_ascii_lowercase)
+        .unwrap_or_default();
+    let says = |token: &str| connection.split(',').any(|t| t.trim() == token);
+    if response.version() <= reqwest::Version::HTTP_10 {
+        says("keep-alive")
+    } else {
+        !says("close")
+    }
+}
+
+/// The buffer a body needs: `size`, or less when the body is known to be smaller. A buffer of
+/// the largest --chunk-size for every tiny body would be zeroed by the allocator each time
+/// (glibc serves freed large blocks from its heap, not fresh zero pages): at -j 1024, gigabytes.
+pub(crate) fn buffer_for(size: usize, to_come: Option<u64>) -> usize {
+    let needed = to_come.map_or(size, |n| usize::try_from(n).unwrap_or(usize::MAX));
+    size.min(needed).max(1)
+}
+
+impl Fetcher<'_> {
+    /// One attempt, and with `trace` its exchanges: the request, and any `--split` pieces.
+    pub(super) fn traced_attempt(
+        &self,
+        url: &Url,
+        t: &mut Transfer,
+        run: &mut Run<'_, '_>,
+        polite: bool,
+    ) -> Attempt {
+        let before = run.bytes;
+        let lease = polite.then_some(&mut *run.lease);
+        let (bytes, phases) = (&mut run.bytes, &mut run.phases);
+        let attempt = self.attempt(url, t, run.counter, run.on_start, bytes, lease, phases);
+        if !self.settings.trace {
+            return attempt;
+        }
+        let head = std::mem::take(&mut t.head);
+        let pieces = t.pieces_log.take().and_then(|log| log.into_inner().ok());
+        let piece_bytes: u64 = pieces.iter().flatten().map(|e| e.bytes).sum();
+        let phases = &run.phases;
+        run.exchanges.push(Exchange {
+            url: redact::url(url),
+            sent: phases.sent,
+            connect: phases.connect,
+            headers: phases.headers,
+            end: phases.body_end.or(phases.sent),
+            bytes: (run.bytes - before).saturating_sub(piece_bytes),
+            piece: pieces.as_ref().map(|_| 0),
+            error: match &attempt {
+                Attempt::Retry(f, _) | Attempt::Fail(f) => Some(f.reason.to_string()),
+                _ => None,
+            },
+            ..head
+        });
+        run.exchanges.extend(pieces.into_iter().flatten());
+        attempt
+    }
+
+    /// Sends the GET, asking for the body from `from` on when `from > 0`; `if_range` makes the
+    /// server send the whole (new) file instead if it changed since.
+    pub(crate) fn request(
+        &self,
+        url: &Url,
+        from: u64,
+        if_range: Option<&str>,
+    ) -> Result<Response, transport::Error> {
+        let mut request = self.client.get(url.clone());
+        if from > 0 {
+            request = request.header(RANGE, format!("bytes={from}-"));
+            if let Some(validator) = if_range {
+                request = request.header(IF_RANGE, validator);
+            }
+        }
+        request.send()
+    }
+
+    /// [`Fetcher::request`], with `If-Modified-Since` for `-N`'s question about a file on disk.
+    pub(super) fn request_since(
+        &self,
+        url: &Url,
+        from: u64,
+        if_range: Option<&str>,
+        since: Option<std::time::SystemTime>,
+    ) -> Result<Response, transport::Error> {
+        let Some(since) = since else {
+            return self.request(url, from, if_range);
+        };
+        self.client
+            .get(url.clone())
+            .header(IF_MODIFIED_SINCE, httpdate::fmt_http_date(since))
+            .send()
+    }
+
+    /// One request and as much of the body as it gives.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn attempt(
+        &self,
+        url: &Url,
+        t: &mut Transfer,
+        counter: &AtomicU64,
+        on_start: &mut dyn FnMut(Notice<'_>),
+        bytes: &mut u64,
+        lease: Option<&mut Lease<'_>>,
+        phases: &mut Phases,
+    ) -> Attempt {
+        if t.sparse() {
+            return self.attempt_sparse(url, t, counter, on_start, bytes);
+        }
+        let ask = Ask::of(t);
+        // Only the attempt that brings the body counts: clear what an earlier one left.
+        *phases = Phases {
+            sent: Some(Instant::now()),
+            ..Phases::default()
+        }
+        .keep_queueing(phases);
+        self.trace_request(t, &ask);
+        let response = match self.request_since(url, ask.from, ask.if_range.as_deref(), ask.since) {
+            Ok(response) => response,
+            Err(e) => return self.no_response(e),
+        };
+        phases.headers = Some(Instant::now());
+        phases.body_end = phases.headers;
+        self.trace_response(t, &response);
+        let code = response.status().as_u16();
+        // Told before the body, so that the host's window grows at once (see `crate::hosts`).
+        if let Some(lease) = lease {
+            lease.learn(Learned::Response {
+                kept_open: kept_open(&response),
+            });
+        }
+        if let Some(ended) = self.decide(url, t, &response, &ask, on_start) {
+            return ended;
+        }
+        let before = t.have;
+        let received = self.receive(url, t, response, ask.from, counter, on_start);
+        phases.body_end = Some(Instant::now());
+        *bytes += t.have - before;
+        match received {
+            Ok(streamed) => self.settle(t, streamed, code),
+            Err(failure) => Attempt::Fail(failure.with_status(code)),
+        }
+    }
+
+    /// What the response's headers mean for this attempt: `None` when its body is to be read
+    /// (appended or whole), else how the attempt ends.
+    fn decide(
+        &self,
+        url: &Url,
+        t: &mut Transfer,
+        response: &Response,
+        ask: &Ask,
+        on_start: &mut dyn FnMut(Notice<'_>),
+    ) -> Option<Attempt> {
+        let code = response.status().as_u16();
+        if code == 304 && ask.since.is_some() {
+            return Some(Attempt::Done(code));
+        }
+        // The proxy's answer, not the server's: the same credentials fail the same way again.
+        // The proxy is the last hop's (a redirect may lead past NO_PROXY or out of it).
+        if code == 407 {
+            if let Some(words) = crate::proxy::rejected(response.url(), self.client.proxies()) {
+                let failure = Failure::new(FailureKind::Request(words)).with_status(code);
+                return Some(Attempt::Fail(failure));
+            }
+        }
+        let facts = ResponseFacts::of(response, url);
+        // Without `Accept-Ranges: bytes` a whole file for a range is the server's limit, not a
+        // changed file (a failed If-Range still announces ranges).
+        let no_ranges = response
+            .headers()
+            .get(ACCEPT_RANGES)
+            .is_none_or(|v| !v.as_bytes().eq_ignore_ascii_case(b"bytes"));
+        let meta = t.meta.clone();
+        let disk = OnDisk {
+            asked_from: ask.resuming.then_some(t.have),
+            meta: meta.as_ref(),
+            proof: ask.proof,
+        };
+        match self.classify_sized(url, facts.clone(), disk) {
+            Decision::Append { total } => t.total = total,
+            Decision::Whole { total } => {
+                t.ranges_ignored |= ask.resuming && no_ranges;
+                t.have = 0;
+                t.earlier = 0;
+                t.total = total;
+                t.meta = Some(PartMeta {
+                    url: t.shown_url.clone(),
+                    key: t.key.clone(),
+                    total,
+                    ..facts.validators
+                });
+            }
+            Decision::StartOver => {
+                let why = "a resumed range did not match the bytes already received";
+                return Some(start_over(t, why));
+            }
+            // classify_sized has asked for the size already: no answer is no confirmation.
+            Decision::AskSize => {
+                return Some(start_over(t, "the server did not say how long the file is"))
+            }
+            Decision::Complete { total } => {
+                t.total = Some(total);
+                on_started(t, on_start);
+                return Some(Attempt::Done(code));
+            }
+            Decision::Fail(kind) => {
+                return Some(Attempt::Fail(Failure::new(kind).with_status(code)))
+            }
+            Decision::Retry(kind, after) => {
+                return Some(Attempt::Retry(Failure::new(kind).with_status(code), after))
+            }
+        }
+        None
+    }
+
+    /// With `trace`: the request headers that say what was asked for.
+    fn trace_request(&self, t: &mut Transfer, ask: &Ask) {
+        if !self.settings.trace {
+            return;
+        }
+        t.head = Exchange::default();
+        if ask.from > 0 {
+            let range = format!("bytes={}-", ask.from);
+            t.head.request_headers.push(("Range".into(), range));
+            if let Some(validator) = &ask.if_range {
+                let pair = ("If-Range".into(), validator.clone());
+                t.head.request_headers.push(pair);
+            }
+        }
+    }
+
+    /// With `trace`: the response's status and headers (and a log for `--split` pieces).
+    fn trace_response(&self, t: &mut Transfer, response: &Response) {
+        if !self.settings.trace {
+            return;
+        }
+        t.head.status = Some(response.status().as_u16());
+        t.head.response_headers = trace::headers_of(response.headers());
+        if self.split.pieces > 1 {
+            t.pieces_log = Some(std::sync::Mutex::new(Vec::new()));
+        }
+    }
+
+    /// A request that got no response: worth another try unless it would go the same way.
+    pub(super) fn no_response(&self, e: transport::Error) -> Attempt {
+        if fdlimit::exhausted(&e) {
+            return Attempt::Fail(Failure::new(FailureKind::OutOfFiles(e.to_string())));
+        }
+        match e {
+            // The transport gives up its wait for headers when the run is cancelled.
+            transport::Error::Cancelled => Attempt::Fail(Failure::interrupted(None)),
+            transport::Error::Runtime(e) => {
+                Attempt::Fail(Failure::new(FailureKind::Runtime(e.to_string())))
+            }
+            // A loop or too many redirects: the next try would go the same way.
+            transport::Error::Redirect(why) => {
+                Attempt::Fail(Failure::new(FailureKind::Request(why)))
+            }
+            transport::Error::Http(e) => {
+                let failure = Failure::new(FailureKind::Request(describe_request_error(
+                    &e,
+                    self.settings.timeout,
+                    self.client.proxies(),
+                )));
+                // A bad redirect or certificate will be just as bad next time.
+                if e.is_redirect() || e.is_builder() || crate::tls::describe(&e).is_some() {
+                    Attempt::Fail(failure)
+                } else if let Some(learned) = failure::host_learned(&e, &failure.reason) {
+                    Attempt::Host(failure, learned)
+                } else {
+                    Attempt::Retry(failure, None)
+                }
+            }
+        }
+    }
+
+    /// Takes an accepted response's body into the part file, over one connection or (a whole
+    /// body from the start, `--split`) several. `Err` is a failure before any byte is read.
+    pub(super) fn receive(
+        &self,
+        url: &Url,
+        t: &mut Transfer,
+        response: Response,
+        from: u64,
+        counter: &AtomicU64,
+        on_start: &mut dyn FnMut(Notice<'_>),
+    ) -> Result<Result<(), StreamError>, Failure> {
+        if let (Some(max), Some(total)) = (self.settings.max_filesize, t.total) {
+            if total > max {
+                let total = Some(total);
+                return Err(Failure::new(FailureKind::TooLarge { max, total }));
+            }
+        }
+        self.prepare_part(&response, t)?;
+        on_started(t, on_start);
+        if t.file.is_none() {
+            return Err(Failure::new(FailureKind::Internal("no part file")));
+        }
+        let ranges = if from == 0 && !t.one_stream {
+            split::plan(
+                self.split,
+                url,
+                &response,
+                t.total,
+                t.proof,
+                &mut t.split_fell_back,
+            )
+        } else {
+            None
+        };
+        Ok(match ranges {
+            Some(ranges) => self.stream_split(url, t, response, &ranges, counter),
+            None => self.stream_whole(t, response, counter),
+        })
+    }
+
+    /// `--split`: the pieces fill the part in place.
+    pub(super) fn stream_split(
+        &self,
+        url: &Url,
+        t: &mut Transfer,
+        response: Response,
+        ranges: &[split::Range],
+        counter: &AtomicU64,
+    ) -> Result<(), StreamError> {
+        // The pieces preallocate the part to full size and fill it out of order. The sidecar
+        // says so first (sparse, nothing done yet): a process that dies meanwhile (Ctrl-C past
+        // the grace, a kill) leaves a part the next `-c` recognises as its own, and holes are
+        // never taken for data. No sidecar at all if that one cannot be written.
+        if let Some(meta) = t.meta.as_mut() {
+            meta.ranges = Some(Vec::new());
+        }
+        if !t.rewrite_meta() {
+            t.withdraw_meta();
+        }
+        if let Some(v) = t.verify.as_mut() {
+            v.forget();
+        }
+        let Some(file) = t.file.as_ref() else {
+            return Err(StreamError::Write(io::Error::other("no part file")));
+        };
+        let pieces = split::Pieces {
+            client: self.client,
+            asked: url,
+            file,
+            counter,
+            cancel: self.cancel,
+            chunk: self.settings.chunk,
+            rate: self.rate,
+            proof: t.proof,
+            log: t.pieces_log.as_ref(),
+        };
+        let known = t.meta.clone().unwrap_or_default();
+        let mut done = Vec::new();
+        let r = split::run(&pieces, response, ranges, &known, &mut done);
+        t.record_ranges(done);
+        r
+    }
+
+    /// A sparse part (`--split` pieces, of this run or an earlier one): fetches only the ranges
+    /// it lacks, checked against the response its bytes came from, over `--split` connections
+    /// (one without it).
+    pub(super) fn attempt_sparse(
+        &self,
+        url: &Url,
+        t: &mut Transfer,
+        counter: &AtomicU64,
+        on_start: &mut dyn FnMut(Notice<'_>),
+        bytes: &mut u64,
+    ) -> Attempt {
+        let Some(known) = t.meta.clone() else {
+            return Attempt::Fail(Failure::new(FailureKind::Internal("no sidecar")));
+        };
+        let total = known.total.unwrap_or(0);
+        if let Some(max) = self.settings.max_filesize.filter(|&max| total > max) {
+            let total = Some(total);
+            return Attempt::Fail(Failure::new(FailureKind::TooLarge { max, total }));
+        }
+        t.total = Some(total);
+        on_started(t, on_start);
+        if self.settings.trace {
+            t.pieces_log = Some(std::sync::Mutex::new(Vec::new()));
+        }
+        let Some(file) = t.file.as_ref() else {
+            return Attempt::Fail(Failure::new(FailureKind::Internal("no part file")));
+        };
+        let pieces = split::Pieces {
+            client: self.client,
+            asked: url,
+            file,
+            counter,
+            cancel: self.cancel,
+            chunk: self.settings.chunk,
+            rate: self.rate,
+            proof: t.proof,
+            log: t.pieces_log.as_ref(),
+        };
+        let mut done = known.ranges.clone().unwrap_or_default();
+        let before = t.have;
+        let r = split::fill_gaps(&pieces, &known, &mut done, self.split.pieces.max(1));
+        t.record_ranges(done);
+        *bytes += t.have.saturating_sub(before);
+        self.settle(t, r, 206)
+    }
+
+    /// One connection: reads stay `--chunk-size` (8 KiB by default); writes of a large body are
+    /// gathered into up to [`WRITE_BEHIND`] bytes, from data already received, in the read
+    /// buffer itself (see [`stream_body`]): the part holds every byte counted in `t.have`
+    /// whenever a retry, a resume or someone watching looks.
+    pub(super) fn stream_whole(
+        &self,
+        t: &mut Transfer,
+        mut response: Response,
+        counter: &AtomicU64,
+    ) -> Result<(), StreamError> {
+        let Some(file) = t.file.as_mut() else {
+            return Err(StreamError::Write(io::Error::other("no part file")));
+        };
+        let large = t.total.is_none_or(|total| total > SMALL_BODY);
+        let chunk = self.settings.chunk.max(1);
+        let size = if large {
+            chunk.max(WRITE_BEHIND)
+        } else {
+            chunk
+        };
+        let size = buffer_for(size, t.total.map(|total| total.saturating_sub(t.have)));
+        let mut response = Throttled {
+            inner: &mut response,
+            limit: self.rate,
+            cancel: self.cancel,
+        };
+        let mut buf = vec![0; size];
+        // A small body has no sidecar yet (see [`SMALL_BODY`]): it gets one before its first
+        // wait on the network, unless it has all arrived by then.
+        let total = t.total;
+        let (meta, part) = (t.meta.as_ref(), t.part.as_deref());
+        let (owned, saved) = (&mut t.meta_owned, &mut t.meta_saved);
+        let mut before_wait = |written: u64| {
+            if total.is_none_or(|total| written < total) {
+                part::save_sidecar(meta, part, owned, saved);
+            }
+            false
+        };
+        let mut stream = |out: &mut dyn io::Write, have: &mut u64| {
+            let r = stream_body(
+                &mut response,
+                &mut &mut *out,
+                &mut buf,
+                chunk,
+                counter,
+                self.cancel,
+                have,
+                self.settings.max_filesize,
+                &mut before_wait,
+            );
+            let clean = !matches!(r, Err(StreamError::Write(_)));
+            (r, clean)
+        };
+        match (t.verify.as_mut(), t.part.as_deref()) {
+            (Some(v), Some(part)) => v.streaming(part, file, &mut t.have, stream),
+            _ => stream(file, &mut t.have).0,
+        }
+    }
+
+    /// What the end of a body means: done when it has every byte, else why not.
+    pub(super) fn settle(
+        &self,
+        t: &mut Transfer,
+        streamed: Result<(), StreamError>,
+        code: u16,
+    ) -> Attempt {
+        let with_status = |kind: FailureKind| Failure::new(kind).with_status(code);
+        let cut = |what: String, t: &Transfer| FailureKind::Cut {
+            what,
+            have: t.have,
+            total: t.total,
+        };
+        match streamed {
+            Ok(()) => {}
+            Err(StreamError::Cancelled) => {
+                return Attempt::Fail(with_status(FailureKind::Interrupted))
+            }
+            Err(StreamError::Write(e)) => {
+                let kind = FailureKind::Disk {
+                    op: "write",
+                    path: t.part.clone(),
+                    error: e.to_string(),
+                };
+                // Bytes an earlier run left are never destroyed by a local error: the part
+                // stays at its last good length, with its sidecar, for a later `-c`. This run's
+                // own bytes alone are not worth keeping (and may mean a full disk).
+                let keep = t.earlier > 0 && (t.sparse() || t.cut_to_have());
+                if !keep {
+                    t.discard();
+                }
+                return Attempt::Fail(with_status(kind));
+            }
+            Err(StreamError::Changed(why)) => {
+                // The pieces disagree with the first response: the file over one connection.
+                t.one_stream = true;
+                return start_over(t, &why);
+            }
+            Err(StreamError::TooLarge) => {
+                t.discard();
+                return Attempt::Fail(with_status(FailureKind::TooLarge {
+                    max: self.settings.max_filesize.unwrap_or(0),
+                    total: None,
+                }));
+            }
+            Err(StreamError::Read(e)) => {
+                let what = describe_read_error(&e, self.settings.timeout);
+                return Attempt::Retry(with_status(cut(what, t)), None);
+            }
+            Err(StreamError::Aborted) => {
+                let what = split::ABORTED.to_string();
+                return Attempt::Retry(with_status(cut(what, t)), None);
+            }
+        }
+        match t.total {
+            Some(total) if t.have != total => {
+                let kind = FailureKind::LengthMismatch {
+                    have: t.have,
+                    total,
+                };
+                Attempt::Retry(with_status(kind), None)
+            }
+            _ => Attempt::Done(code),
+        }
+    }
+}
+
+/// What one attempt asks the server for.
+struct Ask {
+    /// Resuming the bytes on disk (a validator, or an expected digest, can vouch for them).
+    resuming: bool,
+    proof: bool,
+    /// The offset asked from (0: the whole file).
+    from: u64,
+    if_range: Option<String>,
+    /// `-N`: the file's time, for `If-Modified-Since` (only for a whole file).
+    since: Option<std::time::SystemTime>,
+}
+
+impl Ask {
+    fn of(t: &Transfer) -> Ask {
+        // Without a validator we cannot tell whether the server's file changed: start over,
+        // unless an expected digest will prove the joined bytes (then no If-Range either: a
+        // mirror's validators are its own).
+        let proof = t.proof;
+        let resuming =
+            t.have > 0 && (proof || t.meta.as_ref().is_some_and(PartMeta::has_validator));
+        let from = if resuming { t.have } else { 0 };
+        let if_range = match proof {
+            true => None,
+            false => t
+                .meta
+                .as_ref()
+                .and_then(PartMeta::if_range)
+                .map(str::to_string),
+        };
+        Ask {
+            resuming,
+            proof,
+            from,
+            if_range,
+            since: t.since.filter(|_| from == 0),
+        }
+    }
+}

@@ -1,0 +1,378 @@
+//! Before any request: what is already on disk under a URL's name. `-c` resumes a part of its
+//! own (only with a sidecar naming this URL) and skips a final file the server confirms is
+//! complete; `-N` asks whether a file changed; `--skip-existing` trusts it. Nothing that is not
+//! provably this download's is touched: the next free name is used instead.
+
+use super::*;
+
+/// What `-c` can tell about a file under the final name.
+pub(super) enum Verdict {
+    /// The server says the file is exactly this long.
+    Complete,
+    /// The server's file is provably another one (another size, or bytes past the end): not
+    /// ours to judge, the next name is tried.
+    NotThis,
+    /// The answer could not tell either way (an error, a 5xx, an answer with no size).
+    Unknown(Untold),
+}
+
+/// Why an answer could not tell a file's size, and whether asking again may.
+pub(super) struct Untold {
+    kind: FailureKind,
+    status: Option<u16>,
+    retry: bool,
+    /// The server's `Retry-After`.
+    after: Option<Duration>,
+}
+
+impl Untold {
+    /// The answer `facts` as a reason: a retryable status (5xx, 429) is worth asking again.
+    pub(super) fn of(facts: &ResponseFacts) -> Untold {
+        let kind = match facts.status {
+            200..=299 => {
+                FailureKind::Other(format!("HTTP {} without a length to compare", facts.status))
+            }
+            status => FailureKind::Http {
+                status,
+                canonical: facts.canonical,
+            },
+        };
+        Untold {
+            kind,
+            status: Some(facts.status),
+            retry: crate::retry::retryable_status(facts.status),
+            after: facts.retry_after,
+        }
+    }
+}
+
+/// What `-c` found on disk for a URL.
+pub(super) enum Found {
+    Fresh,
+    /// A regular file of this length under the final name: complete only if the server says so.
+    Existing(u64),
+    Part(PartMeta, u64),
+    /// An empty sidecar (an older fetchpar's, cut short by a full disk) beside an empty or no
+    /// part: nothing anyone could lose, so the name is taken back rather than passed over.
+    Leftover,
+}
+
+/// An empty sidecar beside an empty part, or none (see [`Found::Leftover`]).
+pub(super) fn empty_leftover(part: &Path, meta: &Path) -> bool {
+    safefs::regular_len(meta) == Some(0)
+        && (!safefs::occupied(part) || safefs::regular_len(part) == Some(0))
+}
+
+/// A file's modification time, for `If-Modified-Since`.
+pub(super) fn modified(path: &Path) -> Option<std::time::SystemTime> {
+    std::fs::symlink_metadata(path).ok()?.modified().ok()
+}
+
+impl Fetcher<'_> {
+    /// What is on disk before any request: `-c`'s earlier file or part, `--skip-existing`'s
+    /// trusted file, `-N`'s file to ask about. `Some`: nothing to download.
+    pub(super) fn look_on_disk(
+        &self,
+        url: &Url,
+        t: &mut Transfer,
+        run: &mut Run<'_, '_>,
+    ) -> Result<Option<Saved>, Failure> {
+        let skipped = |path: PathBuf, checksum: Option<String>| Saved {
+            skipped: true,
+            checksum,
+            ..Saved::at(path, 0)
+        };
+        if self.settings.resume {
+            return Ok(self
+                .find_earlier(url, t, run)?
+                .map(|(path, sum)| skipped(path, sum)));
+        }
+        let target = self.namer.dir().join(&t.name);
+        let existing = safefs::regular_len(&target).is_some();
+        if existing && self.settings.skip_existing {
+            return Ok(Some(skipped(target, None)));
+        }
+        if existing && self.settings.timestamping {
+            self.ask_about(t, &target);
+        }
+        Ok(None)
+    }
+
+    /// `-N`: reserves the existing file's own name for its replacement and notes its time for
+    /// `If-Modified-Since`, unless its `.part` or sidecar belongs to something else (then the
+    /// download goes to a free name as usual).
+    pub(super) fn ask_about(&self, t: &mut Transfer, target: &Path) {
+        let (path, since) = self.namer.reserve_by(&t.name, |path| {
+            let [_, part, meta] = naming::family(path);
+            if safefs::occupied(&part) || safefs::occupied(&meta) {
+                None
+            } else if safefs::occupied(path) {
+                // Only the file under the name itself is asked about (and may be replaced):
+                // never a clash variant, a link or a folder.
+                let ours = path == target && safefs::regular_len(path).is_some();
+                ours.then(|| modified(path))
+            } else {
+                Some(None)
+            }
+        });
+        t.replace = since.is_some();
+        t.since = since;
+        t.path = Some(path);
+    }
+
+    /// `-c`: finds this URL's file from an earlier run. Returns the path of a final file that is
+    /// already there and complete (nothing to do), or sets up `t` to resume a `.part` or start
+    /// fresh.
+    ///
+    /// Only evidence counts: a part file is resumed only with a sidecar naming this very URL,
+    /// and a final file is taken as complete only when the server says the file is exactly that
+    /// long (see [`Fetcher::confirms_complete`]), or by its digest when one is expected.
+    /// Anything else under the name is not ours to judge: it is left alone and the next name
+    /// is tried; only an empty sidecar beside an empty or no part, which holds nothing to
+    /// lose, is taken back.
+    pub(super) fn find_earlier(
+        &self,
+        url: &Url,
+        t: &mut Transfer,
+        run: &mut Run<'_, '_>,
+    ) -> Result<Option<(PathBuf, Option<String>)>, Failure> {
+        loop {
+            let (path, found) = self.namer.reserve_by(&t.name, |path| {
+                let [_, part, meta] = naming::family(path);
+                if safefs::occupied(&part) || safefs::occupied(&meta) {
+                    if empty_leftover(&part, &meta) {
+                        return Some(Found::Leftover);
+                    }
+                    // Only our own part file for this same URL: never splice another URL's bytes.
+                    let meta = PartMeta::load(&part).filter(|m| m.is_for(url))?;
+                    let have = safefs::regular_len(&part)?;
+                    Some(Found::Part(meta, have))
+                } else if safefs::occupied(path) {
+                    safefs::regular_len(path).map(Found::Existing)
+                } else {
+                    Some(Found::Fresh)
+                }
+            });
+            match found {
+                Found::Existing(_) if self.settings.skip_existing => return Ok(Some((path, None))),
+                Found::Existing(_) if self.settings.timestamping => {
+                    t.since = modified(&path);
+                    t.replace = t.since.is_some();
+                    t.path = Some(path);
+                    return Ok(None);
+                }
+                Found::Existing(len) => {
+                    if let Some(sum) = self.judge_existing(url, &path, len, t, run)? {
+                        return Ok(Some((path, sum)));
+                    }
+                    // Not ours, or not complete: leave it untouched, look at the next name.
+                }
+                Found::Fresh => {
+                    t.path = Some(path);
+                    return Ok(None);
+                }
+                Found::Leftover => {
+                    let part = naming::part_path(&path);
+                    let _ = std::fs::remove_file(sidecar::meta_path(&part));
+                    if safefs::occupied(&part) {
+                        let _ = std::fs::remove_file(&part);
+                    }
+                    t.path = Some(path);
+                    return Ok(None);
+                }
+                Found::Part(mut meta, have) => {
+                    // An older format keyed on a secret: take it off the disk now. If that
+                    // fails, the old sidecar still matches next time; nothing is lost.
+                    let _ = meta.upgrade(url, &naming::part_path(&path));
+                    t.reopen(path, meta, have)?;
+                    return Ok(None);
+                }
+            }
+        }
+    }
+
+    /// `-c`: whether the file under `path` is this download, complete: by its digest when one
+    /// is expected (the server is not asked), else by [`Fetcher::confirms_complete`], asked
+    /// again under the retry policy while the answer cannot tell. `Ok(Some(digest checked, if
+    /// any))` when it is complete, `Ok(None)` when it is provably another file; an answer that
+    /// still cannot tell fails the URL and leaves the file alone (never a second copy of it).
+    pub(super) fn judge_existing(
+        &self,
+        url: &Url,
+        path: &Path,
+        len: u64,
+        t: &Transfer,
+        run: &mut Run<'_, '_>,
+    ) -> Result<Option<Option<String>>, Failure> {
+        if let Some(v) = &t.verify {
+            let complete = matches!(checksum::verify_file(path, &v.expected), Ok(Ok(())));
+            return Ok(complete.then(|| Some(v.expected.to_string())));
+        }
+        let mut tries = 0;
+        loop {
+            match run.lease.acquire(self.cancel) {
+                Ok(true) => {}
+                Ok(false) => return Err(Failure::interrupted(None)),
+                Err(line) => return Err(Failure::new(FailureKind::Host(line))),
+            }
+            let untold = match self.confirms_complete(url, len) {
+                Verdict::Complete => return Ok(Some(None)),
+                Verdict::NotThis => return Ok(None),
+                Verdict::Unknown(untold) => untold,
+            };
+            if untold.kind == FailureKind::Interrupted {
+                return Err(Failure::interrupted(None));
+            }
+            let kind = FailureKind::Undecided {
+                path: path.to_path_buf(),
+                why: untold.kind.to_string(),
+            };
+            let mut failure = Failure::new(kind);
+            if let Some(status) = untold.status {
+                failure = failure.with_status(status);
+            }
+            if !untold.retry || tries >= self.settings.retry.retries {
+                failure.reason.after_retries(tries);
+                return Err(failure);
+            }
+            tries += 1;
+            run.retries += 1;
+            let wait = self
+                .settings
+                .retry
+                .wait(tries, untold.after, fastrand::f64());
+            (run.on_start)(Notice::Retrying {
+                wait,
+                reason: &failure.reason,
+            });
+            // A host's Retry-After holds for all its URLs; others may use it while this waits.
+            if let Some(after) = untold.after {
+                run.lease.learn(Learned::RetryAfter(after));
+            }
+            run.lease.release();
+            if !self.pause(wait) {
+                return Err(Failure::interrupted(None));
+            }
+        }
+    }
+
+    /// Whether the server confirms that `len` bytes are the whole file: asked for the bytes
+    /// from `len` on, it answers 416 with `Content-Range: bytes */len` (or a bare 416, and then
+    /// its size, learnt another way, is `len`); or, ignoring ranges, a 200 of exactly `len`
+    /// bytes, whose body is dropped unread (the length is all a file without a sidecar can be
+    /// compared by, as `wget -c` does). (A HEAD would do on some servers, but many answer it
+    /// differently from a GET.) Only a size that differs proves the file is another one; an
+    /// error, a 5xx or an answer without a size cannot tell (see [`Verdict`]).
+    pub(super) fn confirms_complete(&self, url: &Url, len: u64) -> Verdict {
+        let response = match self
+            .client
+            .get(url.clone())
+            .header(RANGE, format!("bytes={len}-"))
+            .send()
+        {
+            Ok(response) => response,
+            Err(e) => return Verdict::Unknown(self.untold(e)),
+        };
+        let facts = ResponseFacts::of(&response, url);
+        drop(response);
+        let disk = OnDisk {
+            asked_from: Some(len),
+            ..OnDisk::default()
+        };
+        let untold = Untold::of(&facts);
+        let whole = facts.status == 200;
+        let decision = match self.sized(url, facts, disk) {
+            Ok(decision) => decision,
+            Err(untold) => return Verdict::Unknown(untold),
+        };
+        match decision {
+            Decision::Complete { .. } => Verdict::Complete,
+            Decision::Whole { total: Some(total) } if whole => match total == len {
+                true => Verdict::Complete,
+                false => Verdict::NotThis,
+            },
+            // Bytes past `len`, or a size that differs: the server's file is another one.
+            Decision::Append { .. } | Decision::StartOver => Verdict::NotThis,
+            Decision::Retry(kind, after) => Verdict::Unknown(Untold {
+                kind,
+                after,
+                retry: true,
+                ..untold
+            }),
+            Decision::Fail(kind) => Verdict::Unknown(Untold { kind, ..untold }),
+            Decision::Whole { .. } | Decision::AskSize => Verdict::Unknown(untold),
+        }
+    }
+
+    /// [`response::classify`], learning the file's size when a bare 416 leaves it out.
+    pub(super) fn classify_sized(
+        &self,
+        url: &Url,
+        facts: ResponseFacts,
+        disk: OnDisk<'_>,
+    ) -> Decision {
+        match self.sized(url, facts, disk) {
+            Ok(decision) => decision,
+            Err(untold) if untold.kind == FailureKind::Interrupted => {
+                Decision::Fail(FailureKind::Interrupted)
+            }
+            // A size probe that failed for a moment is asked again; the bytes stay.
+            Err(untold) if untold.retry => Decision::Retry(untold.kind, untold.after),
+            Err(_) => Decision::AskSize,
+        }
+    }
+
+    /// [`response::classify`]; after a bare 416, again with the size [`Fetcher::probe_size`]
+    /// learns, or why it could not.
+    pub(super) fn sized(
+        &self,
+        url: &Url,
+        facts: ResponseFacts,
+        disk: OnDisk<'_>,
+    ) -> Result<Decision, Untold> {
+        let decision = response::classify(&facts, disk);
+        if decision != Decision::AskSize {
+            return Ok(decision);
+        }
+        let total = self.probe_size(url)?;
+        let facts = ResponseFacts {
+            content_range: Some(ContentRange::Unsatisfied { total }),
+            ..facts
+        };
+        Ok(response::classify(&facts, disk))
+    }
+
+    /// The file's size without downloading it: the total in the answer to `Range: bytes=0-0`,
+    /// or the `Content-Length` of a 200 from a server that ignores ranges (its body is dropped
+    /// unread).
+    pub(super) fn probe_size(&self, url: &Url) -> Result<u64, Untold> {
+        let response = self
+            .client
+            .get(url.clone())
+            .header(RANGE, "bytes=0-0")
+            .send()
+            .map_err(|e| self.untold(e))?;
+        let facts = ResponseFacts::of(&response, url);
+        drop(response);
+        response::size_of(&facts).ok_or_else(|| Untold::of(&facts))
+    }
+
+    /// Why a request that got no response could not tell anything, and whether to ask again.
+    pub(super) fn untold(&self, e: transport::Error) -> Untold {
+        let (failure, retry, after) = match self.no_response(e) {
+            Attempt::Retry(failure, after) => (failure, true, after),
+            Attempt::Fail(failure) => (failure, false, None),
+            _ => (
+                Failure::new(FailureKind::Internal("no response")),
+                false,
+                None,
+            ),
+        };
+        Untold {
+            kind: failure.reason.kind().clone(),
+            status: None,
+            retry,
+            after,
+        }
+    }
+}
