@@ -142,11 +142,14 @@ def table(res, wid, title, opts):
         print(line)
     if "--summary-check" in opts and ref:
         text = read(f"{res}/{wid}-fetchpar.stderr", "")
-        m = re.search(r"(\d+) files?: (.+?) one after another, (.+?) with", text)
+        # "N files: X or more one after another (estimated), Y with J workers" (or without the
+        # estimate's words, with --compare).
+        m = re.search(r"(\d+) files?: (.+?) (?:or more )?one after another(?: \(estimated\))?, "
+                      r"(.+?) with", text)
         seq = by.get("fetchpar-j1")
         if m and seq and seq["median"]:
             s_busy, s_wall = parse_duration(m.group(2)), parse_duration(m.group(3))
-            print(f"- fetchpar's own summary (J = {ref['tool'] and 8}): sum of per-download times "
+            print(f"- fetchpar's own summary (J = {ref['tool'] and 8}): its sequential estimate "
                   f"{m.group(2)} vs harness J=1 median {fmt(seq['median'])} "
                   f"({100 * (s_busy / seq['median'] - 1):+.1f}%); wall {m.group(3)} vs harness "
                   f"J=8 median {fmt(ref['median'])} ({100 * (s_wall / ref['median'] - 1):+.1f}%); "
