@@ -52,8 +52,8 @@ impl Key {
 /// Why every URL of a host fails at once.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Gone {
-    /// Its connects failed this many times in a row; the last error.
-    Unreachable { attempts: u32, last: String },
+    /// Its connects failed this many times in a row; the last failure.
+    Unreachable { attempts: u32, last: Unreachable },
     /// Its name does not exist (the resolver's answer).
     NoSuchName(String),
 }
@@ -63,9 +63,31 @@ impl Gone {
     pub(crate) fn line(&self) -> String {
         match self {
             Gone::Unreachable { attempts, last } => {
-                format!("host unreachable after {attempts} attempts ({last})")
+                let s = if *attempts == 1 { "" } else { "s" };
+                format!(
+                    "{} unreachable after {attempts} attempt{s} ({})",
+                    last.who, last.what
+                )
             }
             Gone::NoSuchName(what) => what.clone(),
+        }
+    }
+}
+
+/// A connect that was refused or timed out: what could not be reached (`host`, or the proxy the
+/// URL goes through, `proxy 127.0.0.1:3128`: a dead proxy is not the URL's host's fault), and
+/// what happened (`connection refused`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Unreachable {
+    who: String,
+    what: String,
+}
+
+impl Unreachable {
+    pub(crate) fn new(who: &str, what: &str) -> Unreachable {
+        Unreachable {
+            who: who.to_string(),
+            what: what.to_string(),
         }
     }
 }
@@ -76,7 +98,7 @@ pub(crate) enum Learned {
     /// A response came back; `kept_open` when the server keeps the connection for the next one.
     Response { kept_open: bool },
     /// Refused, or the connect timed out (the text says which).
-    Unreachable(String),
+    Unreachable(Unreachable),
     /// The name does not exist: not worth asking again, for any URL of the host.
     NoSuchName(String),
     /// The resolver could not answer this time.
@@ -543,12 +565,20 @@ mod tests {
         let now = Instant::now();
         let mut h = Host::new(&l);
         for _ in 0..3 {
-            let next = h.learn(Learned::Unreachable("connection refused".into()), now, &l);
+            let next = h.learn(
+                Learned::Unreachable(Unreachable::new("host", "connection refused")),
+                now,
+                &l,
+            );
             assert_eq!(next, Next::Again);
             assert!(matches!(h.admit(now), Admit::Wait(Some(_))), "backs off");
         }
         let line = "host unreachable after 4 attempts (connection refused)";
-        let next = h.learn(Learned::Unreachable("connection refused".into()), now, &l);
+        let next = h.learn(
+            Learned::Unreachable(Unreachable::new("host", "connection refused")),
+            now,
+            &l,
+        );
         assert_eq!(next, Next::Fail(line.into()));
         match h.admit(now + Duration::from_secs(3600)) {
             Admit::Gone(gone) => assert_eq!(gone.line(), line),
@@ -557,15 +587,37 @@ mod tests {
     }
 
     #[test]
+    fn a_dead_proxy_is_the_one_unreachable_in_one_attempt() {
+        let once = Policy {
+            retries: 0,
+            ..limits(1).retry
+        };
+        let l = Limits::new(1, once);
+        let mut h = Host::new(&l);
+        let dead = Unreachable::new("proxy 127.0.0.1:9", "connection refused");
+        let next = h.learn(Learned::Unreachable(dead), Instant::now(), &l);
+        let line = "proxy 127.0.0.1:9 unreachable after 1 attempt (connection refused)";
+        assert_eq!(next, Next::Fail(line.into()));
+    }
+
+    #[test]
     fn a_response_resets_the_unreachable_count() {
         let l = limits(8);
         let now = Instant::now();
         let mut h = Host::new(&l);
         for _ in 0..3 {
-            h.learn(Learned::Unreachable("refused".into()), now, &l);
+            h.learn(
+                Learned::Unreachable(Unreachable::new("host", "refused")),
+                now,
+                &l,
+            );
         }
         h.learn(Learned::Response { kept_open: true }, now, &l);
-        let next = h.learn(Learned::Unreachable("refused".into()), now, &l);
+        let next = h.learn(
+            Learned::Unreachable(Unreachable::new("host", "refused")),
+            now,
+            &l,
+        );
         assert_eq!(next, Next::Again);
     }
 

@@ -50,6 +50,14 @@ pub(crate) fn parse(text: &str) -> Result<Url, String> {
 /// A proxy as it appears in messages: `127.0.0.1:3128`, a SOCKS one with its scheme; never its
 /// credentials.
 pub(crate) fn shown(proxy: &Url) -> String {
+    match proxy.scheme() {
+        "http" => host_port(proxy),
+        scheme => format!("{scheme}://{}", host_port(proxy)),
+    }
+}
+
+/// `host:port` of a proxy, SOCKS ones on 1080 unless told otherwise.
+fn host_port(proxy: &Url) -> String {
     let host = proxy.host_str().unwrap_or("?");
     let port = proxy
         .port_or_known_default()
@@ -58,10 +66,7 @@ pub(crate) fn shown(proxy: &Url) -> String {
             _ => None,
         })
         .map_or_else(String::new, |p| format!(":{p}"));
-    match proxy.scheme() {
-        "http" => format!("{host}{port}"),
-        scheme => format!("{scheme}://{host}{port}"),
-    }
+    format!("{host}{port}")
 }
 
 /// The proxies of a run.
@@ -224,28 +229,85 @@ fn in_net(ip: IpAddr, net: IpAddr, bits: u8) -> bool {
     }
 }
 
+/// The proxy a failed request was on its way to or through, if any: a connect error of a URL
+/// that goes through one.
+fn at_proxy<'a>(err: &reqwest::Error, proxies: &'a Proxies) -> Option<&'a Url> {
+    if !err.is_connect() {
+        return None;
+    }
+    err.url().and_then(|url| proxies.for_url(url))
+}
+
 /// `plain` (what went wrong), said of the proxy when the request went through one and failed
 /// on the way to or through it.
 pub(crate) fn describe(err: &reqwest::Error, plain: String, proxies: &Proxies) -> String {
-    let Some(proxy) = err.url().and_then(|url| proxies.for_url(url)) else {
-        return plain;
-    };
-    if !err.is_connect() {
-        return plain;
+    match (at_proxy(err, proxies), err.url()) {
+        (Some(proxy), Some(url)) => said_of(proxy, url, err, plain),
+        _ => plain,
     }
-    said_of(proxy, err, plain)
 }
 
-fn said_of(proxy: &Url, err: &(dyn StdError + 'static), plain: String) -> String {
-    let name = shown(proxy);
+/// How a connect failure at a proxy reads as a proxy's (`proxy 127.0.0.1:3128`), for the
+/// lines that say a proxy rather than the URL's host is unreachable.
+pub(crate) fn through(err: &reqwest::Error, proxies: &Proxies) -> Option<String> {
+    at_proxy(err, proxies).map(|proxy| format!("proxy {}", shown(proxy)))
+}
+
+/// Whether the proxy turned the request down on purpose (credentials, access rules): the next
+/// try would send the same and be turned down the same way, so it fails at once.
+pub(crate) fn refused(err: &reqwest::Error, proxies: &Proxies) -> bool {
+    at_proxy(err, proxies).is_some() && refusal(err).is_some()
+}
+
+/// Why a proxy turned a request down, as far as its error chain tells (hyper-util keeps no
+/// status for a refused CONNECT but 407: only the words are there to read).
+#[derive(Debug, PartialEq, Eq)]
+enum Refusal {
+    /// A 407 to CONNECT, or a SOCKS5 server that rejected the user name and password.
+    Credentials,
+    /// A SOCKS5 server that wants credentials none were given for, or that takes none.
+    NoUserPass,
+    /// Any other answer than 200 to CONNECT (tinyproxy refuses with 401 or 403).
+    Tunnel,
+}
+
+fn refusal(err: &(dyn StdError + 'static)) -> Option<Refusal> {
     let said = |needle: &str| {
         std::iter::successors(Some(err), |&e| e.source()).any(|e| e.to_string().contains(needle))
     };
-    if said("proxy authorization required") {
-        return rejected_credentials(proxy);
+    if said("proxy authorization required") || said("credentials not accepted") {
+        Some(Refusal::Credentials)
+    } else if said("server does not support user/pass authentication") {
+        Some(Refusal::NoUserPass)
+    } else if said("tunnel error: unsuccessful") {
+        Some(Refusal::Tunnel)
+    } else {
+        None
     }
-    if said("unsuccessful tunnel") {
-        return format!("proxy {name} refused to connect to the server");
+}
+
+fn said_of(proxy: &Url, url: &Url, err: &(dyn StdError + 'static), plain: String) -> String {
+    let name = shown(proxy);
+    match refusal(err) {
+        Some(Refusal::Credentials) => return rejected_credentials(proxy),
+        Some(Refusal::NoUserPass) if proxy.username().is_empty() => {
+            return asks_for_credentials(proxy, "")
+        }
+        Some(Refusal::NoUserPass) => {
+            return format!("proxy {name} does not take a user name and password")
+        }
+        Some(Refusal::Tunnel) => {
+            let target = format!(
+                "{}:{}",
+                url.host_str().unwrap_or("?"),
+                url.port_or_known_default().unwrap_or(0)
+            );
+            return format!(
+                "proxy {name} refused the tunnel to {target} (check the proxy's credentials and \
+                 access rules)"
+            );
+        }
+        None => {}
     }
     let plain = plain.strip_prefix("could not connect: ").unwrap_or(&plain);
     format!("proxy {name}: {plain}")
@@ -258,15 +320,25 @@ pub(crate) fn rejected(url: &Url, proxies: &Proxies) -> Option<String> {
 
 fn rejected_credentials(proxy: &Url) -> String {
     let name = shown(proxy);
-    if proxy.username().is_empty() {
-        format!(
-            "proxy {name} asks for credentials (407): give them as --proxy \
-             {}://USER:PASSWORD@{name}",
-            proxy.scheme()
-        )
-    } else {
-        format!("proxy {name} rejected the credentials (407 Proxy Authentication Required)")
+    let http = !proxy.scheme().starts_with("socks");
+    match (proxy.username().is_empty(), http) {
+        (true, true) => asks_for_credentials(proxy, " (407)"),
+        (true, false) => asks_for_credentials(proxy, ""),
+        (false, true) => {
+            format!("proxy {name} rejected the credentials (407 Proxy Authentication Required)")
+        }
+        (false, false) => format!("proxy {name} rejected the credentials"),
     }
+}
+
+/// `proxy NAME asks for credentials`, with how to give them (`status`: " (407)" or nothing).
+fn asks_for_credentials(proxy: &Url, status: &str) -> String {
+    format!(
+        "proxy {} asks for credentials{status}: give them as --proxy {}://USER:PASSWORD@{}",
+        shown(proxy),
+        proxy.scheme(),
+        host_port(proxy)
+    )
 }
 
 #[cfg(test)]
@@ -362,11 +434,44 @@ mod tests {
         assert!(with.contains("proxy 127.0.0.1:3128 rejected") && !with.contains("secret"));
         let without = rejected_credentials(&parse("127.0.0.1:3128").unwrap());
         assert!(without.contains("asks for credentials"), "{without}");
+        let proxy = parse("127.0.0.1:9").unwrap();
+        let origin = url("https://example.org/f");
         let refused = said_of(
-            &parse("127.0.0.1:9").unwrap(),
+            &proxy,
+            &origin,
             &std::io::Error::other("x"),
             "connection refused".into(),
         );
         assert_eq!(refused, "proxy 127.0.0.1:9: connection refused");
+        let tunnel = std::io::Error::other("tunnel error: unsuccessful");
+        assert_eq!(refusal(&tunnel), Some(Refusal::Tunnel));
+        assert_eq!(
+            said_of(
+                &proxy,
+                &origin,
+                &tunnel,
+                "tunnel error: unsuccessful".into()
+            ),
+            "proxy 127.0.0.1:9 refused the tunnel to example.org:443 (check the proxy's \
+             credentials and access rules)"
+        );
+        let socks = parse("socks5://u:secret@127.0.0.1:1080").unwrap();
+        let bad = std::io::Error::other("SOCKS error: credentials not accepted");
+        assert_eq!(
+            said_of(&socks, &origin, &bad, String::new()),
+            "proxy socks5://127.0.0.1:1080 rejected the credentials"
+        );
+        let none = std::io::Error::other("server does not support user/pass authentication");
+        assert_eq!(
+            said_of(
+                &parse("socks5h://h:1080").unwrap(),
+                &origin,
+                &none,
+                String::new()
+            ),
+            "proxy socks5h://h:1080 asks for credentials: give them as --proxy \
+             socks5h://USER:PASSWORD@h:1080"
+        );
+        assert!(refusal(&std::io::Error::other("connection refused")).is_none());
     }
 }

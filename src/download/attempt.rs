@@ -297,15 +297,21 @@ impl Fetcher<'_> {
                 Attempt::Fail(Failure::new(FailureKind::Request(why)))
             }
             transport::Error::Http(e) => {
+                let proxies = self.client.proxies();
                 let failure = Failure::new(FailureKind::Request(describe_request_error(
                     &e,
                     self.settings.timeout,
-                    self.client.proxies(),
+                    proxies,
                 )));
-                // A bad redirect or certificate will be just as bad next time.
-                if e.is_redirect() || e.is_builder() || crate::tls::describe(&e).is_some() {
+                // A bad redirect or certificate, or a proxy's refusal, will be just as bad next
+                // time.
+                if e.is_redirect()
+                    || e.is_builder()
+                    || crate::tls::describe(&e).is_some()
+                    || crate::proxy::refused(&e, proxies)
+                {
                     Attempt::Fail(failure)
-                } else if let Some(learned) = failure::host_learned(&e, &failure.reason) {
+                } else if let Some(learned) = failure::host_learned(&e, &failure.reason, proxies) {
                     Attempt::Host(failure, learned)
                 } else {
                     Attempt::Retry(failure, None)

@@ -299,9 +299,14 @@ fn describe_plain(err: &reqwest::Error, timeout: Duration) -> String {
 }
 
 /// What a request that got no response says about its host (see [`crate::hosts`]), if anything;
-/// `line` is the request's own failure line.
-pub(crate) fn host_learned(err: &reqwest::Error, line: &str) -> Option<crate::hosts::Learned> {
-    use crate::hosts::Learned;
+/// `line` is the request's own failure line. A proxy that cannot be reached is named as the one
+/// unreachable, not the URL's host.
+pub(crate) fn host_learned(
+    err: &reqwest::Error,
+    line: &str,
+    proxies: &Proxies,
+) -> Option<crate::hosts::Learned> {
+    use crate::hosts::{Learned, Unreachable};
     if !err.is_connect() {
         return None;
     }
@@ -319,7 +324,18 @@ pub(crate) fn host_learned(err: &reqwest::Error, line: &str) -> Option<crate::ho
         return Some(Learned::ResolverBusy);
     }
     let refused = io_kind(err) == Some(io::ErrorKind::ConnectionRefused);
-    (refused || err.is_timeout()).then(|| Learned::Unreachable(line.to_string()))
+    if !(refused || err.is_timeout()) {
+        return None;
+    }
+    let unreachable = match crate::proxy::through(err, proxies) {
+        Some(proxy) => {
+            // The line says `proxy NAME: what`; the host's line puts the name first itself.
+            let what = line.strip_prefix(&format!("{proxy}: ")).unwrap_or(line);
+            Unreachable::new(&proxy, what)
+        }
+        None => Unreachable::new("host", line),
+    };
+    Some(Learned::Unreachable(unreachable))
 }
 
 /// One line for a body read that failed part-way.

@@ -378,11 +378,14 @@ fn a_dead_proxy_is_named() {
         ])
         .assert()
         .code(1);
-    let stderr = String::from_utf8_lossy(&run.get_output().stderr).to_string();
-    assert!(
-        stderr.contains(&format!("proxy 127.0.0.1:{port}: connection refused")),
-        "{stderr}"
+    // The proxy is the one unreachable, not the URL's host; one attempt, in the singular.
+    let stderr = lines(&run.get_output().stderr);
+    let url = server.url("/f.txt");
+    let line = format!(
+        "fetchpar: {url}: proxy 127.0.0.1:{port} unreachable after 1 attempt (connection \
+         refused); nothing saved"
     );
+    assert!(stderr.contains(&line), "{stderr:?}");
     assert_eq!(server.requests().len(), 0);
 }
 
@@ -466,6 +469,103 @@ fn tinyproxy_carries_credentials_and_never_shows_them() {
     assert!(stderr.contains("HTTP 401"), "{stderr}");
     assert!(!stderr.contains("wrongpw"), "{stderr}");
     assert_eq!(server.requests().len(), 1);
+
+    // Through a tunnel (https), the same refusal reaches us as a CONNECT that did not succeed
+    // (tinyproxy says 401, hyper-util keeps no status): the proxy is named, no retry.
+    let out = tempfile::tempdir().unwrap();
+    let https = format!("https://127.0.0.1:{}/f.txt", server.addr().port());
+    let run = fetchpar_bare()
+        .args(["--json", "-o", out.path().to_str().unwrap()])
+        .args([
+            "--proxy",
+            &format!("http://agent:wrongpw@127.0.0.1:{port}"),
+            &https,
+        ])
+        .assert()
+        .code(1);
+    let stderr = lines(&run.get_output().stderr);
+    let line = format!(
+        "fetchpar: {https}: proxy 127.0.0.1:{port} refused the tunnel to 127.0.0.1:{} (check \
+         the proxy's credentials and access rules); nothing saved",
+        server.addr().port()
+    );
+    assert!(stderr.contains(&line), "{stderr:?}");
+    assert_eq!(json_records(&run.get_output().stdout)[0]["retries"], 0);
+    assert_eq!(server.requests().len(), 1);
+}
+
+/// The project's server as a proxy that answers every request (CONNECT included) with `status`.
+fn refusing_proxy(status: u16) -> Server {
+    Server::start(move |_| {
+        Reply::status(status).with_header("Proxy-Authenticate", "Basic realm=\"p\"")
+    })
+    .unwrap()
+}
+
+#[test]
+fn a_407_to_connect_fails_at_once() {
+    let proxy = refusing_proxy(407);
+    let port = proxy.addr().port();
+    let out = tempfile::tempdir().unwrap();
+    let urls = [
+        "https://origin.invalid/a.txt",
+        "https://origin.invalid/b.txt",
+    ];
+    let run = fetchpar_bare()
+        .args([
+            "--json",
+            "--retries",
+            "3",
+            "-o",
+            out.path().to_str().unwrap(),
+        ])
+        .args(["--proxy", &format!("http://agent:pw407x@127.0.0.1:{port}")])
+        .args(urls)
+        .assert()
+        .code(1);
+    let stderr = lines(&run.get_output().stderr);
+    for url in urls {
+        let line = format!(
+            "fetchpar: {url}: proxy 127.0.0.1:{port} rejected the credentials (407 Proxy \
+             Authentication Required); nothing saved"
+        );
+        assert!(stderr.contains(&line), "{stderr:?}");
+    }
+    assert!(!stderr.iter().any(|l| l.contains("pw407x")), "{stderr:?}");
+    let records = json_records(&run.get_output().stdout);
+    assert_eq!(records.len(), 2);
+    assert!(records.iter().all(|r| r["retries"] == 0), "{records:?}");
+    // One CONNECT per URL, none again.
+    let connects = proxy.requests();
+    assert_eq!(connects.len(), 2);
+    assert!(connects.iter().all(|r| r.method == "CONNECT"));
+}
+
+#[test]
+fn a_refused_tunnel_names_the_proxy_and_the_target_and_fails_at_once() {
+    let proxy = refusing_proxy(403);
+    let port = proxy.addr().port();
+    let out = tempfile::tempdir().unwrap();
+    let url = "https://origin.invalid:8443/a.txt";
+    let run = fetchpar_bare()
+        .args([
+            "--json",
+            "--retries",
+            "3",
+            "-o",
+            out.path().to_str().unwrap(),
+        ])
+        .args(["--proxy", &format!("127.0.0.1:{port}"), url])
+        .assert()
+        .code(1);
+    let stderr = lines(&run.get_output().stderr);
+    let line = format!(
+        "fetchpar: {url}: proxy 127.0.0.1:{port} refused the tunnel to origin.invalid:8443 \
+         (check the proxy's credentials and access rules); nothing saved"
+    );
+    assert!(stderr.contains(&line), "{stderr:?}");
+    assert_eq!(json_records(&run.get_output().stdout)[0]["retries"], 0);
+    assert_eq!(proxy.requests().len(), 1);
 }
 
 #[test]
@@ -532,24 +632,29 @@ fn socks5_from_the_flag_and_from_all_proxy() {
 
     // Wrong credentials: the SOCKS server is named, the password is not shown.
     let out = tempfile::tempdir().unwrap();
+    // Rejected credentials are not tried again.
     let run = fetchpar_bare()
         .args([
+            "--json",
             "--retries",
-            "0",
+            "3",
             "-o",
             out.path().to_str().unwrap(),
-            "--proxy",
         ])
+        .arg("--proxy")
         .arg(format!("socks5://sockuser:badpass@127.0.0.1:{port}"))
         .arg(server.url("/f.txt"))
         .assert()
         .code(1);
-    let stderr = String::from_utf8_lossy(&run.get_output().stderr).to_string();
-    assert!(
-        stderr.contains(&format!("proxy socks5://127.0.0.1:{port}")),
-        "{stderr}"
+    let stderr = lines(&run.get_output().stderr);
+    let line = format!(
+        "fetchpar: {}: proxy socks5://127.0.0.1:{port} rejected the credentials; nothing saved",
+        server.url("/f.txt")
     );
-    assert!(!stderr.contains("badpass"), "{stderr}");
+    assert!(stderr.contains(&line), "{stderr:?}");
+    assert!(!stderr.iter().any(|l| l.contains("badpass")), "{stderr:?}");
+    assert_eq!(json_records(&run.get_output().stdout)[0]["retries"], 0);
+    assert_eq!(server.requests().len(), 2);
 }
 
 /// A one-shot raw HTTP server keeping the request bytes exactly as they came.
