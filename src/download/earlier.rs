@@ -1,7 +1,9 @@
 //! Before any request: what is already on disk under a URL's name. `-c` resumes a part of its
 //! own (only with a sidecar naming this URL) and skips a final file the server confirms is
-//! complete; `-N` asks whether a file changed; `--skip-existing` trusts it. Nothing that is not
-//! provably this download's is touched: the next free name is used instead.
+//! complete; `-N` asks whether a file changed; `--skip-existing` trusts it. An expected digest
+//! outranks the server for all three: a file that matches it is the file, one that does not is
+//! never kept as current. Nothing that is not provably this download's is touched: the next free
+//! name is used instead.
 
 use super::*;
 
@@ -83,19 +85,59 @@ impl Fetcher<'_> {
             ..Saved::at(path, 0)
         };
         if self.settings.resume {
-            return Ok(self
-                .find_earlier(url, t, run)?
-                .map(|(path, sum)| skipped(path, sum)));
+            if let Some((path, sum)) = self.find_earlier(url, t, run)? {
+                return Ok(Some(skipped(path, sum)));
+            }
+        } else {
+            let target = self.namer.dir().join(&t.name);
+            let existing = safefs::regular_len(&target).is_some();
+            if existing && self.settings.skip_existing {
+                let sum = self.trusted(t, &target)?;
+                return Ok(Some(skipped(target, sum)));
+            }
+            if existing && self.settings.timestamping {
+                self.ask_about(t, &target);
+            }
         }
-        let target = self.namer.dir().join(&t.name);
-        let existing = safefs::regular_len(&target).is_some();
-        if existing && self.settings.skip_existing {
-            return Ok(Some(skipped(target, None)));
+        Ok(self.current_by_digest(t))
+    }
+
+    /// `--skip-existing` with an expected digest: the file it trusts is read once and must
+    /// match it (the digest checked, if any). This asks no server, which is all the option
+    /// promises; it does cost reading the file. A file known to be wrong is not trusted, and not
+    /// replaced either (the option says existing files are not fetched): the URL fails and the
+    /// file stays as it is.
+    pub(super) fn trusted(&self, t: &Transfer, path: &Path) -> Result<Option<String>, Failure> {
+        let Some(v) = &t.verify else {
+            return Ok(None);
+        };
+        match checksum::verify_file(path, &v.expected) {
+            Ok(Ok(())) => Ok(Some(v.expected.to_string())),
+            Ok(Err(_)) => Err(Failure::new(FailureKind::NotExpected(path.to_path_buf()))),
+            Err(e) => Err(Failure::new(FailureKind::disk("read", path, e))),
         }
-        if existing && self.settings.timestamping {
-            self.ask_about(t, &target);
+    }
+
+    /// `-N` with an expected digest, for the existing file about to be asked about (`t.since`
+    /// set): the digest is better evidence than its time. If the file matches, it is the
+    /// expected file, `unchanged`, and the server is not asked at all. If it does not (or cannot
+    /// be read), `If-Modified-Since` is not sent, since a `304` would keep a file known to be
+    /// wrong: the download replaces it by rename once complete and verified.
+    pub(super) fn current_by_digest(&self, t: &mut Transfer) -> Option<Saved> {
+        let (Some(v), Some(path), Some(_)) = (&t.verify, &t.path, t.since) else {
+            return None;
+        };
+        if !matches!(checksum::verify_file(path, &v.expected), Ok(Ok(()))) {
+            t.since = None;
+            return None;
         }
-        Ok(None)
+        let checksum = Some(v.expected.to_string());
+        let path = t.path.take()?;
+        Some(Saved {
+            unchanged: true,
+            checksum,
+            ..Saved::at(path, 0)
+        })
     }
 
     /// `-N`: reserves the existing file's own name for its replacement and notes its time for
@@ -154,7 +196,10 @@ impl Fetcher<'_> {
                 }
             });
             match found {
-                Found::Existing(_) if self.settings.skip_existing => return Ok(Some((path, None))),
+                Found::Existing(_) if self.settings.skip_existing => {
+                    let sum = self.trusted(t, &path)?;
+                    return Ok(Some((path, sum)));
+                }
                 Found::Existing(_) if self.settings.timestamping => {
                     t.since = modified(&path);
                     t.replace = t.since.is_some();

@@ -84,6 +84,9 @@ pub(crate) enum FailureKind {
     /// (`why`), so it is left untouched rather than copied under another name.
     #[error("cannot tell whether {} is complete: {why}", path.display())]
     Undecided { path: PathBuf, why: String },
+    /// `--skip-existing`: the file it would trust is not the expected one; it is left untouched.
+    #[error("{} does not match its expected checksum", .0.display())]
+    NotExpected(PathBuf),
     #[error("internal error: {0}")]
     Internal(&'static str),
     /// A reason built elsewhere from text alone.
@@ -230,8 +233,15 @@ impl Failure {
 
     /// The reason followed by what is left on disk, as printed in error lines.
     pub(crate) fn describe(&self) -> String {
-        if matches!(self.reason.kind(), FailureKind::Undecided { .. }) {
-            return format!("{}; left untouched", self.reason);
+        match self.reason.kind() {
+            FailureKind::Undecided { .. } => return format!("{}; left untouched", self.reason),
+            FailureKind::NotExpected(_) => {
+                return format!(
+                    "{}; left untouched (drop --skip-existing to fetch it again)",
+                    self.reason
+                )
+            }
+            _ => {}
         }
         match &self.left {
             Some(part) if self.resumable => {

@@ -120,7 +120,8 @@ impl UrlOutcome {
                     done.status = Status::Unchanged;
                 }
                 done.path = Some(saved.path);
-                done.http_status = Some(saved.http_status);
+                // 0: no request was made (`-N` matched the file to its digest).
+                done.http_status = Some(saved.http_status).filter(|&s| s != 0);
                 done.checksum = saved.checksum;
                 done.source = saved.source;
             }

@@ -205,7 +205,12 @@ impl Reporter {
     fn unchanged(&mut self, id: usize, done: &UrlOutcome) {
         self.tally.unchanged += 1;
         let Some(path) = &done.path else { return };
-        let line = format!("unchanged {} (not modified on the server)", path.display());
+        // With an expected digest the server is not asked: the file matched it.
+        let why = match done.checksum {
+            Some(_) => "matches its expected checksum",
+            None => "not modified on the server",
+        };
+        let line = format!("unchanged {} ({why})", path.display());
         self.progress.finished(id, 0, Some(&line));
         self.write(|out| out.path(path));
     }

@@ -618,3 +618,118 @@ fn timestamping_with_continue_asks_about_complete_files() {
         "a was only asked about"
     );
 }
+
+/// A server that answers `304` to any `If-Modified-Since`, whatever the file on disk holds, and
+/// the file (with a `Last-Modified`) to anything else.
+fn always_not_modified(data: &Arc<[u8]>) -> Server {
+    let data = data.clone();
+    serve(move |req| {
+        if req.header("if-modified-since").is_some() {
+            return Reply::file(Vec::new()).with_status(304).without_ranges();
+        }
+        Reply::file(data.clone()).with_header("Last-Modified", "Wed, 21 Oct 2015 07:28:00 GMT")
+    })
+}
+
+#[test]
+fn timestamping_replaces_a_file_that_does_not_match_its_checksum() {
+    let data = body(5000, 7);
+    let server = always_not_modified(&data);
+    let sandbox = Sandbox::new();
+    std::fs::create_dir_all(sandbox.out()).unwrap();
+    let target = sandbox.out().join("a.bin");
+    let list = format!(
+        "{}\n  checksum=sha-256={}\n",
+        server.url("/a.bin"),
+        sha256(&data)
+    );
+    let (_inputs, list_txt) = scratch("list.txt", &list);
+    for (run, extra) in [(1, None), (2, Some("-c"))] {
+        std::fs::write(&target, b"garbage\n").unwrap();
+        let mut args = vec!["-N", "--json", "-i", list_txt.as_str()];
+        args.extend(extra);
+        let (code, stdout, stderr) = sandbox.run(&args);
+        assert_eq!(code, 0, "{extra:?}: {stderr:?}");
+        let rec = &records(&stdout)[0];
+        assert_eq!(rec["status"], "saved", "{extra:?}");
+        let files = sandbox.files();
+        assert_eq!(files.len(), 1, "replaced by rename, no copies: {files:?}");
+        assert_eq!(files["a.bin"], sha256(&data), "{extra:?}");
+        // A known-wrong file is not asked about: a 304 would have kept it.
+        let requests = server.requests();
+        assert_eq!(requests.len(), run, "{extra:?}");
+        assert!(requests
+            .iter()
+            .all(|r| r.header("if-modified-since").is_none()));
+    }
+}
+
+#[test]
+fn timestamping_takes_a_file_that_matches_its_checksum_as_unchanged_without_asking() {
+    let data = body(5000, 8);
+    let server = always_not_modified(&data);
+    let sandbox = Sandbox::new();
+    std::fs::create_dir_all(sandbox.out()).unwrap();
+    std::fs::write(sandbox.out().join("a.bin"), &data[..]).unwrap();
+    let (_inputs, sums) = scratch("SUMS", &format!("{}  a.bin\n", sha256(&data)));
+    let url = server.url("/a.bin");
+    for extra in [None, Some("-c")] {
+        let mut args = vec!["-N", "--checksums", sums.as_str(), "--json", url.as_str()];
+        args.extend(extra);
+        let (code, stdout, stderr) = sandbox.run(&args);
+        assert_eq!(code, 0, "{extra:?}: {stderr:?}");
+        let rec = &records(&stdout)[0];
+        assert_eq!(rec["status"], "unchanged", "{extra:?}");
+        assert_eq!(rec["checksum"], format!("sha-256={}", sha256(&data)));
+        assert!(rec["http_status"].is_null(), "no request, no status: {rec}");
+        let said = stderr
+            .iter()
+            .any(|l| l.contains("matches its expected checksum"));
+        assert!(said, "{extra:?}: {stderr:?}");
+        assert!(server.requests().is_empty(), "{extra:?}");
+        assert_eq!(sandbox.files()["a.bin"], sha256(&data));
+    }
+}
+
+#[test]
+fn skip_existing_refuses_a_file_that_does_not_match_its_checksum() {
+    let data = body(5000, 9);
+    let server = serve({
+        let data = data.clone();
+        move |_| Reply::file(data.clone())
+    });
+    let sandbox = Sandbox::new();
+    std::fs::create_dir_all(sandbox.out()).unwrap();
+    std::fs::write(sandbox.out().join("a.bin"), b"garbage\n").unwrap();
+    let (_inputs, sums) = scratch("SUMS", &format!("{}  a.bin\n", sha256(&data)));
+    let url = server.url("/a.bin");
+    for extra in [None, Some("-c")] {
+        let mut args = vec![
+            "--skip-existing",
+            "--checksums",
+            sums.as_str(),
+            url.as_str(),
+        ];
+        args.extend(extra);
+        let (code, _, stderr) = sandbox.run(&args);
+        assert_eq!(code, 1, "{extra:?}: {stderr:?}");
+        let line = "a.bin does not match its expected checksum; left untouched (drop \
+                    --skip-existing to fetch it again)";
+        assert!(
+            stderr.iter().any(|l| l.contains(line)),
+            "{extra:?}: {stderr:?}"
+        );
+        assert!(server.requests().is_empty(), "{extra:?}");
+        let files = sandbox.files();
+        assert_eq!(files.len(), 1, "{files:?}");
+        assert_eq!(files["a.bin"], sha256(b"garbage\n"), "left untouched");
+    }
+    // The right file is still trusted, and says which digest it was checked against.
+    std::fs::write(sandbox.out().join("a.bin"), &data[..]).unwrap();
+    let (code, stdout, _) = sandbox.run(&["--skip-existing", "--checksums", &sums, "--json", &url]);
+    assert_eq!(code, 0);
+    let rec = &records(&stdout)[0];
+    assert_eq!(rec["status"], "skipped");
+    assert_eq!(rec["checksum"], format!("sha-256={}", sha256(&data)));
+    assert!(server.requests().is_empty());
+}
