@@ -6,8 +6,10 @@
 //! failure comes back as one readable reason.
 //!
 //! One job per file:
-//! - this file: [`Settings`], [`Fetcher`] and the attempt/retry loop, `-c`'s search for an
-//!   earlier file;
+//! - this file: [`Settings`], [`Fetcher`], the attempt/retry loop and mirrors;
+//! - `earlier`: what is on disk before any request (`-c`, `-N`, `--skip-existing`);
+//! - `attempt`: one request and what its headers mean; `body`: its body, whole, in `--split`
+//!   pieces or into the gaps of a sparse part; `outcome`: what a download came to;
 //! - `response`: what a response means for the bytes on disk (the one rule for joining them);
 //! - `part`: the life of `NAME.part` and its sidecar (open, prepare, commit, discard);
 //! - [`stream`]: the body-streaming hot loop;
@@ -44,6 +46,7 @@ use crate::trace::{self, Exchange, Phases};
 use crate::transport::{self, Client, Response};
 
 mod attempt;
+mod body;
 pub(crate) mod disposition;
 mod earlier;
 pub(crate) mod failure;

@@ -34,19 +34,6 @@ impl Drop for Running {
     }
 }
 
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// A key and a self-signed certificate `NAME.pem` / `NAME.key` for `san` (e.g. `IP:127.0.0.1`).
 fn self_signed(dir: &Path, name: &str, cn: &str, san: &str) {
     openssl(

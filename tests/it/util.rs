@@ -257,3 +257,18 @@ pub fn sigint(pid: u32) {
         .unwrap();
     assert!(sent.success());
 }
+
+/// Runs `openssl` in `dir` (certificates for the TLS tests are made at test time); fails the
+/// test with openssl's own words if it fails.
+pub fn openssl(dir: &Path, args: &[&str]) {
+    let out = std::process::Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
