@@ -195,9 +195,9 @@ impl Namer {
 
     /// [`Namer::reserve`] for a download about to create `NAME.part` with `create_new`, which
     /// moves on to a full [`Namer::reserve`] if that fails: the disk is asked about the name and
-    /// its sidecar, not about the `.part`. Each `stat` counts when the files are small: the
-    /// three of a full check were ~9% of the CPU time of workload C (2000 × 1 KiB, J = 16),
-    /// with the directory's lock contended between workers.
+    /// its sidecar, not about the `.part`. Each `stat` counts when the files are small and the
+    /// directory's lock is contended between workers (workload C in `benches/run`; the figures
+    /// are in README "Performance").
     pub(crate) fn reserve_for_part(&self, name: &str) -> PathBuf {
         let overwrite = self.overwrite;
         let free = |path: &Path| {
