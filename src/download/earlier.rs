@@ -55,14 +55,17 @@ pub(super) enum Found {
     Existing(u64),
     Part(PartMeta, u64),
     /// An empty sidecar (an older fetchpar's, cut short by a full disk) beside an empty or no
-    /// part: nothing anyone could lose, so the name is taken back rather than passed over.
+    /// part, or an empty part with no sidecar (a download killed after its headers, before its
+    /// first byte): nothing anyone could lose, so the name is taken back rather than passed over.
     Leftover,
 }
 
-/// An empty sidecar beside an empty part, or none (see [`Found::Leftover`]).
+/// An empty part, an empty sidecar, or both, and nothing else of the family's leftovers (see
+/// [`Found::Leftover`]).
 pub(super) fn empty_leftover(part: &Path, meta: &Path) -> bool {
-    safefs::regular_len(meta) == Some(0)
-        && (!safefs::occupied(part) || safefs::regular_len(part) == Some(0))
+    let empty_or_none =
+        |path: &Path| !safefs::occupied(path) || safefs::regular_len(path) == Some(0);
+    (safefs::occupied(part) || safefs::occupied(meta)) && empty_or_none(part) && empty_or_none(meta)
 }
 
 /// A file's modification time, for `If-Modified-Since`.

@@ -80,8 +80,8 @@ pub(crate) const CHUNK: usize = 8 * 1024;
 /// first wait is only recognised after them). With the body in the same packets as the headers,
 /// as small replies usually are, that is microseconds; a server that sends the headers and then
 /// waits widens it. A process killed outright (SIGKILL, power cut) in that window leaves an
-/// empty `NAME.part` with no sidecar: nothing is lost, but `-c` cannot tell it is its own, so it
-/// leaves it alone and saves the file as `NAME.1`.
+/// empty `NAME.part` with no sidecar: it holds nothing anyone could lose, so `-c` takes the name
+/// back (see `earlier::Found::Leftover`) instead of saving `NAME.1` beside it.
 pub(crate) const SMALL_BODY: u64 = 64 * 1024;
 
 /// File writes of a body larger than [`SMALL_BODY`] are gathered up to this size: for large

@@ -1445,6 +1445,52 @@ fn sigkill_during_a_slow_small_download_leaves_a_part_continue_resumes() {
     );
 }
 
+/// A download killed after its headers but before its first byte leaves an empty part and no
+/// sidecar: `-c` takes the name back instead of saving `NAME.1` beside an orphan.
+#[test]
+fn sigkill_before_the_first_byte_leaves_nothing_that_continue_piles_up_beside() {
+    let data = body(30_000, 52);
+    let served = data.clone();
+    let stall = Arc::new(AtomicBool::new(true));
+    let stalling = stall.clone();
+    let server = serve(move |_| {
+        let reply = Reply::file(served.clone()).with_header("ETag", "\"v1\"");
+        if stalling.load(Ordering::SeqCst) {
+            reply.with_fault(Fault::StallAfter(0, Duration::from_secs(60)))
+        } else {
+            reply
+        }
+    });
+    let sandbox = Sandbox::new();
+    let url = server.url("/early.bin");
+    let mut child = sandbox.spawn(&["--timeout", "60", &url]);
+    let part = sandbox.out().join("early.bin.part");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !part.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(
+        std::fs::metadata(&part).unwrap().len(),
+        0,
+        "killed before any byte"
+    );
+
+    stall.store(false, Ordering::SeqCst);
+    let (code, stdout, stderr) = sandbox.run(&["-c", &url]);
+    assert_eq!(code, 0, "{stderr:#?}");
+    assert_eq!(
+        stdout,
+        [sandbox.out().join("early.bin").display().to_string()]
+    );
+    assert_eq!(
+        sandbox.files(),
+        one(&[("early.bin", &data)]),
+        "saved under its own name: no early.1.bin, no orphan part"
+    );
+}
+
 /// An interrupted body with no validator cannot be resumed (`-c` starts it over): nothing may
 /// promise a resume, neither its line nor the summary.
 #[test]
