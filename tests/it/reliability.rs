@@ -170,16 +170,8 @@ fn reset_mid_body_resumes_with_a_range_request() {
 #[test]
 fn short_body_without_a_validator_starts_over() {
     let data = body(100_000, 3);
-    let served = data.clone();
-    let seen = AtomicUsize::new(0);
-    let server = serve(move |_| {
-        let reply = Reply::file(served.clone());
-        if seen.fetch_add(1, Ordering::SeqCst) == 0 {
-            reply.with_fault(Fault::ShortBody(40_000))
-        } else {
-            reply
-        }
-    });
+    let reply = Reply::file(data.clone());
+    let server = first_then(reply.clone().with_fault(Fault::ShortBody(40_000)), reply);
     let sandbox = Sandbox::new();
     let url = server.url("/plain.bin");
     let (code, _, stderr) = sandbox.run(&[&url, FAST[0], FAST[1]]);
@@ -193,17 +185,12 @@ fn short_body_without_a_validator_starts_over() {
 #[test]
 fn a_file_changed_on_the_server_restarts_instead_of_splicing() {
     let (old, new) = (body(100_000, 4), body(100_000, 5));
-    let (old_served, new_served) = (old.clone(), new.clone());
-    let seen = AtomicUsize::new(0);
-    let server = serve(move |_| {
-        if seen.fetch_add(1, Ordering::SeqCst) == 0 {
-            Reply::file(old_served.clone())
-                .with_header("ETag", "\"old\"")
-                .with_fault(Fault::ShortBody(30_000))
-        } else {
-            Reply::file(new_served.clone()).with_header("ETag", "\"new\"")
-        }
-    });
+    let server = first_then(
+        Reply::file(old.clone())
+            .with_header("ETag", "\"old\"")
+            .with_fault(Fault::ShortBody(30_000)),
+        Reply::file(new.clone()).with_header("ETag", "\"new\""),
+    );
     let sandbox = Sandbox::new();
     let url = server.url("/doc.bin");
     let (code, _, stderr) = sandbox.run(&[&url, FAST[0], FAST[1]]);
@@ -1044,18 +1031,12 @@ fn a_planted_sidecar_symlink_is_never_followed_or_removed() {
 fn a_retry_range_of_another_length_is_not_appended_despite_the_same_etag() {
     let v1 = body(100_000, 40);
     let v2 = body(150_000, 41);
-    let (a, b) = (v1.clone(), v2.clone());
-    let seen = AtomicUsize::new(0);
-    let server = Server::start(move |_| {
-        if seen.fetch_add(1, Ordering::SeqCst) == 0 {
-            Reply::file(a.clone())
-                .with_header("ETag", "\"v1\"")
-                .with_fault(Fault::ShortBody(30_000))
-        } else {
-            Reply::file(b.clone()).with_header("ETag", "\"v1\"")
-        }
-    })
-    .unwrap();
+    let server = first_then(
+        Reply::file(v1.clone())
+            .with_header("ETag", "\"v1\"")
+            .with_fault(Fault::ShortBody(30_000)),
+        Reply::file(v2.clone()).with_header("ETag", "\"v1\""),
+    );
     let sandbox = Sandbox::new();
     let url = server.url("/grown.bin");
     let (code, stdout, stderr) = sandbox.run(&[&url, FAST[0], FAST[1]]);
@@ -1076,18 +1057,12 @@ fn a_retry_range_of_another_length_is_not_appended_despite_the_same_etag() {
 fn a_weak_etag_alone_never_joins_bytes() {
     let v1 = body(100_000, 42);
     let v2 = body(100_000, 43);
-    let (a, b) = (v1.clone(), v2.clone());
-    let seen = AtomicUsize::new(0);
-    let server = Server::start(move |_| {
-        if seen.fetch_add(1, Ordering::SeqCst) == 0 {
-            Reply::file(a.clone())
-                .with_header("ETag", "W/\"v1\"")
-                .with_fault(Fault::ShortBody(30_000))
-        } else {
-            Reply::file(b.clone()).with_header("ETag", "W/\"v1\"")
-        }
-    })
-    .unwrap();
+    let server = first_then(
+        Reply::file(v1.clone())
+            .with_header("ETag", "W/\"v1\"")
+            .with_fault(Fault::ShortBody(30_000)),
+        Reply::file(v2.clone()).with_header("ETag", "W/\"v1\""),
+    );
     let sandbox = Sandbox::new();
     let url = server.url("/weak.bin");
     let (code, stdout, stderr) = sandbox.run(&[&url, FAST[0], FAST[1]]);

@@ -272,3 +272,16 @@ pub fn openssl(dir: &Path, args: &[&str]) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A fault server whose first reply is `first` and every later one `then`: a body cut short,
+/// then what a retry gets.
+pub fn first_then(first: Reply, then: Reply) -> Server {
+    let seen = std::sync::atomic::AtomicUsize::new(0);
+    serve(move |_| {
+        if seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+            first.clone()
+        } else {
+            then.clone()
+        }
+    })
+}
