@@ -61,7 +61,10 @@ impl Recipe {
             // origin (see crate::transport).
             .redirect(redirect::Policy::none())
             // No Referer: it would carry the URL asked for, query-string tokens included.
-            .referer(false);
+            .referer(false)
+            // Connection set-up timings for the trace and the records (see crate::conntime).
+            .dns_resolver(Arc::new(crate::conntime::Resolver))
+            .connector_layer(crate::conntime::Layer);
         if kind == Kind::PerThread {
             builder = builder.pool_max_idle_per_host(1);
         }

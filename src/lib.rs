@@ -100,6 +100,7 @@ pub(crate) mod checksum;
 pub mod cli;
 pub(crate) mod client;
 pub(crate) mod completions;
+pub(crate) mod conntime;
 pub(crate) mod download;
 pub(crate) mod estimate;
 pub(crate) mod exit;

@@ -18,7 +18,9 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use base64::Engine as _;
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, COOKIE, USER_AGENT};
+use reqwest::header::{
+    HeaderMap, HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, COOKIE, USER_AGENT,
+};
 use reqwest::ClientBuilder;
 use reqwest::Proxy;
 use url::Url;
@@ -28,7 +30,7 @@ use crate::proxy::Proxies;
 use crate::redact;
 
 /// Headers whose values are secrets: never shown, marked sensitive.
-fn is_secret(name: &HeaderName) -> bool {
+pub(crate) fn is_secret(name: &HeaderName) -> bool {
     matches!(
         name.as_str(),
         "authorization" | "proxy-authorization" | "cookie" | "x-api-key" | "x-auth-token"
@@ -180,7 +182,7 @@ impl RequestOptions {
     /// both and over `--user` (as in curl). Credentials in a URL win over all of these for that
     /// URL: reqwest sets them on the request, and default headers never replace request headers.
     pub(crate) fn default_headers(&self) -> HeaderMap {
-        let mut map = HeaderMap::new();
+        let mut map = everywhere_defaults();
         map.insert(
             USER_AGENT,
             HeaderValue::from_static(concat!("fetchpar/", env!("CARGO_PKG_VERSION"))),
@@ -215,7 +217,7 @@ impl RequestOptions {
 
     /// Where each header may go: see [`HeaderScope`].
     pub(crate) fn header_scope(&self) -> HeaderScope {
-        let mut everywhere = HeaderMap::new();
+        let mut everywhere = everywhere_defaults();
         let agent = match &self.user_agent {
             Some(UserAgent(ua)) => ua.clone(),
             None => HeaderValue::from_static(concat!("fetchpar/", env!("CARGO_PKG_VERSION"))),
@@ -263,6 +265,14 @@ impl RequestOptions {
             .http1_title_case_headers();
         Ok(builder)
     }
+}
+
+/// What every request carries whatever its origin, besides the User-Agent: `Accept: */*`, as
+/// curl sends it. reqwest would add the same; set here, it is ours, and `--har` lists it.
+fn everywhere_defaults() -> HeaderMap {
+    let mut map = HeaderMap::new();
+    map.insert(ACCEPT, HeaderValue::from_static("*/*"));
+    map
 }
 
 /// The headers of a request, by where it goes: those of [`RequestOptions::default_headers`] to
@@ -377,7 +387,7 @@ mod tests {
         let map = options.default_headers();
         assert_eq!(map[USER_AGENT], "mine/1");
         assert_eq!(map[AUTHORIZATION], "Bearer t");
-        assert_eq!(map["accept"], "a, b");
+        assert_eq!(map["accept"], "a, b", "-H replaces the default Accept");
         let plain = RequestOptions::default().default_headers();
         assert!(plain[USER_AGENT].to_str().unwrap().starts_with("fetchpar/"));
         assert!(plain.get(AUTHORIZATION).is_none());
@@ -412,8 +422,9 @@ mod tests {
         ] {
             let (to, headers) = scope.for_hop(&with_creds, &url(hop));
             assert_eq!((to.username(), to.password()), ("", None), "{hop}");
-            assert_eq!(headers.len(), 1, "{hop}: {headers:?}");
+            assert_eq!(headers.len(), 2, "{hop}: {headers:?}");
             assert_eq!(headers[USER_AGENT], "mine/1");
+            assert_eq!(headers[ACCEPT], "*/*");
         }
         // The URL's own credentials follow within the origin, and win over --user there.
         let (to, headers) = scope.for_hop(&with_creds, &url("http://h:1/g"));

@@ -69,6 +69,8 @@ pub(crate) fn client_config(settings: Settings<'_>) -> Result<rustls::ClientConf
     } else {
         vec![b"http/1.1".to_vec()]
     };
+    // rustls's default resumption, with the mark of each handshake's start (crate::conntime).
+    config.resumption = crate::conntime::resumption();
     Ok(config)
 }
 

@@ -74,12 +74,14 @@ impl Phases {
 pub(crate) struct Exchange {
     /// Credentials already removed.
     pub(crate) url: String,
-    /// The headers this request set itself (`Range`, `If-Range`); the client's own and the
-    /// user's are not listed, so no credential can slip through.
+    /// Every header the request carried but those the HTTP stack adds itself (`Host`, and
+    /// `Proxy-Authorization` through a proxy), credentials redacted ([`request_headers`]).
     pub(crate) request_headers: Vec<(String, String)>,
+    /// The response's HTTP version.
+    pub(crate) version: Option<reqwest::Version>,
     pub(crate) sent: Option<Instant>,
-    /// Connection set-up, when this request opened one and it was measured.
-    pub(crate) connect: Option<Duration>,
+    /// Connection set-up, when this request opened a connection (see [`crate::conntime`]).
+    pub(crate) setup: Option<crate::conntime::Setup>,
     pub(crate) headers: Option<Instant>,
     pub(crate) end: Option<Instant>,
     /// `None` when no response came.
@@ -102,6 +104,35 @@ const SECRET_HEADERS: [&str; 5] = [
     "set-cookie",
     "proxy-authenticate",
 ];
+
+/// A request's headers for the trace, with credentials replaced by `***`: those fetchpar
+/// treats as secret everywhere (`-H` values it marks, basic auth, netrc), and any value the HTTP
+/// stack marks sensitive. Names as HTTP/1.1 sends them (`User-Agent`).
+pub(crate) fn request_headers(map: &HeaderMap) -> Vec<(String, String)> {
+    map.iter()
+        .map(|(name, value)| {
+            let secret = value.is_sensitive()
+                || crate::request::is_secret(name)
+                || SECRET_HEADERS.contains(&name.as_str());
+            let value = match secret {
+                true => "***".to_string(),
+                false => String::from_utf8_lossy(value.as_bytes()).into_owned(),
+            };
+            (title_case(name.as_str()), value)
+        })
+        .collect()
+}
+
+/// `user-agent` as `User-Agent`, as reqwest writes names on an HTTP/1.1 connection.
+fn title_case(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    let mut upper = true;
+    for c in name.chars() {
+        out.push(if upper { c.to_ascii_uppercase() } else { c });
+        upper = c == '-';
+    }
+    out
+}
 
 /// A response's headers for the trace, with credentials replaced by `***`.
 pub(crate) fn headers_of(map: &HeaderMap) -> Vec<(String, String)> {

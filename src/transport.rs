@@ -44,6 +44,7 @@ use reqwest::{StatusCode, Url, Version};
 use tokio::runtime::{Builder, Runtime};
 
 use crate::client::{Kind, Recipe};
+use crate::conntime::Setup;
 use crate::download::MAX_REDIRECTS;
 use crate::request::HeaderScope;
 
@@ -387,13 +388,16 @@ impl RequestBuilder<'_> {
         let asked = &self.url;
         let mut hop = asked.clone();
         let mut visited: Vec<Url> = Vec::new();
+        let mut setup = None;
         loop {
-            let (via, inner) = self.send_hop(&hop)?;
+            let (via, inner, opened) = self.send_hop(&hop)?;
+            setup = crate::conntime::both(setup, opened);
             let Some(next) = redirect_target(&inner, &hop) else {
                 return Ok(Response {
                     inner,
                     client: self.client.clone(),
                     via,
+                    setup,
                     current: bytes::Bytes::new(),
                     not_send: PhantomData,
                 });
@@ -410,35 +414,57 @@ impl RequestBuilder<'_> {
         }
     }
 
-    /// One request of the chain, to `hop`, by the way its origin takes.
-    fn send_hop(&self, hop: &Url) -> Result<(Via, reqwest::Response), Error> {
+    /// One request of the chain, to `hop`, by the way its origin takes, with the set-up of the
+    /// connection it opened, if it opened one.
+    fn send_hop(&self, hop: &Url) -> Result<(Via, reqwest::Response, Option<Setup>), Error> {
         let client = self.client;
-        let (to, scoped) = client.inner.scope.for_hop(&self.url, hop);
-        let (via, probe) = client.route(&to, self.separate)?;
-        // Per hop, on either way, and only where --user would go: a redirect elsewhere must not
-        // take the password along. None where the hop carries the asked URL's credentials, or
-        // --user / -H Authorization apply.
-        let netrc = match client.inner.scope.carries_credentials(&self.url, hop) {
-            true => client.inner.recipe.request.netrc_authorization(&to),
-            false => None,
-        };
-        let inner = client.with(via, |runtime, http| {
-            let mut request = http.get(to).headers(scoped);
-            if let Some(value) = netrc {
-                request = request.header(reqwest::header::AUTHORIZATION, value);
-            }
-            // The caller's own headers (Range, If-Range) win, as they did over defaults.
-            request = request.headers(self.headers.clone());
-            if let Some(name) = &self.bad_header {
-                // Let reqwest report it as a builder error, as the blocking client would.
-                request = request.header(name.as_str(), "\u{0}");
-            }
-            client.wait(runtime, || request.send())
+        // Credentials in the URL change no origin: the route is the hop's own.
+        let (via, probe) = client.route(hop, self.separate)?;
+        let (inner, setup) = client.with(via, |runtime, http| {
+            let request = self.prepare(http, hop);
+            client.wait(runtime, || async {
+                let (sent, setup) = crate::conntime::timed(request.send()).await;
+                sent.map(|response| (response, setup))
+            })
         })?;
         if let Some(probe) = probe {
             probe.settle(&inner);
         }
-        Ok((via, inner))
+        Ok((via, inner, setup))
+    }
+
+    /// The request to `hop` as reqwest will send it: the one place its headers come together.
+    fn prepare(&self, http: &reqwest::Client, hop: &Url) -> reqwest::RequestBuilder {
+        let scope = &self.client.inner.scope;
+        let (to, scoped) = scope.for_hop(&self.url, hop);
+        // Per hop, on either way, and only where --user would go: a redirect elsewhere must not
+        // take the password along. None where the hop carries the asked URL's credentials, or
+        // --user / -H Authorization apply.
+        let netrc = match scope.carries_credentials(&self.url, hop) {
+            true => self.client.inner.recipe.request.netrc_authorization(&to),
+            false => None,
+        };
+        let mut request = http.get(to).headers(scoped);
+        if let Some(value) = netrc {
+            request = request.header(reqwest::header::AUTHORIZATION, value);
+        }
+        // The caller's own headers (Range, If-Range) win, as they did over defaults.
+        request = request.headers(self.headers.clone());
+        if let Some(name) = &self.bad_header {
+            // Let reqwest report it as a builder error, as the blocking client would.
+            request = request.header(name.as_str(), "\u{0}");
+        }
+        request
+    }
+
+    /// The headers the request to the URL asked for carries, built as [`Self::send`] builds
+    /// them (credentials included: `--har` redacts them, see [`crate::trace::request_headers`]).
+    /// Empty when the request cannot be built (it will then fail to send, saying why).
+    pub(crate) fn headers_to_send(&self) -> HeaderMap {
+        let built = self.client.with(Via::Thread, |_, http| {
+            self.prepare(http, &self.url).build().map_err(Error::Http)
+        });
+        built.map(|r| r.headers().clone()).unwrap_or_default()
     }
 }
 
@@ -459,6 +485,8 @@ pub(crate) struct Response {
     inner: reqwest::Response,
     client: Client,
     via: Via,
+    /// The set-up of the connections this request opened (see [`crate::conntime`]).
+    setup: Option<Setup>,
     current: bytes::Bytes,
     not_send: PhantomData<*const ()>,
 }
@@ -475,6 +503,12 @@ impl Response {
     /// The HTTP version of the response.
     pub(crate) fn version(&self) -> reqwest::Version {
         self.inner.version()
+    }
+
+    /// The set-up of the connections this request opened and waited for (one per redirect hop
+    /// that needed one); `None` when every hop reused a connection.
+    pub(crate) fn setup(&self) -> Option<Setup> {
+        self.setup
     }
 
     /// The final URL, after redirects.

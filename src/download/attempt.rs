@@ -81,7 +81,6 @@ impl Fetcher<'_> {
         run.exchanges.push(Exchange {
             url: redact::url(url),
             sent: phases.sent,
-            connect: phases.connect,
             headers: phases.headers,
             end: phases.body_end.or(phases.sent),
             bytes: (run.bytes - before).saturating_sub(piece_bytes),
@@ -96,39 +95,22 @@ impl Fetcher<'_> {
         attempt
     }
 
-    /// Sends the GET, asking for the body from `from` on when `from > 0`; `if_range` makes the
-    /// server send the whole (new) file instead if it changed since.
-    pub(crate) fn request(
-        &self,
-        url: &Url,
-        from: u64,
-        if_range: Option<&str>,
-    ) -> Result<Response, transport::Error> {
-        let mut request = self.client.get(url.clone());
-        if from > 0 {
-            request = request.header(RANGE, format!("bytes={from}-"));
-            if let Some(validator) = if_range {
-                request = request.header(IF_RANGE, validator);
-            }
+    /// The GET for `ask`: the body from `ask.from` on when that is past 0, with `If-Range` so
+    /// that the server sends the whole (new) file instead if it changed since; or, for `-N`'s
+    /// question about a file on disk, with `If-Modified-Since` alone.
+    fn request_for(&self, url: &Url, ask: &Ask) -> transport::RequestBuilder<'_> {
+        let request = self.client.get(url.clone());
+        if let Some(since) = ask.since {
+            return request.header(IF_MODIFIED_SINCE, httpdate::fmt_http_date(since));
         }
-        request.send()
-    }
-
-    /// [`Fetcher::request`], with `If-Modified-Since` for `-N`'s question about a file on disk.
-    pub(super) fn request_since(
-        &self,
-        url: &Url,
-        from: u64,
-        if_range: Option<&str>,
-        since: Option<std::time::SystemTime>,
-    ) -> Result<Response, transport::Error> {
-        let Some(since) = since else {
-            return self.request(url, from, if_range);
-        };
-        self.client
-            .get(url.clone())
-            .header(IF_MODIFIED_SINCE, httpdate::fmt_http_date(since))
-            .send()
+        if ask.from == 0 {
+            return request;
+        }
+        let request = request.header(RANGE, format!("bytes={}-", ask.from));
+        match &ask.if_range {
+            Some(validator) => request.header(IF_RANGE, validator),
+            None => request,
+        }
     }
 
     /// One request and as much of the body as it gives.
@@ -153,13 +135,15 @@ impl Fetcher<'_> {
             ..Phases::default()
         }
         .keep_queueing(phases);
-        self.trace_request(t, &ask);
-        let response = match self.request_since(url, ask.from, ask.if_range.as_deref(), ask.since) {
+        let request = self.request_for(url, &ask);
+        self.trace_request(t, &request);
+        let response = match request.send() {
             Ok(response) => response,
             Err(e) => return self.no_response(e),
         };
         phases.headers = Some(Instant::now());
         phases.body_end = phases.headers;
+        phases.connect = response.setup().map(|s| s.total());
         self.trace_response(t, &response);
         let code = response.status().as_u16();
         // Told before the body, so that the host's window grows at once (see `crate::hosts`).
@@ -253,20 +237,15 @@ impl Fetcher<'_> {
         None
     }
 
-    /// With `trace`: the request headers that say what was asked for.
-    fn trace_request(&self, t: &mut Transfer, ask: &Ask) {
+    /// With `trace`: the request's headers, as they will be sent (secrets redacted).
+    fn trace_request(&self, t: &mut Transfer, request: &transport::RequestBuilder<'_>) {
         if !self.settings.trace {
             return;
         }
-        t.head = Exchange::default();
-        if ask.from > 0 {
-            let range = format!("bytes={}-", ask.from);
-            t.head.request_headers.push(("Range".into(), range));
-            if let Some(validator) = &ask.if_range {
-                let pair = ("If-Range".into(), validator.clone());
-                t.head.request_headers.push(pair);
-            }
-        }
+        t.head = Exchange {
+            request_headers: trace::request_headers(&request.headers_to_send()),
+            ..Exchange::default()
+        };
     }
 
     /// With `trace`: the response's status and headers (and a log for `--split` pieces).
@@ -275,6 +254,8 @@ impl Fetcher<'_> {
             return;
         }
         t.head.status = Some(response.status().as_u16());
+        t.head.setup = response.setup();
+        t.head.version = Some(response.version());
         t.head.response_headers = trace::headers_of(response.headers());
         if self.split.pieces > 1 {
             t.pieces_log = Some(std::sync::Mutex::new(Vec::new()));

@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::thread;
 
 use crate::trace::{self, Exchange};
-use crate::transport::{self, Client, Response};
+use crate::transport::{self, Client, RequestBuilder, Response};
 use reqwest::header::{ACCEPT_RANGES, IF_RANGE, RANGE};
 use reqwest::StatusCode;
 use url::Url;
@@ -426,14 +426,15 @@ fn fetch_piece(
             Some(mut response) => copy_range(p, &mut response, range, done, abort, &mut buf),
             None => {
                 let from = range.start + written;
-                let mut log = p
-                    .log
-                    .map(|_| piece_exchange(source, index, from, range.end));
+                let request = range_request(p.client, source, from, range.end);
+                let mut log = p.log.map(|_| piece_exchange(source, index, &request));
                 let result =
-                    request_range(p.client, source, from, range.end).and_then(|mut response| {
+                    send_range(request, source, from, range.end).and_then(|mut response| {
                         if let Some(e) = log.as_mut() {
                             e.headers = Some(std::time::Instant::now());
                             e.status = Some(response.status().as_u16());
+                            e.setup = response.setup();
+                            e.version = Some(response.version());
                             e.response_headers = trace::headers_of(response.headers());
                         }
                         copy_range(p, &mut response, range, done, abort, &mut buf)
@@ -475,35 +476,42 @@ fn piece_error(e: &StreamError) -> String {
 }
 
 /// The trace of a piece's request, before it is sent.
-fn piece_exchange(source: &Source<'_>, index: usize, start: u64, end: u64) -> Exchange {
-    let mut request_headers = vec![("Range".into(), format!("bytes={start}-{}", end - 1))];
-    if let Some(v) = source.known.if_range() {
-        request_headers.push(("If-Range".into(), v.to_string()));
-    }
+fn piece_exchange(source: &Source<'_>, index: usize, request: &RequestBuilder<'_>) -> Exchange {
     Exchange {
         url: crate::redact::url(source.url),
-        request_headers,
+        request_headers: trace::request_headers(&request.headers_to_send()),
         sent: Some(std::time::Instant::now()),
         piece: Some(index),
         ..Exchange::default()
     }
 }
 
-/// A ranged GET for `start..end`, accepted only as [`response::accept_piece`] says.
-fn request_range(
-    client: &Client,
+/// A ranged GET for `start..end`, over a connection of its own.
+fn range_request<'c>(
+    client: &'c Client,
+    source: &Source<'_>,
+    start: u64,
+    end: u64,
+) -> RequestBuilder<'c> {
+    let request = client
+        .get(source.url.clone())
+        .header(RANGE, format!("bytes={start}-{}", end - 1));
+    let request = match source.known.if_range() {
+        Some(v) => request.header(IF_RANGE, v),
+        None => request,
+    };
+    request.separate_connection()
+}
+
+/// Sends a piece's request; its response is accepted only as [`response::accept_piece`] says.
+fn send_range(
+    request: RequestBuilder<'_>,
     source: &Source<'_>,
     start: u64,
     end: u64,
 ) -> Result<Response, StreamError> {
     let url = source.url;
-    let mut request = client
-        .get(url.clone())
-        .header(RANGE, format!("bytes={start}-{}", end - 1));
-    if let Some(v) = source.known.if_range() {
-        request = request.header(IF_RANGE, v);
-    }
-    let response = request.separate_connection().send().map_err(|e| match e {
+    let response = request.send().map_err(|e| match e {
         transport::Error::Cancelled => StreamError::Cancelled,
         e => StreamError::Read(io::Error::other(e)),
     })?;

@@ -2,11 +2,15 @@
 //! viewers. One page per pass (`--compare` has several), one entry per request: retries and
 //! `--split` pieces each have their own.
 //!
-//! What fetchpar cannot know is `-1`, as the format allows: `blocked`, `dns` and `ssl` always
-//! (`connect` includes TLS), `connect` on a reused connection or when it was not measured. The
-//! request headers listed are the ones fetchpar set on that request (`Range`, `If-Range`), never
-//! the client's or the user's, so no credential can reach the file; response headers that carry
-//! credentials are `***`, and URLs have their userinfo redacted.
+//! What fetchpar cannot know is `-1`, as the format allows: `blocked` always; `dns`, `connect`
+//! and `ssl` on a reused connection (see [`crate::conntime`]), `dns` for an IP address and `ssl`
+//! over plain HTTP. `connect` includes `ssl`, and `wait` excludes all set-up.
+//!
+//! The request headers are those the request was built with (see
+//! `transport::RequestBuilder::headers_to_send`), every credential `***` (`--user`, netrc, URL
+//! userinfo, `-H Authorization`/`Cookie`/API keys); so are response headers that carry
+//! credentials, and URLs have their userinfo redacted. `httpVersion` is written as Chrome writes
+//! it (`HTTP/1.1`, `http/2.0`).
 
 use std::io::{self, Write};
 use std::path::Path;
@@ -60,7 +64,11 @@ fn page_id(i: usize) -> String {
 
 /// Milliseconds, three decimals.
 fn ms(d: Duration) -> f64 {
-    (d.as_secs_f64() * 1e6).round() / 1e3
+    thousandths(d.as_secs_f64() * 1e3)
+}
+
+fn thousandths(x: f64) -> f64 {
+    (x * 1e3).round() / 1e3
 }
 
 fn entry(page: &str, started: SystemTime, e: &Exchange) -> Value {
@@ -71,6 +79,13 @@ fn entry(page: &str, started: SystemTime, e: &Exchange) -> Value {
         .filter(|v| *v > 0.0)
         .sum();
     let header = |(name, value): &(String, String)| json!({"name": name, "value": value});
+    let version = http_version(e.version);
+    // HTTP/2 sends names in lower case.
+    let h2 = e.version == Some(reqwest::Version::HTTP_2);
+    let sent = |(name, value): &(String, String)| match h2 {
+        true => header(&(name.to_ascii_lowercase(), value.clone())),
+        false => header(&(name.clone(), value.clone())),
+    };
     let mime = e
         .response_headers
         .iter()
@@ -83,9 +98,9 @@ fn entry(page: &str, started: SystemTime, e: &Exchange) -> Value {
         "request": {
             "method": "GET",
             "url": e.url,
-            "httpVersion": "unknown",
+            "httpVersion": version,
             "cookies": [],
-            "headers": e.request_headers.iter().map(header).collect::<Vec<_>>(),
+            "headers": e.request_headers.iter().map(sent).collect::<Vec<_>>(),
             "queryString": query_string(&e.url),
             "headersSize": -1,
             "bodySize": 0,
@@ -96,7 +111,7 @@ fn entry(page: &str, started: SystemTime, e: &Exchange) -> Value {
                 .and_then(|s| reqwest::StatusCode::from_u16(s).ok())
                 .and_then(|s| s.canonical_reason())
                 .unwrap_or(""),
-            "httpVersion": "unknown",
+            "httpVersion": version,
             "cookies": [],
             "headers": e.response_headers.iter().map(header).collect::<Vec<_>>(),
             "content": {"size": e.bytes, "mimeType": mime},
@@ -117,25 +132,41 @@ fn entry(page: &str, started: SystemTime, e: &Exchange) -> Value {
 }
 
 /// HAR timings: `send` is folded into `wait` (fetchpar does not see the request leave), and
-/// `wait` is the first-byte wait less connection set-up when that was measured.
+/// `wait` is the first-byte wait less the connection set-up this request waited for. Set-up
+/// is only known for a new connection: `-1` on a reused one, as the format asks.
 fn timings(e: &Exchange) -> Value {
     let between = |a: Option<_>, b: Option<_>| match (a, b) {
         (Some(a), Some(b)) => Some(ms(std::time::Instant::saturating_duration_since(&b, a))),
         _ => None,
     };
-    let connect = e.connect.map(ms);
+    let known = |d: Option<Duration>| d.map_or(-1.0, ms);
+    let setup = e.setup;
     let first_byte = between(e.sent, e.headers.or(e.end)).unwrap_or(0.0);
-    let wait = (first_byte - connect.unwrap_or(0.0)).max(0.0);
+    let wait = thousandths((first_byte - setup.map_or(0.0, |s| ms(s.total()))).max(0.0));
     let receive = between(e.headers, e.end).unwrap_or(0.0);
     json!({
         "blocked": -1,
-        "dns": -1,
-        "connect": connect.unwrap_or(-1.0),
-        "ssl": -1,
+        "dns": known(setup.and_then(|s| s.dns)),
+        "connect": known(setup.map(|s| s.connect)),
+        "ssl": known(setup.and_then(|s| s.tls)),
         "send": 0,
         "wait": wait,
         "receive": receive,
     })
+}
+
+/// The version as Chrome's HAR export writes it: `HTTP/1.1` from the status line, `http/2.0`
+/// for h2; `unknown` when no response came.
+fn http_version(version: Option<reqwest::Version>) -> &'static str {
+    use reqwest::Version;
+    match version {
+        Some(Version::HTTP_09) => "HTTP/0.9",
+        Some(Version::HTTP_10) => "HTTP/1.0",
+        Some(Version::HTTP_11) => "HTTP/1.1",
+        Some(Version::HTTP_2) => "http/2.0",
+        Some(Version::HTTP_3) => "http/3.0",
+        _ => "unknown",
+    }
 }
 
 fn query_string(url: &str) -> Vec<Value> {

@@ -28,7 +28,14 @@ fn har_of_a_busy_run() -> (Server, serde_json::Value, String) {
         .url("/private")
         .replacen("http://", "http://user:hush-password@", 1);
     let (code, _, stderr) = run(fetchpar()
-        .args(["--split", "2", "--max-retry-wait", "0.02", "--har"])
+        .args(["--split", "2", "--max-retry-wait", "0.02"])
+        .args([
+            "-H",
+            "Authorization: Bearer hush-token",
+            "-H",
+            "X-Trace: visible",
+        ])
+        .arg("--har")
         .arg(&har)
         .arg("-o")
         .arg(sandbox.out())
@@ -73,6 +80,43 @@ fn every_request_is_an_entry_and_no_secret_is_written() {
         }
     }
     assert!(!text.contains("hush"), "a secret reached the HAR file");
+    // The first request of the run opened its connection; the set-up is in the timings.
+    assert!(
+        entries[0]["timings"]["connect"].as_f64().unwrap() >= 0.0,
+        "{text}"
+    );
+}
+
+/// A request header of an entry, by name (any case).
+fn request_header<'a>(entry: &'a serde_json::Value, name: &str) -> Option<&'a str> {
+    entry["request"]["headers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["name"].as_str().unwrap().eq_ignore_ascii_case(name))
+        .map(|h| h["value"].as_str().unwrap())
+}
+
+#[test]
+fn entries_list_every_header_sent_with_credentials_redacted_and_the_real_version() {
+    let (_server, har, text) = har_of_a_busy_run();
+    let entries = har["log"]["entries"].as_array().unwrap();
+    for e in entries {
+        assert_eq!(e["request"]["httpVersion"], "HTTP/1.1", "{e}");
+        assert_eq!(e["response"]["httpVersion"], "HTTP/1.1", "{e}");
+        let agent = request_header(e, "user-agent").unwrap_or_default();
+        assert!(agent.starts_with("fetchpar/"), "{e}");
+        assert_eq!(request_header(e, "accept"), Some("*/*"), "{e}");
+        assert_eq!(request_header(e, "x-trace"), Some("visible"), "{e}");
+        // -H Authorization, or the URL's own user and password where it had them: either way
+        // a credential went, and only `***` is written.
+        assert_eq!(request_header(e, "authorization"), Some("***"), "{e}");
+    }
+    let piece = entries.iter().find(|e| e["_piece"] == 1).unwrap();
+    assert!(request_header(piece, "range").is_some(), "{piece}");
+    assert!(!text.contains("hush"), "a secret reached the HAR file");
+    // Nor the basic-auth form of the URL's user and password.
+    assert!(!text.contains("dXNlcjpodXNoLXBhc3N3b3Jk"), "{text}");
 }
 
 #[test]

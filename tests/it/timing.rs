@@ -208,3 +208,34 @@ fn compare_takes_a_list_only_with_equals_and_never_with_j() {
         );
     }
 }
+
+/// The `--json` records of a run, the summary left out.
+fn records_of(stdout: &[String]) -> Vec<serde_json::Value> {
+    stdout
+        .iter()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["type"] != "summary")
+        .collect()
+}
+
+#[test]
+fn connect_ms_is_measured_on_a_new_connection_and_null_on_a_reused_one() {
+    let server = serve(|_| Reply::file(body(5000, 3)));
+    let urls: Vec<String> = (0..3).map(|i| server.url(&format!("/f{i}"))).collect();
+    let out = Sandbox::new();
+    let (code, stdout, stderr) = run(fetchpar()
+        .args(["-j", "1", "--json", "-o"])
+        .arg(out.out())
+        .args(&urls));
+    assert_eq!(code, 0, "{stderr:#?}");
+    // One worker, one keep-alive connection: only the first download waited for it.
+    assert_eq!(server.connections(), 1);
+    let records = records_of(&stdout);
+    assert_eq!(records.len(), 3, "{stdout:#?}");
+    let connect: Vec<Option<f64>> = records.iter().map(|r| r["connect_ms"].as_f64()).collect();
+    assert!(connect[0].is_some_and(|ms| ms >= 0.0), "{records:#?}");
+    assert_eq!(connect[1..], [None, None], "{records:#?}");
+    for r in &records[1..] {
+        assert!(r["connect_ms"].is_null(), "{r}");
+    }
+}

@@ -1,0 +1,350 @@
+//! How long a request spent setting up its connection: name resolution, then TCP (and a proxy's
+//! tunnel) and TLS. reqwest reports no phase timings, so three hooks of ours measure them:
+//!
+//! - a connector [`Layer`] around reqwest's whole connector (resolve, TCP, proxy, TLS): from the
+//!   call to the connection handed back;
+//! - a [`Resolver`] wrapping the system's (getaddrinfo, as reqwest's default does): the lookup;
+//! - a TLS session store ([`TlsStart`]): rustls asks it for a resumable session just before it
+//!   writes the ClientHello, which marks where TCP ends and TLS begins.
+//!
+//! A timing belongs to the request whose future polled the connect to its end: each request
+//! runs in a [`timed`] scope (a `tokio::task_local!`, so it works on the workers' current-thread
+//! runtimes and on the shared multi-thread one alike), and the connector's future is polled
+//! inside the request's. hyper-util's pool may race a connect against an idle connection; when
+//! the idle one wins, the half-made connection is finished in a task of its own, outside any
+//! request's scope, and its timing is dropped, never given to a request that did not wait for
+//! it. A request on a reused connection therefore has none. The resolver and the TLS store note
+//! their marks in a scope of the connect itself, so a connect that moves to the background takes
+//! its marks along and never leaves half a timing on the request.
+//!
+//! Cost: a few `Instant::now()` per new connection and a thread-local look-up per request;
+//! nothing per body chunk.
+
+use std::cell::Cell;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use rustls::client::{ClientSessionMemoryCache, ClientSessionStore, Resumption};
+use rustls::pki_types::ServerName;
+
+/// A new connection's set-up, as the request that waited for it saw it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Setup {
+    /// Name resolution; `None` for an IP address (nothing to resolve).
+    pub(crate) dns: Option<Duration>,
+    /// After resolution: TCP, a proxy's handshake or tunnel, and TLS.
+    pub(crate) connect: Duration,
+    /// The TLS handshake alone (part of `connect`); `None` over plain HTTP.
+    pub(crate) tls: Option<Duration>,
+}
+
+impl Setup {
+    /// Everything from the start of resolution to a connection ready for the request.
+    pub(crate) fn total(&self) -> Duration {
+        self.dns.unwrap_or_default() + self.connect
+    }
+
+    /// Both set-ups, for a request that needed two connections (a redirect to another host).
+    pub(crate) fn and(self, other: Setup) -> Setup {
+        let sum = |a: Option<Duration>, b: Option<Duration>| match (a, b) {
+            (None, None) => None,
+            (a, b) => Some(a.unwrap_or_default() + b.unwrap_or_default()),
+        };
+        Setup {
+            dns: sum(self.dns, other.dns),
+            connect: self.connect + other.connect,
+            tls: sum(self.tls, other.tls),
+        }
+    }
+}
+
+/// The set-ups of two steps of one request, either of which may have reused a connection.
+pub(crate) fn both(a: Option<Setup>, b: Option<Setup>) -> Option<Setup> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.and(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// What one connect has noted so far.
+#[derive(Clone, Copy, Debug, Default)]
+struct Marks {
+    dns: Option<Duration>,
+    tls_start: Option<Instant>,
+}
+
+tokio::task_local! {
+    /// The set-up of the connections the current request waited for.
+    static REQUEST: Cell<Option<Setup>>;
+    /// The marks of the connect being polled.
+    static CONNECT: Cell<Marks>;
+}
+
+/// Runs a request's future, and gives back with its output the set-up of any connection it
+/// opened and waited for (`None` on a reused connection).
+pub(crate) async fn timed<F: Future>(request: F) -> (F::Output, Option<Setup>) {
+    let scoped = async {
+        let out = request.await;
+        (out, REQUEST.with(Cell::get))
+    };
+    REQUEST.scope(Cell::new(None), scoped).await
+}
+
+/// The connector layer: see the module's notes.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Layer;
+
+impl<S> tower_layer::Layer<S> for Layer {
+    type Service = Timed<S>;
+
+    fn layer(&self, inner: S) -> Timed<S> {
+        Timed(inner)
+    }
+}
+
+/// reqwest's connector, timed.
+#[derive(Clone, Debug)]
+pub(crate) struct Timed<S>(S);
+
+type Boxed<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send>>;
+
+impl<S, R> tower_service::Service<R> for Timed<S>
+where
+    S: tower_service::Service<R>,
+    S::Future: Send + 'static,
+    S::Response: Send + 'static,
+    S::Error: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Boxed<S::Response, S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, target: R) -> Self::Future {
+        let start = Instant::now();
+        let connect = self.0.call(target);
+        Box::pin(async move {
+            let marked = async {
+                let out = connect.await;
+                (out, CONNECT.with(Cell::get))
+            };
+            let (out, marks) = CONNECT.scope(Cell::new(Marks::default()), marked).await;
+            if out.is_ok() {
+                deliver(start, marks);
+            }
+            out
+        })
+    }
+}
+
+/// Gives a finished connect's set-up to the request polling it, if one is (see the module's
+/// notes for when none is).
+fn deliver(start: Instant, marks: Marks) {
+    let end = Instant::now();
+    let total = end.saturating_duration_since(start);
+    let dns = marks.dns.map(|d| d.min(total));
+    let setup = Setup {
+        dns,
+        connect: total - dns.unwrap_or_default(),
+        tls: marks.tls_start.map(|t| end.saturating_duration_since(t)),
+    };
+    // Outside a request's scope (a connect finished in the background) the timing is dropped.
+    let _ = REQUEST.try_with(|slot| slot.set(both(slot.get(), Some(setup))));
+}
+
+/// Notes a mark on the connect being polled, if any.
+fn mark(note: impl FnOnce(&mut Marks)) {
+    let _ = CONNECT.try_with(|cell| {
+        let mut marks = cell.get();
+        note(&mut marks);
+        cell.set(marks);
+    });
+}
+
+/// The system's resolver (getaddrinfo on tokio's blocking pool, as reqwest's default), timed.
+/// Its errors are the system's, word for word, which the failure lines and the host table
+/// read (see `download::failure::host_learned`).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Resolver;
+
+impl Resolve for Resolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        let host = name.as_str().to_owned();
+        Box::pin(async move {
+            let start = Instant::now();
+            // Port 0: reqwest puts the URL's port in.
+            let found = tokio::net::lookup_host((host.as_str(), 0)).await;
+            mark(|m| m.dns = Some(m.dns.unwrap_or_default() + start.elapsed()));
+            let addrs: Vec<SocketAddr> = found?.collect();
+            Ok(Box::new(addrs.into_iter()) as Addrs)
+        })
+    }
+}
+
+/// TLS resumption as rustls does it by default (an in-memory cache of 256 server names), plus
+/// the mark of a handshake's start: rustls looks for a session to resume just before it writes
+/// the ClientHello.
+#[derive(Debug)]
+pub(crate) struct TlsStart(ClientSessionMemoryCache);
+
+/// The resumption setting for fetchpar's TLS configurations.
+pub(crate) fn resumption() -> Resumption {
+    Resumption::store(Arc::new(TlsStart(ClientSessionMemoryCache::new(256))))
+}
+
+fn tls_begins() {
+    // The first mark wins: a TLS proxy's handshake comes before the origin's.
+    mark(|m| {
+        m.tls_start.get_or_insert_with(Instant::now);
+    });
+}
+
+impl ClientSessionStore for TlsStart {
+    fn set_kx_hint(&self, server_name: ServerName<'static>, group: rustls::NamedGroup) {
+        self.0.set_kx_hint(server_name, group);
+    }
+
+    fn kx_hint(&self, server_name: &ServerName<'_>) -> Option<rustls::NamedGroup> {
+        tls_begins();
+        self.0.kx_hint(server_name)
+    }
+
+    fn set_tls12_session(
+        &self,
+        server_name: ServerName<'static>,
+        value: rustls::client::Tls12ClientSessionValue,
+    ) {
+        self.0.set_tls12_session(server_name, value);
+    }
+
+    fn tls12_session(
+        &self,
+        server_name: &ServerName<'_>,
+    ) -> Option<rustls::client::Tls12ClientSessionValue> {
+        tls_begins();
+        self.0.tls12_session(server_name)
+    }
+
+    fn remove_tls12_session(&self, server_name: &ServerName<'static>) {
+        self.0.remove_tls12_session(server_name);
+    }
+
+    fn insert_tls13_ticket(
+        &self,
+        server_name: ServerName<'static>,
+        value: rustls::client::Tls13ClientSessionValue,
+    ) {
+        self.0.insert_tls13_ticket(server_name, value);
+    }
+
+    fn take_tls13_ticket(
+        &self,
+        server_name: &ServerName<'static>,
+    ) -> Option<rustls::client::Tls13ClientSessionValue> {
+        tls_begins();
+        self.0.take_tls13_ticket(server_name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tower_layer::Layer as _;
+    use tower_service::Service;
+
+    /// A connector that resolves `name` with [`Resolver`] and then hands back the addresses.
+    #[derive(Clone)]
+    struct Lookup(&'static str);
+
+    impl Service<()> for Lookup {
+        type Response = Vec<SocketAddr>;
+        type Error = Box<dyn std::error::Error + Send + Sync>;
+        type Future = Boxed<Vec<SocketAddr>, Self::Error>;
+
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, _: ()) -> Self::Future {
+            let name: Name = self.0.parse().unwrap();
+            Box::pin(async move { Ok(Resolver.resolve(name).await?.collect()) })
+        }
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_connect_polled_by_the_request_is_its_own() {
+        let (found, setup) = runtime().block_on(timed(async {
+            Layer.layer(Lookup("localhost")).call(()).await
+        }));
+        assert!(!found.unwrap().is_empty());
+        let setup = setup.expect("the request waited for this connect");
+        assert!(setup.dns.is_some(), "{setup:?}");
+        assert_eq!(setup.tls, None);
+        // Outside any request there is no one to give a timing to, and nothing breaks.
+        let alone = runtime().block_on(Layer.layer(Lookup("localhost")).call(()));
+        assert!(alone.is_ok());
+    }
+
+    #[test]
+    fn a_connect_finished_in_the_background_is_nobodys() {
+        let rt = runtime();
+        let (_, setup) = rt.block_on(timed(async {
+            // As hyper-util's pool does when an idle connection wins the race: the connect
+            // goes on in a task of its own.
+            let connect = Layer.layer(Lookup("localhost")).call(());
+            tokio::spawn(connect).await.unwrap()
+        }));
+        assert_eq!(setup, None);
+    }
+
+    #[test]
+    fn resolver_errors_are_the_systems_word_for_word() {
+        let name = "no-such-host.invalid";
+        let ours = runtime()
+            .block_on(Resolver.resolve(name.parse().unwrap()))
+            .err()
+            .map(|e| e.to_string());
+        let system = std::net::ToSocketAddrs::to_socket_addrs(&(name, 0))
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(ours, system);
+    }
+
+    #[test]
+    fn set_ups_of_two_hops_add_up() {
+        let ms = Duration::from_millis;
+        let a = Setup {
+            dns: Some(ms(2)),
+            connect: ms(3),
+            tls: None,
+        };
+        let b = Setup {
+            dns: None,
+            connect: ms(10),
+            tls: Some(ms(6)),
+        };
+        assert_eq!(both(None, None), None);
+        assert_eq!(both(Some(a), None), Some(a));
+        let sum = both(Some(a), Some(b)).unwrap();
+        assert_eq!(
+            (sum.dns, sum.connect, sum.tls),
+            (Some(ms(2)), ms(13), Some(ms(6)))
+        );
+        assert_eq!(sum.total(), ms(15));
+    }
+}
