@@ -457,3 +457,59 @@ fn redirects_over_http2_keep_user_headers_with_the_origin() {
         "{lines:?}"
     );
 }
+
+/// Over TLS, on both ways (the shared HTTP/2 connection and a thread's own HTTP/1.1 one), a
+/// download has a connect time exactly when it opened a connection: as many numbers in the
+/// `--json` records as nginx saw connections, the first download's among them; and the HAR
+/// splits the TLS handshake out and writes the real version.
+#[test]
+fn connect_ms_counts_the_connections_opened_over_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((nginx, expected)) = setup(dir.path(), 4) else {
+        return;
+    };
+    for (port, version) in [(nginx.h2_port, "http/2.0"), (nginx.h1_port, "HTTP/1.1")] {
+        nginx.clear_log();
+        let list = list_of(dir.path(), port, &expected);
+        let har = dir.path().join(format!("{port}.har"));
+        let out = fetchpar()
+            .args(["-j", "1", "--json", "--progress", "none", "--cacert"])
+            .arg(dir.path().join("ca.pem"))
+            .arg("-i")
+            .arg(&list)
+            .arg("-o")
+            .arg(dir.path().join(format!("out-{port}")))
+            .arg("--har")
+            .arg(&har)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        let records: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter(|v| v["type"] != "summary")
+            .collect();
+        assert_eq!(records.len(), 4, "{records:#?}");
+        let timed: Vec<bool> = records
+            .iter()
+            .map(|r| r["connect_ms"].as_f64().is_some_and(|ms| ms >= 0.0))
+            .collect();
+        assert!(timed[0], "{records:#?}");
+        let opened = connections(&nginx.requests());
+        assert_eq!(timed.iter().filter(|t| **t).count(), opened, "{records:#?}");
+        assert!(opened < 4, "no connection was reused: {records:#?}");
+        let har: serde_json::Value =
+            serde_json::from_str(&fs::read_to_string(&har).unwrap()).unwrap();
+        let entries = har["log"]["entries"].as_array().unwrap();
+        let first = &entries[0];
+        let timing = |k: &str| first["timings"][k].as_f64().unwrap();
+        assert!(
+            timing("ssl") >= 0.0 && timing("connect") >= timing("ssl"),
+            "{first}"
+        );
+        for e in entries {
+            assert_eq!(e["response"]["httpVersion"], version, "{e}");
+        }
+        assert_eq!(entries.last().unwrap()["timings"]["connect"], -1.0);
+    }
+}
