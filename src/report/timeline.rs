@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::HumanBytes;
 
-use crate::trace::{Phases, Row, Trace};
+use crate::trace::{Exchange, Phases, Row, Trace};
 use crate::units::format_duration;
 
 /// Rows drawn one per download; beyond this, aggregate rows.
@@ -87,7 +87,8 @@ fn legend() -> String {
     }
     out.push_str(
         "<li><span class=\"sw fail\"></span>failed</li>\
-         <li><span class=\"sw ex\"></span>earlier attempt or --split piece</li></ul>\n",
+         <li><span class=\"sw retry\"></span>earlier attempt (failed, then retried)</li>\
+         <li><span class=\"sw ex\"></span>--split piece</li></ul>\n",
     );
     out
 }
@@ -267,9 +268,16 @@ fn marks(t: &Trace, p: &Phases) -> [Duration; 6] {
     [q, s, c, h, e, k]
 }
 
-fn segments(out: &mut String, m: &[Duration; 6], y: f64, scale: Duration) {
+/// The phases of `m` as bars; the queue ends at `queue_end` when an earlier attempt took the
+/// time after it.
+fn segments(out: &mut String, m: &[Duration; 6], y: f64, scale: Duration, queue_end: Duration) {
     for (i, (class, _)) in PHASES.iter().enumerate() {
-        let (a, b) = (x_of(m[i], scale), x_of(m[i + 1], scale));
+        let to = if i == 0 {
+            m[1].min(queue_end)
+        } else {
+            m[i + 1]
+        };
+        let (a, b) = (x_of(m[i], scale), x_of(to, scale));
         if b - a > 0.05 {
             let _ = write!(
                 out,
@@ -318,22 +326,11 @@ fn row(out: &mut String, t: &Trace, r: &Row, y: f64, scale: Duration) {
         y + BAR_H - 1.0,
         escape(&shorten(name, 38))
     );
-    // Earlier attempts and --split pieces: thin lines under the bar.
-    if r.exchanges.len() > 1 {
-        for e in &r.exchanges {
-            let off = |at| Phases::offset(t.start, at);
-            if let (Some(a), Some(b)) = (off(e.sent), off(e.end)) {
-                let _ = write!(
-                    out,
-                    "<rect class=\"ex\" x=\"{:.2}\" y=\"{:.1}\" width=\"{:.2}\" height=\"2\"/>",
-                    x_of(a, scale),
-                    y + BAR_H + 0.5,
-                    (x_of(b, scale) - x_of(a, scale)).max(0.5)
-                );
-            }
-        }
-    }
-    segments(out, &m, y, scale);
+    pieces(out, t, r, y, scale);
+    let queue_end = earlier_attempts(out, t, r, y, scale).unwrap_or(m[1]);
+    out.push_str("<g class=\"attempt\">");
+    segments(out, &m, y, scale, queue_end);
+    out.push_str("</g>");
     let end = x_of(m[5], scale);
     let size = match &r.failure {
         Some(_) => format!("✗ failed · {}", HumanBytes(r.bytes)),
@@ -378,8 +375,75 @@ fn aggregate(out: &mut String, t: &Trace, group: &[&Row], first: usize, y: f64, 
         LABEL_W - 6.0,
         y + BAR_H - 1.0,
     );
-    segments(out, &m, y, scale);
+    segments(out, &m, y, scale, m[1]);
     out.push_str("</g>");
+}
+
+/// `--split` pieces: thin lines under the bar.
+fn pieces(out: &mut String, t: &Trace, r: &Row, y: f64, scale: Duration) {
+    if !r.exchanges.iter().any(|e| e.piece.is_some_and(|p| p > 0)) {
+        return;
+    }
+    let off = |at| Phases::offset(t.start, at);
+    for e in r.exchanges.iter().filter(|e| e.piece.is_some()) {
+        if let (Some(a), Some(b)) = (off(e.sent), off(e.end)) {
+            let _ = write!(
+                out,
+                "<rect class=\"ex\" x=\"{:.2}\" y=\"{:.1}\" width=\"{:.2}\" height=\"2\"/>",
+                x_of(a, scale),
+                y + BAR_H + 0.5,
+                (x_of(b, scale) - x_of(a, scale)).max(0.5)
+            );
+        }
+    }
+}
+
+/// A retried download's earlier attempts (its requests for the whole body before the last),
+/// drawn in its row as bars of their own, outlined as failed, the reason on hover. Returns
+/// where the first began: the download's queueing ends there.
+fn earlier_attempts(
+    out: &mut String,
+    t: &Trace,
+    r: &Row,
+    y: f64,
+    scale: Duration,
+) -> Option<Duration> {
+    let off = |at| Phases::offset(t.start, at);
+    let mut attempts: Vec<&Exchange> = r
+        .exchanges
+        .iter()
+        .filter(|e| e.piece.is_none_or(|p| p == 0) && e.sent.is_some())
+        .collect();
+    attempts.sort_by_key(|e| e.sent);
+    attempts.pop();
+    for (n, e) in attempts.iter().enumerate() {
+        let (Some(s), Some(end)) = (off(e.sent), off(e.end.or(e.headers))) else {
+            continue;
+        };
+        let end = end.max(s);
+        let h = off(e.headers).unwrap_or(end).clamp(s, end);
+        let c = (s + e.setup.map(|x| x.total()).unwrap_or_default()).min(h);
+        let why = match (&e.error, e.status) {
+            (Some(error), _) => error.clone(),
+            (None, Some(status)) => format!("HTTP {status}"),
+            (None, None) => "no response".into(),
+        };
+        let _ = write!(
+            out,
+            "<g class=\"attempt failed\"><title>attempt {} of {}: {}</title>",
+            n + 1,
+            attempts.len() + 1,
+            escape(&why)
+        );
+        segments(out, &[s, s, c, h, end, end], y, scale, s);
+        let (a, b) = (x_of(s, scale), x_of(end, scale));
+        let _ = write!(
+            out,
+            "<rect class=\"edge\" x=\"{a:.2}\" y=\"{y:.1}\" width=\"{:.2}\" height=\"{BAR_H}\"/></g>",
+            (b - a).max(1.0)
+        );
+    }
+    attempts.first().and_then(|e| off(e.sent))
 }
 
 fn shorten(s: &str, max: usize) -> String {
@@ -459,6 +523,10 @@ line.grid { stroke: var(--grid); stroke-width: 1; }
 .fail { background: #D55E00; }
 g.failed text.name, g.failed text.size { fill: #D55E00; font-weight: 600; }
 g.failed rect.r, g.failed rect.w { fill: #D55E00; }
+/* An earlier attempt is drawn in the failure colour (g.failed), faded and outlined. */
+g.attempt.failed rect { opacity: 0.5; }
+g.attempt.failed rect.edge { fill: none; stroke: #D55E00; stroke-width: 1.5; stroke-dasharray: 3 2; opacity: 1; }
+.retry { border: 1.5px dashed #D55E00; box-sizing: border-box; background: rgba(213, 94, 0, 0.5); }
 g.row:hover text { font-weight: 600; }
 path.busy { fill: #BBBBBB; opacity: 0.6; }
 path.rate { fill: none; stroke: #0072B2; stroke-width: 1.5; }

@@ -116,3 +116,32 @@ fn chromium_renders_it_without_console_errors() {
     std::fs::copy(&page, kept.join("timeline.html")).unwrap();
     eprintln!("screenshot kept: {}", shot.display());
 }
+
+#[test]
+fn a_retried_download_shows_each_attempt_in_its_row() {
+    let server = first_then(Reply::status(503), Reply::file(body(3000, 4)));
+    let dir = tempfile::tempdir().unwrap();
+    let page = dir.path().join("run.html");
+    let (code, _, stderr) = run(fetchpar()
+        .args(["--max-retry-wait", "0.02", "--timeline"])
+        .arg(&page)
+        .arg("-o")
+        .arg(dir.path().join("out"))
+        .arg(server.url("/flaky.bin")));
+    assert_eq!(code, 0, "{stderr:#?}");
+    assert_eq!(server.requests().len(), 2);
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert_eq!(rows_in(&html), 1);
+    // The row: from its group to the size written after its bar.
+    let start = html.find("<g class=\"row").unwrap();
+    let row = &html[start..];
+    let row = &row[..row.find("<text class=\"size\"").unwrap()];
+    assert!(row.contains("flaky.bin"), "{row}");
+    assert_eq!(row.matches("<g class=\"attempt").count(), 2, "{row}");
+    assert_eq!(
+        row.matches("<g class=\"attempt failed\"").count(),
+        1,
+        "{row}"
+    );
+    assert!(row.contains("attempt 1 of 2: HTTP 503"), "{row}");
+}
