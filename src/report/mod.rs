@@ -8,6 +8,7 @@
 //! - [`summary`]: the end-of-run figures and the `--compare` table, pure formatting;
 //! - [`outcome`]: each input's [`UrlOutcome`], what a program embedding fetchpar gets back.
 
+pub(crate) mod echo;
 pub(crate) mod har;
 pub(crate) mod outcome;
 pub(crate) mod output;

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use indicatif::{HumanBytes, MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::modes::ProgressMode;
+use crate::report::echo::QuietCtrlC;
 use crate::units::{format_duration, format_rate};
 
 /// Files smaller than this get no bar of their own (as `uv` does): they are done before a bar
@@ -84,6 +85,8 @@ struct Sizes {
 pub(crate) struct Progress {
     mode: ProgressMode,
     multi: Option<MultiProgress>,
+    /// While bars draw on a terminal (see [`crate::report::echo`]).
+    quiet_ctrl_c: Option<QuietCtrlC>,
     overall: Option<ProgressBar>,
     active: HashMap<usize, Active>,
     queued: Arc<AtomicUsize>,
@@ -123,6 +126,7 @@ impl Progress {
             (None, None)
         };
         Progress {
+            quiet_ctrl_c: multi.as_ref().map(|_| QuietCtrlC::new()),
             mode,
             multi,
             overall,
@@ -316,6 +320,9 @@ impl Progress {
         }
         if let Some(multi) = &self.multi {
             let _ = multi.clear();
+        }
+        if let Some(quiet) = &mut self.quiet_ctrl_c {
+            quiet.restore();
         }
     }
 }

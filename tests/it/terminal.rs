@@ -6,11 +6,12 @@
 //! failure lines are printed; nothing here depends on how fast that happens.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Read;
+use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
+use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::util::{body, command, serve, sha256, Fault, Reply, Sandbox};
@@ -36,7 +37,18 @@ impl Terminal {
 
 /// Runs `cmd` with stdin from /dev/null and stdout and stderr on one pseudo-terminal of
 /// `ROWS` × `COLS`, until it ends; returns its exit code and what the terminal shows.
-fn on_terminal(mut cmd: Command) -> Terminal {
+fn on_terminal(cmd: Command) -> Terminal {
+    run_on_terminal(cmd, false)
+}
+
+/// As [`on_terminal`], with the pseudo-terminal as the command's controlling terminal, and
+/// Ctrl-C typed on it once the bars are drawing: the terminal driver echoes `^C` and sends
+/// SIGINT, as for a person at the keyboard.
+fn on_terminal_with_ctrl_c(cmd: Command) -> Terminal {
+    run_on_terminal(cmd, true)
+}
+
+fn run_on_terminal(mut cmd: Command, ctrl_c: bool) -> Terminal {
     let size = nix::pty::Winsize {
         ws_row: ROWS,
         ws_col: COLS,
@@ -50,28 +62,48 @@ fn on_terminal(mut cmd: Command) -> Terminal {
         .stderr(Stdio::from(pty.slave))
         .env("TERM", "xterm-256color")
         .env_remove("NO_COLOR");
+    if ctrl_c {
+        // SAFETY: only async-signal-safe calls between fork and exec. A new session whose
+        // controlling terminal is the pty (stdout): its foreground group gets the SIGINT.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::setsid() < 0 || libc::ioctl(1, libc::TIOCSCTTY, 0) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
     let mut child = cmd.spawn().unwrap();
     // The command holds our copies of the terminal's slave end: without dropping it the reader
     // below would never see the end of the output.
     drop(cmd);
     let mut master = std::fs::File::from(pty.master);
-    let reader = std::thread::spawn(move || {
-        let mut bytes = Vec::new();
-        let mut buf = [0u8; 8192];
-        // Linux reports EIO on the master once the last slave is closed: that is the end.
-        while let Ok(n) = master.read(&mut buf) {
-            if n == 0 {
-                break;
+    let mut keyboard = master.try_clone().unwrap();
+    let output = Arc::new(Mutex::new(Vec::new()));
+    let reader = {
+        let output = output.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 8192];
+            // Linux reports EIO on the master once the last slave is closed: that is the end.
+            while let Ok(n) = master.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                output.lock().unwrap().extend_from_slice(&buf[..n]);
             }
-            bytes.extend_from_slice(&buf[..n]);
-        }
-        bytes
-    });
+        })
+    };
+    let mut typed = !ctrl_c;
     // A hang guard, not a timing check.
     let deadline = Instant::now() + Duration::from_secs(60);
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
             break status;
+        }
+        if !typed && bars_drawn(&output.lock().unwrap()) {
+            keyboard.write_all(&[0x03]).unwrap();
+            typed = true;
         }
         if Instant::now() > deadline {
             let _ = child.kill();
@@ -80,13 +112,23 @@ fn on_terminal(mut cmd: Command) -> Terminal {
         }
         std::thread::sleep(Duration::from_millis(20));
     };
-    let bytes = reader.join().unwrap();
+    reader.join().unwrap();
+    assert!(typed, "the run ended before its bars were drawn");
+    let bytes = std::mem::take(&mut *output.lock().unwrap());
     let (lines, seen) = emulate(&bytes);
     Terminal {
         code: status.code().unwrap_or(-1),
         lines,
         seen,
     }
+}
+
+/// Whether the output so far has drawn a file's bar under the overall one (with its size, so
+/// a byte of it has come).
+fn bars_drawn(output: &[u8]) -> bool {
+    let (_, seen) = emulate(output);
+    seen.iter()
+        .any(|row| row.starts_with("  out/big-") && row.contains("KiB/"))
 }
 
 /// Feeds `bytes` through a terminal emulator and returns every line a person could scroll
@@ -242,4 +284,31 @@ fn paths_failures_and_summary_survive_the_bars() {
 /// The overall bar (`[===>   ] 3/12 files …`) or a file's bar (`  out/big-1.bin …`).
 fn is_bar(line: &str) -> bool {
     line.starts_with('[') || line.starts_with("  out/")
+}
+
+#[test]
+fn ctrl_c_on_the_terminal_leaves_no_bar_behind() {
+    let site = site();
+    let sandbox = Sandbox::new();
+    let mut cmd = command();
+    cmd.current_dir(sandbox.root())
+        .args(["-j", "3", "--limit-rate", "200K", "-o", "out"])
+        .args(&site.urls);
+    let term = on_terminal_with_ctrl_c(cmd);
+    let shown = term.lines.join("\n");
+
+    assert_eq!(term.code, 130, "interrupted:\n{shown}");
+    assert!(
+        term.lines
+            .iter()
+            .any(|l| l.contains("interrupted; partial data kept in out/big-")),
+        "a partial file is reported:\n{shown}"
+    );
+    assert!(
+        term.lines.iter().any(|l| l.starts_with("interrupted: ")),
+        "the summary says it was interrupted:\n{shown}"
+    );
+    for line in &term.lines {
+        assert!(!is_bar(line), "left on the terminal: {line:?}\n{shown}");
+    }
 }
