@@ -7,17 +7,29 @@
 //! summed to 15x the real `-j 1` time). Instead, each download is charged the two things a
 //! one-worker run cannot do without:
 //! - the wait for its response (connect and first byte) at the *quickest* its host ever answered
-//!   in this run: queueing behind our own other requests only makes waits longer, never shorter;
-//! - its bytes at the *best* aggregate throughput the run reached (over a sliding window): one
-//!   connection can at best match what all of them achieved together on that path; or in its
-//!   own receiving time, when that was shorter. A body of up to [`SMALL_BODY`] bytes is charged
-//!   nothing: it comes in the same few round trips as its headers, so its time is already in
-//!   the wait, and charging it at a rate measured over many latency-bound requests would count
-//!   the latency twice (500 small files from `python3 -m http.server` did exactly that).
+//!   in this run: queueing behind our own other requests only makes waits longer, so the
+//!   quickest is the run's best evidence of a wait without that queue;
+//! - its bytes at the *best* rate the run reached: all downloads together over a sliding window
+//!   (one connection does not beat all of them on the same path), or the downloads of a level
+//!   of concurrency together, over every stretch when that many were receiving at once (see
+//!   [`Estimator::observe`]). The levels matter when concurrency lowers the throughput itself
+//!   (downloads and a local server sharing two CPU cores): the aggregate rate is then below what
+//!   one download reaches alone, and the tail where one runs alone shows that rate. A download
+//!   whose own receiving time was shorter is charged that instead. A body of up to
+//!   [`SMALL_BODY`] bytes is charged nothing: it comes in the same few round trips as its
+//!   headers, so its time is already in the wait, and charging it at a rate measured over many
+//!   latency-bound requests would count the latency twice (500 small files from
+//!   `python3 -m http.server` did exactly that).
 //!
-//! Both terms are lower bounds of what one worker would see, so the sum never claims more
-//! speedup than the run can back. What it leaves out (connection set-up once per host, file
-//! creation and rename, per-request CPU) only makes the real sequential run longer still.
+//! What it leaves out (connection set-up once per host, file creation and rename, per-request
+//! CPU, waits before retries) only makes the real sequential run longer still. What it cannot
+//! see: a run in which *every* request queued (a local server and more workers than cores, all
+//! busy) has no quick wait to show, and a run with no stretch of few downloads long enough to
+//! measure has only the aggregate rate; the estimate can then exceed a real `-j 1` run, which
+//! only `--compare` measures (README, "The timing summary").
+//!
+//! [`Pauses`] keeps the time spent waiting before retries, which the summary leaves out of the
+//! comparison: a run one after another waits too.
 
 use std::collections::HashMap;
 use std::time::Duration;

@@ -269,10 +269,12 @@ pub(crate) fn basis(t: &Tally) -> String {
     match &t.sequential {
         Some(Sequential::Estimated(e)) => format!(
             "One after another is a conservative estimate: each download's host's quickest \
-             connect and first-byte wait ({} in all) plus every body at the best aggregate \
-             throughput the run reached ({}), or in its own receiving time when shorter ({} in \
-             all). Both are lower bounds of a one-worker run, so the speedup is one the run can \
-             back (README, \"The timing summary\").",
+             connect and first-byte wait ({} in all) plus every body at the best rate the run \
+             reached ({}: all downloads together, or the downloads of one level of concurrency, \
+             such as the tail where the last ran alone), or in its own receiving time when \
+             shorter ({} in all). Waits before retries are left out. A run in which every \
+             request queued can still make it exceed a one-worker run: --compare measures \
+             (README, \"The timing summary\").",
             format_duration(e.waits),
             format_rate(Some(e.best_rate)),
             format_duration(e.transfer)
