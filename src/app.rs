@@ -31,7 +31,7 @@ use crate::ratelimit::RateLimit;
 use crate::report::output::{PassRecord, Stdout, SummaryRecord};
 use crate::report::progress::Progress;
 use crate::report::reporter::{Report, Reporter, Show};
-use crate::report::summary::{self, Sequential, Tally};
+use crate::report::summary::{self, Caps, Sequential, Tally};
 use crate::report::{har, timeline};
 use crate::report::{to_stderr, UrlOutcome};
 use crate::server::{self, Server};
@@ -487,7 +487,11 @@ impl Pass<'_> {
             },
             self.flow.cancel.clone(),
             queued.clone(),
-        );
+        )
+        .caps(Caps {
+            per_host: Some(config.download.per_host).filter(|&n| n > 0),
+            limit_rate: config.download.limit_rate,
+        });
         if config.download.trace {
             reporter.keep_trace()
         } else {

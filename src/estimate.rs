@@ -7,17 +7,29 @@
 //! summed to 15x the real `-j 1` time). Instead, each download is charged the two things a
 //! one-worker run cannot do without:
 //! - the wait for its response (connect and first byte) at the *quickest* its host ever answered
-//!   in this run: queueing behind our own other requests only makes waits longer, never shorter;
-//! - its bytes at the *best* aggregate throughput the run reached (over a sliding window): one
-//!   connection can at best match what all of them achieved together on that path; or in its
-//!   own receiving time, when that was shorter. A body of up to [`SMALL_BODY`] bytes is charged
-//!   nothing: it comes in the same few round trips as its headers, so its time is already in
-//!   the wait, and charging it at a rate measured over many latency-bound requests would count
-//!   the latency twice (500 small files from `python3 -m http.server` did exactly that).
+//!   in this run: queueing behind our own other requests only makes waits longer, so the
+//!   quickest is the run's best evidence of a wait without that queue;
+//! - its bytes at the *best* rate the run reached: all downloads together over a sliding window
+//!   (one connection does not beat all of them on the same path), or the downloads of a level
+//!   of concurrency together, over every stretch when that many were receiving at once (see
+//!   [`Estimator::observe`]). The levels matter when concurrency lowers the throughput itself
+//!   (downloads and a local server sharing two CPU cores): the aggregate rate is then below what
+//!   one download reaches alone, and the tail where one runs alone shows that rate. A download
+//!   whose own receiving time was shorter is charged that instead. A body of up to
+//!   [`SMALL_BODY`] bytes is charged nothing: it comes in the same few round trips as its
+//!   headers, so its time is already in the wait, and charging it at a rate measured over many
+//!   latency-bound requests would count the latency twice (500 small files from
+//!   `python3 -m http.server` did exactly that).
 //!
-//! Both terms are lower bounds of what one worker would see, so the sum never claims more
-//! speedup than the run can back. What it leaves out (connection set-up once per host, file
-//! creation and rename, per-request CPU) only makes the real sequential run longer still.
+//! What it leaves out (connection set-up once per host, file creation and rename, per-request
+//! CPU, waits before retries) only makes the real sequential run longer still. What it cannot
+//! see: a run in which *every* request queued (a local server and more workers than cores, all
+//! busy) has no quick wait to show, and a run with no stretch of few downloads long enough to
+//! measure has only the aggregate rate; the estimate can then exceed a real `-j 1` run, which
+//! only `--compare` measures (README, "The timing summary").
+//!
+//! [`Pauses`] keeps the time spent waiting before retries, which the summary leaves out of the
+//! comparison: a run one after another waits too.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -32,6 +44,15 @@ const MAX_BUCKETS: usize = 4096;
 /// The sliding window for "best throughput" spans this share of the buckets (at least one): a
 /// single short burst must not set the rate for the whole run.
 const WINDOW_SHARE: usize = 10;
+
+/// Downloads receiving at once, as levels kept apart (more count as the last).
+const LEVELS: usize = 65;
+
+/// A level's rate counts once bytes arrived at that level for this long in all, and for this
+/// share of the time bytes were arriving: a few milliseconds of data that waited in a socket
+/// buffer must not pass for a rate.
+const LEVEL_MIN_TIME: Duration = Duration::from_millis(20);
+const LEVEL_MIN_SHARE: f64 = 0.02;
 
 /// Bodies up to this size cost no transfer time of their own (see the module docs).
 pub(crate) const SMALL_BODY: u64 = 64 * 1024;
@@ -99,6 +120,20 @@ pub(crate) struct Estimator {
     span: Option<(Duration, Duration)>,
     /// Per class of own rate: (bytes, seconds receiving).
     by_rate: Vec<(f64, f64)>,
+    /// Per number of downloads receiving at once: (bytes, seconds), from [`Estimator::observe`].
+    levels: Vec<(f64, f64)>,
+    /// The last observation.
+    last: Option<Observed>,
+}
+
+/// What the main thread saw at one moment of the run.
+#[derive(Clone, Copy, Debug)]
+struct Observed {
+    at: Duration,
+    /// Body bytes received by then, all downloads together.
+    received: u64,
+    /// The most downloads receiving at once since then.
+    peak: usize,
 }
 
 impl Default for Estimator {
@@ -110,6 +145,8 @@ impl Default for Estimator {
             bytes: 0,
             span: None,
             by_rate: vec![(0.0, 0.0); RATE_CLASSES],
+            levels: vec![(0.0, 0.0); LEVELS],
+            last: None,
         }
     }
 }
@@ -142,6 +179,50 @@ impl Estimator {
             class.0 += s.bytes as f64;
             class.1 += seconds;
         }
+    }
+
+    /// How many downloads are receiving now (called whenever that changes): the level the
+    /// bytes until the next [`Estimator::observe`] are counted at is the most seen meanwhile.
+    pub(crate) fn receiving(&mut self, now: usize) {
+        if let Some(last) = self.last.as_mut() {
+            last.peak = last.peak.max(now);
+        }
+    }
+
+    /// The run's body bytes so far, `received`, at `at` from its start, with `receiving`
+    /// downloads receiving now: the bytes since the last observation count at the level of
+    /// concurrency they arrived at.
+    pub(crate) fn observe(&mut self, at: Duration, received: u64, receiving: usize) {
+        if let Some(last) = self.last {
+            if at <= last.at {
+                self.receiving(receiving);
+                return;
+            }
+            if last.peak > 0 {
+                let level = &mut self.levels[last.peak.min(LEVELS - 1)];
+                level.0 += received.saturating_sub(last.received) as f64;
+                level.1 += (at - last.at).as_secs_f64();
+            }
+        }
+        let received = self.last.map_or(received, |l| l.received.max(received));
+        self.last = Some(Observed {
+            at,
+            received,
+            peak: receiving,
+        });
+    }
+
+    /// The best rate of any level of concurrency that lasted long enough to tell (see
+    /// [`LEVEL_MIN_TIME`]): when concurrency itself lowers the throughput (downloads and a local
+    /// server sharing few CPU cores), the levels with fewer downloads show what one reaches.
+    fn level_rate(&self) -> f64 {
+        let span = self.span.map_or(0.0, |(a, b)| (b - a).as_secs_f64());
+        let enough = LEVEL_MIN_TIME.as_secs_f64().max(span * LEVEL_MIN_SHARE);
+        self.levels
+            .iter()
+            .filter(|&&(_, seconds)| seconds >= enough)
+            .map(|&(bytes, seconds)| bytes / seconds)
+            .fold(0.0, f64::max)
     }
 
     /// Every download's bytes at `best_rate`, or in its own receiving time when shorter (taken
@@ -203,7 +284,7 @@ impl Estimator {
         let n = self.buckets.len();
         let window = (n / WINDOW_SHARE).max(1);
         if n < window {
-            return average;
+            return average.max(self.level_rate());
         }
         let mut sum: f64 = self.buckets[..window].iter().sum();
         let mut best = sum;
@@ -212,7 +293,7 @@ impl Estimator {
             best = best.max(sum);
         }
         let seconds = self.width.as_secs_f64() * window as f64;
-        average.max(best / seconds)
+        average.max(best / seconds).max(self.level_rate())
     }
 
     /// The estimate, or `None` when nothing was downloaded.
@@ -238,6 +319,40 @@ impl Estimator {
             best_rate,
             hosts: self.hosts.len(),
         })
+    }
+}
+
+/// The wall time during which at least one download was waiting before a retry: the union of
+/// those waits, which arrive in the order they began (O(1) memory).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Pauses {
+    /// Closed stretches, in all.
+    total: Duration,
+    /// The stretch still open: its start and end.
+    open: Option<(Duration, Duration)>,
+}
+
+impl Pauses {
+    /// A wait from `start` for `wait`.
+    pub(crate) fn add(&mut self, start: Duration, wait: Duration) {
+        let end = start + wait;
+        self.open = match self.open {
+            Some((a, b)) if start <= b => Some((a, b.max(end))),
+            Some((a, b)) => {
+                self.total += b - a;
+                Some((start, end))
+            }
+            None => Some((start, end)),
+        };
+    }
+
+    /// The union of the waits up to `now` (a wait cut short by the end of the run counts only
+    /// as far as it went).
+    pub(crate) fn total(&self, now: Duration) -> Duration {
+        let open = self
+            .open
+            .map_or(Duration::ZERO, |(a, b)| b.min(now).saturating_sub(a));
+        self.total + open
     }
 }
 
@@ -348,6 +463,62 @@ mod tests {
         let rate = e.best_rate();
         assert!(rate < 20_000_000.0, "{rate}");
         assert!(rate >= 1_000_000.0, "{rate}");
+    }
+
+    #[test]
+    fn a_download_alone_shows_the_rate_one_reaches_when_concurrency_lowers_it() {
+        let mut e = Estimator::default();
+        // Eight downloads share two CPU cores with a local server: 100 MB/s together for one
+        // second, then the last one alone at 300 MB/s for a tenth of a second.
+        for _ in 0..7 {
+            e.add(&sample("http://a", 0, (0, 1000), 12_500_000));
+        }
+        e.add(&sample("http://a", 0, (0, 1100), 42_500_000));
+        e.observe(ms(0), 0, 8);
+        e.observe(ms(1000), 100_000_000, 1);
+        e.observe(ms(1100), 130_000_000, 0);
+        let est = e.estimate().unwrap();
+        assert!((est.best_rate - 300_000_000.0).abs() < 1.0, "{est:?}");
+        assert!(
+            (est.transfer.as_secs_f64() - 130.0 / 300.0).abs() < 1e-3,
+            "{est:?}"
+        );
+    }
+
+    #[test]
+    fn a_level_too_short_to_tell_sets_no_rate() {
+        let mut e = Estimator::default();
+        e.add(&sample("http://a", 0, (0, 1000), 100_000_000));
+        e.observe(ms(0), 0, 8);
+        e.observe(ms(1000), 90_000_000, 1);
+        // 10 MB in 5 ms: bytes that waited in a socket buffer, not a rate.
+        e.observe(ms(1005), 100_000_000, 0);
+        assert!(e.best_rate() < 110_000_000.0, "{}", e.best_rate());
+    }
+
+    #[test]
+    fn a_level_is_the_most_downloads_receiving_between_observations() {
+        let mut e = Estimator::default();
+        e.add(&sample("http://a", 0, (0, 1000), 100_000_000));
+        e.observe(ms(0), 0, 1);
+        // A second download ran for part of the stretch, seen only between observations.
+        e.receiving(2);
+        e.receiving(1);
+        e.observe(ms(500), 50_000_000, 1);
+        assert_eq!(e.levels[1], (0.0, 0.0));
+        assert_eq!(e.levels[2], (50_000_000.0, 0.5));
+    }
+
+    #[test]
+    fn pauses_count_the_time_any_download_waited_once() {
+        let mut p = Pauses::default();
+        assert_eq!(p.total(ms(100)), Duration::ZERO);
+        p.add(ms(100), ms(1000));
+        p.add(ms(600), ms(1000)); // overlaps: 100..1600
+        p.add(ms(2000), ms(500)); // apart: 2000..2500
+        assert_eq!(p.total(ms(3000)), ms(1500 + 500));
+        // A run that ended in the middle of a wait counts it only as far as it went.
+        assert_eq!(p.total(ms(2100)), ms(1500 + 100));
     }
 
     #[test]

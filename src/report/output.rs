@@ -120,6 +120,11 @@ pub(crate) struct SummaryRecord {
     pub(crate) estimate: Option<EstimateRecord>,
     /// `sequential_ms / wall_ms`; null when there is nothing to divide.
     pub(crate) speedup: Option<f64>,
+    /// What the comparison line concludes (`faster`, `no_faster`, `slower`, `slowed`,
+    /// `limited`, `waited`, `one_worker`); null when no download ran.
+    pub(crate) verdict: Option<&'static str>,
+    /// Wall time spent waiting before retries, which the comparison leaves out.
+    pub(crate) paused_ms: u64,
     pub(crate) bytes_per_sec: Option<f64>,
     pub(crate) interrupted: bool,
     pub(crate) not_started: usize,
@@ -177,6 +182,8 @@ impl SummaryRecord {
                 _ => None,
             },
             speedup: t.speedup().map(two_decimals),
+            verdict: t.verdict().map(|v| v.name()),
+            paused_ms: millis(t.paused),
             bytes_per_sec: t.throughput().map(f64::round),
             interrupted: t.interrupted,
             not_started: t.not_started,

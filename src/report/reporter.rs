@@ -1,17 +1,18 @@
 //! The main thread's view of a pass: it counts, writes the stdout records, shows progress and
 //! errors, and (for a program embedding fetchpar) keeps each input's outcome.
 
+use std::collections::HashMap;
 use std::io;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::outcome::{Status, UrlOutcome};
 use super::output::{Stdout, UrlRecord};
 use super::progress::Progress;
-use super::summary::{Sequential, Tally};
+use super::summary::{Caps, Sequential, Tally};
 use crate::download::{Note, Outcome};
-use crate::estimate::{self, Estimator, Sample};
+use crate::estimate::{self, Estimator, Pauses, Sample};
 use crate::exit::End;
 use crate::input::Origin;
 use crate::pool::{Event, Sink};
@@ -46,6 +47,10 @@ pub(crate) struct Reporter {
     outcomes: Vec<UrlOutcome>,
     /// The one-after-another estimate, gathered as downloads finish.
     estimator: Estimator,
+    /// The downloads under way, as the estimate watches them.
+    flows: Flows,
+    /// Waits before retries, which the comparison leaves out.
+    pauses: Pauses,
     /// Every download's phases and requests, for `--har` and `--timeline`.
     trace: Option<Trace>,
     /// `-N`'s "cannot tell" is said once a run.
@@ -86,6 +91,8 @@ impl Reporter {
             finished: 0,
             outcomes: Vec::new(),
             estimator: Estimator::default(),
+            flows: Flows::default(),
+            pauses: Pauses::default(),
             trace: None,
             said_no_last_modified: false,
             said_no_ranges: false,
@@ -99,11 +106,19 @@ impl Reporter {
         self
     }
 
+    /// The caps the user set, which the summary names when they held the run back.
+    pub(crate) fn caps(mut self, caps: Caps) -> Reporter {
+        self.tally.caps = caps;
+        self
+    }
+
     /// Clears the display and totals the pass.
     pub(crate) fn close(mut self) -> Report {
         self.progress.clear();
+        self.watch(true);
         self.tally.wall = self.started.elapsed();
         self.tally.sequential = self.estimator.estimate().map(Sequential::Estimated);
+        self.tally.paused = self.pauses.total(self.tally.wall);
         if self.cancel.load(Ordering::SeqCst) {
             // A stdout that failed or closed also stops the run, but that is not an interrupt.
             self.tally.interrupted = !(self.stdout_failed || self.stdout_closed);
@@ -159,7 +174,25 @@ impl Reporter {
         }
     }
 
+    /// Tells the estimate how many downloads are receiving, and (at most every
+    /// [`OBSERVE_EVERY`], or when `now`) how many bytes have come: O(workers) atomic loads.
+    fn watch(&mut self, now: bool) {
+        let at = Instant::now();
+        let due = now || self.flows.last.is_none_or(|t| at - t >= OBSERVE_EVERY);
+        if !due {
+            self.estimator.receiving(self.flows.receiving);
+            return;
+        }
+        self.flows.last = Some(at);
+        let offset = at.saturating_duration_since(self.started);
+        let received = self.flows.received();
+        self.estimator
+            .observe(offset, received, self.flows.receiving);
+    }
+
     fn finished(&mut self, id: usize, url: String, origin: Origin, mut outcome: Outcome) {
+        self.flows.end(id);
+        self.watch(false);
         for note in std::mem::take(&mut outcome.notes) {
             self.note(&url, note);
         }
@@ -298,6 +331,53 @@ impl Reporter {
     }
 }
 
+/// How often, at most, the bytes received are added up for the estimate.
+const OBSERVE_EVERY: Duration = Duration::from_millis(1);
+
+/// The downloads under way: their byte counters, and whether each is receiving now (not
+/// waiting to retry).
+#[derive(Default)]
+struct Flows {
+    counters: HashMap<usize, (Arc<AtomicU64>, bool)>,
+    receiving: usize,
+    /// Bytes of the downloads that have ended.
+    ended: u64,
+    last: Option<Instant>,
+}
+
+impl Flows {
+    fn start(&mut self, id: usize, counter: &Arc<AtomicU64>) {
+        let was = self.counters.insert(id, (counter.clone(), true));
+        if !was.is_some_and(|(_, receiving)| receiving) {
+            self.receiving += 1;
+        }
+    }
+
+    fn pause(&mut self, id: usize) {
+        if let Some((_, receiving)) = self.counters.get_mut(&id) {
+            if std::mem::take(receiving) {
+                self.receiving -= 1;
+            }
+        }
+    }
+
+    fn end(&mut self, id: usize) {
+        if let Some((counter, receiving)) = self.counters.remove(&id) {
+            self.ended += counter.load(Ordering::Relaxed);
+            self.receiving -= usize::from(receiving);
+        }
+    }
+
+    fn received(&self) -> u64 {
+        let running: u64 = self
+            .counters
+            .values()
+            .map(|(counter, _)| counter.load(Ordering::Relaxed))
+            .sum();
+        self.ended + running
+    }
+}
+
 /// A finished download as the trace keeps it (its exchanges move over).
 fn row(url: &str, outcome: &mut Outcome) -> Row {
     let (status, failure) = match &outcome.result {
@@ -336,13 +416,22 @@ impl Sink for Reporter {
                 total,
                 counter,
                 ..
-            } => self.progress.started(id, &path, total, counter),
+            } => {
+                self.flows.start(id, &counter);
+                self.watch(false);
+                self.progress.started(id, &path, total, counter);
+            }
             Event::Retrying {
                 id,
                 url,
                 wait,
                 reason,
-            } => self.progress.retrying(id, &url, wait, &reason),
+            } => {
+                self.pauses.add(self.started.elapsed(), wait);
+                self.flows.pause(id);
+                self.watch(false);
+                self.progress.retrying(id, &url, wait, &reason);
+            }
             Event::Finished {
                 id,
                 url,
@@ -371,6 +460,7 @@ impl Sink for Reporter {
     }
 
     fn tick(&mut self) {
+        self.watch(true);
         self.progress.tick();
     }
 }

@@ -40,6 +40,11 @@ pub(crate) struct Tally {
     pub(crate) wall: Duration,
     /// `URL: reason` for the first [`MAX_LISTED_FAILURES`] failures.
     pub(crate) failures: Vec<String>,
+    /// Wall time during which at least one download was waiting before a retry (the server's
+    /// `Retry-After` or our backoff): waits a run one after another has too.
+    pub(crate) paused: Duration,
+    /// A cap the user set that can hold the whole run back.
+    pub(crate) caps: Caps,
     /// Set when Ctrl-C (or a closed stdout) stopped the run early.
     pub(crate) interrupted: bool,
     /// URLs read but never started because the run was interrupted.
@@ -57,6 +62,49 @@ pub(crate) enum Sequential {
     Estimated(Estimate),
     /// The wall time of a one-worker pass over the same list (`--compare`).
     Measured(Duration),
+}
+
+/// The caps a user can set that hold a run back whatever its worker count.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub(crate) struct Caps {
+    /// `--per-host N`, when given.
+    pub(crate) per_host: Option<usize>,
+    /// `--limit-rate`, bytes per second, when given.
+    pub(crate) limit_rate: Option<u64>,
+}
+
+/// What the comparison line concludes; the JSON summary's `verdict`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// One worker had all the work: nothing to compare.
+    OneWorker,
+    Faster,
+    /// Within a few per cent either way (an estimate: not above it).
+    NoFaster,
+    /// Measured (`--compare`) slower than one worker.
+    Slower,
+    /// An estimate below the wall: the run was slowed by its own concurrency.
+    Slowed,
+    /// An estimate below the wall, under a cap the user set (`--per-host`, `--limit-rate`).
+    Limited,
+    /// An estimate below the wall, which waiting before retries explains: a run one after
+    /// another waits too.
+    Waited,
+}
+
+impl Verdict {
+    /// As the JSON summary names it.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Verdict::OneWorker => "one_worker",
+            Verdict::Faster => "faster",
+            Verdict::NoFaster => "no_faster",
+            Verdict::Slower => "slower",
+            Verdict::Slowed => "slowed",
+            Verdict::Limited => "limited",
+            Verdict::Waited => "waited",
+        }
+    }
 }
 
 impl Sequential {
@@ -98,6 +146,48 @@ impl Tally {
     pub(crate) fn workers_used(&self) -> usize {
         self.jobs.min(self.downloads).max(1)
     }
+
+    /// What the comparison concludes, or `None` when there is nothing to compare.
+    pub(crate) fn verdict(&self) -> Option<Verdict> {
+        let sequential = self.sequential.as_ref().filter(|_| self.downloads > 0)?;
+        if self.workers_used() == 1 {
+            return Some(Verdict::OneWorker);
+        }
+        let x = self.speedup()?;
+        Some(match sequential {
+            Sequential::Measured(_) if x >= 1.05 => Verdict::Faster,
+            Sequential::Measured(_) if x > 0.95 => Verdict::NoFaster,
+            Sequential::Measured(_) => Verdict::Slower,
+            Sequential::Estimated(_) if x >= 1.05 => Verdict::Faster,
+            Sequential::Estimated(_) if x >= 1.0 => Verdict::NoFaster,
+            Sequential::Estimated(e) if self.waited(e.total) => Verdict::Waited,
+            Sequential::Estimated(_) if self.cap().is_some() => Verdict::Limited,
+            Sequential::Estimated(_) => Verdict::Slowed,
+        })
+    }
+
+    /// Whether waiting before retries explains an estimate below the wall (the estimate leaves
+    /// those waits out): they took half the wall or more, or the estimate reaches the wall
+    /// without them.
+    fn waited(&self, estimate: Duration) -> bool {
+        !self.paused.is_zero()
+            && (self.paused * 2 >= self.wall || estimate + self.paused >= self.wall)
+    }
+
+    /// The cap that can have held the run back, as the user wrote it: `--limit-rate` always
+    /// can; `--per-host` when it let fewer downloads run at once than the workers used.
+    fn cap(&self) -> Option<String> {
+        if let Some(rate) = self.caps.limit_rate {
+            return Some(format!("--limit-rate {}/s", HumanBytes(rate)));
+        }
+        let per_host = self.caps.per_host?;
+        let hosts = match &self.sequential {
+            Some(Sequential::Estimated(e)) => e.hosts.max(1),
+            _ => 1,
+        };
+        (per_host.saturating_mul(hosts) < self.workers_used())
+            .then(|| format!("--per-host {per_host}"))
+    }
 }
 
 /// `busy / wall`, or `None` when the wall time is too small to divide by.
@@ -121,12 +211,13 @@ fn plural(n: usize, one: &str, many: &str) -> String {
 /// The sequential-versus-threaded line, e.g.
 /// `12 files: 2.41 s or more one after another (estimated), 0.37 s with 8 workers (at least 6.5x
 /// faster)`; with `--compare`, `12 files: 2.41 s one after another, 0.37 s with 8 workers (6.5x
-/// faster)`. An estimate below the wall gives no speedup but says the run slowed itself.
+/// faster)`. An estimate below the wall gives no speedup but says why the run was no faster:
+/// its own concurrency, a cap the user set, or waiting before retries.
 pub(crate) fn comparison_line(t: &Tally) -> Option<String> {
-    let sequential = t.sequential.as_ref().filter(|_| t.downloads > 0)?;
+    let verdict = t.verdict()?;
+    let sequential = t.sequential.as_ref()?;
     let used = t.workers_used();
     let files = plural(t.downloads, "file", "files");
-    let workers = plural(used, "worker", "workers");
     let wall = format_duration(t.wall);
     let fewer = if used < t.jobs {
         format!(
@@ -136,34 +227,38 @@ pub(crate) fn comparison_line(t: &Tally) -> Option<String> {
     } else {
         String::new()
     };
-    if used == 1 {
-        return Some(format!(
-            "{files}: {wall} with 1 worker{fewer}: one after another already, nothing to compare"
-        ));
-    }
-    let x = t.speedup()?;
+    let ran = format!("{wall} with {}{fewer}", plural(used, "worker", "workers"));
     let seq = format_duration(sequential.time());
-    let line = match sequential {
-        Sequential::Measured(_) => {
-            let verdict = match x {
-                x if x >= 1.05 => format!("{} faster", format_speedup(x)),
-                x if x > 0.95 => format!("{}: no faster", format_speedup(x)),
-                x => format!("{}: slower", format_speedup(x)),
-            };
-            format!("{files}: {seq} one after another, {wall} with {workers}{fewer} ({verdict})")
+    let x = t.speedup().map(format_speedup).unwrap_or_default();
+    let estimated = matches!(sequential, Sequential::Estimated(_));
+    let line = match verdict {
+        Verdict::OneWorker => {
+            format!("{files}: {wall} with 1 worker{fewer}: one after another already, nothing to compare")
         }
-        Sequential::Estimated(_) if x >= 1.05 => format!(
-            "{files}: {seq} or more one after another (estimated), {wall} with {workers}{fewer} \
-             (at least {} faster)",
-            format_speedup(x)
+        Verdict::Faster if estimated => format!(
+            "{files}: {seq} or more one after another (estimated), {ran} (at least {x} faster)"
         ),
-        Sequential::Estimated(_) if x >= 1.0 => format!(
-            "{files}: {seq} or more one after another (estimated), {wall} with {workers}{fewer} \
-             (no faster that can be shown)"
+        Verdict::NoFaster if estimated => format!(
+            "{files}: {seq} or more one after another (estimated), {ran} (no faster that can be \
+             shown)"
         ),
-        Sequential::Estimated(_) => format!(
-            "{files}: {wall} with {workers}{fewer}, while one after another was estimated at \
-             {seq}: slowed by its own concurrency; measure with --compare, or try a lower -j"
+        Verdict::Faster => format!("{files}: {seq} one after another, {ran} ({x} faster)"),
+        Verdict::NoFaster => format!("{files}: {seq} one after another, {ran} ({x}: no faster)"),
+        Verdict::Slower => format!("{files}: {seq} one after another, {ran} ({x}: slower)"),
+        Verdict::Slowed => format!(
+            "{files}: {ran}, while one after another was estimated at {seq}: slowed by its own \
+             concurrency; measure with --compare, or try a lower -j"
+        ),
+        Verdict::Limited => format!(
+            "{files}: {ran}, while one after another was estimated at {seq} or more: limited by \
+             {}, a cap you set; measure with --compare",
+            t.cap().unwrap_or_default()
+        ),
+        Verdict::Waited => format!(
+            "{files}: {ran}, {} of it waiting to retry (Retry-After or backoff), as a run one \
+             after another would too; one after another was estimated at {seq} or more besides \
+             those waits",
+            format_duration(t.paused.min(t.wall))
         ),
     };
     Some(line)
@@ -174,10 +269,12 @@ pub(crate) fn basis(t: &Tally) -> String {
     match &t.sequential {
         Some(Sequential::Estimated(e)) => format!(
             "One after another is a conservative estimate: each download's host's quickest \
-             connect and first-byte wait ({} in all) plus every body at the best aggregate \
-             throughput the run reached ({}), or in its own receiving time when shorter ({} in \
-             all). Both are lower bounds of a one-worker run, so the speedup is one the run can \
-             back (README, \"The timing summary\").",
+             connect and first-byte wait ({} in all) plus every body at the best rate the run \
+             reached ({}: all downloads together, or the downloads of one level of concurrency, \
+             such as the tail where the last ran alone), or in its own receiving time when \
+             shorter ({} in all). Waits before retries are left out. A run in which every \
+             request queued can still make it exceed a one-worker run: --compare measures \
+             (README, \"The timing summary\").",
             format_duration(e.waits),
             format_rate(Some(e.best_rate)),
             format_duration(e.transfer)
@@ -428,6 +525,74 @@ mod tests {
              slowed by its own concurrency; measure with --compare, or try a lower -j"
         );
         assert!(!line.contains("faster"));
+    }
+
+    fn below_the_wall() -> Tally {
+        Tally {
+            jobs: 3,
+            downloads: 3,
+            sequential: estimated(10),
+            wall: ms(1050),
+            ..Tally::default()
+        }
+    }
+
+    #[test]
+    fn waits_before_retries_are_not_called_a_slowdown() {
+        let t = Tally {
+            paused: ms(1000),
+            ..below_the_wall()
+        };
+        assert_eq!(t.verdict(), Some(Verdict::Waited));
+        assert_eq!(
+            comparison_line(&t).unwrap(),
+            "3 files: 1.05 s with 3 workers, 1.00 s of it waiting to retry (Retry-After or \
+             backoff), as a run one after another would too; one after another was estimated at \
+             10 ms or more besides those waits"
+        );
+        // A short wait explains nothing: the run still slowed itself.
+        let t = Tally {
+            paused: ms(100),
+            ..below_the_wall()
+        };
+        assert_eq!(t.verdict(), Some(Verdict::Slowed));
+        // Nor does one the estimate reaches the wall with.
+        let t = Tally {
+            paused: ms(300),
+            sequential: estimated(800),
+            ..below_the_wall()
+        };
+        assert_eq!(t.verdict(), Some(Verdict::Waited));
+    }
+
+    #[test]
+    fn a_cap_the_user_set_is_named_instead_of_a_slowdown() {
+        let per_host = |n| Tally {
+            caps: Caps {
+                per_host: Some(n),
+                limit_rate: None,
+            },
+            ..below_the_wall()
+        };
+        assert_eq!(per_host(1).verdict(), Some(Verdict::Limited));
+        assert_eq!(
+            comparison_line(&per_host(2)).unwrap(),
+            "3 files: 1.05 s with 3 workers, while one after another was estimated at 10 ms or \
+             more: limited by --per-host 2, a cap you set; measure with --compare"
+        );
+        // As many per host as there were workers held nothing back.
+        assert_eq!(per_host(3).verdict(), Some(Verdict::Slowed));
+        let rate = Tally {
+            caps: Caps {
+                per_host: None,
+                limit_rate: Some(16 * 1024),
+            },
+            ..below_the_wall()
+        };
+        assert!(comparison_line(&rate)
+            .unwrap()
+            .contains("limited by --limit-rate 16.00 KiB/s, a cap you set"));
+        assert_eq!(rate.verdict().map(Verdict::name), Some("limited"));
     }
 
     #[test]

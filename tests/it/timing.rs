@@ -53,6 +53,7 @@ fn a_run_slowed_by_its_own_concurrency_says_so_instead_of_a_speedup() {
         "{summary}"
     );
     assert_eq!(summary["estimate"]["transfer_ms"], 0, "{summary}");
+    assert_eq!(summary["verdict"], "slowed", "{summary}");
     // Each record carries its phases, so a script can draw its own picture.
     let records: Vec<serde_json::Value> = stdout[..stdout.len() - 1]
         .iter()
@@ -69,6 +70,79 @@ fn a_run_slowed_by_its_own_concurrency_says_so_instead_of_a_speedup() {
         }
         assert!(r.as_object().unwrap().contains_key("connect_ms"), "{r}");
     }
+}
+
+/// The comparison line of a run of three files, and its JSON summary.
+fn three_files(args: &[&str], urls: &[String]) -> (String, serde_json::Value) {
+    let out = Sandbox::new();
+    let (code, stdout, stderr) = run(fetchpar()
+        .args(["-j", "3", "--json"])
+        .args(args)
+        .arg("-o")
+        .arg(out.out())
+        .args(urls));
+    assert_eq!(code, 0, "{stderr:#?}");
+    let line = stderr
+        .iter()
+        .find(|l| l.starts_with("3 files: "))
+        .unwrap_or_else(|| panic!("comparison line in {stderr:#?}"))
+        .clone();
+    assert!(
+        !line.contains("slowed") && !line.contains("faster"),
+        "{line}"
+    );
+    (line, summary_of(&stdout))
+}
+
+#[test]
+fn waits_before_retries_are_not_called_a_slowdown() {
+    // Every file is refused once, with a Retry-After or without (our backoff, at least half a
+    // second): the run is mostly waiting, as a run one after another would be too.
+    let seen = std::sync::Mutex::new(std::collections::HashSet::new());
+    let server = serve(move |req| {
+        let first = seen.lock().unwrap().insert(req.path().to_string());
+        match (first, req.path()) {
+            (true, "/after") => Reply::status(503).with_header("Retry-After", "1"),
+            (true, _) => Reply::status(500),
+            (false, _) => Reply::file(Vec::new()),
+        }
+    });
+    let urls: Vec<String> = ["/after", "/backoff-1", "/backoff-2"]
+        .iter()
+        .map(|p| server.url(p))
+        .collect();
+    let (line, summary) = three_files(&[], &urls);
+    assert!(
+        line.contains("of it waiting to retry (Retry-After or backoff)"),
+        "{line}"
+    );
+    assert_eq!(summary["verdict"], "waited", "{summary}");
+    assert!(summary["paused_ms"].as_u64().unwrap() >= 1000, "{summary}");
+}
+
+#[test]
+fn a_per_host_cap_is_named_instead_of_a_slowdown() {
+    let (_server, urls) = serialising_server();
+    let (line, summary) = three_files(&["--per-host", "1"], &urls);
+    assert!(
+        line.contains("limited by --per-host 1, a cap you set"),
+        "{line}"
+    );
+    assert_eq!(summary["verdict"], "limited", "{summary}");
+}
+
+#[test]
+fn a_rate_limit_is_named_instead_of_a_slowdown() {
+    // 48 KiB at 16 KiB/s: two seconds or so, whatever the workers, while each small body
+    // costs the estimate no transfer time.
+    let server = serve(|req| Reply::file(body(16 * 1024, req.path().len() as u8)));
+    let urls: Vec<String> = (0..3).map(|i| server.url(&format!("/r-{i}"))).collect();
+    let (line, summary) = three_files(&["--limit-rate", "16K"], &urls);
+    assert!(
+        line.contains("limited by --limit-rate 16.00 KiB/s, a cap you set"),
+        "{line}"
+    );
+    assert_eq!(summary["verdict"], "limited", "{summary}");
 }
 
 #[test]
