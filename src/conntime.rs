@@ -78,9 +78,19 @@ struct Marks {
     tls_start: Option<Instant>,
 }
 
+/// What the current request knows of its connections.
+#[derive(Clone, Copy, Debug, Default)]
+struct Slot {
+    /// The set-up of the connections it opened and waited for.
+    setup: Option<Setup>,
+    /// Since when its connect has been waiting for name resolution or TCP (or a proxy), if it is
+    /// (see [`crate::redial`]).
+    dialing: Option<Instant>,
+}
+
 tokio::task_local! {
-    /// The set-up of the connections the current request waited for.
-    static REQUEST: Cell<Option<Setup>>;
+    /// The current request's connections.
+    static REQUEST: Cell<Slot>;
     /// The marks of the connect being polled.
     static CONNECT: Cell<Marks>;
 }
@@ -90,9 +100,25 @@ tokio::task_local! {
 pub(crate) async fn timed<F: Future>(request: F) -> (F::Output, Option<Setup>) {
     let scoped = async {
         let out = request.await;
-        (out, REQUEST.with(Cell::get))
+        (out, REQUEST.with(Cell::get).setup)
     };
-    REQUEST.scope(Cell::new(None), scoped).await
+    REQUEST.scope(Cell::new(Slot::default()), scoped).await
+}
+
+/// Since when the current request's connect has been resolving or dialling (TCP, a proxy), if it
+/// is; `None` outside [`timed`], before a connect, and once TLS or the request itself is under
+/// way.
+pub(crate) fn dialing_since() -> Option<Instant> {
+    REQUEST.try_with(|slot| slot.get().dialing).ok().flatten()
+}
+
+/// Notes on the current request, if any, whether its connect is still dialling.
+fn dialing(since: Option<Instant>) {
+    let _ = REQUEST.try_with(|slot| {
+        let mut s = slot.get();
+        s.dialing = since;
+        slot.set(s);
+    });
 }
 
 /// The connector layer: see the module's notes.
@@ -132,11 +158,13 @@ where
         let start = Instant::now();
         let connect = self.0.call(target);
         Box::pin(async move {
+            dialing(Some(start));
             let marked = async {
                 let out = connect.await;
                 (out, CONNECT.with(Cell::get))
             };
             let (out, marks) = CONNECT.scope(Cell::new(Marks::default()), marked).await;
+            dialing(None);
             if out.is_ok() {
                 deliver(start, marks);
             }
@@ -157,7 +185,11 @@ fn deliver(start: Instant, marks: Marks) {
         tls: marks.tls_start.map(|t| end.saturating_duration_since(t)),
     };
     // Outside a request's scope (a connect finished in the background) the timing is dropped.
-    let _ = REQUEST.try_with(|slot| slot.set(both(slot.get(), Some(setup))));
+    let _ = REQUEST.try_with(|slot| {
+        let mut s = slot.get();
+        s.setup = both(s.setup, Some(setup));
+        slot.set(s);
+    });
 }
 
 /// Notes a mark on the connect being polled, if any.
@@ -205,6 +237,8 @@ fn tls_begins() {
     mark(|m| {
         m.tls_start.get_or_insert_with(Instant::now);
     });
+    // The TCP connection is up: a slow handshake is no lost SYN.
+    dialing(None);
 }
 
 impl ClientSessionStore for TlsStart {

@@ -15,8 +15,9 @@
 //! the window doubles per round trip up to `--per-host`. A server that closes the connection after
 //! every reply (HTTP/1.0, `Connection: close`) makes every download a new connect into its accept
 //! queue, which may be as short as 5 (`python3 -m http.server`): overflowing it drops SYNs that the
-//! kernel retransmits only after a second. Such a host stays at the initial window, below that
-//! queue (browsers keep to 6 connections per host for the same reason).
+//! kernel retransmits only after a second. Such a host drops to [`CLOSING_WINDOW`], below that
+//! queue (browsers keep to 6 connections per host for the same reason); the SYNs its first,
+//! wider round overflowed are dialled again without waiting that second ([`crate::redial`]).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,8 +29,15 @@ use url::Url;
 
 use crate::retry::Policy;
 
-/// Downloads a host gets at once before any of its responses came back.
-pub(crate) const INITIAL_WINDOW: usize = 4;
+/// Downloads a host gets at once before any of its responses came back: a whole first round of
+/// a latency-bound list at the default `-j`. More than a small accept queue holds; the SYNs it
+/// drops are dialled again at once (see [`crate::redial`]), and the answers that come back say
+/// which window the host keeps.
+pub(crate) const INITIAL_WINDOW: usize = 8;
+
+/// The window of a host that closes the connection after every reply: every download is a new
+/// connect into its accept queue, which may hold only 5 (see the module docs).
+pub(crate) const CLOSING_WINDOW: usize = 4;
 
 /// How often a waiting thread looks at the cancel flag and at paused hosts.
 const POLL: Duration = Duration::from_millis(100);
@@ -199,7 +207,7 @@ impl Host {
                 if kept_open {
                     self.window = (self.window + 1).min(limits.per_host);
                 } else {
-                    self.window = self.window.min(INITIAL_WINDOW);
+                    self.window = self.window.min(CLOSING_WINDOW);
                 }
                 Next::AsUsual
             }
@@ -511,14 +519,18 @@ mod tests {
     }
 
     #[test]
-    fn a_host_that_closes_every_connection_stays_at_the_initial_window() {
+    fn a_host_that_closes_every_connection_keeps_to_the_closing_window() {
         let l = limits(32);
         let now = Instant::now();
         let mut h = Host::new(&l);
+        assert_eq!(fill(&mut h, now), INITIAL_WINDOW);
+        for _ in 0..INITIAL_WINDOW {
+            h.release();
+        }
         for _ in 0..100 {
             h.learn(Learned::Response { kept_open: false }, now, &l);
         }
-        assert_eq!(fill(&mut h, now), INITIAL_WINDOW);
+        assert_eq!(fill(&mut h, now), CLOSING_WINDOW);
         let mut small = Host::new(&limits(2));
         assert_eq!(
             fill(&mut small, now),

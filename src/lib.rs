@@ -115,6 +115,7 @@ pub(crate) mod pool;
 pub(crate) mod proxy;
 pub(crate) mod ratelimit;
 pub(crate) mod redact;
+pub(crate) mod redial;
 pub(crate) mod report;
 pub(crate) mod request;
 pub(crate) mod retry;

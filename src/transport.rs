@@ -69,6 +69,8 @@ struct Inner {
     cancel: Arc<AtomicBool>,
     /// Started on the first HTTPS request; `None` if it could not be (then per thread it is).
     shared: OnceLock<Option<Shared>>,
+    /// Which requests each host answered, to tell a lost connect (see [`crate::redial`]).
+    answers: crate::redial::Answers,
 }
 
 /// Why a request got no response.
@@ -254,6 +256,7 @@ impl Client {
                 recipe,
                 cancel,
                 shared: OnceLock::new(),
+                answers: Default::default(),
             }),
         })
     }
@@ -422,8 +425,14 @@ impl RequestBuilder<'_> {
         let (via, probe) = client.route(hop, self.separate)?;
         let (inner, setup) = client.with(via, |runtime, http| {
             let request = self.prepare(http, hop);
+            let again = request.try_clone();
+            let host = hop.origin();
             client.wait(runtime, || async {
-                let (sent, setup) = crate::conntime::timed(request.send()).await;
+                let answers = &client.inner.answers;
+                let sending = crate::redial::send(&host, answers, request.send(), || {
+                    again.map(reqwest::RequestBuilder::send)
+                });
+                let (sent, setup) = crate::conntime::timed(sending).await;
                 sent.map(|response| (response, setup))
             })
         })?;
