@@ -14,8 +14,11 @@ pub(crate) const MAX_LISTED_FAILURES: usize = 20;
 /// What a run did, as counted by the main thread.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub(crate) struct Tally {
-    /// Worker threads used.
+    /// Workers asked for (`-j`, or a `--compare` pass's count).
     pub(crate) jobs: usize,
+    /// The most downloads in flight at once (0 when not counted): what the summary says was
+    /// used, which the open-file limit, `--per-host` or a short list may keep below `jobs`.
+    pub(crate) peak: usize,
     pub(crate) saved: usize,
     /// Files `-c` found already complete (not counted in `saved`).
     pub(crate) skipped: usize,
@@ -94,9 +97,14 @@ impl Tally {
         speedup(self.sequential.as_ref()?.time(), self.wall)
     }
 
-    /// Workers that had something to do: never more than the downloads.
+    /// Workers that had something to do at once: the peak in flight when counted, never more
+    /// than the downloads.
     pub(crate) fn workers_used(&self) -> usize {
-        self.jobs.min(self.downloads).max(1)
+        let most = match self.peak {
+            0 => self.jobs,
+            peak => peak.min(self.jobs),
+        };
+        most.min(self.downloads).max(1)
     }
 }
 
@@ -128,13 +136,13 @@ pub(crate) fn comparison_line(t: &Tally) -> Option<String> {
     let files = plural(t.downloads, "file", "files");
     let workers = plural(used, "worker", "workers");
     let wall = format_duration(t.wall);
-    let fewer = if used < t.jobs {
-        format!(
+    let fewer = match used < t.jobs {
+        true if t.downloads <= used => format!(
             ", fewer files than the {} asked for",
             plural(t.jobs, "worker", "workers")
-        )
-    } else {
-        String::new()
+        ),
+        true => format!(", the most at once of the {} asked for", t.jobs),
+        false => String::new(),
     };
     if used == 1 {
         return Some(format!(

@@ -32,6 +32,52 @@ fn per_host_caps_the_downloads_to_one_host() {
     assert_eq!(sandbox.files().len(), 24);
     assert!(sandbox.files().values().all(|sum| *sum == sha256(&data)));
     assert!(most.load(Ordering::SeqCst) <= 2, "{most:?} at once");
+    // The summary names the workers that ran at once, not the 12 asked for.
+    let used = workers_in_summary(&stderr);
+    assert!((1..=2).contains(&used), "{stderr:#?}");
+    assert!(
+        stderr.iter().any(|l| l.contains("of the 12 asked for")),
+        "{stderr:#?}"
+    );
+}
+
+/// The `N` of the summary's `with N workers`.
+fn workers_in_summary(stderr: &[String]) -> usize {
+    let line = stderr
+        .iter()
+        .find(|l| l.contains(" files: ") && l.contains(" with "))
+        .unwrap_or_else(|| panic!("no comparison line: {stderr:#?}"));
+    let after = line.split(" with ").nth(1).unwrap();
+    let n = after.split(' ').next().unwrap();
+    n.parse()
+        .unwrap_or_else(|_| panic!("no worker count in {line}"))
+}
+
+/// The JSON summary's count of downloads in flight at once matches the cap.
+#[test]
+fn the_json_summary_counts_the_downloads_that_ran_at_once() {
+    let data = body(500, 3);
+    let server = {
+        let data = data.clone();
+        serve(move |_| {
+            std::thread::sleep(Duration::from_millis(20));
+            Reply::file(data.clone())
+        })
+    };
+    let urls: Vec<String> = (0..12).map(|i| server.url(&format!("/g{i}.bin"))).collect();
+    let mut args: Vec<&str> = urls.iter().map(String::as_str).collect();
+    args.extend(["-j", "8", "--per-host", "3", "--json", "--progress", "none"]);
+    let sandbox = Sandbox::new();
+    let (code, stdout, stderr) = sandbox.run(&args);
+    assert_eq!(code, 0, "{stderr:#?}");
+    let summary = stdout
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["type"] == "summary")
+        .unwrap_or_else(|| panic!("no summary: {stdout:#?}"));
+    assert_eq!(summary["jobs"], 8, "{summary}");
+    let peak = summary["peak_in_flight"].as_u64().unwrap();
+    assert!((1..=3).contains(&peak), "{summary}");
 }
 
 /// A listener on `ip` that never accepts, its queue filled: connects to it are dropped, as to a
@@ -142,6 +188,9 @@ fn a_low_open_file_limit_costs_concurrency_not_urls() {
         .filter(|l| l.contains("open-file limit"))
         .collect();
     assert_eq!(notes.len(), 1, "{stderr:#?}");
+    // 64 descriptors leave room for a handful of downloads: the summary says how many ran.
+    let used = workers_in_summary(&stderr);
+    assert!((1..=12).contains(&used), "{stderr:#?}");
 }
 
 /// `--limit-rate` holds the whole run (not each download) to the rate: 1 MiB over four
