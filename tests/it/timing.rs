@@ -192,6 +192,7 @@ fn compare_takes_a_list_only_with_equals_and_never_with_j() {
         &["--compare=1,4", "-j", "4"][..],
         &["--compare=4"],
         &["--compare=1,x"],
+        &["--compare=4,1,4"],
     ] {
         let empty = Sandbox::new();
         let (code, stdout, stderr) =
@@ -207,4 +208,11 @@ fn compare_takes_a_list_only_with_equals_and_never_with_j() {
             "{args:?}"
         );
     }
+    let (code, _, stderr) = run(fetchpar().arg("--compare=4,1,4").args(&urls));
+    assert_eq!(code, 2);
+    let said: Vec<_> = stderr.iter().filter(|l| !l.trim().is_empty()).collect();
+    assert!(
+        said[0].contains("the worker count 4 is given twice"),
+        "{stderr:#?}"
+    );
 }
