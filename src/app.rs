@@ -457,8 +457,9 @@ impl Pass<'_> {
             shard: self.config.shard,
         };
         let mut reporter = self.reporter(&queued);
-        pool.run(inputs, &mut reporter);
-        let report = reporter.close();
+        let peak = pool.run(inputs, &mut reporter);
+        let mut report = reporter.close();
+        report.tally.peak = peak;
         if let (Some(note), true) = (split.note(), self.errors) {
             self.flow.say(&format!("fetchpar: {note}\n"));
         }

@@ -116,8 +116,9 @@ pub struct Cli {
     #[arg(long, value_name = "N", default_value = "1")]
     pub(crate) split: Split,
 
-    /// Most downloads to one host (scheme, host, port) at once [default: as many as -j]. New
-    /// connections to a host are opened a few at a time either way, more as its responses come
+    /// Most downloads to one host (scheme, host, port) at once; 0 (the default) caps them by -j
+    /// alone. New connections to a host are opened a few at a time either way, more as its
+    /// responses come
     #[arg(
         long = "per-host",
         value_name = "N",
@@ -356,6 +357,13 @@ impl FromStr for Counts {
             .map_err(|e| e.replace("(try -j 8)", "(try --compare=1,4,16)"))?;
         if counts.len() < 2 {
             return Err("give at least two worker counts (try --compare=1,4,16)".into());
+        }
+        // A count twice would run the same pass twice and make the table look like a trend.
+        let repeated = (1..counts.len()).find(|&i| counts[..i].contains(&counts[i]));
+        if let Some(n) = repeated.map(|i| counts[i]) {
+            return Err(format!(
+                "the worker count {n} is given twice: give each count once (try --compare=1,4,16)"
+            ));
         }
         Ok(Counts(counts))
     }

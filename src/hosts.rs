@@ -20,7 +20,7 @@
 //! wider round overflowed are dialled again without waiting that second ([`crate::redial`]).
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -268,6 +268,11 @@ pub(crate) struct Hosts {
     table: Mutex<HashMap<Key, Host>>,
     changed: Condvar,
     wake: Option<Sender<()>>,
+    /// Slots held over all hosts, and the most at once: the downloads that ran at once, which
+    /// the summary reports (`-j` overstates it under `--per-host`, a ramp-up or a low limit on
+    /// open files). Changed only with `table` locked, so always the sum of the hosts' counts.
+    held: AtomicUsize,
+    peak: AtomicUsize,
 }
 
 impl Hosts {
@@ -277,6 +282,8 @@ impl Hosts {
             table: Mutex::new(HashMap::new()),
             changed: Condvar::new(),
             wake: None,
+            held: AtomicUsize::new(0),
+            peak: AtomicUsize::new(0),
         }
     }
 
@@ -302,13 +309,28 @@ impl Hosts {
         self.table.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The most downloads that held a slot at once, over the run so far.
+    pub(crate) fn peak(&self) -> usize {
+        self.peak.load(Ordering::SeqCst)
+    }
+
+    /// Counts a slot taken (called with the table locked).
+    fn took(&self, admit: Admit) -> Admit {
+        if admit == Admit::Go {
+            let held = self.held.fetch_add(1, Ordering::SeqCst) + 1;
+            self.peak.fetch_max(held, Ordering::SeqCst);
+        }
+        admit
+    }
+
     pub(crate) fn try_admit(&self, key: &Key) -> Admit {
         let mut table = self.lock();
         let limits = &self.limits;
-        table
+        let admit = table
             .entry(key.clone())
             .or_insert_with(|| Host::new(limits))
-            .admit(Instant::now())
+            .admit(Instant::now());
+        self.took(admit)
     }
 
     /// Waits until `key` has room (or is gone); `None` on Ctrl-C.
@@ -325,7 +347,7 @@ impl Hosts {
                 .or_insert_with(|| Host::new(limits));
             let wait = match host.admit(now) {
                 Admit::Wait(until) => until.map_or(POLL, |u| (u - now).min(POLL)),
-                other => return Some(other),
+                other => return Some(self.took(other)),
             };
             table = match self.changed.wait_timeout(table, wait) {
                 Ok((table, _)) => table,
@@ -338,6 +360,9 @@ impl Hosts {
         let mut table = self.lock();
         let now = Instant::now();
         if let Some(host) = table.get_mut(key) {
+            if host.running > 0 {
+                self.held.fetch_sub(1, Ordering::SeqCst);
+            }
             host.release();
             if host.idle(now) {
                 table.remove(key);

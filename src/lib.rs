@@ -111,6 +111,7 @@ pub(crate) mod listopts;
 pub(crate) mod modes;
 pub(crate) mod naming;
 pub(crate) mod netrc;
+pub(crate) mod packed;
 pub(crate) mod pool;
 pub(crate) mod proxy;
 pub(crate) mod ratelimit;

@@ -9,6 +9,7 @@ use std::sync::Mutex;
 use percent_encoding::percent_decode_str;
 use url::Url;
 
+use crate::packed::{Key, PackedMap};
 use crate::safefs;
 use crate::sharded::ShardedMap;
 
@@ -141,10 +142,11 @@ pub(crate) fn free_on_disk(path: &Path, overwrite: bool) -> bool {
 ///
 /// A reservation is remembered by one 64-bit keyed hash of its path, not by value, and not by
 /// its three paths (file, `.part`, sidecar): whether two families meet can be told from the
-/// paths alone (see [`Namer::clashes`]). This set is what a long list grows: whole paths took
-/// ~165 bytes a URL, three hashes 4.7 MiB of the 11.5 MiB that workload E's 100 000 URLs grew
-/// over 1 000 (heaptrack). Two different paths sharing a hash only means the second gets the
-/// next suffix, never that two downloads share a file.
+/// paths alone (see [`Namer::clashes`]). This set is what a long list grows (whole paths took
+/// ~165 bytes a URL): the hash's first 56 bits, 5 bytes a name in a [`PackedMap`] that implies
+/// the top 16. Two different paths sharing a key only means the second gets the next suffix,
+/// never that two downloads share a file; for n names, up to 5 lookups each, that happens
+/// with odds of about 5n^2 / 2^57 a run: 1 in 29 000 for a million names.
 #[derive(Debug)]
 pub(crate) struct Namer {
     dir: PathBuf,
@@ -156,7 +158,7 @@ pub(crate) struct Namer {
 #[derive(Debug, Default)]
 struct Taken {
     /// The key of every name reserved in this run.
-    names: ShardedMap<u64, ()>,
+    names: PackedMap<5, 0>,
     /// For a name that has clashed, by its key: the first variant not yet found taken. Every
     /// variant below it was taken for this run (reservations are never given back) or by the
     /// disk, so a search that asks the disk the same question for every URL may start there:
@@ -227,7 +229,7 @@ impl Namer {
             return;
         };
         let mut taken = self.taken.lock().unwrap_or_else(|e| e.into_inner());
-        let key = self.key(&[candidate]);
+        let key = packed_key(self.key(&[candidate]));
         taken.names.remove(&key);
     }
 
@@ -254,7 +256,10 @@ impl Namer {
             }
             let path = self.dir.join(&candidate);
             if let Some(verdict) = judge(&path) {
-                taken.names.insert(self.key(&[&candidate]), ());
+                // Not there: `clashes` just looked.
+                let _ = taken
+                    .names
+                    .insert_new(packed_key(self.key(&[&candidate])), []);
                 if same_for_all && n > 0 {
                     taken.next.insert(name_key, n + 1);
                 }
@@ -268,8 +273,8 @@ impl Namer {
     /// only the reserved paths P. The families {Q, Q.part, Q.part.meta} and {P, P.part,
     /// P.part.meta} meet exactly when Q is P, P.part or P.part.meta, or P is Q.part or
     /// Q.part.meta (a `.part` name never equals a `.meta` one): five lookups at most.
-    fn clashes(&self, taken: &ShardedMap<u64, ()>, name: &str) -> bool {
-        let has = |parts: &[&str]| taken.contains_key(&self.key(parts));
+    fn clashes(&self, taken: &PackedMap<5, 0>, name: &str) -> bool {
+        let has = |parts: &[&str]| taken.contains(&packed_key(self.key(parts)));
         has(&[name])
             || has(&[name, ".part"])
             || has(&[name, ".part.meta"])
@@ -298,6 +303,15 @@ impl Namer {
             at += part.len();
         }
         self.hasher.hash_one(&*buf)
+    }
+}
+
+/// A name's 64-bit hash as the [`PackedMap`] holds it: the top 16 bits, and the next 40 stored.
+fn packed_key(key: u64) -> Key<5> {
+    let b = key.to_be_bytes();
+    Key {
+        top: u16::from_be_bytes([b[0], b[1]]),
+        rest: [b[2], b[3], b[4], b[5], b[6]],
     }
 }
 
@@ -494,6 +508,27 @@ mod tests {
             (p == dir.path().join("index.3.html")).then_some(())
         });
         assert_eq!(path, dir.path().join("index.3.html"));
+    }
+
+    #[test]
+    fn a_long_run_never_hands_out_a_name_twice() {
+        // Enough names for the set to merge its recent keys into its sorted array many times.
+        let dir = tempfile::tempdir().unwrap();
+        let namer = Namer::new(dir.path(), false);
+        let n = 40_000;
+        for i in 0..n {
+            let name = format!("f{i}.bin");
+            assert_eq!(namer.reserve(&name), dir.path().join(&name));
+        }
+        for i in (0..n).step_by(97) {
+            let again = namer.reserve(&format!("f{i}.bin"));
+            assert_eq!(again, dir.path().join(format!("f{i}.1.bin")));
+        }
+        // A name given back from deep in the set is free again, and only that one.
+        let early = dir.path().join("f3.bin");
+        namer.release(&early);
+        assert_eq!(namer.reserve("f3.bin"), early);
+        assert_eq!(namer.reserve("f4.bin"), dir.path().join("f4.1.bin"));
     }
 
     #[test]

@@ -138,7 +138,8 @@ impl Pool<'_> {
     /// Runs every input through the workers and returns when all are done, or cancelled: a
     /// cancelled worker stops at its next chunk, and one waiting on the network stops within
     /// moments too (see [`crate::transport::Client::cancel_on`]), so the scope always ends.
-    pub(crate) fn run<I>(&self, inputs: I, sink: &mut dyn Sink)
+    /// Returns the most downloads that ran at once (see [`Hosts::peak`]).
+    pub(crate) fn run<I>(&self, inputs: I, sink: &mut dyn Sink) -> usize
     where
         I: Iterator<Item = Item> + Send + 'static,
     {
@@ -155,10 +156,10 @@ impl Pool<'_> {
             fetcher: self.fetcher,
             ..*self
         };
-        pool.run_with(inputs, sink);
+        pool.run_with(inputs, sink)
     }
 
-    fn run_with<I>(&self, inputs: I, sink: &mut dyn Sink)
+    fn run_with<I>(&self, inputs: I, sink: &mut dyn Sink) -> usize
     where
         I: Iterator<Item = Item> + Send + 'static,
     {
@@ -203,6 +204,7 @@ impl Pool<'_> {
             // Only workers and the producer hold senders now: the loop ends when they are done.
             self.relay(&event_rx, &alive, sink);
         });
+        hosts.peak()
     }
 
     /// The producer is a detached thread, not a scoped one: it may sit in a read of stdin that

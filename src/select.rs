@@ -12,7 +12,7 @@
 //! python3 -c 'import hashlib,sys; print(1 + int(hashlib.sha256(sys.argv[1].encode()).hexdigest()[:16], 16) % int(sys.argv[2]))' URL N
 //! ```
 
-use std::collections::hash_map::{Entry as Slot, HashMap};
+use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
 
@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 use url::Url;
 
 use crate::input::{Entry, Origin};
-use crate::sharded::ShardedMap;
+use crate::packed::{Key, PackedMap};
 
 /// The most shards accepted: far beyond any real fleet, small enough to catch a typo'd N.
 pub(crate) const MAX_SHARDS: u64 = 1_000_000;
@@ -208,16 +208,16 @@ pub(crate) enum Verdict {
 #[derive(Debug, Default)]
 pub(crate) struct Selector {
     shard: Option<Shard>,
-    /// URLs already queued, by the first 96 bits of their digest, with where each came from
-    /// packed in 32 bits: 16 bytes per distinct URL however long the URL, never the strings
-    /// (with the hash table's slack and control bytes, some 20–40 MB for a million distinct
-    /// URLs). This table is what a long list grows: `u128` keys with a whole `Origin` took 33
-    /// bytes an entry, 4.3 MiB of workload E's 100 000 URLs by heaptrack. Two different URLs
-    /// colliding is as likely as guessing a random 96-bit key (for a billion URLs, about 1 in
-    /// 10^11).
-    seen: ShardedMap<[u32; 3], u32>,
+    /// URLs already queued, by the first 88 bits of their digest, with where each came from
+    /// packed in 32 bits: 13 bytes per distinct URL however long the URL, never the strings
+    /// (the top 16 bits are implied by where an entry sits: see [`crate::packed`]). This table
+    /// is what a long list grows, so each byte counts: a million URLs are a megabyte a byte.
+    /// Two different URLs sharing a key (the second would be reported as a duplicate of the
+    /// first, not downloaded) is as likely as guessing a random 88-bit key: for n URLs about
+    /// n^2 / 2^89, 1 in 6 × 10^14 for a million, 1 in 6 × 10^8 for a billion.
+    seen: PackedMap<9, 4>,
     /// First origins too large to pack (beyond line 2^31 − 1): kept exactly, in the rare case.
-    seen_far: HashMap<[u32; 3], Origin>,
+    seen_far: HashMap<Key<9>, Origin>,
 }
 
 /// `Origin` in 32 bits: the top bit tells an argument from a list line, the rest its number.
@@ -247,7 +247,7 @@ impl Selector {
     pub(crate) fn new(shard: Option<Shard>) -> Selector {
         Selector {
             shard,
-            seen: ShardedMap::default(),
+            seen: PackedMap::default(),
             seen_far: HashMap::new(),
         }
     }
@@ -263,25 +263,25 @@ impl Selector {
         if entry.output.is_some() {
             return Verdict::Download;
         }
-        let word =
-            |i: usize| u32::from_be_bytes([digest[i], digest[i + 1], digest[i + 2], digest[i + 3]]);
-        let key = [word(0), word(4), word(8)];
+        let mut rest = [0u8; 9];
+        rest.copy_from_slice(&digest[2..11]);
+        let key = Key {
+            top: u16::from_be_bytes([digest[0], digest[1]]),
+            rest,
+        };
         if let Some(first) = self.seen_far.get(&key) {
             return Verdict::Duplicate(*first);
         }
-        match self.seen.entry(key) {
-            Slot::Occupied(first) => Verdict::Duplicate(unpack(*first.get())),
-            Slot::Vacant(slot) => {
-                match pack(entry.origin) {
-                    Some(packed) => {
-                        slot.insert(packed);
-                    }
-                    None => {
-                        self.seen_far.insert(key, entry.origin);
-                    }
-                }
-                Verdict::Download
+        let Some(packed) = pack(entry.origin) else {
+            if let Some(first) = self.seen.get(&key) {
+                return Verdict::Duplicate(unpack(u32::from_be_bytes(first)));
             }
+            self.seen_far.insert(key, entry.origin);
+            return Verdict::Download;
+        };
+        match self.seen.insert_new(key, packed.to_be_bytes()) {
+            Ok(()) => Verdict::Download,
+            Err(first) => Verdict::Duplicate(unpack(u32::from_be_bytes(first))),
         }
     }
 
@@ -459,6 +459,24 @@ mod tests {
         assert!(s.reports_invalid());
         let other = Selector::new(Some(Shard { index: 1, count: 2 }));
         assert!(!other.reports_invalid());
+    }
+
+    #[test]
+    fn a_long_list_finds_every_duplicate_and_only_those() {
+        // Enough URLs for the table to merge its recent keys into its sorted array many times.
+        let n = 60_000;
+        let url = |i: usize| format!("http://h/{i}.bin");
+        let mut s = Selector::new(None);
+        for i in 1..=n {
+            assert_eq!(s.select(&entry(&url(i), i, None)), Verdict::Download, "{i}");
+        }
+        for i in 1..=n {
+            let again = s.select(&entry(&url(i), n + i, None));
+            assert_eq!(again, Verdict::Duplicate(Origin::Line(i)), "{i}");
+        }
+        for i in n + 1..n + 2000 {
+            assert_eq!(s.select(&entry(&url(i), n + i, None)), Verdict::Download);
+        }
     }
 
     #[test]

@@ -1,13 +1,12 @@
 //! A hash map that a long URL list can grow without a spike: split into parts by the top bits
-//! of a key that is already uniformly spread (a digest or a keyed hash).
+//! of a key that is already uniformly spread (a keyed hash).
 //!
-//! What a 100 000-URL list grows is two per-URL tables (the duplicate set in [`crate::select`],
-//! the reserved names in [`crate::naming`]). A single `HashMap` doubles in one step and holds
-//! the old and the new table while it moves: 1.5 × its size at that moment, which is the peak
-//! RSS the benchmark's workload E measures. In 64 parts each doubles on its own, so a move holds
-//! at most 1/64 of the table twice.
+//! A single `HashMap` doubles in one step and holds the old and the new table while it moves:
+//! 1.5 × its size at that moment. In 64 parts each doubles on its own, so a move holds at most
+//! 1/64 of the table twice. For the names that clash in [`crate::naming`], which a list may
+//! grow but seldom does; the per-URL tables are [`crate::packed`] maps, smaller still.
 
-use std::collections::hash_map::{self, HashMap};
+use std::collections::HashMap;
 use std::hash::Hash;
 
 const PARTS: usize = 64;
@@ -21,12 +20,6 @@ pub(crate) trait Spread {
 impl Spread for u64 {
     fn part(&self) -> usize {
         (self >> 58) as usize
-    }
-}
-
-impl Spread for [u32; 3] {
-    fn part(&self) -> usize {
-        (self[0] >> 26) as usize
     }
 }
 
@@ -49,20 +42,8 @@ impl<K: Spread + Hash + Eq, V> ShardedMap<K, V> {
         self.parts[key.part()].get(key)
     }
 
-    pub(crate) fn contains_key(&self, key: &K) -> bool {
-        self.parts[key.part()].contains_key(key)
-    }
-
     pub(crate) fn insert(&mut self, key: K, value: V) -> Option<V> {
         self.parts[key.part()].insert(key, value)
-    }
-
-    pub(crate) fn remove(&mut self, key: &K) -> Option<V> {
-        self.parts[key.part()].remove(key)
-    }
-
-    pub(crate) fn entry(&mut self, key: K) -> hash_map::Entry<'_, K, V> {
-        self.parts[key.part()].entry(key)
     }
 
     #[cfg(test)]
@@ -94,14 +75,10 @@ mod tests {
         for (i, k) in keys.iter().enumerate() {
             assert_eq!(map.get(k), Some(&i));
         }
-        assert!(!map.contains_key(&1));
+        assert_eq!(map.get(&1), None);
         assert!(
             map.parts.iter().all(|p| !p.is_empty()),
             "spread over all parts"
         );
-        let mut three = ShardedMap::default();
-        *three.entry([u32::MAX, 1, 2]).or_insert(0) += 5;
-        assert_eq!(three.get(&[u32::MAX, 1, 2]), Some(&5));
-        assert_eq!(three.get(&[u32::MAX, 1, 3]), None);
     }
 }

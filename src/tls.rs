@@ -40,18 +40,24 @@ pub(crate) fn client_config(settings: Settings<'_>) -> Result<rustls::ClientConf
     let verifier: Arc<dyn ServerCertVerifier> = if settings.insecure {
         Arc::new(AcceptAny { algorithms })
     } else {
-        let mut roots = system_roots().as_ref().clone();
         let pinned = match settings.cacert {
             Some(path) => read_cacert(path)?,
             None => Vec::new(),
         };
-        // A CA certificate becomes a trust anchor; one webpki cannot take as an anchor is still
-        // trusted when the server presents exactly it.
-        roots.add_parsable_certificates(pinned.iter().cloned());
-        let standard =
-            WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-                .build()
-                .context("cannot set up certificate checks")?;
+        // Every worker builds a client: without `--cacert` they share the one store (a copy
+        // each was most of the heap a run has before its list grows, benches/run workload E).
+        let roots = if pinned.is_empty() {
+            system_roots().clone()
+        } else {
+            // A CA certificate becomes a trust anchor; one webpki cannot take as an anchor is
+            // still trusted when the server presents exactly it.
+            let mut roots = system_roots().as_ref().clone();
+            roots.add_parsable_certificates(pinned.iter().cloned());
+            Arc::new(roots)
+        };
+        let standard = WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
+            .build()
+            .context("cannot set up certificate checks")?;
         Arc::new(Verifier {
             standard,
             pinned,

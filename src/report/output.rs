@@ -107,6 +107,8 @@ pub(crate) struct SummaryRecord {
     pub(crate) duplicates: usize,
     pub(crate) bytes: u64,
     pub(crate) jobs: usize,
+    /// The most downloads in flight at once: the workers the summary line says were used.
+    pub(crate) peak_in_flight: usize,
     /// Downloads that ran, saved or not: the ones the sequential figure sums.
     pub(crate) downloads: usize,
     /// Wall-clock time of the run.
@@ -169,6 +171,7 @@ impl SummaryRecord {
             duplicates: t.duplicates,
             bytes: t.bytes,
             jobs: t.jobs,
+            peak_in_flight: t.peak,
             downloads: t.downloads,
             wall_ms: millis(t.wall),
             sequential_ms: t.sequential.as_ref().map_or(0, |s| millis(s.time())),

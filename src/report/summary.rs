@@ -14,8 +14,11 @@ pub(crate) const MAX_LISTED_FAILURES: usize = 20;
 /// What a run did, as counted by the main thread.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub(crate) struct Tally {
-    /// Worker threads used.
+    /// Workers asked for (`-j`, or a `--compare` pass's count).
     pub(crate) jobs: usize,
+    /// The most downloads in flight at once (0 when not counted): what the summary says was
+    /// used, which the open-file limit, `--per-host` or a short list may keep below `jobs`.
+    pub(crate) peak: usize,
     pub(crate) saved: usize,
     /// Files `-c` found already complete (not counted in `saved`).
     pub(crate) skipped: usize,
@@ -142,9 +145,14 @@ impl Tally {
         speedup(self.sequential.as_ref()?.time(), self.wall)
     }
 
-    /// Workers that had something to do: never more than the downloads.
+    /// Workers that had something to do at once: the peak in flight when counted, never more
+    /// than the downloads.
     pub(crate) fn workers_used(&self) -> usize {
-        self.jobs.min(self.downloads).max(1)
+        let most = match self.peak {
+            0 => self.jobs,
+            peak => peak.min(self.jobs),
+        };
+        most.min(self.downloads).max(1)
     }
 
     /// What the comparison concludes, or `None` when there is nothing to compare.
@@ -175,17 +183,23 @@ impl Tally {
     }
 
     /// The cap that can have held the run back, as the user wrote it: `--limit-rate` always
-    /// can; `--per-host` when it let fewer downloads run at once than the workers used.
+    /// can; `--per-host` as [`Tally::per_host_cap`] says.
     fn cap(&self) -> Option<String> {
         if let Some(rate) = self.caps.limit_rate {
             return Some(format!("--limit-rate {}/s", HumanBytes(rate)));
         }
+        self.per_host_cap()
+    }
+
+    /// `--per-host N` when it allows fewer downloads at once, over the run's hosts, than there
+    /// were workers and files for.
+    fn per_host_cap(&self) -> Option<String> {
         let per_host = self.caps.per_host?;
         let hosts = match &self.sequential {
             Some(Sequential::Estimated(e)) => e.hosts.max(1),
             _ => 1,
         };
-        (per_host.saturating_mul(hosts) < self.workers_used())
+        (per_host.saturating_mul(hosts) < self.jobs.min(self.downloads))
             .then(|| format!("--per-host {per_host}"))
     }
 }
@@ -219,13 +233,19 @@ pub(crate) fn comparison_line(t: &Tally) -> Option<String> {
     let used = t.workers_used();
     let files = plural(t.downloads, "file", "files");
     let wall = format_duration(t.wall);
-    let fewer = if used < t.jobs {
-        format!(
+    let fewer = match used < t.jobs {
+        true if t.downloads <= used => format!(
             ", fewer files than the {} asked for",
             plural(t.jobs, "worker", "workers")
-        )
-    } else {
-        String::new()
+        ),
+        true => match t.per_host_cap() {
+            Some(cap) => format!(
+                ", the most at once of the {} asked for, as {cap} allows",
+                t.jobs
+            ),
+            None => format!(", the most at once of the {} asked for", t.jobs),
+        },
+        false => String::new(),
     };
     let ran = format!("{wall} with {}{fewer}", plural(used, "worker", "workers"));
     let seq = format_duration(sequential.time());

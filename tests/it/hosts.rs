@@ -32,6 +32,52 @@ fn per_host_caps_the_downloads_to_one_host() {
     assert_eq!(sandbox.files().len(), 24);
     assert!(sandbox.files().values().all(|sum| *sum == sha256(&data)));
     assert!(most.load(Ordering::SeqCst) <= 2, "{most:?} at once");
+    // The summary names the workers that ran at once, not the 12 asked for.
+    let used = workers_in_summary(&stderr);
+    assert!((1..=2).contains(&used), "{stderr:#?}");
+    assert!(
+        stderr.iter().any(|l| l.contains("of the 12 asked for")),
+        "{stderr:#?}"
+    );
+}
+
+/// The `N` of the summary's `with N workers`.
+fn workers_in_summary(stderr: &[String]) -> usize {
+    let line = stderr
+        .iter()
+        .find(|l| l.contains(" files: ") && l.contains(" with "))
+        .unwrap_or_else(|| panic!("no comparison line: {stderr:#?}"));
+    let after = line.split(" with ").nth(1).unwrap();
+    let n = after.split(' ').next().unwrap();
+    n.parse()
+        .unwrap_or_else(|_| panic!("no worker count in {line}"))
+}
+
+/// The JSON summary's count of downloads in flight at once matches the cap.
+#[test]
+fn the_json_summary_counts_the_downloads_that_ran_at_once() {
+    let data = body(500, 3);
+    let server = {
+        let data = data.clone();
+        serve(move |_| {
+            std::thread::sleep(Duration::from_millis(20));
+            Reply::file(data.clone())
+        })
+    };
+    let urls: Vec<String> = (0..12).map(|i| server.url(&format!("/g{i}.bin"))).collect();
+    let mut args: Vec<&str> = urls.iter().map(String::as_str).collect();
+    args.extend(["-j", "8", "--per-host", "3", "--json", "--progress", "none"]);
+    let sandbox = Sandbox::new();
+    let (code, stdout, stderr) = sandbox.run(&args);
+    assert_eq!(code, 0, "{stderr:#?}");
+    let summary = stdout
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["type"] == "summary")
+        .unwrap_or_else(|| panic!("no summary: {stdout:#?}"));
+    assert_eq!(summary["jobs"], 8, "{summary}");
+    let peak = summary["peak_in_flight"].as_u64().unwrap();
+    assert!((1..=3).contains(&peak), "{summary}");
 }
 
 /// A listener on `ip` that never accepts, its queue filled: connects to it are dropped, as to a
@@ -142,6 +188,9 @@ fn a_low_open_file_limit_costs_concurrency_not_urls() {
         .filter(|l| l.contains("open-file limit"))
         .collect();
     assert_eq!(notes.len(), 1, "{stderr:#?}");
+    // 64 descriptors leave room for a handful of downloads: the summary says how many ran.
+    let used = workers_in_summary(&stderr);
+    assert!((1..=12).contains(&used), "{stderr:#?}");
 }
 
 /// `--limit-rate` holds the whole run (not each download) to the rate: 1 MiB over four
@@ -162,4 +211,113 @@ fn limit_rate_holds_the_whole_run_to_the_rate() {
     let (bytes, rate) = (4.0 * 256.0 * 1024.0, 512.0 * 1024.0);
     let floor = Duration::from_secs_f64((bytes - rate / 8.0) / rate);
     assert!(took >= floor, "{took:?} for {bytes} bytes at {rate} B/s");
+}
+
+/// A `503` with `Retry-After` pauses the host, not only the URL that got it: no request reaches
+/// that host until the pause is over (counted server-side from the moment the 503 was answered;
+/// a slow machine can only make later requests later), and another host's downloads go on
+/// meanwhile.
+#[test]
+fn retry_after_pauses_the_whole_host_and_only_it() {
+    const PAUSE: Duration = Duration::from_secs(3);
+    type Log = Arc<std::sync::Mutex<Vec<(String, std::time::Instant)>>>;
+    let log: Log = Arc::default();
+    let answered_503: Arc<std::sync::Mutex<Option<std::time::Instant>>> = Arc::default();
+    let data = body(800, 5);
+    let busy = {
+        let (log, answered_503, data) = (log.clone(), answered_503.clone(), data.clone());
+        serve(move |req| {
+            log.lock()
+                .unwrap()
+                .push((req.path().to_string(), std::time::Instant::now()));
+            let mut first = answered_503.lock().unwrap();
+            if req.path() == "/first.bin" && first.is_none() {
+                // Set when the reply leaves the handler: the client can know of it only later.
+                *first = Some(std::time::Instant::now());
+                return Reply::status(503).with_header("Retry-After", "3");
+            }
+            Reply::file(data.clone())
+        })
+    };
+    let other_log: Log = Arc::default();
+    let other = {
+        let (log, data) = (other_log.clone(), data.clone());
+        serve(move |req| {
+            log.lock()
+                .unwrap()
+                .push((req.path().to_string(), std::time::Instant::now()));
+            // Each reply takes a while, so the other host's downloads span the pause.
+            std::thread::sleep(Duration::from_millis(100));
+            Reply::file(data.clone())
+        })
+    };
+    let mut urls = vec![busy.url("/first.bin")];
+    urls.extend((0..4).map(|i| busy.url(&format!("/a{i}.bin"))));
+    urls.extend((0..10).map(|i| other.url(&format!("/b{i}.bin"))));
+    let mut args: Vec<&str> = urls.iter().map(String::as_str).collect();
+    // One at a time per host: nothing to the busy host is in flight when its 503 goes out.
+    args.extend(["-j", "2", "--per-host", "1", "--progress", "none"]);
+    let sandbox = Sandbox::new();
+    let (code, _, stderr) = sandbox.run(&args);
+    assert_eq!(code, 0, "{stderr:#?}");
+    assert_eq!(sandbox.files().len(), 15, "{stderr:#?}");
+    let t0 = answered_503.lock().unwrap().expect("the 503 was sent");
+    let log = log.lock().unwrap();
+    let after: Vec<_> = log.iter().filter(|(_, at)| *at > t0).collect();
+    // The paused URL's retry, and whichever others were left, came after the pause, none
+    // during it.
+    assert!(
+        after.iter().any(|(path, _)| path == "/first.bin"),
+        "{log:?}"
+    );
+    let next = after.iter().map(|(_, at)| *at).min().unwrap();
+    assert!(next - t0 >= PAUSE - Duration::from_millis(500), "{log:?}");
+    // The other host was not paused: some of its requests arrived during the pause.
+    let other_log = other_log.lock().unwrap();
+    assert!(
+        other_log.iter().any(|(_, at)| *at > t0 && *at < next),
+        "{other_log:?}"
+    );
+}
+
+/// A name that does not exist is not retried, by its URL or by any other of its host. The
+/// name here has a label of 64 bytes, one more than DNS allows: the C library answers "Name or
+/// service not known" (EAI_NONAME, as for NXDOMAIN) without sending a query, so the test needs
+/// no network and no resolver.
+#[test]
+fn a_name_that_does_not_exist_is_not_retried() {
+    let host = format!("{}.example", "a".repeat(64));
+    let urls: Vec<String> = (0..3).map(|i| format!("http://{host}/n{i}.bin")).collect();
+    let mut args: Vec<&str> = urls.iter().map(String::as_str).collect();
+    args.extend(["-j", "1", "--retries", "3", "--json", "--progress", "none"]);
+    let sandbox = Sandbox::new();
+    let (code, stdout, stderr) = sandbox.run(&args);
+    assert_eq!(code, 1, "{stderr:#?}");
+    assert!(sandbox.files().is_empty());
+    let records: Vec<serde_json::Value> = stdout
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["type"] == "url")
+        .collect();
+    assert_eq!(records.len(), 3, "{stdout:#?}");
+    for record in &records {
+        assert_eq!(record["status"], "failed", "{record}");
+        assert_eq!(record["retries"], 0, "{record}");
+        let error = record["error"].as_str().unwrap();
+        assert!(error.contains("Name or service not known"), "{record}");
+    }
+    for url in &urls {
+        let line = stderr
+            .iter()
+            .find(|l| l.starts_with(&format!("fetchpar: {url}: ")))
+            .unwrap_or_else(|| panic!("no line for {url}: {stderr:#?}"));
+        assert!(
+            line.contains("Name or service not known") && !line.contains("retries"),
+            "{line}"
+        );
+    }
+    assert!(
+        !stderr.iter().any(|l| l.contains("retrying")),
+        "{stderr:#?}"
+    );
 }

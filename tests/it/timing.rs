@@ -125,10 +125,10 @@ fn a_per_host_cap_is_named_instead_of_a_slowdown() {
     let (_server, urls) = serialising_server();
     let (line, summary) = three_files(&["--per-host", "1"], &urls);
     assert!(
-        line.contains("limited by --per-host 1, a cap you set"),
+        line.contains("with 1 worker, the most at once of the 3 asked for, as --per-host 1 allows: one after another already"),
         "{line}"
     );
-    assert_eq!(summary["verdict"], "limited", "{summary}");
+    assert_eq!(summary["verdict"], "one_worker", "{summary}");
 }
 
 #[test]
@@ -266,6 +266,7 @@ fn compare_takes_a_list_only_with_equals_and_never_with_j() {
         &["--compare=1,4", "-j", "4"][..],
         &["--compare=4"],
         &["--compare=1,x"],
+        &["--compare=4,1,4"],
     ] {
         let empty = Sandbox::new();
         let (code, stdout, stderr) =
@@ -281,6 +282,13 @@ fn compare_takes_a_list_only_with_equals_and_never_with_j() {
             "{args:?}"
         );
     }
+    let (code, _, stderr) = run(fetchpar().arg("--compare=4,1,4").args(&urls));
+    assert_eq!(code, 2);
+    let said: Vec<_> = stderr.iter().filter(|l| !l.trim().is_empty()).collect();
+    assert!(
+        said[0].contains("the worker count 4 is given twice"),
+        "{stderr:#?}"
+    );
 }
 
 /// The `--json` records of a run, the summary left out.
