@@ -19,7 +19,7 @@
 //! queue (browsers keep to 6 connections per host for the same reason).
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -259,6 +259,10 @@ pub(crate) struct Hosts {
     limits: Limits,
     table: Mutex<HashMap<Key, Host>>,
     changed: Condvar,
+    /// Threads waiting on `changed`, counted under the table's lock: a notify is a system call
+    /// even with nobody to wake, and every download releases and learns (two per file, most of
+    /// the futex calls on many small files; workload C in `benches/run`).
+    sleepers: AtomicUsize,
     wake: Option<Sender<()>>,
 }
 
@@ -268,6 +272,7 @@ impl Hosts {
             limits,
             table: Mutex::new(HashMap::new()),
             changed: Condvar::new(),
+            sleepers: AtomicUsize::new(0),
             wake: None,
         }
     }
@@ -281,8 +286,16 @@ impl Hosts {
         }
     }
 
-    fn changed(&self) {
-        self.changed.notify_all();
+    /// Tells waiters that a host may have gained room; `table` is the guard of the change, dropped
+    /// here. Whether anyone sleeps is read before it is dropped: a waiter counts itself under the
+    /// lock before it waits, so one that missed the change is counted, and one that is not
+    /// counted yet will see the change when it looks.
+    fn changed(&self, table: MutexGuard<'_, HashMap<Key, Host>>) {
+        let sleepers = self.sleepers.load(Ordering::Relaxed);
+        drop(table);
+        if sleepers > 0 {
+            self.changed.notify_all();
+        }
         if let Some(wake) = &self.wake {
             let _ = wake.try_send(());
         }
@@ -319,10 +332,12 @@ impl Hosts {
                 Admit::Wait(until) => until.map_or(POLL, |u| (u - now).min(POLL)),
                 other => return Some(other),
             };
+            self.sleepers.fetch_add(1, Ordering::Relaxed);
             table = match self.changed.wait_timeout(table, wait) {
                 Ok((table, _)) => table,
                 Err(e) => e.into_inner().0,
             };
+            self.sleepers.fetch_sub(1, Ordering::Relaxed);
         }
     }
 
@@ -335,8 +350,7 @@ impl Hosts {
                 table.remove(key);
             }
         }
-        drop(table);
-        self.changed();
+        self.changed(table);
     }
 
     pub(crate) fn learn(&self, key: &Key, learned: Learned) -> Next {
@@ -346,8 +360,7 @@ impl Hosts {
             .entry(key.clone())
             .or_insert_with(|| Host::new(limits))
             .learn(learned, Instant::now(), limits);
-        drop(table);
-        self.changed();
+        self.changed(table);
         next
     }
 }
@@ -411,44 +424,47 @@ impl Drop for Lease<'_> {
 /// Jobs taken for hosts that had no room, by host, in the order taken; bounded by `cap`.
 pub(crate) struct Waiting<T> {
     cap: usize,
-    queues: Mutex<(HashMap<Key, VecDeque<T>>, usize)>,
+    queues: Mutex<HashMap<Key, VecDeque<T>>>,
+    /// How many jobs `queues` holds: changed only under its lock, read without it, so that a
+    /// worker finds "none waiting" (the usual case) without taking a lock every job shares.
+    count: AtomicUsize,
 }
 
 impl<T> Waiting<T> {
     pub(crate) fn new(cap: usize) -> Waiting<T> {
         Waiting {
             cap: cap.max(1),
-            queues: Mutex::new((HashMap::new(), 0)),
+            queues: Mutex::new(HashMap::new()),
+            count: AtomicUsize::new(0),
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, (HashMap<Key, VecDeque<T>>, usize)> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<Key, VecDeque<T>>> {
         self.queues.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.lock().1
+        self.count.load(Ordering::Acquire)
     }
 
     /// Keeps `job` for later; gives it back when full (`force` ignores the bound, for a job that
     /// must not be lost and cannot be waited for).
     pub(crate) fn push(&self, key: Key, job: T, force: bool) -> Result<(), T> {
-        let mut guard = self.lock();
-        if guard.1 >= self.cap && !force {
+        let mut queues = self.lock();
+        if self.count.load(Ordering::Relaxed) >= self.cap && !force {
             return Err(job);
         }
-        guard.0.entry(key).or_default().push_back(job);
-        guard.1 += 1;
+        queues.entry(key).or_default().push_back(job);
+        self.count.fetch_add(1, Ordering::Release);
         Ok(())
     }
 
     /// The first waiting job whose host admits it now (the slot taken), or whose host is gone.
     pub(crate) fn pop_ready(&self, hosts: &Hosts) -> Option<(Key, T, Admit)> {
-        let mut guard = self.lock();
-        if guard.1 == 0 {
+        if self.len() == 0 {
             return None;
         }
-        let (queues, count) = &mut *guard;
+        let mut queues = self.lock();
         let mut found = None;
         for (key, queue) in queues.iter_mut() {
             match hosts.try_admit(key) {
@@ -464,7 +480,7 @@ impl<T> Waiting<T> {
             }
         }
         let (key, job, admit) = found?;
-        *count -= 1;
+        self.count.fetch_sub(1, Ordering::Release);
         if queues.get(&key).is_some_and(VecDeque::is_empty) {
             queues.remove(&key);
         }
