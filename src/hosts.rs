@@ -47,6 +47,18 @@ impl Key {
             url.port_or_known_default().unwrap_or(0)
         ))
     }
+
+    /// `Key::of(url) == self`, without building the key (asked once per attempt).
+    pub(crate) fn is_of(&self, url: &Url) -> bool {
+        let port = url.port_or_known_default().unwrap_or(0);
+        self.0
+            .strip_prefix(url.scheme())
+            .and_then(|rest| rest.strip_prefix("://"))
+            .and_then(|rest| rest.strip_prefix(url.host_str().unwrap_or("")))
+            .and_then(|rest| rest.strip_prefix(':'))
+            // Keys are only made by `Key::of`: the port is written one way.
+            .is_some_and(|rest| rest.parse::<u16>() == Ok(port))
+    }
 }
 
 /// Why every URL of a host fails at once.
@@ -384,7 +396,7 @@ impl<'a> Lease<'a> {
 
     /// Whether `url` is on this lease's host (a mirror may not be).
     pub(crate) fn covers(&self, url: &Url) -> bool {
-        Key::of(url) == self.key
+        self.key.is_of(url)
     }
 
     /// Waits for a slot if this lease holds none; `Err` with the line to fail with when the host
@@ -647,6 +659,29 @@ mod tests {
         let next = h.learn(Learned::NoSuchName("no such host".into()), now, &l);
         assert_eq!(next, Next::Fail("no such host".into()));
         assert!(matches!(h.admit(now), Admit::Gone(_)));
+    }
+
+    #[test]
+    fn a_key_is_of_exactly_the_urls_that_make_it() {
+        let urls = [
+            "http://a/x",
+            "http://a:80/y",
+            "http://a:8080/",
+            "https://a/",
+            "https://a:80/",
+            "http://ab/",
+            "http://[::1]/",
+            "http://[::1]:81/",
+            "http://127.0.0.1:0/",
+            "file:///tmp/x",
+        ];
+        for one in urls {
+            let key = Key::of(&Url::parse(one).unwrap());
+            for other in urls {
+                let url = Url::parse(other).unwrap();
+                assert_eq!(key.is_of(&url), Key::of(&url) == key, "{one} / {other}");
+            }
+        }
     }
 
     #[test]
