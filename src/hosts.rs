@@ -55,6 +55,18 @@ impl Key {
             url.port_or_known_default().unwrap_or(0)
         ))
     }
+
+    /// `Key::of(url) == self`, without building the key (asked once per attempt).
+    pub(crate) fn is_of(&self, url: &Url) -> bool {
+        let port = url.port_or_known_default().unwrap_or(0);
+        self.0
+            .strip_prefix(url.scheme())
+            .and_then(|rest| rest.strip_prefix("://"))
+            .and_then(|rest| rest.strip_prefix(url.host_str().unwrap_or("")))
+            .and_then(|rest| rest.strip_prefix(':'))
+            // Keys are only made by `Key::of`: the port is written one way.
+            .is_some_and(|rest| rest.parse::<u16>() == Ok(port))
+    }
 }
 
 /// Why every URL of a host fails at once.
@@ -267,6 +279,10 @@ pub(crate) struct Hosts {
     limits: Limits,
     table: Mutex<HashMap<Key, Host>>,
     changed: Condvar,
+    /// Threads waiting on `changed`, counted under the table's lock: a notify is a system call
+    /// even with nobody to wake, and every download releases and learns (two per file, most of
+    /// the futex calls on many small files; workload C in `benches/run`).
+    sleepers: AtomicUsize,
     wake: Option<Sender<()>>,
     /// Slots held over all hosts, and the most at once: the downloads that ran at once, which
     /// the summary reports (`-j` overstates it under `--per-host`, a ramp-up or a low limit on
@@ -281,6 +297,7 @@ impl Hosts {
             limits,
             table: Mutex::new(HashMap::new()),
             changed: Condvar::new(),
+            sleepers: AtomicUsize::new(0),
             wake: None,
             held: AtomicUsize::new(0),
             peak: AtomicUsize::new(0),
@@ -296,8 +313,16 @@ impl Hosts {
         }
     }
 
-    fn changed(&self) {
-        self.changed.notify_all();
+    /// Tells waiters that a host may have gained room; `table` is the guard of the change, dropped
+    /// here. Whether anyone sleeps is read before it is dropped: a waiter counts itself under the
+    /// lock before it waits, so one that missed the change is counted, and one that is not
+    /// counted yet will see the change when it looks.
+    fn changed(&self, table: MutexGuard<'_, HashMap<Key, Host>>) {
+        let sleepers = self.sleepers.load(Ordering::Relaxed);
+        drop(table);
+        if sleepers > 0 {
+            self.changed.notify_all();
+        }
         if let Some(wake) = &self.wake {
             let _ = wake.try_send(());
         }
@@ -349,10 +374,12 @@ impl Hosts {
                 Admit::Wait(until) => until.map_or(POLL, |u| (u - now).min(POLL)),
                 other => return Some(self.took(other)),
             };
+            self.sleepers.fetch_add(1, Ordering::Relaxed);
             table = match self.changed.wait_timeout(table, wait) {
                 Ok((table, _)) => table,
                 Err(e) => e.into_inner().0,
             };
+            self.sleepers.fetch_sub(1, Ordering::Relaxed);
         }
     }
 
@@ -368,8 +395,7 @@ impl Hosts {
                 table.remove(key);
             }
         }
-        drop(table);
-        self.changed();
+        self.changed(table);
     }
 
     pub(crate) fn learn(&self, key: &Key, learned: Learned) -> Next {
@@ -379,8 +405,7 @@ impl Hosts {
             .entry(key.clone())
             .or_insert_with(|| Host::new(limits))
             .learn(learned, Instant::now(), limits);
-        drop(table);
-        self.changed();
+        self.changed(table);
         next
     }
 }
@@ -404,7 +429,7 @@ impl<'a> Lease<'a> {
 
     /// Whether `url` is on this lease's host (a mirror may not be).
     pub(crate) fn covers(&self, url: &Url) -> bool {
-        Key::of(url) == self.key
+        self.key.is_of(url)
     }
 
     /// Waits for a slot if this lease holds none; `Err` with the line to fail with when the host
@@ -444,44 +469,47 @@ impl Drop for Lease<'_> {
 /// Jobs taken for hosts that had no room, by host, in the order taken; bounded by `cap`.
 pub(crate) struct Waiting<T> {
     cap: usize,
-    queues: Mutex<(HashMap<Key, VecDeque<T>>, usize)>,
+    queues: Mutex<HashMap<Key, VecDeque<T>>>,
+    /// How many jobs `queues` holds: changed only under its lock, read without it, so that a
+    /// worker finds "none waiting" (the usual case) without taking a lock every job shares.
+    count: AtomicUsize,
 }
 
 impl<T> Waiting<T> {
     pub(crate) fn new(cap: usize) -> Waiting<T> {
         Waiting {
             cap: cap.max(1),
-            queues: Mutex::new((HashMap::new(), 0)),
+            queues: Mutex::new(HashMap::new()),
+            count: AtomicUsize::new(0),
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, (HashMap<Key, VecDeque<T>>, usize)> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<Key, VecDeque<T>>> {
         self.queues.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.lock().1
+        self.count.load(Ordering::Acquire)
     }
 
     /// Keeps `job` for later; gives it back when full (`force` ignores the bound, for a job that
     /// must not be lost and cannot be waited for).
     pub(crate) fn push(&self, key: Key, job: T, force: bool) -> Result<(), T> {
-        let mut guard = self.lock();
-        if guard.1 >= self.cap && !force {
+        let mut queues = self.lock();
+        if self.count.load(Ordering::Relaxed) >= self.cap && !force {
             return Err(job);
         }
-        guard.0.entry(key).or_default().push_back(job);
-        guard.1 += 1;
+        queues.entry(key).or_default().push_back(job);
+        self.count.fetch_add(1, Ordering::Release);
         Ok(())
     }
 
     /// The first waiting job whose host admits it now (the slot taken), or whose host is gone.
     pub(crate) fn pop_ready(&self, hosts: &Hosts) -> Option<(Key, T, Admit)> {
-        let mut guard = self.lock();
-        if guard.1 == 0 {
+        if self.len() == 0 {
             return None;
         }
-        let (queues, count) = &mut *guard;
+        let mut queues = self.lock();
         let mut found = None;
         for (key, queue) in queues.iter_mut() {
             match hosts.try_admit(key) {
@@ -497,7 +525,7 @@ impl<T> Waiting<T> {
             }
         }
         let (key, job, admit) = found?;
-        *count -= 1;
+        self.count.fetch_sub(1, Ordering::Release);
         if queues.get(&key).is_some_and(VecDeque::is_empty) {
             queues.remove(&key);
         }
@@ -668,6 +696,29 @@ mod tests {
         let next = h.learn(Learned::NoSuchName("no such host".into()), now, &l);
         assert_eq!(next, Next::Fail("no such host".into()));
         assert!(matches!(h.admit(now), Admit::Gone(_)));
+    }
+
+    #[test]
+    fn a_key_is_of_exactly_the_urls_that_make_it() {
+        let urls = [
+            "http://a/x",
+            "http://a:80/y",
+            "http://a:8080/",
+            "https://a/",
+            "https://a:80/",
+            "http://ab/",
+            "http://[::1]/",
+            "http://[::1]:81/",
+            "http://127.0.0.1:0/",
+            "file:///tmp/x",
+        ];
+        for one in urls {
+            let key = Key::of(&Url::parse(one).unwrap());
+            for other in urls {
+                let url = Url::parse(other).unwrap();
+                assert_eq!(key.is_of(&url), Key::of(&url) == key, "{one} / {other}");
+            }
+        }
     }
 
     #[test]

@@ -234,21 +234,20 @@ impl Namer {
     }
 
     /// [`Namer::reserve_by`]; `same_for_all`: `judge` answers the same whatever the URL, so the
-    /// search may start past the variants earlier searches found taken (see [`Taken::next`]).
+    /// search may start past the variants earlier searches found taken (see [`Taken::next`]),
+    /// and the disk is asked without the lock (see [`Namer::search_claiming`]).
     fn search<T>(
         &self,
         name: &str,
         same_for_all: bool,
         mut judge: impl FnMut(&Path) -> Option<T>,
     ) -> (PathBuf, T) {
+        if same_for_all {
+            return self.search_claiming(name, judge);
+        }
         // A poisoned lock only means another worker panicked mid-insert; the set is still sound.
-        let mut taken = self.taken.lock().unwrap_or_else(|e| e.into_inner());
-        let name_key = self.key(&[name]);
-        let start = match same_for_all {
-            true => taken.next.get(&name_key).copied().unwrap_or(0),
-            false => 0,
-        };
-        for n in start.. {
+        let mut taken = self.lock();
+        for n in 0.. {
             taken.probes += 1;
             let candidate = with_suffix(name, n);
             if self.clashes(&taken.names, &candidate) {
@@ -260,13 +259,64 @@ impl Namer {
                 let _ = taken
                     .names
                     .insert_new(packed_key(self.key(&[&candidate])), []);
-                if same_for_all && n > 0 {
-                    taken.next.insert(name_key, n + 1);
-                }
                 return (path, verdict);
             }
         }
         unreachable!("an unbounded range always reaches a name with nothing on disk")
+    }
+
+    /// The search for a `judge` that only looks at the disk: each variant is claimed (reserved)
+    /// before the disk is asked about it, and given back if the disk has it, so the lock is not
+    /// held over the `stat`s. Held over them, it made every worker wait for every other's
+    /// system calls (most of the lock waits on many small files; workload C in `benches/run`).
+    /// Two searches for one name still never get the same variant: the claim is what the other
+    /// one meets.
+    fn search_claiming<T>(
+        &self,
+        name: &str,
+        mut judge: impl FnMut(&Path) -> Option<T>,
+    ) -> (PathBuf, T) {
+        let name_key = self.key(&[name]);
+        let mut from = self.lock().next.get(&name_key).copied().unwrap_or(0);
+        loop {
+            let (n, candidate, key) = self.claim(name, from);
+            let path = self.dir.join(&candidate);
+            if let Some(verdict) = judge(&path) {
+                if n > 0 {
+                    // Every variant below `n` is reserved or on the disk (one claimed by another
+                    // search is reserved, or it is given back because the disk has it).
+                    let mut taken = self.lock();
+                    let next = taken.next.get(&name_key).copied().unwrap_or(0);
+                    taken.next.insert(name_key, next.max(n + 1));
+                }
+                return (path, verdict);
+            }
+            self.lock().names.remove(&packed_key(key));
+            from = n + 1;
+        }
+    }
+
+    /// Reserves the first variant of `name` from the `from`th on that meets no reservation:
+    /// its number, its text and its key.
+    fn claim(&self, name: &str, from: usize) -> (usize, String, u64) {
+        let mut taken = self.lock();
+        let mut n = from;
+        loop {
+            taken.probes += 1;
+            let candidate = with_suffix(name, n);
+            if !self.clashes(&taken.names, &candidate) {
+                let key = self.key(&[&candidate]);
+                // Not there: `clashes` just looked.
+                let _ = taken.names.insert_new(packed_key(key), []);
+                return (n, candidate, key);
+            }
+            n += 1;
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Taken> {
+        // A poisoned lock only means another worker panicked mid-insert; the set is still sound.
+        self.taken.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Whether the family of `name` meets the family of a reservation in `taken`, which holds
@@ -544,6 +594,45 @@ mod tests {
         let namer = Namer::new(dir.path(), true);
         assert_eq!(namer.reserve_for_part("h"), dir.path().join("h"));
         assert_eq!(namer.reserve_for_part("f"), dir.path().join("f.1"));
+    }
+
+    #[test]
+    fn workers_reserving_one_name_at_once_get_different_free_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        // Taken on disk: the name, one variant's sidecar, a later variant.
+        for taken in ["x.bin", "x.2.bin.part.meta", "x.5.bin"] {
+            std::fs::write(dir.path().join(taken), b"PRECIOUS").unwrap();
+        }
+        let namer = Namer::new(dir.path(), false);
+        let paths: Vec<PathBuf> = std::thread::scope(|s| {
+            let workers: Vec<_> = (0..8)
+                .map(|_| {
+                    s.spawn(|| {
+                        (0..4)
+                            .map(|_| namer.reserve_for_part("x.bin"))
+                            .collect::<Vec<PathBuf>>()
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .flat_map(|w| w.join().unwrap())
+                .collect::<Vec<PathBuf>>()
+        });
+        let distinct: std::collections::HashSet<_> = paths.iter().collect();
+        assert_eq!(distinct.len(), 32, "{paths:?}");
+        for path in &paths {
+            assert!(
+                free_on_disk(path, false),
+                "{} is taken on disk",
+                path.display()
+            );
+        }
+        // The same 32 a one-at-a-time search would hand out: the first free ones.
+        let highest = (1..=34).map(|n| dir.path().join(with_suffix("x.bin", n)));
+        let expected: std::collections::HashSet<_> =
+            highest.filter(|p| free_on_disk(p, false)).collect();
+        assert_eq!(distinct, expected.iter().collect());
     }
 
     #[test]

@@ -246,7 +246,7 @@ impl Pool<'_> {
 
     fn worker(&self, crew: &Crew<'_>) {
         let wake_producer = || crew.producer.map(Thread::unpark);
-        while let Some((job, admit)) = crew.next(self.cancel) {
+        while let Some((job, admit, key)) = crew.next(self.cancel) {
             if crew.jobs.len() <= self.jobs {
                 // Cheap unless the producer is parked (see `Refill`).
                 wake_producer();
@@ -254,7 +254,7 @@ impl Pool<'_> {
             if self.cancel.load(Ordering::Relaxed) {
                 break;
             }
-            let event = match self.work(job, admit, crew.hosts, &crew.events) {
+            let event = match self.work(job, admit, key, crew.hosts, &crew.events) {
                 Done::Event(event) => event,
                 Done::OutOfFiles(job, why) => {
                     crew.give_back(job);
@@ -312,8 +312,14 @@ impl Pool<'_> {
         }
     }
 
-    fn work(&self, job: Job, admit: Admit, hosts: &Hosts, event_tx: &Sender<Event>) -> Done {
-        let key = Key::of(&job.entry.url);
+    fn work(
+        &self,
+        job: Job,
+        admit: Admit,
+        key: Key,
+        hosts: &Hosts,
+        event_tx: &Sender<Event>,
+    ) -> Done {
         if let Admit::Gone(gone) = admit {
             return Done::Event(Event::Finished {
                 id: job.id,
@@ -376,13 +382,13 @@ impl Crew<'_> {
     /// done or on Ctrl-C. Jobs held back for a host that now has room come first, then the
     /// channel; a job for a host without room is held back and the worker takes another, so
     /// that one slow or dead host never holds every worker.
-    fn next(&self, cancel: &AtomicBool) -> Option<(Job, Admit)> {
+    fn next(&self, cancel: &AtomicBool) -> Option<(Job, Admit, Key)> {
         loop {
             if cancel.load(Ordering::Relaxed) {
                 return None;
             }
-            if let Some((_, job, admit)) = self.waiting.pop_ready(self.hosts) {
-                return Some((job, admit));
+            if let Some((key, job, admit)) = self.waiting.pop_ready(self.hosts) {
+                return Some((job, admit, key));
             }
             let job = if self.waiting.len() == 0 {
                 self.jobs.recv().ok()?
@@ -395,12 +401,12 @@ impl Crew<'_> {
             let key = Key::of(&job.entry.url);
             match self.hosts.try_admit(&key) {
                 Admit::Wait(_) => {}
-                admit => return Some((job, admit)),
+                admit => return Some((job, admit, key)),
             }
             if let Err(job) = self.waiting.push(key.clone(), job, false) {
                 // Held back as many as we keep: wait for this host, as a plain queue would.
                 let admit = self.hosts.admit(&key, cancel)?;
-                return Some((job, admit));
+                return Some((job, admit, key));
             }
         }
     }

@@ -91,7 +91,9 @@ impl Fetcher<'_> {
             if let Some((path, sum)) = self.find_earlier(url, t, run)? {
                 return Ok(Some(skipped(path, sum)));
             }
-        } else {
+        } else if self.settings.skip_existing || self.settings.timestamping {
+            // Only these two care what is there: a plain download leaves it to the namer, and a
+            // stat per file is worth saving on many small files (workload C in `benches/run`).
             let target = self.namer.dir().join(&t.name);
             let existing = safefs::regular_len(&target).is_some();
             if existing && self.settings.skip_existing {
