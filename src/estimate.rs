@@ -16,10 +16,12 @@
 //!   (downloads and a local server sharing two CPU cores): the aggregate rate is then below what
 //!   one download reaches alone, and the tail where one runs alone shows that rate. A download
 //!   whose own receiving time was shorter is charged that instead. A body of up to
-//!   [`SMALL_BODY`] bytes is charged nothing: it comes in the same few round trips as its
-//!   headers, so its time is already in the wait, and charging it at a rate measured over many
-//!   latency-bound requests would count the latency twice (500 small files from
-//!   `python3 -m http.server` did exactly that).
+//!   [`SMALL_BODY`] bytes is not charged at those rates: it comes in the same few round trips as
+//!   its headers, so its time is already in the wait, and charging it at a rate measured over
+//!   many latency-bound requests would count the latency twice (500 small files from
+//!   `python3 -m http.server` did exactly that). It is charged at the best rate any small body
+//!   of its host came at instead, as its wait is: next to nothing where bodies come with their
+//!   headers, their real time from a server that trickles out each connection.
 //!
 //! What it leaves out (connection set-up once per host, file creation and rename, per-request
 //! CPU, waits before retries) only makes the real sequential run longer still. What it cannot
@@ -106,6 +108,9 @@ pub(crate) struct Estimate {
 struct HostWait {
     quickest: Duration,
     downloads: u64,
+    /// Bytes of this host's small bodies, and the best rate one of them came at.
+    small_bytes: u64,
+    small_rate: f64,
 }
 
 /// Gathers samples as downloads finish, in O(hosts + buckets) memory.
@@ -158,6 +163,8 @@ impl Estimator {
             None => self.hosts.entry(s.host.to_string()).or_insert(HostWait {
                 quickest: Duration::MAX,
                 downloads: 0,
+                small_bytes: 0,
+                small_rate: 0.0,
             }),
         };
         host.downloads += 1;
@@ -165,6 +172,16 @@ impl Estimator {
             host.quickest = host.quickest.min(wait);
         }
         let (start, end) = (s.body.0, s.body.1.max(s.body.0));
+        if (1..=SMALL_BODY).contains(&s.bytes) {
+            host.small_bytes += s.bytes;
+            let seconds = (end - start).as_secs_f64();
+            let rate = if seconds > 0.0 {
+                s.bytes as f64 / seconds
+            } else {
+                f64::INFINITY
+            };
+            host.small_rate = host.small_rate.max(rate);
+        }
         self.bytes += s.bytes;
         if s.bytes > 0 {
             self.span = Some(match self.span {
@@ -311,7 +328,7 @@ impl Estimator {
             })
             .fold(Duration::ZERO, Duration::saturating_add);
         let best_rate = self.best_rate();
-        let transfer = self.transfer(best_rate);
+        let transfer = self.transfer(best_rate) + self.small_transfer();
         Some(Estimate {
             total: waits + transfer,
             waits,
@@ -319,6 +336,21 @@ impl Estimator {
             best_rate,
             hosts: self.hosts.len(),
         })
+    }
+}
+
+impl Estimator {
+    /// Small bodies at the best rate any small body of their host came at: next to nothing
+    /// where a body comes with its headers, its real time from a server that trickles each
+    /// connection (see the module docs).
+    fn small_transfer(&self) -> Duration {
+        let seconds: f64 = self
+            .hosts
+            .values()
+            .filter(|h| h.small_bytes > 0 && h.small_rate.is_finite() && h.small_rate > 0.0)
+            .map(|h| h.small_bytes as f64 / h.small_rate)
+            .sum();
+        Duration::try_from_secs_f64(seconds).unwrap_or(Duration::ZERO)
     }
 }
 
@@ -436,7 +468,7 @@ mod tests {
     }
 
     #[test]
-    fn a_small_body_costs_no_transfer_time_of_its_own() {
+    fn a_small_body_costs_its_hosts_quickest_time_not_the_runs_rate() {
         let mut e = Estimator::default();
         // Latency-bound: 100 small bodies, one every 10 ms, each arriving in 0.1 ms.
         for i in 0..100 {
@@ -449,7 +481,19 @@ mod tests {
         }
         let est = e.estimate().unwrap();
         assert_eq!(est.waits, ms(900));
-        assert_eq!(est.transfer, Duration::ZERO, "{est:?}");
+        // Not 100 × 2000 bytes at the run's 200 KB/s (1 s): each at its own 0.1 ms.
+        assert_eq!(est.transfer, ms(10), "{est:?}");
+    }
+
+    #[test]
+    fn small_bodies_trickled_out_cost_their_time() {
+        let mut e = Estimator::default();
+        // Four 60 KB bodies at once from a server that sends 20 KB/s a connection.
+        for _ in 0..4 {
+            e.add(&sample("http://trickle", 1, (1, 3001), 60_000));
+        }
+        let est = e.estimate().unwrap();
+        assert_eq!(est.transfer, ms(12_000), "{est:?}");
     }
 
     #[test]

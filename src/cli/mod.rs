@@ -544,6 +544,8 @@ pub fn interrupt_on_ctrl_c(cancel: &Arc<AtomicBool>) {
     let cancel = cancel.clone();
     let installed = ctrlc::set_handler(move || {
         if cancel.swap(true, Ordering::SeqCst) {
+            // The bars are left as they are, but not the terminal's setting.
+            crate::report::echo::restore();
             std::process::exit(ExitCode::Interrupted.code());
         }
     });

@@ -260,6 +260,9 @@ impl Progress {
         if self.overall.is_none() {
             return;
         }
+        if let Some(quiet) = &self.quiet_ctrl_c {
+            quiet.keep();
+        }
         let ids: Vec<usize> = self.active.keys().copied().collect();
         for id in ids {
             self.redraw(id);

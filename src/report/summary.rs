@@ -58,6 +58,11 @@ pub(crate) struct Tally {
     pub(crate) parts_restart: usize,
 }
 
+/// An estimate counts as a slowdown only below this share of the wall (see
+/// [`Tally::shows_a_slowdown`]).
+const SLOWED_BELOW_NUM: u32 = 2;
+const SLOWED_BELOW_DEN: u32 = 3;
+
 /// Where the one-after-another figure comes from.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) enum Sequential {
@@ -170,8 +175,19 @@ impl Tally {
             Sequential::Estimated(_) if x >= 1.0 => Verdict::NoFaster,
             Sequential::Estimated(e) if self.waited(e.total) => Verdict::Waited,
             Sequential::Estimated(_) if self.cap().is_some() => Verdict::Limited,
-            Sequential::Estimated(_) => Verdict::Slowed,
+            Sequential::Estimated(e) if self.shows_a_slowdown(e.total) => Verdict::Slowed,
+            Sequential::Estimated(_) => Verdict::NoFaster,
         })
+    }
+
+    /// Whether an estimate below the wall is evidence that concurrency slowed the run, not
+    /// just a lower bound that fell short: it must be well below (a lower bound near the wall
+    /// says only that no speedup can be shown), and every download must have counted in it (a
+    /// failed or interrupted one adds nothing to the estimate, but its waiting is in the wall).
+    fn shows_a_slowdown(&self, estimate: Duration) -> bool {
+        self.failed == 0
+            && !self.interrupted
+            && estimate * SLOWED_BELOW_DEN < self.wall * SLOWED_BELOW_NUM
     }
 
     /// Whether waiting before retries explains an estimate below the wall (the estimate leaves
@@ -555,6 +571,39 @@ mod tests {
             wall: ms(1050),
             ..Tally::default()
         }
+    }
+
+    #[test]
+    fn a_lower_bound_that_falls_short_is_no_slowdown() {
+        assert_eq!(below_the_wall().verdict(), Some(Verdict::Slowed));
+        let near = Tally {
+            sequential: estimated(800),
+            ..below_the_wall()
+        };
+        assert_eq!(near.verdict(), Some(Verdict::NoFaster), "near the wall");
+        let failed = Tally {
+            failed: 1,
+            ..below_the_wall()
+        };
+        assert_eq!(
+            failed.verdict(),
+            Some(Verdict::NoFaster),
+            "a failure's wait is not in it"
+        );
+        let stopped = Tally {
+            interrupted: true,
+            ..below_the_wall()
+        };
+        assert_eq!(
+            stopped.verdict(),
+            Some(Verdict::NoFaster),
+            "nor an interrupted one's"
+        );
+        assert_eq!(
+            comparison_line(&near).unwrap(),
+            "3 files: 0.80 s or more one after another (estimated), 1.05 s with 3 workers (no \
+             faster that can be shown)"
+        );
     }
 
     #[test]

@@ -321,3 +321,22 @@ fn connect_ms_is_measured_on_a_new_connection_and_null_on_a_reused_one() {
         assert!(r["connect_ms"].is_null(), "{r}");
     }
 }
+
+/// Small bodies that a server trickles out, each connection at its own pace: one after another
+/// would take each body's whole time in turn, so the estimate must not charge them nothing
+/// (it did, and called a run three times faster than `-j 1` "slowed by its own concurrency").
+#[test]
+fn small_bodies_trickled_out_are_charged_their_time() {
+    let server = serve(|_| {
+        Reply::file(body(40 * 1024, 7)).with_fault(Fault::Drip(4096, Duration::from_millis(50)))
+    });
+    let urls: Vec<String> = (0..3).map(|i| server.url(&format!("/t-{i}"))).collect();
+    let out = Sandbox::new();
+    let (code, stdout, stderr) = run(fetchpar()
+        .args(["-j", "3", "--json", "-o"])
+        .arg(out.out())
+        .args(&urls));
+    assert_eq!(code, 0, "{stderr:#?}");
+    let summary = summary_of(&stdout);
+    assert_eq!(summary["verdict"], "faster", "{summary}\n{stderr:#?}");
+}
