@@ -328,6 +328,14 @@ impl Hosts {
         }
     }
 
+    /// Wakes every worker waiting on `wake` (fills it): one that found nothing left to do
+    /// tells the others, which would otherwise each wait out a tick before they see it.
+    pub(crate) fn wake_all(&self) {
+        if let Some(wake) = &self.wake {
+            while wake.try_send(()).is_ok() {}
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, HashMap<Key, Host>> {
         // A panic elsewhere cannot leave a host half-updated in a way that matters more than
         // stopping the run would.

@@ -125,6 +125,16 @@ enum Done {
     OutOfFiles(Job, String),
 }
 
+/// How a worker's run of jobs ended.
+enum Left {
+    /// No job for it: the input is done and nothing is held back.
+    Idle,
+    /// Ctrl-C, or the main thread is gone.
+    Stopped,
+    /// Out of file descriptors, and not the last worker (already out of `alive`).
+    Retired,
+}
+
 /// Takes one worker out of `alive` unless it is the last one; whether it did.
 fn retire(alive: &AtomicUsize) -> bool {
     alive
@@ -245,6 +255,30 @@ impl Pool<'_> {
     }
 
     fn worker(&self, crew: &Crew<'_>) {
+        loop {
+            match self.take_jobs(crew) {
+                Left::Retired => return,
+                Left::Stopped => break,
+                Left::Idle => {}
+            }
+            // Nothing left for this worker. A download that ran out of file descriptors may have
+            // given its job back and retired meanwhile, counting on this worker (see `retire`):
+            // the two read each other's counts in one order, so one of them sees the job.
+            crew.alive.fetch_sub(1, Ordering::SeqCst);
+            if self.cancel.load(Ordering::Relaxed) || crew.waiting.len() == 0 {
+                crew.hosts.wake_all();
+                crew.producer.map(Thread::unpark);
+                return;
+            }
+            crew.alive.fetch_add(1, Ordering::SeqCst);
+        }
+        crew.alive.fetch_sub(1, Ordering::SeqCst);
+        crew.producer.map(Thread::unpark);
+    }
+
+    /// Downloads jobs until there are none for this worker (`Idle`), the run stops, or it
+    /// retires for want of file descriptors.
+    fn take_jobs(&self, crew: &Crew<'_>) -> Left {
         let wake_producer = || crew.producer.map(Thread::unpark);
         while let Some((job, admit, key)) = crew.next(self.cancel) {
             if crew.jobs.len() <= self.jobs {
@@ -252,7 +286,7 @@ impl Pool<'_> {
                 wake_producer();
             }
             if self.cancel.load(Ordering::Relaxed) {
-                break;
+                return Left::Stopped;
             }
             let event = match self.work(job, admit, key, crew.hosts, &crew.events) {
                 Done::Event(event) => event,
@@ -263,7 +297,7 @@ impl Pool<'_> {
                             let _ = crew.events.send(Event::Note(why));
                         }
                         wake_producer();
-                        return;
+                        return Left::Retired;
                     }
                     // The last worker keeps going: descriptors free up as downloads end.
                     thread::sleep(TICK);
@@ -271,11 +305,10 @@ impl Pool<'_> {
                 }
             };
             if crew.events.send(event).is_err() {
-                break;
+                return Left::Stopped;
             }
         }
-        crew.alive.fetch_sub(1, Ordering::SeqCst);
-        wake_producer();
+        Left::Idle
     }
 
     /// The main thread's loop: hands events to `sink` until the workers and the producer are
@@ -423,7 +456,10 @@ impl Crew<'_> {
         crossbeam_channel::select! {
             recv(self.jobs) -> job => match job {
                 Ok(job) => Some(Some(job)),
-                // No more input: what is held back is all that is left.
+                // No more input: what is held back is all that is left. Nothing held back:
+                // this worker is done now, not a tick later (the run ends when all are; a job a
+                // running download gives back goes to a worker still alive, see `retire`).
+                Err(_) if self.waiting.len() == 0 => None,
                 Err(_) => {
                     let _ = self.wake.recv_timeout(TICK);
                     (self.waiting.len() > 0).then_some(None)
