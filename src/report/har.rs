@@ -80,6 +80,12 @@ fn entry(page: &str, started: SystemTime, e: &Exchange) -> Value {
         .sum();
     let header = |(name, value): &(String, String)| json!({"name": name, "value": value});
     let version = http_version(e.version);
+    // What was sent: hyper writes HTTP/1.1 on every HTTP/1 connection, whatever the answer's
+    // version (`python3 -m http.server` answers HTTP/1.0).
+    let asked = match e.version {
+        Some(reqwest::Version::HTTP_2) | None => version,
+        Some(_) => "HTTP/1.1",
+    };
     // HTTP/2 sends names in lower case.
     let h2 = e.version == Some(reqwest::Version::HTTP_2);
     let sent = |(name, value): &(String, String)| match h2 {
@@ -98,7 +104,7 @@ fn entry(page: &str, started: SystemTime, e: &Exchange) -> Value {
         "request": {
             "method": "GET",
             "url": e.url,
-            "httpVersion": version,
+            "httpVersion": asked,
             "cookies": [],
             "headers": e.request_headers.iter().map(sent).collect::<Vec<_>>(),
             "queryString": query_string(&e.url),
@@ -268,5 +274,29 @@ mod tests {
         assert_eq!(entries[1]["time"], 150.0);
         assert_eq!(entries[1]["request"]["queryString"][0]["name"], "x");
         assert_eq!(har["log"]["pages"][0]["id"], "pass-1");
+    }
+
+    #[test]
+    fn the_request_is_http_1_1_whatever_an_http_1_server_answers() {
+        let e = |version| Exchange {
+            url: "http://h/a".into(),
+            version: Some(version),
+            ..Exchange::default()
+        };
+        let versions = |v| {
+            let entry = entry("pass-1", UNIX_EPOCH, &e(v));
+            (
+                entry["request"]["httpVersion"].clone(),
+                entry["response"]["httpVersion"].clone(),
+            )
+        };
+        assert_eq!(
+            versions(reqwest::Version::HTTP_10),
+            (json!("HTTP/1.1"), json!("HTTP/1.0"))
+        );
+        assert_eq!(
+            versions(reqwest::Version::HTTP_2),
+            (json!("http/2.0"), json!("http/2.0"))
+        );
     }
 }
