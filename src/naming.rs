@@ -160,8 +160,8 @@ struct Taken {
     /// The key of every name reserved in this run.
     names: PackedMap<5, 0>,
     /// For a name that has clashed, by its key: the first variant not yet found taken. Every
-    /// variant below it was taken for this run (reservations are never given back) or by the
-    /// disk, so a search that asks the disk the same question for every URL may start there:
+    /// variant below it was taken for this run (a reservation given back clears these hints) or
+    /// by the disk, so a search that asks the disk the same question for every URL may start there:
     /// 100 000 URLs ending in `/` (`index.html`) would otherwise look at 5 × 10^9 variants.
     /// Names that never clash, most of a long list, add nothing here.
     next: ShardedMap<u64, usize>,
@@ -231,6 +231,10 @@ impl Namer {
         let mut taken = self.taken.lock().unwrap_or_else(|e| e.into_inner());
         let key = packed_key(self.key(&[candidate]));
         taken.names.remove(&key);
+        // The hints say every variant below them is taken, which this one no longer is: searches
+        // look from the start again (each clashing name once), so that the next URL of the name
+        // gets the number back instead of leaving a gap. Rare: only for want of descriptors.
+        taken.next = ShardedMap::default();
     }
 
     /// [`Namer::reserve_by`]; `same_for_all`: `judge` answers the same whatever the URL, so the
@@ -473,6 +477,18 @@ mod tests {
         namer.release(&first);
         assert_eq!(namer.reserve("d/a.txt"), first);
         assert_eq!(namer.reserve("d/a.txt"), dir.path().join("d/a.1.txt"));
+    }
+
+    #[test]
+    fn a_number_given_back_is_used_again_not_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let namer = Namer::new(dir.path(), false);
+        let got: Vec<PathBuf> = (0..5).map(|_| namer.reserve("x.bin")).collect();
+        assert_eq!(got[2], dir.path().join("x.2.bin"));
+        // Its download could not open a file and goes back to be tried again.
+        namer.release(&got[2]);
+        assert_eq!(namer.reserve("x.bin"), dir.path().join("x.2.bin"));
+        assert_eq!(namer.reserve("x.bin"), dir.path().join("x.5.bin"));
     }
 
     #[test]
