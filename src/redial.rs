@@ -32,8 +32,13 @@ pub(crate) struct Answers(Mutex<HashMap<url::Origin, Instant>>);
 impl Answers {
     fn answered(&self, host: &url::Origin, started: Instant) {
         let mut map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        let latest = map.entry(host.clone()).or_insert(started);
-        *latest = (*latest).max(started);
+        // Once per request: the host's key is cloned only the first time it answers.
+        match map.get_mut(host) {
+            Some(latest) => *latest = (*latest).max(started),
+            None => {
+                map.insert(host.clone(), started);
+            }
+        }
     }
 
     /// Whether a request to `host` that started after `since` has been answered.
@@ -65,7 +70,7 @@ where
     Fut: Future<Output = Result<T, E>>,
 {
     let started = Instant::now();
-    let mut sending = Box::pin(first);
+    let mut sending = std::pin::pin!(first);
     let out = loop {
         if let Ok(out) = tokio::time::timeout(CHECK, &mut sending).await {
             break out;

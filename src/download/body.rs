@@ -44,6 +44,26 @@ impl Fetcher<'_> {
         })
     }
 
+    /// What the pieces of `t`'s part share; `None` if the part is not open.
+    fn pieces<'a>(
+        &'a self,
+        url: &'a Url,
+        t: &'a Transfer,
+        counter: &'a AtomicU64,
+    ) -> Option<split::Pieces<'a>> {
+        Some(split::Pieces {
+            client: self.client,
+            asked: url,
+            file: t.file.as_ref()?,
+            counter,
+            cancel: self.cancel,
+            chunk: self.settings.chunk,
+            rate: self.rate,
+            proof: t.proof,
+            log: t.pieces_log.as_ref(),
+        })
+    }
+
     /// `--split`: the pieces fill the part in place.
     pub(super) fn stream_split(
         &self,
@@ -66,19 +86,8 @@ impl Fetcher<'_> {
         if let Some(v) = t.verify.as_mut() {
             v.forget();
         }
-        let Some(file) = t.file.as_ref() else {
+        let Some(pieces) = self.pieces(url, t, counter) else {
             return Err(StreamError::Write(io::Error::other("no part file")));
-        };
-        let pieces = split::Pieces {
-            client: self.client,
-            asked: url,
-            file,
-            counter,
-            cancel: self.cancel,
-            chunk: self.settings.chunk,
-            rate: self.rate,
-            proof: t.proof,
-            log: t.pieces_log.as_ref(),
         };
         let known = t.meta.clone().unwrap_or_default();
         let mut done = Vec::new();
@@ -111,19 +120,8 @@ impl Fetcher<'_> {
         if self.settings.trace {
             t.pieces_log = Some(std::sync::Mutex::new(Vec::new()));
         }
-        let Some(file) = t.file.as_ref() else {
+        let Some(pieces) = self.pieces(url, t, counter) else {
             return Attempt::Fail(Failure::new(FailureKind::Internal("no part file")));
-        };
-        let pieces = split::Pieces {
-            client: self.client,
-            asked: url,
-            file,
-            counter,
-            cancel: self.cancel,
-            chunk: self.settings.chunk,
-            rate: self.rate,
-            proof: t.proof,
-            log: t.pieces_log.as_ref(),
         };
         let mut done = known.ranges.clone().unwrap_or_default();
         let before = t.have;
