@@ -172,6 +172,9 @@ impl Tally {
             Sequential::Measured(_) if x > 0.95 => Verdict::NoFaster,
             Sequential::Measured(_) => Verdict::Slower,
             Sequential::Estimated(_) if x >= 1.05 => Verdict::Faster,
+            // No speedup shown, with a cap the user set: the cap is the likelier reason, and
+            // the one worth naming (a rate limit shared by all makes the estimate the wall).
+            Sequential::Estimated(_) if x >= 1.0 && self.cap().is_some() => Verdict::Limited,
             Sequential::Estimated(_) if x >= 1.0 => Verdict::NoFaster,
             Sequential::Estimated(e) if self.waited(e.total) => Verdict::Waited,
             Sequential::Estimated(_) if self.cap().is_some() => Verdict::Limited,
@@ -571,6 +574,19 @@ mod tests {
             wall: ms(1050),
             ..Tally::default()
         }
+    }
+
+    #[test]
+    fn a_cap_is_named_when_the_estimate_is_the_wall() {
+        let t = Tally {
+            sequential: estimated(1050),
+            caps: Caps {
+                per_host: None,
+                limit_rate: Some(16 * 1024),
+            },
+            ..below_the_wall()
+        };
+        assert_eq!(t.verdict(), Some(Verdict::Limited));
     }
 
     #[test]
