@@ -136,6 +136,14 @@ pub(crate) fn free_on_disk(path: &Path, overwrite: bool) -> bool {
     (overwrite || !safefs::occupied(path)) && !safefs::occupied(&part) && !safefs::occupied(&meta)
 }
 
+/// Whether `dir` is missing or holds nothing; `false` when that cannot be told.
+fn is_fresh(dir: &Path) -> bool {
+    match std::fs::read_dir(dir) {
+        Ok(mut entries) => entries.next().is_none(),
+        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+    }
+}
+
 /// Hands out paths inside one output directory; a path handed out once is never handed out again
 /// in this run, nor is one that is another reservation's `.part` or sidecar, and (unless
 /// overwriting) never one that already exists on disk.
@@ -151,6 +159,8 @@ pub(crate) fn free_on_disk(path: &Path, overwrite: bool) -> bool {
 pub(crate) struct Namer {
     dir: PathBuf,
     overwrite: bool,
+    /// The directory was missing or empty when the run began (see [`Namer::reserve_for_part`]).
+    fresh: bool,
     taken: Mutex<Taken>,
     hasher: RandomState,
 }
@@ -171,8 +181,10 @@ struct Taken {
 
 impl Namer {
     pub(crate) fn new(dir: impl Into<PathBuf>, overwrite: bool) -> Namer {
+        let dir = dir.into();
         Namer {
-            dir: dir.into(),
+            fresh: is_fresh(&dir),
+            dir,
             overwrite,
             taken: Mutex::new(Taken::default()),
             hasher: RandomState::new(),
@@ -200,11 +212,18 @@ impl Namer {
     /// its sidecar, not about the `.part`. Each `stat` counts when the files are small and the
     /// directory's lock is contended between workers (workload C in `benches/run`; the figures
     /// are in README "Performance").
+    ///
+    /// In a directory that was empty when the run began, the disk is not asked at all: what is
+    /// in it now is this run's (reserved already) or another program's made meanwhile, which
+    /// `create_new` on the `.part` and the no-clobber rename still never overwrite (a name taken
+    /// meanwhile ends in a full [`Namer::reserve`]); a sidecar without its `.part`, the one
+    /// thing neither would see, is only ever left by an earlier run.
     pub(crate) fn reserve_for_part(&self, name: &str) -> PathBuf {
         let overwrite = self.overwrite;
         let free = |path: &Path| {
-            (overwrite || !safefs::occupied(path))
-                && !safefs::occupied(&crate::download::sidecar::meta_path(&part_path(path)))
+            self.fresh
+                || ((overwrite || !safefs::occupied(path))
+                    && !safefs::occupied(&crate::download::sidecar::meta_path(&part_path(path))))
         };
         self.search(name, true, |path| free(path).then_some(())).0
     }
@@ -595,6 +614,19 @@ mod tests {
         namer.release(&early);
         assert_eq!(namer.reserve("f3.bin"), early);
         assert_eq!(namer.reserve("f4.bin"), dir.path().join("f4.1.bin"));
+    }
+
+    #[test]
+    fn a_directory_empty_at_the_start_is_not_asked_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("new");
+        let namer = Namer::new(&missing, false);
+        std::fs::create_dir(&missing).unwrap();
+        std::fs::write(missing.join("late"), b"theirs").unwrap();
+        // Chosen without the disk: the `.part`'s create_new and the no-clobber rename keep it.
+        assert_eq!(namer.reserve_for_part("late"), missing.join("late"));
+        let namer = Namer::new(&missing, false);
+        assert_eq!(namer.reserve_for_part("late"), missing.join("late.1"));
     }
 
     #[test]

@@ -781,3 +781,47 @@ fn secrets_in_unparsable_inputs_are_not_echoed() {
     }
     assert!(all.contains("argument 1: ***@host/x"), "{all}");
 }
+
+#[test]
+fn a_file_made_under_the_name_during_the_download_is_kept() {
+    // The output directory starts empty, so the name is chosen without asking the disk: what
+    // keeps the user's file is the rename that never replaces anything.
+    let payload = body(2000, 9);
+    let sent = payload.clone();
+    // Half the body, a pause long enough to make the file in, the other half.
+    let server = serve(move |_| {
+        Reply::file(sent.clone()).with_fault(Fault::Drip(1000, Duration::from_secs(2)))
+    });
+    let out = tempfile::tempdir().unwrap();
+    let child = command()
+        .arg("-o")
+        .arg(out.path())
+        .arg(server.url("/x.bin"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_len(&out.path().join("x.bin.part"), 1000);
+    let mut theirs = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(out.path().join("x.bin"))
+        .expect("the download must not have its final name before its bytes are in");
+    std::io::Write::write_all(&mut theirs, b"PRECIOUS").unwrap();
+    drop(theirs);
+    let output = finish(child);
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    assert_eq!(
+        std::fs::read(out.path().join("x.bin")).unwrap(),
+        b"PRECIOUS"
+    );
+    assert_eq!(
+        std::fs::read(out.path().join("x.1.bin")).unwrap(),
+        &payload[..]
+    );
+    assert_eq!(
+        lines(&output.stdout),
+        [out.path().join("x.1.bin").display().to_string()]
+    );
+    assert_eq!(entries(out.path()), ["x.1.bin", "x.bin"]);
+}
