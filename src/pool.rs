@@ -1,7 +1,7 @@
 //! The worker pool: a producer feeding a bounded channel, N worker threads draining it, and the
 //! main thread turning their events into output.
 //!
-//! Backpressure comes from the job channel (2 × jobs): the producer reads more input only when
+//! Backpressure comes from the job channel (2 × jobs, at least 32): the producer reads more input only when
 //! the workers have drained it to half (see `Refill`), so memory stays O(jobs) however long the
 //! list.
 //! Errors travel through the event channel with the results and the run goes on.
@@ -31,6 +31,14 @@ pub(crate) const TICK: Duration = Duration::from_millis(100);
 /// `benches/run`). What it costs: an output line or the end of the run may come up to this much
 /// later.
 pub(crate) const NAP: Duration = Duration::from_millis(1);
+
+/// Naps in a row that found nothing before the main thread parks again. A download every few
+/// naps (one connection at a time to a slow server) would otherwise wake a parked main thread
+/// for each of its events; napping on costs a timer wake-up a millisecond for this long.
+const QUIET_NAPS: u32 = 10;
+
+/// The least [`Pool::low`]: a few kilobytes of queued jobs.
+const MIN_LOW: usize = 16;
 
 /// What workers and the producer tell the main thread.
 // `Finished` is the large variant and also the one every download sends: boxing it would add an
@@ -169,18 +177,25 @@ impl Pool<'_> {
         pool.run_with(inputs, sink)
     }
 
+    /// How far the workers drain the job channel before the producer refills it; the channel
+    /// holds twice this. At least [`MIN_LOW`]: with one or two workers, a channel of 2 × jobs
+    /// would wake the producer for every job or two.
+    fn low(&self) -> usize {
+        self.jobs.max(MIN_LOW)
+    }
+
     fn run_with<I>(&self, inputs: I, sink: &mut dyn Sink) -> usize
     where
         I: Iterator<Item = Item> + Send + 'static,
     {
-        let (job_tx, job_rx) = bounded::<Job>(self.jobs * 2);
+        let (job_tx, job_rx) = bounded::<Job>(self.low() * 2);
         let (event_tx, event_rx) = bounded::<Event>(self.jobs * 4 + 16);
         // Workers still taking jobs: counted from the start, so that the producer never takes
         // "none yet" for "all gone".
         let alive = Arc::new(AtomicUsize::new(self.jobs));
         let refill = Refill {
             tx: job_tx,
-            low: self.jobs,
+            low: self.low(),
             workers: alive.clone(),
         };
         let producer = self.spawn_producer(inputs, refill, event_tx.clone());
@@ -281,7 +296,7 @@ impl Pool<'_> {
     fn take_jobs(&self, crew: &Crew<'_>) -> Left {
         let wake_producer = || crew.producer.map(Thread::unpark);
         while let Some((job, admit, key)) = crew.next(self.cancel) {
-            if crew.jobs.len() <= self.jobs {
+            if crew.jobs.len() <= self.low() {
                 // Cheap unless the producer is parked (see `Refill`).
                 wake_producer();
             }
@@ -314,13 +329,13 @@ impl Pool<'_> {
     /// The main thread's loop: hands events to `sink` until the workers and the producer are
     /// done, or, after a cancel, until the workers are.
     fn relay(&self, events: &Receiver<Event>, alive: &AtomicUsize, sink: &mut dyn Sink) {
-        let mut busy = false;
+        let mut quiet = QUIET_NAPS;
         loop {
             let next = match events.try_recv() {
                 Ok(event) => Ok(event),
                 Err(TryRecvError::Disconnected) => Err(RecvTimeoutError::Disconnected),
-                Err(TryRecvError::Empty) if busy => {
-                    busy = false;
+                Err(TryRecvError::Empty) if quiet < QUIET_NAPS => {
+                    quiet += 1;
                     thread::sleep(NAP);
                     continue;
                 }
@@ -328,7 +343,7 @@ impl Pool<'_> {
             };
             match next {
                 Ok(event) => {
-                    busy = true;
+                    quiet = 0;
                     sink.event(event)
                 }
                 Err(RecvTimeoutError::Timeout) => sink.tick(),
@@ -472,7 +487,7 @@ impl Crew<'_> {
 }
 
 /// The producer's end of the job channel, with backpressure in two levels: when the channel is
-/// full (2 × jobs) the producer parks until the workers have taken it down to `low` (= jobs);
+/// full (2 × `low`) the producer parks until the workers have taken it down to `low`;
 /// a worker that sees it there unparks it (an atomic swap, no system call, unless the producer
 /// is in fact parked). A plain blocking send would wake the producer for every job taken: more
 /// context switches and CPU on many small files (workload C in `benches/run`).
