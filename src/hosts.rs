@@ -21,7 +21,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
@@ -177,6 +177,9 @@ pub(crate) struct Host {
     failed_connects: u32,
     resolver_retried: bool,
     gone: Option<Gone>,
+    /// Threads waiting for room at this host (see [`Hosts::admit`]), and what they wait on.
+    waiters: usize,
+    queue: Option<Arc<Condvar>>,
 }
 
 impl Host {
@@ -188,6 +191,8 @@ impl Host {
             failed_connects: 0,
             resolver_retried: false,
             gone: None,
+            waiters: 0,
+            queue: None,
         }
     }
 
@@ -268,6 +273,7 @@ impl Host {
     /// million entries). What a host taught us that matters (gone, paused, failing) stays.
     fn idle(&self, now: Instant) -> bool {
         self.running == 0
+            && self.waiters == 0
             && self.gone.is_none()
             && self.failed_connects == 0
             && self.paused_until.is_none_or(|until| until <= now)
@@ -278,11 +284,6 @@ impl Host {
 pub(crate) struct Hosts {
     limits: Limits,
     table: Mutex<HashMap<Key, Host>>,
-    changed: Condvar,
-    /// Threads waiting on `changed`, counted under the table's lock: a notify is a system call
-    /// even with nobody to wake, and every download releases and learns (two per file, most of
-    /// the futex calls on many small files; workload C in `benches/run`).
-    sleepers: AtomicUsize,
     wake: Option<Sender<()>>,
     /// Slots held over all hosts, and the most at once: the downloads that ran at once, which
     /// the summary reports (`-j` overstates it under `--per-host`, a ramp-up or a low limit on
@@ -296,8 +297,6 @@ impl Hosts {
         Hosts {
             limits,
             table: Mutex::new(HashMap::new()),
-            changed: Condvar::new(),
-            sleepers: AtomicUsize::new(0),
             wake: None,
             held: AtomicUsize::new(0),
             peak: AtomicUsize::new(0),
@@ -313,15 +312,22 @@ impl Hosts {
         }
     }
 
-    /// Tells waiters that a host may have gained room; `table` is the guard of the change, dropped
-    /// here. Whether anyone sleeps is read before it is dropped: a waiter counts itself under the
-    /// lock before it waits, so one that missed the change is counted, and one that is not
-    /// counted yet will see the change when it looks.
-    fn changed(&self, table: MutexGuard<'_, HashMap<Key, Host>>) {
-        let sleepers = self.sleepers.load(Ordering::Relaxed);
+    /// Tells waiters that `key` may have gained room (`one`: a slot, else maybe more);
+    /// `table` is the guard of the change, dropped here. Only that host's waiters are woken, and
+    /// for a slot only one of them: with 32 workers and a window of 4, waking all for every
+    /// download ended had them contend for the lock 28 at a time. A waiter counts itself under
+    /// the lock before it waits, so none misses the change; and a notify is a system call even
+    /// with nobody to wake, so it is made only for counted waiters.
+    fn changed(&self, table: MutexGuard<'_, HashMap<Key, Host>>, key: &Key, one: bool) {
+        let queue = table
+            .get(key)
+            .filter(|host| host.waiters > 0)
+            .and_then(|host| host.queue.clone());
         drop(table);
-        if sleepers > 0 {
-            self.changed.notify_all();
+        match queue {
+            Some(queue) if one => queue.notify_one(),
+            Some(queue) => queue.notify_all(),
+            None => {}
         }
         if let Some(wake) = &self.wake {
             let _ = wake.try_send(());
@@ -382,12 +388,16 @@ impl Hosts {
                 Admit::Wait(until) => until.map_or(POLL, |u| (u - now).min(POLL)),
                 other => return Some(self.took(other)),
             };
-            self.sleepers.fetch_add(1, Ordering::Relaxed);
-            table = match self.changed.wait_timeout(table, wait) {
+            host.waiters += 1;
+            let queue = Arc::clone(host.queue.get_or_insert_with(Arc::default));
+            table = match queue.wait_timeout(table, wait) {
                 Ok((table, _)) => table,
                 Err(e) => e.into_inner().0,
             };
-            self.sleepers.fetch_sub(1, Ordering::Relaxed);
+            // Still there: a host with waiters is never idle, so never removed.
+            if let Some(host) = table.get_mut(key) {
+                host.waiters -= 1;
+            }
         }
     }
 
@@ -403,17 +413,21 @@ impl Hosts {
                 table.remove(key);
             }
         }
-        self.changed(table);
+        self.changed(table, key, true);
     }
 
     pub(crate) fn learn(&self, key: &Key, learned: Learned) -> Next {
         let mut table = self.lock();
         let limits = &self.limits;
-        let next = table
+        let host = table
             .entry(key.clone())
-            .or_insert_with(|| Host::new(limits))
-            .learn(learned, Instant::now(), limits);
-        self.changed(table);
+            .or_insert_with(|| Host::new(limits));
+        let window = host.window;
+        let next = host.learn(learned, Instant::now(), limits);
+        // Waiters care only for more room, or for the host being gone (they fail at once).
+        if host.window > window || host.gone.is_some() {
+            self.changed(table, key, false);
+        }
         next
     }
 }
@@ -577,6 +591,50 @@ mod tests {
             h.learn(Learned::Response { kept_open: true }, now, &l);
         }
         assert_eq!(h.window, 32, "never past --per-host");
+    }
+
+    #[test]
+    fn waiters_woken_one_slot_at_a_time_all_get_through_within_the_limit() {
+        let hosts = Hosts::new(limits(2));
+        let key = Key::of(&Url::parse("http://a.example/").unwrap());
+        let other = Key::of(&Url::parse("http://b.example/").unwrap());
+        let cancel = AtomicBool::new(false);
+        let inside = AtomicUsize::new(0);
+        let most = AtomicUsize::new(0);
+        let (key, other) = (&key, &other);
+        std::thread::scope(|s| {
+            for n in 0..8 {
+                let mine = if n % 4 == 3 { other } else { key };
+                let (hosts, cancel, inside, most) = (&hosts, &cancel, &inside, &most);
+                s.spawn(move || {
+                    for _ in 0..50 {
+                        let key = mine;
+                        assert_eq!(hosts.admit(key, cancel), Some(Admit::Go));
+                        if key == other {
+                            hosts.learn(key, Learned::Response { kept_open: true });
+                        } else {
+                            most.fetch_max(
+                                inside.fetch_add(1, Ordering::SeqCst) + 1,
+                                Ordering::SeqCst,
+                            );
+                            std::thread::yield_now();
+                            inside.fetch_sub(1, Ordering::SeqCst);
+                        }
+                        hosts.release(key);
+                    }
+                });
+            }
+        });
+        assert_eq!(
+            most.load(Ordering::SeqCst),
+            2,
+            "--per-host 2, and it was reached"
+        );
+        assert_eq!(
+            hosts.lock().len(),
+            0,
+            "every host idle again, none with a waiter counted"
+        );
     }
 
     #[test]
