@@ -134,14 +134,20 @@ fn title_case(name: &str) -> String {
     out
 }
 
-/// A response's headers for the trace, with credentials replaced by `***`.
+/// Response headers whose value is a URL, which may carry a token: a redirect to a presigned
+/// URL hands over the credential in its `Location`.
+const URL_HEADERS: [&str; 2] = ["location", "content-location"];
+
+/// A response's headers for the trace, with credentials replaced by `***`, and URLs shown as
+/// [`crate::redact`] shows them.
 pub(crate) fn headers_of(map: &HeaderMap) -> Vec<(String, String)> {
     map.iter()
         .map(|(name, value)| {
-            let value = if SECRET_HEADERS.contains(&name.as_str()) {
-                "***".to_string()
-            } else {
-                String::from_utf8_lossy(value.as_bytes()).into_owned()
+            let text = String::from_utf8_lossy(value.as_bytes());
+            let value = match name.as_str() {
+                n if SECRET_HEADERS.contains(&n) => "***".to_string(),
+                n if URL_HEADERS.contains(&n) => crate::redact::text(&text),
+                _ => text.into_owned(),
             };
             (name.as_str().to_string(), value)
         })
@@ -229,5 +235,15 @@ mod tests {
         assert!(h.contains(&("set-cookie".into(), "***".into())));
         assert!(h.contains(&("content-type".into(), "text/plain".into())));
         assert!(!format!("{h:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn a_location_keeps_its_url_but_not_its_token() {
+        let mut map = HeaderMap::new();
+        map.insert("location", "/b?sig=s3cret&n=1".parse().unwrap());
+        map.insert("content-location", "http://u:pw@h/c".parse().unwrap());
+        let h = headers_of(&map);
+        assert!(h.contains(&("location".into(), "/b?sig=***&n=1".into())));
+        assert!(h.contains(&("content-location".into(), "http://***@h/c".into())));
     }
 }

@@ -9,7 +9,8 @@
 //! The request headers are those the request was built with (see
 //! `transport::RequestBuilder::headers_to_send`), every credential `***` (`--user`, netrc, URL
 //! userinfo, `-H Authorization`/`Cookie`/API keys); so are response headers that carry
-//! credentials, and URLs have their userinfo redacted. `httpVersion` is written as Chrome writes
+//! credentials, and URLs (a `Location` too) have their userinfo and query-string credentials
+//! redacted (see [`crate::redact`]). `httpVersion` is written as Chrome writes
 //! it (`HTTP/1.1`, `http/2.0`).
 
 use std::io::{self, Write};

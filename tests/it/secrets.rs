@@ -213,3 +213,67 @@ fn each_mirror_is_an_origin_the_user_named() {
     );
     assert_eq!(seen_by_b[0].header("referer"), None);
 }
+
+/// A token in the query (a presigned URL, an API key) is a credential: shown nowhere, while the
+/// request itself still carries it and the rest of the URL still reads as given.
+#[test]
+fn query_string_tokens_appear_in_no_output() {
+    let data = body(5000, 45);
+    let served = data.clone();
+    let server = serve(move |req| match req.path() {
+        "/good.bin" => Reply::file(served.clone()),
+        _ => Reply::status(404),
+    });
+    let sandbox = Sandbox::new();
+    let reports = tempfile::tempdir().unwrap();
+    let (har, timeline) = (
+        reports.path().join("run.har"),
+        reports.path().join("run.html"),
+    );
+    let missing = server.url("/missing?token=SEKRIT&x=1");
+    let good = server.url("/good.bin?X-Amz-Signature=SEKRIT2&X-Amz-Date=20240101");
+    let output = sandbox
+        .cmd()
+        .arg("--json")
+        .arg("--har")
+        .arg(&har)
+        .arg("--timeline")
+        .arg(&timeline)
+        .args([&missing, &good])
+        .output()
+        .unwrap();
+    sandbox.assert_nothing_outside();
+    let (stdout, stderr) = (lines(&output.stdout), lines(&output.stderr));
+    assert_eq!(output.status.code(), Some(1), "{stderr:#?}");
+    // The server was asked with the tokens.
+    let targets: Vec<String> = server.requests().iter().map(|r| r.target.clone()).collect();
+    assert!(
+        targets.contains(&"/missing?token=SEKRIT&x=1".to_string()),
+        "{targets:?}"
+    );
+    assert!(targets
+        .iter()
+        .any(|t| t.contains("X-Amz-Signature=SEKRIT2")));
+    assert_eq!(sandbox.files().get("good.bin"), Some(&sha256(&data)));
+    // The failure line names the URL, token hidden, the rest as given.
+    let shown = server.url("/missing?token=***&x=1");
+    assert!(
+        stderr
+            .iter()
+            .any(|l| l.starts_with(&format!("fetchpar: {shown}: HTTP 404"))),
+        "{stderr:#?}"
+    );
+    let mut written = vec![stdout.join("\n"), stderr.join("\n")];
+    for file in [&har, &timeline] {
+        written.push(std::fs::read_to_string(file).unwrap());
+    }
+    // No file name, and no leftover, derived from the query.
+    written.extend(sandbox.files().into_keys());
+    for text in &written {
+        assert!(!text.contains("SEKRIT"), "{text}");
+    }
+    assert!(
+        written[0].contains("X-Amz-Signature=***&X-Amz-Date=20240101"),
+        "{stdout:#?}"
+    );
+}
