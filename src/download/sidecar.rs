@@ -82,14 +82,26 @@ pub(crate) struct PartMeta {
 }
 
 /// What identifies a URL in a sidecar: the SHA-256, in hex, of the URL without its user name,
-/// password and fragment (none of which is the resource), so nothing secret goes into it.
+/// password and fragment (none of which is the resource), and with the values of query-string
+/// credentials (`X-Amz-Signature`, `token`, …: see [`crate::redact::is_secret_param`]) as
+/// `***`, so nothing secret goes into it. A presigned URL signed anew still names its part.
 pub(crate) fn url_key(url: &Url) -> String {
+    hex_sha256(&crate::redact::params(bare(url).as_str()))
+}
+
+/// Formats 3 and 4's key before query-string credentials were hidden: one with such a
+/// credential is still recognised, then rewritten with [`url_key`] (see [`PartMeta::upgrade`]).
+fn query_key(url: &Url) -> String {
+    hex_sha256(bare(url).as_str())
+}
+
+fn bare(url: &Url) -> Url {
     let mut bare = url.clone();
     // Fails only for URLs that cannot have credentials, which then have none to remove.
     let _ = bare.set_username("");
     let _ = bare.set_password(None);
     bare.set_fragment(None);
-    hex_sha256(bare.as_str())
+    bare
 }
 
 /// Formats 1 and 2's key: the full URL, credentials included. Only ever computed in memory, to
@@ -134,20 +146,21 @@ impl PartMeta {
 
     /// Whether this sidecar describes a part of `url`, whatever its format.
     pub(crate) fn is_for(&self, url: &Url) -> bool {
-        let key = if self.legacy {
-            legacy_key(url)
-        } else {
-            url_key(url)
-        };
-        self.key == key
+        if self.legacy {
+            return self.key == legacy_key(url);
+        }
+        self.key == url_key(url) || self.key == query_key(url)
     }
 
-    /// Rewrites a format-1 or -2 sidecar of `part` (already matched to `url`) in a current format,
+    /// Rewrites a sidecar of `part` (already matched to `url`) keyed on a hash of a secret (a
+    /// format-1 or -2 one, or one keyed on [`query_key`]) in a current format with [`url_key`],
     /// so the secret-derived hash leaves the disk; a sidecar already current is left as it is.
     pub(crate) fn upgrade(&mut self, url: &Url, part: &Path) -> io::Result<()> {
-        if !self.legacy {
+        if !self.legacy && self.key == url_key(url) {
             return Ok(());
         }
+        // Its `url` line may show the credential too: written before it was hidden.
+        self.url = crate::redact::url(url);
         self.key = url_key(url);
         self.legacy = false;
         self.save(part, true)
@@ -420,6 +433,40 @@ mod tests {
         assert_ne!(key, url_key(&url("http://h/y.bin")));
         assert_ne!(key, legacy_key(&url("http://u:p@h/x.bin")));
         assert_eq!(key, hex_sha256("http://h/x.bin"));
+        // Nor from a query-string credential; the other parameters still tell URLs apart.
+        let signed = url_key(&url("http://h/x.bin?X-Amz-Signature=s1&v=1"));
+        assert_eq!(signed, hex_sha256("http://h/x.bin?X-Amz-Signature=***&v=1"));
+        assert_eq!(
+            signed,
+            url_key(&url("http://h/x.bin?X-Amz-Signature=s2&v=1"))
+        );
+        assert_ne!(
+            signed,
+            url_key(&url("http://h/x.bin?X-Amz-Signature=s1&v=2"))
+        );
+    }
+
+    #[test]
+    fn a_sidecar_keyed_on_a_query_credential_is_recognised_then_rewritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let part = dir.path().join("x.bin.part");
+        let signed = Url::parse("http://h/x.bin?token=s3cret").unwrap();
+        let old_key = hex_sha256("http://h/x.bin?token=s3cret");
+        fs::write(
+            meta_path(&part),
+            format!("fetchpar-part 3\nurl http://h/x.bin?token=s3cret\nurl-sha256 {old_key}\n"),
+        )
+        .unwrap();
+        let mut meta = PartMeta::load(&part).unwrap();
+        assert!(meta.is_for(&signed));
+        assert!(!meta.is_for(&Url::parse("http://h/x.bin?token=other").unwrap()));
+        meta.upgrade(&signed, &part).unwrap();
+        let text = fs::read_to_string(meta_path(&part)).unwrap();
+        assert!(
+            !text.contains(&old_key) && !text.contains("s3cret"),
+            "{text}"
+        );
+        assert!(PartMeta::load(&part).unwrap().is_for(&signed));
     }
 
     #[test]

@@ -277,3 +277,38 @@ fn query_string_tokens_appear_in_no_output() {
         "{stdout:#?}"
     );
 }
+
+/// A cut download of a presigned URL leaves a sidecar with no hash of its signature, and a URL
+/// signed anew for the same object resumes it.
+#[test]
+fn a_sidecar_holds_nothing_derived_from_a_query_credential() {
+    let data = body(100_000, 46);
+    let seen = AtomicUsize::new(0);
+    let served = data.clone();
+    let server = serve(move |_| {
+        let reply = Reply::file(served.clone()).with_header("ETag", "\"v1\"");
+        if seen.fetch_add(1, Ordering::SeqCst) == 0 {
+            reply.with_fault(Fault::ShortBody(30_000))
+        } else {
+            reply
+        }
+    });
+    let sandbox = Sandbox::new();
+    let first = server.url("/f.bin?X-Amz-Signature=SEKRIT4&v=1");
+    let (code, _, stderr) = sandbox.run(&["--retries", "0", &first]);
+    assert_eq!(code, 1, "{stderr:#?}");
+    let meta = std::fs::read_to_string(sandbox.out().join("f.bin.part.meta")).unwrap();
+    assert!(!meta.contains("SEKRIT4"), "{meta}");
+    assert!(!meta.contains(&sha256(first.as_bytes())), "{meta}");
+    let again = server.url("/f.bin?X-Amz-Signature=OTHER&v=1");
+    let (code, _, stderr) = sandbox.run(&["-c", &again]);
+    assert_eq!(code, 0, "{stderr:#?}");
+    assert_eq!(server.requests()[1].header("range"), Some("bytes=30000-"));
+    assert!(server.requests()[1]
+        .target
+        .contains("X-Amz-Signature=OTHER"));
+    assert_eq!(
+        sandbox.files(),
+        [("f.bin".to_string(), sha256(&data))].into()
+    );
+}
