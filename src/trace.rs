@@ -94,6 +94,34 @@ pub(crate) struct Exchange {
     pub(crate) piece: Option<usize>,
     /// Why it ended without a usable body, if it did.
     pub(crate) error: Option<String>,
+    /// Where a redirect sent the next request (credentials redacted).
+    pub(crate) redirect: Option<String>,
+}
+
+/// One request of a redirect chain, as the transport saw it (see
+/// `transport::RequestBuilder::record_hops`): its own URL, headers and timing, and for a
+/// redirect where it led, so that `--har` lists each hop as a browser does.
+pub(crate) fn hop(
+    url: &url::Url,
+    request_headers: &HeaderMap,
+    response: &reqwest::Response,
+    (sent, answered, setup): (Instant, Instant, Option<crate::conntime::Setup>),
+    to: Option<&url::Url>,
+) -> Exchange {
+    let answered = Some(answered);
+    Exchange {
+        url: crate::redact::url(url),
+        request_headers: self::request_headers(request_headers),
+        version: Some(response.version()),
+        sent: Some(sent),
+        setup,
+        headers: answered,
+        end: answered,
+        status: Some(response.status().as_u16()),
+        response_headers: headers_of(response.headers()),
+        redirect: to.map(crate::redact::url),
+        ..Exchange::default()
+    }
 }
 
 /// Header names whose values are credentials in one direction or the other.

@@ -268,6 +268,7 @@ impl Client {
             headers: HeaderMap::new(),
             bad_header: None,
             separate: false,
+            record: false,
         }
     }
 
@@ -364,6 +365,8 @@ pub(crate) struct RequestBuilder<'a> {
     headers: HeaderMap,
     bad_header: Option<String>,
     separate: bool,
+    /// Keep each hop of a redirect chain for the trace ([`Self::record_hops`]).
+    record: bool,
 }
 
 impl RequestBuilder<'_> {
@@ -384,6 +387,12 @@ impl RequestBuilder<'_> {
         self
     }
 
+    /// Keeps, for `--har`, each request of a redirect chain (see [`Response::take_hops`]).
+    pub(crate) fn record_hops(mut self) -> Self {
+        self.record = true;
+        self
+    }
+
     /// Sends the GET and follows redirects (at most [`MAX_REDIRECTS`]), each hop routed on its
     /// own and with the headers its origin may have; a 3xx that leads nowhere followable (no
     /// `Location`, another scheme) is handed back as it is, for the caller to explain.
@@ -392,15 +401,30 @@ impl RequestBuilder<'_> {
         let mut hop = asked.clone();
         let mut visited: Vec<Url> = Vec::new();
         let mut setup = None;
+        let mut hops = Vec::new();
         loop {
+            let sent = std::time::Instant::now();
             let (via, inner, opened) = self.send_hop(&hop)?;
+            let times = (sent, std::time::Instant::now(), opened);
             setup = crate::conntime::both(setup, opened);
-            let Some(next) = redirect_target(&inner, &hop) else {
+            let next = redirect_target(&inner, &hop);
+            if self.record && (next.is_some() || !hops.is_empty()) {
+                let headers = self.headers_to(&hop);
+                hops.push(crate::trace::hop(
+                    &hop,
+                    &headers,
+                    &inner,
+                    times,
+                    next.as_ref(),
+                ));
+            }
+            let Some(next) = next else {
                 return Ok(Response {
                     inner,
                     client: self.client.clone(),
                     via,
                     setup,
+                    hops,
                     current: bytes::Bytes::new(),
                     not_send: PhantomData,
                 });
@@ -470,8 +494,13 @@ impl RequestBuilder<'_> {
     /// them (credentials included: `--har` redacts them, see [`crate::trace::request_headers`]).
     /// Empty when the request cannot be built (it will then fail to send, saying why).
     pub(crate) fn headers_to_send(&self) -> HeaderMap {
+        self.headers_to(&self.url)
+    }
+
+    /// The headers the request to `hop` of the chain carries (see [`Self::headers_to_send`]).
+    fn headers_to(&self, hop: &Url) -> HeaderMap {
         let built = self.client.with(Via::Thread, |_, http| {
-            self.prepare(http, &self.url).build().map_err(Error::Http)
+            self.prepare(http, hop).build().map_err(Error::Http)
         });
         built.map(|r| r.headers().clone()).unwrap_or_default()
     }
@@ -496,6 +525,8 @@ pub(crate) struct Response {
     via: Via,
     /// The set-up of the connections this request opened (see [`crate::conntime`]).
     setup: Option<Setup>,
+    /// With [`RequestBuilder::record_hops`] and a redirect: every request of the chain.
+    hops: Vec<crate::trace::Exchange>,
     current: bytes::Bytes,
     not_send: PhantomData<*const ()>,
 }
@@ -518,6 +549,12 @@ impl Response {
     /// that needed one); `None` when every hop reused a connection.
     pub(crate) fn setup(&self) -> Option<Setup> {
         self.setup
+    }
+
+    /// With [`RequestBuilder::record_hops`], each request of the redirect chain in order, this
+    /// one last (its body not yet read); empty when there was no redirect.
+    pub(crate) fn take_hops(&mut self) -> Vec<crate::trace::Exchange> {
+        std::mem::take(&mut self.hops)
     }
 
     /// The final URL, after redirects.

@@ -78,9 +78,14 @@ impl Fetcher<'_> {
         let pieces = t.pieces_log.take().and_then(|log| log.into_inner().ok());
         let piece_bytes: u64 = pieces.iter().flatten().map(|e| e.bytes).sum();
         let phases = &run.phases;
+        run.exchanges.append(&mut t.hops);
         run.exchanges.push(Exchange {
-            url: redact::url(url),
-            sent: phases.sent,
+            // After redirects, the last request's own URL and start; else the URL asked.
+            url: match head.url.is_empty() {
+                true => redact::url(url),
+                false => head.url.clone(),
+            },
+            sent: head.sent.or(phases.sent),
             headers: phases.headers,
             end: phases.body_end.or(phases.sent),
             bytes: (run.bytes - before).saturating_sub(piece_bytes),
@@ -136,15 +141,15 @@ impl Fetcher<'_> {
         }
         .keep_queueing(phases);
         let request = self.request_for(url, &ask);
-        self.trace_request(t, &request);
-        let response = match request.send() {
+        let request = self.trace_request(t, request);
+        let mut response = match request.send() {
             Ok(response) => response,
             Err(e) => return self.no_response(e),
         };
         phases.headers = Some(Instant::now());
         phases.body_end = phases.headers;
         phases.connect = response.setup().map(|s| s.total());
-        self.trace_response(t, &response);
+        self.trace_response(t, &mut response);
         let code = response.status().as_u16();
         // Told before the body, so that the host's window grows at once (see `crate::hosts`).
         if let Some(lease) = lease {
@@ -237,26 +242,40 @@ impl Fetcher<'_> {
         None
     }
 
-    /// With `trace`: the request's headers, as they will be sent (secrets redacted).
-    fn trace_request(&self, t: &mut Transfer, request: &transport::RequestBuilder<'_>) {
+    /// With `trace`: the request's headers, as they will be sent (secrets redacted), and the
+    /// request told to keep each hop of a redirect chain.
+    fn trace_request<'c>(
+        &self,
+        t: &mut Transfer,
+        request: transport::RequestBuilder<'c>,
+    ) -> transport::RequestBuilder<'c> {
         if !self.settings.trace {
-            return;
+            return request;
         }
         t.head = Exchange {
             request_headers: trace::request_headers(&request.headers_to_send()),
             ..Exchange::default()
         };
+        request.record_hops()
     }
 
-    /// With `trace`: the response's status and headers (and a log for `--split` pieces).
-    fn trace_response(&self, t: &mut Transfer, response: &Response) {
+    /// With `trace`: the response's status and headers (and a log for `--split` pieces); after
+    /// redirects, each hop on its own, the last one the head.
+    fn trace_response(&self, t: &mut Transfer, response: &mut Response) {
         if !self.settings.trace {
             return;
         }
-        t.head.status = Some(response.status().as_u16());
-        t.head.setup = response.setup();
-        t.head.version = Some(response.version());
-        t.head.response_headers = trace::headers_of(response.headers());
+        t.hops = response.take_hops();
+        match t.hops.pop() {
+            // With its own set-up, not the whole chain's.
+            Some(last) => t.head = last,
+            None => {
+                t.head.status = Some(response.status().as_u16());
+                t.head.setup = response.setup();
+                t.head.version = Some(response.version());
+                t.head.response_headers = trace::headers_of(response.headers());
+            }
+        }
         if self.split.pieces > 1 {
             t.pieces_log = Some(std::sync::Mutex::new(Vec::new()));
         }

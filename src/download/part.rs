@@ -56,8 +56,11 @@ pub(super) struct Transfer {
     pub(crate) proof: bool,
     /// With tracing, the requests of this attempt's `--split` pieces (after the first).
     pub(crate) pieces_log: Option<std::sync::Mutex<Vec<crate::trace::Exchange>>>,
-    /// With tracing, this attempt's request and response as far as they went.
+    /// With tracing, this attempt's request and response as far as they went: the last of
+    /// its redirect chain, when it followed one.
     pub(crate) head: crate::trace::Exchange,
+    /// With tracing, the redirects this attempt followed before `head`, in order.
+    pub(crate) hops: Vec<crate::trace::Exchange>,
     /// The expected digest, when the list or `--checksums` gave one.
     pub(crate) verify: Option<Verify>,
     /// What names the part in its sidecar: the URL the user gave (credentials removed) and its
@@ -97,6 +100,7 @@ impl Transfer {
             proof: false,
             pieces_log: None,
             head: crate::trace::Exchange::default(),
+            hops: Vec::new(),
         }
     }
 

@@ -1,6 +1,7 @@
 //! `--har FILE`: the run as an HTTP Archive (HAR 1.2), for browser developer tools and HAR
-//! viewers. One page per pass (`--compare` has several), one entry per request: retries and
-//! `--split` pieces each have their own.
+//! viewers. One page per pass (`--compare` has several), one entry per request: retries,
+//! `--split` pieces and each hop of a redirect chain (with its `redirectURL`, as Chrome lists
+//! them) have their own.
 //!
 //! What fetchpar cannot know is `-1`, as the format allows: `blocked` always; `dns`, `connect`
 //! and `ssl` on a reused connection (see [`crate::conntime`]), `dns` for an IP address and `ssl`
@@ -122,7 +123,7 @@ fn entry(page: &str, started: SystemTime, e: &Exchange) -> Value {
             "cookies": [],
             "headers": e.response_headers.iter().map(header).collect::<Vec<_>>(),
             "content": {"size": e.bytes, "mimeType": mime},
-            "redirectURL": "",
+            "redirectURL": e.redirect.as_deref().unwrap_or(""),
             "headersSize": -1,
             "bodySize": e.bytes,
         },

@@ -121,11 +121,16 @@ fn entries_list_every_header_sent_with_credentials_redacted_and_the_real_version
 
 #[test]
 fn a_har_validator_accepts_the_file() {
+    let (_server, _, text) = har_of_a_busy_run();
+    assert_valid(&text);
+}
+
+/// Runs har-validator on `text` when `tests/har.sh` provides it; says it skipped otherwise.
+fn assert_valid(text: &str) {
     let Some(validator) = std::env::var_os("FETCHPAR_HAR_VALIDATOR") else {
         eprintln!("skipped: FETCHPAR_HAR_VALIDATOR is not set (tests/har.sh installs har-validator and sets it)");
         return;
     };
-    let (_server, _, text) = har_of_a_busy_run();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("run.har");
     std::fs::write(&file, text).unwrap();
@@ -144,4 +149,69 @@ fn a_har_validator_accepts_the_file() {
         "har-validator: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// As a browser lists them: each hop of a redirect chain is an entry of its own, with its
+/// status and where it led (a token in a `Location` hidden), then the final response.
+#[test]
+fn each_redirect_hop_is_an_entry() {
+    let data = body(30_000, 8);
+    let served = data.clone();
+    let server = serve(move |req| match req.path() {
+        "/a" => Reply::status(302).with_header("Location", "/b?sig=SEKRIT5&n=1"),
+        "/b" => Reply::status(301).with_header("Location", "/c"),
+        "/c" => Reply::file(served.clone()),
+        _ => Reply::status(404),
+    });
+    let sandbox = Sandbox::new();
+    let har = sandbox.root().join("run.har");
+    let (code, _, stderr) = run(fetchpar()
+        .arg("--har")
+        .arg(&har)
+        .arg("-o")
+        .arg(sandbox.out())
+        .arg(server.url("/a")));
+    assert_eq!(code, 0, "{stderr:#?}");
+    assert_eq!(
+        checksums(&sandbox.out()),
+        [("a".to_string(), sha256(&data))].into()
+    );
+    let text = std::fs::read_to_string(&har).unwrap();
+    assert!(!text.contains("SEKRIT5"), "{text}");
+    let har: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let entries = har["log"]["entries"].as_array().unwrap();
+    let b = server.url("/b?sig=***&n=1");
+    let seen: Vec<(&str, u64, &str)> = entries
+        .iter()
+        .map(|e| {
+            (
+                e["request"]["url"].as_str().unwrap(),
+                e["response"]["status"].as_u64().unwrap(),
+                e["response"]["redirectURL"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    let (a, c) = (server.url("/a"), server.url("/c"));
+    assert_eq!(
+        seen,
+        [
+            (a.as_str(), 302, b.as_str()),
+            (b.as_str(), 301, c.as_str()),
+            (c.as_str(), 200, "")
+        ],
+        "{text}"
+    );
+    assert_eq!(entries[2]["response"]["content"]["size"], 30_000);
+    assert_eq!(entries[0]["response"]["content"]["size"], 0);
+    let location = |e: &serde_json::Value| {
+        e["response"]["headers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|h| h["name"] == "location")
+            .map(|h| h["value"].clone())
+    };
+    assert_eq!(location(&entries[0]), Some("/b?sig=***&n=1".into()));
+    assert_eq!(entries[1]["request"]["queryString"][0]["value"], "***");
+    assert_valid(&text);
 }
