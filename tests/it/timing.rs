@@ -148,7 +148,9 @@ fn a_rate_limit_is_named_instead_of_a_slowdown() {
 
 #[test]
 fn fewer_files_than_workers_names_the_workers_used() {
-    let (server, expected) = file_server(2, 100, 200, Duration::ZERO);
+    // Slow enough that the two overlap even on a busy machine: the line names the most that
+    // ran at once, which two instant replies may never reach.
+    let (server, expected) = file_server(2, 100, 200, Duration::from_millis(300));
     let out = Sandbox::new();
     let (code, _, stderr) = run(fetchpar()
         .args(["-j", "8", "-o"])
