@@ -374,6 +374,21 @@ impl Hosts {
 
     /// Waits until `key` has room (or is gone); `None` on Ctrl-C.
     pub(crate) fn admit(&self, key: &Key, cancel: &AtomicBool) -> Option<Admit> {
+        if crate::fiber::active() {
+            // A fiber cannot wait on the host's queue: it asks again, less and less often.
+            return crate::fiber::poll_until(
+                || {
+                    if cancel.load(Ordering::Relaxed) {
+                        return Some(None);
+                    }
+                    match self.try_admit(key) {
+                        Admit::Wait(_) => None,
+                        admit => Some(Some(admit)),
+                    }
+                },
+                Duration::from_millis(5),
+            );
+        }
         let mut table = self.lock();
         loop {
             if cancel.load(Ordering::Relaxed) {

@@ -105,6 +105,7 @@ pub(crate) mod download;
 pub(crate) mod estimate;
 pub(crate) mod exit;
 pub(crate) mod fdlimit;
+pub(crate) mod fiber;
 pub(crate) mod hosts;
 pub(crate) mod input;
 pub(crate) mod listopts;

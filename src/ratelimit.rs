@@ -80,7 +80,7 @@ impl RateLimit {
             if left.is_zero() {
                 return;
             }
-            std::thread::sleep(left.min(SLICE));
+            crate::fiber::sleep(left.min(SLICE));
         }
     }
 }

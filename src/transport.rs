@@ -1,4 +1,6 @@
 //! HTTP for the workers: reqwest's async client, driven from the workers' own `std::thread`s.
+//! A worker waits for the network as if blocking; on a thread that runs several workers as
+//! fibers, the wait suspends only its fiber ([`crate::fiber::block_on`]).
 //!
 //! Two ways, chosen per request:
 //!
@@ -9,7 +11,9 @@
 //!   thread and back, two thread wake-ups per step (`benches/handoff.rs` measures that hand-off;
 //!   README "Performance" has the figures). A pooled connection's task lives on the runtime that
 //!   opened it, and a current-thread runtime runs only while its own thread is inside
-//!   `block_on`: so each thread has its own runtime and its own client.
+//!   `block_on`: so each thread has its own runtime and its own client. The fibers of one
+//!   thread share its client; their requests run over the runtime the fibers run over, which
+//!   drives them while all the fibers wait (the thread's own runtime then stays idle).
 //! - **Shared** (HTTPS, which may negotiate HTTP/2 by ALPN): one reqwest client on one small
 //!   multi-thread runtime for the whole pass, so that all downloads from an HTTP/2 host are
 //!   streams of one connection, as curl and browsers do, instead of one connection (and one TLS
@@ -31,7 +35,6 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::fmt;
 use std::future::Future;
 use std::io::{self, Read};
 use std::marker::PhantomData;
@@ -74,36 +77,20 @@ struct Inner {
 }
 
 /// Why a request got no response.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub(crate) enum Error {
+    // Not `#[from]`/`#[source]`: the message is reqwest's own, and a chain would repeat it.
+    #[error("{0}")]
     Http(reqwest::Error),
     /// This thread could not start its runtime or its client (out of file descriptors, say).
+    #[error("cannot set up HTTP on this thread: {0}")]
     Runtime(io::Error),
     /// The cancel flag was set while waiting.
+    #[error("interrupted")]
     Cancelled,
     /// Redirects that lead nowhere: a loop, or too many. Retrying would go the same way.
+    #[error("{0}")]
     Redirect(String),
-}
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Error::Http(e) => e.fmt(f),
-            Error::Runtime(e) => write!(f, "cannot set up HTTP on this thread: {e}"),
-            Error::Cancelled => f.write_str("interrupted"),
-            Error::Redirect(why) => f.write_str(why),
-        }
-    }
-}
-
-impl std::error::Error for Error {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            Error::Http(e) => Some(e),
-            Error::Runtime(e) => Some(e),
-            Error::Cancelled | Error::Redirect(_) => None,
-        }
-    }
 }
 
 /// Which client carries a request.
@@ -120,7 +107,7 @@ struct Local {
 }
 
 thread_local! {
-    static LOCAL: RefCell<Option<Local>> = const { RefCell::new(None) };
+    static LOCAL: RefCell<Option<std::rc::Rc<Local>>> = const { RefCell::new(None) };
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -224,6 +211,12 @@ impl Shared {
                 Some(Host::Probing) if cancel.load(Ordering::Relaxed) => {
                     return Err(Error::Cancelled)
                 }
+                Some(Host::Probing) if crate::fiber::active() => {
+                    // A fiber cannot wait on `settled`; the probe's answer comes soon.
+                    drop(hosts);
+                    crate::fiber::sleep(std::time::Duration::from_millis(1));
+                    hosts = self.lock();
+                }
                 Some(Host::Probing) => {
                     hosts = match self.settled.wait_timeout(hosts, TICK) {
                         Ok((hosts, _)) => hosts,
@@ -310,7 +303,8 @@ impl Client {
                 _ => Err(Error::Runtime(io::Error::other("no shared runtime"))),
             };
         }
-        LOCAL.with(|cell| {
+        // Not borrowed while `f` runs: on a fiber, another fiber of this thread may run meanwhile.
+        let local = LOCAL.with(|cell| {
             let mut local = cell.borrow_mut();
             if local.as_ref().is_none_or(|l| l.id != self.inner.id) {
                 let runtime = Builder::new_current_thread()
@@ -322,27 +316,27 @@ impl Client {
                     .recipe
                     .build(Kind::PerThread)
                     .map_err(|e| Error::Runtime(io::Error::other(format!("{e:#}"))))?;
-                *local = Some(Local {
+                *local = Some(std::rc::Rc::new(Local {
                     id: self.inner.id,
                     runtime,
                     client,
-                });
+                }));
             }
-            match local.as_ref() {
-                Some(l) => f(&l.runtime, &l.client),
-                None => Err(Error::Runtime(io::Error::other("no runtime"))),
-            }
-        })
+            local
+                .clone()
+                .ok_or_else(|| Error::Runtime(io::Error::other("no runtime")))
+        })?;
+        f(&local.runtime, &local.client)
     }
 
     /// Waits for the future `make` makes on `runtime`, giving up with [`Error::Cancelled`] soon after the cancel
     /// flag is set.
-    fn wait<T, F>(&self, runtime: &Runtime, make: impl FnOnce() -> F) -> Result<T, Error>
+    fn wait<T, F>(&self, via: Via, runtime: &Runtime, make: impl FnOnce() -> F) -> Result<T, Error>
     where
         F: Future<Output = reqwest::Result<T>>,
     {
         let cancel = &self.inner.cancel;
-        runtime.block_on(async {
+        crate::fiber::block_on(runtime, via == Via::Shared, async {
             // Made inside the runtime: reqwest sets up its timers as soon as a request is sent.
             let mut fut = std::pin::pin!(make());
             loop {
@@ -451,7 +445,7 @@ impl RequestBuilder<'_> {
             let request = self.prepare(http, hop);
             let again = request.try_clone();
             let host = hop.origin();
-            client.wait(runtime, || async {
+            client.wait(via, runtime, || async {
                 let answers = &client.inner.answers;
                 let sending = crate::redial::send(&host, answers, request.send(), || {
                     again.map(reqwest::RequestBuilder::send)
@@ -574,7 +568,10 @@ impl Read for Response {
             let Response {
                 inner, client, via, ..
             } = self;
-            let next = client.with(*via, |runtime, _| client.wait(runtime, || inner.chunk()));
+            let via = *via;
+            let next = client.with(via, |runtime, _| {
+                client.wait(via, runtime, || inner.chunk())
+            });
             match next {
                 Ok(Some(chunk)) => self.current = chunk,
                 Ok(None) => return Ok(0),

@@ -432,7 +432,7 @@ impl Fetcher<'_> {
             if now >= until {
                 return true;
             }
-            std::thread::sleep((until - now).min(PAUSE_SLICE));
+            crate::fiber::sleep((until - now).min(PAUSE_SLICE));
         }
     }
 }

@@ -19,8 +19,12 @@ use crate::fdlimit;
 use crate::hosts::{Admit, Hosts, Key, Lease, Limits, Waiting};
 use crate::input::{Entry, Invalid, Item, Origin, Warning};
 use crate::redact;
-use crate::select::{Selector, Shard, Verdict};
+use crate::select::{Selector, Shard};
 use crate::trace::Phases;
+
+use self::producer::{produce, Refill};
+
+mod producer;
 
 /// How often the main thread wakes to redraw progress when no event arrives.
 pub(crate) const TICK: Duration = Duration::from_millis(100);
@@ -253,20 +257,60 @@ impl Pool<'_> {
         }
     }
 
-    /// Starts the workers; the crew's own channel ends are dropped when this returns.
+    /// Starts the workers, several to a thread (see [`Pool::threads`]); the crew's own channel
+    /// ends are dropped when this returns.
     fn spawn_workers<'scope>(&'scope self, scope: &'scope Scope<'scope, '_>, crew: Crew<'scope>) {
-        for n in 0..self.jobs {
-            let mine = crew.clone();
+        let threads = self.threads();
+        let mut started = 0;
+        for t in 0..threads {
+            let count = self.jobs / threads + usize::from(t < self.jobs % threads);
+            let crews: Vec<Crew<'scope>> = (0..count).map(|_| crew.clone()).collect();
             let spawned = thread::Builder::new()
-                .name(format!("fetchpar-worker-{n}"))
-                .spawn_scoped(scope, move || self.worker(&mine));
+                .name(format!("fetchpar-worker-{t}"))
+                .spawn_scoped(scope, move || self.workers(&crews));
             if spawned.is_err() {
                 // Out of threads: carry on with the workers we have.
-                crew.alive.fetch_sub(self.jobs - n, Ordering::SeqCst);
+                crew.alive.fetch_sub(self.jobs - started, Ordering::SeqCst);
                 crew.producer.map(Thread::unpark);
                 break;
             }
+            started += count;
         }
+    }
+
+    /// Threads the workers run on: one a core, each running its share of the workers as fibers
+    /// (see [`crate::fiber`]); one a worker under `--split`, whose downloads wait on threads of
+    /// their own, which would hold up every other fiber of the thread.
+    fn threads(&self) -> usize {
+        if self.fetcher.settings.split > 1 {
+            return self.jobs;
+        }
+        thread::available_parallelism()
+            .map_or(1, usize::from)
+            .min(self.jobs)
+    }
+
+    /// Runs `crews`' workers on this thread: as fibers over a runtime of its own when there are
+    /// several (one after another if that runtime cannot be made).
+    fn workers(&self, crews: &[Crew<'_>]) {
+        let runtime = match crews {
+            [_, _, ..] => tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok(),
+            _ => None,
+        };
+        let Some(runtime) = runtime else {
+            for crew in crews {
+                self.worker(crew);
+            }
+            return;
+        };
+        let bodies = crews
+            .iter()
+            .map(|crew| Box::new(move || self.worker(crew)) as Box<dyn FnOnce() + '_>)
+            .collect();
+        crate::fiber::run(&runtime, bodies);
     }
 
     fn worker(&self, crew: &Crew<'_>) {
@@ -315,7 +359,7 @@ impl Pool<'_> {
                         return Left::Retired;
                     }
                     // The last worker keeps going: descriptors free up as downloads end.
-                    thread::sleep(TICK);
+                    crate::fiber::sleep(TICK);
                     continue;
                 }
             };
@@ -439,7 +483,7 @@ impl Crew<'_> {
                 return Some((job, admit, key));
             }
             let job = if self.waiting.len() == 0 {
-                self.jobs.recv().ok()?
+                self.recv_job(cancel)?
             } else {
                 match self.next_or_wake()? {
                     Some(job) => job,
@@ -459,6 +503,23 @@ impl Crew<'_> {
         }
     }
 
+    /// The next job from the channel; `None` once it is closed and empty. On a fiber, the
+    /// channel cannot wake it: it looks again, less and less often while it stays empty.
+    fn recv_job(&self, cancel: &AtomicBool) -> Option<Job> {
+        if !crate::fiber::active() {
+            return self.jobs.recv().ok();
+        }
+        crate::fiber::poll_until(
+            || match self.jobs.try_recv() {
+                Ok(job) => Some(Some(job)),
+                Err(TryRecvError::Disconnected) => Some(None),
+                Err(TryRecvError::Empty) if cancel.load(Ordering::Relaxed) => Some(None),
+                Err(TryRecvError::Empty) => None,
+            },
+            Duration::from_millis(5),
+        )
+    }
+
     /// Takes back a job that could not start, to be tried again by whoever has room.
     fn give_back(&self, job: Job) {
         let key = Key::of(&job.entry.url);
@@ -468,6 +529,9 @@ impl Crew<'_> {
     /// A job from the channel, or `Some(None)` when a host may have room (or a while passed:
     /// paused hosts resume by the clock); `None` when nothing is left anywhere.
     fn next_or_wake(&self) -> Option<Option<Job>> {
+        if crate::fiber::active() {
+            return self.next_or_wake_fiber();
+        }
         crossbeam_channel::select! {
             recv(self.jobs) -> job => match job {
                 Ok(job) => Some(Some(job)),
@@ -486,164 +550,26 @@ impl Crew<'_> {
     }
 }
 
-/// The producer's end of the job channel, with backpressure in two levels: when the channel is
-/// full (2 × `low`) the producer parks until the workers have taken it down to `low`;
-/// a worker that sees it there unparks it (an atomic swap, no system call, unless the producer
-/// is in fact parked). A plain blocking send would wake the producer for every job taken: more
-/// context switches and CPU on many small files (workload C in `benches/run`).
-struct Refill {
-    tx: Sender<Job>,
-    low: usize,
-    /// Workers still taking jobs; each one unparks the producer as it stops.
-    workers: Arc<AtomicUsize>,
-}
-
-impl Refill {
-    /// Sends `job` once there is room; `false` if the workers are gone or Ctrl-C came (the park
-    /// timeout is what lets a parked producer see Ctrl-C).
-    fn send(&self, job: Job, cancel: &AtomicBool) -> bool {
-        if self.tx.is_full() {
-            while self.tx.len() > self.low && self.workers.load(Ordering::SeqCst) > 0 {
-                if cancel.load(Ordering::Relaxed) {
-                    return false;
+impl Crew<'_> {
+    /// [`Crew::next_or_wake`] on a fiber, which neither channel can wake.
+    fn next_or_wake_fiber(&self) -> Option<Option<Job>> {
+        let mut waited = Duration::ZERO;
+        crate::fiber::poll_until(
+            || {
+                if self.wake.try_recv().is_ok() {
+                    return Some(Some(None));
                 }
-                thread::park_timeout(TICK);
-            }
-        }
-        self.tx.send(job).is_ok()
-    }
-}
-
-fn produce<I>(
-    inputs: I,
-    mut selector: Selector,
-    jobs: Refill,
-    events: Sender<Event>,
-    cancel: &AtomicBool,
-    queued: &AtomicUsize,
-) where
-    I: Iterator<Item = Item>,
-{
-    for (id, item) in inputs.enumerate() {
-        if cancel.load(Ordering::Relaxed) {
-            return;
-        }
-        let sent = match item {
-            Item::Entry(entry) => match selector.select(&entry) {
-                Verdict::Download => {
-                    queued.fetch_add(1, Ordering::Relaxed);
-                    let queued_at = Instant::now();
-                    jobs.send(
-                        Job {
-                            id,
-                            entry,
-                            queued: queued_at,
-                        },
-                        cancel,
-                    )
+                match self.jobs.try_recv() {
+                    Ok(job) => Some(Some(Some(job))),
+                    Err(TryRecvError::Disconnected) if self.waiting.len() == 0 => Some(None),
+                    Err(_) if waited >= TICK => Some(Some(None)),
+                    Err(_) => {
+                        waited += Duration::from_millis(1);
+                        None
+                    }
                 }
-                Verdict::Duplicate(first) => events
-                    .send(Event::Duplicate {
-                        url: redact::url(&entry.url),
-                        origin: entry.origin,
-                        first,
-                    })
-                    .is_ok(),
-                Verdict::Elsewhere => true,
             },
-            // Like invalid lines, warnings are said by one shard only.
-            Item::Invalid(invalid) if selector.reports_invalid() => {
-                events.send(Event::Invalid(invalid)).is_ok()
-            }
-            Item::Warning(warning) if selector.reports_invalid() => {
-                events.send(Event::Warning(warning)).is_ok()
-            }
-            Item::Invalid(_) | Item::Warning(_) => true,
-        };
-        if !sent {
-            return;
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::input::{Entry, Origin};
-    use std::sync::mpsc;
-
-    fn job(id: usize) -> Job {
-        Job {
-            id,
-            entry: Entry::new(
-                Origin::Line(id),
-                url::Url::parse("http://127.0.0.1:9/x").unwrap(),
-            ),
-            queued: Instant::now(),
-        }
-    }
-
-    /// A job channel of `2 × low`, already full, with one worker counted.
-    fn full(low: usize) -> (Arc<Refill>, Receiver<Job>, Arc<AtomicBool>) {
-        let (tx, rx) = bounded::<Job>(2 * low);
-        let refill = Arc::new(Refill {
-            tx,
-            low,
-            workers: Arc::new(AtomicUsize::new(1)),
-        });
-        let cancel = Arc::new(AtomicBool::new(false));
-        for id in 0..2 * low {
-            assert!(refill.send(job(id), &cancel));
-        }
-        (refill, rx, cancel)
-    }
-
-    /// Runs a `send` into a full channel on its own thread; `stop` then ends its wait.
-    fn blocked_send(stop: impl FnOnce(&Refill, &AtomicBool, Receiver<Job>)) {
-        let (refill, rx, cancel) = full(1);
-        let (done_tx, done_rx) = mpsc::channel();
-        let producer = {
-            let (refill, cancel) = (refill.clone(), cancel.clone());
-            thread::spawn(move || done_tx.send(refill.send(job(2), &cancel)))
-        };
-        stop(&refill, &cancel, rx);
-        producer.thread().unpark();
-        // A hang guard, not a timing assertion.
-        let sent = done_rx.recv_timeout(Duration::from_secs(20));
-        assert_eq!(sent, Ok(false));
-    }
-
-    #[test]
-    fn a_parked_producer_stops_when_the_workers_are_gone() {
-        blocked_send(|refill, _, rx| {
-            drop(rx);
-            refill.workers.store(0, Ordering::SeqCst);
-        });
-    }
-
-    #[test]
-    fn a_parked_producer_stops_on_ctrl_c() {
-        blocked_send(|_, cancel, _| cancel.store(true, Ordering::SeqCst));
-    }
-
-    #[test]
-    fn a_parked_producer_sends_once_the_workers_have_taken_half() {
-        let (refill, rx, cancel) = full(2);
-        let producer = {
-            let (refill, cancel) = (refill.clone(), cancel.clone());
-            thread::spawn(move || refill.send(job(4), &cancel))
-        };
-        // What a worker does: take jobs, and unpark the producer once the channel is at `low`.
-        let first = rx.recv().unwrap();
-        let second = rx.recv().unwrap();
-        assert!(rx.len() <= refill.low);
-        producer.thread().unpark();
-        assert!(producer.join().unwrap());
-        let ids: Vec<usize> = [first, second]
-            .into_iter()
-            .chain(rx.try_iter())
-            .map(|j| j.id)
-            .collect();
-        assert_eq!(ids, [0, 1, 2, 3, 4]);
+            Duration::from_millis(5),
+        )
     }
 }
