@@ -19,8 +19,9 @@ use corosensei::{Coroutine, CoroutineResult, Yielder};
 use tokio::runtime::Runtime;
 use tokio::sync::Notify;
 
-/// Stack of one fiber: reqwest, hyper and rustls run on it.
-const STACK: usize = 1 << 20;
+/// Stack of one fiber: reqwest, hyper and rustls run on it. What a worker thread had (Rust's
+/// default for spawned threads); only the pages it touches take memory.
+const STACK: usize = 2 << 20;
 
 type Fiber = Coroutine<(), (), (), DefaultStack>;
 

@@ -50,8 +50,9 @@
 //!                           │
 //!           ┌───────────────┼───────────────┐
 //!           ▼               ▼               ▼
-//!       worker 1   …    worker j      (scoped std::threads, each with its own small runtime
-//!           │                          driving reqwest, keep-alive reused)
+//!       worker 1   …    worker j      (fibers, j / cores to each of `cores` scoped
+//!           │                          std::threads, each thread with its own small runtime
+//!           │                          driving reqwest, keep-alive reused)        [fiber]
 //!           │  name → reserve path → GET → 8 KiB chunks into NAME.part → verify → rename
 //!           │                 [naming, download/{mod,response,part,stream,split,sidecar,…}]
 //!           │                                       [transport, request: HTTP]
@@ -67,7 +68,9 @@
 //!   reporter, an HTTP client whose waits end on cancel).
 //! - `cli` turns flags into a validated [`cli::Config`] once; `completions` is `--generate`.
 //! - `input` reads inputs; `select` (in the producer) drops duplicates and other shards' URLs;
-//!   `pool` is the producer, the workers and the main thread's event loop.
+//!   `pool` is the producer, the workers and the main thread's event loop; `fiber` runs a
+//!   thread's share of the workers as stackful coroutines, so that a wait on the network
+//!   suspends a worker, not its thread.
 //! - `download` is one URL to one file; its folder holds one job a file: the fetch/retry loop
 //!   (`mod`), the pure rule that decides what a response means for bytes on disk (`response`),
 //!   the life of `NAME.part` and its sidecar (`part`, `sidecar`), the body-streaming loop

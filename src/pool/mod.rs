@@ -1,9 +1,10 @@
-//! The worker pool: a producer feeding a bounded channel, N worker threads draining it, and the
-//! main thread turning their events into output.
+//! The worker pool: a producer feeding a bounded channel, N workers draining it, and the main
+//! thread turning their events into output. The workers run as fibers on one thread a core (see
+//! [`Pool::threads`] and [`crate::fiber`]); each is one download at a time, as before.
 //!
-//! Backpressure comes from the job channel (2 × jobs, at least 32): the producer reads more input only when
-//! the workers have drained it to half (see `Refill`), so memory stays O(jobs) however long the
-//! list.
+//! Backpressure comes from the job channel (2 × jobs, at least 32): the producer reads more
+//! input only when the workers have drained it to half (see `Refill`), so memory stays O(jobs)
+//! however long the list.
 //! Errors travel through the event channel with the results and the run goes on.
 
 use std::path::PathBuf;
