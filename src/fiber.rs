@@ -73,25 +73,14 @@ pub(crate) fn active() -> bool {
     CURRENT.with(|c| c.borrow().is_some())
 }
 
-/// Runs `future` to its end: on a fiber, suspending the fiber while it is pending; elsewhere,
-/// on `runtime`. `enter`: on a fiber, poll it inside `runtime` (a runtime other than the
-/// fiber's thread's, whose own threads drive what the future sets up); else in the thread's.
-pub(crate) fn block_on<F: Future>(runtime: &Runtime, enter: bool, future: F) -> F::Output {
-    let Some(current) = CURRENT.with(|c| c.borrow().clone()) else {
-        return runtime.block_on(future);
-    };
-    if !enter {
-        return suspend_until(&current, future);
+/// Runs `future` to its end: on a fiber, suspending the fiber while it is pending (what it sets
+/// up, a connection's task say, goes on the runtime the fibers run over); elsewhere, on
+/// `runtime`.
+pub(crate) fn block_on<F: Future>(runtime: &Runtime, future: F) -> F::Output {
+    match CURRENT.with(|c| c.borrow().clone()) {
+        Some(current) => suspend_until(&current, future),
+        None => runtime.block_on(future),
     }
-    let handle = runtime.handle();
-    let mut future = std::pin::pin!(future);
-    suspend_until(
-        &current,
-        std::future::poll_fn(|cx| {
-            let _inside = handle.enter();
-            future.as_mut().poll(cx)
-        }),
-    )
 }
 
 fn suspend_until<F: Future>(current: &Current, future: F) -> F::Output {
@@ -266,7 +255,7 @@ mod tests {
         });
         let rt = runtime();
         let bodies: Vec<Box<dyn FnOnce() + '_>> = vec![
-            Box::new(|| got.set(block_on(&rt, false, rx).unwrap())),
+            Box::new(|| got.set(block_on(&rt, rx).unwrap())),
             Box::new(|| assert!(active())),
         ];
         run(&runtime(), bodies);

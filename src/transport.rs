@@ -19,6 +19,9 @@
 //!   streams of one connection, as curl and browsers do, instead of one connection (and one TLS
 //!   handshake) per worker. The runtime's thread drives the connections; a worker still sends its
 //!   request and reads its body itself, inside `block_on`, so only the wake-ups cross threads.
+//!   Workers running as fibers skip that hop: a connection one of them opens is driven by the
+//!   runtime its fibers run over, which every worker thread keeps going until all are done
+//!   (see [`crate::pool`]), so the workers of the other threads may share it meanwhile.
 //!   The first request to an HTTPS host goes alone; the others wait for its answer, then share
 //!   its connection (HTTP/2), or, if it answered over HTTP/1.1, take the per-thread way, where
 //!   nothing crosses threads.
@@ -331,12 +334,12 @@ impl Client {
 
     /// Waits for the future `make` makes on `runtime`, giving up with [`Error::Cancelled`] soon after the cancel
     /// flag is set.
-    fn wait<T, F>(&self, via: Via, runtime: &Runtime, make: impl FnOnce() -> F) -> Result<T, Error>
+    fn wait<T, F>(&self, runtime: &Runtime, make: impl FnOnce() -> F) -> Result<T, Error>
     where
         F: Future<Output = reqwest::Result<T>>,
     {
         let cancel = &self.inner.cancel;
-        crate::fiber::block_on(runtime, via == Via::Shared, async {
+        crate::fiber::block_on(runtime, async {
             // Made inside the runtime: reqwest sets up its timers as soon as a request is sent.
             let mut fut = std::pin::pin!(make());
             loop {
@@ -445,7 +448,7 @@ impl RequestBuilder<'_> {
             let request = self.prepare(http, hop);
             let again = request.try_clone();
             let host = hop.origin();
-            client.wait(via, runtime, || async {
+            client.wait(runtime, || async {
                 let answers = &client.inner.answers;
                 let sending = crate::redial::send(&host, answers, request.send(), || {
                     again.map(reqwest::RequestBuilder::send)
@@ -568,10 +571,7 @@ impl Read for Response {
             let Response {
                 inner, client, via, ..
             } = self;
-            let via = *via;
-            let next = client.with(via, |runtime, _| {
-                client.wait(via, runtime, || inner.chunk())
-            });
+            let next = client.with(*via, |runtime, _| client.wait(runtime, || inner.chunk()));
             match next {
                 Ok(Some(chunk)) => self.current = chunk,
                 Ok(None) => return Ok(0),

@@ -129,6 +129,8 @@ struct Crew<'a> {
     wake: Receiver<()>,
     /// Set once a worker has said why it gives up its place (one note per run).
     noted: &'a AtomicBool,
+    /// Worker threads not yet done (see [`Pool::workers`]).
+    threads: &'a AtomicUsize,
 }
 
 /// How a worker's job ended.
@@ -215,6 +217,7 @@ impl Pool<'_> {
         let waiting = Waiting::new((16 * self.jobs).max(4096));
         // One note for the whole run, however many workers give up their place.
         let noted = AtomicBool::new(false);
+        let threads = AtomicUsize::new(self.threads());
         thread::scope(|scope| {
             // Owned by this closure, so that if the main thread ever panicked here the receiver
             // would be dropped while unwinding: workers blocked on a full channel then see a
@@ -229,6 +232,7 @@ impl Pool<'_> {
                 waiting: &waiting,
                 wake: wake_rx,
                 noted: &noted,
+                threads: &threads,
             };
             self.spawn_workers(scope, crew);
             // Only workers and the producer hold senders now: the loop ends when they are done.
@@ -271,6 +275,7 @@ impl Pool<'_> {
                 .spawn_scoped(scope, move || self.workers(&crews));
             if spawned.is_err() {
                 // Out of threads: carry on with the workers we have.
+                crew.threads.fetch_sub(threads - t, Ordering::SeqCst);
                 crew.alive.fetch_sub(self.jobs - started, Ordering::SeqCst);
                 crew.producer.map(Thread::unpark);
                 break;
@@ -293,7 +298,13 @@ impl Pool<'_> {
 
     /// Runs `crews`' workers on this thread: as fibers over a runtime of its own when there are
     /// several (one after another if that runtime cannot be made).
+    ///
+    /// The fibers' runtime also drives the HTTP/2 connections its fibers opened, which the
+    /// workers of other threads may be using: it keeps going until every worker thread is done.
     fn workers(&self, crews: &[Crew<'_>]) {
+        let Some(first) = crews.first() else {
+            return;
+        };
         let runtime = match crews {
             [_, _, ..] => tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -305,6 +316,7 @@ impl Pool<'_> {
             for crew in crews {
                 self.worker(crew);
             }
+            first.threads.fetch_sub(1, Ordering::SeqCst);
             return;
         };
         let bodies = crews
@@ -312,6 +324,12 @@ impl Pool<'_> {
             .map(|crew| Box::new(move || self.worker(crew)) as Box<dyn FnOnce() + '_>)
             .collect();
         crate::fiber::run(&runtime, bodies);
+        first.threads.fetch_sub(1, Ordering::SeqCst);
+        runtime.block_on(async {
+            while first.threads.load(Ordering::SeqCst) > 0 {
+                tokio::time::sleep(NAP).await;
+            }
+        });
     }
 
     fn worker(&self, crew: &Crew<'_>) {
