@@ -20,10 +20,11 @@
 //! Cost: a few `Instant::now()` per new connection and a thread-local look-up per request;
 //! nothing per body chunk.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -83,14 +84,22 @@ struct Marks {
 struct Slot {
     /// The set-up of the connections it opened and waited for.
     setup: Option<Setup>,
-    /// Since when its connect has been waiting for name resolution or TCP (or a proxy), if it is
-    /// (see [`crate::redial`]).
-    dialing: Option<Instant>,
+}
+
+/// A connect still resolving or dialling (TCP, a proxy), as the request that started it and
+/// the connect itself both see it (see [`crate::redial`]).
+#[derive(Debug)]
+struct Dial {
+    since: Instant,
+    /// Cleared once TCP is up, the connect ends, or the request stops waiting for it.
+    live: AtomicBool,
 }
 
 tokio::task_local! {
     /// The current request's connections.
     static REQUEST: Cell<Slot>;
+    /// The current request's latest connect, while it may dial.
+    static DIAL: RefCell<Option<Arc<Dial>>>;
     /// The marks of the connect being polled.
     static CONNECT: Cell<Marks>;
 }
@@ -102,22 +111,41 @@ pub(crate) async fn timed<F: Future>(request: F) -> (F::Output, Option<Setup>) {
         let out = request.await;
         (out, REQUEST.with(Cell::get).setup)
     };
-    REQUEST.scope(Cell::new(Slot::default()), scoped).await
+    let dialed = DIAL.scope(RefCell::new(None), scoped);
+    REQUEST.scope(Cell::new(Slot::default()), dialed).await
 }
 
 /// Since when the current request's connect has been resolving or dialling (TCP, a proxy), if it
-/// is; `None` outside [`timed`], before a connect, and once TLS or the request itself is under
-/// way.
+/// is; `None` outside [`timed`], before a connect, once TLS or the request itself is under
+/// way, and once the request went on with an idle connection instead.
 pub(crate) fn dialing_since() -> Option<Instant> {
-    REQUEST.try_with(|slot| slot.get().dialing).ok().flatten()
+    DIAL.try_with(|dial| {
+        let dial = dial.borrow();
+        dial.as_ref()
+            .filter(|d| d.live.load(Ordering::Relaxed))
+            .map(|d| d.since)
+    })
+    .ok()
+    .flatten()
 }
 
-/// Notes on the current request, if any, whether its connect is still dialling.
-fn dialing(since: Option<Instant>) {
-    let _ = REQUEST.try_with(|slot| {
-        let mut s = slot.get();
-        s.dialing = since;
-        slot.set(s);
+/// A connect begins for the current request, if any: the mark it shares with the request.
+fn dial_begins(since: Instant) -> Option<Arc<Dial>> {
+    let dial = Arc::new(Dial {
+        since,
+        live: AtomicBool::new(true),
+    });
+    DIAL.try_with(|slot| *slot.borrow_mut() = Some(dial.clone()))
+        .ok()
+        .map(|()| dial)
+}
+
+/// The current request's connect dials no more (its TCP connection is up).
+fn dial_ends() {
+    let _ = DIAL.try_with(|slot| {
+        if let Some(dial) = slot.borrow().as_ref() {
+            dial.live.store(false, Ordering::Relaxed);
+        }
     });
 }
 
@@ -158,13 +186,27 @@ where
         let start = Instant::now();
         let connect = self.0.call(target);
         Box::pin(async move {
-            dialing(Some(start));
+            let dial = dial_begins(start);
             let marked = async {
                 let out = connect.await;
                 (out, CONNECT.with(Cell::get))
             };
-            let (out, marks) = CONNECT.scope(Cell::new(Marks::default()), marked).await;
-            dialing(None);
+            let mut marked = std::pin::pin!(CONNECT.scope(Cell::new(Marks::default()), marked));
+            let (out, marks) = std::future::poll_fn(|cx| {
+                // Polled outside the request's scope: the request went on with an idle
+                // connection and hyper finishes this one in a task of its own. Without this the
+                // request would look as if still dialling, and be sent again (`redial`).
+                if DIAL.try_with(|_| ()).is_err() {
+                    if let Some(dial) = &dial {
+                        dial.live.store(false, Ordering::Relaxed);
+                    }
+                }
+                marked.as_mut().poll(cx)
+            })
+            .await;
+            if let Some(dial) = &dial {
+                dial.live.store(false, Ordering::Relaxed);
+            }
             if out.is_ok() {
                 deliver(start, marks);
             }
@@ -238,7 +280,7 @@ fn tls_begins() {
         m.tls_start.get_or_insert_with(Instant::now);
     });
     // The TCP connection is up: a slow handshake is no lost SYN.
-    dialing(None);
+    dial_ends();
 }
 
 impl ClientSessionStore for TlsStart {
@@ -344,6 +386,54 @@ mod tests {
             tokio::spawn(connect).await.unwrap()
         }));
         assert_eq!(setup, None);
+    }
+
+    /// A connector whose connect dials until `go` fires.
+    #[derive(Clone)]
+    struct Stuck(Arc<tokio::sync::Notify>);
+
+    impl Service<()> for Stuck {
+        type Response = ();
+        type Error = Box<dyn std::error::Error + Send + Sync>;
+        type Future = Boxed<(), Self::Error>;
+
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, _: ()) -> Self::Future {
+            let go = self.0.clone();
+            Box::pin(async move {
+                go.notified().await;
+                Ok(())
+            })
+        }
+    }
+
+    #[test]
+    fn a_request_that_leaves_its_connect_to_the_background_dials_no_more() {
+        let rt = runtime();
+        let go = Arc::new(tokio::sync::Notify::new());
+        let (seen, _) = rt.block_on(timed(async {
+            let mut connect = Layer.layer(Stuck(go.clone())).call(());
+            // Polled once by the request: it dials.
+            assert!(futures_poll_once(&mut connect).await.is_pending());
+            let dialing = dialing_since().is_some();
+            // Then hyper-util's pool hands the request an idle connection and finishes the
+            // connect in a task of its own.
+            let background = tokio::spawn(connect);
+            tokio::task::yield_now().await;
+            let after = dialing_since();
+            go.notify_one();
+            background.await.unwrap().unwrap();
+            (dialing, after)
+        }));
+        assert_eq!(seen, (true, None));
+    }
+
+    /// Polls `future` once.
+    async fn futures_poll_once<F: Future + Unpin>(future: &mut F) -> Poll<F::Output> {
+        std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut *future).poll(cx))).await
     }
 
     #[test]
