@@ -1,7 +1,6 @@
 //! Issue 9: nothing secret on disk or on the wire. No sidecar holds a hash of a credential, no
 //! `Referer` is sent, and user headers and credentials go only to the origin the user named.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crate::util::*;
@@ -9,16 +8,8 @@ use crate::util::*;
 #[test]
 fn a_sidecar_of_the_previous_format_is_resumed_then_rewritten_without_the_secret() {
     let data = body(100_000, 41);
-    let seen = AtomicUsize::new(0);
-    let served = data.clone();
-    let server = serve(move |_| {
-        let reply = Reply::file(served.clone()).with_header("ETag", "\"v1\"");
-        if seen.fetch_add(1, Ordering::SeqCst) == 0 {
-            reply.with_fault(Fault::ShortBody(10_000))
-        } else {
-            reply
-        }
-    });
+    let whole = Reply::file(data.clone()).with_header("ETag", "\"v1\"");
+    let server = first_then(whole.clone().with_fault(Fault::ShortBody(10_000)), whole);
     let sandbox = Sandbox::new();
     let url = server
         .url("/f.bin")
@@ -283,16 +274,8 @@ fn query_string_tokens_appear_in_no_output() {
 #[test]
 fn a_sidecar_holds_nothing_derived_from_a_query_credential() {
     let data = body(100_000, 46);
-    let seen = AtomicUsize::new(0);
-    let served = data.clone();
-    let server = serve(move |_| {
-        let reply = Reply::file(served.clone()).with_header("ETag", "\"v1\"");
-        if seen.fetch_add(1, Ordering::SeqCst) == 0 {
-            reply.with_fault(Fault::ShortBody(30_000))
-        } else {
-            reply
-        }
-    });
+    let whole = Reply::file(data.clone()).with_header("ETag", "\"v1\"");
+    let server = first_then(whole.clone().with_fault(Fault::ShortBody(30_000)), whole);
     let sandbox = Sandbox::new();
     let first = server.url("/f.bin?X-Amz-Signature=SEKRIT4&v=1");
     let (code, _, stderr) = sandbox.run(&["--retries", "0", &first]);
