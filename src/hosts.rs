@@ -375,19 +375,7 @@ impl Hosts {
     /// Waits until `key` has room (or is gone); `None` on Ctrl-C.
     pub(crate) fn admit(&self, key: &Key, cancel: &AtomicBool) -> Option<Admit> {
         if crate::fiber::active() {
-            // A fiber cannot wait on the host's queue: it asks again, less and less often.
-            return crate::fiber::poll_until(
-                || {
-                    if cancel.load(Ordering::Relaxed) {
-                        return Some(None);
-                    }
-                    match self.try_admit(key) {
-                        Admit::Wait(_) => None,
-                        admit => Some(Some(admit)),
-                    }
-                },
-                Duration::from_millis(5),
-            );
+            return self.admit_on_fiber(key, cancel);
         }
         let mut table = self.lock();
         loop {
@@ -413,6 +401,26 @@ impl Hosts {
             if let Some(host) = table.get_mut(key) {
                 host.waiters -= 1;
             }
+        }
+    }
+
+    /// [`Hosts::admit`] on a fiber, which cannot wait on the host's queue: it asks again, less
+    /// and less often, and sleeps out a pause (`Retry-After`, backoff) whole, in ticks.
+    fn admit_on_fiber(&self, key: &Key, cancel: &AtomicBool) -> Option<Admit> {
+        let mut pause = Duration::from_micros(250);
+        loop {
+            if cancel.load(Ordering::Relaxed) {
+                return None;
+            }
+            let wait = match self.try_admit(key) {
+                Admit::Wait(Some(until)) => until.saturating_duration_since(Instant::now()),
+                Admit::Wait(None) => {
+                    pause = (pause * 2).min(Duration::from_millis(5));
+                    pause
+                }
+                admit => return Some(admit),
+            };
+            crate::fiber::sleep(wait.min(POLL));
         }
     }
 
