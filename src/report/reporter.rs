@@ -217,6 +217,8 @@ impl Reporter {
         if done.status != Status::Skipped {
             self.tally.downloads += 1;
             self.tally.busy += done.elapsed;
+            let receive = done.receive.unwrap_or_default();
+            self.tally.longest_body = self.tally.longest_body.max(receive);
         }
         match (done.status, described) {
             (Status::Skipped, _) => self.skipped(id, &done),

@@ -37,6 +37,8 @@ pub(crate) struct Tally {
     /// Sum of per-download times. Not a sequential figure: downloads slowed by each other
     /// overstate one (see [`crate::estimate`]).
     pub(crate) busy: Duration,
+    /// The longest any one body took to arrive (response headers to its end).
+    pub(crate) longest_body: Duration,
     /// The one-after-another figure the summary compares the wall with.
     pub(crate) sequential: Option<Sequential>,
     /// Wall-clock time of the whole run.
@@ -185,11 +187,15 @@ impl Tally {
 
     /// Whether an estimate below the wall is evidence that concurrency slowed the run, not
     /// just a lower bound that fell short: it must be well below (a lower bound near the wall
-    /// says only that no speedup can be shown), and every download must have counted in it (a
-    /// failed or interrupted one adds nothing to the estimate, but its waiting is in the wall).
+    /// says only that no speedup can be shown), every download must have counted in it (a
+    /// failed or interrupted one adds nothing to the estimate, but its waiting is in the wall),
+    /// and no body may have taken longer to arrive than the whole estimate (one the server
+    /// trickles out is charged at a rate the run reached elsewhere: the estimate then says
+    /// nothing of it; a wait for a busy server, which concurrency can cause, is not a body's).
     fn shows_a_slowdown(&self, estimate: Duration) -> bool {
         self.failed == 0
             && !self.interrupted
+            && self.longest_body <= estimate
             && estimate * SLOWED_BELOW_DEN < self.wall * SLOWED_BELOW_NUM
     }
 
@@ -574,6 +580,22 @@ mod tests {
             wall: ms(1050),
             ..Tally::default()
         }
+    }
+
+    #[test]
+    fn a_body_longer_than_the_whole_estimate_shows_no_slowdown() {
+        // One body trickled out over the whole run, charged at the rate the small ones reached
+        // together: the estimate is far below the wall, and says nothing about that body.
+        let t = Tally {
+            longest_body: ms(1000),
+            ..below_the_wall()
+        };
+        assert_eq!(t.verdict(), Some(Verdict::NoFaster));
+        let t = Tally {
+            longest_body: ms(10),
+            ..below_the_wall()
+        };
+        assert_eq!(t.verdict(), Some(Verdict::Slowed));
     }
 
     #[test]
