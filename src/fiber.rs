@@ -203,17 +203,32 @@ impl Drop for Running {
     }
 }
 
-/// Asks `attempt` until it answers, sleeping between asks (the fiber only, on a fiber) a little
-/// longer each time, up to `most`: for waits on something that cannot wake a fiber (a channel, a
-/// lock's condition).
-pub(crate) fn poll_until<T>(mut attempt: impl FnMut() -> Option<T>, most: Duration) -> T {
-    let mut pause = Duration::from_micros(250);
+/// Asks `attempt` until it answers, for at most `most`, waiting between asks (the fiber only)
+/// for `bell` to ring: for what cannot wake a fiber itself (a channel, a lock's condition),
+/// whose every change rings the bell. `None` when `most` passed without an answer.
+pub(crate) fn wait_for<T>(
+    bell: &Notify,
+    mut attempt: impl FnMut() -> Option<T>,
+    most: Duration,
+) -> Option<T> {
+    let deadline = std::time::Instant::now() + most;
     loop {
+        // Listening before asking: a ring between the two is not missed.
+        let mut rung = std::pin::pin!(bell.notified());
+        rung.as_mut().enable();
         if let Some(answer) = attempt() {
-            return answer;
+            return Some(answer);
         }
-        sleep(pause);
-        pause = (pause * 2).min(most);
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return None;
+        }
+        match CURRENT.with(|c| c.borrow().clone()) {
+            Some(current) => {
+                let _ = suspend_until(&current, tokio::time::timeout(left, rung));
+            }
+            None => std::thread::sleep(left.min(Duration::from_millis(1))),
+        }
     }
 }
 
@@ -264,22 +279,33 @@ mod tests {
     }
 
     #[test]
-    fn poll_until_on_fibers_waits_for_another_fiber() {
+    fn a_fiber_waiting_for_a_bell_goes_on_when_it_rings() {
         let flag = AtomicUsize::new(0);
+        let bell = Notify::new();
         let bodies: Vec<Box<dyn FnOnce() + '_>> = vec![
             Box::new(|| {
-                let seen = poll_until(
+                // Long enough that only the ring can end the wait in time for the check below.
+                let seen = wait_for(
+                    &bell,
                     || (flag.load(Ordering::SeqCst) > 0).then_some(true),
-                    Duration::from_millis(5),
+                    Duration::from_secs(60),
                 );
-                assert!(seen);
+                assert_eq!(seen, Some(true));
+                flag.store(2, Ordering::SeqCst);
             }),
             Box::new(|| {
                 sleep(Duration::from_millis(10));
                 flag.store(1, Ordering::SeqCst);
+                bell.notify_waiters();
             }),
         ];
+        let started = std::time::Instant::now();
         run(&runtime(), bodies);
+        assert_eq!(flag.load(Ordering::SeqCst), 2);
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "woken by the bell"
+        );
     }
 
     #[test]

@@ -285,6 +285,7 @@ pub(crate) struct Hosts {
     limits: Limits,
     table: Mutex<HashMap<Key, Host>>,
     wake: Option<Sender<()>>,
+    bell: Option<Arc<tokio::sync::Notify>>, // rung with each `wake` token, for fibers
     /// Slots held over all hosts, and the most at once: the downloads that ran at once, which
     /// the summary reports (`-j` overstates it under `--per-host`, a ramp-up or a low limit on
     /// open files). Changed only with `table` locked, so always the sum of the hosts' counts.
@@ -298,6 +299,7 @@ impl Hosts {
             limits,
             table: Mutex::new(HashMap::new()),
             wake: None,
+            bell: None,
             held: AtomicUsize::new(0),
             peak: AtomicUsize::new(0),
         }
@@ -305,9 +307,10 @@ impl Hosts {
 
     /// Also sends a token on `wake` whenever a host may have gained room (a slot freed, a window
     /// grown, a host gone), for workers that wait on a channel rather than on this table.
-    pub(crate) fn waking(self, wake: Sender<()>) -> Hosts {
+    pub(crate) fn waking(self, wake: Sender<()>, bell: Arc<tokio::sync::Notify>) -> Hosts {
         Hosts {
             wake: Some(wake),
+            bell: Some(bell),
             ..self
         }
     }
@@ -332,6 +335,13 @@ impl Hosts {
         if let Some(wake) = &self.wake {
             let _ = wake.try_send(());
         }
+        self.ring();
+    }
+
+    fn ring(&self) {
+        if let Some(bell) = &self.bell {
+            bell.notify_waiters();
+        }
     }
 
     /// Wakes every worker waiting on `wake` (fills it): one that found nothing left to do
@@ -340,6 +350,7 @@ impl Hosts {
         if let Some(wake) = &self.wake {
             while wake.try_send(()).is_ok() {}
         }
+        self.ring();
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<Key, Host>> {
@@ -404,23 +415,31 @@ impl Hosts {
         }
     }
 
-    /// [`Hosts::admit`] on a fiber, which cannot wait on the host's queue: it asks again, less
-    /// and less often, and sleeps out a pause (`Retry-After`, backoff) whole, in ticks.
+    /// [`Hosts::admit`] on a fiber: it waits for the bell [`Hosts::changed`] rings, not on the
+    /// host's queue, and sleeps out a pause (`Retry-After`, backoff) in ticks, to see Ctrl-C.
     fn admit_on_fiber(&self, key: &Key, cancel: &AtomicBool) -> Option<Admit> {
-        let mut pause = Duration::from_micros(250);
+        let room = || match self.try_admit(key) {
+            Admit::Wait(_) => None,
+            admit => Some(admit),
+        };
         loop {
             if cancel.load(Ordering::Relaxed) {
                 return None;
             }
-            let wait = match self.try_admit(key) {
-                Admit::Wait(Some(until)) => until.saturating_duration_since(Instant::now()),
-                Admit::Wait(None) => {
-                    pause = (pause * 2).min(Duration::from_millis(5));
-                    pause
+            match self.try_admit(key) {
+                Admit::Wait(Some(until)) => {
+                    crate::fiber::sleep(until.saturating_duration_since(Instant::now()).min(POLL));
                 }
+                Admit::Wait(None) => match &self.bell {
+                    Some(bell) => {
+                        if let Some(admit) = crate::fiber::wait_for(bell, room, POLL) {
+                            return Some(admit);
+                        }
+                    }
+                    None => crate::fiber::sleep(Duration::from_millis(1)),
+                },
                 admit => return Some(admit),
-            };
-            crate::fiber::sleep(wait.min(POLL));
+            }
         }
     }
 

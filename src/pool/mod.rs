@@ -14,6 +14,7 @@ use std::thread::{self, Scope, Thread};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TryRecvError};
+use tokio::sync::Notify;
 
 use crate::download::{Failure, FailureKind, Fetcher, Notice, Outcome};
 use crate::fdlimit;
@@ -23,8 +24,10 @@ use crate::redact;
 use crate::select::{Selector, Shard};
 use crate::trace::Phases;
 
+use self::crew::Crew;
 use self::producer::{produce, Refill};
 
+mod crew;
 mod producer;
 
 /// How often the main thread wakes to redraw progress when no event arrives.
@@ -114,25 +117,6 @@ struct Job {
     queued: Instant,
 }
 
-/// What every worker shares: its ends of the two channels, the count of workers still taking
-/// jobs, the producer to wake, and the hosts with the jobs held back for them.
-#[derive(Clone)]
-struct Crew<'a> {
-    jobs: Receiver<Job>,
-    events: Sender<Event>,
-    alive: &'a AtomicUsize,
-    producer: Option<&'a Thread>,
-    hosts: &'a Hosts,
-    /// Jobs taken for a host that had no room (see [`Crew::next`]).
-    waiting: &'a Waiting<Job>,
-    /// A token each time a host may have gained room (see [`Hosts::waking`]).
-    wake: Receiver<()>,
-    /// Set once a worker has said why it gives up its place (one note per run).
-    noted: &'a AtomicBool,
-    /// Worker threads not yet done (see [`Pool::workers`]).
-    threads: &'a AtomicUsize,
-}
-
 /// How a worker's job ended.
 enum Done {
     Event(Event),
@@ -148,6 +132,15 @@ enum Left {
     Stopped,
     /// Out of file descriptors, and not the last worker (already out of `alive`).
     Retired,
+}
+
+/// Takes one from a count when dropped.
+struct Counted<'a>(&'a AtomicUsize);
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// Takes one worker out of `alive` unless it is the last one; whether it did.
@@ -200,10 +193,14 @@ impl Pool<'_> {
         // Workers still taking jobs: counted from the start, so that the producer never takes
         // "none yet" for "all gone".
         let alive = Arc::new(AtomicUsize::new(self.jobs));
+        // Rung by the producer for every job and by the hosts for every change of room: the
+        // one thing a fiber waiting for either can be woken by.
+        let bell = Arc::new(Notify::new());
         let refill = Refill {
             tx: job_tx,
             low: self.low(),
             workers: alive.clone(),
+            bell: bell.clone(),
         };
         let producer = self.spawn_producer(inputs, refill, event_tx.clone());
         let settings = self.fetcher.settings;
@@ -212,7 +209,7 @@ impl Pool<'_> {
             n => n,
         };
         let (wake_tx, wake_rx) = bounded::<()>(self.jobs);
-        let hosts = Hosts::new(Limits::new(per_host, settings.retry)).waking(wake_tx);
+        let hosts = Hosts::new(Limits::new(per_host, settings.retry)).waking(wake_tx, bell.clone());
         // Bounded, so memory stays O(jobs) and the producer's backpressure holds.
         let waiting = Waiting::new((16 * self.jobs).max(4096));
         // One note for the whole run, however many workers give up their place.
@@ -233,6 +230,7 @@ impl Pool<'_> {
                 wake: wake_rx,
                 noted: &noted,
                 threads: &threads,
+                bell: &bell,
             };
             self.spawn_workers(scope, crew);
             // Only workers and the producer hold senders now: the loop ends when they are done.
@@ -305,6 +303,9 @@ impl Pool<'_> {
         let Some(first) = crews.first() else {
             return;
         };
+        // Counted out however this thread ends: a worker's panic must not leave the others
+        // waiting for it at the end forever.
+        let done = Counted(first.threads);
         let runtime = match crews {
             [_, _, ..] => tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -316,7 +317,6 @@ impl Pool<'_> {
             for crew in crews {
                 self.worker(crew);
             }
-            first.threads.fetch_sub(1, Ordering::SeqCst);
             return;
         };
         let bodies = crews
@@ -324,7 +324,7 @@ impl Pool<'_> {
             .map(|crew| Box::new(move || self.worker(crew)) as Box<dyn FnOnce() + '_>)
             .collect();
         crate::fiber::run(&runtime, bodies);
-        first.threads.fetch_sub(1, Ordering::SeqCst);
+        drop(done);
         runtime.block_on(async {
             while first.threads.load(Ordering::SeqCst) > 0 {
                 tokio::time::sleep(NAP).await;
@@ -485,110 +485,5 @@ impl Pool<'_> {
             origin: job.entry.origin,
             outcome,
         })
-    }
-}
-
-impl Crew<'_> {
-    /// The next job and its admission (a slot taken, or its host gone); `None` when all are
-    /// done or on Ctrl-C. Jobs held back for a host that now has room come first, then the
-    /// channel; a job for a host without room is held back and the worker takes another, so
-    /// that one slow or dead host never holds every worker.
-    fn next(&self, cancel: &AtomicBool) -> Option<(Job, Admit, Key)> {
-        loop {
-            if cancel.load(Ordering::Relaxed) {
-                return None;
-            }
-            if let Some((key, job, admit)) = self.waiting.pop_ready(self.hosts) {
-                return Some((job, admit, key));
-            }
-            let job = if self.waiting.len() == 0 {
-                self.recv_job(cancel)?
-            } else {
-                match self.next_or_wake()? {
-                    Some(job) => job,
-                    None => continue,
-                }
-            };
-            let key = Key::of(&job.entry.url);
-            match self.hosts.try_admit(&key) {
-                Admit::Wait(_) => {}
-                admit => return Some((job, admit, key)),
-            }
-            if let Err(job) = self.waiting.push(key.clone(), job, false) {
-                // Held back as many as we keep: wait for this host, as a plain queue would.
-                let admit = self.hosts.admit(&key, cancel)?;
-                return Some((job, admit, key));
-            }
-        }
-    }
-
-    /// The next job from the channel; `None` once it is closed and empty. On a fiber, the
-    /// channel cannot wake it: it looks again, less and less often while it stays empty.
-    fn recv_job(&self, cancel: &AtomicBool) -> Option<Job> {
-        if !crate::fiber::active() {
-            return self.jobs.recv().ok();
-        }
-        crate::fiber::poll_until(
-            || match self.jobs.try_recv() {
-                Ok(job) => Some(Some(job)),
-                Err(TryRecvError::Disconnected) => Some(None),
-                Err(TryRecvError::Empty) if cancel.load(Ordering::Relaxed) => Some(None),
-                Err(TryRecvError::Empty) => None,
-            },
-            Duration::from_millis(5),
-        )
-    }
-
-    /// Takes back a job that could not start, to be tried again by whoever has room.
-    fn give_back(&self, job: Job) {
-        let key = Key::of(&job.entry.url);
-        let _ = self.waiting.push(key, job, true);
-    }
-
-    /// A job from the channel, or `Some(None)` when a host may have room (or a while passed:
-    /// paused hosts resume by the clock); `None` when nothing is left anywhere.
-    fn next_or_wake(&self) -> Option<Option<Job>> {
-        if crate::fiber::active() {
-            return self.next_or_wake_fiber();
-        }
-        crossbeam_channel::select! {
-            recv(self.jobs) -> job => match job {
-                Ok(job) => Some(Some(job)),
-                // No more input: what is held back is all that is left. Nothing held back:
-                // this worker is done now, not a tick later (the run ends when all are; a job a
-                // running download gives back goes to a worker still alive, see `retire`).
-                Err(_) if self.waiting.len() == 0 => None,
-                Err(_) => {
-                    let _ = self.wake.recv_timeout(TICK);
-                    (self.waiting.len() > 0).then_some(None)
-                }
-            },
-            recv(self.wake) -> _ => Some(None),
-            default(TICK) => Some(None),
-        }
-    }
-}
-
-impl Crew<'_> {
-    /// [`Crew::next_or_wake`] on a fiber, which neither channel can wake.
-    fn next_or_wake_fiber(&self) -> Option<Option<Job>> {
-        let mut waited = Duration::ZERO;
-        crate::fiber::poll_until(
-            || {
-                if self.wake.try_recv().is_ok() {
-                    return Some(Some(None));
-                }
-                match self.jobs.try_recv() {
-                    Ok(job) => Some(Some(Some(job))),
-                    Err(TryRecvError::Disconnected) if self.waiting.len() == 0 => Some(None),
-                    Err(_) if waited >= TICK => Some(Some(None)),
-                    Err(_) => {
-                        waited += Duration::from_millis(1);
-                        None
-                    }
-                }
-            },
-            Duration::from_millis(5),
-        )
     }
 }

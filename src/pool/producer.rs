@@ -7,6 +7,7 @@ use std::thread;
 use std::time::Instant;
 
 use crossbeam_channel::Sender;
+use tokio::sync::Notify;
 
 use super::{Event, Job, TICK};
 use crate::input::Item;
@@ -23,6 +24,8 @@ pub(super) struct Refill {
     pub(super) low: usize,
     /// Workers still taking jobs; each one unparks the producer as it stops.
     pub(super) workers: Arc<AtomicUsize>,
+    /// Rung for each job sent, for workers that wait as fibers (see [`super::Crew`]).
+    pub(super) bell: Arc<Notify>,
 }
 
 impl Refill {
@@ -37,7 +40,9 @@ impl Refill {
                 thread::park_timeout(TICK);
             }
         }
-        self.tx.send(job).is_ok()
+        let sent = self.tx.send(job).is_ok();
+        self.bell.notify_waiters();
+        sent
     }
 }
 
@@ -119,6 +124,7 @@ mod tests {
             tx,
             low,
             workers: Arc::new(AtomicUsize::new(1)),
+            bell: Arc::new(Notify::new()),
         });
         let cancel = Arc::new(AtomicBool::new(false));
         for id in 0..2 * low {
