@@ -66,8 +66,9 @@ impl Crew<'_> {
         }
     }
 
-    /// The next job from the channel; `None` once it is closed and empty. On a fiber, the
-    /// channel cannot wake it: it looks again, less and less often while it stays empty.
+    /// The next job from the channel; `None` once it is closed and empty. On a fiber, which the
+    /// channel cannot wake, it waits for the bell the producer rings for every job (and the
+    /// first worker with nothing left rings for the others, see [`Hosts::wake_all`]).
     fn recv_job(&self, cancel: &AtomicBool) -> Option<Job> {
         if !crate::fiber::active() {
             return self.jobs.recv().ok();
