@@ -285,7 +285,7 @@ pub(crate) struct Hosts {
     limits: Limits,
     table: Mutex<HashMap<Key, Host>>,
     wake: Option<Sender<()>>,
-    bell: Option<Arc<tokio::sync::Notify>>, // rung with each `wake` token, for fibers
+    bell: Option<Arc<tokio::sync::Notify>>,
     /// Slots held over all hosts, and the most at once: the downloads that ran at once, which
     /// the summary reports (`-j` overstates it under `--per-host`, a ramp-up or a low limit on
     /// open files). Changed only with `table` locked, so always the sum of the hosts' counts.
@@ -305,8 +305,9 @@ impl Hosts {
         }
     }
 
-    /// Also sends a token on `wake` whenever a host may have gained room (a slot freed, a window
-    /// grown, a host gone), for workers that wait on a channel rather than on this table.
+    /// Also sends a token on `wake` and rings `bell` whenever a host may have gained room (a slot
+    /// freed, a window grown, a host gone), for workers that wait on a channel rather than on
+    /// this table (threads), or on nothing that can wake them (fibers).
     pub(crate) fn waking(self, wake: Sender<()>, bell: Arc<tokio::sync::Notify>) -> Hosts {
         Hosts {
             wake: Some(wake),
