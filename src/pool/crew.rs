@@ -8,7 +8,7 @@ use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use tokio::sync::Notify;
 
 use super::{Event, Job, TICK};
-use crate::hosts::{Admit, Hosts, Key, Waiting};
+use crate::hosts::{Admit, Hosts, Key, Lease, Waiting};
 
 /// What every worker shares: its ends of the two channels, the count of workers still taking
 /// jobs, the producer to wake, and the hosts with the jobs held back for them.
@@ -64,6 +64,19 @@ impl Crew<'_> {
                 return Some((job, admit, key));
             }
         }
+    }
+
+    /// The next job held back for the host whose slot `lease` holds, the slot handed on to it:
+    /// the worker that ends a download takes its host's next job itself, and no one is woken
+    /// for a slot taken again at once (with the window at one, every download would otherwise
+    /// wait for another worker to wake). `None`, the slot released, when that host has no job
+    /// held back or no room for this one any more.
+    pub(super) fn next_on(&self, lease: Lease<'_>) -> Option<(Job, Admit, Key)> {
+        if self.waiting.len() == 0 || !self.hosts.keeps(lease.key(), lease.held_for()) {
+            return None;
+        }
+        let job = self.waiting.pop_for(lease.key())?;
+        Some((job, Admit::Go, lease.pass()))
     }
 
     /// The next job from the channel; `None` once it is closed and empty. On a fiber, which the

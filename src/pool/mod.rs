@@ -118,8 +118,9 @@ struct Job {
 }
 
 /// How a worker's job ended.
-enum Done {
-    Event(Event),
+enum Done<'h> {
+    /// The download's end, and its slot at the host if it still holds one (to hand on).
+    Event(Event, Option<Lease<'h>>),
     /// No file descriptor for its socket, client or part: not the URL's failure, it goes back.
     OutOfFiles(Job, String),
 }
@@ -358,7 +359,8 @@ impl Pool<'_> {
     /// retires for want of file descriptors.
     fn take_jobs(&self, crew: &Crew<'_>) -> Left {
         let wake_producer = || crew.producer.map(Thread::unpark);
-        while let Some((job, admit, key)) = crew.next(self.cancel) {
+        let mut passed = None;
+        while let Some((job, admit, key)) = passed.take().or_else(|| crew.next(self.cancel)) {
             if crew.jobs.len() <= self.low() {
                 // Cheap unless the producer is parked (see `Refill`).
                 wake_producer();
@@ -366,8 +368,8 @@ impl Pool<'_> {
             if self.cancel.load(Ordering::Relaxed) {
                 return Left::Stopped;
             }
-            let event = match self.work(job, admit, key, crew.hosts, &crew.events) {
-                Done::Event(event) => event,
+            let (event, lease) = match self.work(job, admit, key, crew.hosts, &crew.events) {
+                Done::Event(event, lease) => (event, lease),
                 Done::OutOfFiles(job, why) => {
                     crew.give_back(job);
                     if retire(crew.alive) {
@@ -385,6 +387,7 @@ impl Pool<'_> {
             if crew.events.send(event).is_err() {
                 return Left::Stopped;
             }
+            passed = lease.and_then(|lease| crew.next_on(lease));
         }
         Left::Idle
     }
@@ -423,16 +426,16 @@ impl Pool<'_> {
         }
     }
 
-    fn work(
+    fn work<'h>(
         &self,
         job: Job,
         admit: Admit,
         key: Key,
-        hosts: &Hosts,
+        hosts: &'h Hosts,
         event_tx: &Sender<Event>,
-    ) -> Done {
+    ) -> Done<'h> {
         if let Admit::Gone(gone) = admit {
-            return Done::Event(Event::Finished {
+            let event = Event::Finished {
                 id: job.id,
                 url: redact::url(&job.entry.url),
                 origin: job.entry.origin,
@@ -448,7 +451,8 @@ impl Pool<'_> {
                     },
                     exchanges: Vec::new(),
                 },
-            });
+            };
+            return Done::Event(event, None);
         }
         let mut lease = Lease::held(hosts, key);
         let counter = Arc::new(AtomicU64::new(0));
@@ -479,11 +483,12 @@ impl Pool<'_> {
                 return Done::OutOfFiles(job, why);
             }
         }
-        Done::Event(Event::Finished {
+        let event = Event::Finished {
             id: job.id,
             url: redact::url(&job.entry.url),
             origin: job.entry.origin,
             outcome,
-        })
+        };
+        Done::Event(event, lease.holds().then_some(lease))
     }
 }

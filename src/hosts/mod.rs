@@ -8,18 +8,21 @@
 //!   chunk;
 //! - [`Waiting`] holds the jobs a worker took for a host that had no room, so that the worker can
 //!   take other hosts' jobs instead of waiting on that one (one dead host never holds all
-//!   workers). It is bounded: memory stays O(jobs) and the producer's backpressure holds.
+//!   workers). It is bounded: memory stays O(jobs) and the producer's backpressure holds;
+//! - [`closing::Closing`] tunes the window of a host that closes every connection.
 //!
 //! Ramp-up works like TCP's slow start: a host starts with [`INITIAL_WINDOW`] downloads at once
 //! and gets one more for each response that came back on a connection the server keeps open, so
 //! the window doubles per round trip up to `--per-host`. A server that closes the connection after
 //! every reply (HTTP/1.0, `Connection: close`) makes every download a new connect into its accept
 //! queue, which may be as short as 5 (`python3 -m http.server`): overflowing it drops SYNs that the
-//! kernel retransmits only after a second. Such a host drops to [`CLOSING_WINDOW`], below that
+//! kernel retransmits only after a second. Such a host drops to [`closing::CLOSING_WINDOW`], below that
 //! queue (browsers keep to 6 connections per host for the same reason); the SYNs its first,
 //! wider round overflowed are dialled again without waiting that second ([`crate::redial`]).
+//! From there its replies' latency says how many at once pay off, down to one at a time for a
+//! server that answers in turn ([`closing`]).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -29,15 +32,17 @@ use url::Url;
 
 use crate::retry::Policy;
 
+use self::closing::Closing;
+pub(crate) use self::waiting::Waiting;
+
+mod closing;
+mod waiting;
+
 /// Downloads a host gets at once before any of its responses came back: a whole first round of
 /// a latency-bound list at the default `-j`. More than a small accept queue holds; the SYNs it
 /// drops are dialled again at once (see [`crate::redial`]), and the answers that come back say
 /// which window the host keeps.
 pub(crate) const INITIAL_WINDOW: usize = 8;
-
-/// The window of a host that closes the connection after every reply: every download is a new
-/// connect into its accept queue, which may hold only 5 (see the module docs).
-pub(crate) const CLOSING_WINDOW: usize = 4;
 
 /// How often a waiting thread looks at the cancel flag and at paused hosts.
 const POLL: Duration = Duration::from_millis(100);
@@ -177,6 +182,8 @@ pub(crate) struct Host {
     failed_connects: u32,
     resolver_retried: bool,
     gone: Option<Gone>,
+    /// Once it closed a connection after a reply: what its replies said about its window.
+    closing: Option<Closing>,
     /// Threads waiting for room at this host (see [`Hosts::admit`]), and what they wait on.
     waiters: usize,
     queue: Option<Arc<Condvar>>,
@@ -191,6 +198,7 @@ impl Host {
             failed_connects: 0,
             resolver_retried: false,
             gone: None,
+            closing: None,
             waiters: 0,
             queue: None,
         }
@@ -213,7 +221,12 @@ impl Host {
         Admit::Go
     }
 
-    pub(crate) fn release(&mut self) {
+    /// A download ends its hold on a slot, after `held` (`None`: a slot taken and given back
+    /// unused): for a closing host, how long tells what the window is worth (see [`closing`]).
+    pub(crate) fn release(&mut self, held: Option<Duration>) {
+        if let (Some(held), Some(closing)) = (held, self.closing.as_mut()) {
+            self.window = closing.reply(held, self.running);
+        }
         self.running = self.running.saturating_sub(1);
     }
 
@@ -224,7 +237,11 @@ impl Host {
                 if kept_open {
                     self.window = (self.window + 1).min(limits.per_host);
                 } else {
-                    self.window = self.window.min(CLOSING_WINDOW);
+                    let running = self.running;
+                    let closing = self
+                        .closing
+                        .get_or_insert_with(|| Closing::new(limits.per_host, running));
+                    self.window = closing.window();
                 }
                 Next::AsUsual
             }
@@ -270,12 +287,14 @@ impl Host {
     }
 
     /// Nothing worth remembering: the entry can go (a list of a million hosts must not keep a
-    /// million entries). What a host taught us that matters (gone, paused, failing) stays.
+    /// million entries). What a host taught us that matters (gone, paused, failing, the window
+    /// a closing host keeps to) stays.
     fn idle(&self, now: Instant) -> bool {
         self.running == 0
             && self.waiters == 0
             && self.gone.is_none()
             && self.failed_connects == 0
+            && !self.closing.as_ref().is_some_and(Closing::learned)
             && self.paused_until.is_none_or(|until| until <= now)
     }
 }
@@ -445,18 +464,40 @@ impl Hosts {
     }
 
     pub(crate) fn release(&self, key: &Key) {
+        self.release_after(key, None);
+    }
+
+    /// [`Hosts::release`] of a slot held for `held` by a download.
+    fn release_after(&self, key: &Key, held: Option<Duration>) {
         let mut table = self.lock();
         let now = Instant::now();
         if let Some(host) = table.get_mut(key) {
             if host.running > 0 {
                 self.held.fetch_sub(1, Ordering::SeqCst);
             }
-            host.release();
+            host.release(held);
             if host.idle(now) {
                 table.remove(key);
             }
         }
         self.changed(table, key, true);
+    }
+
+    /// Whether the slot a download on `key` held for `held` may go on to the next job for that
+    /// host, with no release and no new admit (see [`Lease::pass`]): the window, having counted
+    /// that download, still has room for it, and the host is neither paused nor gone.
+    pub(crate) fn keeps(&self, key: &Key, held: Duration) -> bool {
+        let mut table = self.lock();
+        table.get_mut(key).is_some_and(|host| {
+            if let Some(closing) = host.closing.as_mut() {
+                host.window = closing.reply(held, host.running);
+            }
+            host.running <= host.window
+                && host.gone.is_none()
+                && host
+                    .paused_until
+                    .is_none_or(|until| until <= Instant::now())
+        })
     }
 
     pub(crate) fn learn(&self, key: &Key, learned: Learned) -> Next {
@@ -480,6 +521,8 @@ pub(crate) struct Lease<'a> {
     hosts: &'a Hosts,
     key: Key,
     held: bool,
+    /// When it took its slot.
+    since: Instant,
 }
 
 impl<'a> Lease<'a> {
@@ -489,7 +532,29 @@ impl<'a> Lease<'a> {
             hosts,
             key,
             held: true,
+            since: Instant::now(),
         }
+    }
+
+    pub(crate) fn key(&self) -> &Key {
+        &self.key
+    }
+
+    /// Whether it holds a slot now (a download that failed may have given it back).
+    pub(crate) fn holds(&self) -> bool {
+        self.held
+    }
+
+    /// How long it has held its slot.
+    pub(crate) fn held_for(&self) -> Duration {
+        self.since.elapsed()
+    }
+
+    /// Hands the slot on to another job for the same host, unreleased: a slot taken again at
+    /// once is no change of room, so no one is woken for it (see [`Hosts::keeps`]).
+    pub(crate) fn pass(mut self) -> Key {
+        self.held = false;
+        Key(std::mem::take(&mut self.key.0))
     }
 
     /// Whether `url` is on this lease's host (a mirror may not be).
@@ -508,6 +573,7 @@ impl<'a> Lease<'a> {
             Some(Admit::Gone(gone)) => Err(gone.line()),
             Some(_) => {
                 self.held = true;
+                self.since = Instant::now();
                 Ok(true)
             }
         }
@@ -516,7 +582,8 @@ impl<'a> Lease<'a> {
     /// Gives the slot back (before a wait, say): others may use the host meanwhile.
     pub(crate) fn release(&mut self) {
         if std::mem::take(&mut self.held) {
-            self.hosts.release(&self.key);
+            self.hosts
+                .release_after(&self.key, Some(self.since.elapsed()));
         }
     }
 
@@ -531,78 +598,12 @@ impl Drop for Lease<'_> {
     }
 }
 
-/// Jobs taken for hosts that had no room, by host, in the order taken; bounded by `cap`.
-pub(crate) struct Waiting<T> {
-    cap: usize,
-    queues: Mutex<HashMap<Key, VecDeque<T>>>,
-    /// How many jobs `queues` holds: changed only under its lock, read without it, so that a
-    /// worker finds "none waiting" (the usual case) without taking a lock every job shares.
-    count: AtomicUsize,
-}
-
-impl<T> Waiting<T> {
-    pub(crate) fn new(cap: usize) -> Waiting<T> {
-        Waiting {
-            cap: cap.max(1),
-            queues: Mutex::new(HashMap::new()),
-            count: AtomicUsize::new(0),
-        }
-    }
-
-    fn lock(&self) -> MutexGuard<'_, HashMap<Key, VecDeque<T>>> {
-        self.queues.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    pub(crate) fn len(&self) -> usize {
-        self.count.load(Ordering::Acquire)
-    }
-
-    /// Keeps `job` for later; gives it back when full (`force` ignores the bound, for a job that
-    /// must not be lost and cannot be waited for).
-    pub(crate) fn push(&self, key: Key, job: T, force: bool) -> Result<(), T> {
-        let mut queues = self.lock();
-        if self.count.load(Ordering::Relaxed) >= self.cap && !force {
-            return Err(job);
-        }
-        queues.entry(key).or_default().push_back(job);
-        self.count.fetch_add(1, Ordering::Release);
-        Ok(())
-    }
-
-    /// The first waiting job whose host admits it now (the slot taken), or whose host is gone.
-    pub(crate) fn pop_ready(&self, hosts: &Hosts) -> Option<(Key, T, Admit)> {
-        if self.len() == 0 {
-            return None;
-        }
-        let mut queues = self.lock();
-        let mut found = None;
-        for (key, queue) in queues.iter_mut() {
-            match hosts.try_admit(key) {
-                Admit::Wait(_) => continue,
-                admit => {
-                    if let Some(job) = queue.pop_front() {
-                        found = Some((key.clone(), job, admit));
-                    } else if admit == Admit::Go {
-                        hosts.release(key);
-                    }
-                    break;
-                }
-            }
-        }
-        let (key, job, admit) = found?;
-        self.count.fetch_sub(1, Ordering::Release);
-        if queues.get(&key).is_some_and(VecDeque::is_empty) {
-            queues.remove(&key);
-        }
-        Some((key, job, admit))
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use super::closing::CLOSING_WINDOW;
     use super::*;
 
-    fn limits(per_host: usize) -> Limits {
+    pub(super) fn limits(per_host: usize) -> Limits {
         Limits::new(
             per_host,
             Policy {
@@ -610,6 +611,10 @@ mod tests {
                 max_wait: Duration::from_secs(60),
             },
         )
+    }
+
+    fn reply(kept_open: bool) -> Learned {
+        Learned::Response { kept_open }
     }
 
     fn fill(host: &mut Host, now: Instant) -> usize {
@@ -627,11 +632,11 @@ mod tests {
         let mut h = Host::new(&l);
         assert_eq!(fill(&mut h, now), INITIAL_WINDOW);
         for _ in 0..INITIAL_WINDOW {
-            h.learn(Learned::Response { kept_open: true }, now, &l);
+            h.learn(reply(true), now, &l);
         }
         assert_eq!(fill(&mut h, now), INITIAL_WINDOW, "one more per response");
         for _ in 0..100 {
-            h.learn(Learned::Response { kept_open: true }, now, &l);
+            h.learn(reply(true), now, &l);
         }
         assert_eq!(h.window, 32, "never past --per-host");
     }
@@ -654,7 +659,7 @@ mod tests {
                         let key = mine;
                         assert_eq!(hosts.admit(key, cancel), Some(Admit::Go));
                         if key == other {
-                            hosts.learn(key, Learned::Response { kept_open: true });
+                            hosts.learn(key, reply(true));
                         } else {
                             most.fetch_max(
                                 inside.fetch_add(1, Ordering::SeqCst) + 1,
@@ -687,10 +692,10 @@ mod tests {
         let mut h = Host::new(&l);
         assert_eq!(fill(&mut h, now), INITIAL_WINDOW);
         for _ in 0..INITIAL_WINDOW {
-            h.release();
+            h.release(None);
         }
         for _ in 0..100 {
-            h.learn(Learned::Response { kept_open: false }, now, &l);
+            h.learn(reply(false), now, &l);
         }
         assert_eq!(fill(&mut h, now), CLOSING_WINDOW);
         let mut small = Host::new(&limits(2));
@@ -702,13 +707,32 @@ mod tests {
     }
 
     #[test]
+    fn a_closing_host_that_answers_in_turn_is_remembered_at_one_while_idle() {
+        let hosts = Hosts::new(limits(32));
+        let key = Key::of(&Url::parse("http://a/").unwrap());
+        let running = || hosts.lock().get(&key).map_or(0, |h| h.running);
+        // Long enough to settle, not so long as to be trying two again.
+        for _ in 0..150 {
+            while hosts.try_admit(&key) == Admit::Go {}
+            hosts.learn(&key, reply(false));
+            // Served in turn: a download waits for every one ahead of it.
+            let held = Duration::from_millis(running() as u64);
+            hosts.release_after(&key, Some(held));
+        }
+        while running() > 0 {
+            hosts.release(&key);
+        }
+        assert_eq!(hosts.lock().get(&key).map(|h| h.window), Some(1));
+    }
+
+    #[test]
     fn a_released_slot_admits_the_next() {
         let l = limits(1);
         let now = Instant::now();
         let mut h = Host::new(&l);
         assert_eq!(h.admit(now), Admit::Go);
         assert_eq!(h.admit(now), Admit::Wait(None));
-        h.release();
+        h.release(None);
         assert_eq!(h.admit(now), Admit::Go);
     }
 
@@ -786,7 +810,7 @@ mod tests {
                 &l,
             );
         }
-        h.learn(Learned::Response { kept_open: true }, now, &l);
+        h.learn(reply(true), now, &l);
         let next = h.learn(
             Learned::Unreachable(Unreachable::new("host", "refused")),
             now,
@@ -842,26 +866,5 @@ mod tests {
         hosts.learn(&a, Learned::NoSuchName("x".into()));
         assert!(matches!(hosts.try_admit(&a), Admit::Gone(_)));
         assert_eq!(hosts.lock().len(), 1);
-    }
-
-    #[test]
-    fn waiting_jobs_come_back_when_their_host_has_room() {
-        let hosts = Hosts::new(limits(1));
-        let waiting = Waiting::new(2);
-        let a = Key::of(&Url::parse("http://a/").unwrap());
-        let b = Key::of(&Url::parse("http://b/").unwrap());
-        assert_eq!(hosts.try_admit(&a), Admit::Go);
-        assert!(waiting.push(a.clone(), 1, false).is_ok());
-        assert!(waiting.push(a.clone(), 2, false).is_ok());
-        assert_eq!(waiting.push(b.clone(), 3, false), Err(3), "bounded");
-        assert!(waiting.push(b.clone(), 3, true).is_ok(), "unless forced");
-        let (key, job, admit) = waiting.pop_ready(&hosts).unwrap();
-        assert_eq!((key, job, admit), (b.clone(), 3, Admit::Go));
-        assert!(waiting.pop_ready(&hosts).is_none(), "a is full");
-        hosts.release(&a);
-        assert_eq!(waiting.pop_ready(&hosts).map(|(_, j, _)| j), Some(1));
-        hosts.release(&a);
-        assert_eq!(waiting.pop_ready(&hosts).map(|(_, j, _)| j), Some(2));
-        assert_eq!(waiting.len(), 0);
     }
 }
