@@ -14,7 +14,7 @@ use std::sync::{Arc, OnceLock};
 use anyhow::{Context, Result};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
-use rustls::crypto::WebPkiSupportedAlgorithms;
+use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::server::ParsedCertificate;
@@ -44,22 +44,9 @@ pub(crate) fn client_config(settings: Settings<'_>) -> Result<rustls::ClientConf
             Some(path) => read_cacert(path)?,
             None => Vec::new(),
         };
-        // Every worker builds a client: without `--cacert` they share the one store (a copy
-        // each was most of the heap a run has before its list grows, benches/run workload E).
-        let roots = if pinned.is_empty() {
-            system_roots().clone()
-        } else {
-            // A CA certificate becomes a trust anchor; one webpki cannot take as an anchor is
-            // still trusted when the server presents exactly it.
-            let mut roots = system_roots().as_ref().clone();
-            roots.add_parsable_certificates(pinned.iter().cloned());
-            Arc::new(roots)
-        };
-        let standard = WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
-            .build()
-            .context("cannot set up certificate checks")?;
         Arc::new(Verifier {
-            standard,
+            standard: OnceLock::new(),
+            provider: provider.clone(),
             pinned,
             algorithms,
         })
@@ -118,9 +105,35 @@ fn read_cacert(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
 /// dates and handshake signatures still checked.
 #[derive(Debug)]
 struct Verifier {
-    standard: Arc<WebPkiServerVerifier>,
+    /// Made at the first handshake: reading the system's store costs more CPU than a small
+    /// file's whole download, and a list of `http://` URLs never needs it.
+    standard: OnceLock<Result<Arc<WebPkiServerVerifier>, String>>,
+    provider: Arc<CryptoProvider>,
     pinned: Vec<CertificateDer<'static>>,
     algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl Verifier {
+    fn standard(&self) -> Result<&Arc<WebPkiServerVerifier>, rustls::Error> {
+        let made = self.standard.get_or_init(|| {
+            // Every worker builds a client: without `--cacert` they share the one store (a copy
+            // each was most of the heap a run has before its list grows, benches/run workload E).
+            let roots = if self.pinned.is_empty() {
+                system_roots().clone()
+            } else {
+                // A CA certificate becomes a trust anchor; one webpki cannot take as an anchor
+                // is still trusted when the server presents exactly it.
+                let mut roots = system_roots().as_ref().clone();
+                roots.add_parsable_certificates(self.pinned.iter().cloned());
+                Arc::new(roots)
+            };
+            WebPkiServerVerifier::builder_with_provider(roots, self.provider.clone())
+                .build()
+                .map_err(|e| format!("cannot set up certificate checks: {e}"))
+        });
+        made.as_ref()
+            .map_err(|why| rustls::Error::General(why.clone()))
+    }
 }
 
 impl ServerCertVerifier for Verifier {
@@ -139,7 +152,7 @@ impl ServerCertVerifier for Verifier {
         {
             return verify_pinned(end_entity, server_name, now);
         }
-        self.standard
+        self.standard()?
             .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
             .map_err(|e| match e {
                 // A wrong name or date says more than "self-signed" does.

@@ -773,3 +773,33 @@ fn a_netrc_others_can_read_is_warned_about_once() {
         .assert()
         .code(2);
 }
+
+/// A list of `http://` URLs never reads the system's certificate store, which costs more CPU
+/// than a small file's whole download: a store that blocks whoever opens it (a FIFO nobody
+/// writes) does not hold the run up. Before, every run read it at the start, and hung here.
+#[test]
+fn plain_http_never_reads_the_certificate_store() {
+    let d = tls_dir();
+    let fifo = d.path().join("store.pem");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let (server, expected) = file_server(3, 100, 200, std::time::Duration::ZERO);
+    let out = tempfile::tempdir().unwrap();
+    let child = command()
+        .env("SSL_CERT_FILE", &fifo)
+        .env("SSL_CERT_DIR", &fifo)
+        .arg("-o")
+        .arg(out.path())
+        .args(urls_of(&server, &expected))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let done = finish_within(child, std::time::Duration::from_secs(30));
+    let stderr = String::from_utf8_lossy(&done.stderr);
+    assert_eq!(done.status.code(), Some(0), "{stderr}");
+    assert_eq!(checksums(out.path()), expected);
+}
