@@ -20,7 +20,11 @@ fn python(args: &[&str], dir: &std::path::Path) -> (Real, u16) {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut server = Real(child);
+    serving(Real(child))
+}
+
+/// The port a python server says it serves on (its first line), once it accepts there.
+fn serving(mut server: Real) -> (Real, u16) {
     // "Serving HTTP on 127.0.0.1 port 12345 (http://127.0.0.1:12345/) ..."
     let mut line = String::new();
     std::io::BufRead::read_line(
@@ -180,28 +184,35 @@ fn continue_against_python_http_server_skips_a_complete_file() {
     continue_never_copies_a_complete_file(&format!("http://127.0.0.1:{port}/f.bin"), &data);
 }
 
-/// Python's own threaded HTTP/1.0 server (a connection per file), made to serve one request at a
-/// time as `python3 -m http.server` in effect does (one interpreter lock), and to write down how
-/// many requests were in at once as each came in.
-const IN_TURN: &str = r#"
+/// Python's own threaded HTTP/1.0 server (a connection per file) serving `www` (argv[1]),
+/// each request taking argv[3] seconds, one at a time when argv[2] is "turn" (as
+/// `python3 -m http.server` in effect does: one interpreter lock) or side by side ("side", as a
+/// server far away would seem); it writes down how many requests were in at once as each came in.
+const CLOSING: &str = r#"
 import functools, http.server, os, sys, threading, time
-www = sys.argv[1]
-guard, turn, state = threading.Lock(), threading.Lock(), {"in": 0}
+www, mode, pause = sys.argv[1], sys.argv[2], float(sys.argv[3])
+guard, state = threading.Lock(), {"in": 0}
+turn = threading.Lock() if mode == "turn" else None
 log = open(os.path.join(www, "..", "in-flight.log"), "w")
 class Handler(http.server.SimpleHTTPRequestHandler):
     def do_GET(self):
         with guard:
             state["in"] += 1
             log.write(f"{state['in']}\n"); log.flush()
-        with turn:
-            try:
-                time.sleep(0.01)
-            finally:
-                # Counted out before the reply goes: a client that waits for the reply cannot
-                # be seen beside it.
-                with guard:
-                    state["in"] -= 1
+        if turn:
+            turn.acquire()
+        try:
+            time.sleep(pause)
+        finally:
+            # Counted out before the reply goes: a client that waits for the reply cannot
+            # be seen beside it.
+            with guard:
+                state["in"] -= 1
+        try:
             super().do_GET()
+        finally:
+            if turn:
+                turn.release()
     def log_message(self, *args):
         pass
 server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=www))
@@ -209,25 +220,30 @@ print(f"Serving HTTP on 127.0.0.1 port {server.server_address[1]}", flush=True)
 server.serve_forever()
 "#;
 
-/// Against a server that closes every connection and serves in turn, more at once only makes
-/// each wait for the others: after a few rounds fetchpar sends fewer at once, however large
-/// `-j`. Before, it kept four at once to the end.
-#[test]
-fn a_closing_server_that_serves_in_turn_gets_one_request_at_a_time() {
+/// `n` files from the `CLOSING` server (`mode`, `pause`) at `-j 32`: every byte checked, and how
+/// many requests were in at once as each came in, in order. `None` without python3.
+fn from_closing_server(mode: &str, pause: &str, n: usize) -> Option<Vec<usize>> {
     if !installed("python3", "--version", "python3") {
-        return;
+        return None;
     }
     let root = tempfile::tempdir().unwrap();
     let www = root.path().join("www");
     std::fs::create_dir(&www).unwrap();
-    let n = 100;
     let mut expected = BTreeMap::new();
     for i in 0..n {
         let data = body(1024, i as u8);
         std::fs::write(www.join(format!("f{i}.bin")), &*data).unwrap();
         expected.insert(format!("f{i}.bin"), sha256(&data));
     }
-    let (_server, port) = python(&["-c", IN_TURN], &www);
+    let child = std::process::Command::new("python3")
+        .args(["-u", "-c", CLOSING])
+        .arg(&www)
+        .args([mode, pause])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (_server, port) = serving(Real(child));
     let urls: Vec<String> = (0..n)
         .map(|i| format!("http://127.0.0.1:{port}/f{i}.bin"))
         .collect();
@@ -241,11 +257,37 @@ fn a_closing_server_that_serves_in_turn_gets_one_request_at_a_time() {
     let log = std::fs::read_to_string(root.path().join("in-flight.log")).unwrap();
     let in_flight: Vec<usize> = log.lines().map(|l| l.parse().unwrap()).collect();
     assert_eq!(in_flight.len(), n, "one GET per file");
+    Some(in_flight)
+}
+
+/// Against a server that closes every connection and serves in turn, more at once only makes
+/// each wait for the others: after a few rounds fetchpar sends fewer at once, however large
+/// `-j`. Before, it kept four at once to the end.
+#[test]
+fn a_closing_server_that_serves_in_turn_gets_fewer_requests_at_once() {
+    let Some(in_flight) = from_closing_server("turn", "0.01", 100) else {
+        return;
+    };
     // One at a time, or two where this client's own work per file is a fair share of the
     // server's (a debug build's is): never the four a closing host starts with.
-    let late = &in_flight[n - 40..];
+    let late = &in_flight[60..];
     assert!(
         late.iter().all(|&k| k <= 2),
+        "in flight as the last came in: {late:?}"
+    );
+}
+
+/// The same server serving side by side (each request waits, none for another): four at once
+/// pay, and a try at two finds it out and goes back.
+#[test]
+fn a_closing_server_that_serves_side_by_side_keeps_four_at_once() {
+    let Some(in_flight) = from_closing_server("side", "0.05", 120) else {
+        return;
+    };
+    let mut late = in_flight[100..].to_vec();
+    late.sort_unstable();
+    assert!(
+        late[late.len() / 2] >= 3,
         "in flight as the last came in: {late:?}"
     );
 }
