@@ -9,6 +9,7 @@
 //! - [`Waiting`] holds the jobs a worker took for a host that had no room, so that the worker can
 //!   take other hosts' jobs instead of waiting on that one (one dead host never holds all
 //!   workers). It is bounded: memory stays O(jobs) and the producer's backpressure holds;
+//! - [`Lease`] is a download's hold on its host's slot;
 //! - [`closing::Closing`] tunes the window of a host that closes every connection.
 //!
 //! Ramp-up works like TCP's slow start: a host starts with [`INITIAL_WINDOW`] downloads at once
@@ -33,9 +34,11 @@ use url::Url;
 use crate::retry::Policy;
 
 use self::closing::Closing;
+pub(crate) use self::lease::Lease;
 pub(crate) use self::waiting::Waiting;
 
 mod closing;
+mod lease;
 mod waiting;
 
 /// Downloads a host gets at once before any of its responses came back: a whole first round of
@@ -470,34 +473,53 @@ impl Hosts {
     /// [`Hosts::release`] of a slot held for `held` by a download.
     fn release_after(&self, key: &Key, held: Option<Duration>) {
         let mut table = self.lock();
-        let now = Instant::now();
+        let mut grew = false;
         if let Some(host) = table.get_mut(key) {
+            let window = host.window;
             if host.running > 0 {
                 self.held.fetch_sub(1, Ordering::SeqCst);
             }
             host.release(held);
-            if host.idle(now) {
+            grew = host.window > window;
+            if host.idle(Instant::now()) {
                 table.remove(key);
             }
         }
-        self.changed(table, key, true);
+        // A window that grew (a closing host's try at more) has room for more than one.
+        self.changed(table, key, !grew);
     }
 
-    /// Whether the slot a download on `key` held for `held` may go on to the next job for that
-    /// host, with no release and no new admit (see [`Lease::pass`]): the window, having counted
-    /// that download, still has room for it, and the host is neither paused nor gone.
-    pub(crate) fn keeps(&self, key: &Key, held: Duration) -> bool {
+    /// A download on `key` ends after holding its slot for `held`, counted as a release is; the
+    /// slot goes on to the next job for that host (true) when the window, having counted it,
+    /// still has room for it and the host is neither paused nor gone (see [`Lease::pass`]).
+    /// Otherwise the slot is released (false).
+    pub(crate) fn pass_on(&self, key: &Key, held: Duration) -> bool {
         let mut table = self.lock();
-        table.get_mut(key).is_some_and(|host| {
-            if let Some(closing) = host.closing.as_mut() {
-                host.window = closing.reply(held, host.running);
+        let Some(host) = table.get_mut(key) else {
+            return false;
+        };
+        let window = host.window;
+        if let Some(closing) = host.closing.as_mut() {
+            host.window = closing.reply(held, host.running);
+        }
+        let now = Instant::now();
+        let keeps = host.running <= host.window
+            && host.gone.is_none()
+            && host.paused_until.is_none_or(|until| until <= now);
+        let grew = host.window > window;
+        if !keeps {
+            if host.running > 0 {
+                self.held.fetch_sub(1, Ordering::SeqCst);
             }
-            host.running <= host.window
-                && host.gone.is_none()
-                && host
-                    .paused_until
-                    .is_none_or(|until| until <= Instant::now())
-        })
+            host.release(None);
+            if host.idle(now) {
+                table.remove(key);
+            }
+            self.changed(table, key, !grew);
+        } else if grew {
+            self.changed(table, key, false);
+        }
+        keeps
     }
 
     pub(crate) fn learn(&self, key: &Key, learned: Learned) -> Next {
@@ -513,88 +535,6 @@ impl Hosts {
             self.changed(table, key, false);
         }
         next
-    }
-}
-
-/// A download's hold on its host: a slot while it runs, released on drop.
-pub(crate) struct Lease<'a> {
-    hosts: &'a Hosts,
-    key: Key,
-    held: bool,
-    /// When it took its slot.
-    since: Instant,
-}
-
-impl<'a> Lease<'a> {
-    /// A lease on a slot already admitted.
-    pub(crate) fn held(hosts: &'a Hosts, key: Key) -> Lease<'a> {
-        Lease {
-            hosts,
-            key,
-            held: true,
-            since: Instant::now(),
-        }
-    }
-
-    pub(crate) fn key(&self) -> &Key {
-        &self.key
-    }
-
-    /// Whether it holds a slot now (a download that failed may have given it back).
-    pub(crate) fn holds(&self) -> bool {
-        self.held
-    }
-
-    /// How long it has held its slot.
-    pub(crate) fn held_for(&self) -> Duration {
-        self.since.elapsed()
-    }
-
-    /// Hands the slot on to another job for the same host, unreleased: a slot taken again at
-    /// once is no change of room, so no one is woken for it (see [`Hosts::keeps`]).
-    pub(crate) fn pass(mut self) -> Key {
-        self.held = false;
-        Key(std::mem::take(&mut self.key.0))
-    }
-
-    /// Whether `url` is on this lease's host (a mirror may not be).
-    pub(crate) fn covers(&self, url: &Url) -> bool {
-        self.key.is_of(url)
-    }
-
-    /// Waits for a slot if this lease holds none; `Err` with the line to fail with when the host
-    /// is gone, `Ok(false)` on Ctrl-C.
-    pub(crate) fn acquire(&mut self, cancel: &AtomicBool) -> Result<bool, String> {
-        if self.held {
-            return Ok(true);
-        }
-        match self.hosts.admit(&self.key, cancel) {
-            None => Ok(false),
-            Some(Admit::Gone(gone)) => Err(gone.line()),
-            Some(_) => {
-                self.held = true;
-                self.since = Instant::now();
-                Ok(true)
-            }
-        }
-    }
-
-    /// Gives the slot back (before a wait, say): others may use the host meanwhile.
-    pub(crate) fn release(&mut self) {
-        if std::mem::take(&mut self.held) {
-            self.hosts
-                .release_after(&self.key, Some(self.since.elapsed()));
-        }
-    }
-
-    pub(crate) fn learn(&self, learned: Learned) -> Next {
-        self.hosts.learn(&self.key, learned)
-    }
-}
-
-impl Drop for Lease<'_> {
-    fn drop(&mut self) {
-        self.release();
     }
 }
 
@@ -723,6 +663,30 @@ mod tests {
             hosts.release(&key);
         }
         assert_eq!(hosts.lock().get(&key).map(|h| h.window), Some(1));
+    }
+
+    #[test]
+    fn a_slot_goes_on_to_the_next_job_only_while_the_host_has_room_for_it() {
+        let hosts = Hosts::new(limits(2));
+        let key = Key::of(&Url::parse("http://a/").unwrap());
+        let running = || hosts.lock().get(&key).map_or(0, |h| h.running);
+        assert_eq!(hosts.try_admit(&key), Admit::Go);
+        assert_eq!(hosts.try_admit(&key), Admit::Go);
+        assert!(hosts.pass_on(&key, Duration::from_millis(1)), "room: kept");
+        assert_eq!(running(), 2);
+        // Paused by a Retry-After: the slot is given back, once.
+        hosts.learn(&key, Learned::RetryAfter(Duration::from_secs(30)));
+        assert!(!hosts.pass_on(&key, Duration::from_millis(1)));
+        assert_eq!(running(), 1);
+        assert_eq!(hosts.held.load(Ordering::SeqCst), 1);
+        // A window that shrank below what runs: not kept either.
+        let hosts = Hosts::new(limits(4));
+        for _ in 0..3 {
+            assert_eq!(hosts.try_admit(&key), Admit::Go);
+        }
+        hosts.learn(&key, Learned::Unreachable(Unreachable::new("a", "refused")));
+        assert!(!hosts.pass_on(&key, Duration::from_millis(1)));
+        assert_eq!(hosts.lock().get(&key).map(|h| h.running), Some(2));
     }
 
     #[test]

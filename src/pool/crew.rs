@@ -72,11 +72,21 @@ impl Crew<'_> {
     /// wait for another worker to wake). `None`, the slot released, when that host has no job
     /// held back or no room for this one any more.
     pub(super) fn next_on(&self, lease: Lease<'_>) -> Option<(Job, Admit, Key)> {
-        if self.waiting.len() == 0 || !self.hosts.keeps(lease.key(), lease.held_for()) {
+        if self.waiting.len() == 0 {
             return None;
         }
-        let job = self.waiting.pop_for(lease.key())?;
-        Some((job, Admit::Go, lease.pass()))
+        let (key, held) = lease.pass();
+        if !self.hosts.pass_on(&key, held) {
+            return None;
+        }
+        match self.waiting.pop_for(&key) {
+            Some(job) => Some((job, Admit::Go, key)),
+            None => {
+                // Counted already: given back as unused.
+                self.hosts.release(&key);
+                None
+            }
+        }
     }
 
     /// The next job from the channel; `None` once it is closed and empty. On a fiber, which the

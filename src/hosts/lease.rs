@@ -1,0 +1,82 @@
+//! A download's hold on a slot at its host.
+
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use url::Url;
+
+use super::{Admit, Hosts, Key, Learned, Next};
+
+/// A download's hold on its host: a slot while it runs, released on drop.
+pub(crate) struct Lease<'a> {
+    hosts: &'a Hosts,
+    key: Key,
+    held: bool,
+    /// When it took its slot.
+    since: Instant,
+}
+
+impl<'a> Lease<'a> {
+    /// A lease on a slot already admitted.
+    pub(crate) fn held(hosts: &'a Hosts, key: Key) -> Lease<'a> {
+        Lease {
+            hosts,
+            key,
+            held: true,
+            since: Instant::now(),
+        }
+    }
+
+    /// Whether it holds a slot now (a download that failed may have given it back).
+    pub(crate) fn holds(&self) -> bool {
+        self.held
+    }
+
+    /// Ends the download's hold without a release, for [`Hosts::pass_on`] to hand the slot on
+    /// to another job for the same host (a slot taken again at once is no change of room, so
+    /// no one is woken for it); the host and how long the slot was held.
+    pub(crate) fn pass(mut self) -> (Key, Duration) {
+        self.held = false;
+        (Key(std::mem::take(&mut self.key.0)), self.since.elapsed())
+    }
+
+    /// Whether `url` is on this lease's host (a mirror may not be).
+    pub(crate) fn covers(&self, url: &Url) -> bool {
+        self.key.is_of(url)
+    }
+
+    /// Waits for a slot if this lease holds none; `Err` with the line to fail with when the host
+    /// is gone, `Ok(false)` on Ctrl-C.
+    pub(crate) fn acquire(&mut self, cancel: &AtomicBool) -> Result<bool, String> {
+        if self.held {
+            return Ok(true);
+        }
+        match self.hosts.admit(&self.key, cancel) {
+            None => Ok(false),
+            Some(Admit::Gone(gone)) => Err(gone.line()),
+            Some(_) => {
+                self.held = true;
+                self.since = Instant::now();
+                Ok(true)
+            }
+        }
+    }
+
+    /// Gives the slot back (before a wait, say): others may use the host meanwhile.
+    pub(crate) fn release(&mut self) {
+        if std::mem::take(&mut self.held) {
+            self.hosts
+                .release_after(&self.key, Some(self.since.elapsed()));
+        }
+    }
+
+    pub(crate) fn learn(&self, learned: Learned) -> Next {
+        self.hosts.learn(&self.key, learned)
+    }
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
