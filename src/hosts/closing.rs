@@ -151,7 +151,7 @@ impl Closing {
                     from: self.window,
                     rate,
                 };
-                self.window /= 2;
+                self.window = half(self.window);
             }
             Step::Down { .. } => self.settle(1),
             Step::Up {
@@ -178,7 +178,7 @@ impl Closing {
                 from: self.window,
                 rate: self.sum / f64::from(self.rounds),
             };
-            self.window /= 2;
+            self.window = half(self.window);
         } else if self.window < self.cap {
             self.step = Step::Up {
                 from: self.window,
@@ -208,6 +208,11 @@ impl Closing {
         self.sum = 0.0;
         self.rounds = 0;
     }
+}
+
+/// Half a window, rounded up: a `--per-host 3` goes to 2 before 1.
+fn half(window: usize) -> usize {
+    window - window / 2
 }
 
 fn median(latencies: &mut [Duration]) -> Duration {
@@ -268,6 +273,12 @@ mod tests {
         let mut t = Closing::new(32, 0);
         let w = serve(&mut t, 100 * MS, 0.5, 4000);
         assert!(share(&w, 2) > 0.75, "half side by side: {:?}", moves(&w));
+    }
+
+    #[test]
+    fn an_odd_cap_halves_to_the_window_above_half() {
+        let mut t = Closing::new(3, 0);
+        assert_eq!(moves(&serve(&mut t, MS, 0.0, 4 * ROUND)), [3, 2, 1]);
     }
 
     #[test]
