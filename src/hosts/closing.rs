@@ -25,7 +25,7 @@ pub(crate) const CLOSING_WINDOW: usize = 4;
 const ROUND: usize = 32;
 
 /// How much more a larger window must get through to be kept. A round's rate swings by a
-/// quarter either way against a server that serves in turn (`python3 -m http.server` hands its
+/// quarter or more either way against a server that serves in turn (`python3 -m http.server` hands its
 /// lock between threads every few milliseconds); one that overlaps doubles it when the window
 /// doubles.
 const MARGIN: f64 = 1.3;
