@@ -449,6 +449,10 @@ impl RequestBuilder<'_> {
             let again = request.try_clone();
             let host = hop.origin();
             client.wait(runtime, || async {
+                // The connection this thread's last download used goes back to the pool in a
+                // task of its own, which runs only when this thread's fibers all wait: let it
+                // run first, or this request finds no idle connection and dials another.
+                tokio::task::yield_now().await;
                 let answers = &client.inner.answers;
                 let sending = crate::redial::send(&host, answers, request.send(), || {
                     again.map(reqwest::RequestBuilder::send)
@@ -605,6 +609,7 @@ mod tests {
             timeout: Duration::from_secs(20),
             connect_timeout: Duration::from_secs(20),
             http1_only: false,
+            workers: 1,
         };
         Client::new(recipe, cancel.clone()).unwrap()
     }
