@@ -35,7 +35,7 @@ pub(crate) enum Kind {
     /// A worker thread's own, which the workers it runs as fibers share: their keep-alive
     /// connections, reused from file to file. It keeps one idle connection per worker: with
     /// one in all, the connections of workers that ended together were closed, and the next
-    /// downloads dialled anew (61 connections for 2000 files at `-j 16`, benches/run C).
+    /// downloads dialled anew (benches/run C counts the connections).
     PerThread,
     /// The one client every worker shares for HTTP/2 hosts: its connections carry many
     /// downloads at once, and an HTTPS host that turns out to speak HTTP/1.1 may need several.
