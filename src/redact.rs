@@ -9,38 +9,23 @@ use url::Url;
 /// a presigned or API-key URL is a password in itself. Whoever holds
 /// `…?X-Amz-Signature=…&X-Amz-Credential=…` (or an Azure SAS `sig`, a Google `key`, an OAuth
 /// `code` or `access_token`) can fetch the object, so the value is as secret as the userinfo.
-/// The name stays: it tells the reader what was hidden.
-const SECRET_PARAMS: [&str; 31] = [
-    "token",
-    "access_token",
-    "refresh_token",
-    "id_token",
-    "api_key",
+/// The name stays: it tells the reader what was hidden. Names that end in one of
+/// [`SECRET_SUFFIXES`] (`token`, `access_token`, `X-Amz-Signature`, `api_key`, …) are not
+/// listed again here.
+const SECRET_PARAMS: [&str; 14] = [
     "apikey",
-    "api-key",
     "key",
-    "secret",
-    "client_secret",
-    "password",
     "passwd",
     "pwd",
     "pass",
     "auth",
     "authorization",
     "sig",
-    "signature",
     "session",
-    "sessionid",
     "sid",
     "jwt",
     "code",
-    "x-amz-signature",
-    "x-amz-credential",
-    "x-amz-security-token",
-    "x-goog-signature",
-    "x-goog-credential",
     "awsaccesskeyid",
-    "credential",
     "credentials",
 ];
 
