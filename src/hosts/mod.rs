@@ -224,13 +224,17 @@ impl Host {
         Admit::Go
     }
 
-    /// A download ends its hold on a slot, after `held` (`None`: a slot taken and given back
-    /// unused): for a closing host, how long tells what the window is worth (see [`closing`]).
-    pub(crate) fn release(&mut self, held: Option<Duration>) {
-        if let (Some(held), Some(closing)) = (held, self.closing.as_mut()) {
+    pub(crate) fn release(&mut self) {
+        self.running = self.running.saturating_sub(1);
+    }
+
+    /// A download held a slot for `held`: for a closing host, how long tells what the window
+    /// is worth (see [`closing`]). Counted once per download, before its slot is released or
+    /// handed on.
+    fn count(&mut self, held: Duration) {
+        if let Some(closing) = self.closing.as_mut() {
             self.window = closing.reply(held, self.running);
         }
-        self.running = self.running.saturating_sub(1);
     }
 
     pub(crate) fn learn(&mut self, learned: Learned, now: Instant, limits: &Limits) -> Next {
@@ -473,20 +477,14 @@ impl Hosts {
     /// [`Hosts::release`] of a slot held for `held` by a download.
     fn release_after(&self, key: &Key, held: Option<Duration>) {
         let mut table = self.lock();
-        let mut grew = false;
-        if let Some(host) = table.get_mut(key) {
-            let window = host.window;
-            if host.running > 0 {
-                self.held.fetch_sub(1, Ordering::SeqCst);
-            }
-            host.release(held);
-            grew = host.window > window;
-            if host.idle(Instant::now()) {
-                table.remove(key);
-            }
+        let Some(host) = table.get_mut(key) else {
+            return self.changed(table, key, true);
+        };
+        let window = host.window;
+        if let Some(held) = held {
+            host.count(held);
         }
-        // A window that grew (a closing host's try at more) has room for more than one.
-        self.changed(table, key, !grew);
+        self.give_back(table, key, window);
     }
 
     /// A download on `key` ends after holding its slot for `held`, counted as a release is; the
@@ -499,27 +497,36 @@ impl Hosts {
             return false;
         };
         let window = host.window;
-        if let Some(closing) = host.closing.as_mut() {
-            host.window = closing.reply(held, host.running);
-        }
-        let now = Instant::now();
+        host.count(held);
         let keeps = host.running <= host.window
             && host.gone.is_none()
-            && host.paused_until.is_none_or(|until| until <= now);
+            && host
+                .paused_until
+                .is_none_or(|until| until <= Instant::now());
         let grew = host.window > window;
         if !keeps {
-            if host.running > 0 {
-                self.held.fetch_sub(1, Ordering::SeqCst);
-            }
-            host.release(None);
-            if host.idle(now) {
-                table.remove(key);
-            }
-            self.changed(table, key, !grew);
+            self.give_back(table, key, window);
         } else if grew {
             self.changed(table, key, false);
         }
         keeps
+    }
+
+    /// Releases a slot on `key`, whose window was `window` before the download was counted:
+    /// a window that grew since (a closing host's try at more) has room for more than one.
+    fn give_back(&self, mut table: MutexGuard<'_, HashMap<Key, Host>>, key: &Key, window: usize) {
+        let mut grew = false;
+        if let Some(host) = table.get_mut(key) {
+            if host.running > 0 {
+                self.held.fetch_sub(1, Ordering::SeqCst);
+            }
+            host.release();
+            grew = host.window > window;
+            if host.idle(Instant::now()) {
+                table.remove(key);
+            }
+        }
+        self.changed(table, key, !grew);
     }
 
     pub(crate) fn learn(&self, key: &Key, learned: Learned) -> Next {
@@ -632,7 +639,7 @@ mod tests {
         let mut h = Host::new(&l);
         assert_eq!(fill(&mut h, now), INITIAL_WINDOW);
         for _ in 0..INITIAL_WINDOW {
-            h.release(None);
+            h.release();
         }
         for _ in 0..100 {
             h.learn(reply(false), now, &l);
@@ -696,7 +703,7 @@ mod tests {
         let mut h = Host::new(&l);
         assert_eq!(h.admit(now), Admit::Go);
         assert_eq!(h.admit(now), Admit::Wait(None));
-        h.release(None);
+        h.release();
         assert_eq!(h.admit(now), Admit::Go);
     }
 
