@@ -238,6 +238,11 @@ impl Host {
     }
 
     pub(crate) fn learn(&mut self, learned: Learned, now: Instant, limits: &Limits) -> Next {
+        // A connect already under way when the host ran out of attempts: its URL fails with the
+        // line the others got, not "after 5 attempts" beside "after 4".
+        if let (Learned::Unreachable(_), Some(gone)) = (&learned, &self.gone) {
+            return Next::Fail(gone.line());
+        }
         match learned {
             Learned::Response { kept_open } => {
                 self.failed_connects = 0;
@@ -752,6 +757,12 @@ mod tests {
         match h.admit(now + Duration::from_secs(3600)) {
             Admit::Gone(gone) => assert_eq!(gone.line(), line),
             other => panic!("{other:?}"),
+        }
+        // Connects that were under way fail with the same line.
+        for _ in 0..2 {
+            let late = Unreachable::new("host", "connect timed out");
+            let next = h.learn(Learned::Unreachable(late), now, &l);
+            assert_eq!(next, Next::Fail(line.into()));
         }
     }
 
