@@ -11,9 +11,10 @@
 //! downloads at a time: from [`CLOSING_WINDOW`] the window halves while the smaller one gets
 //! about as far (a larger one must bring [`MARGIN`] more to be kept, the smaller costs the
 //! server less); once settled it tries half and twice the window in turn, after [`FIRST_PROBE`]
-//! downloads, then after twice as many each time a try did not pay. A median, not a mean, so
-//! that one slow download changes nothing; downloads that started under the window before are
-//! not counted in the next.
+//! downloads, then after twice as many each time a try did not pay; a try at twice that has
+//! not brought anything after [`EARLY`] downloads ends there (against a server that serves in
+//! turn every download of it is slower). A median, not a mean, so that one slow download
+//! changes nothing; downloads that started under the window before are not counted in the next.
 
 use std::time::Duration;
 
@@ -23,6 +24,10 @@ pub(crate) const CLOSING_WINDOW: usize = 4;
 
 /// Downloads per measure.
 const ROUND: usize = 32;
+
+/// Downloads after which a try at twice the window that has not paid at all ends early (see
+/// [`Closing::cut_short`]).
+const EARLY: usize = 8;
 
 /// How much more a larger window must get through to be kept. A round's rate swings by a
 /// quarter or more either way against a server that serves in turn (`python3 -m http.server` hands its
@@ -121,23 +126,51 @@ impl Closing {
         self.settled = self.settled.saturating_add(1);
         self.round.push(held);
         self.in_flight += in_flight.max(1);
-        if self.round.len() < ROUND {
-            return self.window;
-        }
-        let c = self.in_flight as f64 / self.round.len() as f64;
-        let m = median(&mut self.round).as_secs_f64().max(1e-6);
-        self.round.clear();
-        self.in_flight = 0;
         let before = self.window;
-        // Too few downloads to tell (the list is running out): nothing learned.
-        if self.window == 1 || c >= 1.5 {
-            self.measured = true;
-            self.decide(c / m);
+        if self.round.len() == EARLY {
+            self.cut_short();
+        } else if self.round.len() >= ROUND {
+            let (c, rate) = self.measure();
+            self.round.clear();
+            self.in_flight = 0;
+            // Too few downloads to tell (the list is running out): nothing learned.
+            if self.window == 1 || c >= 1.5 {
+                self.measured = true;
+                self.decide(rate);
+            }
         }
         if self.window != before {
             self.skip = before;
         }
         self.window
+    }
+
+    /// The round so far: how many downloads held a slot at once, on average, and what the
+    /// host got through (`c / m`, see the module docs).
+    fn measure(&mut self) -> (f64, f64) {
+        let c = self.in_flight as f64 / self.round.len() as f64;
+        let m = median(&mut self.round).as_secs_f64().max(1e-6);
+        (c, c / m)
+    }
+
+    /// Ends a try at twice the window after [`EARLY`] downloads if they got through no more
+    /// than the settled window did at its best: a server that serves in turn, where every
+    /// download of the try is slower than one at the settled window, so that a full round of
+    /// them costs more than the try can tell (a try that pays brings about twice as much).
+    fn cut_short(&mut self) {
+        let Step::Up {
+            from,
+            rate: smaller,
+        } = self.step
+        else {
+            return;
+        };
+        let (c, rate) = self.measure();
+        if c >= 1.5 && rate <= smaller {
+            self.round.clear();
+            self.in_flight = 0;
+            self.back_to(from);
+        }
     }
 
     fn decide(&mut self, rate: f64) {
@@ -309,6 +342,25 @@ mod tests {
         // The server changed its ways: a try finds two pays, and then four.
         let w = serve(&mut t, 50 * MS, 1.0, 3 * LAST_PROBE as usize);
         assert_eq!(w.last(), Some(&CLOSING_WINDOW), "{:?}", moves(&w));
+    }
+
+    #[test]
+    fn a_try_at_two_that_brings_nothing_ends_early() {
+        let mut t = Closing::new(32, 0);
+        serve(&mut t, MS, 0.0, 4 * ROUND);
+        assert_eq!(t.window(), 1);
+        let w = serve(&mut t, MS, 0.0, 4000);
+        let mut tries = w.split(|&x| x == 1).filter(|run| !run.is_empty());
+        let lengths: Vec<usize> = tries.by_ref().map(<[usize]>::len).collect();
+        assert!(lengths.len() >= 3, "{lengths:?}");
+        // The download that started at one is not counted, then EARLY at two.
+        assert!(lengths.iter().all(|&n| n == EARLY + 1), "{lengths:?}");
+        // Against a server far away the try runs its round, and two are kept.
+        let mut t = Closing::new(2, 0);
+        serve(&mut t, 100 * MS, 0.0, 4 * ROUND);
+        assert_eq!(t.window(), 1);
+        let w = serve(&mut t, 100 * MS, 1.0, 4 * ROUND);
+        assert!(share(&w, 2) > 0.5, "{:?}", moves(&w));
     }
 
     #[test]
