@@ -322,11 +322,17 @@ mod tests {
         assert!(share(&w, 2) > 0.9, "{:?}", moves(&w));
     }
 
+    /// A tuner (at most `cap`) settled at one by a server that takes `alone` a download, in turn.
+    fn settled_at_one(cap: usize, alone: Duration) -> Closing {
+        let mut t = Closing::new(cap, 0);
+        serve(&mut t, alone, 0.0, 4 * ROUND);
+        assert_eq!(t.window(), 1);
+        t
+    }
+
     #[test]
     fn settled_it_tries_another_window_ever_less_often_and_moves_when_that_pays() {
-        let mut t = Closing::new(32, 0);
-        serve(&mut t, MS, 0.0, 4 * ROUND);
-        assert_eq!(t.window(), 1);
+        let mut t = settled_at_one(32, MS);
         // Where each try at two starts, over a long list served in turn.
         let w = serve(&mut t, MS, 0.0, 4000);
         let tries: Vec<usize> = (1..w.len())
@@ -346,19 +352,18 @@ mod tests {
 
     #[test]
     fn a_try_at_two_that_brings_nothing_ends_early() {
-        let mut t = Closing::new(32, 0);
-        serve(&mut t, MS, 0.0, 4 * ROUND);
-        assert_eq!(t.window(), 1);
+        let mut t = settled_at_one(32, MS);
         let w = serve(&mut t, MS, 0.0, 4000);
-        let mut tries = w.split(|&x| x == 1).filter(|run| !run.is_empty());
-        let lengths: Vec<usize> = tries.by_ref().map(<[usize]>::len).collect();
+        let lengths: Vec<usize> = w
+            .split(|&x| x == 1)
+            .filter(|run| !run.is_empty())
+            .map(<[usize]>::len)
+            .collect();
         assert!(lengths.len() >= 3, "{lengths:?}");
         // The download that started at one is not counted, then EARLY at two.
         assert!(lengths.iter().all(|&n| n == EARLY + 1), "{lengths:?}");
         // Against a server far away the try runs its round, and two are kept.
-        let mut t = Closing::new(2, 0);
-        serve(&mut t, 100 * MS, 0.0, 4 * ROUND);
-        assert_eq!(t.window(), 1);
+        let mut t = settled_at_one(2, 100 * MS);
         let w = serve(&mut t, 100 * MS, 1.0, 4 * ROUND);
         assert!(share(&w, 2) > 0.5, "{:?}", moves(&w));
     }
