@@ -438,6 +438,7 @@ mod tests {
                 transfer: Duration::from_millis(500),
                 best_rate: 1000.4,
                 hosts: 1,
+                typical: Duration::from_millis(2000),
             })),
             wall: Duration::from_millis(800),
             ..Tally::default()

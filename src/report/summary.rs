@@ -180,7 +180,7 @@ impl Tally {
             Sequential::Estimated(_) if x >= 1.0 => Verdict::NoFaster,
             Sequential::Estimated(e) if self.waited(e.total) => Verdict::Waited,
             Sequential::Estimated(_) if self.cap().is_some() => Verdict::Limited,
-            Sequential::Estimated(e) if self.shows_a_slowdown(e.total) => Verdict::Slowed,
+            Sequential::Estimated(e) if self.shows_a_slowdown(e) => Verdict::Slowed,
             Sequential::Estimated(_) => Verdict::NoFaster,
         })
     }
@@ -192,10 +192,13 @@ impl Tally {
     /// and no body may have taken longer to arrive than the whole estimate (one the server
     /// trickles out is charged at a rate the run reached elsewhere: the estimate then says
     /// nothing of it; a wait for a busy server, which concurrency can cause, is not a body's).
-    fn shows_a_slowdown(&self, estimate: Duration) -> bool {
+    fn shows_a_slowdown(&self, e: &Estimate) -> bool {
+        // Well below with each download's typical wait too: the quickest wait alone can be a
+        // fraction of a request's time even one at a time (a server that serves in turn).
+        let estimate = e.total.max(e.typical);
         self.failed == 0
             && !self.interrupted
-            && self.longest_body <= estimate
+            && self.longest_body <= e.total
             && estimate * SLOWED_BELOW_DEN < self.wall * SLOWED_BELOW_NUM
     }
 
@@ -516,6 +519,7 @@ mod tests {
             transfer: Duration::ZERO,
             best_rate: 0.0,
             hosts: 1,
+            typical: ms(total),
         }))
     }
 
@@ -609,6 +613,20 @@ mod tests {
             ..below_the_wall()
         };
         assert_eq!(t.verdict(), Some(Verdict::Limited));
+    }
+
+    #[test]
+    fn a_quick_wait_that_is_not_the_typical_one_shows_no_slowdown() {
+        // The quickest answers say 10 ms for all; each download's typical wait says the wall.
+        let mut t = below_the_wall();
+        if let Some(Sequential::Estimated(e)) = t.sequential.as_mut() {
+            e.typical = ms(1000);
+        }
+        assert_eq!(t.verdict(), Some(Verdict::NoFaster));
+        if let Some(Sequential::Estimated(e)) = t.sequential.as_mut() {
+            e.typical = ms(600);
+        }
+        assert_eq!(t.verdict(), Some(Verdict::Slowed));
     }
 
     #[test]
