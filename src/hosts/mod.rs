@@ -238,9 +238,11 @@ impl Host {
     }
 
     pub(crate) fn learn(&mut self, learned: Learned, now: Instant, limits: &Limits) -> Next {
-        // A connect already under way when the host ran out of attempts: its URL fails with the
-        // line the others got, not "after 5 attempts" beside "after 4".
-        if let (Learned::Unreachable(_), Some(gone)) = (&learned, &self.gone) {
+        // A connect already under way when the host was given up: its URL fails with the line
+        // the others got, not "after 5 attempts" beside "after 4", nor another reason.
+        if let (Learned::Unreachable(_) | Learned::NoSuchName(_), Some(gone)) =
+            (&learned, &self.gone)
+        {
             return Next::Fail(gone.line());
         }
         match learned {
@@ -764,6 +766,8 @@ mod tests {
             let next = h.learn(Learned::Unreachable(late), now, &l);
             assert_eq!(next, Next::Fail(line.into()));
         }
+        let late = Learned::NoSuchName("no such host".into());
+        assert_eq!(h.learn(late, now, &l), Next::Fail(line.into()));
     }
 
     #[test]
