@@ -77,20 +77,23 @@ def parse_duration(text):
 
 
 def curl_bounds(opts):
-    """`--target-curl` (at or under curl) or `--target-curl=WALL,CPU` (at most these multiples of
-    curl's wall and CPU time): the bounds the verdict checks; None without the option."""
+    """`--target-curl` (at or under curl), `--target-curl=X` (at most X times curl's wall and
+    CPU time) or `--target-curl=WALL,CPU`: the bounds the verdict checks; None without it."""
     for o in opts:
         if o == "--target-curl":
             return (1.0, 1.0)
         if o.startswith("--target-curl="):
-            wall, cpu = o.split("=", 1)[1].split(",")
-            return (float(wall), float(cpu))
+            bounds = [float(x) for x in o.split("=", 1)[1].split(",")]
+            return (bounds[0], bounds[-1])
     return None
 
 
 def over(ratio, bound, word):
-    """'met', or how far over `bound` a ratio to curl is."""
-    return "met" if ratio <= bound else f"NOT met: {100 * (ratio / bound - 1):.1f}% {word}"
+    """'met', or how far past `bound` a ratio to curl is (past curl itself when the bound is 1)."""
+    if ratio <= bound:
+        return "met"
+    past = "" if bound == 1 else " than the bound allows"
+    return f"NOT met: {100 * (ratio / bound - 1):.1f}% {word}{past}"
 
 
 def table(res, wid, title, opts):
