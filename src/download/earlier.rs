@@ -411,8 +411,11 @@ impl Fetcher<'_> {
     pub(super) fn untold(&self, e: transport::Error) -> Untold {
         let (failure, retry, after) = match self.no_response(e) {
             Attempt::Retry(failure, after) => (failure, true, after),
+            // Unreachable, or a name that did not resolve: the host's attempts are the pool's
+            // to count; here it is one more reason to ask again later.
+            Attempt::Host(failure, _) => (failure, true, None),
             Attempt::Fail(failure) => (failure, false, None),
-            _ => (
+            Attempt::Done(_) | Attempt::Restart => (
                 Failure::new(FailureKind::Internal("no response")),
                 false,
                 None,

@@ -1344,6 +1344,34 @@ fn continue_fails_cleanly_when_completeness_cannot_be_told() {
     assert_eq!(sandbox.files(), one(&[("f.bin", &data)]), "no second copy");
 }
 
+/// `-c` beside a file whose host refuses connections: the line says so (it said "internal
+/// error: no response"), and the file is left alone.
+#[test]
+fn continue_against_a_dead_host_says_why_it_cannot_tell() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}/f.bin");
+    let data = body(1000, 50);
+    let sandbox = Sandbox::new();
+    std::fs::create_dir_all(sandbox.out()).unwrap();
+    std::fs::write(sandbox.out().join("f.bin"), &*data).unwrap();
+    let (code, stdout, stderr) = sandbox.run(&["-c", "--retries", "1", FAST[0], FAST[1], &url]);
+    assert_eq!(code, 1, "{stderr:#?}");
+    assert!(stdout.is_empty(), "{stdout:#?}");
+    assert_eq!(
+        error_line(&stderr, &url),
+        format!(
+            "fetchpar: {url}: cannot tell whether {} is complete: connection refused (after 1 \
+             retry); left untouched",
+            sandbox.out().join("f.bin").display()
+        )
+    );
+    assert_eq!(sandbox.files(), one(&[("f.bin", &data)]), "no second copy");
+}
+
 /// A 503 to the size probe after a bare 416 is no proof either way: retried, never a copy.
 #[test]
 fn continue_retries_the_size_probe_after_a_bare_416() {
