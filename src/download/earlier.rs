@@ -215,7 +215,9 @@ impl Fetcher<'_> {
                     if let Some(sum) = self.judge_existing(url, &path, len, t, run)? {
                         return Ok(Some((path, sum)));
                     }
-                    // Not ours, or not complete: leave it untouched, look at the next name.
+                    // Not ours: leave it untouched, look at the next name, and say why the
+                    // download does not land where `-c` was asked to look.
+                    run.notes.push(Note::NotTheServers(path.clone()));
                 }
                 Found::Fresh => {
                     t.path = Some(path);

@@ -266,6 +266,11 @@ impl Reporter {
                      started again from zero instead of resuming (said once)"
                 )
             }
+            Note::NotTheServers(path) => format!(
+                "fetchpar: {url}: note: {} is not the server's file (its answer does not fit \
+                 it): left as it is, the download takes the next free name",
+                path.display()
+            ),
             Note::NoLastModified => {
                 self.said_no_last_modified = true;
                 format!(

@@ -914,6 +914,22 @@ fn continue_skips_only_a_file_the_server_confirms_complete() {
     let skipped: Vec<&String> = stderr.iter().filter(|l| l.contains("skipped")).collect();
     assert_eq!(skipped.len(), 1, "{stderr:#?}");
     assert!(skipped[0].contains("done.bin"), "{stderr:#?}");
+    // Each file the server's answer shows to be another one is named once, with why the
+    // download went elsewhere.
+    for (name, url) in [("empty", &urls[0]), ("short", &urls[1]), ("long", &urls[2])] {
+        let note = format!(
+            "fetchpar: {url}: note: {} is not the server's file (its answer does not fit it): \
+             left as it is, the download takes the next free name",
+            out.join(format!("{name}.bin")).display()
+        );
+        assert_eq!(
+            stderr.iter().filter(|l| **l == note).count(),
+            1,
+            "{stderr:#?}"
+        );
+    }
+    let notes = stderr.iter().filter(|l| l.contains("note:")).count();
+    assert_eq!(notes, 3, "{stderr:#?}");
 }
 
 #[test]
