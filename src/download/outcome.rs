@@ -46,9 +46,9 @@ pub(crate) enum Note {
     /// `-c` (or a retry) asked for the rest and the server, without range support, sent the
     /// whole file: the bytes already there were downloaded again.
     RangesIgnored,
-    /// `-c`: the server's answer shows the file under this name is another one (another size,
-    /// or bytes past its end that do not fit); it is left alone and the download takes the
-    /// next free name.
+    /// `-c`: the file under this name is another one (the server's answer does not fit it, or
+    /// its digest is not the expected one); it is left alone and the download takes the next
+    /// free name.
     NotTheServers(std::path::PathBuf),
 }
 

@@ -267,8 +267,8 @@ impl Reporter {
                 )
             }
             Note::NotTheServers(path) => format!(
-                "fetchpar: {url}: note: {} is not the server's file (its answer does not fit \
-                 it): left as it is, the download takes the next free name",
+                "fetchpar: {url}: note: {} is not this URL's file: left as it is, the download \
+                 takes the next free name",
                 path.display()
             ),
             Note::NoLastModified => {
