@@ -341,7 +341,16 @@ impl Estimator {
         let typical: f64 = self
             .hosts
             .values()
-            .map(|h| h.typical * h.downloads as f64)
+            .filter(|h| h.quickest != Duration::MAX)
+            .map(|h| {
+                // A running median of a few waits is the order they came in more than a
+                // median: below a few dozen the quickest stands.
+                let wait = match h.downloads >= TYPICAL_AFTER {
+                    true => h.typical,
+                    false => h.quickest.as_secs_f64(),
+                };
+                wait * h.downloads as f64
+            })
             .sum();
         let typical = Duration::try_from_secs_f64(typical).unwrap_or(Duration::MAX);
         let best_rate = self.best_rate();
@@ -379,6 +388,9 @@ impl Estimator {
 /// many samples fall above as below, in O(1) memory per host (a million hosts keep no lists of
 /// waits), and crosses a factor of ten in about fifty samples.
 const MEDIAN_STEP: f64 = 1.05;
+
+/// Downloads of a host before its running median counts (see [`Estimator::estimate`]).
+const TYPICAL_AFTER: u64 = 16;
 
 /// The running median `m` after the sample `x` (the first sample starts it).
 fn toward_median(m: f64, x: f64) -> f64 {
@@ -464,6 +476,18 @@ mod tests {
     #[test]
     fn nothing_downloaded_gives_no_estimate() {
         assert_eq!(Estimator::default().estimate(), None);
+    }
+
+    #[test]
+    fn a_few_waits_have_no_typical_one_but_the_quickest() {
+        let mut e = Estimator::default();
+        // Whatever order they came in: a slow one first moved no median far enough to count.
+        for wait in [1000, 1, 2000] {
+            e.add(&sample("http://h", wait, (0, 0), 0));
+        }
+        let est = e.estimate().unwrap();
+        assert_eq!(est.typical, est.total);
+        assert_eq!(est.total, ms(3));
     }
 
     #[test]
