@@ -25,6 +25,9 @@ pub(super) struct Untold {
     retry: bool,
     /// The server's `Retry-After`.
     after: Option<Duration>,
+    /// No answer at all, and what that tells of the host (unreachable, no such name): its
+    /// attempts are shared by all its URLs (see [`crate::hosts`]). Boxed: rare, and large.
+    learned: Option<Box<Learned>>,
 }
 
 impl Untold {
@@ -44,6 +47,7 @@ impl Untold {
             status: Some(facts.status),
             retry: crate::retry::retryable_status(facts.status),
             after: facts.retry_after,
+            learned: None,
         }
     }
 }
@@ -260,20 +264,35 @@ impl Fetcher<'_> {
             let complete = matches!(checksum::verify_file(path, &v.expected), Ok(Ok(())));
             return Ok(complete.then(|| Some(v.expected.to_string())));
         }
-        let mut tries = 0;
+        let (mut tries, mut host_tries) = (0, 0);
         loop {
             match run.lease.acquire(self.cancel) {
                 Ok(true) => {}
                 Ok(false) => return Err(Failure::interrupted(None)),
                 Err(line) => return Err(Failure::new(FailureKind::Host(line))),
             }
-            let untold = match self.confirms_complete(url, len) {
+            let mut untold = match self.confirms_complete(url, len) {
                 Verdict::Complete => return Ok(Some(None)),
                 Verdict::NotThis => return Ok(None),
                 Verdict::Unknown(untold) => untold,
             };
             if untold.kind == FailureKind::Interrupted {
                 return Err(Failure::interrupted(None));
+            }
+            // Unreachable: the host's attempts, shared by its URLs, decide (as for a download),
+            // so a thousand files on a dead host do not each wait out their own retries, and
+            // all fail with the host's one line.
+            if let Some(learned) = untold.learned.take() {
+                host_tries += 1;
+                match run.lease.learn(*learned) {
+                    Next::Fail(line) => return Err(Failure::new(FailureKind::Host(line))),
+                    Next::Again if host_tries <= self.settings.retry.retries => {
+                        // The host's pause is the wait: the next `acquire` sits it out.
+                        run.lease.release();
+                        continue;
+                    }
+                    Next::Again | Next::AsUsual => {}
+                }
             }
             let kind = FailureKind::Undecided {
                 path: path.to_path_buf(),
@@ -411,15 +430,14 @@ impl Fetcher<'_> {
 
     /// Why a request that got no response could not tell anything, and whether to ask again.
     pub(super) fn untold(&self, e: transport::Error) -> Untold {
-        let (failure, retry, after) = match self.no_response(e) {
-            Attempt::Retry(failure, after) => (failure, true, after),
-            // Unreachable, or a name that did not resolve: the host's attempts are the pool's
-            // to count; here it is one more reason to ask again later.
-            Attempt::Host(failure, _) => (failure, true, None),
-            Attempt::Fail(failure) => (failure, false, None),
+        let (failure, retry, after, learned) = match self.no_response(e) {
+            Attempt::Retry(failure, after) => (failure, true, after, None),
+            Attempt::Host(failure, learned) => (failure, true, None, Some(Box::new(learned))),
+            Attempt::Fail(failure) => (failure, false, None, None),
             Attempt::Done(_) | Attempt::Restart => (
                 Failure::new(FailureKind::Internal("no response")),
                 false,
+                None,
                 None,
             ),
         };
@@ -428,6 +446,7 @@ impl Fetcher<'_> {
             status: None,
             retry,
             after,
+            learned,
         }
     }
 }

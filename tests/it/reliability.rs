@@ -1360,32 +1360,43 @@ fn continue_fails_cleanly_when_completeness_cannot_be_told() {
     assert_eq!(sandbox.files(), one(&[("f.bin", &data)]), "no second copy");
 }
 
-/// `-c` beside a file whose host refuses connections: the line says so (it said "internal
-/// error: no response"), and the file is left alone.
+/// `-c` beside files whose host refuses connections: the host's attempts are shared by its
+/// URLs, as for downloads, and each fails with the host's one line (it said "internal error:
+/// no response"); the files are left alone.
 #[test]
-fn continue_against_a_dead_host_says_why_it_cannot_tell() {
+fn continue_against_a_dead_host_shares_its_attempts_and_says_why() {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
-    let url = format!("http://127.0.0.1:{port}/f.bin");
-    let data = body(1000, 50);
     let sandbox = Sandbox::new();
     std::fs::create_dir_all(sandbox.out()).unwrap();
-    std::fs::write(sandbox.out().join("f.bin"), &*data).unwrap();
-    let (code, stdout, stderr) = sandbox.run(&["-c", "--retries", "1", FAST[0], FAST[1], &url]);
+    let mut files = Vec::new();
+    let mut args = vec!["-c", "-j", "3", "--retries", "1", FAST[0], FAST[1]];
+    let urls: Vec<String> = (0..3)
+        .map(|i| format!("http://127.0.0.1:{port}/f{i}.bin"))
+        .collect();
+    for (i, url) in urls.iter().enumerate() {
+        let data = body(1000, 50 + i as u8);
+        std::fs::write(sandbox.out().join(format!("f{i}.bin")), &*data).unwrap();
+        files.push((format!("f{i}.bin"), data));
+        args.push(url);
+    }
+    let (code, stdout, stderr) = sandbox.run(&args);
     assert_eq!(code, 1, "{stderr:#?}");
     assert!(stdout.is_empty(), "{stdout:#?}");
-    assert_eq!(
-        error_line(&stderr, &url),
-        format!(
-            "fetchpar: {url}: cannot tell whether {} is complete: connection refused (after 1 \
-             retry); left untouched",
-            sandbox.out().join("f.bin").display()
-        )
-    );
-    assert_eq!(sandbox.files(), one(&[("f.bin", &data)]), "no second copy");
+    for url in &urls {
+        assert_eq!(
+            error_line(&stderr, url),
+            format!(
+                "fetchpar: {url}: host unreachable after 2 attempts (connection refused); \
+                 nothing saved"
+            )
+        );
+    }
+    let kept: Vec<(&str, &[u8])> = files.iter().map(|(n, d)| (n.as_str(), &**d)).collect();
+    assert_eq!(sandbox.files(), one(&kept), "no second copy");
 }
 
 /// A 503 to the size probe after a bare 416 is no proof either way: retried, never a copy.
