@@ -112,6 +112,12 @@ impl Reporter {
         self
     }
 
+    /// `-c`: files already under their names are asked about first (see [`Tally::asks_first`]).
+    pub(crate) fn asks_first(mut self, asks: bool) -> Reporter {
+        self.tally.asks_first = asks;
+        self
+    }
+
     /// Clears the display and totals the pass.
     pub(crate) fn close(mut self) -> Report {
         self.progress.clear();
