@@ -47,8 +47,8 @@ pub(crate) enum Note {
     /// whole file: the bytes already there were downloaded again.
     RangesIgnored,
     /// `-c`: the file under this name is another one (the server's answer does not fit it, or
-    /// its digest is not the expected one); it is left alone and the download takes the next
-    /// free name.
+    /// its digest is not the expected one); it is left alone and the URL goes to the next free
+    /// name (downloaded there, or found complete there by an earlier run).
     NotTheServers(std::path::PathBuf),
 }
 

@@ -273,8 +273,8 @@ impl Reporter {
                 )
             }
             Note::NotTheServers(path) => format!(
-                "fetchpar: {url}: note: {} is not this URL's file: left as it is, the download \
-                 takes the next free name",
+                "fetchpar: {url}: note: {} is not this URL's file: left as it is, the URL goes \
+                 to the next free name",
                 path.display()
             ),
             Note::NoLastModified => {

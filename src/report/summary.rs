@@ -193,7 +193,8 @@ impl Tally {
     /// Whether an estimate below the wall is evidence that concurrency slowed the run, not
     /// just a lower bound that fell short: it must be well below (a lower bound near the wall
     /// says only that no speedup can be shown), every download must have counted in it (a
-    /// failed or interrupted one adds nothing to the estimate, but its waiting is in the wall),
+    /// failed or interrupted one adds nothing to the estimate, but its waiting is in the wall,
+    /// as are `-c`'s questions about files already there),
     /// and no body may have taken longer to arrive than the whole estimate (one the server
     /// trickles out is charged at a rate the run reached elsewhere: the estimate then says
     /// nothing of it; a wait for a busy server, which concurrency can cause, is not a body's).

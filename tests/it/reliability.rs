@@ -918,8 +918,8 @@ fn continue_skips_only_a_file_the_server_confirms_complete() {
     // download went elsewhere.
     for (name, url) in [("empty", &urls[0]), ("short", &urls[1]), ("long", &urls[2])] {
         let note = format!(
-            "fetchpar: {url}: note: {} is not this URL's file: left as it is, the download \
-             takes the next free name",
+            "fetchpar: {url}: note: {} is not this URL's file: left as it is, the URL goes to \
+             the next free name",
             out.join(format!("{name}.bin")).display()
         );
         assert_eq!(
