@@ -110,6 +110,24 @@ impl<R: Pending> Pending for Throttled<'_, R> {
     fn pending(&self) -> bool {
         self.inner.pending()
     }
+
+    /// Nothing under a limit, where every byte must go through [`Read::read`] to be paced.
+    fn in_memory(&self) -> &[u8] {
+        match self.limit {
+            Some(_) => &[],
+            None => self.inner.in_memory(),
+        }
+    }
+
+    fn consume(&mut self, n: usize) {
+        if self.limit.is_none() {
+            self.inner.consume(n);
+        }
+    }
+
+    fn fill(&mut self) -> io::Result<bool> {
+        self.inner.fill()
+    }
 }
 
 #[cfg(test)]

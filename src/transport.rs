@@ -567,18 +567,29 @@ impl Response {
     pub(crate) fn buffered(&self) -> usize {
         self.current.len()
     }
-}
 
-impl Read for Response {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.current.is_empty() {
+    /// Those bytes, to be written from where they lie.
+    pub(crate) fn buffered_bytes(&self) -> &[u8] {
+        &self.current
+    }
+
+    /// Drops the first `n` of them, once written.
+    pub(crate) fn take_buffered(&mut self, n: usize) {
+        let n = n.min(self.current.len());
+        bytes::Buf::advance(&mut self.current, n);
+    }
+
+    /// Waits for more of the body unless some is in memory; `false` at its end. An empty piece
+    /// (an HTTP/2 DATA frame may carry nothing) is not the end.
+    pub(crate) fn fill(&mut self) -> io::Result<bool> {
+        while self.current.is_empty() {
             let Response {
                 inner, client, via, ..
             } = self;
             let next = client.with(*via, |runtime, _| client.wait(runtime, || inner.chunk()));
             match next {
                 Ok(Some(chunk)) => self.current = chunk,
-                Ok(None) => return Ok(0),
+                Ok(None) => return Ok(false),
                 Err(Error::Http(e)) => return Err(io::Error::other(e)),
                 Err(Error::Runtime(e)) => return Err(e),
                 // Readers check the flag when told to try again, and stop.
@@ -587,6 +598,15 @@ impl Read for Response {
                 }
                 Err(e @ Error::Redirect(_)) => return Err(io::Error::other(e.to_string())),
             }
+        }
+        Ok(true)
+    }
+}
+
+impl Read for Response {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() || !self.fill()? {
+            return Ok(0);
         }
         let n = buf.len().min(self.current.len());
         buf[..n].copy_from_slice(&self.current[..n]);

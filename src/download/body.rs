@@ -133,7 +133,8 @@ impl Fetcher<'_> {
 
     /// One connection: reads stay `--chunk-size` (8 KiB by default); writes of a large body are
     /// gathered into up to [`WRITE_BEHIND`] bytes, from data already received, in the read
-    /// buffer itself (see [`stream_body`]): the part holds every byte counted in `t.have`
+    /// buffer itself, or straight from the transport's buffer when that holds a read's worth or
+    /// more (see [`stream_body`]): the part holds every byte counted in `t.have`
     /// whenever a retry, a resume or someone watching looks.
     pub(super) fn stream_whole(
         &self,

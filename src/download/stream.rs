@@ -1,5 +1,6 @@
 //! The body-streaming hot loop: one reused buffer, reads of `--chunk-size`, writes gathered
-//! from data already received. Shared by a whole-body download and by nothing else that
+//! from data already received, or made from the transport's own buffer when it holds a read's
+//! worth or more. Shared by a whole-body download and by nothing else that
 //! streams, so both `download` and `download::split` depend on it and not on each other.
 
 use std::io::{self, Read, Write};
@@ -21,16 +22,43 @@ pub(crate) enum StreamError {
     Changed(String),
 }
 
-/// A body that can say whether its next read is already in memory (see [`stream_body`]).
+/// A body that can say whether its next read is already in memory, and may lend what is (see
+/// [`stream_body`]).
 pub(crate) trait Pending {
     fn pending(&self) -> bool {
         false
+    }
+
+    /// Body bytes already in memory that may be written from where they lie.
+    fn in_memory(&self) -> &[u8] {
+        &[]
+    }
+
+    /// Marks the first `n` bytes of [`Pending::in_memory`] as taken.
+    fn consume(&mut self, _n: usize) {}
+
+    /// Waits until some of the body is in memory; `false` at its end. A body that cannot lend
+    /// has nothing to wait for here: its reads do the waiting.
+    fn fill(&mut self) -> io::Result<bool> {
+        Ok(true)
     }
 }
 
 impl Pending for Response {
     fn pending(&self) -> bool {
         self.buffered() > 0
+    }
+
+    fn in_memory(&self) -> &[u8] {
+        self.buffered_bytes()
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.take_buffered(n);
+    }
+
+    fn fill(&mut self) -> io::Result<bool> {
+        Response::fill(self)
     }
 }
 
@@ -41,7 +69,10 @@ impl Pending for Response {
 /// has nothing more in memory, so writes are gathered only from data already received and no
 /// byte is held back while the network is slow. Whatever way the loop ends, every byte read
 /// has been handed to `out` (a bigger limit aside), and `written` counts what is in `out` (so a
-/// resumed file starts above zero); it may not pass `limit`.
+/// resumed file starts above zero); it may not pass `limit`. When the body already holds a
+/// read's worth or more in memory and `buf` is empty, that much (up to `buf`'s length) is
+/// written from where it lies instead: on a fast link, copying it into `buf` first was the
+/// loop's largest cost.
 ///
 /// `before_wait` hears `written` after a write when the body has nothing more in memory, so the
 /// next read may wait on the network (the body may also have ended: the callee can tell by its
@@ -69,6 +100,20 @@ pub(crate) fn stream_body(
             spill(out, buf, &mut filled, written)?;
             return Err(StreamError::Cancelled);
         }
+        if filled == 0 {
+            match body.fill() {
+                Ok(true) => {}
+                Ok(false) => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(StreamError::Read(e)),
+            }
+            if write_in_place(body, out, buf.len(), chunk, counter, written, limit)? {
+                if watching && !body.pending() {
+                    watching = before_wait(*written);
+                }
+                continue;
+            }
+        }
         let end = (filled + chunk).min(buf.len());
         let n = match body.read(&mut buf[filled..end]) {
             Ok(0) => return spill(out, buf, &mut filled, written),
@@ -92,6 +137,32 @@ pub(crate) fn stream_body(
             watching = before_wait(*written);
         }
     }
+}
+
+/// Writes up to `most` bytes of what `body` holds in memory straight from it, if that is a
+/// read's worth (`chunk`) or more; says whether it did.
+fn write_in_place(
+    body: &mut (impl Read + Pending),
+    out: &mut impl Write,
+    most: usize,
+    chunk: usize,
+    counter: &AtomicU64,
+    written: &mut u64,
+    limit: u64,
+) -> Result<bool, StreamError> {
+    let n = body.in_memory().len().min(most);
+    if n < chunk {
+        return Ok(false);
+    }
+    if written.saturating_add(n as u64) > limit {
+        return Err(StreamError::TooLarge);
+    }
+    out.write_all(&body.in_memory()[..n])
+        .map_err(StreamError::Write)?;
+    body.consume(n);
+    *written += n as u64;
+    counter.fetch_add(n as u64, Ordering::Relaxed);
+    Ok(true)
 }
 
 /// Writes the `filled` bytes gathered in `buf`.
@@ -256,6 +327,99 @@ mod tests {
             [200],
             "once, before the wait, with both reads written"
         );
+    }
+
+    /// Frames as the transport holds them: one in memory at a time, lent where it lies or
+    /// copied out by `read`; the next one waited for only when it is used up.
+    struct Frames {
+        queue: Vec<Vec<u8>>,
+        current: Vec<u8>,
+        copied: usize,
+    }
+
+    impl Frames {
+        fn new(queue: Vec<Vec<u8>>) -> Frames {
+            Frames {
+                queue,
+                current: Vec::new(),
+                copied: 0,
+            }
+        }
+    }
+
+    impl Pending for Frames {
+        fn pending(&self) -> bool {
+            !self.current.is_empty()
+        }
+
+        fn in_memory(&self) -> &[u8] {
+            &self.current
+        }
+
+        fn consume(&mut self, n: usize) {
+            self.current.drain(..n);
+        }
+
+        fn fill(&mut self) -> io::Result<bool> {
+            if self.current.is_empty() && !self.queue.is_empty() {
+                self.current = self.queue.remove(0);
+            }
+            Ok(!self.current.is_empty())
+        }
+    }
+
+    impl Read for Frames {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.fill()?;
+            let n = buf.len().min(self.current.len());
+            buf[..n].copy_from_slice(&self.current[..n]);
+            self.current.drain(..n);
+            self.copied += n;
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn frames_of_a_read_or_more_are_written_where_they_lie_and_the_rest_copied() {
+        let frames: Vec<Vec<u8>> = [100_000, 3000, CHUNK, 70_000]
+            .iter()
+            .enumerate()
+            .map(|(i, &len)| (0..len).map(|b| (b * 7 + i) as u8).collect())
+            .collect();
+        let expected: Vec<u8> = frames.concat();
+        let mut body = Frames::new(frames);
+        let (counter, mut written, mut out) = (AtomicU64::new(0), 0, Vec::new());
+        let r = stream_body(
+            &mut body,
+            &mut out,
+            &mut vec![0; WRITE_BEHIND],
+            CHUNK,
+            &counter,
+            &AtomicBool::new(false),
+            &mut written,
+            None,
+            &mut |_| true,
+        );
+        assert!(r.is_ok());
+        assert!(out == expected, "the same bytes in the same order");
+        assert_eq!((written, counter.into_inner()), (181_192, 181_192));
+        // 100 000: 65 536 lent (the buffer's length), then 34 464; 3000, under a read: copied;
+        // 8192 lent; 70 000: 65 536 lent, then 4464 left under a read: copied.
+        assert_eq!(body.copied, 3000 + 4464);
+
+        let mut body = Frames::new(vec![vec![1; 20_000]]);
+        let r = stream_body(
+            &mut body,
+            &mut Vec::new(),
+            &mut vec![0; WRITE_BEHIND],
+            CHUNK,
+            &AtomicU64::new(0),
+            &AtomicBool::new(false),
+            &mut 0,
+            Some(19_999),
+            &mut |_| true,
+        );
+        assert!(matches!(r, Err(StreamError::TooLarge)), "the limit holds");
     }
 
     #[test]
