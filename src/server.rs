@@ -156,7 +156,15 @@ impl Server {
     where
         F: Fn(&Request) -> Reply + Send + Sync + 'static,
     {
-        Server::start_with(handler, State::default())
+        Server::start_with(handler, State::default(), 0)
+    }
+
+    /// Like [`Server::start`], on a given port (a server coming back where it was).
+    pub fn start_on<F>(port: u16, handler: F) -> io::Result<Server>
+    where
+        F: Fn(&Request) -> Reply + Send + Sync + 'static,
+    {
+        Server::start_with(handler, State::default(), port)
     }
 
     /// Like [`Server::start`], but answers one request at a time across all connections, delay
@@ -174,14 +182,14 @@ impl Server {
             hold,
             ..State::default()
         };
-        Server::start_with(handler, state)
+        Server::start_with(handler, state, 0)
     }
 
-    fn start_with<F>(handler: F, state: State) -> io::Result<Server>
+    fn start_with<F>(handler: F, state: State, port: u16) -> io::Result<Server>
     where
         F: Fn(&Request) -> Reply + Send + Sync + 'static,
     {
-        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let listener = TcpListener::bind(("127.0.0.1", port))?;
         let addr = listener.local_addr()?;
         let state = Arc::new(state);
         let handler: Arc<Handler> = Arc::new(handler);

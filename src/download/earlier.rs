@@ -286,12 +286,12 @@ impl Fetcher<'_> {
                 host_tries += 1;
                 match run.lease.learn(*learned) {
                     Next::Fail(line) => return Err(Failure::new(FailureKind::Host(line))),
-                    Next::Again if host_tries <= self.settings.retry.retries => {
+                    Next::Again | Next::Later if host_tries <= self.settings.retry.retries => {
                         // The host's pause is the wait: the next `acquire` sits it out.
                         run.lease.release();
                         continue;
                     }
-                    Next::Again | Next::AsUsual => {}
+                    Next::Again | Next::Later | Next::AsUsual => {}
                 }
             }
             let kind = FailureKind::Undecided {

@@ -77,6 +77,10 @@ pub(crate) enum FailureKind {
     /// No file descriptor for a socket or the client: the pool hands the URL back.
     #[error("out of open files: {0}")]
     OutOfFiles(String),
+    /// Its connect failed at the moment another URL's failure counted against the host: the
+    /// pool hands the URL back, to wait with the host's others (see [`crate::hosts::Next::Later`]).
+    #[error("{0}")]
+    HostLater(String),
     /// The finished bytes do not have the expected digest (`checksum mismatch: expected …`).
     #[error("{0}")]
     ChecksumMismatch(String),

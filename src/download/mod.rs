@@ -258,16 +258,24 @@ impl Fetcher<'_> {
 
     /// Gives up on `t`. Running out of file descriptors before any file was opened is not the
     /// URL's failure: the pool tries it again later, so its name goes back too. Once a part
-    /// exists it is an ordinary failure (the part, with its bytes, is the user's now).
+    /// exists it is an ordinary failure (the part, with its bytes, is the user's now). A URL
+    /// handed back to wait for its host has nothing on disk (see [`FailureKind::HostLater`]).
     fn out_of_files(&self, t: &mut Transfer, failure: Failure) -> Failure {
-        let FailureKind::OutOfFiles(why) = failure.reason.kind() else {
-            return t.give_up(failure);
+        let why = match failure.reason.kind() {
+            FailureKind::OutOfFiles(why) => why,
+            FailureKind::HostLater(_) => return self.hand_back(t, failure),
+            _ => return t.give_up(failure),
         };
         if t.part.is_some() || t.have > 0 {
             return t.give_up(Failure::new(FailureKind::Other(format!(
                 "out of open files: {why}"
             ))));
         }
+        self.hand_back(t, failure)
+    }
+
+    /// Lets go of `t`'s name for a URL the pool will try again.
+    fn hand_back(&self, t: &mut Transfer, failure: Failure) -> Failure {
         if let Some(path) = t.path.take() {
             self.namer.release(&path);
         }
@@ -325,12 +333,20 @@ impl Fetcher<'_> {
                     host_tries += 1;
                     match run.lease.learn(learned) {
                         Next::Fail(line) => return Err(Failure::new(FailureKind::Host(line))),
-                        Next::Again if host_tries <= self.settings.retry.retries => {
+                        // Nothing of it anywhere yet: back to the pool, so that its worker
+                        // takes other hosts' URLs while this host is down.
+                        Next::Later
+                            if *retries + run.retries == 0 && t.part.is_none() && t.have == 0 =>
+                        {
+                            let why = failure.reason.to_string();
+                            return Err(Failure::new(FailureKind::HostLater(why)));
+                        }
+                        Next::Again | Next::Later if host_tries <= self.settings.retry.retries => {
                             // The host's pause is the wait: the next `acquire` sits it out.
                             run.lease.release();
                             continue;
                         }
-                        Next::Again | Next::AsUsual => (failure, None),
+                        Next::Again | Next::Later | Next::AsUsual => (failure, None),
                     }
                 }
                 Attempt::Host(failure, _) => (failure, None),
@@ -456,6 +472,7 @@ fn moves_on(kind: &FailureKind) -> bool {
     !matches!(
         kind,
         FailureKind::Interrupted
+            | FailureKind::HostLater(_)
             | FailureKind::Disk { .. }
             | FailureKind::LinkedFolder(_)
             | FailureKind::NoFreeName(_)

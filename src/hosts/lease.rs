@@ -70,8 +70,11 @@ impl<'a> Lease<'a> {
         }
     }
 
+    /// Tells the host what this lease's attempt learned (see [`Host::learn`]).
+    ///
+    /// [`Host::learn`]: super::Host::learn
     pub(crate) fn learn(&self, learned: Learned) -> Next {
-        self.hosts.learn(&self.key, learned)
+        self.hosts.learn(&self.key, learned, self.since)
     }
 }
 

@@ -142,6 +142,10 @@ pub(crate) enum Next {
     AsUsual,
     /// Try again when the host lets it (costs the URL none of its own retries).
     Again,
+    /// As [`Next::Again`], for a connect that failed at the moment another's failure counted:
+    /// not one of the host's attempts. A URL with nothing on disk yet waits with the host's
+    /// other URLs, its worker free for other hosts' meanwhile.
+    Later,
     /// Fail now, with this line.
     Fail(String),
 }
@@ -183,6 +187,8 @@ pub(crate) struct Host {
     window: usize,
     paused_until: Option<Instant>,
     failed_connects: u32,
+    /// When the last of those was counted.
+    last_failed: Option<Instant>,
     resolver_retried: bool,
     gone: Option<Gone>,
     /// Once it closed a connection after a reply: what its replies said about its window.
@@ -199,6 +205,7 @@ impl Host {
             window: INITIAL_WINDOW.min(limits.per_host),
             paused_until: None,
             failed_connects: 0,
+            last_failed: None,
             resolver_retried: false,
             gone: None,
             closing: None,
@@ -237,7 +244,14 @@ impl Host {
         }
     }
 
-    pub(crate) fn learn(&mut self, learned: Learned, now: Instant, limits: &Limits) -> Next {
+    /// What an attempt that took its slot at `started` learned, at `now`.
+    pub(crate) fn learn(
+        &mut self,
+        learned: Learned,
+        started: Instant,
+        now: Instant,
+        limits: &Limits,
+    ) -> Next {
         // A connect already under way when the host was given up: its URL fails with the line
         // the others got, not "after 5 attempts" beside "after 4", nor another reason.
         if let (Learned::Unreachable(_) | Learned::NoSuchName(_), Some(gone)) =
@@ -248,6 +262,7 @@ impl Host {
         match learned {
             Learned::Response { kept_open } => {
                 self.failed_connects = 0;
+                self.last_failed = None;
                 if kept_open {
                     self.window = (self.window + 1).min(limits.per_host);
                 } else {
@@ -259,8 +274,16 @@ impl Host {
                 }
                 Next::AsUsual
             }
+            // A connect that began before the last counted failure saw the host at the same
+            // moment: eight refused together at -j 8 are one attempt, not eight that use up the
+            // host's budget in a millisecond. It waits out that attempt's pause like the rest,
+            // so a server down for a moment (a restart) is waited for at -j 8 as at -j 1.
+            Learned::Unreachable(_) if self.last_failed.is_some_and(|at| started < at) => {
+                Next::Later
+            }
             Learned::Unreachable(last) => {
                 self.failed_connects += 1;
+                self.last_failed = Some(now);
                 if self.failed_connects >= limits.attempts {
                     let gone = Gone::Unreachable {
                         attempts: self.failed_connects,
@@ -536,14 +559,14 @@ impl Hosts {
         self.changed(table, key, !grew);
     }
 
-    pub(crate) fn learn(&self, key: &Key, learned: Learned) -> Next {
+    pub(crate) fn learn(&self, key: &Key, learned: Learned, started: Instant) -> Next {
         let mut table = self.lock();
         let limits = &self.limits;
         let host = table
             .entry(key.clone())
             .or_insert_with(|| Host::new(limits));
         let window = host.window;
-        let next = host.learn(learned, Instant::now(), limits);
+        let next = host.learn(learned, started, Instant::now(), limits);
         // Waiters care only for more room, or for the host being gone (they fail at once).
         if host.window > window || host.gone.is_some() {
             self.changed(table, key, false);
@@ -586,11 +609,11 @@ mod tests {
         let mut h = Host::new(&l);
         assert_eq!(fill(&mut h, now), INITIAL_WINDOW);
         for _ in 0..INITIAL_WINDOW {
-            h.learn(reply(true), now, &l);
+            h.learn(reply(true), now, now, &l);
         }
         assert_eq!(fill(&mut h, now), INITIAL_WINDOW, "one more per response");
         for _ in 0..100 {
-            h.learn(reply(true), now, &l);
+            h.learn(reply(true), now, now, &l);
         }
         assert_eq!(h.window, 32, "never past --per-host");
     }
@@ -613,7 +636,7 @@ mod tests {
                         let key = mine;
                         assert_eq!(hosts.admit(key, cancel), Some(Admit::Go));
                         if key == other {
-                            hosts.learn(key, reply(true));
+                            hosts.learn(key, reply(true), Instant::now());
                         } else {
                             most.fetch_max(
                                 inside.fetch_add(1, Ordering::SeqCst) + 1,
@@ -649,7 +672,7 @@ mod tests {
             h.release();
         }
         for _ in 0..100 {
-            h.learn(reply(false), now, &l);
+            h.learn(reply(false), now, now, &l);
         }
         assert_eq!(fill(&mut h, now), CLOSING_WINDOW);
         let mut small = Host::new(&limits(2));
@@ -668,7 +691,7 @@ mod tests {
         // Long enough to settle, not so long as to be trying two again.
         for _ in 0..150 {
             while hosts.try_admit(&key) == Admit::Go {}
-            hosts.learn(&key, reply(false));
+            hosts.learn(&key, reply(false), Instant::now());
             // Served in turn: a download waits for every one ahead of it.
             let held = Duration::from_millis(running() as u64);
             hosts.release_after(&key, Some(held));
@@ -689,7 +712,11 @@ mod tests {
         assert!(hosts.pass_on(&key, Duration::from_millis(1)), "room: kept");
         assert_eq!(running(), 2);
         // Paused by a Retry-After: the slot is given back, once.
-        hosts.learn(&key, Learned::RetryAfter(Duration::from_secs(30)));
+        hosts.learn(
+            &key,
+            Learned::RetryAfter(Duration::from_secs(30)),
+            Instant::now(),
+        );
         assert!(!hosts.pass_on(&key, Duration::from_millis(1)));
         assert_eq!(running(), 1);
         assert_eq!(hosts.held.load(Ordering::SeqCst), 1);
@@ -698,7 +725,11 @@ mod tests {
         for _ in 0..3 {
             assert_eq!(hosts.try_admit(&key), Admit::Go);
         }
-        hosts.learn(&key, Learned::Unreachable(Unreachable::new("a", "refused")));
+        hosts.learn(
+            &key,
+            Learned::Unreachable(Unreachable::new("a", "refused")),
+            Instant::now(),
+        );
         assert!(!hosts.pass_on(&key, Duration::from_millis(1)));
         assert_eq!(hosts.lock().get(&key).map(|h| h.running), Some(2));
     }
@@ -719,7 +750,7 @@ mod tests {
         let l = limits(8);
         let now = Instant::now();
         let mut h = Host::new(&l);
-        let next = h.learn(Learned::RetryAfter(Duration::from_secs(5)), now, &l);
+        let next = h.learn(Learned::RetryAfter(Duration::from_secs(5)), now, now, &l);
         assert_eq!(
             next,
             Next::AsUsual,
@@ -728,7 +759,7 @@ mod tests {
         let until = now + Duration::from_secs(5);
         assert_eq!(h.admit(now), Admit::Wait(Some(until)));
         assert_eq!(h.admit(until), Admit::Go);
-        h.learn(Learned::RetryAfter(Duration::from_secs(3600)), now, &l);
+        h.learn(Learned::RetryAfter(Duration::from_secs(3600)), now, now, &l);
         assert_eq!(
             h.admit(now),
             Admit::Wait(Some(now + Duration::from_secs(60)))
@@ -744,6 +775,7 @@ mod tests {
             let next = h.learn(
                 Learned::Unreachable(Unreachable::new("host", "connection refused")),
                 now,
+                now,
                 &l,
             );
             assert_eq!(next, Next::Again);
@@ -752,6 +784,7 @@ mod tests {
         let line = "host unreachable after 4 attempts (connection refused)";
         let next = h.learn(
             Learned::Unreachable(Unreachable::new("host", "connection refused")),
+            now,
             now,
             &l,
         );
@@ -763,11 +796,46 @@ mod tests {
         // Connects that were under way fail with the same line.
         for _ in 0..2 {
             let late = Unreachable::new("host", "connect timed out");
-            let next = h.learn(Learned::Unreachable(late), now, &l);
+            let next = h.learn(Learned::Unreachable(late), now, now, &l);
             assert_eq!(next, Next::Fail(line.into()));
         }
         let late = Learned::NoSuchName("no such host".into());
-        assert_eq!(h.learn(late, now, &l), Next::Fail(line.into()));
+        assert_eq!(h.learn(late, now, now, &l), Next::Fail(line.into()));
+    }
+
+    #[test]
+    fn connects_refused_together_are_one_attempt_and_wait_out_its_pause() {
+        let l = limits(8);
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let refused = || Learned::Unreachable(Unreachable::new("host", "connection refused"));
+        let mut h = Host::new(&l);
+        // Eight connects that took their slots at t0, refused a moment later one after another.
+        assert_eq!(h.learn(refused(), t0, t0 + ms(1), &l), Next::Again);
+        for i in 1..8 {
+            assert_eq!(h.learn(refused(), t0, t0 + ms(1 + i), &l), Next::Later);
+        }
+        assert_eq!(h.failed_connects, 1, "one moment of the host, one attempt");
+        assert!(
+            matches!(h.admit(t0 + ms(10)), Admit::Wait(Some(_))),
+            "all wait"
+        );
+        // Probes one after another, each begun after the last failure: each counts.
+        let mut now = t0 + ms(10);
+        for _ in 0..2 {
+            now += Duration::from_secs(10);
+            assert_eq!(h.learn(refused(), now, now + ms(1), &l), Next::Again);
+        }
+        now += Duration::from_secs(10);
+        let line = "host unreachable after 4 attempts (connection refused)";
+        let next = h.learn(refused(), now, now + ms(1), &l);
+        assert_eq!(next, Next::Fail(line.into()));
+        // A server back in time resets it all: the next refusal is a first attempt again.
+        let mut h = Host::new(&l);
+        h.learn(refused(), t0, t0 + ms(1), &l);
+        h.learn(reply(true), t0 + ms(2), t0 + ms(3), &l);
+        assert_eq!(h.learn(refused(), t0, t0 + ms(4), &l), Next::Again);
+        assert_eq!(h.failed_connects, 1);
     }
 
     #[test]
@@ -779,7 +847,8 @@ mod tests {
         let l = Limits::new(1, once);
         let mut h = Host::new(&l);
         let dead = Unreachable::new("proxy 127.0.0.1:9", "connection refused");
-        let next = h.learn(Learned::Unreachable(dead), Instant::now(), &l);
+        let now = Instant::now();
+        let next = h.learn(Learned::Unreachable(dead), now, now, &l);
         let line = "proxy 127.0.0.1:9 unreachable after 1 attempt (connection refused)";
         assert_eq!(next, Next::Fail(line.into()));
     }
@@ -793,12 +862,14 @@ mod tests {
             h.learn(
                 Learned::Unreachable(Unreachable::new("host", "refused")),
                 now,
+                now,
                 &l,
             );
         }
-        h.learn(reply(true), now, &l);
+        h.learn(reply(true), now, now, &l);
         let next = h.learn(
             Learned::Unreachable(Unreachable::new("host", "refused")),
+            now,
             now,
             &l,
         );
@@ -810,9 +881,9 @@ mod tests {
         let l = limits(8);
         let now = Instant::now();
         let mut h = Host::new(&l);
-        assert_eq!(h.learn(Learned::ResolverBusy, now, &l), Next::Again);
-        assert_eq!(h.learn(Learned::ResolverBusy, now, &l), Next::AsUsual);
-        let next = h.learn(Learned::NoSuchName("no such host".into()), now, &l);
+        assert_eq!(h.learn(Learned::ResolverBusy, now, now, &l), Next::Again);
+        assert_eq!(h.learn(Learned::ResolverBusy, now, now, &l), Next::AsUsual);
+        let next = h.learn(Learned::NoSuchName("no such host".into()), now, now, &l);
         assert_eq!(next, Next::Fail("no such host".into()));
         assert!(matches!(h.admit(now), Admit::Gone(_)));
     }
@@ -849,7 +920,7 @@ mod tests {
         assert_eq!(hosts.try_admit(&a), Admit::Go);
         hosts.release(&a);
         assert!(hosts.lock().is_empty());
-        hosts.learn(&a, Learned::NoSuchName("x".into()));
+        hosts.learn(&a, Learned::NoSuchName("x".into()), Instant::now());
         assert!(matches!(hosts.try_admit(&a), Admit::Gone(_)));
         assert_eq!(hosts.lock().len(), 1);
     }

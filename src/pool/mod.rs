@@ -123,6 +123,8 @@ enum Done<'h> {
     Event(Event, Option<Lease<'h>>),
     /// No file descriptor for its socket, client or part: not the URL's failure, it goes back.
     OutOfFiles(Job, String),
+    /// Its host is down for a moment (see [`crate::hosts::Next::Later`]): it goes back to wait.
+    Later(Job),
 }
 
 /// How a worker's run of jobs ended.
@@ -383,6 +385,10 @@ impl Pool<'_> {
                     crate::fiber::sleep(TICK);
                     continue;
                 }
+                Done::Later(job) => {
+                    crew.give_back(job);
+                    continue;
+                }
             };
             if crew.events.send(event).is_err() {
                 return Left::Stopped;
@@ -478,9 +484,13 @@ impl Pool<'_> {
             .fetch(&job.entry, &counter, &mut on_start, &mut lease);
         outcome.phases.queued = Some(job.queued);
         if let Err(failure) = &outcome.result {
-            if let FailureKind::OutOfFiles(why) = failure.reason.kind() {
-                let why = format!("out of open files ({why}): running one download fewer");
-                return Done::OutOfFiles(job, why);
+            match failure.reason.kind() {
+                FailureKind::OutOfFiles(why) => {
+                    let why = format!("out of open files ({why}): running one download fewer");
+                    return Done::OutOfFiles(job, why);
+                }
+                FailureKind::HostLater(_) => return Done::Later(job),
+                _ => {}
             }
         }
         let event = Event::Finished {

@@ -157,6 +157,34 @@ fn one_dead_host_does_not_hold_the_others() {
     }
 }
 
+/// A server down for a moment (restarting) when eight downloads connect at once: the eight
+/// refusals are one of the host's attempts, not eight (which spent all four in a millisecond and
+/// failed every URL), and once it is back every URL is saved.
+#[test]
+fn a_host_down_for_a_moment_is_waited_for_at_j_8() {
+    let port = free_port();
+    let data = body(3000, 9);
+    let urls: Vec<String> = (0..16)
+        .map(|i| format!("http://127.0.0.1:{port}/f{i}.bin"))
+        .collect();
+    let mut args: Vec<&str> = urls.iter().map(String::as_str).collect();
+    args.extend(["-j", "8", "--progress", "none"]);
+    let sandbox = Sandbox::new();
+    let child = sandbox.spawn(&args);
+    // Well after the first connects (milliseconds in), before the host's second attempt (half
+    // a second after its first at the soonest).
+    std::thread::sleep(Duration::from_millis(250));
+    let served = data.clone();
+    let server = Server::start_on(port, move |_| Reply::file(served.clone()));
+    let output = finish_within(child, Duration::from_secs(30));
+    let stderr = lines(&output.stderr);
+    assert!(server.is_ok(), "port {port} taken meanwhile: {stderr:#?}");
+    assert_eq!(output.status.code(), Some(0), "{stderr:#?}");
+    let files = sandbox.files();
+    assert_eq!(files.len(), 16, "{stderr:#?}");
+    assert!(files.values().all(|sum| *sum == sha256(&data)));
+}
+
 /// Under a limit of 64 open files (soft and hard), -j 256 cannot have 256 connections: every URL is saved
 /// all the same (fewer downloads at once, one note), none fails for want of a descriptor.
 #[test]

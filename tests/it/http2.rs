@@ -4,13 +4,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::Duration;
 
-use crate::util::{checksums, fetchpar, openssl, sha256};
+use crate::util::{checksums, fetchpar, free_port, openssl, sha256};
 
 fn nginx_binary() -> Option<PathBuf> {
     let candidates = ["/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/bin/nginx"];
@@ -96,14 +96,6 @@ fn make_certificates(dir: &Path) {
             "server.pem",
         ],
     );
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// nginx serving `www` on two ports, one offering HTTP/2 and one HTTP/1.1 only; stopped (by

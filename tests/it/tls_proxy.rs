@@ -320,15 +320,6 @@ fn a_ca_in_the_system_store_is_trusted_without_cacert() {
     );
 }
 
-/// A port nothing listens on (bound, then let go).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Waits until something accepts connections on `port`.
 fn wait_listening(port: u16) {
     for _ in 0..200 {

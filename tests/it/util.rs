@@ -67,6 +67,15 @@ where
     Server::start(handler).unwrap()
 }
 
+/// A port on 127.0.0.1 that nothing listens on (bound, then let go).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// Deterministic bytes that differ by `seed` at every offset. The `(i >> 8)` term keeps the data
 /// from repeating every 256 bytes, so bytes joined at a wrong offset never pass for right ones.
 pub fn body(len: usize, seed: u8) -> Arc<[u8]> {
