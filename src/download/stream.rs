@@ -46,15 +46,15 @@ pub(crate) trait Pending {
 
 impl Pending for Response {
     fn pending(&self) -> bool {
-        self.buffered() > 0
+        !Response::in_memory(self).is_empty()
     }
 
     fn in_memory(&self) -> &[u8] {
-        self.buffered_bytes()
+        Response::in_memory(self)
     }
 
     fn consume(&mut self, n: usize) {
-        self.take_buffered(n);
+        Response::consume(self, n);
     }
 
     fn fill(&mut self) -> io::Result<bool> {

@@ -39,20 +39,23 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::future::Future;
-use std::io::{self, Read};
+use std::io;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, LOCATION};
-use reqwest::{StatusCode, Url, Version};
+use reqwest::{Url, Version};
 use tokio::runtime::{Builder, Runtime};
 
 use crate::client::{Kind, Recipe};
 use crate::conntime::Setup;
 use crate::download::MAX_REDIRECTS;
 use crate::request::HeaderScope;
+
+mod response;
+pub(crate) use response::Response;
 
 /// How often a wait on the network looks at the cancel flag.
 pub(crate) const TICK: Duration = Duration::from_millis(50);
@@ -519,110 +522,14 @@ fn redirect_target(response: &reqwest::Response, hop: &Url) -> Option<Url> {
     matches!(next.scheme(), "http" | "https").then_some(next)
 }
 
-/// Response headers, and the body as a blocking [`Read`] on the thread that sent the request.
-pub(crate) struct Response {
-    inner: reqwest::Response,
-    client: Client,
-    via: Via,
-    /// The set-up of the connections this request opened (see [`crate::conntime`]).
-    setup: Option<Setup>,
-    /// With [`RequestBuilder::record_hops`] and a redirect: every request of the chain.
-    hops: Vec<crate::trace::Exchange>,
-    current: bytes::Bytes,
-    not_send: PhantomData<*const ()>,
-}
-
-impl Response {
-    pub(crate) fn status(&self) -> StatusCode {
-        self.inner.status()
-    }
-
-    pub(crate) fn headers(&self) -> &HeaderMap {
-        self.inner.headers()
-    }
-
-    /// The HTTP version of the response.
-    pub(crate) fn version(&self) -> reqwest::Version {
-        self.inner.version()
-    }
-
-    /// The set-up of the connections this request opened and waited for (one per redirect hop
-    /// that needed one); `None` when every hop reused a connection.
-    pub(crate) fn setup(&self) -> Option<Setup> {
-        self.setup
-    }
-
-    /// With [`RequestBuilder::record_hops`], each request of the redirect chain in order, this
-    /// one last (its body not yet read); empty when there was no redirect.
-    pub(crate) fn take_hops(&mut self) -> Vec<crate::trace::Exchange> {
-        std::mem::take(&mut self.hops)
-    }
-
-    /// The final URL, after redirects.
-    pub(crate) fn url(&self) -> &Url {
-        self.inner.url()
-    }
-
-    /// Body bytes already in memory: the next read of up to this many will not wait.
-    pub(crate) fn buffered(&self) -> usize {
-        self.current.len()
-    }
-
-    /// Those bytes, to be written from where they lie.
-    pub(crate) fn buffered_bytes(&self) -> &[u8] {
-        &self.current
-    }
-
-    /// Drops the first `n` of them, once written.
-    pub(crate) fn take_buffered(&mut self, n: usize) {
-        let n = n.min(self.current.len());
-        bytes::Buf::advance(&mut self.current, n);
-    }
-
-    /// Waits for more of the body unless some is in memory; `false` at its end. An empty piece
-    /// (an HTTP/2 DATA frame may carry nothing) is not the end.
-    pub(crate) fn fill(&mut self) -> io::Result<bool> {
-        while self.current.is_empty() {
-            let Response {
-                inner, client, via, ..
-            } = self;
-            let next = client.with(*via, |runtime, _| client.wait(runtime, || inner.chunk()));
-            match next {
-                Ok(Some(chunk)) => self.current = chunk,
-                Ok(None) => return Ok(false),
-                Err(Error::Http(e)) => return Err(io::Error::other(e)),
-                Err(Error::Runtime(e)) => return Err(e),
-                // Readers check the flag when told to try again, and stop.
-                Err(Error::Cancelled) => {
-                    return Err(io::Error::new(io::ErrorKind::Interrupted, "interrupted"))
-                }
-                Err(e @ Error::Redirect(_)) => return Err(io::Error::other(e.to_string())),
-            }
-        }
-        Ok(true)
-    }
-}
-
-impl Read for Response {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if buf.is_empty() || !self.fill()? {
-            return Ok(0);
-        }
-        let n = buf.len().min(self.current.len());
-        buf[..n].copy_from_slice(&self.current[..n]);
-        bytes::Buf::advance(&mut self.current, n);
-        Ok(n)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::request::RequestOptions;
-    use crate::server::{Fault, Reply, Server};
+    use crate::server::{Reply, Server};
     use std::thread;
 
-    fn client(cancel: &Arc<AtomicBool>) -> Client {
+    pub(super) fn client(cancel: &Arc<AtomicBool>) -> Client {
         let recipe = Recipe {
             request: RequestOptions::default(),
             // Without the cancel flag, the waits below would end in a timeout error instead.
@@ -635,7 +542,7 @@ mod tests {
     }
 
     /// Sets the flag a little later, as Ctrl-C would while a worker waits.
-    fn cancel_soon(cancel: &Arc<AtomicBool>) -> thread::JoinHandle<()> {
+    pub(super) fn cancel_soon(cancel: &Arc<AtomicBool>) -> thread::JoinHandle<()> {
         let cancel = cancel.clone();
         thread::spawn(move || {
             thread::sleep(Duration::from_millis(300));
@@ -657,26 +564,6 @@ mod tests {
             "{:?}",
             result.err()
         );
-        setter.join().unwrap();
-    }
-
-    #[test]
-    fn a_wait_for_body_bytes_ends_when_cancelled() {
-        let server = Server::start(|_| {
-            Reply::file(vec![7u8; 1000]).with_fault(Fault::StallAfter(10, Duration::from_secs(30)))
-        })
-        .unwrap();
-        let cancel = Arc::new(AtomicBool::new(false));
-        let url = Url::parse(&server.url("/stall")).unwrap();
-        let mut response = client(&cancel).get(url).send().unwrap();
-        let mut buf = [0u8; 100];
-        let mut got = 0;
-        while got < 10 {
-            got += response.read(&mut buf).unwrap();
-        }
-        let setter = cancel_soon(&cancel);
-        let err = response.read(&mut buf).unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::Interrupted, "{err}");
         setter.join().unwrap();
     }
 }
