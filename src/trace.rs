@@ -124,6 +124,17 @@ pub(crate) fn hop(
     }
 }
 
+/// The request of a redirect chain that got no answer (refused, timed out): its URL, headers
+/// and when it was sent; the attempt's error is added by whoever traces it.
+pub(crate) fn unanswered(url: &url::Url, request_headers: &HeaderMap, sent: Instant) -> Exchange {
+    Exchange {
+        url: crate::redact::url(url),
+        request_headers: self::request_headers(request_headers),
+        sent: Some(sent),
+        ..Exchange::default()
+    }
+}
+
 /// Header names whose values are credentials in one direction or the other.
 const SECRET_HEADERS: [&str; 5] = [
     "authorization",

@@ -58,6 +58,15 @@ pub(crate) fn buffer_for(size: usize, to_come: Option<u64>) -> usize {
     size.min(needed).max(1)
 }
 
+/// A redirect chain that failed: its hops are traced as they went, the last of them (the
+/// request that got no answer, or the redirect that led nowhere) standing for the attempt.
+fn trace_failed_chain(t: &mut Transfer, mut hops: Vec<Exchange>) {
+    if let Some(last) = hops.pop() {
+        t.head = last;
+        t.hops = hops;
+    }
+}
+
 impl Fetcher<'_> {
     /// One attempt, and with `trace` its exchanges: the request, and any `--split` pieces.
     pub(super) fn traced_attempt(
@@ -86,12 +95,15 @@ impl Fetcher<'_> {
                 false => head.url.clone(),
             },
             sent: head.sent.or(phases.sent),
-            headers: phases.headers,
-            end: phases.body_end.or(phases.sent),
+            // A redirect that led nowhere keeps its own answer's times.
+            headers: phases.headers.or(head.headers),
+            end: phases.body_end.or(head.end).or(phases.sent),
             bytes: (run.bytes - before).saturating_sub(piece_bytes),
             piece: pieces.as_ref().map(|_| 0),
             error: match &attempt {
-                Attempt::Retry(f, _) | Attempt::Fail(f) => Some(f.reason.to_string()),
+                Attempt::Retry(f, _) | Attempt::Host(f, _) | Attempt::Fail(f) => {
+                    Some(f.reason.to_string())
+                }
                 _ => None,
             },
             ..head
@@ -142,9 +154,13 @@ impl Fetcher<'_> {
         .keep_queueing(phases);
         let request = self.request_for(url, &ask);
         let request = self.trace_request(t, request);
-        let mut response = match request.send() {
+        let mut hops = Vec::new();
+        let mut response = match request.send_keeping_hops(&mut hops) {
             Ok(response) => response,
-            Err(e) => return self.no_response(e),
+            Err(e) => {
+                trace_failed_chain(t, hops);
+                return self.no_response(e);
+            }
         };
         phases.headers = Some(Instant::now());
         phases.body_end = phases.headers;

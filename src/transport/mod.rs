@@ -397,14 +397,30 @@ impl RequestBuilder<'_> {
     /// own and with the headers its origin may have; a 3xx that leads nowhere followable (no
     /// `Location`, another scheme) is handed back as it is, for the caller to explain.
     pub(crate) fn send(self) -> Result<Response, Error> {
+        self.send_keeping_hops(&mut Vec::new())
+    }
+
+    /// As [`Self::send`]; with [`Self::record_hops`], a chain that fails leaves its hops in
+    /// `hops`, the failed request last (with no status) when it got no answer.
+    pub(crate) fn send_keeping_hops(
+        self,
+        hops: &mut Vec<crate::trace::Exchange>,
+    ) -> Result<Response, Error> {
         let asked = &self.url;
         let mut hop = asked.clone();
         let mut visited: Vec<Url> = Vec::new();
         let mut setup = None;
-        let mut hops = Vec::new();
         loop {
             let sent = std::time::Instant::now();
-            let (via, inner, opened) = self.send_hop(&hop)?;
+            let (via, inner, opened) = match self.send_hop(&hop) {
+                Ok(answered) => answered,
+                Err(e) if self.record && !hops.is_empty() => {
+                    let headers = self.headers_to(&hop);
+                    hops.push(crate::trace::unanswered(&hop, &headers, sent));
+                    return Err(e);
+                }
+                Err(e) => return Err(e),
+            };
             let times = (sent, std::time::Instant::now(), opened);
             setup = crate::conntime::both(setup, opened);
             let next = redirect_target(&inner, &hop);
@@ -424,7 +440,7 @@ impl RequestBuilder<'_> {
                     client: self.client.clone(),
                     via,
                     setup,
-                    hops,
+                    hops: std::mem::take(hops),
                     current: bytes::Bytes::new(),
                     not_send: PhantomData,
                 });

@@ -215,3 +215,47 @@ fn each_redirect_hop_is_an_entry() {
     assert_eq!(entries[1]["request"]["queryString"][0]["value"], "***");
     assert_valid(&text);
 }
+
+/// A chain that ends nowhere keeps its hops: the redirect that was answered, then the request
+/// that was refused, with the error on that one (not on the URL asked, which answered).
+#[test]
+fn a_redirect_to_a_dead_host_keeps_the_hop_that_was_answered() {
+    let dead = format!("http://127.0.0.1:{}/gone.bin", free_port());
+    let to = dead.clone();
+    let server = serve(move |_| Reply::status(302).with_header("Location", &to));
+    let sandbox = Sandbox::new();
+    let har = sandbox.root().join("run.har");
+    let (code, _, stderr) = run(fetchpar()
+        .args(["--retries", "0", "--har"])
+        .arg(&har)
+        .arg("-o")
+        .arg(sandbox.out())
+        .arg(server.url("/a")));
+    assert_eq!(code, 1, "{stderr:#?}");
+    let text = std::fs::read_to_string(&har).unwrap();
+    assert_valid(&text);
+    let har: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let entries = har["log"]["entries"].as_array().unwrap();
+    let seen: Vec<(&str, u64, &str, bool)> = entries
+        .iter()
+        .map(|e| {
+            (
+                e["request"]["url"].as_str().unwrap(),
+                e["response"]["status"].as_u64().unwrap(),
+                e["response"]["redirectURL"].as_str().unwrap(),
+                e["_error"].is_string(),
+            )
+        })
+        .collect();
+    let a = server.url("/a");
+    assert_eq!(
+        seen,
+        [
+            (a.as_str(), 302, dead.as_str(), false),
+            (dead.as_str(), 0, "", true)
+        ],
+        "{text}"
+    );
+    let error = entries[1]["_error"].as_str().unwrap();
+    assert!(error.contains("connection refused"), "{error}");
+}
