@@ -58,6 +58,15 @@ pub(crate) fn buffer_for(size: usize, to_come: Option<u64>) -> usize {
     size.min(needed).max(1)
 }
 
+/// Whether `e` happened on the way to `url`'s own host (or at the proxy in between), which is
+/// what that host learns from: a redirect to another host that is down says nothing of this one,
+/// whose other URLs must not fail with that host's line.
+fn at_own_host(url: &Url, e: &reqwest::Error, proxies: &crate::proxy::Proxies) -> bool {
+    crate::proxy::through(e, proxies).is_some()
+        || e.url()
+            .is_none_or(|at| crate::hosts::Key::of(url).is_of(at))
+}
+
 /// A redirect chain that failed: its hops are traced as they went, the last of them (the
 /// request that got no answer, or the redirect that led nowhere) standing for the attempt.
 fn trace_failed_chain(t: &mut Transfer, mut hops: Vec<Exchange>) {
@@ -159,7 +168,7 @@ impl Fetcher<'_> {
             Ok(response) => response,
             Err(e) => {
                 trace_failed_chain(t, hops);
-                return self.no_response(e);
+                return self.no_response(url, e);
             }
         };
         phases.headers = Some(Instant::now());
@@ -298,7 +307,7 @@ impl Fetcher<'_> {
     }
 
     /// A request that got no response: worth another try unless it would go the same way.
-    pub(super) fn no_response(&self, e: transport::Error) -> Attempt {
+    pub(super) fn no_response(&self, url: &Url, e: transport::Error) -> Attempt {
         if fdlimit::exhausted(&e) {
             return Attempt::Fail(Failure::new(FailureKind::OutOfFiles(e.to_string())));
         }
@@ -327,7 +336,9 @@ impl Fetcher<'_> {
                     || crate::proxy::refused(&e, proxies)
                 {
                     Attempt::Fail(failure)
-                } else if let Some(learned) = failure::host_learned(&e, &failure.reason, proxies) {
+                } else if let Some(learned) = failure::host_learned(&e, &failure.reason, proxies)
+                    .filter(|_| at_own_host(url, &e, proxies))
+                {
                     Attempt::Host(failure, learned)
                 } else {
                     Attempt::Retry(failure, None)

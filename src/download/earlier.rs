@@ -342,7 +342,7 @@ impl Fetcher<'_> {
             .send()
         {
             Ok(response) => response,
-            Err(e) => return Verdict::Unknown(self.untold(e)),
+            Err(e) => return Verdict::Unknown(self.untold(url, e)),
         };
         let facts = ResponseFacts::of(&response, url);
         drop(response);
@@ -422,15 +422,15 @@ impl Fetcher<'_> {
             .get(url.clone())
             .header(RANGE, "bytes=0-0")
             .send()
-            .map_err(|e| self.untold(e))?;
+            .map_err(|e| self.untold(url, e))?;
         let facts = ResponseFacts::of(&response, url);
         drop(response);
         response::size_of(&facts).ok_or_else(|| Untold::of(&facts))
     }
 
     /// Why a request that got no response could not tell anything, and whether to ask again.
-    pub(super) fn untold(&self, e: transport::Error) -> Untold {
-        let (failure, retry, after, learned) = match self.no_response(e) {
+    pub(super) fn untold(&self, url: &Url, e: transport::Error) -> Untold {
+        let (failure, retry, after, learned) = match self.no_response(url, e) {
             Attempt::Retry(failure, after) => (failure, true, after, None),
             Attempt::Host(failure, learned) => (failure, true, None, Some(Box::new(learned))),
             Attempt::Fail(failure) => (failure, false, None, None),

@@ -185,6 +185,41 @@ fn a_host_down_for_a_moment_is_waited_for_at_j_8() {
     assert!(files.values().all(|sum| *sum == sha256(&data)));
 }
 
+/// A host whose URLs redirect to a dead one is not the dead one: only the redirected URLs fail
+/// (each on its own retries), and the host's other URLs are saved.
+#[test]
+fn a_redirect_to_a_dead_host_fails_only_the_redirected_urls() {
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let data = body(2000, 4);
+    let served = data.clone();
+    let server = serve(move |req| match req.path().strip_prefix("/r") {
+        Some(n) => Reply::status(302).with_header("Location", &format!("{dead}/gone{n}.bin")),
+        None => Reply::file(served.clone()),
+    });
+    let redirected: Vec<String> = (0..3).map(|i| server.url(&format!("/r{i}"))).collect();
+    let kept: Vec<String> = (0..3).map(|i| server.url(&format!("/ok{i}.bin"))).collect();
+    let mut args: Vec<&str> = redirected.iter().chain(&kept).map(String::as_str).collect();
+    args.extend(["-j", "1", "--retries", "1", "--max-retry-wait", "0.1"]);
+    args.extend(["--progress", "none"]);
+    let sandbox = Sandbox::new();
+    let (code, _, stderr) = sandbox.run(&args);
+    assert_eq!(code, 1, "{stderr:#?}");
+    let files = sandbox.files();
+    assert_eq!(files.len(), 3, "{stderr:#?}");
+    assert!(files.values().all(|sum| *sum == sha256(&data)));
+    for url in &redirected {
+        let line = stderr
+            .iter()
+            .find(|l| l.starts_with(&format!("fetchpar: {url}: ")))
+            .unwrap_or_else(|| panic!("no line for {url}: {stderr:#?}"));
+        assert!(line.contains("connection refused"), "{line}");
+    }
+    assert!(
+        !stderr.iter().any(|l| l.contains("unreachable after")),
+        "{stderr:#?}"
+    );
+}
+
 /// Under a limit of 64 open files (soft and hard), -j 256 cannot have 256 connections: every URL is saved
 /// all the same (fewer downloads at once, one note), none fails for want of a descriptor.
 #[test]
