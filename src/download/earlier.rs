@@ -283,15 +283,21 @@ impl Fetcher<'_> {
             // so a thousand files on a dead host do not each wait out their own retries, and
             // all fail with the host's one line.
             if let Some(learned) = untold.learned.take() {
-                host_tries += 1;
-                match run.lease.learn(*learned) {
+                let next = run.lease.learn(*learned);
+                // Failed with another's connect: an attempt neither of the host's nor its.
+                host_tries += u32::from(next != Next::Later);
+                match next {
                     Next::Fail(line) => return Err(Failure::new(FailureKind::Host(line))),
-                    Next::Again | Next::Later if host_tries <= self.settings.retry.retries => {
-                        // The host's pause is the wait: the next `acquire` sits it out.
+                    // The host's pause is the wait: the next `acquire` sits it out.
+                    Next::Later => {
                         run.lease.release();
                         continue;
                     }
-                    Next::Again | Next::Later | Next::AsUsual => {}
+                    Next::Again if host_tries <= self.settings.retry.retries => {
+                        run.lease.release();
+                        continue;
+                    }
+                    Next::Again | Next::AsUsual => {}
                 }
             }
             let kind = FailureKind::Undecided {

@@ -330,23 +330,27 @@ impl Fetcher<'_> {
                 Attempt::Restart => continue,
                 Attempt::Fail(failure) => return Err(failure),
                 Attempt::Host(failure, learned) if polite => {
-                    host_tries += 1;
-                    match run.lease.learn(learned) {
+                    let next = run.lease.learn(learned);
+                    // Failed with another's connect: an attempt neither of the host's nor its.
+                    host_tries += u32::from(next != Next::Later);
+                    match next {
                         Next::Fail(line) => return Err(Failure::new(FailureKind::Host(line))),
                         // Nothing of it anywhere yet: back to the pool, so that its worker
                         // takes other hosts' URLs while this host is down.
-                        Next::Later
-                            if *retries + run.retries == 0 && t.part.is_none() && t.have == 0 =>
-                        {
+                        Next::Later if untouched(t, *retries + run.retries) => {
                             let why = failure.reason.to_string();
                             return Err(Failure::new(FailureKind::HostLater(why)));
                         }
-                        Next::Again | Next::Later if host_tries <= self.settings.retry.retries => {
+                        Next::Later => {
+                            run.lease.release();
+                            continue;
+                        }
+                        Next::Again if host_tries <= self.settings.retry.retries => {
                             // The host's pause is the wait: the next `acquire` sits it out.
                             run.lease.release();
                             continue;
                         }
-                        Next::Again | Next::Later | Next::AsUsual => (failure, None),
+                        Next::Again | Next::AsUsual => (failure, None),
                     }
                 }
                 Attempt::Host(failure, _) => (failure, None),
@@ -479,6 +483,12 @@ fn moves_on(kind: &FailureKind) -> bool {
             | FailureKind::Internal(_)
             | FailureKind::Runtime(_)
     )
+}
+
+/// Whether nothing of `t` exists yet (no part, no bytes, no retry told), so that the pool may
+/// take it back and start it again later as if new.
+fn untouched(t: &Transfer, retries: u32) -> bool {
+    retries == 0 && t.part.is_none() && t.have == 0
 }
 
 fn on_started(t: &mut Transfer, on_start: &mut dyn FnMut(Notice<'_>)) {

@@ -27,6 +27,17 @@ impl<'a> Lease<'a> {
         }
     }
 
+    /// A lease without a slot, for a download whose host turned it away (gone): its first
+    /// [`Lease::acquire`] asks again and hears why.
+    pub(crate) fn not_held(hosts: &'a Hosts, key: Key) -> Lease<'a> {
+        Lease {
+            hosts,
+            key,
+            held: false,
+            since: Instant::now(),
+        }
+    }
+
     /// Whether it holds a slot now (a download that failed may have given it back).
     pub(crate) fn holds(&self) -> bool {
         self.held

@@ -18,7 +18,7 @@ use tokio::sync::Notify;
 
 use crate::download::{Failure, FailureKind, Fetcher, Notice, Outcome};
 use crate::fdlimit;
-use crate::hosts::{Admit, Hosts, Key, Lease, Limits, Waiting};
+use crate::hosts::{Admit, Gone, Hosts, Key, Lease, Limits, Waiting};
 use crate::input::{Entry, Invalid, Item, Origin, Warning};
 use crate::redact;
 use crate::select::{Selector, Shard};
@@ -440,27 +440,18 @@ impl Pool<'_> {
         hosts: &'h Hosts,
         event_tx: &Sender<Event>,
     ) -> Done<'h> {
-        if let Admit::Gone(gone) = admit {
-            let event = Event::Finished {
-                id: job.id,
-                url: redact::url(&job.entry.url),
-                origin: job.entry.origin,
-                outcome: Outcome {
-                    result: Err(Failure::new(FailureKind::Host(gone.line()))),
-                    bytes: 0,
-                    elapsed: Duration::ZERO,
-                    retries: 0,
-                    notes: Vec::new(),
-                    phases: Phases {
-                        queued: Some(job.queued),
-                        ..Phases::default()
-                    },
-                    exchanges: Vec::new(),
-                },
-            };
-            return Done::Event(event, None);
+        // With -c a part of an earlier run may lie under the URL's name, which its line must
+        // name: the download looks on disk and fails at its host's admission with the same line.
+        match admit {
+            Admit::Gone(gone) if !self.fetcher.settings.resume => {
+                return Done::Event(gone_event(&job, &gone), None)
+            }
+            _ => {}
         }
-        let mut lease = Lease::held(hosts, key);
+        let mut lease = match admit {
+            Admit::Go => Lease::held(hosts, key),
+            _ => Lease::not_held(hosts, key),
+        };
         let counter = Arc::new(AtomicU64::new(0));
         let mut on_start = |notice: Notice<'_>| {
             let event = match notice {
@@ -500,5 +491,26 @@ impl Pool<'_> {
             outcome,
         };
         Done::Event(event, lease.holds().then_some(lease))
+    }
+}
+
+/// The end of a URL whose host is gone before it started: the host's line, nothing else done.
+fn gone_event(job: &Job, gone: &Gone) -> Event {
+    Event::Finished {
+        id: job.id,
+        url: redact::url(&job.entry.url),
+        origin: job.entry.origin,
+        outcome: Outcome {
+            result: Err(Failure::new(FailureKind::Host(gone.line()))),
+            bytes: 0,
+            elapsed: Duration::ZERO,
+            retries: 0,
+            notes: Vec::new(),
+            phases: Phases {
+                queued: Some(job.queued),
+                ..Phases::default()
+            },
+            exchanges: Vec::new(),
+        },
     }
 }

@@ -1360,6 +1360,45 @@ fn continue_fails_cleanly_when_completeness_cannot_be_told() {
     assert_eq!(sandbox.files(), one(&[("f.bin", &data)]), "no second copy");
 }
 
+/// `-c` with parts of an earlier run on a host now dead: every URL fails with the host's line
+/// and says its part is kept, including those that reached a worker only once the host was
+/// given up (they said "nothing saved" beside their part).
+#[test]
+fn continue_against_a_dead_host_names_every_part_it_keeps() {
+    let port = free_port();
+    let sandbox = Sandbox::new();
+    let data = body(5000, 61);
+    let mut args = vec!["-c", "-j", "4", "--retries", "1", FAST[0], FAST[1]];
+    let urls: Vec<String> = (0..12)
+        .map(|i| format!("http://127.0.0.1:{port}/p{i}.bin"))
+        .collect();
+    for (i, url) in urls.iter().enumerate() {
+        fake_part(
+            &sandbox,
+            &format!("p{i}.bin"),
+            url,
+            &data[..1000],
+            data.len(),
+        );
+        args.push(url);
+    }
+    let (code, stdout, stderr) = sandbox.run(&args);
+    assert_eq!(code, 1, "{stderr:#?}");
+    assert!(stdout.is_empty(), "{stdout:#?}");
+    for (i, url) in urls.iter().enumerate() {
+        let part = sandbox.out().join(format!("p{i}.bin.part"));
+        assert_eq!(
+            error_line(&stderr, url),
+            format!(
+                "fetchpar: {url}: host unreachable after 2 attempts (connection refused); \
+                 partial data kept in {}",
+                part.display()
+            )
+        );
+        assert_eq!(std::fs::read(&part).unwrap(), &data[..1000]);
+    }
+}
+
 /// `-c` beside files whose host refuses connections: the host's attempts are shared by its
 /// URLs, as for downloads, and each fails with the host's one line (it said "internal error:
 /// no response"); the files are left alone.
