@@ -1,7 +1,7 @@
 //! The body-streaming hot loop: one reused buffer, reads of `--chunk-size`, writes gathered
 //! from data already received, or made from the transport's own buffer when it holds a read's
-//! worth or more. Shared by a whole-body download and by nothing else that
-//! streams, so both `download` and `download::split` depend on it and not on each other.
+//! worth or more. Shared by a whole-body download and by nothing else that streams, so both
+//! `download` and `download::split` depend on it and not on each other.
 
 use std::io::{self, Read, Write};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
