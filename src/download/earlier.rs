@@ -283,21 +283,14 @@ impl Fetcher<'_> {
             // so a thousand files on a dead host do not each wait out their own retries, and
             // all fail with the host's one line.
             if let Some(learned) = untold.learned.take() {
-                let next = run.lease.learn(*learned);
-                // Failed with another's connect: an attempt neither of the host's nor its.
-                host_tries += u32::from(next != Next::Later);
-                match next {
+                match self.learn_unreachable(run.lease, *learned, &mut host_tries) {
                     Next::Fail(line) => return Err(Failure::new(FailureKind::Host(line))),
-                    // The host's pause is the wait: the next `acquire` sits it out.
-                    Next::Later => {
+                    Next::Later | Next::Again => {
+                        // The host's pause is the wait: the next `acquire` sits it out.
                         run.lease.release();
                         continue;
                     }
-                    Next::Again if host_tries <= self.settings.retry.retries => {
-                        run.lease.release();
-                        continue;
-                    }
-                    Next::Again | Next::AsUsual => {}
+                    Next::AsUsual => {}
                 }
             }
             let kind = FailureKind::Undecided {

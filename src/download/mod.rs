@@ -330,10 +330,7 @@ impl Fetcher<'_> {
                 Attempt::Restart => continue,
                 Attempt::Fail(failure) => return Err(failure),
                 Attempt::Host(failure, learned) if polite => {
-                    let next = run.lease.learn(learned);
-                    // Failed with another's connect: an attempt neither of the host's nor its.
-                    host_tries += u32::from(next != Next::Later);
-                    match next {
+                    match self.learn_unreachable(run.lease, learned, &mut host_tries) {
                         Next::Fail(line) => return Err(Failure::new(FailureKind::Host(line))),
                         // Nothing of it anywhere yet: back to the pool, so that its worker
                         // takes other hosts' URLs while this host is down.
@@ -341,16 +338,12 @@ impl Fetcher<'_> {
                             let why = failure.reason.to_string();
                             return Err(Failure::new(FailureKind::HostLater(why)));
                         }
-                        Next::Later => {
-                            run.lease.release();
-                            continue;
-                        }
-                        Next::Again if host_tries <= self.settings.retry.retries => {
+                        Next::Later | Next::Again => {
                             // The host's pause is the wait: the next `acquire` sits it out.
                             run.lease.release();
                             continue;
                         }
-                        Next::Again | Next::AsUsual => (failure, None),
+                        Next::AsUsual => (failure, None),
                     }
                 }
                 Attempt::Host(failure, _) => (failure, None),
@@ -379,6 +372,19 @@ impl Fetcher<'_> {
             if !self.pause(wait) {
                 return Err(Failure::interrupted(None));
             }
+        }
+    }
+
+    /// Tells the URL's host that a connect failed, and counts the attempt among the URL's own
+    /// tries at the host, which bound a URL whose host keeps recovering just before its turn:
+    /// once they are spent, [`Next::Again`] becomes [`Next::AsUsual`] (its own retries decide).
+    /// A connect that failed with another's ([`Next::Later`]) is no attempt, of either.
+    fn learn_unreachable(&self, lease: &Lease<'_>, learned: Learned, tries: &mut u32) -> Next {
+        let next = lease.learn(learned);
+        *tries += u32::from(next != Next::Later);
+        match next {
+            Next::Again if *tries > self.settings.retry.retries => Next::AsUsual,
+            next => next,
         }
     }
 

@@ -44,8 +44,8 @@ impl Response {
         self.setup
     }
 
-    /// With [`super::RequestBuilder::record_hops`], each request of the redirect chain in order, this
-    /// one last (its body not yet read); empty when there was no redirect.
+    /// With [`super::RequestBuilder::record_hops`], each request of the redirect chain in
+    /// order, this one last (its body not yet read); empty when there was no redirect.
     pub(crate) fn take_hops(&mut self) -> Vec<crate::trace::Exchange> {
         std::mem::take(&mut self.hops)
     }
