@@ -670,9 +670,11 @@ fn ctrl_c_past_the_grace_reports_each_stuck_download_and_its_part() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // Wait until the stuck download's first bytes are on disk, then interrupt.
+    // Wait until the stuck download's first bytes and the other file are on disk (under load
+    // the one may come before the other), then interrupt.
     let part = out.path().join("stuck.bin.part");
     wait_for_len(&part, 1000);
+    wait_for_len(&out.path().join("ok.bin"), 500);
     sigint(child.id());
     let output = finish(child);
     assert_eq!(output.status.code(), Some(130));
