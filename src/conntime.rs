@@ -95,9 +95,15 @@ struct Dial {
     live: AtomicBool,
 }
 
+/// Told when a connection the current request waited for has come up: by then the host is
+/// there, long before its answer says so (see `hosts::Host::reach`).
+pub(crate) type OnConnected = Arc<dyn Fn() + Send + Sync>;
+
 tokio::task_local! {
     /// The current request's connections.
     static REQUEST: Cell<Slot>;
+    /// Who to tell when one comes up.
+    static TELL: Option<OnConnected>;
     /// The current request's latest connect, while it may dial.
     static DIAL: RefCell<Option<Arc<Dial>>>;
     /// The marks of the connect being polled.
@@ -105,14 +111,19 @@ tokio::task_local! {
 }
 
 /// Runs a request's future, and gives back with its output the set-up of any connection it
-/// opened and waited for (`None` on a reused connection).
-pub(crate) async fn timed<F: Future>(request: F) -> (F::Output, Option<Setup>) {
+/// opened and waited for (`None` on a reused connection); `tell` hears of each such connection
+/// as it comes up.
+pub(crate) async fn timed<F: Future>(
+    request: F,
+    tell: Option<OnConnected>,
+) -> (F::Output, Option<Setup>) {
     let scoped = async {
         let out = request.await;
         (out, REQUEST.with(Cell::get).setup)
     };
     let dialed = DIAL.scope(RefCell::new(None), scoped);
-    REQUEST.scope(Cell::new(Slot::default()), dialed).await
+    let told = REQUEST.scope(Cell::new(Slot::default()), dialed);
+    TELL.scope(tell, told).await
 }
 
 /// Since when the current request's connect has been resolving or dialling (TCP, a proxy), if it
@@ -232,6 +243,7 @@ fn deliver(start: Instant, marks: Marks) {
         s.setup = both(s.setup, Some(setup));
         slot.set(s);
     });
+    let _ = TELL.try_with(|tell| tell.as_ref().map(|tell| tell()));
 }
 
 /// Notes a mark on the connect being polled, if any.
@@ -364,10 +376,17 @@ mod tests {
 
     #[test]
     fn a_connect_polled_by_the_request_is_its_own() {
-        let (found, setup) = runtime().block_on(timed(async {
-            Layer.layer(Lookup("localhost")).call(()).await
-        }));
+        let told = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = told.clone();
+        let tell: OnConnected = Arc::new(move || {
+            count.fetch_add(1, Ordering::SeqCst);
+        });
+        let (found, setup) = runtime().block_on(timed(
+            async { Layer.layer(Lookup("localhost")).call(()).await },
+            Some(tell),
+        ));
         assert!(!found.unwrap().is_empty());
+        assert_eq!(told.load(Ordering::SeqCst), 1, "told once, as it came up");
         let setup = setup.expect("the request waited for this connect");
         assert!(setup.dns.is_some(), "{setup:?}");
         assert_eq!(setup.tls, None);
@@ -379,13 +398,23 @@ mod tests {
     #[test]
     fn a_connect_finished_in_the_background_is_nobodys() {
         let rt = runtime();
-        let (_, setup) = rt.block_on(timed(async {
-            // As hyper-util's pool does when an idle connection wins the race: the connect
-            // goes on in a task of its own.
-            let connect = Layer.layer(Lookup("localhost")).call(());
-            tokio::spawn(connect).await.unwrap()
-        }));
+        let told = Arc::new(AtomicBool::new(false));
+        let flag = told.clone();
+        let tell: OnConnected = Arc::new(move || flag.store(true, Ordering::SeqCst));
+        let (_, setup) = rt.block_on(timed(
+            async {
+                // As hyper-util's pool does when an idle connection wins the race: the connect
+                // goes on in a task of its own.
+                let connect = Layer.layer(Lookup("localhost")).call(());
+                tokio::spawn(connect).await.unwrap()
+            },
+            Some(tell),
+        ));
         assert_eq!(setup, None);
+        assert!(
+            !told.load(Ordering::SeqCst),
+            "a connect it did not wait for is not its own"
+        );
     }
 
     /// A connector whose connect dials until `go` fires.
@@ -414,20 +443,23 @@ mod tests {
     fn a_request_that_leaves_its_connect_to_the_background_dials_no_more() {
         let rt = runtime();
         let go = Arc::new(tokio::sync::Notify::new());
-        let (seen, _) = rt.block_on(timed(async {
-            let mut connect = Layer.layer(Stuck(go.clone())).call(());
-            // Polled once by the request: it dials.
-            assert!(futures_poll_once(&mut connect).await.is_pending());
-            let dialing = dialing_since().is_some();
-            // Then hyper-util's pool hands the request an idle connection and finishes the
-            // connect in a task of its own.
-            let background = tokio::spawn(connect);
-            tokio::task::yield_now().await;
-            let after = dialing_since();
-            go.notify_one();
-            background.await.unwrap().unwrap();
-            (dialing, after)
-        }));
+        let (seen, _) = rt.block_on(timed(
+            async {
+                let mut connect = Layer.layer(Stuck(go.clone())).call(());
+                // Polled once by the request: it dials.
+                assert!(futures_poll_once(&mut connect).await.is_pending());
+                let dialing = dialing_since().is_some();
+                // Then hyper-util's pool hands the request an idle connection and finishes the
+                // connect in a task of its own.
+                let background = tokio::spawn(connect);
+                tokio::task::yield_now().await;
+                let after = dialing_since();
+                go.notify_one();
+                background.await.unwrap().unwrap();
+                (dialing, after)
+            },
+            None,
+        ));
         assert_eq!(seen, (true, None));
     }
 

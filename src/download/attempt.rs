@@ -162,7 +162,10 @@ impl Fetcher<'_> {
         }
         .keep_queueing(phases);
         let request = self.request_for(url, &ask);
-        let request = self.trace_request(t, request);
+        let mut request = self.trace_request(t, request);
+        if let Some(lease) = &lease {
+            request = request.on_connected(lease.on_connected());
+        }
         let mut hops = Vec::new();
         let mut response = match request.send_keeping_hops(&mut hops) {
             Ok(response) => response,

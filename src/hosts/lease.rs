@@ -1,6 +1,7 @@
 //! A download's hold on a slot at its host.
 
 use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use url::Url;
@@ -9,7 +10,7 @@ use super::{Admit, Hosts, Key, Learned, Next};
 
 /// A download's hold on its host: a slot while it runs, released on drop.
 pub(crate) struct Lease<'a> {
-    hosts: &'a Hosts,
+    hosts: &'a Arc<Hosts>,
     key: Key,
     held: bool,
     /// When it took its slot.
@@ -18,7 +19,7 @@ pub(crate) struct Lease<'a> {
 
 impl<'a> Lease<'a> {
     /// A lease on a slot already admitted.
-    pub(crate) fn held(hosts: &'a Hosts, key: Key) -> Lease<'a> {
+    pub(crate) fn held(hosts: &'a Arc<Hosts>, key: Key) -> Lease<'a> {
         Lease {
             hosts,
             key,
@@ -29,7 +30,7 @@ impl<'a> Lease<'a> {
 
     /// A lease without a slot, for a download whose host turned it away (gone): its first
     /// [`Lease::acquire`] asks again and hears why.
-    pub(crate) fn not_held(hosts: &'a Hosts, key: Key) -> Lease<'a> {
+    pub(crate) fn not_held(hosts: &'a Arc<Hosts>, key: Key) -> Lease<'a> {
         Lease {
             hosts,
             key,
@@ -79,6 +80,17 @@ impl<'a> Lease<'a> {
             self.hosts
                 .release_after(&self.key, Some(self.since.elapsed()));
         }
+    }
+
+    /// What tells the host that a connection to it came up (see [`Hosts::reached`]); a
+    /// connection to another host (a redirect's) tells it nothing.
+    pub(crate) fn on_connected(&self) -> crate::transport::OnConnected {
+        let (hosts, key) = (Arc::clone(self.hosts), self.key.clone());
+        Arc::new(move |hop: &Url| {
+            if key.is_of(hop) {
+                hosts.reached(&key);
+            }
+        })
     }
 
     /// Tells the host what this lease's attempt learned (see [`Host::learn`]).

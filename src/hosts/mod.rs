@@ -13,7 +13,8 @@
 //! - [`closing::Closing`] tunes the window of a host that closes every connection.
 //!
 //! Ramp-up works like TCP's slow start: a host starts with [`INITIAL_WINDOW`] downloads at once
-//! and gets one more for each response that came back on a connection the server keeps open, so
+//! (half the workers until one of its connects comes up: a host that drops every SYN holds no
+//! more than that for one connect timeout) and gets one more for each response that came back on a connection the server keeps open, so
 //! the window doubles per round trip up to `--per-host`. A server that closes the connection after
 //! every reply (HTTP/1.0, `Connection: close`) makes every download a new connect into its accept
 //! queue, which may be as short as 5 (`python3 -m http.server`): overflowing it drops SYNs that the
@@ -168,14 +169,28 @@ pub(crate) struct Limits {
     pub(crate) attempts: u32,
     /// The backoff between those attempts, and the cap on `Retry-After`.
     pub(crate) retry: Policy,
+    /// The window of a host not yet reached (see [`Host::reach`]).
+    first: usize,
 }
 
 impl Limits {
     pub(crate) fn new(per_host: usize, retry: Policy) -> Limits {
+        let per_host = per_host.max(1);
         Limits {
-            per_host: per_host.max(1),
+            per_host,
             attempts: retry.retries.saturating_add(1),
             retry,
+            first: INITIAL_WINDOW.min(per_host),
+        }
+    }
+
+    /// With `jobs` workers, a host not yet reached gets at most half of them: a host that drops
+    /// every SYN (gone, or a firewall) at the head of a list then holds those for one connect
+    /// timeout, not every worker. The first connect to come up opens the rest.
+    pub(crate) fn for_jobs(self, jobs: usize) -> Limits {
+        Limits {
+            first: self.first.min((jobs / 2).max(1)),
+            ..self
         }
     }
 }
@@ -193,6 +208,9 @@ pub(crate) struct Host {
     gone: Option<Gone>,
     /// Once it closed a connection after a reply: what its replies said about its window.
     closing: Option<Closing>,
+    /// Whether a connection to it came up (or it answered): until then it keeps to its first
+    /// window.
+    reached: bool,
     /// Threads waiting for room at this host (see [`Hosts::admit`]), and what they wait on.
     waiters: usize,
     queue: Option<Arc<Condvar>>,
@@ -202,13 +220,14 @@ impl Host {
     fn new(limits: &Limits) -> Host {
         Host {
             running: 0,
-            window: INITIAL_WINDOW.min(limits.per_host),
+            window: limits.first,
             paused_until: None,
             failed_connects: 0,
             last_failed: None,
             resolver_retried: false,
             gone: None,
             closing: None,
+            reached: false,
             waiters: 0,
             queue: None,
         }
@@ -244,6 +263,20 @@ impl Host {
         }
     }
 
+    /// A connection to it came up: from its first window to [`INITIAL_WINDOW`], unless what it
+    /// did since says less (a failed connect, a closed connection). By how much the window grew.
+    fn reach(&mut self, limits: &Limits) -> usize {
+        if std::mem::replace(&mut self.reached, true)
+            || self.closing.is_some()
+            || self.failed_connects > 0
+        {
+            return 0;
+        }
+        let before = self.window;
+        self.window = self.window.max(INITIAL_WINDOW.min(limits.per_host));
+        self.window - before
+    }
+
     /// What an attempt that took its slot at `started` learned, at `now`.
     pub(crate) fn learn(
         &mut self,
@@ -263,6 +296,8 @@ impl Host {
             Learned::Response { kept_open } => {
                 self.failed_connects = 0;
                 self.last_failed = None;
+                // Before the closing check: a closing host's window is its own from here on.
+                self.reach(limits);
                 if kept_open {
                     self.window = (self.window + 1).min(limits.per_host);
                 } else {
@@ -372,25 +407,31 @@ impl Hosts {
         }
     }
 
-    /// Tells waiters that `key` may have gained room (`one`: a slot, else maybe more);
-    /// `table` is the guard of the change, dropped here. Only that host's waiters are woken, and
+    /// Tells waiters that `key` may have gained `room` slots (`usize::MAX`: gone, every waiter
+    /// is to hear it); `table` is the guard of the change, dropped here. Only that host's waiters are woken, and
     /// for a slot only one of them: with 32 workers and a window of 4, waking all for every
     /// download ended had them contend for the lock 28 at a time. A waiter counts itself under
     /// the lock before it waits, so none misses the change; and a notify is a system call even
     /// with nobody to wake, so it is made only for counted waiters.
-    fn changed(&self, table: MutexGuard<'_, HashMap<Key, Host>>, key: &Key, one: bool) {
+    fn changed(&self, table: MutexGuard<'_, HashMap<Key, Host>>, key: &Key, room: usize) {
         let queue = table
             .get(key)
             .filter(|host| host.waiters > 0)
             .and_then(|host| host.queue.clone());
         drop(table);
         match queue {
-            Some(queue) if one => queue.notify_one(),
+            Some(queue) if room == 1 => queue.notify_one(),
             Some(queue) => queue.notify_all(),
             None => {}
         }
+        // A token a slot, so that a window grown by several (a host reached) wakes as many
+        // workers waiting on the channel, not one while the others sleep out a tick.
         if let Some(wake) = &self.wake {
-            let _ = wake.try_send(());
+            for _ in 0..room {
+                if wake.try_send(()).is_err() {
+                    break;
+                }
+            }
         }
         self.ring();
     }
@@ -508,7 +549,7 @@ impl Hosts {
     fn release_after(&self, key: &Key, held: Option<Duration>) {
         let mut table = self.lock();
         let Some(host) = table.get_mut(key) else {
-            return self.changed(table, key, true);
+            return self.changed(table, key, 1);
         };
         let window = host.window;
         if let Some(held) = held {
@@ -533,11 +574,11 @@ impl Hosts {
             && host
                 .paused_until
                 .is_none_or(|until| until <= Instant::now());
-        let grew = host.window > window;
+        let grew = host.window.saturating_sub(window);
         if !keeps {
             self.give_back(table, key, window);
-        } else if grew {
-            self.changed(table, key, false);
+        } else if grew > 0 {
+            self.changed(table, key, grew);
         }
         keeps
     }
@@ -545,18 +586,29 @@ impl Hosts {
     /// Releases a slot on `key`, whose window was `window` before the download was counted:
     /// a window that grew since (a closing host's try at more) has room for more than one.
     fn give_back(&self, mut table: MutexGuard<'_, HashMap<Key, Host>>, key: &Key, window: usize) {
-        let mut grew = false;
+        let mut grew = 0;
         if let Some(host) = table.get_mut(key) {
             if host.running > 0 {
                 self.held.fetch_sub(1, Ordering::SeqCst);
             }
             host.release();
-            grew = host.window > window;
+            grew = host.window.saturating_sub(window);
             if host.idle(Instant::now()) {
                 table.remove(key);
             }
         }
-        self.changed(table, key, !grew);
+        self.changed(table, key, 1 + grew);
+    }
+
+    /// A connection to `key` came up (see [`Host::reach`]).
+    pub(crate) fn reached(&self, key: &Key) {
+        let mut table = self.lock();
+        let grew = table
+            .get_mut(key)
+            .map_or(0, |host| host.reach(&self.limits));
+        if grew > 0 {
+            self.changed(table, key, grew);
+        }
     }
 
     pub(crate) fn learn(&self, key: &Key, learned: Learned, started: Instant) -> Next {
@@ -568,8 +620,11 @@ impl Hosts {
         let window = host.window;
         let next = host.learn(learned, started, Instant::now(), limits);
         // Waiters care only for more room, or for the host being gone (they fail at once).
-        if host.window > window || host.gone.is_some() {
-            self.changed(table, key, false);
+        if host.gone.is_some() {
+            self.changed(table, key, usize::MAX);
+        } else if host.window > window {
+            let grew = host.window - window;
+            self.changed(table, key, grew);
         }
         next
     }
@@ -616,6 +671,46 @@ mod tests {
             h.learn(reply(true), now, now, &l);
         }
         assert_eq!(h.window, 32, "never past --per-host");
+    }
+
+    #[test]
+    fn a_host_not_yet_reached_gets_half_the_workers_until_a_connect_comes_up() {
+        let l = limits(8).for_jobs(8);
+        let now = Instant::now();
+        let mut h = Host::new(&l);
+        assert_eq!(fill(&mut h, now), 4, "a black hole holds half of -j 8");
+        assert_eq!(h.reach(&l), INITIAL_WINDOW - 4);
+        assert_eq!(
+            fill(&mut h, now),
+            INITIAL_WINDOW - 4,
+            "reached: its first round"
+        );
+        assert_eq!(h.reach(&l), 0, "once");
+        let mut failed = Host::new(&l);
+        failed.learn(
+            Learned::Unreachable(Unreachable::new("a", "refused")),
+            now,
+            now,
+            &l,
+        );
+        assert_eq!(
+            failed.reach(&l),
+            0,
+            "a failed connect keeps it probing one at a time"
+        );
+        assert_eq!(failed.window, 1);
+        assert_eq!(Host::new(&limits(8).for_jobs(1)).window, 1);
+        assert_eq!(Host::new(&limits(32).for_jobs(32)).window, INITIAL_WINDOW);
+    }
+
+    #[test]
+    fn an_answer_reaches_a_host_too() {
+        let l = limits(32).for_jobs(4);
+        let now = Instant::now();
+        let mut h = Host::new(&l);
+        assert_eq!(fill(&mut h, now), 2);
+        h.learn(reply(true), now, now, &l);
+        assert_eq!(h.window, INITIAL_WINDOW + 1);
     }
 
     #[test]

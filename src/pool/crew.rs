@@ -2,6 +2,7 @@
 //! that now has room, or from the channel (see [`Crew::next`]).
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::thread::Thread;
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
@@ -18,7 +19,7 @@ pub(super) struct Crew<'a> {
     pub(super) events: Sender<Event>,
     pub(super) alive: &'a AtomicUsize,
     pub(super) producer: Option<&'a Thread>,
-    pub(super) hosts: &'a Hosts,
+    pub(super) hosts: &'a Arc<Hosts>,
     /// Jobs taken for a host that had no room (see [`Crew::next`]).
     pub(super) waiting: &'a Waiting<Job>,
     /// A token each time a host may have gained room (see [`Hosts::waking`]).

@@ -212,7 +212,8 @@ impl Pool<'_> {
             n => n,
         };
         let (wake_tx, wake_rx) = bounded::<()>(self.jobs);
-        let hosts = Hosts::new(Limits::new(per_host, settings.retry)).waking(wake_tx, bell.clone());
+        let limits = Limits::new(per_host, settings.retry).for_jobs(self.jobs);
+        let hosts = Arc::new(Hosts::new(limits).waking(wake_tx, bell.clone()));
         // Bounded, so memory stays O(jobs) and the producer's backpressure holds.
         let waiting = Waiting::new((16 * self.jobs).max(4096));
         // One note for the whole run, however many workers give up their place.
@@ -437,7 +438,7 @@ impl Pool<'_> {
         job: Job,
         admit: Admit,
         key: Key,
-        hosts: &'h Hosts,
+        hosts: &'h Arc<Hosts>,
         event_tx: &Sender<Event>,
     ) -> Done<'h> {
         // With -c a part of an earlier run may lie under the URL's name, which its line must

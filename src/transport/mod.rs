@@ -268,6 +268,7 @@ impl Client {
             bad_header: None,
             separate: false,
             record: false,
+            on_connected: None,
         }
     }
 
@@ -367,7 +368,12 @@ pub(crate) struct RequestBuilder<'a> {
     separate: bool,
     /// Keep each hop of a redirect chain for the trace ([`Self::record_hops`]).
     record: bool,
+    /// Told of each new connection that comes up, with the hop it is for.
+    on_connected: Option<OnConnected>,
 }
+
+/// Hears of a request's new connections as they come up, with the URL each is for.
+pub(crate) type OnConnected = Arc<dyn Fn(&Url) + Send + Sync>;
 
 impl RequestBuilder<'_> {
     pub(crate) fn header(mut self, name: HeaderName, value: impl AsRef<str>) -> Self {
@@ -390,6 +396,12 @@ impl RequestBuilder<'_> {
     /// Keeps, for `--har`, each request of a redirect chain (see [`Response::take_hops`]).
     pub(crate) fn record_hops(mut self) -> Self {
         self.record = true;
+        self
+    }
+
+    /// Tells `tell` of each connection this request opens, as it comes up.
+    pub(crate) fn on_connected(mut self, tell: OnConnected) -> Self {
+        self.on_connected = Some(tell);
         self
     }
 
@@ -467,6 +479,10 @@ impl RequestBuilder<'_> {
             let request = self.prepare(http, hop);
             let again = request.try_clone();
             let host = hop.origin();
+            let tell = self.on_connected.clone().map(|tell| {
+                let hop = hop.clone();
+                Arc::new(move || tell(&hop)) as crate::conntime::OnConnected
+            });
             client.wait(runtime, || async {
                 // The connection this thread's last download used goes back to the pool in a
                 // task of its own, which runs only when this thread's fibers all wait: let it
@@ -476,7 +492,7 @@ impl RequestBuilder<'_> {
                 let sending = crate::redial::send(&host, answers, request.send(), || {
                     again.map(reqwest::RequestBuilder::send)
                 });
-                let (sent, setup) = crate::conntime::timed(sending).await;
+                let (sent, setup) = crate::conntime::timed(sending, tell.clone()).await;
                 sent.map(|response| (response, setup))
             })
         })?;

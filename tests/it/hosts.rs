@@ -157,6 +157,65 @@ fn one_dead_host_does_not_hold_the_others() {
     }
 }
 
+/// A host that drops every SYN, first in a list at the default `-j 8`: its first connects hold
+/// half the workers until they time out, and the other half save the other host's files
+/// meanwhile. Before, its first window was eight: every worker sat out the connect timeout.
+#[test]
+fn a_dead_host_first_in_a_list_holds_only_half_the_workers() {
+    let (dead, _listener, _held) = black_hole("127.0.0.2");
+    let (server, expected) = file_server(8, 100, 3000, Duration::ZERO);
+    let mut list: String = (0..8)
+        .map(|i| format!("http://{dead}/d{i}.bin\n"))
+        .collect();
+    for name in expected.keys() {
+        list.push_str(&format!("{}\n", server.url(&format!("/{name}"))));
+    }
+    let sandbox = Sandbox::new();
+    std::fs::write(sandbox.root().join("list"), list).unwrap();
+    let mut child = sandbox.spawn(&["-i", "list", "--connect-timeout", "120"]);
+    // A guard, not a measure: the files take milliseconds, the dead connects two minutes.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while sandbox.files() != expected && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let running = child.try_wait().unwrap().is_none();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(
+        sandbox.files(),
+        expected,
+        "saved while the dead host's connects hang"
+    );
+    assert!(running, "the dead host's connects were still pending");
+}
+
+/// ... but a host whose connects come up gets its whole first round before it answers: a slow
+/// server's eight downloads at `-j 8` run at once, not four and then four.
+#[test]
+fn a_host_that_connects_gets_its_first_round_before_it_answers() {
+    let (now, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let data = body(2000, 3);
+    let server = {
+        let (now, most, data) = (now.clone(), most.clone(), data.clone());
+        serve(move |_| {
+            let running = now.fetch_add(1, Ordering::SeqCst) + 1;
+            most.fetch_max(running, Ordering::SeqCst);
+            // Far longer than the connects take: all eight are in before the first answer.
+            std::thread::sleep(Duration::from_millis(500));
+            now.fetch_sub(1, Ordering::SeqCst);
+            Reply::file(data.clone())
+        })
+    };
+    let urls: Vec<String> = (0..8).map(|i| server.url(&format!("/f{i}.bin"))).collect();
+    let mut args: Vec<&str> = urls.iter().map(String::as_str).collect();
+    args.extend(["--progress", "none"]);
+    let sandbox = Sandbox::new();
+    let (code, _, stderr) = sandbox.run(&args);
+    assert_eq!(code, 0, "{stderr:#?}");
+    assert_eq!(sandbox.files().len(), 8);
+    assert_eq!(most.load(Ordering::SeqCst), 8, "{stderr:#?}");
+}
+
 /// A server down for a moment (restarting) when eight downloads connect at once: the eight
 /// refusals are one of the host's attempts, not eight (which spent all four in a millisecond and
 /// failed every URL), and once it is back every URL is saved.
