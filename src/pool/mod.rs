@@ -22,7 +22,7 @@ use crate::hosts::{Admit, Gone, Hosts, Key, Lease, Limits, Waiting};
 use crate::input::{Entry, Invalid, Item, Origin, Warning};
 use crate::redact;
 use crate::select::{Selector, Shard};
-use crate::trace::Phases;
+use crate::trace::{Exchange, Phases};
 
 use self::crew::Crew;
 use self::producer::{produce, Refill};
@@ -115,6 +115,9 @@ struct Job {
     entry: Entry,
     /// When it was put in the queue (the trace's queueing phase).
     queued: Instant,
+    /// The requests of its earlier runs, when it was handed back ([`Done::Later`],
+    /// [`Done::OutOfFiles`]): the trace keeps every request made, theirs first.
+    earlier: Vec<Exchange>,
 }
 
 /// How a worker's job ended.
@@ -435,7 +438,7 @@ impl Pool<'_> {
 
     fn work<'h>(
         &self,
-        job: Job,
+        mut job: Job,
         admit: Admit,
         key: Key,
         hosts: &'h Arc<Hosts>,
@@ -445,7 +448,7 @@ impl Pool<'_> {
         // name: the download looks on disk and fails at its host's admission with the same line.
         match admit {
             Admit::Gone(gone) if !self.fetcher.settings.resume => {
-                return Done::Event(gone_event(&job, &gone), None)
+                return Done::Event(gone_event(job, &gone), None)
             }
             _ => {}
         }
@@ -479,11 +482,20 @@ impl Pool<'_> {
             match failure.reason.kind() {
                 FailureKind::OutOfFiles(why) => {
                     let why = format!("out of open files ({why}): running one download fewer");
+                    job.earlier.append(&mut outcome.exchanges);
                     return Done::OutOfFiles(job, why);
                 }
-                FailureKind::HostLater(_) => return Done::Later(job),
+                FailureKind::HostLater(_) => {
+                    job.earlier.append(&mut outcome.exchanges);
+                    return Done::Later(job);
+                }
                 _ => {}
             }
+        }
+        if !job.earlier.is_empty() {
+            outcome
+                .exchanges
+                .splice(0..0, std::mem::take(&mut job.earlier));
         }
         let event = Event::Finished {
             id: job.id,
@@ -496,7 +508,7 @@ impl Pool<'_> {
 }
 
 /// The end of a URL whose host is gone before it started: the host's line, nothing else done.
-fn gone_event(job: &Job, gone: &Gone) -> Event {
+fn gone_event(job: Job, gone: &Gone) -> Event {
     Event::Finished {
         id: job.id,
         url: redact::url(&job.entry.url),
@@ -511,7 +523,7 @@ fn gone_event(job: &Job, gone: &Gone) -> Event {
                 queued: Some(job.queued),
                 ..Phases::default()
             },
-            exchanges: Vec::new(),
+            exchanges: job.earlier,
         },
     }
 }

@@ -70,6 +70,7 @@ pub(super) fn produce<I>(
                             id,
                             entry,
                             queued: queued_at,
+                            earlier: Vec::new(),
                         },
                         cancel,
                     )
@@ -114,6 +115,7 @@ mod tests {
                 url::Url::parse("http://127.0.0.1:9/x").unwrap(),
             ),
             queued: Instant::now(),
+            earlier: Vec::new(),
         }
     }
 

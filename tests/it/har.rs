@@ -259,3 +259,43 @@ fn a_redirect_to_a_dead_host_keeps_the_hop_that_was_answered() {
     let error = entries[1]["_error"].as_str().unwrap();
     assert!(error.contains("connection refused"), "{error}");
 }
+
+/// A host that drops every SYN, at `-j 8`: its first window's four connects time out together,
+/// one counts as the host's attempt and three go back to wait with its other URLs (they failed
+/// with another's), then three probes one at a time fail too and the host is given up. All seven
+/// requests are in the HAR: the three handed back used to be dropped with their first run.
+#[test]
+fn connects_handed_back_to_wait_for_their_host_stay_in_the_har() {
+    let (dead, _listener, _held) = black_hole("127.0.0.1");
+    let urls: Vec<String> = (0..8).map(|i| format!("http://{dead}/f{i}.bin")).collect();
+    let sandbox = Sandbox::new();
+    // Beside the sandbox, which must hold nothing but the output directory.
+    let beside = tempfile::tempdir().unwrap();
+    let har = beside.path().join("run.har");
+    let mut args = vec![
+        "-j",
+        "8",
+        "--connect-timeout",
+        "1",
+        "--max-retry-wait",
+        "0.1",
+    ];
+    args.extend(["--progress", "none", "--har", har.to_str().unwrap()]);
+    args.extend(urls.iter().map(String::as_str));
+    let (code, _, stderr) = sandbox.run(&args);
+    assert_eq!(code, 1, "{stderr:#?}");
+    let text = std::fs::read_to_string(&har).unwrap();
+    assert_valid(&text);
+    let har: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let entries = har["log"]["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 7, "{text}");
+    for e in entries {
+        assert_eq!(e["response"]["status"], 0, "{e}");
+        assert!(e["_error"].as_str().unwrap().contains("timed out"), "{e}");
+    }
+    let asked: std::collections::BTreeSet<&str> = entries
+        .iter()
+        .map(|e| e["request"]["url"].as_str().unwrap())
+        .collect();
+    assert!(asked.len() >= 4, "the first window's four: {asked:?}");
+}

@@ -1,6 +1,5 @@
 //! Politeness per host: `--per-host`, a host's shared connect attempts, one dead host among many.
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -78,25 +77,6 @@ fn the_json_summary_counts_the_downloads_that_ran_at_once() {
     assert_eq!(summary["jobs"], 8, "{summary}");
     let peak = summary["peak_in_flight"].as_u64().unwrap();
     assert!((1..=3).contains(&peak), "{summary}");
-}
-
-/// A listener on `ip` that never accepts, its queue filled: connects to it are dropped, as to a
-/// host that has vanished. The returned streams keep the queue full.
-fn black_hole(ip: &str) -> (SocketAddr, TcpListener, Vec<TcpStream>) {
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    let addr: SocketAddr = format!("{ip}:0").parse().unwrap();
-    socket.bind(&addr.into()).unwrap();
-    socket.listen(0).unwrap();
-    let listener: TcpListener = socket.into();
-    let addr = listener.local_addr().unwrap();
-    let mut held = Vec::new();
-    for _ in 0..8 {
-        match TcpStream::connect_timeout(&addr, Duration::from_millis(300)) {
-            Ok(stream) => held.push(stream),
-            Err(_) => break,
-        }
-    }
-    (addr, listener, held)
 }
 
 /// One black-hole host among several: its URLs fail together once its shared attempts are spent,

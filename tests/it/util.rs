@@ -11,6 +11,7 @@
 //! The tests reach the library only through `fetchpar::server` (and the binary itself).
 
 use std::collections::{BTreeMap, HashMap};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
@@ -293,4 +294,23 @@ pub fn first_then(first: Reply, then: Reply) -> Server {
             then.clone()
         }
     })
+}
+
+/// A listener on `ip` that never accepts, its queue filled: connects to it are dropped, as to a
+/// host that has vanished. The returned streams keep the queue full.
+pub fn black_hole(ip: &str) -> (SocketAddr, TcpListener, Vec<TcpStream>) {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    let addr: SocketAddr = format!("{ip}:0").parse().unwrap();
+    socket.bind(&addr.into()).unwrap();
+    socket.listen(0).unwrap();
+    let listener: TcpListener = socket.into();
+    let addr = listener.local_addr().unwrap();
+    let mut held = Vec::new();
+    for _ in 0..8 {
+        match TcpStream::connect_timeout(&addr, Duration::from_millis(300)) {
+            Ok(stream) => held.push(stream),
+            Err(_) => break,
+        }
+    }
+    (addr, listener, held)
 }
