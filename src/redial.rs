@@ -22,8 +22,15 @@ use std::time::{Duration, Instant};
 /// request started later being answered first is ordinary scheduling.
 const FLOOR: Duration = Duration::from_millis(20);
 
-/// How often a dialling request looks whether it should dial again.
+/// How soon a dialling request first looks whether it should dial again; each look after
+/// comes twice as late, up to [`LAST_CHECK`]. A lost SYN shows within milliseconds (the
+/// requests after it are answered); a connect still dialling after that is most likely to a
+/// host that drops every SYN, whose connect timeout (10 s, 30 s) would otherwise be spent
+/// waking 50 times a second.
 const CHECK: Duration = Duration::from_millis(20);
+
+/// The longest between two looks: well under the kernel's own second before it sends a SYN again.
+const LAST_CHECK: Duration = Duration::from_millis(320);
 
 /// Per host: when the latest-started request that got an answer had started.
 #[derive(Debug, Default)]
@@ -71,10 +78,12 @@ where
 {
     let started = Instant::now();
     let mut sending = std::pin::pin!(first);
+    let mut check = CHECK;
     let out = loop {
-        if let Ok(out) = tokio::time::timeout(CHECK, &mut sending).await {
+        if let Ok(out) = tokio::time::timeout(check, &mut sending).await {
             break out;
         }
+        check = (check * 2).min(LAST_CHECK);
         let since = crate::conntime::dialing_since();
         if since.is_none() {
             break sending.await;
