@@ -492,8 +492,7 @@ impl Pass<'_> {
         .caps(Caps {
             per_host: Some(config.download.per_host).filter(|&n| n > 0),
             limit_rate: config.download.limit_rate,
-        })
-        .asks_first(config.download.resume);
+        });
         if config.download.trace {
             reporter.keep_trace()
         } else {

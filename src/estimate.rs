@@ -104,18 +104,11 @@ pub(crate) struct Estimate {
     pub(crate) best_rate: f64,
     /// Distinct hosts seen.
     pub(crate) hosts: usize,
-    /// `total` with each download charged its host's typical wait (a running median) instead of
-    /// its quickest: what the summary checks before it says concurrency slowed the run (the
-    /// quickest wait of a host that answers one request at a time can be a fraction of what
-    /// each request takes even alone).
-    pub(crate) typical: Duration,
 }
 
 #[derive(Clone, Copy, Debug)]
 struct HostWait {
     quickest: Duration,
-    /// A running median of its waits, in seconds (0 before the first; see [`toward_median`]).
-    typical: f64,
     downloads: u64,
     /// Bytes of this host's small bodies, and the best rate one of them came at.
     small_bytes: u64,
@@ -171,7 +164,6 @@ impl Estimator {
             Some(h) => h,
             None => self.hosts.entry(s.host.to_string()).or_insert(HostWait {
                 quickest: Duration::MAX,
-                typical: 0.0,
                 downloads: 0,
                 small_bytes: 0,
                 small_rate: 0.0,
@@ -180,7 +172,6 @@ impl Estimator {
         host.downloads += 1;
         if let Some(wait) = s.wait {
             host.quickest = host.quickest.min(wait);
-            host.typical = toward_median(host.typical, wait.as_secs_f64());
         }
         let (start, end) = (s.body.0, s.body.1.max(s.body.0));
         if (1..=SMALL_BODY).contains(&s.bytes) {
@@ -338,21 +329,6 @@ impl Estimator {
                     .saturating_mul(u32::try_from(h.downloads).unwrap_or(u32::MAX))
             })
             .fold(Duration::ZERO, Duration::saturating_add);
-        let typical: f64 = self
-            .hosts
-            .values()
-            .filter(|h| h.quickest != Duration::MAX)
-            .map(|h| {
-                // A running median of a few waits is the order they came in more than a
-                // median: below a few dozen the quickest stands.
-                let wait = match h.downloads >= TYPICAL_AFTER {
-                    true => h.typical,
-                    false => h.quickest.as_secs_f64(),
-                };
-                wait * h.downloads as f64
-            })
-            .sum();
-        let typical = Duration::try_from_secs_f64(typical).unwrap_or(Duration::MAX);
         let best_rate = self.best_rate();
         let transfer = self.transfer(best_rate) + self.small_transfer(best_rate);
         Some(Estimate {
@@ -361,7 +337,6 @@ impl Estimator {
             transfer,
             best_rate,
             hosts: self.hosts.len(),
-            typical: typical.saturating_add(transfer),
         })
     }
 }
@@ -381,27 +356,6 @@ impl Estimator {
             .filter(|s| s.is_finite())
             .sum();
         Duration::try_from_secs_f64(seconds).unwrap_or(Duration::ZERO)
-    }
-}
-
-/// How far a running median moves per sample: by this factor, up or down. It settles where as
-/// many samples fall above as below, in O(1) memory per host (a million hosts keep no lists of
-/// waits), and crosses a factor of ten in about fifty samples.
-const MEDIAN_STEP: f64 = 1.05;
-
-/// Downloads of a host before its running median counts (see [`Estimator::estimate`]).
-const TYPICAL_AFTER: u64 = 16;
-
-/// The running median `m` after the sample `x` (the first sample starts it).
-fn toward_median(m: f64, x: f64) -> f64 {
-    if m <= 0.0 {
-        x
-    } else if x > m {
-        m * MEDIAN_STEP
-    } else if x < m {
-        m / MEDIAN_STEP
-    } else {
-        m
     }
 }
 
@@ -476,43 +430,6 @@ mod tests {
     #[test]
     fn nothing_downloaded_gives_no_estimate() {
         assert_eq!(Estimator::default().estimate(), None);
-    }
-
-    #[test]
-    fn a_few_waits_have_no_typical_one_but_the_quickest() {
-        let mut e = Estimator::default();
-        // Whatever order they came in: a slow one first moved no median far enough to count.
-        for wait in [1000, 1, 2000] {
-            e.add(&sample("http://h", wait, (0, 0), 0));
-        }
-        let est = e.estimate().unwrap();
-        assert_eq!(est.typical, est.total);
-        assert_eq!(est.total, ms(3));
-    }
-
-    #[test]
-    fn the_typical_wait_is_a_hosts_median_not_its_quickest() {
-        let mut e = Estimator::default();
-        // One quick answer, then a server that takes 4 ms a request, one at a time.
-        e.add(&sample("http://h", 1, (0, 0), 0));
-        for _ in 0..199 {
-            e.add(&sample("http://h", 4, (0, 0), 0));
-        }
-        let est = e.estimate().unwrap();
-        assert_eq!(est.total, ms(200));
-        let typical = est.typical.as_secs_f64();
-        assert!((0.75..=0.85).contains(&typical), "{typical}");
-        // A few stalls do not move it far: the median, not the mean.
-        for i in 0..20 {
-            e.add(&sample(
-                "http://h",
-                if i % 4 == 0 { 1000 } else { 4 },
-                (0, 0),
-                0,
-            ));
-        }
-        let typical = e.estimate().unwrap().typical.as_secs_f64();
-        assert!((0.8..=0.95).contains(&typical), "{typical}");
     }
 
     #[test]

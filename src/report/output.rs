@@ -122,7 +122,7 @@ pub(crate) struct SummaryRecord {
     pub(crate) estimate: Option<EstimateRecord>,
     /// `sequential_ms / wall_ms`; null when there is nothing to divide.
     pub(crate) speedup: Option<f64>,
-    /// What the comparison line concludes (`faster`, `no_faster`, `slower`, `slowed`,
+    /// What the comparison line concludes (`faster`, `no_faster`, `slower`,
     /// `limited`, `waited`, `one_worker`); null when no download ran.
     pub(crate) verdict: Option<&'static str>,
     /// Wall time spent waiting before retries, which the comparison leaves out.
@@ -438,7 +438,6 @@ mod tests {
                 transfer: Duration::from_millis(500),
                 best_rate: 1000.4,
                 hosts: 1,
-                typical: Duration::from_millis(2000),
             })),
             wall: Duration::from_millis(800),
             ..Tally::default()

@@ -112,12 +112,6 @@ impl Reporter {
         self
     }
 
-    /// `-c`: files already under their names are asked about first (see [`Tally::asks_first`]).
-    pub(crate) fn asks_first(mut self, asks: bool) -> Reporter {
-        self.tally.asks_first = asks;
-        self
-    }
-
     /// Clears the display and totals the pass.
     pub(crate) fn close(mut self) -> Report {
         self.progress.clear();
@@ -223,8 +217,6 @@ impl Reporter {
         if done.status != Status::Skipped {
             self.tally.downloads += 1;
             self.tally.busy += done.elapsed;
-            let receive = done.receive.unwrap_or_default();
-            self.tally.longest_body = self.tally.longest_body.max(receive);
         }
         match (done.status, described) {
             (Status::Skipped, _) => self.skipped(id, &done),

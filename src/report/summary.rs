@@ -37,8 +37,6 @@ pub(crate) struct Tally {
     /// Sum of per-download times. Not a sequential figure: downloads slowed by each other
     /// overstate one (see [`crate::estimate`]).
     pub(crate) busy: Duration,
-    /// The longest any one body took to arrive (response headers to its end).
-    pub(crate) longest_body: Duration,
     /// The one-after-another figure the summary compares the wall with.
     pub(crate) sequential: Option<Sequential>,
     /// Wall-clock time of the whole run.
@@ -52,9 +50,6 @@ pub(crate) struct Tally {
     pub(crate) caps: Caps,
     /// Set when Ctrl-C (or a closed stdout) stopped the run early.
     pub(crate) interrupted: bool,
-    /// `-c`: a file already under its name is asked about before its download, a request the
-    /// estimate leaves out while the wall holds it (see [`Tally::shows_a_slowdown`]).
-    pub(crate) asks_first: bool,
     /// URLs read but never started because the run was interrupted.
     pub(crate) not_started: usize,
     /// Failed or interrupted downloads whose bytes were kept in a `.part` file.
@@ -62,13 +57,6 @@ pub(crate) struct Tally {
     /// Of those, the parts `-c` will start over (no validator to resume them by).
     pub(crate) parts_restart: usize,
 }
-
-/// An estimate counts as a slowdown only below this share of the wall, with each host's typical
-/// wait too (see [`Tally::shows_a_slowdown`]) …
-const SLOWED_BELOW_NUM: u32 = 2;
-const SLOWED_BELOW_DEN: u32 = 3;
-/// … or below this share on the quickest waits alone.
-const FAR_BELOW_DEN: u32 = 3;
 
 /// Where the one-after-another figure comes from.
 #[derive(Clone, Debug, PartialEq)]
@@ -98,8 +86,6 @@ pub(crate) enum Verdict {
     NoFaster,
     /// Measured (`--compare`) slower than one worker.
     Slower,
-    /// An estimate below the wall: the run was slowed by its own concurrency.
-    Slowed,
     /// An estimate below the wall, under a cap the user set (`--per-host`, `--limit-rate`).
     Limited,
     /// An estimate below the wall, which waiting before retries explains: a run one after
@@ -115,7 +101,6 @@ impl Verdict {
             Verdict::Faster => "faster",
             Verdict::NoFaster => "no_faster",
             Verdict::Slower => "slower",
-            Verdict::Slowed => "slowed",
             Verdict::Limited => "limited",
             Verdict::Waited => "waited",
         }
@@ -185,31 +170,8 @@ impl Tally {
             Sequential::Estimated(_) if x >= 1.0 => Verdict::NoFaster,
             Sequential::Estimated(e) if self.waited(e.total) => Verdict::Waited,
             Sequential::Estimated(_) if self.cap().is_some() => Verdict::Limited,
-            Sequential::Estimated(e) if self.shows_a_slowdown(e) => Verdict::Slowed,
             Sequential::Estimated(_) => Verdict::NoFaster,
         })
-    }
-
-    /// Whether an estimate below the wall is evidence that concurrency slowed the run, not
-    /// just a lower bound that fell short: it must be well below (a lower bound near the wall
-    /// says only that no speedup can be shown), every download must have counted in it (a
-    /// failed or interrupted one adds nothing to the estimate, but its waiting is in the wall,
-    /// as are `-c`'s questions about files already there),
-    /// and no body may have taken longer to arrive than the whole estimate (one the server
-    /// trickles out is charged at a rate the run reached elsewhere: the estimate then says
-    /// nothing of it; a wait for a busy server, which concurrency can cause, is not a body's).
-    fn shows_a_slowdown(&self, e: &Estimate) -> bool {
-        // Far below the wall on the quickest waits, or well below it on each host's typical
-        // waits too: the quickest alone can be a fraction of a request's time even one at a
-        // time (a server that serves in turn), while the typical ones hold whatever slowdown
-        // concurrency caused, so neither test alone is both safe and able to see one.
-        let far = e.total * FAR_BELOW_DEN < self.wall;
-        let well = e.total.max(e.typical) * SLOWED_BELOW_DEN < self.wall * SLOWED_BELOW_NUM;
-        self.failed == 0
-            && !self.interrupted
-            && !self.asks_first
-            && self.longest_body <= e.total
-            && (far || well)
     }
 
     /// Whether waiting before retries explains an estimate below the wall (the estimate leaves
@@ -298,15 +260,11 @@ pub(crate) fn comparison_line(t: &Tally) -> Option<String> {
         ),
         Verdict::NoFaster if estimated => format!(
             "{files}: {seq} or more one after another (estimated), {ran} (no faster that can be \
-             shown)"
+             shown: measure with --compare)"
         ),
         Verdict::Faster => format!("{files}: {seq} one after another, {ran} ({x} faster)"),
         Verdict::NoFaster => format!("{files}: {seq} one after another, {ran} ({x}: no faster)"),
         Verdict::Slower => format!("{files}: {seq} one after another, {ran} ({x}: slower)"),
-        Verdict::Slowed => format!(
-            "{files}: {ran}, while one after another was estimated at {seq}: slowed by its own \
-             concurrency; measure with --compare, or try a lower -j"
-        ),
         Verdict::Limited => format!(
             "{files}: {ran}, while one after another was estimated at {seq} or more: limited by \
              {}, a cap you set; measure with --compare",
@@ -529,7 +487,6 @@ mod tests {
             transfer: Duration::ZERO,
             best_rate: 0.0,
             hosts: 1,
-            typical: ms(total),
         }))
     }
 
@@ -567,8 +524,11 @@ mod tests {
         assert_eq!(comparison_line(&Tally::default()), None);
     }
 
+    /// A lower bound below the wall shows no speedup, and no slowdown either: the downloads
+    /// may well take that long one after another (a quick answer for one URL, slow ones for
+    /// the rest), so it claims neither and points to the measure.
     #[test]
-    fn an_estimate_below_the_wall_says_the_run_slowed_itself() {
+    fn an_estimate_below_the_wall_claims_no_slowdown() {
         let t = Tally {
             jobs: 32,
             downloads: 500,
@@ -580,10 +540,10 @@ mod tests {
         let line = comparison_line(&t).unwrap();
         assert_eq!(
             line,
-            "500 files: 2.00 s with 32 workers, while one after another was estimated at 0.40 s: \
-             slowed by its own concurrency; measure with --compare, or try a lower -j"
+            "500 files: 0.40 s or more one after another (estimated), 2.00 s with 32 workers (no \
+             faster that can be shown: measure with --compare)"
         );
-        assert!(!line.contains("faster"));
+        assert_eq!(t.verdict(), Some(Verdict::NoFaster));
     }
 
     fn below_the_wall() -> Tally {
@@ -594,22 +554,6 @@ mod tests {
             wall: ms(1050),
             ..Tally::default()
         }
-    }
-
-    #[test]
-    fn a_body_longer_than_the_whole_estimate_shows_no_slowdown() {
-        // One body trickled out over the whole run, charged at the rate the small ones reached
-        // together: the estimate is far below the wall, and says nothing about that body.
-        let t = Tally {
-            longest_body: ms(1000),
-            ..below_the_wall()
-        };
-        assert_eq!(t.verdict(), Some(Verdict::NoFaster));
-        let t = Tally {
-            longest_body: ms(10),
-            ..below_the_wall()
-        };
-        assert_eq!(t.verdict(), Some(Verdict::Slowed));
     }
 
     #[test]
@@ -625,66 +569,18 @@ mod tests {
         assert_eq!(t.verdict(), Some(Verdict::Limited));
     }
 
-    /// [`below_the_wall`] with the estimate at `total` and each host's typical waits at `typical`.
-    fn typical(total: u64, typical: u64) -> Tally {
-        let mut t = below_the_wall();
-        t.sequential = estimated(total);
-        if let Some(Sequential::Estimated(e)) = t.sequential.as_mut() {
-            e.typical = ms(typical);
-        }
-        t
-    }
-
-    #[test]
-    fn a_quick_wait_that_is_not_the_typical_one_shows_no_slowdown() {
-        // The quickest answers put it at 0.4 s (under two thirds of the 1.05 s wall, not under a
-        // third); each download's typical wait says the wall.
-        assert_eq!(typical(400, 1000).verdict(), Some(Verdict::NoFaster));
-        assert_eq!(typical(400, 600).verdict(), Some(Verdict::Slowed));
-        // Far under the wall on the quickest waits: a slowdown whatever the typical ones hold
-        // (concurrency made every wait long).
-        assert_eq!(typical(100, 5000).verdict(), Some(Verdict::Slowed));
-    }
-
-    #[test]
-    fn a_run_that_asked_about_files_first_shows_no_slowdown() {
-        let t = Tally {
-            asks_first: true,
-            ..below_the_wall()
-        };
-        assert_eq!(t.verdict(), Some(Verdict::NoFaster));
-    }
-
     #[test]
     fn a_lower_bound_that_falls_short_is_no_slowdown() {
-        assert_eq!(below_the_wall().verdict(), Some(Verdict::Slowed));
+        assert_eq!(below_the_wall().verdict(), Some(Verdict::NoFaster));
         let near = Tally {
             sequential: estimated(800),
             ..below_the_wall()
         };
         assert_eq!(near.verdict(), Some(Verdict::NoFaster), "near the wall");
-        let failed = Tally {
-            failed: 1,
-            ..below_the_wall()
-        };
-        assert_eq!(
-            failed.verdict(),
-            Some(Verdict::NoFaster),
-            "a failure's wait is not in it"
-        );
-        let stopped = Tally {
-            interrupted: true,
-            ..below_the_wall()
-        };
-        assert_eq!(
-            stopped.verdict(),
-            Some(Verdict::NoFaster),
-            "nor an interrupted one's"
-        );
         assert_eq!(
             comparison_line(&near).unwrap(),
             "3 files: 0.80 s or more one after another (estimated), 1.05 s with 3 workers (no \
-             faster that can be shown)"
+             faster that can be shown: measure with --compare)"
         );
     }
 
@@ -701,12 +597,12 @@ mod tests {
              backoff), as a run one after another would too; one after another was estimated at \
              10 ms or more besides those waits"
         );
-        // A short wait explains nothing: the run still slowed itself.
+        // A short wait explains nothing.
         let t = Tally {
             paused: ms(100),
             ..below_the_wall()
         };
-        assert_eq!(t.verdict(), Some(Verdict::Slowed));
+        assert_eq!(t.verdict(), Some(Verdict::NoFaster));
         // Nor does one the estimate reaches the wall with.
         let t = Tally {
             paused: ms(300),
@@ -732,7 +628,7 @@ mod tests {
              more: limited by --per-host 2, a cap you set; measure with --compare"
         );
         // As many per host as there were workers held nothing back.
-        assert_eq!(per_host(3).verdict(), Some(Verdict::Slowed));
+        assert_eq!(per_host(3).verdict(), Some(Verdict::NoFaster));
         let rate = Tally {
             caps: Caps {
                 per_host: None,
