@@ -144,6 +144,16 @@ impl Proxies {
         by_scheme.or(self.all.as_ref())
     }
 
+    /// Whether a connection that comes up for `url` reaches its origin: a direct one, a tunnel
+    /// (an `https` URL through an HTTP proxy: CONNECT, then TLS with the origin) or a SOCKS
+    /// connect. A plain-HTTP proxy's connection comes up whether the origin is there or not.
+    pub(crate) fn reaches_origin(&self, url: &Url) -> bool {
+        match self.for_url(url) {
+            None => true,
+            Some(proxy) => url.scheme() == "https" || proxy.scheme().starts_with("socks"),
+        }
+    }
+
     /// Whether any URL could go through a proxy.
     pub(crate) fn any(&self) -> bool {
         self.explicit.is_some() || self.http.is_some() || self.https.is_some() || self.all.is_some()
@@ -404,6 +414,24 @@ mod tests {
         assert!(through("http://11.1.2.3/"));
         assert!(!through("http://[::1]:80/"));
         assert!(through("http://127.0.0.1/"));
+    }
+
+    #[test]
+    fn only_a_plain_http_proxys_connection_falls_short_of_the_origin() {
+        let p = Proxies::new(
+            None,
+            &env(&[
+                ("http_proxy", "h:3128"),
+                ("https_proxy", "h:3128"),
+                ("no_proxy", "direct.test"),
+            ]),
+        )
+        .unwrap();
+        assert!(!p.reaches_origin(&url("http://x/")), "forwarded");
+        assert!(p.reaches_origin(&url("https://x/")), "a CONNECT tunnel");
+        assert!(p.reaches_origin(&url("http://direct.test/")), "no proxy");
+        let socks = Proxies::new(None, &env(&[("ALL_PROXY", "socks5h://s:1080")])).unwrap();
+        assert!(socks.reaches_origin(&url("http://x/")));
     }
 
     #[test]

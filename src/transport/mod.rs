@@ -479,7 +479,9 @@ impl RequestBuilder<'_> {
             let request = self.prepare(http, hop);
             let again = request.try_clone();
             let host = hop.origin();
-            let tell = self.on_connected.clone().map(|tell| {
+            // A plain-HTTP proxy's connection says nothing of the origin behind it.
+            let reaches = client.proxies().reaches_origin(hop);
+            let tell = self.on_connected.clone().filter(|_| reaches).map(|tell| {
                 let hop = hop.clone();
                 Arc::new(move || tell(&hop)) as crate::conntime::OnConnected
             });

@@ -169,6 +169,63 @@ fn a_dead_host_first_in_a_list_holds_only_half_the_workers() {
     assert!(running, "the dead host's connects were still pending");
 }
 
+/// The same through a plain HTTP proxy whose origin never answers (the proxy holds every
+/// request): the connection to the proxy comes up at once, which says nothing of the origin, so
+/// the dead origin keeps to half the workers and the other host's files are saved meanwhile.
+/// (Counting the proxy's connection as the origin's opened its window to all eight.)
+#[test]
+fn a_proxy_that_answers_for_a_dead_origin_does_not_open_its_window() {
+    let (now, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let proxy = {
+        let (now, most) = (now.clone(), most.clone());
+        serve(move |_| {
+            let running = now.fetch_add(1, Ordering::SeqCst) + 1;
+            most.fetch_max(running, Ordering::SeqCst);
+            // The origin behind it is gone: the proxy waits for it past this test's end.
+            std::thread::sleep(Duration::from_secs(90));
+            Reply::status(504)
+        })
+    };
+    let (server, expected) = file_server(8, 100, 3000, Duration::ZERO);
+    let mut list: String = (0..8)
+        .map(|i| format!("http://127.0.0.2:9/d{i}.bin\n"))
+        .collect();
+    for name in expected.keys() {
+        list.push_str(&format!("{}\n", server.url(&format!("/{name}"))));
+    }
+    let sandbox = Sandbox::new();
+    std::fs::write(sandbox.root().join("list"), list).unwrap();
+    let mut child = command()
+        .current_dir(sandbox.root())
+        .env("NO_PROXY", "127.0.0.1")
+        .args(["-i", "list", "--timeout", "120", "--progress", "none"])
+        .arg("--proxy")
+        .arg(proxy.url("/"))
+        .arg("-o")
+        .arg(sandbox.out())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let settled = || sandbox.files() == expected && most.load(Ordering::SeqCst) >= 4;
+    while !settled() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(
+        sandbox.files(),
+        expected,
+        "saved while the proxy holds the dead origin's"
+    );
+    assert_eq!(
+        most.load(Ordering::SeqCst),
+        4,
+        "half of -j 8 at the dead origin"
+    );
+}
+
 /// ... but a host whose connects come up gets its whole first round before it answers: a slow
 /// server's eight downloads at `-j 8` run at once, not four and then four.
 #[test]
