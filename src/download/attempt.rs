@@ -326,11 +326,12 @@ impl Fetcher<'_> {
             }
             transport::Error::Http(e) => {
                 let proxies = self.client.proxies();
-                let failure = Failure::new(FailureKind::Request(describe_request_error(
-                    &e,
-                    self.settings.timeout,
-                    proxies,
-                )));
+                let mut why = describe_request_error(&e, self.settings.timeout, proxies);
+                // Where a redirect led: "could not connect" alone reads as the asked host's.
+                if let Some(hop) = e.url().filter(|at| !crate::hosts::Key::of(url).is_of(at)) {
+                    why = format!("redirected to {}: {why}", crate::redact::url(hop));
+                }
+                let failure = Failure::new(FailureKind::Request(why));
                 // A bad redirect or certificate, or a proxy's refusal, will be just as bad next
                 // time.
                 if e.is_redirect()

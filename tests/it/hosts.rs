@@ -309,6 +309,8 @@ fn a_redirect_to_a_dead_host_fails_only_the_redirected_urls() {
             .find(|l| l.starts_with(&format!("fetchpar: {url}: ")))
             .unwrap_or_else(|| panic!("no line for {url}: {stderr:#?}"));
         assert!(line.contains("connection refused"), "{line}");
+        // The host it could not reach is named: not the one asked, which answered.
+        assert!(line.contains(": redirected to http://127.0.0.1:"), "{line}");
     }
     assert!(
         !stderr.iter().any(|l| l.contains("unreachable after")),
