@@ -17,6 +17,10 @@
 //! their marks in a scope of the connect itself, so a connect that moves to the background takes
 //! its marks along and never leaves half a timing on the request.
 //!
+//! The same moment, a connection the request waited for coming up, is the first sign that its
+//! host is there at all, long before an answer: [`timed`] tells the request's `tell` of it
+//! (a host's first window opens on it, see `crate::hosts`).
+//!
 //! Cost: a few `Instant::now()` per new connection and a thread-local look-up per request;
 //! nothing per body chunk.
 
