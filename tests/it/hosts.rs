@@ -6,22 +6,35 @@ use std::time::Duration;
 
 use crate::util::*;
 
-/// Never more than `--per-host` requests at once to one host, however many workers.
-#[test]
-fn per_host_caps_the_downloads_to_one_host() {
+/// A server that holds each request for `hold` before it answers with `reply()`, and the most
+/// requests it held at once.
+fn holding(
+    hold: Duration,
+    reply: impl Fn() -> Reply + Send + Sync + 'static,
+) -> (Server, Arc<AtomicUsize>) {
     let (now, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-    let data = body(2000, 7);
     let server = {
-        let (now, most, data) = (now.clone(), most.clone(), data.clone());
+        let (now, most) = (now.clone(), most.clone());
         serve(move |_| {
             let running = now.fetch_add(1, Ordering::SeqCst) + 1;
             most.fetch_max(running, Ordering::SeqCst);
-            // Long enough for the other workers to pile in, were they allowed.
-            std::thread::sleep(Duration::from_millis(30));
+            std::thread::sleep(hold);
             now.fetch_sub(1, Ordering::SeqCst);
-            Reply::file(data.clone())
+            reply()
         })
     };
+    (server, most)
+}
+
+/// Never more than `--per-host` requests at once to one host, however many workers.
+#[test]
+fn per_host_caps_the_downloads_to_one_host() {
+    let data = body(2000, 7);
+    // Long enough for the other workers to pile in, were they allowed.
+    let (server, most) = holding(Duration::from_millis(30), {
+        let data = data.clone();
+        move || Reply::file(data.clone())
+    });
     let urls: Vec<String> = (0..24).map(|i| server.url(&format!("/f{i}.bin"))).collect();
     let mut args: Vec<&str> = urls.iter().map(String::as_str).collect();
     args.extend(["-j", "12", "--per-host", "2", "--progress", "none"]);
@@ -137,12 +150,9 @@ fn one_dead_host_does_not_hold_the_others() {
     }
 }
 
-/// A host that drops every SYN, first in a list at the default `-j 8`: its first connects hold
-/// half the workers until they time out, and the other half save the other host's files
-/// meanwhile. Before, its first window was eight: every worker sat out the connect timeout.
-#[test]
-fn a_dead_host_first_in_a_list_holds_only_half_the_workers() {
-    let (dead, _listener, _held) = black_hole("127.0.0.2");
+/// A sandbox whose `list` names 8 URLs on `dead` (host:port), then 8 live files; the live
+/// server and its files' checksums.
+fn dead_first(dead: &str) -> (Sandbox, Server, std::collections::BTreeMap<String, String>) {
     let (server, expected) = file_server(8, 100, 3000, Duration::ZERO);
     let mut list: String = (0..8)
         .map(|i| format!("http://{dead}/d{i}.bin\n"))
@@ -152,12 +162,27 @@ fn a_dead_host_first_in_a_list_holds_only_half_the_workers() {
     }
     let sandbox = Sandbox::new();
     std::fs::write(sandbox.root().join("list"), list).unwrap();
-    let mut child = sandbox.spawn(&["-i", "list", "--connect-timeout", "120"]);
-    // A guard, not a measure: the files take milliseconds, the dead connects two minutes.
+    (sandbox, server, expected)
+}
+
+/// Waits for `done`, a minute at most: a guard, not a measure (what it waits for takes
+/// milliseconds, the dead connects minutes).
+fn within_a_minute(done: impl Fn() -> bool) {
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while sandbox.files() != expected && std::time::Instant::now() < deadline {
+    while !done() && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// A host that drops every SYN, first in a list at the default `-j 8`: its first connects hold
+/// half the workers until they time out, and the other half save the other host's files
+/// meanwhile. Before, its first window was eight: every worker sat out the connect timeout.
+#[test]
+fn a_dead_host_first_in_a_list_holds_only_half_the_workers() {
+    let (dead, _listener, _held) = black_hole("127.0.0.2");
+    let (sandbox, _server, expected) = dead_first(&dead.to_string());
+    let mut child = sandbox.spawn(&["-i", "list", "--connect-timeout", "120"]);
+    within_a_minute(|| sandbox.files() == expected);
     let running = child.try_wait().unwrap().is_none();
     let _ = child.kill();
     let _ = child.wait();
@@ -175,26 +200,9 @@ fn a_dead_host_first_in_a_list_holds_only_half_the_workers() {
 /// (Counting the proxy's connection as the origin's opened its window to all eight.)
 #[test]
 fn a_proxy_that_answers_for_a_dead_origin_does_not_open_its_window() {
-    let (now, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-    let proxy = {
-        let (now, most) = (now.clone(), most.clone());
-        serve(move |_| {
-            let running = now.fetch_add(1, Ordering::SeqCst) + 1;
-            most.fetch_max(running, Ordering::SeqCst);
-            // The origin behind it is gone: the proxy waits for it past this test's end.
-            std::thread::sleep(Duration::from_secs(90));
-            Reply::status(504)
-        })
-    };
-    let (server, expected) = file_server(8, 100, 3000, Duration::ZERO);
-    let mut list: String = (0..8)
-        .map(|i| format!("http://127.0.0.2:9/d{i}.bin\n"))
-        .collect();
-    for name in expected.keys() {
-        list.push_str(&format!("{}\n", server.url(&format!("/{name}"))));
-    }
-    let sandbox = Sandbox::new();
-    std::fs::write(sandbox.root().join("list"), list).unwrap();
+    // The origin behind it is gone: the proxy waits for it past this test's end.
+    let (proxy, most) = holding(Duration::from_secs(90), || Reply::status(504));
+    let (sandbox, _server, expected) = dead_first("127.0.0.2:9");
     let mut child = command()
         .current_dir(sandbox.root())
         .env("NO_PROXY", "127.0.0.1")
@@ -207,11 +215,7 @@ fn a_proxy_that_answers_for_a_dead_origin_does_not_open_its_window() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    let settled = || sandbox.files() == expected && most.load(Ordering::SeqCst) >= 4;
-    while !settled() && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    within_a_minute(|| sandbox.files() == expected && most.load(Ordering::SeqCst) >= 4);
     let _ = child.kill();
     let _ = child.wait();
     assert_eq!(
@@ -230,19 +234,12 @@ fn a_proxy_that_answers_for_a_dead_origin_does_not_open_its_window() {
 /// server's eight downloads at `-j 8` run at once, not four and then four.
 #[test]
 fn a_host_that_connects_gets_its_first_round_before_it_answers() {
-    let (now, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let data = body(2000, 3);
-    let server = {
-        let (now, most, data) = (now.clone(), most.clone(), data.clone());
-        serve(move |_| {
-            let running = now.fetch_add(1, Ordering::SeqCst) + 1;
-            most.fetch_max(running, Ordering::SeqCst);
-            // Far longer than the connects take: all eight are in before the first answer.
-            std::thread::sleep(Duration::from_millis(500));
-            now.fetch_sub(1, Ordering::SeqCst);
-            Reply::file(data.clone())
-        })
-    };
+    // Far longer than the connects take: all eight are in before the first answer.
+    let (server, most) = holding(Duration::from_millis(500), {
+        let data = data.clone();
+        move || Reply::file(data.clone())
+    });
     let urls: Vec<String> = (0..8).map(|i| server.url(&format!("/f{i}.bin"))).collect();
     let mut args: Vec<&str> = urls.iter().map(String::as_str).collect();
     args.extend(["--progress", "none"]);

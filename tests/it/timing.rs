@@ -34,16 +34,7 @@ fn summary_of(stdout: &[String]) -> serde_json::Value {
 #[test]
 fn an_estimate_below_the_wall_claims_neither_a_speedup_nor_a_slowdown() {
     let (_server, urls) = serialising_server();
-    let out = Sandbox::new();
-    let (code, stdout, stderr) = run(fetchpar()
-        .args(["-j", "3", "--json", "-o"])
-        .arg(out.out())
-        .args(&urls));
-    assert_eq!(code, 0, "{stderr:#?}");
-    let line = stderr
-        .iter()
-        .find(|l| l.starts_with("3 files: "))
-        .unwrap_or_else(|| panic!("comparison line in {stderr:#?}"));
+    let (line, stdout) = json_run(&["-j", "3"], &urls);
     assert!(
         line.ends_with("(no faster that can be shown: measure with --compare)"),
         "{line}"
@@ -75,21 +66,30 @@ fn an_estimate_below_the_wall_claims_neither_a_speedup_nor_a_slowdown() {
     }
 }
 
-/// The comparison line of a run of three files, and its JSON summary.
-fn three_files(args: &[&str], urls: &[String]) -> (String, serde_json::Value) {
+/// `fetchpar --json ARGS URLS`, which must save them all: its comparison line and its stdout.
+fn json_run(args: &[&str], urls: &[String]) -> (String, Vec<String>) {
     let out = Sandbox::new();
     let (code, stdout, stderr) = run(fetchpar()
-        .args(["-j", "3", "--json"])
+        .arg("--json")
         .args(args)
         .arg("-o")
         .arg(out.out())
         .args(urls));
     assert_eq!(code, 0, "{stderr:#?}");
+    let head = format!("{} files: ", urls.len());
     let line = stderr
         .iter()
-        .find(|l| l.starts_with("3 files: "))
+        .find(|l| l.starts_with(&head))
         .unwrap_or_else(|| panic!("comparison line in {stderr:#?}"))
         .clone();
+    (line, stdout)
+}
+
+/// The comparison line of a run of three files, and its JSON summary.
+fn three_files(args: &[&str], urls: &[String]) -> (String, serde_json::Value) {
+    let mut all = vec!["-j", "3"];
+    all.extend(args);
+    let (line, stdout) = json_run(&all, urls);
     assert!(
         !line.contains("slowed") && !line.contains("faster"),
         "{line}"
@@ -365,16 +365,7 @@ fn one_quick_answer_among_slow_ones_is_not_called_a_slowdown() {
         })
     };
     let urls: Vec<String> = (0..8).map(|i| server.url(&format!("/f{i}"))).collect();
-    let out = Sandbox::new();
-    let (code, stdout, stderr) = run(fetchpar()
-        .args(["-j", "8", "--json", "-o"])
-        .arg(out.out())
-        .args(&urls));
-    assert_eq!(code, 0, "{stderr:#?}");
-    let line = stderr
-        .iter()
-        .find(|l| l.starts_with("8 files: "))
-        .unwrap_or_else(|| panic!("comparison line in {stderr:#?}"));
+    let (line, stdout) = json_run(&["-j", "8"], &urls);
     assert!(
         !line.contains("slowed") && !line.contains("lower -j"),
         "{line}"
