@@ -5,7 +5,7 @@
 //!
 //! A list line is `URL`, `URL OUTPUT`, or several URLs of one file (mirrors, TAB-separated as in
 //! aria2c's input files). In a list read from a regular file (`-i FILE`), indented `key=value`
-//! lines under a URL are options ([`listopts`](crate::listopts)): an entry is then complete only
+//! lines under a URL are options ([`listopts`]): an entry is then complete only
 //! when the next URL line (or the end of the file) is read. A file never makes us wait for that
 //! line, but a stream could (a producer that writes one URL and pauses), and a producer that is
 //! still writing to our stdin must never hold back a download: from stdin or a pipe every URL

@@ -59,7 +59,7 @@ pub(crate) struct Host {
     /// Whether a connection to it came up (or it answered): until then it keeps to its first
     /// window.
     pub(super) reached: bool,
-    /// Threads waiting for room at this host (see [`Hosts::admit`]), and what they wait on.
+    /// Threads waiting for room at this host (see [`super::Hosts::admit`]), and what they wait on.
     pub(super) waiters: usize,
     pub(super) queue: Option<Arc<Condvar>>,
 }
@@ -103,7 +103,7 @@ impl Host {
     }
 
     /// A download held a slot for `held`: for a closing host, how long tells what the window
-    /// is worth (see [`closing`]). Counted once per download, before its slot is released or
+    /// is worth (see [`super::closing`]). Counted once per download, before its slot is released or
     /// handed on.
     pub(super) fn count(&mut self, held: Duration) {
         if let Some(closing) = self.closing.as_mut() {

@@ -160,8 +160,8 @@ fn retire(alive: &AtomicUsize) -> bool {
 
 impl Pool<'_> {
     /// Runs every input through the workers and returns when all are done, or cancelled: a
-    /// cancelled worker stops at its next chunk, and one waiting on the network stops within
-    /// moments too (see [`crate::transport::Client::cancel_on`]), so the scope always ends.
+    /// cancelled worker stops at its next chunk, and one waiting on the network stops within a
+    /// tick too (the transport looks at the cancel flag while it waits), so the scope always ends.
     /// Returns the most downloads that ran at once (see [`Hosts::peak`]).
     pub(crate) fn run<I>(&self, inputs: I, sink: &mut dyn Sink) -> usize
     where
