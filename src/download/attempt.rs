@@ -366,6 +366,8 @@ impl Fetcher<'_> {
         };
         match streamed {
             Ok(()) => {}
+            // Ctrl-C after the last byte was in (a paced read, say): the file is whole.
+            Err(StreamError::Cancelled) if t.total.is_some_and(|total| t.have == total) => {}
             Err(StreamError::Cancelled) => {
                 return Attempt::Fail(with_status(FailureKind::Interrupted))
             }

@@ -650,6 +650,42 @@ fn a_closed_or_full_stderr_never_panics_or_hangs() {
     assert_eq!(checksums(out.path()), expected);
 }
 
+/// Ctrl-C while the last read of a body is being paced by `--limit-rate`: every byte is in, so
+/// the file is saved whole, not reported as "partial data kept" beside a part that holds it all
+/// (a reviewer saw it on four files at once).
+#[test]
+fn ctrl_c_after_the_last_byte_saves_the_file() {
+    let data = body(24 * 1024, 8);
+    let served = data.clone();
+    // 16 KiB, then the last 8 KiB a moment later.
+    let server = serve(move |_| {
+        Reply::file(served.clone()).with_fault(Fault::Drip(16 * 1024, Duration::from_millis(100)))
+    });
+    let out = tempfile::tempdir().unwrap();
+    // At 1 KiB/s the first 16 KiB are one burst; the read that takes the last 8 KiB then
+    // waits eight seconds before it hands them over.
+    let child = command()
+        .args(["--limit-rate", "1K", "--progress", "none", "-o"])
+        .arg(out.path())
+        .arg(server.url("/paced.bin"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_len(&out.path().join("paced.bin.part"), 16 * 1024);
+    // Past the 100 ms the last piece is held back, well inside the eight-second wait.
+    std::thread::sleep(Duration::from_secs(1));
+    sigint(child.id());
+    let output = finish(child);
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    assert!(!stderr.contains("partial data kept"), "{stderr}");
+    assert!(stderr.contains("1 file saved"), "{stderr}");
+    let saved = checksums(out.path());
+    assert_eq!(saved.get("paced.bin"), Some(&sha256(&data)), "{saved:?}");
+    assert_eq!(saved.len(), 1, "{saved:?}");
+}
+
 #[test]
 fn ctrl_c_past_the_grace_reports_each_stuck_download_and_its_part() {
     let server = serve(|req| match req.path() {
