@@ -62,9 +62,12 @@ pub(crate) fn buffer_for(size: usize, to_come: Option<u64>) -> usize {
 /// what that host learns from: a redirect to another host that is down says nothing of this one,
 /// whose other URLs must not fail with that host's line.
 fn at_own_host(url: &Url, e: &reqwest::Error, proxies: &crate::proxy::Proxies) -> bool {
-    crate::proxy::through(e, proxies).is_some()
-        || e.url()
-            .is_none_or(|at| crate::hosts::Key::of(url).is_of(at))
+    crate::proxy::through(e, proxies).is_some() || elsewhere(url, e).is_none()
+}
+
+/// The redirect hop on another host than `url`'s where `e` happened, if it did.
+fn elsewhere<'e>(url: &Url, e: &'e reqwest::Error) -> Option<&'e Url> {
+    e.url().filter(|at| !crate::hosts::Key::of(url).is_of(at))
 }
 
 /// A redirect chain that failed: its hops are traced as they went, the last of them (the
@@ -328,7 +331,7 @@ impl Fetcher<'_> {
                 let proxies = self.client.proxies();
                 let mut why = describe_request_error(&e, self.settings.timeout, proxies);
                 // Where a redirect led: "could not connect" alone reads as the asked host's.
-                if let Some(hop) = e.url().filter(|at| !crate::hosts::Key::of(url).is_of(at)) {
+                if let Some(hop) = elsewhere(url, &e) {
                     why = format!("redirected to {}: {why}", crate::redact::url(hop));
                 }
                 let failure = Failure::new(FailureKind::Request(why));

@@ -14,11 +14,12 @@
 //!
 //! Ramp-up works like TCP's slow start: a host starts with [`INITIAL_WINDOW`] downloads at once
 //! (half the workers until one of its connects comes up: a host that drops every SYN holds no
-//! more than that for one connect timeout) and gets one more for each response that came back on a connection the server keeps open, so
-//! the window doubles per round trip up to `--per-host`. A server that closes the connection after
-//! every reply (HTTP/1.0, `Connection: close`) makes every download a new connect into its accept
-//! queue, which may be as short as 5 (`python3 -m http.server`): overflowing it drops SYNs that the
-//! kernel retransmits only after a second. Such a host drops to [`closing::CLOSING_WINDOW`], below that
+//! more than that for one connect timeout) and gets one more for each response that came back
+//! on a connection the server keeps open, so the window doubles per round trip up to
+//! `--per-host`. A server that closes the connection after every reply (HTTP/1.0,
+//! `Connection: close`) makes every download a new connect into its accept queue, which may be
+//! as short as 5 (`python3 -m http.server`): overflowing it drops SYNs that the kernel
+//! retransmits only after a second. Such a host drops to [`closing::CLOSING_WINDOW`], below that
 //! queue (browsers keep to 6 connections per host for the same reason); the SYNs its first,
 //! wider round overflowed are dialled again without waiting that second ([`crate::redial`]).
 //! From there its replies' latency says how many at once pay off, down to one at a time for a
@@ -32,7 +33,8 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Sender;
 use url::Url;
 
-pub(crate) use self::host::{Host, Limits};
+use self::host::Host;
+pub(crate) use self::host::Limits;
 pub(crate) use self::lease::Lease;
 pub(crate) use self::waiting::Waiting;
 
@@ -196,11 +198,11 @@ impl Hosts {
     }
 
     /// Tells waiters that `key` may have gained `room` slots (`usize::MAX`: gone, every waiter
-    /// is to hear it); `table` is the guard of the change, dropped here. Only that host's waiters are woken, and
-    /// for a slot only one of them: with 32 workers and a window of 4, waking all for every
-    /// download ended had them contend for the lock 28 at a time. A waiter counts itself under
-    /// the lock before it waits, so none misses the change; and a notify is a system call even
-    /// with nobody to wake, so it is made only for counted waiters.
+    /// is to hear it); `table` is the guard of the change, dropped here. Only that host's
+    /// waiters are woken, and for a slot only one of them: with 32 workers and a window of 4,
+    /// waking all for every download ended had them contend for the lock 28 at a time. A waiter
+    /// counts itself under the lock before it waits, so none misses the change; and a notify is
+    /// a system call even with nobody to wake, so it is made only for counted waiters.
     fn changed(&self, table: MutexGuard<'_, HashMap<Key, Host>>, key: &Key, room: usize) {
         let queue = table
             .get(key)

@@ -82,7 +82,8 @@ pub(crate) enum Verdict {
     /// One worker had all the work: nothing to compare.
     OneWorker,
     Faster,
-    /// Within a few per cent either way (an estimate: not above it).
+    /// Measured within a few per cent either way; or an estimate that shows no speedup (a lower
+    /// bound under the wall shows no slowdown either).
     NoFaster,
     /// Measured (`--compare`) slower than one worker.
     Slower,

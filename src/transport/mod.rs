@@ -336,8 +336,8 @@ impl Client {
         f(&local.runtime, &local.client)
     }
 
-    /// Waits for the future `make` makes on `runtime`, giving up with [`Error::Cancelled`] soon after the cancel
-    /// flag is set.
+    /// Waits for the future `make` makes on `runtime`, giving up with [`Error::Cancelled`] soon
+    /// after the cancel flag is set.
     fn wait<T, F>(&self, runtime: &Runtime, make: impl FnOnce() -> F) -> Result<T, Error>
     where
         F: Future<Output = reqwest::Result<T>>,
@@ -369,11 +369,11 @@ pub(crate) struct RequestBuilder<'a> {
     /// Keep each hop of a redirect chain for the trace ([`Self::record_hops`]).
     record: bool,
     /// Told of each new connection that comes up, with the hop it is for.
-    on_connected: Option<OnConnected>,
+    on_connected: Option<ConnectedTo>,
 }
 
 /// Hears of a request's new connections as they come up, with the URL each is for.
-pub(crate) type OnConnected = Arc<dyn Fn(&Url) + Send + Sync>;
+pub(crate) type ConnectedTo = Arc<dyn Fn(&Url) + Send + Sync>;
 
 impl RequestBuilder<'_> {
     pub(crate) fn header(mut self, name: HeaderName, value: impl AsRef<str>) -> Self {
@@ -400,7 +400,7 @@ impl RequestBuilder<'_> {
     }
 
     /// Tells `tell` of each connection this request opens, as it comes up.
-    pub(crate) fn on_connected(mut self, tell: OnConnected) -> Self {
+    pub(crate) fn on_connected(mut self, tell: ConnectedTo) -> Self {
         self.on_connected = Some(tell);
         self
     }
