@@ -5,10 +5,10 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::Thread;
 
-use crossbeam_channel::{Receiver, Sender, TryRecvError};
+use crossbeam_channel::{Receiver, TryRecvError};
 use tokio::sync::Notify;
 
-use super::{Event, Job, TICK};
+use super::{Job, Outbox, TICK};
 use crate::hosts::{Admit, Hosts, Key, Lease, Waiting};
 
 /// What every worker shares: its ends of the two channels, the count of workers still taking
@@ -16,7 +16,7 @@ use crate::hosts::{Admit, Hosts, Key, Lease, Waiting};
 #[derive(Clone)]
 pub(super) struct Crew<'a> {
     pub(super) jobs: Receiver<Job>,
-    pub(super) events: Sender<Event>,
+    pub(super) events: Outbox,
     pub(super) alive: &'a AtomicUsize,
     pub(super) producer: Option<&'a Thread>,
     pub(super) hosts: &'a Arc<Hosts>,

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::thread::{self, Scope, Thread};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TryRecvError};
+use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, TryRecvError};
 use tokio::sync::Notify;
 
 use crate::download::{Failure, FailureKind, Fetcher, Notice, Outcome};
@@ -25,9 +25,11 @@ use crate::select::{Selector, Shard};
 use crate::trace::{Exchange, Phases};
 
 use self::crew::Crew;
+use self::outbox::Outbox;
 use self::producer::{produce, Refill};
 
 mod crew;
+mod outbox;
 mod producer;
 
 /// How often the main thread wakes to redraw progress when no event arrives.
@@ -36,13 +38,18 @@ pub(crate) const TICK: Duration = Duration::from_millis(100);
 /// While events keep coming, the main thread naps this long between batches instead of parking
 /// on the channel: a parked receiver has to be woken by a futex call for every event (two per
 /// download), a napping one is not, which matters most on many small files (workload C in
-/// `benches/run`). What it costs: an output line or the end of the run may come up to this much
-/// later.
-pub(crate) const NAP: Duration = Duration::from_millis(1);
+/// `benches/run`). Long, because each wake-up takes a core from the downloads or the server
+/// for a moment; those who cannot wait wake it early (see [`outbox`]). What it costs: an output
+/// line may come up to this much later.
+pub(crate) const NAP: Duration = Duration::from_millis(4);
+
+/// How often a worker thread whose own workers are done looks whether the other threads are:
+/// until then it drives the HTTP/2 connections its fibers opened, and the run's end waits on it.
+const LAST_LOOK: Duration = Duration::from_millis(1);
 
 /// Naps in a row that found nothing before the main thread parks again. A download every few
 /// naps (one connection at a time to a slow server) would otherwise wake a parked main thread
-/// for each of its events; napping on costs a timer wake-up a millisecond for this long.
+/// for each of its events; napping on costs a timer wake-up a nap for this long.
 const QUIET_NAPS: u32 = 10;
 
 /// The least [`Pool::low`]: a few kilobytes of queued jobs.
@@ -196,6 +203,7 @@ impl Pool<'_> {
     {
         let (job_tx, job_rx) = bounded::<Job>(self.low() * 2);
         let (event_tx, event_rx) = bounded::<Event>(self.jobs * 4 + 16);
+        let event_tx = Outbox::new(event_tx, thread::current());
         // Workers still taking jobs: counted from the start, so that the producer never takes
         // "none yet" for "all gone".
         let alive = Arc::new(AtomicUsize::new(self.jobs));
@@ -248,7 +256,7 @@ impl Pool<'_> {
 
     /// The producer is a detached thread, not a scoped one: it may sit in a read of stdin that
     /// nothing can interrupt, and Ctrl-C must not wait for a producer that is waiting for us.
-    fn spawn_producer<I>(&self, inputs: I, jobs: Refill, events: Sender<Event>) -> Option<Thread>
+    fn spawn_producer<I>(&self, inputs: I, jobs: Refill, events: Outbox) -> Option<Thread>
     where
         I: Iterator<Item = Item> + Send + 'static,
     {
@@ -334,7 +342,7 @@ impl Pool<'_> {
         drop(done);
         runtime.block_on(async {
             while first.threads.load(Ordering::SeqCst) > 0 {
-                tokio::time::sleep(NAP).await;
+                tokio::time::sleep(LAST_LOOK).await;
             }
         });
     }
@@ -380,7 +388,7 @@ impl Pool<'_> {
                     crew.give_back(job);
                     if retire(crew.alive) {
                         if !crew.noted.swap(true, Ordering::Relaxed) {
-                            let _ = crew.events.send(Event::Note(why));
+                            crew.events.send(Event::Note(why));
                         }
                         wake_producer();
                         return Left::Retired;
@@ -394,7 +402,7 @@ impl Pool<'_> {
                     continue;
                 }
             };
-            if crew.events.send(event).is_err() {
+            if !crew.events.send(event) {
                 return Left::Stopped;
             }
             passed = lease.and_then(|lease| crew.next_on(lease));
@@ -412,7 +420,8 @@ impl Pool<'_> {
                 Err(TryRecvError::Disconnected) => Err(RecvTimeoutError::Disconnected),
                 Err(TryRecvError::Empty) if quiet < QUIET_NAPS => {
                     quiet += 1;
-                    thread::sleep(NAP);
+                    // Woken early by a sender that cannot wait (see `Outbox`).
+                    thread::park_timeout(NAP);
                     continue;
                 }
                 Err(TryRecvError::Empty) => events.recv_timeout(TICK),
@@ -442,7 +451,7 @@ impl Pool<'_> {
         admit: Admit,
         key: Key,
         hosts: &'h Arc<Hosts>,
-        event_tx: &Sender<Event>,
+        event_tx: &Outbox,
     ) -> Done<'h> {
         // With -c a part of an earlier run may lie under the URL's name, which its line must
         // name: the download looks on disk and fails at its host's admission with the same line.
@@ -472,7 +481,7 @@ impl Pool<'_> {
                     reason: reason.to_string(),
                 },
             };
-            let _ = event_tx.send(event);
+            event_tx.send(event);
         };
         let mut outcome = self
             .fetcher

@@ -9,7 +9,7 @@ use std::time::Instant;
 use crossbeam_channel::Sender;
 use tokio::sync::Notify;
 
-use super::{Event, Job, TICK};
+use super::{Event, Job, Outbox, TICK};
 use crate::input::Item;
 use crate::redact;
 use crate::select::{Selector, Verdict};
@@ -50,7 +50,7 @@ pub(super) fn produce<I>(
     inputs: I,
     mut selector: Selector,
     jobs: Refill,
-    events: Sender<Event>,
+    events: Outbox,
     cancel: &AtomicBool,
     queued: &AtomicUsize,
 ) where
@@ -75,21 +75,19 @@ pub(super) fn produce<I>(
                         cancel,
                     )
                 }
-                Verdict::Duplicate(first) => events
-                    .send(Event::Duplicate {
-                        url: redact::url(&entry.url),
-                        origin: entry.origin,
-                        first,
-                    })
-                    .is_ok(),
+                Verdict::Duplicate(first) => events.send(Event::Duplicate {
+                    url: redact::url(&entry.url),
+                    origin: entry.origin,
+                    first,
+                }),
                 Verdict::Elsewhere => true,
             },
             // Like invalid lines, warnings are said by one shard only.
             Item::Invalid(invalid) if selector.reports_invalid() => {
-                events.send(Event::Invalid(invalid)).is_ok()
+                events.send(Event::Invalid(invalid))
             }
             Item::Warning(warning) if selector.reports_invalid() => {
-                events.send(Event::Warning(warning)).is_ok()
+                events.send(Event::Warning(warning))
             }
             Item::Invalid(_) | Item::Warning(_) => true,
         };
