@@ -13,6 +13,9 @@ pub(super) enum Attempt {
     /// The host could not be reached (or its name resolved): the host decides whether and when
     /// this URL tries again (see [`crate::hosts`]).
     Host(Failure, Learned),
+    /// As `Host`, for the host of a redirect hop elsewhere: it learns, and may be given up on
+    /// (its URLs and those redirected to it then fail at once); the URL retries as usual.
+    Hop(Failure, Url, Learned),
     /// The partial bytes turned out useless (a range that does not fit them): start over from
     /// zero at once. Not a failure of the server, so it costs no retry.
     Restart,
@@ -113,9 +116,10 @@ impl Fetcher<'_> {
             bytes: (run.bytes - before).saturating_sub(piece_bytes),
             piece: pieces.as_ref().map(|_| 0),
             error: match &attempt {
-                Attempt::Retry(f, _) | Attempt::Host(f, _) | Attempt::Fail(f) => {
-                    Some(f.reason.to_string())
-                }
+                Attempt::Retry(f, _)
+                | Attempt::Host(f, _)
+                | Attempt::Hop(f, ..)
+                | Attempt::Fail(f) => Some(f.reason.to_string()),
                 _ => None,
             },
             ..head
@@ -167,7 +171,9 @@ impl Fetcher<'_> {
         let request = self.request_for(url, &ask);
         let mut request = self.trace_request(t, request);
         if let Some(lease) = &lease {
-            request = request.on_connected(lease.on_connected());
+            request = request
+                .on_connected(lease.on_connected())
+                .refuse_gone(lease.refuse_gone());
         }
         let mut hops = Vec::new();
         let mut response = match request.send_keeping_hops(&mut hops) {
@@ -327,13 +333,18 @@ impl Fetcher<'_> {
             transport::Error::Redirect(why) => {
                 Attempt::Fail(Failure::new(FailureKind::Request(why)))
             }
+            e @ transport::Error::HopGone { .. } => {
+                Attempt::Fail(Failure::new(FailureKind::Host(e.to_string())))
+            }
             transport::Error::Http(e) => {
                 let proxies = self.client.proxies();
-                let mut why = describe_request_error(&e, self.settings.timeout, proxies);
+                let plain = describe_request_error(&e, self.settings.timeout, proxies);
+                let hop = elsewhere(url, &e).filter(|_| !at_own_host(url, &e, proxies));
                 // Where a redirect led: "could not connect" alone reads as the asked host's.
-                if let Some(hop) = elsewhere(url, &e) {
-                    why = format!("redirected to {}: {why}", crate::redact::url(hop));
-                }
+                let why = match hop {
+                    Some(hop) => format!("redirected to {}: {plain}", crate::redact::url(hop)),
+                    None => plain.clone(),
+                };
                 let failure = Failure::new(FailureKind::Request(why));
                 // A bad redirect or certificate, or a proxy's refusal, will be just as bad next
                 // time.
@@ -342,13 +353,17 @@ impl Fetcher<'_> {
                     || crate::tls::describe(&e).is_some()
                     || crate::proxy::refused(&e, proxies)
                 {
-                    Attempt::Fail(failure)
-                } else if let Some(learned) = failure::host_learned(&e, &failure.reason, proxies)
-                    .filter(|_| at_own_host(url, &e, proxies))
-                {
-                    Attempt::Host(failure, learned)
-                } else {
-                    Attempt::Retry(failure, None)
+                    return Attempt::Fail(failure);
+                }
+                let learned = failure::host_learned(&e, &failure.reason, proxies);
+                match (learned, hop) {
+                    (Some(learned), None) => Attempt::Host(failure, learned),
+                    // What the hop's host learns is told without the hop, which names it.
+                    (Some(_), Some(hop)) => match failure::host_learned(&e, &plain, proxies) {
+                        Some(learned) => Attempt::Hop(failure, hop.clone(), learned),
+                        None => Attempt::Retry(failure, None),
+                    },
+                    (None, _) => Attempt::Retry(failure, None),
                 }
             }
         }

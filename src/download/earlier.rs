@@ -431,6 +431,7 @@ impl Fetcher<'_> {
     pub(super) fn untold(&self, url: &Url, e: transport::Error) -> Untold {
         let (failure, retry, after, learned) = match self.no_response(url, e) {
             Attempt::Retry(failure, after) => (failure, true, after, None),
+            Attempt::Hop(failure, ..) => (failure, true, None, None),
             Attempt::Host(failure, learned) => (failure, true, None, Some(Box::new(learned))),
             Attempt::Fail(failure) => (failure, false, None, None),
             Attempt::Done(_) | Attempt::Restart => (

@@ -347,6 +347,14 @@ impl Fetcher<'_> {
                     }
                 }
                 Attempt::Host(failure, _) => (failure, None),
+                Attempt::Hop(failure, hop, learned) => {
+                    if let Next::Fail(line) = run.lease.learn_at(&hop, learned) {
+                        let hop = redact::url(&hop);
+                        let line = format!("redirected to {hop}: {line}");
+                        return Err(Failure::new(FailureKind::Host(line)));
+                    }
+                    (failure, None)
+                }
                 Attempt::Retry(failure, retry_after) => {
                     if let (true, Some(wait)) = (polite, retry_after) {
                         run.lease.learn(Learned::RetryAfter(wait));

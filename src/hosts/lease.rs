@@ -93,6 +93,22 @@ impl<'a> Lease<'a> {
         })
     }
 
+    /// What refuses a redirect to another host that is gone (see [`Lease::learn_at`]), with
+    /// the line that host's URLs failed with: a redirect to it would only go the same way.
+    pub(crate) fn refuse_gone(&self) -> crate::transport::GoneHop {
+        let (hosts, key) = (Arc::clone(self.hosts), self.key.clone());
+        Arc::new(move |hop: &Url| match key.is_of(hop) {
+            true => None,
+            false => hosts.gone_line(&Key::of(hop)),
+        })
+    }
+
+    /// Tells `hop`'s host, where this lease's attempt was redirected, what the attempt learned
+    /// of it: the URLs that lead there share its attempts as its own URLs do.
+    pub(crate) fn learn_at(&self, hop: &Url, learned: Learned) -> Next {
+        self.hosts.learn(&Key::of(hop), learned, self.since)
+    }
+
     /// Tells the host what this lease's attempt learned (see [`Host::learn`]).
     ///
     /// [`Host::learn`]: super::Host::learn

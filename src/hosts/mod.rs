@@ -271,6 +271,11 @@ impl Hosts {
         self.took(admit)
     }
 
+    /// The line `key`'s URLs fail with, if it is gone.
+    pub(crate) fn gone_line(&self, key: &Key) -> Option<String> {
+        self.lock().get(key)?.gone.as_ref().map(Gone::line)
+    }
+
     /// Waits until `key` has room (or is gone); `None` on Ctrl-C.
     pub(crate) fn admit(&self, key: &Key, cancel: &AtomicBool) -> Option<Admit> {
         if crate::fiber::active() {

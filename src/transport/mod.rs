@@ -97,6 +97,9 @@ pub(crate) enum Error {
     /// Redirects that lead nowhere: a loop, or too many. Retrying would go the same way.
     #[error("{0}")]
     Redirect(String),
+    /// A redirect to a host given up on for this run (see [`GoneHop`]), not followed.
+    #[error("redirected to {hop}: {line}")]
+    HopGone { hop: String, line: String },
 }
 
 /// Which client carries a request.
@@ -269,6 +272,7 @@ impl Client {
             separate: false,
             record: false,
             on_connected: None,
+            gone: None,
         }
     }
 
@@ -370,7 +374,12 @@ pub(crate) struct RequestBuilder<'a> {
     record: bool,
     /// Told of each new connection that comes up, with the hop it is for.
     on_connected: Option<ConnectedTo>,
+    /// Asked before each redirect is followed.
+    gone: Option<GoneHop>,
 }
+
+/// Says whether a redirect hop's host is gone, with the line its URLs failed with.
+pub(crate) type GoneHop = Arc<dyn Fn(&Url) -> Option<String> + Send + Sync>;
 
 /// Hears of a request's new connections as they come up, with the URL each is for.
 pub(crate) type ConnectedTo = Arc<dyn Fn(&Url) + Send + Sync>;
@@ -402,6 +411,12 @@ impl RequestBuilder<'_> {
     /// Tells `tell` of each connection this request opens, as it comes up.
     pub(crate) fn on_connected(mut self, tell: ConnectedTo) -> Self {
         self.on_connected = Some(tell);
+        self
+    }
+
+    /// Follows no redirect to a host that `gone` says is gone.
+    pub(crate) fn refuse_gone(mut self, gone: GoneHop) -> Self {
+        self.gone = Some(gone);
         self
     }
 
@@ -465,6 +480,10 @@ impl RequestBuilder<'_> {
                 return Err(Error::Redirect(format!(
                     "too many redirects (more than {MAX_REDIRECTS})"
                 )));
+            }
+            if let Some(line) = self.gone.as_ref().and_then(|gone| gone(&hop)) {
+                let hop = crate::redact::url(&hop);
+                return Err(Error::HopGone { hop, line });
             }
         }
     }

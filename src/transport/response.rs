@@ -84,7 +84,9 @@ impl Response {
                 Err(Error::Cancelled) => {
                     return Err(io::Error::new(io::ErrorKind::Interrupted, "interrupted"))
                 }
-                Err(e @ Error::Redirect(_)) => return Err(io::Error::other(e.to_string())),
+                Err(e @ (Error::Redirect(_) | Error::HopGone { .. })) => {
+                    return Err(io::Error::other(e.to_string()))
+                }
             }
         }
         Ok(true)

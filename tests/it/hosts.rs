@@ -284,9 +284,9 @@ fn a_host_down_for_a_moment_is_waited_for_at_j_8() {
 fn a_redirect_to_a_dead_host_fails_only_the_redirected_urls() {
     let dead = format!("http://127.0.0.1:{}", free_port());
     let data = body(2000, 4);
-    let served = data.clone();
+    let (served, target) = (data.clone(), dead.clone());
     let server = serve(move |req| match req.path().strip_prefix("/r") {
-        Some(n) => Reply::status(302).with_header("Location", &format!("{dead}/gone{n}.bin")),
+        Some(n) => Reply::status(302).with_header("Location", &format!("{target}/gone{n}.bin")),
         None => Reply::file(served.clone()),
     });
     let redirected: Vec<String> = (0..3).map(|i| server.url(&format!("/r{i}"))).collect();
@@ -309,10 +309,46 @@ fn a_redirect_to_a_dead_host_fails_only_the_redirected_urls() {
         // The host it could not reach is named: not the one asked, which answered.
         assert!(line.contains(": redirected to http://127.0.0.1:"), "{line}");
     }
-    assert!(
-        !stderr.iter().any(|l| l.contains("unreachable after")),
-        "{stderr:#?}"
-    );
+    // The dead host is given up on after its two attempts; the asked one never is.
+    for line in stderr.iter().filter(|l| l.contains("unreachable after")) {
+        assert!(
+            line.contains(&format!(": redirected to {dead}/gone")),
+            "{line}"
+        );
+    }
+}
+
+/// URLs redirected to a dead host share its attempts, as its own URLs would: once they are
+/// spent, the next URL led there fails as soon as it is redirected, with the host's line, where
+/// each spent its own retries (four requests each to the live host, a connect timeout each
+/// against a black hole).
+#[test]
+fn urls_redirected_to_a_dead_host_share_its_attempts() {
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let asked = Arc::new(AtomicUsize::new(0));
+    let (counted, target) = (asked.clone(), dead.clone());
+    let server = serve(move |req| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        let n = req.path().trim_start_matches("/r");
+        Reply::status(302).with_header("Location", &format!("{target}/gone{n}.bin"))
+    });
+    let urls: Vec<String> = (0..12).map(|i| server.url(&format!("/r{i}"))).collect();
+    let mut args: Vec<&str> = urls.iter().map(String::as_str).collect();
+    args.extend(["-j", "1", "--retries", "3", "--max-retry-wait", "0.1"]);
+    args.extend(["--progress", "none"]);
+    let sandbox = Sandbox::new();
+    let (code, _, stderr) = sandbox.run(&args);
+    assert_eq!(code, 1, "{stderr:#?}");
+    assert!(sandbox.files().is_empty(), "{stderr:#?}");
+    for (i, url) in urls.iter().enumerate() {
+        let expected = format!(
+            "fetchpar: {url}: redirected to {dead}/gone{i}.bin: host unreachable after 4 \
+             attempts (connection refused); nothing saved"
+        );
+        assert!(stderr.contains(&expected), "{expected}\n{stderr:#?}");
+    }
+    // The first URL's four attempts, then one request for each of the eleven others.
+    assert_eq!(asked.load(Ordering::SeqCst), 4 + 11, "{stderr:#?}");
 }
 
 /// Under a limit of 64 open files (soft and hard), -j 256 cannot have 256 connections: every URL is saved
