@@ -88,6 +88,10 @@ pub(crate) enum FailureKind {
     /// (`why`), so it is left untouched rather than copied under another name.
     #[error("cannot tell whether {} is complete: {why}", path.display())]
     Undecided { path: PathBuf, why: String },
+    /// `-c`: another download (another fetchpar run on the same folder) is writing the part
+    /// file it would take up; it is left to that one.
+    #[error("{} is being written by another download (another fetchpar run?)", .0.display())]
+    InUse(PathBuf),
     /// `--skip-existing`: the file it would trust is not the expected one; it is left untouched.
     #[error("{} does not match its expected checksum", .0.display())]
     NotExpected(PathBuf),
@@ -238,7 +242,9 @@ impl Failure {
     /// The reason followed by what is left on disk, as printed in error lines.
     pub(crate) fn describe(&self) -> String {
         match self.reason.kind() {
-            FailureKind::Undecided { .. } => return format!("{}; left untouched", self.reason),
+            FailureKind::Undecided { .. } | FailureKind::InUse(_) => {
+                return format!("{}; left untouched", self.reason)
+            }
             FailureKind::NotExpected(_) => {
                 return format!(
                     "{}; left untouched (drop --skip-existing to fetch it again)",

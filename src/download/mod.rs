@@ -420,7 +420,9 @@ impl Fetcher<'_> {
                 "no file for a finished download",
             )));
         };
-        drop(t.file.take());
+        // Open, and so locked (see `part::locked`), until the part is renamed and its sidecar
+        // gone: a `-c` run beside this one must not take up the part in between.
+        let held = t.file.take();
         let path = match self.commit(&t.name, &part, path, t.replace) {
             Ok(path) => path,
             Err(e) => {
@@ -428,12 +430,14 @@ impl Fetcher<'_> {
                 // The part is reported as kept: with the sidecar a small body does not have yet,
                 // so that `-c` can take it up.
                 t.part = Some(part);
+                t.file = held;
                 return Err(t.give_up(failure.with_status(status)));
             }
         };
         if t.meta_owned {
             sidecar::remove(&part);
         }
+        drop(held);
         Ok(Saved {
             checksum: t.verify.map(|v| v.expected.to_string()),
             source: Some(redact::url(source)),

@@ -116,6 +116,9 @@ impl Transfer {
         let cannot = |e| Failure::new(FailureKind::disk("open", &part, e));
         let mut file =
             safefs::open_regular(&part, OpenOptions::new().write(true)).map_err(cannot)?;
+        if !locked(&file) {
+            return Err(Failure::new(FailureKind::InUse(part)));
+        }
         file.seek(SeekFrom::End(0)).map_err(cannot)?;
         let have = match (&meta.ranges, meta.total) {
             (None, _) => len,
@@ -326,7 +329,9 @@ impl Fetcher<'_> {
         for _ in 0..100 {
             let part = naming::part_path(&path);
             match create_part(&path, &part)? {
-                Ok(file) => return Ok((path, part, file)),
+                Ok(file) if locked(&file) => return Ok((path, part, file)),
+                // Taken up between the create and the lock by a `-c` run beside this one: that run's now.
+                Ok(_) => path = self.namer.reserve(name),
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                     path = self.namer.reserve(name);
                 }
@@ -404,6 +409,24 @@ fn create_part(path: &Path, part: &Path) -> Result<io::Result<File>, Failure> {
         }
         other => Ok(other),
     }
+}
+
+/// Takes the part file's lock, held as long as the file is open (through the rename into place,
+/// see `finish`): whether it is ours. Another fetchpar run on the same folder with `-c` would
+/// otherwise take up a part this one is writing, and the two would join their bytes into one
+/// file. A file system without such locks is written to as before.
+#[cfg(unix)]
+fn locked(file: &File) -> bool {
+    use std::os::fd::AsRawFd;
+    // std's `File::try_lock` is this same call, from Rust 1.89 (the crate builds on 1.85).
+    // SAFETY: a descriptor the `File` owns; the lock goes when the file is closed.
+    let taken = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
+    taken || io::Error::last_os_error().raw_os_error() != Some(libc::EWOULDBLOCK)
+}
+
+#[cfg(not(unix))]
+fn locked(_: &File) -> bool {
+    true
 }
 
 /// A list line may name sub-folders of the output directory (`isos/b.iso`); if one of those

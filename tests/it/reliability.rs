@@ -1597,3 +1597,35 @@ fn an_interrupted_part_without_a_validator_is_not_promised_a_resume() {
     );
     assert!(part.exists());
 }
+
+/// Two runs on one folder: a `-c` run started beside one still writing a part leaves that part
+/// to it. (A reviewer's two `-c` runs joined their bytes into one file, mixed from two versions
+/// of the server's, and the first said "saved".)
+#[test]
+fn a_part_being_written_by_another_run_is_left_to_it() {
+    let data = body(100_000, 4);
+    let served = data.clone();
+    let server = serve(move |_| {
+        Reply::file(served.clone())
+            .with_header("ETag", "\"v1\"")
+            .with_fault(Fault::StallAfter(70_000, Duration::from_secs(30)))
+    });
+    let sandbox = Sandbox::new();
+    let url = server.url("/big.bin");
+    let first = sandbox.spawn(&["--timeout", "60", "--progress", "none", &url]);
+    let part = sandbox.out().join("big.bin.part");
+    wait_for_len(&part, 70_000);
+    wait_for_len(&sandbox.out().join("big.bin.part.meta"), 1);
+    let (code, _, stderr) = sandbox.run(&["-c", "--progress", "none", &url]);
+    assert_eq!(code, 1, "{stderr:#?}");
+    let expected = format!(
+        "fetchpar: {url}: {} is being written by another download (another fetchpar run?); \
+         left untouched",
+        part.display()
+    );
+    assert!(stderr.contains(&expected), "{expected}\n{stderr:#?}");
+    sigint(first.id());
+    assert_eq!(finish(first).status.code(), Some(130));
+    // The first run's part holds its own bytes, none of the second's.
+    assert_eq!(std::fs::read(&part).unwrap(), data[..70_000]);
+}
