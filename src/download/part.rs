@@ -196,8 +196,16 @@ impl Transfer {
 
     /// After `--split` pieces ran: the part's genuine bytes are the ranges `done`. Until they
     /// are the whole file the sidecar lists them; if it cannot, the part is cut back to its
-    /// contiguous prefix, which needs no list.
+    /// contiguous prefix, which needs no list, unless that would cut bytes our sidecar on disk
+    /// lists: then that sidecar stands.
     pub(super) fn record_ranges(&mut self, done: Done) {
+        // What the sidecar on disk lists now, if it is ours: still true of the part whatever
+        // this run wrote into its gaps.
+        let listed = self
+            .meta
+            .as_ref()
+            .and_then(|meta| meta.ranges.clone())
+            .filter(|_| self.meta_saved && self.meta_owned);
         self.have = done.iter().map(|(start, end)| end - start).sum();
         let whole = self.total.is_some_and(|total| done == [(0, total)]);
         let prefix = done.first().filter(|r| r.0 == 0).map_or(0, |r| r.1);
@@ -205,6 +213,16 @@ impl Transfer {
             meta.ranges = (!whole).then_some(done);
         }
         if whole || self.rewrite_meta() {
+            return;
+        }
+        // The disk is full, say. Cutting back to the prefix would destroy listed bytes past
+        // it, which were there before this run: the old sidecar stands, and only what this
+        // run added goes uncounted.
+        if let Some(listed) = listed.filter(|l| l.last().is_some_and(|r| r.1 > prefix)) {
+            self.have = listed.iter().map(|(start, end)| end - start).sum();
+            if let Some(meta) = self.meta.as_mut() {
+                meta.ranges = Some(listed);
+            }
             return;
         }
         if let Some(meta) = self.meta.as_mut() {
@@ -449,4 +467,36 @@ fn refuse_linked_folders(dir: &Path, path: &Path) -> Result<(), Failure> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A resumed sparse part whose new sidecar cannot be written (a folder stands where it
+    /// goes; in life, a full disk): the bytes its old sidecar listed stay, counted as before.
+    /// They used to be cut back to the first range, the sidecar removed (a reviewer lost three
+    /// of four `--split` pieces to a full disk that way).
+    #[test]
+    fn a_sidecar_that_cannot_be_rewritten_cuts_no_listed_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = url::Url::parse("http://127.0.0.1:9/x.bin").unwrap();
+        let path = dir.path().join("x.bin");
+        let part = naming::part_path(&path);
+        fs::write(&part, vec![7u8; 1000]).unwrap();
+        let headers = reqwest::header::HeaderMap::new();
+        let mut meta = PartMeta::from_response(url.to_string(), &headers, Some(1000));
+        meta.ranges = Some(vec![(0, 100), (500, 600)]);
+        meta.save(&part, false).unwrap();
+        let mut t = Transfer::new("x.bin".into(), false, &url);
+        t.reopen(path, meta, 1000).unwrap();
+        let sidecar = sidecar::meta_path(&part);
+        fs::remove_file(&sidecar).unwrap();
+        fs::create_dir(&sidecar).unwrap();
+        t.record_ranges(vec![(0, 300), (500, 600)]);
+        assert_eq!(t.have, 200);
+        let ranges = t.meta.as_ref().and_then(|m| m.ranges.clone());
+        assert_eq!(ranges, Some(vec![(0, 100), (500, 600)]));
+        assert_eq!(fs::metadata(&part).unwrap().len(), 1000);
+    }
 }
