@@ -497,6 +497,12 @@ pub(crate) fn output_path(raw: &str, url: &Url) -> Result<String, String> {
     if raw.ends_with(['/', '\\']) || path.is_empty() {
         return Ok(join(&path, &naming::from_url(url)));
     }
+    if naming::looks_like_ours(&path) {
+        return Err(format!(
+            "output path {raw} ends in .part or .part.meta, which fetchpar keeps for its \
+             unfinished downloads: choose another name"
+        ));
+    }
     Ok(path)
 }
 
@@ -712,7 +718,7 @@ mod tests {
         // (line, primary URL or error, mirrors, output)
         type Want =
             Result<(&'static str, &'static [&'static str], Option<&'static str>), &'static str>;
-        let cases: [(&str, Want); 9] = [
+        let cases: [(&str, Want); 11] = [
             ("http://h/a", Ok(("http://h/a", &[], None))),
             (
                 "http://h/a out.bin",
@@ -740,6 +746,14 @@ mod tests {
                 Err("none of these URLs is http or https"),
             ),
             ("http://h/a C:\\x", Err("absolute")),
+            (
+                "http://h/a big.bin.part",
+                Err("keeps for its unfinished downloads"),
+            ),
+            (
+                "http://h/a d/x.Part.Meta",
+                Err("keeps for its unfinished downloads"),
+            ),
         ];
         for (line, want) in cases {
             let (got, _) = parse_line_with_mirrors(line, Origin::Line(1));

@@ -49,7 +49,23 @@ pub(crate) fn sanitize(raw: &str) -> String {
     if name.is_empty() || name.chars().all(|c| c == '.') {
         return "index.html".to_string();
     }
+    if looks_like_ours(name) {
+        return format!("{name}_");
+    }
     name.to_string()
+}
+
+/// Endings of fetchpar's own files beside a download (see [`family`]). A saved file must never
+/// pass for one: a server that names its files `x.bin.part` and `x.bin.part.meta` (a forged
+/// sidecar naming another server's URL) would have a later `-c` join that server's bytes onto
+/// its own.
+const OWN_ENDINGS: [&str; 2] = [".part", ".part.meta"];
+
+/// Whether `name` ends like one of fetchpar's own files (in any case, for file systems that
+/// ignore it).
+pub(crate) fn looks_like_ours(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    OWN_ENDINGS.iter().any(|ending| lower.ends_with(ending))
 }
 
 /// Bidi controls, other invisible format characters and the Unicode line separators, which
@@ -421,6 +437,15 @@ mod tests {
         assert_eq!(name("http://h/a%0Ab"), "a_b");
         assert_eq!(sanitize(" .. "), "index.html");
         assert_eq!(sanitize("."), "index.html");
+    }
+
+    #[test]
+    fn names_of_our_own_files_are_never_given_to_a_download() {
+        assert_eq!(name("http://h/big.bin.part"), "big.bin.part_");
+        assert_eq!(name("http://h/big.bin.part.meta"), "big.bin.part.meta_");
+        assert_eq!(sanitize("X.PART"), "X.PART_");
+        assert_eq!(sanitize("notes.partial"), "notes.partial");
+        assert_eq!(sanitize("a.part1.rar"), "a.part1.rar");
     }
 
     #[test]

@@ -647,6 +647,33 @@ fn content_disposition_names_are_made_safe() {
     assert_eq!(plain.files(), one(&[("0", &body(1000, 0))]));
 }
 
+/// A server cannot plant a part and its sidecar: the files it names `x.part` and `x.part.meta`
+/// (by URL, or by Content-Disposition) are saved under other names, so a later `-c` of `x`
+/// never takes them for its own download to resume (a reviewer's forged pair had `-c` save
+/// the planted bytes ahead of the real server's).
+#[test]
+fn a_server_cannot_name_its_files_like_a_part_and_its_sidecar() {
+    let planted = body(2000, 9);
+    let served = planted.clone();
+    let server = serve(move |req| match req.path() {
+        "/cd" => Reply::file(served.clone()).with_header(
+            "Content-Disposition",
+            "attachment; filename=\"big.bin.part.meta\"",
+        ),
+        _ => Reply::file(served.clone()),
+    });
+    let sandbox = Sandbox::new();
+    let (a, b) = (server.url("/big.bin.part"), server.url("/cd"));
+    let (code, _, stderr) = sandbox.run(&["--content-disposition", "--progress", "none", &a, &b]);
+    assert_eq!(code, 0, "{stderr:#?}");
+    let names: Vec<String> = sandbox.files().into_keys().collect();
+    assert_eq!(
+        names,
+        ["big.bin.part.meta_", "big.bin.part_"],
+        "{stderr:#?}"
+    );
+}
+
 #[test]
 fn continue_with_content_disposition_keeps_a_name_the_server_agrees_with() {
     // -c reserves the URL's name to look for an earlier part; a server proposing that very
@@ -836,9 +863,10 @@ fn urls_named_like_each_others_part_and_sidecar_files_keep_both() {
     assert_eq!(code, 0, "{stderr:#?}");
     assert_eq!(
         sandbox.files(),
+        // A saved file never ends like a part or a sidecar: it takes a '_'.
         one(&[
-            ("f.part.meta", &body(3000, "/a/f.part.meta".len() as u8)),
-            ("f.1", &body(3000, "/b/f".len() as u8)),
+            ("f.part.meta_", &body(3000, "/a/f.part.meta".len() as u8)),
+            ("f", &body(3000, "/b/f".len() as u8)),
         ])
     );
 
@@ -850,8 +878,8 @@ fn urls_named_like_each_others_part_and_sidecar_files_keep_both() {
     assert_eq!(
         sandbox.files(),
         one(&[
-            ("x.part", &body(3000, "/a/x.part".len() as u8)),
-            ("x.1", &body(3000, "/b/x".len() as u8)),
+            ("x.part_", &body(3000, "/a/x.part".len() as u8)),
+            ("x", &body(3000, "/b/x".len() as u8)),
         ])
     );
 }
