@@ -290,6 +290,11 @@ impl Inputs {
             let bad = invalid(origin, &shown, "line is not valid UTF-8".into());
             return self.push_after_flush(Item::Invalid(bad));
         };
+        // A byte-order mark, which Windows editors put first, is not part of the URL.
+        let raw = match self.line_no {
+            1 => raw.strip_prefix('\u{FEFF}').unwrap_or(raw),
+            _ => raw,
+        };
         let text = raw.trim();
         if text.is_empty() || text.starts_with('#') {
             return;
@@ -474,6 +479,10 @@ fn parse_line(text: &str, origin: Origin) -> std::result::Result<Entry, Invalid>
         return parse(text, origin);
     };
     let output = rest.trim();
+    // `URL  # a note`: a comment, not a file named `# a note` (`./#x` names such a file).
+    if output.starts_with('#') {
+        return parse(url_text, origin);
+    }
     if let Some(reason) = control_char(output) {
         return Err(invalid(origin, text, format!("output path {reason}")));
     }
@@ -542,7 +551,7 @@ pub(crate) fn control_char(text: &str) -> Option<String> {
     Some(if c == '\0' {
         "contains a NUL byte".to_string()
     } else {
-        format!("contains control character {:?}", c)
+        format!("contains a control character (U+{:04X})", u32::from(c))
     })
 }
 
@@ -613,6 +622,16 @@ mod tests {
             Item::Invalid(invalid) => invalid,
             other => panic!("expected an invalid line, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_byte_order_mark_and_a_comment_after_the_url_are_not_part_of_the_line() {
+        let got =
+            items("\u{FEFF}http://h/a\nhttp://h/b   # the second\nhttp://h/c ./#x".as_bytes());
+        let urls: Vec<&str> = got.iter().map(|i| ok(i).url.as_str()).collect();
+        assert_eq!(urls, ["http://h/a", "http://h/b", "http://h/c"]);
+        let outputs: Vec<Option<&str>> = got.iter().map(|i| ok(i).output.as_deref()).collect();
+        assert_eq!(outputs, [None, None, Some("#x")]);
     }
 
     #[test]

@@ -129,7 +129,11 @@ mod tests {
     #[test]
     fn checks_option_values() {
         let cases: [(&str, &str, Result<&str, &str>); 11] = [
-            ("out", "a\u{1b}[2J", Err("out contains control character")),
+            (
+                "out",
+                "a\u{1b}[2J",
+                Err("out contains a control character (U+001B)"),
+            ),
             ("dir", "a\0b", Err("dir contains a NUL byte")),
             ("out", "a.bin", Ok("Out")),
             ("out", "sub/a.bin", Ok("Out")),

@@ -41,6 +41,11 @@ impl SumFile {
             let text = std::str::from_utf8(&line)
                 .map_err(|_| format!("line {line_no}: not valid UTF-8"))?
                 .trim_end_matches('\r');
+            // A byte-order mark, which Windows editors put first, is not part of the digest.
+            let text = match line_no {
+                1 => text.strip_prefix('\u{FEFF}').unwrap_or(text),
+                _ => text,
+            };
             if text.trim().is_empty() || text.starts_with('#') {
                 continue;
             }
@@ -197,6 +202,14 @@ mod tests {
     const SHA256: &str = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
     const SHA1: &str = "a9993e364706816aba3e25717850c26c9cd0d89d";
     const MD5: &str = "900150983cd24fb0d6963f7d28e17f72";
+
+    #[test]
+    fn a_byte_order_mark_before_the_first_digest_is_not_part_of_it() {
+        let text = format!("\u{FEFF}{SHA256}  a.bin\n{MD5}  b.bin\n");
+        let sums = SumFile::read(text.as_bytes()).unwrap();
+        assert_eq!(sums.len(), 2);
+        assert!(sums.get("a.bin").is_some());
+    }
 
     #[test]
     fn reads_every_line_form() {
