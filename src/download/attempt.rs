@@ -245,7 +245,13 @@ impl Fetcher<'_> {
         match self.classify_sized(url, facts.clone(), disk) {
             Decision::Append { total } => t.total = total,
             Decision::Whole { total } => {
-                t.ranges_ignored |= ask.resuming && no_ranges;
+                // Other validators say the file changed; the same ones, that the server would
+                // not send the range after all.
+                let changed = meta
+                    .as_ref()
+                    .is_some_and(|m| !m.same_validators(&facts.validators));
+                t.ranges_ignored |= ask.resuming && (no_ranges || !changed);
+                t.changed |= ask.resuming && !no_ranges && changed;
                 t.have = 0;
                 t.earlier = 0;
                 t.total = total;

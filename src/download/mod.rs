@@ -236,6 +236,9 @@ impl Fetcher<'_> {
             if std::mem::take(&mut t.ranges_ignored) {
                 run.notes.push(Note::RangesIgnored);
             }
+            if std::mem::take(&mut t.changed) {
+                run.notes.push(Note::Changed);
+            }
             let failure = match done.and_then(|status| self.verified(&mut t, status)) {
                 Ok(status) => return self.finish(t, status, source, &mut run.notes),
                 Err(failure) => failure,

@@ -46,6 +46,9 @@ pub(crate) enum Note {
     /// `-c` (or a retry) asked for the rest and the server, without range support, sent the
     /// whole file: the bytes already there were downloaded again.
     RangesIgnored,
+    /// A resume (`-c`, or a retry) was answered with the whole file, its `If-Range` validator
+    /// being out of date: the file changed on the server, and came again from zero.
+    Changed,
     /// `-c`: the file under this name is another one (the server's answer does not fit it, or
     /// its digest is not the expected one); it is left alone and the URL goes to the next free
     /// name (downloaded there, or found complete there by an earlier run).

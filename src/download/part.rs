@@ -49,6 +49,9 @@ pub(super) struct Transfer {
     /// The server answered a request for the rest with the whole file, not announcing range
     /// support: the bytes on disk were dropped (noted once, see [`super::Note::RangesIgnored`]).
     pub(crate) ranges_ignored: bool,
+    /// A resume was answered with the whole file because its validator no longer matched: the
+    /// file changed on the server (noted, see [`super::Note::Changed`]).
+    pub(crate) changed: bool,
     /// No `--split` for this file any more: its pieces disagreed with the first response.
     pub(crate) one_stream: bool,
     /// An expected checksum of the whole file is known and checked before the rename, which
@@ -96,6 +99,7 @@ impl Transfer {
             earlier: 0,
             restarted: false,
             ranges_ignored: false,
+            changed: false,
             one_stream: false,
             proof: false,
             pieces_log: None,

@@ -264,6 +264,10 @@ impl Reporter {
                      started again from zero instead of resuming (said once)"
                 )
             }
+            Note::Changed => format!(
+                "fetchpar: {url}: note: the file changed on the server since the bytes on disk \
+                 came (another ETag or Last-Modified), so it was downloaded again from zero"
+            ),
             Note::NotTheServers(path) => format!(
                 "fetchpar: {url}: note: {} is not this URL's file: left as it is, the URL goes \
                  to the next free name",

@@ -197,6 +197,11 @@ fn a_file_changed_on_the_server_restarts_instead_of_splicing() {
     assert_eq!(code, 0, "{stderr:#?}");
     assert_eq!(sandbox.files(), one(&[("doc.bin", &new)]));
     assert_eq!(server.requests()[1].header("if-range"), Some("\"old\""));
+    let note = format!(
+        "fetchpar: {url}: note: the file changed on the server since the bytes on disk came \
+         (another ETag or Last-Modified), so it was downloaded again from zero"
+    );
+    assert!(stderr.contains(&note), "{stderr:#?}");
 }
 
 #[test]
