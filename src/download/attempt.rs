@@ -218,7 +218,13 @@ impl Fetcher<'_> {
         on_start: &mut dyn FnMut(Notice<'_>),
     ) -> Option<Attempt> {
         let code = response.status().as_u16();
-        if code == 304 && ask.since.is_some() {
+        let facts = ResponseFacts::of(response, url);
+        // The body (if any) is left unread: dropping the response drops it, and no part is made.
+        if ask
+            .since
+            .is_some_and(|since| response::still_current(&facts, since))
+        {
+            t.unchanged = true;
             return Some(Attempt::Done(code));
         }
         // The proxy's answer, not the server's: the same credentials fail the same way again.
@@ -229,7 +235,6 @@ impl Fetcher<'_> {
                 return Some(Attempt::Fail(failure));
             }
         }
-        let facts = ResponseFacts::of(response, url);
         // Without `Accept-Ranges: bytes` a whole file for a range is the server's limit, not a
         // changed file (a failed If-Range still announces ranges).
         let no_ranges = response

@@ -407,7 +407,7 @@ impl Fetcher<'_> {
         source: &Url,
         notes: &mut Vec<Note>,
     ) -> Result<Saved, Failure> {
-        if status == 304 && t.since.is_some() {
+        if t.unchanged {
             if let Some(path) = t.path.take() {
                 return Ok(Saved {
                     unchanged: true,

@@ -15,7 +15,8 @@ pub(crate) struct Saved {
     pub(crate) http_status: u16,
     /// `-c` found the file already complete and downloaded nothing.
     pub(crate) skipped: bool,
-    /// `-N`: the server said the file on disk is current (304); nothing was downloaded.
+    /// `-N`: the file on disk is current (a 304, or a 200 dated no later than it); nothing was
+    /// downloaded.
     pub(crate) unchanged: bool,
     /// The digest the file was verified against (`sha-256=HEX`), when one was expected.
     pub(crate) checksum: Option<String>,

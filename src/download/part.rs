@@ -74,6 +74,9 @@ pub(super) struct Transfer {
     pub(crate) since: Option<std::time::SystemTime>,
     /// `-N`: the download replaces the file under `path` (by rename, once complete).
     pub(crate) replace: bool,
+    /// `-N`: the server's answer leaves the file under `path` as it is (a 304, or a 200 no
+    /// newer than it): nothing was downloaded.
+    pub(crate) unchanged: bool,
 }
 
 impl Transfer {
@@ -84,6 +87,7 @@ impl Transfer {
             key: sidecar::url_key(url),
             since: None,
             replace: false,
+            unchanged: false,
             name,
             explicit,
             path: None,

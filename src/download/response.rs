@@ -253,6 +253,34 @@ pub(crate) fn classify(facts: &ResponseFacts, disk: OnDisk<'_>) -> Decision {
     }
 }
 
+/// `-N`: whether the answer to `If-Modified-Since: since` leaves the file on disk as it is. A
+/// 304 says so; so does a 200 whose `Last-Modified` is not later than `since`, from a server
+/// that does not compare dates the way the header asks (nginx's default
+/// `if_modified_since exact` answers 200 whenever they differ, older too), which would
+/// otherwise replace a newer file with an older one. Whole seconds, as HTTP dates have. A 200
+/// without a readable `Last-Modified` cannot tell: it replaces the file.
+pub(crate) fn still_current(facts: &ResponseFacts, since: SystemTime) -> bool {
+    let secs = |t: SystemTime| {
+        t.duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+    };
+    let served = facts
+        .validators
+        .last_modified
+        .as_deref()
+        .and_then(|d| httpdate::parse_http_date(d).ok());
+    match (facts.status, served) {
+        (304, _) => true,
+        (200, Some(served)) => match (secs(served), secs(since)) {
+            (Ok(served), Ok(local)) => served <= local,
+            // A file on disk dated before 1970 is older than anything a server can date.
+            (Ok(_), Err(_)) => false,
+            (Err(_), _) => true,
+        },
+        _ => false,
+    }
+}
+
 /// The size of the file as learnt from an answer to `Range: bytes=0-0` (its `Content-Range`
 /// total) or from a 200 or a HEAD (its `Content-Length`); `None` if it does not say.
 pub(crate) fn size_of(facts: &ResponseFacts) -> Option<u64> {
@@ -533,5 +561,36 @@ mod tests {
         assert_eq!(size_of(&f(200, None, Some(500))), Some(500));
         assert_eq!(size_of(&f(200, None, None)), None);
         assert_eq!(size_of(&f(404, None, Some(9))), None);
+    }
+
+    #[test]
+    fn a_file_stays_current_unless_the_server_dates_its_own_later() {
+        let local = httpdate::parse_http_date("Sat, 01 Jun 2024 12:00:00 GMT").unwrap();
+        // Within that second: HTTP dates have no fractions.
+        let since = local + Duration::from_millis(700);
+        let f = |status, date: Option<&str>| ResponseFacts {
+            status,
+            validators: meta(None, date, None),
+            ..ResponseFacts::default()
+        };
+        #[rustfmt::skip]
+        let table = [
+            (f(304, None), true),
+            (f(200, Some("Sun, 01 Jan 2023 12:00:00 GMT")), true),
+            (f(200, Some("Sat, 01 Jun 2024 12:00:00 GMT")), true),
+            (f(200, Some("Sat, 01 Jun 2024 12:00:01 GMT")), false),
+            (f(200, None), false),
+            (f(200, Some("not a date")), false),
+            // Another success is not the answer to the question: it is downloaded as usual.
+            (f(203, Some("Sun, 01 Jan 2023 12:00:00 GMT")), false),
+        ];
+        for (facts, current) in table {
+            assert_eq!(still_current(&facts, since), current, "{facts:?}");
+        }
+        let before_1970 = SystemTime::UNIX_EPOCH - Duration::from_secs(60);
+        assert!(!still_current(
+            &f(200, Some("Thu, 01 Jan 1970 00:00:00 GMT")),
+            before_1970
+        ));
     }
 }

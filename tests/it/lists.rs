@@ -464,6 +464,89 @@ fn timestamping_without_last_modified_says_once_it_cannot_tell_and_replaces() {
     assert_eq!(files["a.bin"], v.sha("a.bin"));
 }
 
+/// A server that ignores `If-Modified-Since` (as nginx's default `if_modified_since exact` does
+/// when the dates differ) and answers 200 with `date` as its `Last-Modified`.
+fn ignores_if_modified_since(data: Arc<[u8]>, date: &str) -> Server {
+    let date = date.to_string();
+    serve(move |_| Reply::file(data.clone()).with_header("Last-Modified", &date))
+}
+
+/// `name` in `dir` holding `text`, dated `date` (an HTTP date), plus half a second: the
+/// comparison is in whole seconds, as HTTP dates are.
+fn dated_file(dir: &Path, name: &str, text: &[u8], date: &str) -> std::time::SystemTime {
+    std::fs::create_dir_all(dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    let when = httpdate::parse_http_date(date).unwrap() + Duration::from_millis(500);
+    let file = std::fs::File::options().write(true).open(&path).unwrap();
+    file.set_modified(when).unwrap();
+    when
+}
+
+#[test]
+fn timestamping_keeps_a_newer_file_when_the_server_ignores_if_modified_since() {
+    let local = "Sat, 01 Jun 2024 12:00:00 GMT";
+    // Older, and the same second: neither replaces the file.
+    for served in ["Sun, 01 Jan 2023 12:00:00 GMT", local] {
+        let server = ignores_if_modified_since(body(200_000, 7), served);
+        let sandbox = Sandbox::new();
+        let when = dated_file(&sandbox.out(), "n.txt", b"mine, newer", local);
+        let url = server.url("/n.txt");
+        let (code, stdout, stderr) = sandbox.run(&["-N", "--json", &url]);
+        assert_eq!(code, 0, "{stderr:?}");
+        let recs = records(&stdout);
+        assert_eq!(recs[0]["status"], "unchanged", "{stdout:?}");
+        assert_eq!(recs[0]["http_status"], 200, "what the server sent");
+        assert_eq!(
+            recs[0]["bytes"], 0,
+            "the body is not downloaded: {stdout:?}"
+        );
+        let summary: serde_json::Value = serde_json::from_str(stdout.last().unwrap()).unwrap();
+        assert_eq!(
+            (summary["unchanged"].as_u64(), summary["saved"].as_u64()),
+            (Some(1), Some(0))
+        );
+        assert!(
+            stderr.iter().any(|l| l.contains("] unchanged ")),
+            "{stderr:?}"
+        );
+        let files = sandbox.files();
+        assert_eq!(files.len(), 1, "no part left: {files:?}");
+        assert_eq!(files["n.txt"], sha256(b"mine, newer"));
+        let path = sandbox.out().join("n.txt");
+        assert_eq!(std::fs::metadata(&path).unwrap().modified().unwrap(), when);
+        let asked = server.requests()[0]
+            .header("if-modified-since")
+            .map(str::to_string);
+        assert_eq!(asked.as_deref(), Some(local), "the file was asked about");
+    }
+}
+
+#[test]
+fn timestamping_replaces_an_older_file_when_the_server_ignores_if_modified_since() {
+    let served = "Sun, 01 Jun 2025 12:00:00 GMT";
+    let data = body(200_000, 8);
+    let server = ignores_if_modified_since(data.clone(), served);
+    let sandbox = Sandbox::new();
+    dated_file(
+        &sandbox.out(),
+        "n.txt",
+        b"mine, older",
+        "Sat, 01 Jun 2024 12:00:00 GMT",
+    );
+    let (code, stdout, stderr) = sandbox.run(&["-N", "--json", &server.url("/n.txt")]);
+    assert_eq!(code, 0, "{stderr:?}");
+    assert_eq!(records(&stdout)[0]["status"], "saved", "{stdout:?}");
+    let files = sandbox.files();
+    assert_eq!(files.len(), 1, "replaced by rename, no copies: {files:?}");
+    assert_eq!(files["n.txt"], sha256(&data));
+    let mtime = std::fs::metadata(sandbox.out().join("n.txt"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    assert_eq!(mtime, httpdate::parse_http_date(served).unwrap());
+}
+
 #[test]
 fn skip_existing_trusts_the_file_on_disk_without_a_request() {
     let server = serve(|_| Reply::file(b"new".to_vec()));
