@@ -1,7 +1,8 @@
 //! `-c` against real servers that answer range probes their own way: Apache (a bare 416, no
-//! `Content-Range`) and `python3 -m http.server` (ignores `Range`). Each test starts its own
-//! server on 127.0.0.1, stops it by PID, and is skipped, saying so, where the program is missing
-//! (CI: `apt-get install apache2`).
+//! `Content-Range`) and `python3 -m http.server` (ignores `Range`); `-N` against nginx, which
+//! answers 200 to an `If-Modified-Since` that differs from its file's date either way. Each test
+//! starts its own server on 127.0.0.1, stops it by PID, and is skipped, saying so, where the
+//! program is missing (CI: `apt-get install apache2 nginx-light`).
 
 use std::collections::BTreeMap;
 use std::process::Stdio;
@@ -125,6 +126,108 @@ fn apache(root: &std::path::Path, www: &std::path::Path) -> (Real, u16) {
         let _ = server.0.kill();
     }
     panic!("apache2 did not start");
+}
+
+/// nginx in the foreground on a free 127.0.0.1 port, serving `www` with its defaults
+/// (`if_modified_since exact` among them), with a configuration of its own in `root` and an
+/// access log of each request's status and `If-Modified-Since` in `root/access.log`.
+fn nginx(root: &std::path::Path, www: &std::path::Path) -> (Real, u16) {
+    let is_root = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+    // Workers run as the user who starts nginx; as root nginx would switch to nobody.
+    let user = if is_root { "user root;" } else { "" };
+    for _ in 0..5 {
+        let port = free_port();
+        let r = root.display();
+        let conf = root.join("nginx.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "{user}\nworker_processes 1;\npid {r}/nginx.pid;\nerror_log {r}/error.log;\n\
+                 events {{ worker_connections 64; }}\nhttp {{\n\
+                 log_format ims '$status $http_if_modified_since';\n\
+                 access_log {r}/access.log ims;\n\
+                 client_body_temp_path {r}/tmp; proxy_temp_path {r}/tmp;\n\
+                 fastcgi_temp_path {r}/tmp; uwsgi_temp_path {r}/tmp; scgi_temp_path {r}/tmp;\n\
+                 server {{ listen 127.0.0.1:{port}; root {www}; }}\n}}\n",
+                www = www.display(),
+            ),
+        )
+        .unwrap();
+        let child = std::process::Command::new("nginx")
+            .arg("-c")
+            .arg(&conf)
+            .args(["-g", "daemon off; master_process off;"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut server = Real(child);
+        if accepting(port) && server.0.try_wait().unwrap().is_none() {
+            return (server, port);
+        }
+        // The port was taken meanwhile: another one.
+        let _ = server.0.kill();
+    }
+    panic!("nginx did not start");
+}
+
+/// `path` (with its modification time `date`, an HTTP date) holding `bytes`.
+fn dated(path: &std::path::Path, bytes: &[u8], date: &str) -> std::time::SystemTime {
+    std::fs::write(path, bytes).unwrap();
+    let when = httpdate::parse_http_date(date).unwrap();
+    let file = std::fs::File::options().write(true).open(path).unwrap();
+    file.set_modified(when).unwrap();
+    when
+}
+
+/// The lines of the log at `path` once it has at least one (nginx writes a request's line as
+/// it ends; a hang guard, not a timing check).
+fn logged(path: &std::path::Path) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if !text.is_empty() || Instant::now() > deadline {
+            return text.lines().map(str::to_string).collect();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// nginx's default `if_modified_since exact` answers 200, not 304, to a date later than its
+/// file's: `-N` compares the dates itself (as wget does) and keeps the newer file on disk.
+#[test]
+fn timestamping_against_real_nginx_keeps_a_newer_local_file() {
+    if !installed("nginx", "-v", "nginx-light") {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let www = root.path().join("www");
+    std::fs::create_dir_all(root.path().join("tmp")).unwrap();
+    std::fs::create_dir(&www).unwrap();
+    dated(
+        &www.join("n.txt"),
+        &body(100_000, 51),
+        "Sun, 01 Jan 2023 12:00:00 GMT",
+    );
+    let (_nginx, port) = nginx(root.path(), &www);
+    let sandbox = Sandbox::new();
+    std::fs::create_dir(sandbox.out()).unwrap();
+    let local = sandbox.out().join("n.txt");
+    let newer = "Sat, 01 Jun 2024 12:00:00 GMT";
+    let when = dated(&local, b"the newer local copy", newer);
+    let url = format!("http://127.0.0.1:{port}/n.txt");
+    let (code, stdout, stderr) = sandbox.run(&["-N", "--json", &url]);
+    assert_eq!(code, 0, "{stderr:#?}");
+    let record: serde_json::Value = serde_json::from_str(&stdout[0]).unwrap();
+    assert_eq!(record["status"], "unchanged", "{stdout:#?}");
+    assert_eq!(sandbox.files(), one(&[("n.txt", b"the newer local copy")]));
+    assert_eq!(std::fs::metadata(&local).unwrap().modified().unwrap(), when);
+    // The case this is about: nginx was asked, and ignored the question.
+    let log = logged(&root.path().join("access.log"));
+    assert_eq!(log, [format!("200 {newer}")]);
 }
 
 /// Downloads `url` once, then `-c` twice: the complete file is recognised each time and never
