@@ -134,7 +134,11 @@ impl Fetcher<'_> {
     fn request_for(&self, url: &Url, ask: &Ask) -> transport::RequestBuilder<'_> {
         let request = self.client.get(url.clone());
         if let Some(since) = ask.since {
-            return request.header(IF_MODIFIED_SINCE, httpdate::fmt_http_date(since));
+            // A time HTTP cannot write asks nothing: the answer is a 200, whose date decides.
+            return match http_date(since) {
+                Some(date) => request.header(IF_MODIFIED_SINCE, date),
+                None => request,
+            };
         }
         if ask.from == 0 {
             return request;
@@ -449,6 +453,14 @@ impl Fetcher<'_> {
     }
 }
 
+/// `when` as an HTTP date, if it has one: from 1970 to the end of year 9999 (`httpdate` panics
+/// outside that, and a file's time can be anything `touch -d` sets).
+fn http_date(when: std::time::SystemTime) -> Option<String> {
+    const YEAR_10000: u64 = 253_402_300_800;
+    let secs = when.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs();
+    (secs < YEAR_10000).then(|| httpdate::fmt_http_date(when))
+}
+
 /// What one attempt asks the server for.
 struct Ask {
     /// Resuming the bytes on disk (a validator, or an expected digest, can vouch for them).
@@ -485,5 +497,30 @@ impl Ask {
             if_range,
             since: t.since.filter(|_| from == 0),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use super::http_date;
+
+    #[test]
+    fn only_times_http_can_write_become_dates() {
+        let day = Duration::from_secs(86_400);
+        assert_eq!(
+            http_date(UNIX_EPOCH + day).as_deref(),
+            Some("Fri, 02 Jan 1970 00:00:00 GMT")
+        );
+        assert_eq!(http_date(UNIX_EPOCH - day), None);
+        assert_eq!(
+            http_date(UNIX_EPOCH + Duration::from_secs(253_402_300_799)).as_deref(),
+            Some("Fri, 31 Dec 9999 23:59:59 GMT")
+        );
+        assert_eq!(
+            http_date(UNIX_EPOCH + Duration::from_secs(253_402_300_800)),
+            None
+        );
     }
 }

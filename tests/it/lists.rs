@@ -547,6 +547,30 @@ fn timestamping_replaces_an_older_file_when_the_server_ignores_if_modified_since
     assert_eq!(mtime, httpdate::parse_http_date(served).unwrap());
 }
 
+/// A file dated before 1970 (as `touch -d 1960-01-01` makes) has no HTTP date: it is not asked
+/// about, and the server's dated copy, later than it, replaces it. Before, the worker panicked.
+#[test]
+fn timestamping_replaces_a_file_dated_before_1970_without_asking() {
+    let data = body(5_000, 9);
+    let server = ignores_if_modified_since(data.clone(), "Sun, 01 Jan 2023 12:00:00 GMT");
+    let sandbox = Sandbox::new();
+    std::fs::create_dir_all(sandbox.out()).unwrap();
+    let path = sandbox.out().join("n.txt");
+    std::fs::write(&path, b"from the sixties").unwrap();
+    let when = std::time::UNIX_EPOCH - Duration::from_secs(10 * 365 * 86_400);
+    let file = std::fs::File::options().write(true).open(&path).unwrap();
+    file.set_modified(when).unwrap();
+    drop(file);
+    let (code, stdout, stderr) = sandbox.run(&["-N", "--json", &server.url("/n.txt")]);
+    assert_eq!(code, 0, "{stderr:?}");
+    assert_eq!(records(&stdout)[0]["status"], "saved", "{stdout:?}");
+    assert_eq!(
+        sandbox.files(),
+        BTreeMap::from([("n.txt".to_string(), sha256(&data))])
+    );
+    assert_eq!(server.requests()[0].header("if-modified-since"), None);
+}
+
 #[test]
 fn skip_existing_trusts_the_file_on_disk_without_a_request() {
     let server = serve(|_| Reply::file(b"new".to_vec()));
