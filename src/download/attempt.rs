@@ -365,6 +365,7 @@ impl Fetcher<'_> {
                 // time.
                 if e.is_redirect()
                     || e.is_builder()
+                    || failure::malformed(&e)
                     || crate::tls::describe(&e).is_some()
                     || crate::proxy::refused(&e, proxies)
                 {

@@ -300,6 +300,9 @@ fn describe_plain(err: &reqwest::Error, timeout: Duration) -> String {
     if err.is_redirect() {
         return root_message(err);
     }
+    if malformed(err) {
+        return format!("malformed response from the server ({})", root_message(err));
+    }
     if err.is_connect() {
         if err.is_timeout() {
             return "could not connect: timed out".into();
@@ -316,6 +319,16 @@ fn describe_plain(err: &reqwest::Error, timeout: Duration) -> String {
         Some(io::ErrorKind::ConnectionReset) => "connection reset before the response".into(),
         _ => root_message(err),
     }
+}
+
+/// Whether the server's response could not be read as HTTP at all (a garbage status line, a
+/// line break inside a header, two `Content-Length`s that differ): the next try would get the
+/// same, so it is not retried (curl does not either).
+pub(crate) fn malformed(err: &reqwest::Error) -> bool {
+    chain(err).any(|e| {
+        e.downcast_ref::<hyper::Error>()
+            .is_some_and(hyper::Error::is_parse)
+    })
 }
 
 /// What a request that got no response says about its host (see [`crate::hosts`]), if anything;

@@ -1662,3 +1662,34 @@ fn a_part_being_written_by_another_run_is_left_to_it() {
     // The first run's part holds its own bytes, none of the second's.
     assert_eq!(std::fs::read(&part).unwrap(), data[..70_000]);
 }
+
+/// A response that cannot be read as HTTP (here two `Content-Length`s that differ) is not
+/// retried: the next try would get the same, and curl does not retry one either. It fails at
+/// once, in words that say so (a reviewer saw four connections and six seconds per URL).
+#[test]
+fn a_malformed_response_is_not_retried() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = Arc::new(AtomicUsize::new(0));
+    let counted = seen.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            counted.fetch_add(1, Ordering::SeqCst);
+            let mut request = [0u8; 4096];
+            let _ = std::io::Read::read(&mut stream, &mut request);
+            let reply = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 7\r\n\r\nhello";
+            let _ = std::io::Write::write_all(&mut stream, reply);
+        }
+    });
+    let url = format!("http://127.0.0.1:{port}/bad.bin");
+    let sandbox = Sandbox::new();
+    let (code, _, stderr) = sandbox.run(&[&url, "--progress", "none"]);
+    assert_eq!(code, 1, "{stderr:#?}");
+    let line = error_line(&stderr, &url);
+    assert!(
+        line.contains(": malformed response from the server (") && !line.contains("retries"),
+        "{line}"
+    );
+    assert_eq!(seen.load(Ordering::SeqCst), 1, "{stderr:#?}");
+}
