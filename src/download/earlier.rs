@@ -188,6 +188,8 @@ impl Fetcher<'_> {
         run: &mut Run<'_, '_>,
     ) -> Result<Option<(PathBuf, Option<String>)>, Failure> {
         loop {
+            // Parts passed over, not this URL's to resume: said, or `-c` would seem to ignore them.
+            let mut passed = Vec::new();
             let (path, found) = self.namer.reserve_by(&t.name, |path| {
                 let [_, part, meta] = naming::family(path);
                 if safefs::occupied(&part) || safefs::occupied(&meta) {
@@ -195,15 +197,19 @@ impl Fetcher<'_> {
                         return Some(Found::Leftover);
                     }
                     // Only our own part file for this same URL: never splice another URL's bytes.
-                    let meta = PartMeta::load(&part).filter(|m| m.is_for(url))?;
-                    let have = safefs::regular_len(&part)?;
-                    Some(Found::Part(meta, have))
+                    let ours = PartMeta::load(&part).filter(|m| m.is_for(url));
+                    let found = ours.zip(safefs::regular_len(&part));
+                    if found.is_none() && safefs::occupied(&part) {
+                        passed.push(part);
+                    }
+                    found.map(|(meta, have)| Found::Part(meta, have))
                 } else if safefs::occupied(path) {
                     safefs::regular_len(path).map(Found::Existing)
                 } else {
                     Some(Found::Fresh)
                 }
             });
+            run.notes.extend(passed.into_iter().map(Note::OthersPart));
             match found {
                 Found::Existing(_) if self.settings.skip_existing => {
                     let sum = self.trusted(t, &path)?;

@@ -54,6 +54,9 @@ pub(crate) enum Note {
     /// its digest is not the expected one); it is left alone and the URL goes to the next free
     /// name (downloaded there, or found complete there by an earlier run).
     NotTheServers(std::path::PathBuf),
+    /// `-c`: this `.part` has no sidecar naming this URL (another URL's, or one left without
+    /// its sidecar), so it is not resumed: it is left alone and the URL goes to the next name.
+    OthersPart(std::path::PathBuf),
 }
 
 /// What one download came to; `bytes` counts body bytes received, whatever the outcome.

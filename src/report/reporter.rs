@@ -268,6 +268,11 @@ impl Reporter {
                 "fetchpar: {url}: note: the file changed on the server since the bytes on disk \
                  came (another ETag or Last-Modified), so it was downloaded again from zero"
             ),
+            Note::OthersPart(part) => format!(
+                "fetchpar: {url}: note: {} has no sidecar naming this URL, so it is not resumed: \
+                 left as it is, the URL goes to the next free name",
+                part.display()
+            ),
             Note::NotTheServers(path) => format!(
                 "fetchpar: {url}: note: {} is not this URL's file: left as it is, the URL goes \
                  to the next free name",

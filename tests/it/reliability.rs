@@ -1693,3 +1693,30 @@ fn a_malformed_response_is_not_retried() {
     );
     assert_eq!(seen.load(Ordering::SeqCst), 1, "{stderr:#?}");
 }
+
+/// `-c` beside a `.part` without a sidecar naming the URL (left by another program, or by a
+/// run killed before it wrote one): the part is left as it is, the URL goes to the next name,
+/// and a note says why, where `-c` used to seem to ignore the part.
+#[test]
+fn continue_says_why_it_passes_over_a_part_it_cannot_resume() {
+    let data = body(3000, 12);
+    let served = data.clone();
+    let server = serve(move |_| Reply::file(served.clone()).with_header("ETag", "\"v1\""));
+    let sandbox = Sandbox::new();
+    std::fs::create_dir_all(sandbox.out()).unwrap();
+    let part = sandbox.out().join("p.bin.part");
+    std::fs::write(&part, b"SOMEONE ELSE'S").unwrap();
+    let url = server.url("/p.bin");
+    let (code, _, stderr) = sandbox.run(&["-c", "--progress", "none", &url]);
+    assert_eq!(code, 0, "{stderr:#?}");
+    let note = format!(
+        "fetchpar: {url}: note: {} has no sidecar naming this URL, so it is not resumed: left \
+         as it is, the URL goes to the next free name",
+        part.display()
+    );
+    assert!(stderr.contains(&note), "{note}\n{stderr:#?}");
+    assert_eq!(
+        sandbox.files(),
+        one(&[("p.bin.part", b"SOMEONE ELSE'S"), ("p.1.bin", &data)])
+    );
+}
