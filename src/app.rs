@@ -111,8 +111,9 @@ impl Flow<'_> {
     pub(crate) fn run(&self) -> Result<Ended> {
         match self.config.mode {
             Mode::Download => {
-                prepare_dir(&self.config.output_dir)?;
+                // The list first: a run that cannot read it makes no output directory.
                 let inputs = Inputs::open(self.config.urls.clone(), self.config.list.as_ref())?;
+                prepare_dir(&self.config.output_dir)?;
                 self.download(inputs)
             }
             Mode::Compare => self.compare().map(Ended::code),
@@ -213,9 +214,9 @@ impl Flow<'_> {
     }
 
     fn compare(&self) -> Result<ExitCode> {
-        prepare_dir(&self.config.output_dir)?;
         // Both passes need the same list, so this mode reads it all first.
         let inputs = Inputs::open(self.config.urls.clone(), self.config.list.as_ref())?;
+        prepare_dir(&self.config.output_dir)?;
         let Some(items) = read_all(inputs, self.cancel) else {
             self.say("fetchpar: interrupted while reading the URL list; nothing downloaded\n");
             return Ok(ExitCode::Interrupted);

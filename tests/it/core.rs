@@ -433,16 +433,14 @@ fn usage_errors_exit_2_before_any_download() {
         let assert = fetchpar()
             .args(&args)
             .arg("-o")
-            .arg(out.path())
+            .arg(out.path().join("made"))
             .arg(server.url("/x"))
             .assert()
             .code(2);
         let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
         assert!(stderr.contains(needle), "{args:?}: {stderr}");
-        assert!(
-            entries(out.path()).is_empty(),
-            "{args:?} downloaded something"
-        );
+        // Not even the output directory is made.
+        assert!(entries(out.path()).is_empty(), "{args:?} made something");
     }
     assert!(server.requests().is_empty());
     // An output "directory" that is a file.
