@@ -421,8 +421,12 @@ impl Fetcher<'_> {
                 return Attempt::Fail(with_status(kind));
             }
             Err(StreamError::Changed(why)) => {
-                // The pieces disagree with the first response: the file over one connection.
+                // The pieces disagree with the first response (a server that announces ranges
+                // and sends the whole file, say): the file over one connection, in the note.
                 t.one_stream = true;
+                if !std::mem::replace(&mut t.split_fell_back, true) {
+                    self.split.fell_back.fetch_add(1, Ordering::Relaxed);
+                }
                 return start_over(t, &why);
             }
             Err(StreamError::TooLarge) => {

@@ -754,3 +754,28 @@ fn a_file_without_a_validator_comes_over_one_connection() {
         "{stderr}"
     );
 }
+
+/// A server that announces ranges and answers every piece with the whole file: the file comes
+/// again over one connection, whole, and the run's one note counts it (a reviewer saw the
+/// fallback work without a word).
+#[test]
+fn a_server_that_announces_ranges_but_sends_whole_files_is_in_the_note() {
+    let body: Arc<[u8]> = generated_files(1, BIG, BIG).remove(0).1;
+    let served = body.clone();
+    let server = serve(move |_| {
+        Reply::file(served.clone())
+            .without_ranges()
+            .with_header("Accept-Ranges", "bytes")
+            .with_header("ETag", "\"v1\"")
+    });
+    let out = tempfile::tempdir().unwrap();
+    let assert = fetchpar()
+        .args(["--split", "4", "-o"])
+        .arg(out.path())
+        .arg(server.url("/f.bin"))
+        .assert()
+        .success();
+    assert_eq!(checksums(out.path())["f.bin"], sha256(&body));
+    let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+    assert!(stderr.contains("--split 4: 1 file "), "{stderr}");
+}
