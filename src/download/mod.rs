@@ -328,7 +328,7 @@ impl Fetcher<'_> {
                 }
             }
             let attempt = self.traced_attempt(url, t, run, polite);
-            let (mut failure, retry_after) = match attempt {
+            let (failure, retry_after) = match attempt {
                 Attempt::Done(status) => return Ok(status),
                 Attempt::Restart => continue,
                 Attempt::Fail(failure) => return Err(failure),
@@ -365,25 +365,38 @@ impl Fetcher<'_> {
                     (failure, retry_after)
                 }
             };
-            if *retries >= self.settings.retry.retries {
-                failure.reason.after_retries(*retries);
-                return Err(failure);
-            }
-            *retries += 1;
-            let wait = self
-                .settings
-                .retry
-                .wait(*retries, retry_after, fastrand::f64());
-            (run.on_start)(Notice::Retrying {
-                wait,
-                reason: &failure.reason,
-            });
-            // Others may use the host while this one waits.
-            run.lease.release();
-            if !self.pause(wait) {
-                return Err(Failure::interrupted(None));
-            }
+            self.before_retry(failure, retry_after, retries, run)?;
         }
+    }
+
+    /// After an attempt that failed: the failure for good once the retries are spent, else the
+    /// wait before the next try; `Err` on Ctrl-C too.
+    fn before_retry(
+        &self,
+        mut failure: Failure,
+        retry_after: Option<Duration>,
+        retries: &mut u32,
+        run: &mut Run<'_, '_>,
+    ) -> Result<(), Failure> {
+        if *retries >= self.settings.retry.retries {
+            failure.reason.after_retries(*retries);
+            return Err(failure);
+        }
+        *retries += 1;
+        let wait = self
+            .settings
+            .retry
+            .wait(*retries, retry_after, fastrand::f64());
+        (run.on_start)(Notice::Retrying {
+            wait,
+            reason: &failure.reason,
+        });
+        // Others may use the host while this one waits.
+        run.lease.release();
+        if !self.pause(wait) {
+            return Err(Failure::interrupted(None));
+        }
+        Ok(())
     }
 
     /// Tells the URL's host that a connect failed, and counts the attempt among the URL's own
