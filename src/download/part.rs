@@ -155,22 +155,22 @@ impl Transfer {
     }
 
     /// Ends a failed download: keeps a part file with genuine bytes (and its sidecar, so `-c`
-    /// can resume it), removes an empty one, and says which.
+    /// can resume it), removes an empty one (and a sidecar written for it), and says which.
     pub(super) fn give_up(&mut self, mut failure: Failure) -> Failure {
-        drop(self.file.take());
-        if self.have > 0 {
-            self.save_meta();
+        if self.have == 0 {
+            // Stopped between the headers and the first byte (Ctrl-C, a closed stdout, a body
+            // that never came): an empty part is no download, only clutter.
+            self.discard();
+            return failure;
         }
-        match self.part.take() {
-            Some(part) if self.have > 0 => {
-                // Resumed only with a validator to check the server's file against (see
-                // `attempt`), or a checksum to prove the joined bytes; else `-c` starts over.
-                let validated = self.meta.as_ref().is_some_and(PartMeta::has_validator);
-                failure.resumable = self.meta_owned && (validated || self.proof);
-                failure.left = Some(part);
-            }
-            Some(_) => self.discard(),
-            None => {}
+        drop(self.file.take());
+        self.save_meta();
+        if let Some(part) = self.part.take() {
+            // Resumed only with a validator to check the server's file against (see
+            // `attempt`), or a checksum to prove the joined bytes; else `-c` starts over.
+            let validated = self.meta.as_ref().is_some_and(PartMeta::has_validator);
+            failure.resumable = self.meta_owned && (validated || self.proof);
+            failure.left = Some(part);
         }
         failure
     }
@@ -506,5 +506,59 @@ mod tests {
         let ranges = t.meta.as_ref().and_then(|m| m.ranges.clone());
         assert_eq!(ranges, Some(vec![(0, 100), (500, 600)]));
         assert_eq!(fs::metadata(&part).unwrap().len(), 1000);
+    }
+
+    /// A download of `x.bin` whose part holds `bytes`, with a validator to resume by.
+    fn transfer(dir: &Path, bytes: &[u8]) -> Transfer {
+        let url = url::Url::parse("http://h/x.bin").unwrap();
+        let mut t = Transfer::new("x.bin".into(), false, &url);
+        let path = dir.join("x.bin");
+        let part = naming::part_path(&path);
+        fs::write(&part, bytes).unwrap();
+        t.file = Some(OpenOptions::new().append(true).open(&part).unwrap());
+        t.have = bytes.len() as u64;
+        t.meta = Some(PartMeta {
+            url: t.shown_url.clone(),
+            key: t.key.clone(),
+            etag: Some("\"e1\"".into()),
+            ..PartMeta::default()
+        });
+        t.path = Some(path);
+        t.part = Some(part);
+        t
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn a_part_given_up_before_its_first_byte_goes_with_its_sidecar() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut t = transfer(dir.path(), b"");
+        // A large body's sidecar is written before its first byte.
+        t.save_meta();
+        assert_eq!(names(dir.path()), ["x.bin.part", "x.bin.part.meta"]);
+        let failure = t.give_up(Failure::interrupted(None));
+        assert_eq!(failure.left, None);
+        assert!(!failure.resumable);
+        assert!(names(dir.path()).is_empty(), "{:?}", names(dir.path()));
+    }
+
+    #[test]
+    fn a_part_given_up_with_bytes_keeps_them_with_its_sidecar() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut t = transfer(dir.path(), b"abc");
+        let part = dir.path().join("x.bin.part");
+        let failure = t.give_up(Failure::interrupted(None));
+        assert_eq!(failure.left.as_deref(), Some(part.as_path()));
+        assert!(failure.resumable);
+        assert_eq!(names(dir.path()), ["x.bin.part", "x.bin.part.meta"]);
+        assert_eq!(fs::read(&part).unwrap(), b"abc");
     }
 }
