@@ -256,7 +256,8 @@ impl Flow<'_> {
             .run(&self.client()?, Vec::from(items).into_iter());
             passes.push(report.tally.clone());
             if report.end.stdout_closed {
-                return Ok(ExitCode::Ok);
+                // Quietly, but 0 only if this last pass saved every URL.
+                return Ok(ExitCode::of(&report.end));
             }
             if report.tally.interrupted {
                 self.say(&summary::render(&report.tally));
@@ -329,7 +330,8 @@ impl Flow<'_> {
         threaded.tally.sequential = Some(Sequential::Measured(sequential.tally.wall));
         self.write_trace(&[&sequential, &threaded], &threaded.tally);
         if threaded.end.stdout_closed {
-            return Ok(ExitCode::Ok);
+            // Quietly, but 0 only if every URL was saved.
+            return Ok(ExitCode::of(&threaded.end));
         }
         if records {
             self.summary_record(&threaded.tally, Some(&sequential.tally));
@@ -450,16 +452,18 @@ impl Pass<'_> {
         let split = Split::new(settings.split);
         let rate = settings.limit_rate.map(RateLimit::new);
         let queued = Arc::new(AtomicUsize::new(0));
+        let read_all = Arc::new(AtomicBool::new(false));
         let pool = Pool {
             jobs: self.jobs,
             fetcher: Fetcher::new(settings, client, &namer, cancel, &split, rate.as_ref()),
             cancel,
             queued: &queued,
+            read_all: &read_all,
             shard: self.config.shard,
         };
         let mut reporter = self.reporter(&queued);
         let peak = pool.run(inputs, &mut reporter);
-        let mut report = reporter.close();
+        let mut report = reporter.close(read_all.load(Ordering::SeqCst));
         report.tally.peak = peak;
         if let (Some(note), true) = (split.note(), self.errors) {
             self.flow.say(&format!("fetchpar: {note}\n"));

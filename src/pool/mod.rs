@@ -113,6 +113,9 @@ pub(crate) struct Pool<'a> {
     pub(crate) cancel: &'a Arc<AtomicBool>,
     /// Valid URLs read so far (the progress display's "known" total).
     pub(crate) queued: &'a Arc<AtomicUsize>,
+    /// Set once the producer has read the inputs to their end: a run that stopped before
+    /// (a closed stdout) left URLs undone that no count shows.
+    pub(crate) read_all: &'a Arc<AtomicBool>,
     /// This process's share of the list (`--shard`), if not all of it.
     pub(crate) shard: Option<Shard>,
 }
@@ -261,10 +264,15 @@ impl Pool<'_> {
         I: Iterator<Item = Item> + Send + 'static,
     {
         let (cancel, queued) = (self.cancel.clone(), self.queued.clone());
+        let read_all = self.read_all.clone();
         let selector = Selector::new(self.shard);
         let spawned = thread::Builder::new()
             .name("fetchpar-input".into())
-            .spawn(move || produce(inputs, selector, jobs, events, &cancel, &queued));
+            .spawn(move || {
+                if produce(inputs, selector, jobs, events, &cancel, &queued) {
+                    read_all.store(true, Ordering::SeqCst);
+                }
+            });
         match spawned {
             Ok(handle) => Some(handle.thread().clone()),
             Err(_) => {

@@ -46,6 +46,8 @@ impl Refill {
     }
 }
 
+/// Feeds every input to the workers; `true` once the inputs have ended, `false` when the run
+/// stopped first (Ctrl-C, a closed stdout, the workers gone).
 pub(super) fn produce<I>(
     inputs: I,
     mut selector: Selector,
@@ -53,12 +55,13 @@ pub(super) fn produce<I>(
     events: Outbox,
     cancel: &AtomicBool,
     queued: &AtomicUsize,
-) where
+) -> bool
+where
     I: Iterator<Item = Item>,
 {
     for (id, item) in inputs.enumerate() {
         if cancel.load(Ordering::Relaxed) {
-            return;
+            return false;
         }
         let sent = match item {
             Item::Entry(entry) => match selector.select(&entry) {
@@ -92,9 +95,10 @@ pub(super) fn produce<I>(
             Item::Invalid(_) | Item::Warning(_) => true,
         };
         if !sent {
-            return;
+            return false;
         }
     }
+    true
 }
 
 #[cfg(test)]

@@ -112,13 +112,15 @@ impl Reporter {
         self
     }
 
-    /// Clears the display and totals the pass.
-    pub(crate) fn close(mut self) -> Report {
+    /// Clears the display and totals the pass. `read_all`: the producer read the inputs to
+    /// their end.
+    pub(crate) fn close(mut self, read_all: bool) -> Report {
         self.progress.clear();
         self.watch(true);
         self.tally.wall = self.started.elapsed();
         self.tally.sequential = self.estimator.estimate().map(Sequential::Estimated);
         self.tally.paused = self.pauses.total(self.tally.wall);
+        let mut cut_short = false;
         if self.cancel.load(Ordering::SeqCst) {
             // A stdout that failed or closed also stops the run, but that is not an interrupt.
             self.tally.interrupted = !(self.stdout_failed || self.stdout_closed);
@@ -126,12 +128,15 @@ impl Reporter {
                 .queued
                 .load(Ordering::SeqCst)
                 .saturating_sub(self.finished);
+            // URLs queued but never started, or never even read, were not saved either.
+            cut_short = self.tally.not_started > 0 || !read_all;
         }
         let end = End {
             stdout_closed: self.stdout_closed,
             stdout_failed: self.stdout_failed,
             interrupted: self.tally.interrupted,
             failed: self.tally.failed,
+            cut_short,
         };
         Report {
             tally: self.tally,
@@ -153,7 +158,8 @@ impl Reporter {
         match self.progress.above(|| write(stdout)) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
-                // The reader has what it wanted: like Ctrl-C, without the noise, exit 0.
+                // The reader has what it wanted: like Ctrl-C, without the noise and not 130.
+                // The exit status still says whether every URL was saved (see `ExitCode::of`).
                 self.stdout_closed = true;
                 self.cancel.store(true, Ordering::SeqCst);
             }
