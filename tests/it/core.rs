@@ -732,6 +732,50 @@ fn ctrl_c_past_the_grace_reports_each_stuck_download_and_its_part() {
     );
 }
 
+/// Ctrl-C while downloads have their headers but no byte of their bodies: their parts (empty,
+/// or for a large body an empty part with its sidecar) go, and the one with bytes stays.
+#[test]
+fn ctrl_c_before_the_first_byte_leaves_no_empty_part() {
+    let server = serve(|req| match req.path() {
+        "/some.bin" => Reply::file(body(100_000, 4))
+            .with_header("ETag", "\"s1\"")
+            .with_fault(Fault::StallAfter(1000, Duration::from_secs(30))),
+        // Over 64 KiB: its sidecar is written before its first byte.
+        "/large.bin" => {
+            Reply::file(body(100_000, 5)).with_fault(Fault::StallAfter(0, Duration::from_secs(30)))
+        }
+        _ => Reply::file(body(3000, 6)).with_fault(Fault::StallAfter(0, Duration::from_secs(30))),
+    });
+    let sandbox = Sandbox::new();
+    let names = ["some.bin", "large.bin", "small-1.bin", "small-2.bin"];
+    let urls: Vec<String> = names.iter().map(|n| server.url(&format!("/{n}"))).collect();
+    let mut args = vec!["-j", "4", "--progress", "none"];
+    args.extend(urls.iter().map(String::as_str));
+    let child = sandbox.spawn(&args);
+    let out = sandbox.out();
+    let parts: Vec<_> = names
+        .iter()
+        .map(|n| out.join(format!("{n}.part")))
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !parts.iter().all(|p| p.exists()) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    wait_for_len(&parts[0], 1000);
+    assert!(parts.iter().all(|p| p.exists()), "{:?}", entries(&out));
+    sigint(child.id());
+    let output = finish(child);
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    assert_eq!(
+        entries(&out),
+        ["some.bin.part", "some.bin.part.meta"],
+        "{stderr}"
+    );
+    assert_eq!(std::fs::metadata(&parts[0]).unwrap().len(), 1000);
+    sandbox.assert_nothing_outside();
+}
+
 #[test]
 fn ctrl_c_with_the_producer_parked_ends_the_run_as_usual() {
     // -j 1 and a long list: while the one worker is stuck, the producer has filled the queue and
