@@ -86,14 +86,24 @@ fn accepting(port: u16) -> bool {
     false
 }
 
+/// Starts a real server with `spawn(port)` on a free 127.0.0.1 port, trying another if it does
+/// not come up (the port taken meanwhile), five times at most.
+fn on_a_free_port(what: &str, mut spawn: impl FnMut(u16) -> std::process::Child) -> (Real, u16) {
+    for _ in 0..5 {
+        let port = free_port();
+        let mut server = Real(spawn(port));
+        if accepting(port) && server.0.try_wait().unwrap().is_none() {
+            return (server, port);
+        }
+        let _ = server.0.kill();
+    }
+    panic!("{what} did not start");
+}
+
 /// Apache in the foreground (`-X`) on a free 127.0.0.1 port, serving `www`, with a minimal
 /// configuration of its own in `root`.
 fn apache(root: &std::path::Path, www: &std::path::Path) -> (Real, u16) {
-    for _ in 0..5 {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .unwrap()
-            .port();
+    on_a_free_port("apache2", |port| {
         let modules = "/usr/lib/apache2/modules";
         let conf = root.join("httpd.conf");
         std::fs::write(
@@ -110,22 +120,15 @@ fn apache(root: &std::path::Path, www: &std::path::Path) -> (Real, u16) {
             ),
         )
         .unwrap();
-        let child = std::process::Command::new("apache2")
+        std::process::Command::new("apache2")
             .arg("-f")
             .arg(&conf)
             .arg("-X")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .unwrap();
-        let mut server = Real(child);
-        if accepting(port) && server.0.try_wait().unwrap().is_none() {
-            return (server, port);
-        }
-        // The port was taken meanwhile: another one.
-        let _ = server.0.kill();
-    }
-    panic!("apache2 did not start");
+            .unwrap()
+    })
 }
 
 /// nginx in the foreground on a free 127.0.0.1 port, serving `www` with its defaults
@@ -138,8 +141,7 @@ fn nginx(root: &std::path::Path, www: &std::path::Path) -> (Real, u16) {
         .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
     // Workers run as the user who starts nginx; as root nginx would switch to nobody.
     let user = if is_root { "user root;" } else { "" };
-    for _ in 0..5 {
-        let port = free_port();
+    on_a_free_port("nginx", |port| {
         let r = root.display();
         let conf = root.join("nginx.conf");
         std::fs::write(
@@ -156,22 +158,15 @@ fn nginx(root: &std::path::Path, www: &std::path::Path) -> (Real, u16) {
             ),
         )
         .unwrap();
-        let child = std::process::Command::new("nginx")
+        std::process::Command::new("nginx")
             .arg("-c")
             .arg(&conf)
             .args(["-g", "daemon off; master_process off;"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .unwrap();
-        let mut server = Real(child);
-        if accepting(port) && server.0.try_wait().unwrap().is_none() {
-            return (server, port);
-        }
-        // The port was taken meanwhile: another one.
-        let _ = server.0.kill();
-    }
-    panic!("nginx did not start");
+            .unwrap()
+    })
 }
 
 /// `path` (with its modification time `date`, an HTTP date) holding `bytes`.
