@@ -62,6 +62,9 @@ pub(super) enum Found {
     /// part, or an empty part with no sidecar (a download killed after its headers, before its
     /// first byte): nothing anyone could lose, so the name is taken back rather than passed over.
     Leftover,
+    /// A part another download holds locked (another fetchpar run writing it): not ours to
+    /// judge, resume, take back or pass over to make a copy under the next name.
+    InUse(PathBuf),
 }
 
 /// An empty part, an empty sidecar, or both, and nothing else of the family's leftovers (see
@@ -70,6 +73,32 @@ pub(super) fn empty_leftover(part: &Path, meta: &Path) -> bool {
     let empty_or_none =
         |path: &Path| !safefs::occupied(path) || safefs::regular_len(path) == Some(0);
     (safefs::occupied(part) || safefs::occupied(meta)) && empty_or_none(part) && empty_or_none(meta)
+}
+
+/// What `-c` finds of `url`'s download under `path`; `None` to look at the next name (a part
+/// passed over as not this URL's is added to `passed`).
+fn found_at(url: &Url, path: &Path, passed: &mut Vec<PathBuf>) -> Option<Found> {
+    let [_, part, meta] = naming::family(path);
+    if safefs::occupied(&part) || safefs::occupied(&meta) {
+        // Before anything is judged or taken away: another run is writing it.
+        if part::in_use(&part) {
+            return Some(Found::InUse(part));
+        }
+        if empty_leftover(&part, &meta) {
+            return Some(Found::Leftover);
+        }
+        // Only our own part file for this same URL: never splice another URL's bytes.
+        let ours = PartMeta::load(&part).filter(|m| m.is_for(url));
+        let found = ours.zip(safefs::regular_len(&part));
+        if found.is_none() && safefs::occupied(&part) {
+            passed.push(part);
+        }
+        found.map(|(meta, have)| Found::Part(meta, have))
+    } else if safefs::occupied(path) {
+        safefs::regular_len(path).map(Found::Existing)
+    } else {
+        Some(Found::Fresh)
+    }
 }
 
 /// A file's modification time, for `If-Modified-Since`.
@@ -190,25 +219,9 @@ impl Fetcher<'_> {
         loop {
             // Parts passed over, not this URL's to resume: said, or `-c` would seem to ignore them.
             let mut passed = Vec::new();
-            let (path, found) = self.namer.reserve_by(&t.name, |path| {
-                let [_, part, meta] = naming::family(path);
-                if safefs::occupied(&part) || safefs::occupied(&meta) {
-                    if empty_leftover(&part, &meta) {
-                        return Some(Found::Leftover);
-                    }
-                    // Only our own part file for this same URL: never splice another URL's bytes.
-                    let ours = PartMeta::load(&part).filter(|m| m.is_for(url));
-                    let found = ours.zip(safefs::regular_len(&part));
-                    if found.is_none() && safefs::occupied(&part) {
-                        passed.push(part);
-                    }
-                    found.map(|(meta, have)| Found::Part(meta, have))
-                } else if safefs::occupied(path) {
-                    safefs::regular_len(path).map(Found::Existing)
-                } else {
-                    Some(Found::Fresh)
-                }
-            });
+            let (path, found) = self
+                .namer
+                .reserve_by(&t.name, |path| found_at(url, path, &mut passed));
             run.notes.extend(passed.into_iter().map(Note::OthersPart));
             match found {
                 Found::Existing(_) if self.settings.skip_existing => {
@@ -233,12 +246,18 @@ impl Fetcher<'_> {
                     t.path = Some(path);
                     return Ok(None);
                 }
+                Found::InUse(part) => {
+                    self.namer.release(&path);
+                    return Err(Failure::new(FailureKind::InUse(part)));
+                }
                 Found::Leftover => {
                     let part = naming::part_path(&path);
-                    let _ = std::fs::remove_file(sidecar::meta_path(&part));
-                    if safefs::occupied(&part) {
-                        let _ = std::fs::remove_file(&part);
+                    if !part::take_back(&part) {
+                        // Locked since the look: another run's download has begun in it.
+                        self.namer.release(&path);
+                        return Err(Failure::new(FailureKind::InUse(part)));
                     }
+                    let _ = std::fs::remove_file(sidecar::meta_path(&part));
                     t.path = Some(path);
                     return Ok(None);
                 }

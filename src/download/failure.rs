@@ -92,6 +92,10 @@ pub(crate) enum FailureKind {
     /// file it would take up; it is left to that one.
     #[error("{} is being written by another download (another fetchpar run?)", .0.display())]
     InUse(PathBuf),
+    /// `-c` or `-N`: a file appeared under the name between the look and the download (a run
+    /// beside this one saved it); it stands.
+    #[error("{} appeared while this download began (another fetchpar run?)", .0.display())]
+    Appeared(PathBuf),
     /// `--skip-existing`: the file it would trust is not the expected one; it is left untouched.
     #[error("{} does not match its expected checksum", .0.display())]
     NotExpected(PathBuf),
@@ -242,7 +246,7 @@ impl Failure {
     /// The reason followed by what is left on disk, as printed in error lines.
     pub(crate) fn describe(&self) -> String {
         match self.reason.kind() {
-            FailureKind::Undecided { .. } | FailureKind::InUse(_) => {
+            FailureKind::Undecided { .. } | FailureKind::InUse(_) | FailureKind::Appeared(_) => {
                 return format!("{}; left untouched", self.reason)
             }
             FailureKind::NotExpected(_) => {

@@ -439,6 +439,7 @@ impl Fetcher<'_> {
         // Open, and so locked (see `part::locked`), until the part is renamed and its sidecar
         // gone: a `-c` run beside this one must not take up the part in between.
         let held = t.file.take();
+        let wanted = path.clone();
         let path = match self.commit(&t.name, &part, path, t.replace) {
             Ok(path) => path,
             Err(e) => {
@@ -454,6 +455,9 @@ impl Fetcher<'_> {
             sidecar::remove(&part);
         }
         drop(held);
+        if path != wanted && self.wants_the_name() {
+            notes.push(Note::NameTaken(wanted));
+        }
         Ok(Saved {
             checksum: t.verify.map(|v| v.expected.to_string()),
             source: Some(redact::url(source)),

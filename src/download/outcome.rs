@@ -57,6 +57,9 @@ pub(crate) enum Note {
     /// `-c`: this `.part` has no sidecar naming this URL (another URL's, or one left without
     /// its sidecar), so it is not resumed: it is left alone and the URL goes to the next name.
     OthersPart(std::path::PathBuf),
+    /// `-c`, `-N` or `--overwrite`: a file appeared under the name while the download ran (a
+    /// run beside this one finished it first), so it was saved under the next free name.
+    NameTaken(std::path::PathBuf),
 }
 
 /// What one download came to; `bytes` counts body bytes received, whatever the outcome.

@@ -124,7 +124,9 @@ impl Transfer {
         let cannot = |e| Failure::new(FailureKind::disk("open", &part, e));
         let mut file =
             safefs::open_regular(&part, OpenOptions::new().write(true)).map_err(cannot)?;
-        if !locked(&file) {
+        // Locked, and still the part that was looked at: another run may have renamed it into
+        // place (or written more) between the look and the lock.
+        if !locked(&file) || !still(&file, &part, len) {
             return Err(Failure::new(FailureKind::InUse(part)));
         }
         file.seek(SeekFrom::End(0)).map_err(cannot)?;
@@ -163,8 +165,9 @@ impl Transfer {
             self.discard();
             return failure;
         }
-        drop(self.file.take());
+        // The sidecar is written while the part is still open and locked (see `locked`).
         self.save_meta();
+        drop(self.file.take());
         if let Some(part) = self.part.take() {
             // Resumed only with a validator to check the server's file against (see
             // `attempt`), or a checksum to prove the joined bytes; else `-c` starts over.
@@ -267,15 +270,17 @@ impl Transfer {
             .is_some_and(|file| file.set_len(self.have).is_ok())
     }
 
-    /// Removes the part file and its sidecar (when it is ours).
+    /// Removes the part file and its sidecar (when it is ours), while the part is still open
+    /// and locked: closed first, it could be taken up by another run and then removed from
+    /// under it.
     pub(super) fn discard(&mut self) {
-        drop(self.file.take());
         if let Some(part) = self.part.take() {
             let _ = fs::remove_file(&part);
             if self.meta_owned {
                 sidecar::remove(&part);
             }
         }
+        drop(self.file.take());
         self.meta_owned = false;
         self.have = 0;
     }
@@ -336,6 +341,15 @@ impl Fetcher<'_> {
             Some(path) => path,
             None => self.namer.reserve_for_part(&t.name),
         };
+        // With -c or -N this run was asked for the file under the name, which a run beside it
+        // has saved since the look (-N's own file to replace aside): that one stands, and no
+        // copy is made under the next name.
+        let s = &self.settings;
+        let asked = (s.resume || s.timestamping) && !s.overwrite && !t.replace;
+        if asked && safefs::occupied(&path) {
+            self.namer.release(&path);
+            return Err(Failure::new(FailureKind::Appeared(path)));
+        }
         let (path, part, file) = self.open_part(&t.name, path)?;
         t.path = Some(path);
         t.part = Some(part);
@@ -354,22 +368,37 @@ impl Fetcher<'_> {
         refuse_linked_folders(self.namer.dir(), &path)?;
         for _ in 0..100 {
             let part = naming::part_path(&path);
-            match create_part(&path, &part)? {
-                Ok(file) if locked(&file) => return Ok((path, part, file)),
-                // Taken up between the create and the lock by a `-c` run beside this one: that run's now.
-                Ok(_) => path = self.namer.reserve(name),
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                    path = self.namer.reserve(name);
+            let others = match create_part(&path, &part)? {
+                // Still ours once locked: not taken up, or taken back, by a run beside this one
+                // between the create and the lock.
+                Ok(file) if locked(&file) && still(&file, &part, 0) => {
+                    return Ok((path, part, file))
                 }
+                Ok(_) => true,
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => in_use(&part),
                 Err(e) if crate::fdlimit::exhausted(&e) => {
                     self.namer.release(&path);
                     let why = FailureKind::OutOfFiles(format!("cannot create {}", part.display()));
                     return Err(Failure::new(why));
                 }
                 Err(e) => return Err(Failure::new(FailureKind::disk("create", &part, e))),
+            };
+            // A run beside this one writing the part: with -c, -N or --overwrite this run was
+            // asked for that file, not a copy of it under the next name.
+            if others && self.wants_the_name() {
+                self.namer.release(&path);
+                return Err(Failure::new(FailureKind::InUse(part)));
             }
+            path = self.namer.reserve(name);
         }
         Err(Failure::new(FailureKind::NoFreeName(name.to_string())))
+    }
+
+    /// Whether this run means the file under the name itself (`-c`, `-N`, `--overwrite`), not
+    /// just a free name for it.
+    pub(super) fn wants_the_name(&self) -> bool {
+        let s = &self.settings;
+        s.resume || s.timestamping || s.overwrite
     }
 
     /// Gives the finished `.part` its final name without replacing anything (unless overwriting):
@@ -455,6 +484,56 @@ fn locked(_: &File) -> bool {
     true
 }
 
+/// Whether the open `file` is what `path` names now, `len` bytes long.
+#[cfg(unix)]
+fn still(file: &File, path: &Path, len: u64) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), fs::symlink_metadata(path)) {
+        (Ok(open), Ok(named)) => {
+            open.dev() == named.dev() && open.ino() == named.ino() && open.len() == len
+        }
+        _ => false,
+    }
+}
+
+#[cfg(not(unix))]
+fn still(file: &File, _: &Path, len: u64) -> bool {
+    file.metadata().is_ok_and(|m| m.len() == len)
+}
+
+/// Removes an empty leftover `part` (if there is one) under its lock, so that a download another
+/// run has just begun in it is never removed from under it; false if that run holds the lock.
+pub(super) fn take_back(part: &Path) -> bool {
+    let Ok(file) = safefs::open_regular(part, OpenOptions::new().write(true)) else {
+        return true;
+    };
+    if !locked(&file) {
+        return false;
+    }
+    if still(&file, part, 0) {
+        let _ = fs::remove_file(part);
+    }
+    true
+}
+
+/// Whether another download holds `part`'s lock now (a run beside this one writing it). The
+/// look takes a shared lock for a moment, which two such looks do not refuse each other.
+#[cfg(unix)]
+pub(super) fn in_use(part: &Path) -> bool {
+    use std::os::fd::AsRawFd;
+    let Ok(file) = safefs::open_regular(part, OpenOptions::new().read(true)) else {
+        return false;
+    };
+    // SAFETY: as in `locked`.
+    let taken = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) } == 0;
+    !taken && io::Error::last_os_error().raw_os_error() == Some(libc::EWOULDBLOCK)
+}
+
+#[cfg(not(unix))]
+pub(super) fn in_use(_: &Path) -> bool {
+    false
+}
+
 /// A list line may name sub-folders of the output directory (`isos/b.iso`); if one of those
 /// already exists as a symbolic link, writing through it could land anywhere on the system, so
 /// it is refused. The output directory itself may be a link: the user chose it.
@@ -506,6 +585,22 @@ mod tests {
         let ranges = t.meta.as_ref().and_then(|m| m.ranges.clone());
         assert_eq!(ranges, Some(vec![(0, 100), (500, 600)]));
         assert_eq!(fs::metadata(&part).unwrap().len(), 1000);
+    }
+
+    /// What a `-c` checks once it holds the part's lock: still the file it looked at, as long.
+    /// Between the look and the lock another run may have renamed it into place, or written on.
+    #[test]
+    fn a_part_renamed_or_grown_since_it_was_looked_at_is_not_taken_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let part = dir.path().join("x.bin.part");
+        fs::write(&part, b"abc").unwrap();
+        let file = OpenOptions::new().write(true).open(&part).unwrap();
+        assert!(still(&file, &part, 3));
+        assert!(!still(&file, &part, 2), "written on");
+        fs::rename(&part, dir.path().join("x.bin")).unwrap();
+        assert!(!still(&file, &part, 3), "renamed into place");
+        fs::write(&part, b"abc").unwrap();
+        assert!(!still(&file, &part, 3), "another file under the name");
     }
 
     /// A download of `x.bin` whose part holds `bytes`, with a validator to resume by.

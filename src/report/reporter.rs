@@ -274,6 +274,11 @@ impl Reporter {
                 "fetchpar: {url}: note: the file changed on the server since the bytes on disk \
                  came (another ETag or Last-Modified), so it was downloaded again from zero"
             ),
+            Note::NameTaken(path) => format!(
+                "fetchpar: {url}: note: {} appeared while this download ran (another fetchpar \
+                 run?), so it was saved under the next free name",
+                path.display()
+            ),
             Note::OthersPart(part) => format!(
                 "fetchpar: {url}: note: {} has no sidecar naming this URL, so it is not resumed: \
                  left as it is, the URL goes to the next free name",

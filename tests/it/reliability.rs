@@ -1720,3 +1720,46 @@ fn continue_says_why_it_passes_over_a_part_it_cannot_resume() {
         one(&[("p.bin.part", b"SOMEONE ELSE'S"), ("p.1.bin", &data)])
     );
 }
+
+/// A part another process holds locked is not touched by `-c`, however it looks: here empty
+/// and without a sidecar (a small body's part has none until its first wait), which `-c` used
+/// to take back as a leftover, or pass over to save a copy under the next name (a reviewer's
+/// two runs at once made about 150 such copies).
+#[test]
+fn continue_leaves_a_locked_part_alone_whatever_it_holds() {
+    let server = serve(|_| Reply::file(body(3000, 13)));
+    let sandbox = Sandbox::new();
+    std::fs::create_dir_all(sandbox.out()).unwrap();
+    let part = sandbox.out().join("x.bin.part");
+    std::fs::write(&part, b"").unwrap();
+    // flock(1) holds the lock another run's download would (flock(2), exclusive).
+    let mut holder = std::process::Command::new("flock")
+        .arg(&part)
+        .args(["sleep", "60"])
+        .spawn()
+        .unwrap();
+    let locked = || {
+        let free = std::process::Command::new("flock")
+            .arg("-n")
+            .arg(&part)
+            .arg("true")
+            .status();
+        !free.unwrap().success()
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !locked() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let url = server.url("/x.bin");
+    let (code, _, stderr) = sandbox.run(&["-c", "--progress", "none", &url]);
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert_eq!(code, 1, "{stderr:#?}");
+    let expected = format!(
+        "fetchpar: {url}: {} is being written by another download (another fetchpar run?); \
+         left untouched",
+        part.display()
+    );
+    assert!(stderr.contains(&expected), "{expected}\n{stderr:#?}");
+    assert_eq!(entries(&sandbox.out()), ["x.bin.part"]);
+}
