@@ -438,6 +438,10 @@ impl Fetcher<'_> {
             }
             Err(StreamError::Read(e)) => {
                 let what = describe_read_error(&e, self.settings.timeout);
+                if failure::malformed_body(&e) {
+                    let what = format!("malformed response from the server ({what})");
+                    return Attempt::Fail(with_status(cut(what, t)));
+                }
                 return Attempt::Retry(with_status(cut(what, t)), None);
             }
             Err(StreamError::Aborted) => {

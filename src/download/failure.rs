@@ -375,6 +375,17 @@ pub(crate) fn host_learned(
     Some(Learned::Unreachable(unreachable))
 }
 
+/// Whether a body read failed on a body that is not HTTP (hyper's chunked decoding refused it:
+/// `Invalid chunk size line`): the next try would read the same, so it is not retried.
+pub(crate) fn malformed_body(err: &io::Error) -> bool {
+    // hyper's decoder says so only in words (its body errors carry no parse kind); its
+    // "unexpected EOF during chunk size line" is a body cut off, which a retry may mend.
+    let words = root_message(err).to_lowercase();
+    ["invalid chunk", "chunk extension", "chunk trailers"]
+        .iter()
+        .any(|w| words.contains(w))
+}
+
 /// One line for a body read that failed part-way.
 pub(crate) fn describe_read_error(err: &io::Error, timeout: Duration) -> String {
     // reqwest wraps its timeout in an `io::Error` whose `source()` skips the wrapped error, so

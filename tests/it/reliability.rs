@@ -1668,30 +1668,9 @@ fn a_part_being_written_by_another_run_is_left_to_it() {
 /// once, in words that say so (a reviewer saw four connections and six seconds per URL).
 #[test]
 fn a_malformed_response_is_not_retried() {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let seen = Arc::new(AtomicUsize::new(0));
-    let counted = seen.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { return };
-            counted.fetch_add(1, Ordering::SeqCst);
-            let mut request = [0u8; 4096];
-            let _ = std::io::Read::read(&mut stream, &mut request);
-            let reply = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 7\r\n\r\nhello";
-            let _ = std::io::Write::write_all(&mut stream, reply);
-        }
-    });
-    let url = format!("http://127.0.0.1:{port}/bad.bin");
-    let sandbox = Sandbox::new();
-    let (code, _, stderr) = sandbox.run(&[&url, "--progress", "none"]);
-    assert_eq!(code, 1, "{stderr:#?}");
-    let line = error_line(&stderr, &url);
-    assert!(
-        line.contains(": malformed response from the server (") && !line.contains("retries"),
-        "{line}"
+    fails_at_once_with_malformed(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 7\r\n\r\nhello",
     );
-    assert_eq!(seen.load(Ordering::SeqCst), 1, "{stderr:#?}");
 }
 
 /// `-c` beside a `.part` without a sidecar naming the URL (left by another program, or by a
@@ -1762,4 +1741,41 @@ fn continue_leaves_a_locked_part_alone_whatever_it_holds() {
     );
     assert!(stderr.contains(&expected), "{expected}\n{stderr:#?}");
     assert_eq!(entries(&sandbox.out()), ["x.bin.part"]);
+}
+
+/// A chunked body that is not HTTP (a chunk size that is no number) is not retried either:
+/// the second reviewer saw four connections for it after the headers' case was fixed.
+#[test]
+fn a_malformed_chunked_body_is_not_retried() {
+    fails_at_once_with_malformed(
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\n",
+    );
+}
+
+/// Runs one URL against a raw server that answers every connection with `reply`: it must fail
+/// at once (one connection, no retry), its line saying the response is malformed.
+fn fails_at_once_with_malformed(reply: &'static [u8]) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = Arc::new(AtomicUsize::new(0));
+    let counted = seen.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            counted.fetch_add(1, Ordering::SeqCst);
+            let mut request = [0u8; 4096];
+            let _ = std::io::Read::read(&mut stream, &mut request);
+            let _ = std::io::Write::write_all(&mut stream, reply);
+        }
+    });
+    let url = format!("http://127.0.0.1:{port}/bad.bin");
+    let sandbox = Sandbox::new();
+    let (code, _, stderr) = sandbox.run(&[&url, "--progress", "none"]);
+    assert_eq!(code, 1, "{stderr:#?}");
+    let line = error_line(&stderr, &url);
+    assert!(
+        line.contains(": malformed response from the server (") && !line.contains("retries"),
+        "{line}"
+    );
+    assert_eq!(seen.load(Ordering::SeqCst), 1, "{stderr:#?}");
 }
