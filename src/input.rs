@@ -290,11 +290,9 @@ impl Inputs {
             let bad = invalid(origin, &shown, "line is not valid UTF-8".into());
             return self.push_after_flush(Item::Invalid(bad));
         };
-        // A byte-order mark, which Windows editors put first, is not part of the URL.
-        let raw = match self.line_no {
-            1 => raw.strip_prefix('\u{FEFF}').unwrap_or(raw),
-            _ => raw,
-        };
+        // A byte-order mark, which Windows editors put first (and `cat` of two such lists puts
+        // mid-list), is not part of the URL.
+        let raw = raw.strip_prefix('\u{FEFF}').unwrap_or(raw);
         let text = raw.trim();
         if text.is_empty() || text.starts_with('#') {
             return;
@@ -626,8 +624,9 @@ mod tests {
 
     #[test]
     fn a_byte_order_mark_and_a_comment_after_the_url_are_not_part_of_the_line() {
-        let got =
-            items("\u{FEFF}http://h/a\nhttp://h/b   # the second\nhttp://h/c ./#x".as_bytes());
+        // A second mark mid-list: two lists put together with `cat`.
+        let list = "\u{FEFF}http://h/a\nhttp://h/b   # the second\n\u{FEFF}http://h/c ./#x";
+        let got = items(list.as_bytes());
         let urls: Vec<&str> = got.iter().map(|i| ok(i).url.as_str()).collect();
         assert_eq!(urls, ["http://h/a", "http://h/b", "http://h/c"]);
         let outputs: Vec<Option<&str>> = got.iter().map(|i| ok(i).output.as_deref()).collect();

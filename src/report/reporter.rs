@@ -292,8 +292,9 @@ impl Reporter {
             Note::NoLastModified => {
                 self.said_no_last_modified = true;
                 format!(
-                    "fetchpar: {url}: warning: the server sends no Last-Modified, so -N cannot \
-                     tell whether files changed: downloading them again (said once)"
+                    "fetchpar: {url}: warning: the server sends no usable Last-Modified (none, or \
+                     not an HTTP date), so -N cannot tell whether files changed: downloading \
+                     them again (said once)"
                 )
             }
         };
