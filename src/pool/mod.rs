@@ -269,9 +269,11 @@ impl Pool<'_> {
         let spawned = thread::Builder::new()
             .name("fetchpar-input".into())
             .spawn(move || {
-                if produce(inputs, selector, jobs, events, &cancel, &queued) {
+                if produce(inputs, selector, &jobs, &events, &cancel, &queued) {
                     read_all.store(true, Ordering::SeqCst);
                 }
+                // Only now: the run's end (all senders gone) must find `read_all` set.
+                drop((jobs, events));
             });
         match spawned {
             Ok(handle) => Some(handle.thread().clone()),

@@ -51,8 +51,8 @@ impl Refill {
 pub(super) fn produce<I>(
     inputs: I,
     mut selector: Selector,
-    jobs: Refill,
-    events: Outbox,
+    jobs: &Refill,
+    events: &Outbox,
     cancel: &AtomicBool,
     queued: &AtomicUsize,
 ) -> bool
