@@ -81,7 +81,7 @@ fn found_at(url: &Url, path: &Path, passed: &mut Vec<PathBuf>) -> Option<Found> 
     let [_, part, meta] = naming::family(path);
     if safefs::occupied(&part) || safefs::occupied(&meta) {
         // Before anything is judged or taken away: another run is writing it.
-        if part::in_use(&part) {
+        if lock::in_use(&part) {
             return Some(Found::InUse(part));
         }
         if empty_leftover(&part, &meta) {
@@ -252,7 +252,7 @@ impl Fetcher<'_> {
                 }
                 Found::Leftover => {
                     let part = naming::part_path(&path);
-                    if !part::take_back(&part) {
+                    if !lock::take_back(&part) {
                         // Locked since the look: another run's download has begun in it.
                         self.namer.release(&path);
                         return Err(Failure::new(FailureKind::InUse(part)));

@@ -12,6 +12,7 @@
 //!   pieces or into the gaps of a sparse part; `outcome`: what a download came to;
 //! - `response`: what a response means for the bytes on disk (the one rule for joining them);
 //! - `part`: the life of `NAME.part` and its sidecar (open, prepare, commit, discard);
+//!   `lock`: the part's lock against another run taking it up while it is written;
 //! - [`stream`]: the body-streaming hot loop;
 //! - [`failure`]: why a download failed, as a kind and as one line;
 //! - [`sidecar`]: the `NAME.part.meta` format and `Content-Range`;
@@ -50,6 +51,7 @@ mod body;
 pub(crate) mod disposition;
 mod earlier;
 pub(crate) mod failure;
+mod lock;
 mod outcome;
 pub(crate) mod part;
 pub(crate) mod response;
@@ -436,7 +438,7 @@ impl Fetcher<'_> {
                 "no file for a finished download",
             )));
         };
-        // Open, and so locked (see `part::locked`), until the part is renamed and its sidecar
+        // Open, and so locked (see `lock`), until the part is renamed and its sidecar
         // gone: a `-c` run beside this one must not take up the part in between.
         let held = t.file.take();
         let wanted = path.clone();

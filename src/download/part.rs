@@ -7,6 +7,7 @@ use std::io::{self, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use super::failure::{Failure, FailureKind};
+use super::lock::{in_use, locked, still};
 use super::sidecar::{self, PartMeta};
 use super::split::Done;
 use super::verify::Verify;
@@ -165,7 +166,7 @@ impl Transfer {
             self.discard();
             return failure;
         }
-        // The sidecar is written while the part is still open and locked (see `locked`).
+        // The sidecar is written while the part is still open and locked (see `super::lock`).
         self.save_meta();
         drop(self.file.take());
         if let Some(part) = self.part.take() {
@@ -466,74 +467,6 @@ fn create_part(path: &Path, part: &Path) -> Result<io::Result<File>, Failure> {
     }
 }
 
-/// Takes the part file's lock, held as long as the file is open (through the rename into place,
-/// see `finish`): whether it is ours. Another fetchpar run on the same folder with `-c` would
-/// otherwise take up a part this one is writing, and the two would join their bytes into one
-/// file. A file system without such locks is written to as before.
-#[cfg(unix)]
-fn locked(file: &File) -> bool {
-    use std::os::fd::AsRawFd;
-    // std's `File::try_lock` is this same call, from Rust 1.89 (the crate builds on 1.85).
-    // SAFETY: a descriptor the `File` owns; the lock goes when the file is closed.
-    let taken = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
-    taken || io::Error::last_os_error().raw_os_error() != Some(libc::EWOULDBLOCK)
-}
-
-#[cfg(not(unix))]
-fn locked(_: &File) -> bool {
-    true
-}
-
-/// Whether the open `file` is what `path` names now, `len` bytes long.
-#[cfg(unix)]
-fn still(file: &File, path: &Path, len: u64) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    match (file.metadata(), fs::symlink_metadata(path)) {
-        (Ok(open), Ok(named)) => {
-            open.dev() == named.dev() && open.ino() == named.ino() && open.len() == len
-        }
-        _ => false,
-    }
-}
-
-#[cfg(not(unix))]
-fn still(file: &File, _: &Path, len: u64) -> bool {
-    file.metadata().is_ok_and(|m| m.len() == len)
-}
-
-/// Removes an empty leftover `part` (if there is one) under its lock, so that a download another
-/// run has just begun in it is never removed from under it; false if that run holds the lock.
-pub(super) fn take_back(part: &Path) -> bool {
-    let Ok(file) = safefs::open_regular(part, OpenOptions::new().write(true)) else {
-        return true;
-    };
-    if !locked(&file) {
-        return false;
-    }
-    if still(&file, part, 0) {
-        let _ = fs::remove_file(part);
-    }
-    true
-}
-
-/// Whether another download holds `part`'s lock now (a run beside this one writing it). The
-/// look takes a shared lock for a moment, which two such looks do not refuse each other.
-#[cfg(unix)]
-pub(super) fn in_use(part: &Path) -> bool {
-    use std::os::fd::AsRawFd;
-    let Ok(file) = safefs::open_regular(part, OpenOptions::new().read(true)) else {
-        return false;
-    };
-    // SAFETY: as in `locked`.
-    let taken = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) } == 0;
-    !taken && io::Error::last_os_error().raw_os_error() == Some(libc::EWOULDBLOCK)
-}
-
-#[cfg(not(unix))]
-pub(super) fn in_use(_: &Path) -> bool {
-    false
-}
-
 /// A list line may name sub-folders of the output directory (`isos/b.iso`); if one of those
 /// already exists as a symbolic link, writing through it could land anywhere on the system, so
 /// it is refused. The output directory itself may be a link: the user chose it.
@@ -585,22 +518,6 @@ mod tests {
         let ranges = t.meta.as_ref().and_then(|m| m.ranges.clone());
         assert_eq!(ranges, Some(vec![(0, 100), (500, 600)]));
         assert_eq!(fs::metadata(&part).unwrap().len(), 1000);
-    }
-
-    /// What a `-c` checks once it holds the part's lock: still the file it looked at, as long.
-    /// Between the look and the lock another run may have renamed it into place, or written on.
-    #[test]
-    fn a_part_renamed_or_grown_since_it_was_looked_at_is_not_taken_up() {
-        let dir = tempfile::tempdir().unwrap();
-        let part = dir.path().join("x.bin.part");
-        fs::write(&part, b"abc").unwrap();
-        let file = OpenOptions::new().write(true).open(&part).unwrap();
-        assert!(still(&file, &part, 3));
-        assert!(!still(&file, &part, 2), "written on");
-        fs::rename(&part, dir.path().join("x.bin")).unwrap();
-        assert!(!still(&file, &part, 3), "renamed into place");
-        fs::write(&part, b"abc").unwrap();
-        assert!(!still(&file, &part, 3), "another file under the name");
     }
 
     /// A download of `x.bin` whose part holds `bytes`, with a validator to resume by.
