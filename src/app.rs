@@ -448,7 +448,7 @@ impl Pass<'_> {
     {
         let cancel = self.flow.cancel;
         let settings = &self.config.download;
-        let namer = Namer::new(self.dir, settings.overwrite);
+        let namer = Arc::new(Namer::new(self.dir, settings.overwrite));
         let split = Split::new(settings.split);
         let rate = settings.limit_rate.map(RateLimit::new);
         let queued = Arc::new(AtomicUsize::new(0));

@@ -47,13 +47,14 @@
 //!    │  read lazily, line by line, line numbers kept
 //!    ▼
 //!  producer thread ──► bounded crossbeam channel (2 × jobs)   [pool, select]
+//!    (gives each URL its home path, in list order)             [naming]
 //!                           │
 //!           ┌───────────────┼───────────────┐
 //!           ▼               ▼               ▼
 //!       worker 1   …    worker j      (fibers, j / cores to each of `cores` scoped
 //!           │                          std::threads, each thread with its own small runtime
 //!           │                          driving reqwest, keep-alive reused)        [fiber]
-//!           │  name → reserve path → GET → 8 KiB chunks into NAME.part → verify → rename
+//!           │  home (or next free) path → GET → 8 KiB chunks into NAME.part → verify → rename
 //!           │                 [naming, download/{mod,response,part,stream,split,sidecar,…}]
 //!           │                                       [transport, request: HTTP]
 //!           ▼

@@ -4,11 +4,12 @@
 use std::ffi::OsString;
 use std::hash::{BuildHasher, RandomState};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use percent_encoding::percent_decode_str;
 use url::Url;
 
+use crate::input::Entry;
 use crate::packed::{Key, PackedMap};
 use crate::safefs;
 use crate::sharded::ShardedMap;
@@ -160,6 +161,40 @@ fn is_fresh(dir: &Path) -> bool {
     }
 }
 
+/// A path reserved for one URL as the list is read, before its download begins (see
+/// [`Namer::home`]).
+#[derive(Clone, Debug)]
+pub(crate) struct Home {
+    /// The name before any number: what `--checksums` looks up, and where a search for another
+    /// variant starts if something is in the way of this one.
+    pub(crate) name: String,
+    pub(crate) path: PathBuf,
+}
+
+/// Gives each URL read its [`Home`], in list order.
+pub(crate) struct Homes {
+    namer: Arc<Namer>,
+    /// `--content-disposition`: the server names the file, which is known only from its answer.
+    by_server: bool,
+}
+
+impl Homes {
+    pub(crate) fn new(namer: Arc<Namer>, by_server: bool) -> Homes {
+        Homes { namer, by_server }
+    }
+
+    /// `entry`'s home: under the name its list line gave, or its URL's; none when the server
+    /// will name it.
+    pub(crate) fn of(&self, entry: &Entry) -> Option<Home> {
+        let name = match &entry.output {
+            Some(output) => output.clone(),
+            None if self.by_server => return None,
+            None => from_url(&entry.url),
+        };
+        Some(self.namer.home(name))
+    }
+}
+
 /// Hands out paths inside one output directory; a path handed out once is never handed out again
 /// in this run, nor is one that is another reservation's `.part` or sidecar, and (unless
 /// overwriting) never one that already exists on disk.
@@ -223,6 +258,38 @@ impl Namer {
         .0
     }
 
+    /// Reserves, for the next URL of the list that wants `name`, the first variant that no URL
+    /// before it in this run holds, without asking the disk: where nothing is in the way, the
+    /// k-th URL of a name gets its k-th variant whatever order the downloads end in, so that a
+    /// later `-c`, `-N` or `--skip-existing` over the same list finds each URL's file where
+    /// this run put it. The download judges the disk when it begins (see
+    /// [`Namer::free_for_part`] and `download::earlier`), and looks further only when
+    /// something is in the way. A home is never given back: a URL that goes back to the queue
+    /// keeps it.
+    pub(crate) fn home(&self, name: String) -> Home {
+        let name_key = self.key(&[&name]);
+        let mut taken = self.lock();
+        let from = taken.next.get(&name_key).copied().unwrap_or(0);
+        let (n, candidate, _) = self.claim_in(&mut taken, &name, from);
+        if n > 0 {
+            // Every variant below `n` is reserved: `claim_in` passed over them.
+            let next = taken.next.get(&name_key).copied().unwrap_or(0);
+            taken.next.insert(name_key, next.max(n + 1));
+        }
+        Home {
+            path: self.dir.join(&candidate),
+            name,
+        }
+    }
+
+    /// Whether a download may create its `.part` at `path` as far as [`Namer::reserve_for_part`]
+    /// asks the disk.
+    pub(crate) fn free_for_part(&self, path: &Path) -> bool {
+        self.fresh
+            || ((self.overwrite || !safefs::occupied(path))
+                && !safefs::occupied(&crate::download::sidecar::meta_path(&part_path(path))))
+    }
+
     /// [`Namer::reserve`] for a download about to create `NAME.part` with `create_new`, which
     /// moves on to a full [`Namer::reserve`] if that fails: the disk is asked about the name and
     /// its sidecar, not about the `.part`. Each `stat` counts when the files are small and the
@@ -235,13 +302,8 @@ impl Namer {
     /// meanwhile ends in a full [`Namer::reserve`]); a sidecar without its `.part`, the one
     /// thing neither would see, is only ever left by an earlier run.
     pub(crate) fn reserve_for_part(&self, name: &str) -> PathBuf {
-        let overwrite = self.overwrite;
-        let free = |path: &Path| {
-            self.fresh
-                || ((overwrite || !safefs::occupied(path))
-                    && !safefs::occupied(&crate::download::sidecar::meta_path(&part_path(path))))
-        };
-        self.search(name, true, |path| free(path).then_some(())).0
+        self.search(name, true, |path| self.free_for_part(path).then_some(()))
+            .0
     }
 
     /// Reserves the first variant of `name` whose family (see [`family`]) shares no path with
@@ -338,7 +400,11 @@ impl Namer {
     /// Reserves the first variant of `name` from the `from`th on that meets no reservation:
     /// its number, its text and its key.
     fn claim(&self, name: &str, from: usize) -> (usize, String, u64) {
-        let mut taken = self.lock();
+        self.claim_in(&mut self.lock(), name, from)
+    }
+
+    /// [`Namer::claim`] under a lock already held.
+    fn claim_in(&self, taken: &mut Taken, name: &str, from: usize) -> (usize, String, u64) {
         let mut n = from;
         loop {
             taken.probes += 1;
@@ -511,6 +577,29 @@ mod tests {
             .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
             .collect();
         assert_eq!(names, ["photo.1.jpg", "photo.3.jpg", "photo.4.jpg"]);
+    }
+
+    #[test]
+    fn homes_are_numbered_in_list_order_past_what_the_run_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        // On the disk: a home is judged by its download, not here.
+        std::fs::write(dir.path().join("a.txt"), b"mine").unwrap();
+        let namer = Namer::new(dir.path(), false);
+        let first = namer.home("a.txt".into());
+        assert_eq!(first.path, dir.path().join("a.txt"));
+        assert_eq!(first.name, "a.txt");
+        // A download whose home was in the way took the next free variant meanwhile.
+        assert_eq!(namer.reserve("a.txt"), dir.path().join("a.1.txt"));
+        let later: Vec<PathBuf> = (0..2).map(|_| namer.home("a.txt".into()).path).collect();
+        assert_eq!(
+            later,
+            [dir.path().join("a.2.txt"), dir.path().join("a.3.txt")]
+        );
+        let before = namer.lock().probes;
+        for _ in 0..1000 {
+            namer.home("a.txt".into());
+        }
+        assert!(namer.lock().probes - before <= 2000, "a look or two a URL");
     }
 
     #[test]

@@ -127,7 +127,7 @@ impl Fetcher<'_> {
         } else if self.settings.skip_existing || self.settings.timestamping {
             // Only these two care what is there: a plain download leaves it to the namer, and a
             // stat per file is worth saving on many small files (workload C in `benches/run`).
-            let target = self.namer.dir().join(&t.name);
+            let target = (t.home.clone()).unwrap_or_else(|| self.namer.dir().join(&t.name));
             let existing = safefs::regular_len(&target).is_some();
             if existing && self.settings.skip_existing {
                 let sum = self.trusted(t, &target)?;
@@ -182,7 +182,7 @@ impl Fetcher<'_> {
     /// `If-Modified-Since`, unless its `.part` or sidecar belongs to something else (then the
     /// download goes to a free name as usual).
     pub(super) fn ask_about(&self, t: &mut Transfer, target: &Path) {
-        let (path, since) = self.namer.reserve_by(&t.name, |path| {
+        let (path, since) = self.reserve_judged(t, |path| {
             let [_, part, meta] = naming::family(path);
             if safefs::occupied(&part) || safefs::occupied(&meta) {
                 None
@@ -219,9 +219,7 @@ impl Fetcher<'_> {
         loop {
             // Parts passed over, not this URL's to resume: said, or `-c` would seem to ignore them.
             let mut passed = Vec::new();
-            let (path, found) = self
-                .namer
-                .reserve_by(&t.name, |path| found_at(url, path, &mut passed));
+            let (path, found) = self.reserve_judged(t, |path| found_at(url, path, &mut passed));
             run.notes.extend(passed.into_iter().map(Note::OthersPart));
             match found {
                 Found::Existing(_) if self.settings.skip_existing => {
@@ -247,14 +245,14 @@ impl Fetcher<'_> {
                     return Ok(None);
                 }
                 Found::InUse(part) => {
-                    self.namer.release(&path);
+                    self.release(t, &path);
                     return Err(Failure::new(FailureKind::InUse(part)));
                 }
                 Found::Leftover => {
                     let part = naming::part_path(&path);
                     if !lock::take_back(&part) {
                         // Locked since the look: another run's download has begun in it.
-                        self.namer.release(&path);
+                        self.release(t, &path);
                         return Err(Failure::new(FailureKind::InUse(part)));
                     }
                     let _ = std::fs::remove_file(sidecar::meta_path(&part));

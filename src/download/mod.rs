@@ -23,6 +23,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use reqwest::header::{ACCEPT_RANGES, IF_MODIFIED_SINCE, IF_RANGE, RANGE};
@@ -37,7 +38,7 @@ use crate::checksum;
 use crate::fdlimit;
 use crate::hosts::{Learned, Lease, Next};
 use crate::input::Entry;
-use crate::naming::{self, Namer};
+use crate::naming::{self, Home, Namer};
 use crate::ratelimit::{RateLimit, Throttled};
 use crate::redact;
 use crate::retry::Policy;
@@ -140,7 +141,7 @@ pub(crate) struct Settings {
 pub(crate) struct Fetcher<'a> {
     pub(crate) settings: &'a Settings,
     pub(crate) client: &'a Client,
-    pub(crate) namer: &'a Namer,
+    pub(crate) namer: &'a Arc<Namer>,
     pub(crate) cancel: &'a AtomicBool,
     /// What became of `--split` (see [`split`]).
     pub(crate) split: &'a Split,
@@ -152,7 +153,7 @@ impl<'a> Fetcher<'a> {
     pub(crate) fn new(
         settings: &'a Settings,
         client: &'a Client,
-        namer: &'a Namer,
+        namer: &'a Arc<Namer>,
         cancel: &'a AtomicBool,
         split: &'a Split,
         rate: Option<&'a RateLimit>,
@@ -169,12 +170,13 @@ impl<'a> Fetcher<'a> {
 }
 
 impl Fetcher<'_> {
-    /// Downloads `url`, into `output` (a checked relative path from a list line) or else a name
-    /// taken from the URL. `on_start` hears when the response headers are accepted and before
+    /// Downloads `entry`'s URL into its `home` (reserved as the list was read), or else a name
+    /// taken from the URL or given by the server. `on_start` hears when the response headers are accepted and before
     /// each retry; `counter` is bumped as body bytes arrive (the progress display reads both).
     pub(crate) fn fetch(
         &self,
         entry: &Entry,
+        home: Option<&Home>,
         counter: &AtomicU64,
         on_start: &mut dyn FnMut(Notice<'_>),
         lease: &mut Lease<'_>,
@@ -193,7 +195,7 @@ impl Fetcher<'_> {
             },
             exchanges: Vec::new(),
         };
-        let result = self.fetch_inner(entry, &mut run);
+        let result = self.fetch_inner(entry, home, &mut run);
         run.phases.ended = Some(Instant::now());
         Outcome {
             result,
@@ -206,13 +208,20 @@ impl Fetcher<'_> {
         }
     }
 
-    fn fetch_inner(&self, entry: &Entry, run: &mut Run<'_, '_>) -> Result<Saved, Failure> {
+    fn fetch_inner(
+        &self,
+        entry: &Entry,
+        home: Option<&Home>,
+        run: &mut Run<'_, '_>,
+    ) -> Result<Saved, Failure> {
         let url = &entry.url;
         // An explicit output goes through the namer too: it never replaces an existing file
         // and two lines naming the same path get `.1`, like any other clash.
-        let output = entry.output.as_deref();
-        let name = output.map_or_else(|| naming::from_url(url), str::to_string);
-        let mut t = Transfer::new(name, output.is_some(), url);
+        let explicit = entry.output.is_some();
+        let mut t = match home {
+            Some(home) => Transfer::new(home.name.clone(), explicit, url).at_home(&home.path),
+            None => Transfer::new(naming::from_url(url), explicit, url),
+        };
         let sums = self.settings.checksums.as_deref();
         let require = self.settings.require_checksum;
         match sumfile::expected(entry.checksum.as_ref(), sums, &t.name, require) {
@@ -279,12 +288,35 @@ impl Fetcher<'_> {
         self.hand_back(t, failure)
     }
 
-    /// Lets go of `t`'s name for a URL the pool will try again.
+    /// Lets go of `t`'s name for a URL the pool will try again (it keeps its home).
     fn hand_back(&self, t: &mut Transfer, failure: Failure) -> Failure {
         if let Some(path) = t.path.take() {
-            self.namer.release(&path);
+            self.release(t, &path);
         }
         failure
+    }
+
+    /// Gives `path` back to the namer unless it is `t`'s home, which its URL keeps for the run
+    /// (see [`Namer::home`]).
+    fn release(&self, t: &Transfer, path: &Path) {
+        if t.home.as_deref() != Some(path) {
+            self.namer.release(path);
+        }
+    }
+
+    /// The first path for `t` that `judge` accepts: its home the first time it is asked for,
+    /// else the first variant of its name free in this run.
+    fn reserve_judged<T>(
+        &self,
+        t: &mut Transfer,
+        mut judge: impl FnMut(&Path) -> Option<T>,
+    ) -> (PathBuf, T) {
+        if let Some(home) = t.untried_home() {
+            if let Some(verdict) = judge(&home) {
+                return (home, verdict);
+            }
+        }
+        self.namer.reserve_by(&t.name, judge)
     }
 
     /// A complete body checked against the expected digest, if any. A mismatch removes the

@@ -71,6 +71,11 @@ pub(super) struct Transfer {
     /// key, whichever mirror the bytes come from.
     pub(crate) shown_url: String,
     pub(crate) key: String,
+    /// The path reserved for this URL as the list was read (see [`crate::naming::Namer::home`]):
+    /// never given back to the namer, even when the URL goes back to the queue.
+    pub(crate) home: Option<PathBuf>,
+    /// `home` has not been judged against the disk yet.
+    pub(crate) home_untried: bool,
     /// `-N`: the existing file's modification time, asked about with `If-Modified-Since`.
     pub(crate) since: Option<std::time::SystemTime>,
     /// `-N`: the download replaces the file under `path` (by rename, once complete).
@@ -86,6 +91,8 @@ impl Transfer {
             verify: None,
             shown_url: crate::redact::url(url),
             key: sidecar::url_key(url),
+            home: None,
+            home_untried: false,
             since: None,
             replace: false,
             unchanged: false,
@@ -110,6 +117,23 @@ impl Transfer {
             pieces_log: None,
             head: crate::trace::Exchange::default(),
             hops: Vec::new(),
+        }
+    }
+
+    /// This transfer with its URL's home, tried before any other variant of its name.
+    pub(super) fn at_home(mut self, home: &Path) -> Transfer {
+        self.home = Some(home.to_path_buf());
+        self.home_untried = true;
+        self
+    }
+
+    /// The home, the first time it is asked for: once judged (taken, or found in the way), the
+    /// next variants are searched.
+    pub(super) fn untried_home(&mut self) -> Option<PathBuf> {
+        if std::mem::take(&mut self.home_untried) {
+            self.home.clone()
+        } else {
+            None
         }
     }
 
@@ -335,12 +359,14 @@ impl Fetcher<'_> {
                 if name != t.name {
                     t.name = name;
                     t.path = None;
+                    t.home_untried = false;
                 }
             }
         }
-        let path = match t.path.take() {
-            Some(path) => path,
-            None => self.namer.reserve_for_part(&t.name),
+        let path = match (t.path.take(), t.untried_home()) {
+            (Some(path), _) => path,
+            (None, Some(home)) if self.namer.free_for_part(&home) => home,
+            (None, _) => self.namer.reserve_for_part(&t.name),
         };
         // With -c or -N this run was asked for the file under the name, which a run beside it
         // has saved since the look (-N's own file to replace aside): that one stands, and no
@@ -348,10 +374,10 @@ impl Fetcher<'_> {
         let s = &self.settings;
         let asked = (s.resume || s.timestamping) && !s.overwrite && !t.replace;
         if asked && safefs::occupied(&path) {
-            self.namer.release(&path);
+            self.release(t, &path);
             return Err(Failure::new(FailureKind::Appeared(path)));
         }
-        let (path, part, file) = self.open_part(&t.name, path)?;
+        let (path, part, file) = self.open_part(t, path)?;
         t.path = Some(path);
         t.part = Some(part);
         t.file = Some(file);
@@ -363,9 +389,10 @@ impl Fetcher<'_> {
     /// it, move on to the next free name rather than write into its file.
     fn open_part(
         &self,
-        name: &str,
+        t: &Transfer,
         mut path: PathBuf,
     ) -> Result<(PathBuf, PathBuf, File), Failure> {
+        let name = &t.name;
         refuse_linked_folders(self.namer.dir(), &path)?;
         for _ in 0..100 {
             let part = naming::part_path(&path);
@@ -378,7 +405,7 @@ impl Fetcher<'_> {
                 Ok(_) => true,
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => in_use(&part),
                 Err(e) if crate::fdlimit::exhausted(&e) => {
-                    self.namer.release(&path);
+                    self.release(t, &path);
                     let why = FailureKind::OutOfFiles(format!("cannot create {}", part.display()));
                     return Err(Failure::new(why));
                 }
@@ -387,7 +414,7 @@ impl Fetcher<'_> {
             // A run beside this one writing the part: with -c, -N or --overwrite this run was
             // asked for that file, not a copy of it under the next name.
             if others && self.wants_the_name() {
-                self.namer.release(&path);
+                self.release(t, &path);
                 return Err(Failure::new(FailureKind::InUse(part)));
             }
             path = self.namer.reserve(name);

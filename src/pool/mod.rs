@@ -20,6 +20,7 @@ use crate::download::{Failure, FailureKind, Fetcher, Notice, Outcome};
 use crate::fdlimit;
 use crate::hosts::{Admit, Gone, Hosts, Key, Lease, Limits, Waiting};
 use crate::input::{Entry, Invalid, Item, Origin, Warning};
+use crate::naming::{Home, Homes};
 use crate::redact;
 use crate::select::{Selector, Shard};
 use crate::trace::{Exchange, Phases};
@@ -123,6 +124,8 @@ pub(crate) struct Pool<'a> {
 struct Job {
     id: usize,
     entry: Entry,
+    /// The path reserved for it as the list was read (see [`crate::naming::Namer::home`]).
+    home: Option<Home>,
     /// When it was put in the queue (the trace's queueing phase).
     queued: Instant,
     /// The requests of its earlier runs, when it was handed back ([`Done::Later`],
@@ -266,10 +269,12 @@ impl Pool<'_> {
         let (cancel, queued) = (self.cancel.clone(), self.queued.clone());
         let read_all = self.read_all.clone();
         let selector = Selector::new(self.shard);
+        let by_server = self.fetcher.settings.content_disposition;
+        let homes = Homes::new(self.fetcher.namer.clone(), by_server);
         let spawned = thread::Builder::new()
             .name("fetchpar-input".into())
             .spawn(move || {
-                if produce(inputs, selector, &jobs, &events, &cancel, &queued) {
+                if produce(inputs, selector, &homes, &jobs, &events, &cancel, &queued) {
                     read_all.store(true, Ordering::SeqCst);
                 }
                 // Only now: the run's end (all senders gone) must find `read_all` set.
@@ -493,9 +498,13 @@ impl Pool<'_> {
             };
             event_tx.send(event);
         };
-        let mut outcome = self
-            .fetcher
-            .fetch(&job.entry, &counter, &mut on_start, &mut lease);
+        let mut outcome = self.fetcher.fetch(
+            &job.entry,
+            job.home.as_ref(),
+            &counter,
+            &mut on_start,
+            &mut lease,
+        );
         outcome.phases.queued = Some(job.queued);
         if let Err(failure) = &outcome.result {
             match failure.reason.kind() {

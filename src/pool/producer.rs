@@ -11,6 +11,7 @@ use tokio::sync::Notify;
 
 use super::{Event, Job, Outbox, TICK};
 use crate::input::Item;
+use crate::naming::Homes;
 use crate::redact;
 use crate::select::{Selector, Verdict};
 
@@ -51,6 +52,7 @@ impl Refill {
 pub(super) fn produce<I>(
     inputs: I,
     mut selector: Selector,
+    homes: &Homes,
     jobs: &Refill,
     events: &Outbox,
     cancel: &AtomicBool,
@@ -71,6 +73,7 @@ where
                     jobs.send(
                         Job {
                             id,
+                            home: homes.of(&entry),
                             entry,
                             queued: queued_at,
                             earlier: Vec::new(),
@@ -112,6 +115,7 @@ mod tests {
     fn job(id: usize) -> Job {
         Job {
             id,
+            home: None,
             entry: Entry::new(
                 Origin::Line(id),
                 url::Url::parse("http://127.0.0.1:9/x").unwrap(),

@@ -183,15 +183,6 @@ fn scratch(name: &str, text: &str) -> (tempfile::TempDir, String) {
     (dir, path.to_string_lossy().into_owned())
 }
 
-/// The `--json` records of a run's URLs (the summary left out).
-fn records(stdout: &[String]) -> Vec<serde_json::Value> {
-    stdout
-        .iter()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-        .filter(|v| v["type"] == "url")
-        .collect()
-}
-
 /// The full-body (200) answers the server gave for `path`.
 fn bodies_sent(server: &Server, path: &str) -> usize {
     server
@@ -229,7 +220,7 @@ fn an_aria2c_list_with_a_dead_first_mirror_and_checksums_is_saved_verified() {
     assert_eq!(files["first.bin"], sha256(&a));
     assert_eq!(files["sub/b.bin"], sha256(&b));
     assert_eq!(files.len(), 2, "{files:?}");
-    let recs = records(&stdout);
+    let recs = url_records(&stdout);
     let first = recs.iter().find(|r| r["line"] == 1).unwrap();
     assert_eq!(first["status"], "saved");
     assert_eq!(first["checksum"], format!("sha-256={}", sha256(&a)));
@@ -265,7 +256,7 @@ fn a_sha256sums_file_in_all_three_forms_checks_each_file_and_warns_on_a_missing_
     let (code, stdout, stderr) = sandbox.run(&args);
     assert_eq!(code, 0, "{stderr:?}");
     assert_eq!(sandbox.files(), expected);
-    let recs = records(&stdout);
+    let recs = url_records(&stdout);
     for n in 0..3 {
         let rec = recs
             .iter()
@@ -331,7 +322,7 @@ fn a_mismatch_from_one_mirror_is_retried_from_the_next() {
     let (code, stdout, stderr) = sandbox.run(&["-i", list_txt.as_str(), "--json"]);
     assert_eq!(code, 0, "{stderr:?}");
     assert_eq!(sandbox.files()["x.bin"], sha256(&good));
-    assert_eq!(records(&stdout)[0]["source"], server.url("/good/x.bin"));
+    assert_eq!(url_records(&stdout)[0]["source"], server.url("/good/x.bin"));
 }
 
 #[test]
@@ -421,7 +412,7 @@ fn timestamping_fetches_again_only_the_file_that_changed() {
     v.change("b.bin", 99);
     let (code, stdout, stderr) = sandbox.run(&["-N", "-i", list_txt.as_str(), "--json"]);
     assert_eq!(code, 0, "{stderr:?}");
-    let recs = records(&stdout);
+    let recs = url_records(&stdout);
     let status = |line: u64| recs.iter().find(|r| r["line"] == line).unwrap()["status"].clone();
     assert_eq!(status(1), "unchanged");
     assert_eq!(status(2), "saved");
@@ -494,7 +485,7 @@ fn timestamping_keeps_a_newer_file_when_the_server_ignores_if_modified_since() {
         let url = server.url("/n.txt");
         let (code, stdout, stderr) = sandbox.run(&["-N", "--json", &url]);
         assert_eq!(code, 0, "{stderr:?}");
-        let recs = records(&stdout);
+        let recs = url_records(&stdout);
         assert_eq!(recs[0]["status"], "unchanged", "{stdout:?}");
         assert_eq!(recs[0]["http_status"], 200, "what the server sent");
         assert_eq!(
@@ -536,7 +527,7 @@ fn timestamping_replaces_an_older_file_when_the_server_ignores_if_modified_since
     );
     let (code, stdout, stderr) = sandbox.run(&["-N", "--json", &server.url("/n.txt")]);
     assert_eq!(code, 0, "{stderr:?}");
-    assert_eq!(records(&stdout)[0]["status"], "saved", "{stdout:?}");
+    assert_eq!(url_records(&stdout)[0]["status"], "saved", "{stdout:?}");
     let files = sandbox.files();
     assert_eq!(files.len(), 1, "replaced by rename, no copies: {files:?}");
     assert_eq!(files["n.txt"], sha256(&data));
@@ -563,7 +554,7 @@ fn timestamping_replaces_a_file_dated_before_1970_without_asking() {
     drop(file);
     let (code, stdout, stderr) = sandbox.run(&["-N", "--json", &server.url("/n.txt")]);
     assert_eq!(code, 0, "{stderr:?}");
-    assert_eq!(records(&stdout)[0]["status"], "saved", "{stdout:?}");
+    assert_eq!(url_records(&stdout)[0]["status"], "saved", "{stdout:?}");
     assert_eq!(
         sandbox.files(),
         BTreeMap::from([("n.txt".to_string(), sha256(&data))])
@@ -580,7 +571,7 @@ fn skip_existing_trusts_the_file_on_disk_without_a_request() {
     let url = server.url("/x.bin");
     let (code, stdout, _) = sandbox.run(&["--skip-existing", "--json", &url]);
     assert_eq!(code, 0);
-    assert_eq!(records(&stdout)[0]["status"], "skipped");
+    assert_eq!(url_records(&stdout)[0]["status"], "skipped");
     assert!(server.requests().is_empty());
     assert_eq!(sandbox.files()["x.bin"], sha256(b"old"));
     let (code, _, _) = sandbox.run(&["--skip-existing", "--overwrite", &url]);
@@ -598,7 +589,7 @@ fn continue_checks_a_complete_file_by_its_digest_without_asking() {
     let url = server.url("/x.bin");
     let (code, stdout, _) = sandbox.run(&["-c", "--checksums", sums.as_str(), "--json", &url]);
     assert_eq!(code, 0);
-    let rec = &records(&stdout)[0];
+    let rec = &url_records(&stdout)[0];
     assert_eq!(rec["status"], "skipped");
     assert_eq!(rec["checksum"], format!("sha-256={abc}"));
     assert!(server.requests().is_empty());
@@ -638,7 +629,7 @@ fn a_checksum_lets_the_next_mirror_continue_where_the_first_stopped() {
     assert_eq!(code, 0, "{stderr:?}");
     assert_eq!(sandbox.files()["x.bin"], sha256(&data));
     assert_eq!(mirror_ranges(&server), [Some("bytes=30000-".to_string())]);
-    assert_eq!(records(&stdout)[0]["source"], two);
+    assert_eq!(url_records(&stdout)[0]["source"], two);
 }
 
 #[test]
@@ -714,7 +705,7 @@ fn timestamping_with_continue_asks_about_complete_files() {
     assert_eq!(code, 0);
     let (code, stdout, stderr) = sandbox.run(&["-N", "-c", "--json", &a, &b]);
     assert_eq!(code, 0, "{stderr:?}");
-    let recs = records(&stdout);
+    let recs = url_records(&stdout);
     let status = |url: &str| recs.iter().find(|r| r["url"] == url).unwrap()["status"].clone();
     assert_eq!(status(&a), "unchanged");
     assert_eq!(status(&b), "saved");
@@ -757,7 +748,7 @@ fn timestamping_replaces_a_file_that_does_not_match_its_checksum() {
         args.extend(extra);
         let (code, stdout, stderr) = sandbox.run(&args);
         assert_eq!(code, 0, "{extra:?}: {stderr:?}");
-        let rec = &records(&stdout)[0];
+        let rec = &url_records(&stdout)[0];
         assert_eq!(rec["status"], "saved", "{extra:?}");
         let files = sandbox.files();
         assert_eq!(files.len(), 1, "replaced by rename, no copies: {files:?}");
@@ -785,7 +776,7 @@ fn timestamping_takes_a_file_that_matches_its_checksum_as_unchanged_without_aski
         args.extend(extra);
         let (code, stdout, stderr) = sandbox.run(&args);
         assert_eq!(code, 0, "{extra:?}: {stderr:?}");
-        let rec = &records(&stdout)[0];
+        let rec = &url_records(&stdout)[0];
         assert_eq!(rec["status"], "unchanged", "{extra:?}");
         assert_eq!(rec["checksum"], format!("sha-256={}", sha256(&data)));
         assert!(rec["http_status"].is_null(), "no request, no status: {rec}");
@@ -835,7 +826,7 @@ fn skip_existing_refuses_a_file_that_does_not_match_its_checksum() {
     std::fs::write(sandbox.out().join("a.bin"), &data[..]).unwrap();
     let (code, stdout, _) = sandbox.run(&["--skip-existing", "--checksums", &sums, "--json", &url]);
     assert_eq!(code, 0);
-    let rec = &records(&stdout)[0];
+    let rec = &url_records(&stdout)[0];
     assert_eq!(rec["status"], "skipped");
     assert_eq!(rec["checksum"], format!("sha-256={}", sha256(&data)));
     assert!(server.requests().is_empty());

@@ -797,6 +797,8 @@ fn a_slow_steady_trickle_is_not_cut_off() {
     assert_eq!(sandbox.files(), one(&[("drip.bin", &data)]));
 }
 
+/// ... numbered in list order, whichever answers first: here the earlier URLs of each batch of
+/// 32 answer last.
 #[test]
 fn two_hundred_urls_named_index_html_give_two_hundred_files() {
     let server = serve(|req| {
@@ -806,7 +808,8 @@ fn two_hundred_urls_named_index_html_give_two_hundred_files() {
             .trim_end_matches('/')
             .parse()
             .unwrap_or(9999);
-        Reply::file(format!("page {n}\n").repeat(50).into_bytes())
+        let late = Duration::from_millis(u64::from(31 - n % 32) * 4);
+        Reply::file(format!("page {n}\n").repeat(50).into_bytes()).with_delay(late)
     });
     let list = (0..200)
         .map(|i| server.url(&format!("/site/{i}/")))
@@ -823,11 +826,60 @@ fn two_hundred_urls_named_index_html_give_two_hundred_files() {
     let names: BTreeSet<&str> = files.keys().map(String::as_str).collect();
     let want_names: BTreeSet<String> = (0..200).map(|i| naming_variant("index.html", i)).collect();
     assert_eq!(names, want_names.iter().map(String::as_str).collect());
-    let got: BTreeSet<&String> = files.values().collect();
-    let want: BTreeSet<String> = (0..200)
-        .map(|n| sha256(format!("page {n}\n").repeat(50).as_bytes()))
+    for n in 0..200 {
+        let page = sha256(format!("page {n}\n").repeat(50).as_bytes());
+        assert_eq!(files[&naming_variant("index.html", n)], page, "page {n}");
+    }
+}
+
+/// ... so that a rerun of the list with `--skip-existing`, `-c` or `-N` finds each URL's own file,
+/// not the first one of the name (the three are the same size: only the path tells them apart).
+#[test]
+fn urls_of_one_name_find_their_own_files_when_run_again() {
+    let bodies: Vec<Arc<[u8]>> = (1..=3).map(|seed| body(5000, seed)).collect();
+    let server = serve({
+        let bodies = bodies.clone();
+        move |req| {
+            let i = ["/a/data.bin", "/b/data.bin"]
+                .iter()
+                .position(|p| *p == req.path())
+                .unwrap_or(2);
+            // The first in the list answers last.
+            let late = Duration::from_millis(200 * (2 - i as u64));
+            Reply::file(bodies[i].clone()).with_delay(late)
+        }
+    });
+    let urls: Vec<String> = ["a", "b", "c"]
+        .iter()
+        .map(|d| server.url(&format!("/{d}/data.bin")))
         .collect();
-    assert_eq!(got, want.iter().collect(), "200 distinct, complete pages");
+    let names = ["data.bin", "data.1.bin", "data.2.bin"];
+    let want: BTreeMap<String, String> = names
+        .iter()
+        .zip(&bodies)
+        .map(|(name, bytes)| (name.to_string(), sha256(bytes)))
+        .collect();
+    let sandbox = Sandbox::new();
+    for flags in [&[][..], &["--skip-existing"], &["-c"], &["-N"]] {
+        let (code, stdout, stderr) = run(sandbox
+            .cmd()
+            .args(["-j", "3", "--json", "--progress", "none"])
+            .args(flags)
+            .args(&urls));
+        assert_eq!(code, 0, "{flags:?}: {stderr:#?}");
+        assert_eq!(sandbox.files(), want, "{flags:?}");
+        let paths: BTreeMap<String, String> = url_records(&stdout)
+            .iter()
+            .map(|r| (r["url"].to_string(), r["path"].to_string()))
+            .collect();
+        for (url, name) in urls.iter().zip(names) {
+            let path = &paths[&format!("{url:?}")];
+            assert!(
+                path.ends_with(&format!("/{name}\"")),
+                "{flags:?}: {url} → {path}"
+            );
+        }
+    }
 }
 
 /// The name fetchpar gives the `n`th URL that wants `name` (`index.html`, `index.1.html`, …):

@@ -130,6 +130,15 @@ fn present<T>(result: std::io::Result<T>) -> Option<T> {
     }
 }
 
+/// The `--json` records of a run's URLs (the summary left out).
+pub fn url_records(stdout: &[String]) -> Vec<serde_json::Value> {
+    stdout
+        .iter()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["type"] == "url")
+        .collect()
+}
+
 /// A run's output directory inside a scratch root, so a test can see anything written beside it.
 pub struct Sandbox {
     root: tempfile::TempDir,
