@@ -54,7 +54,7 @@
 //!       worker 1   …    worker j      (fibers, j / cores to each of `cores` scoped
 //!           │                          std::threads, each thread with its own small runtime
 //!           │                          driving reqwest, keep-alive reused)        [fiber]
-//!           │  home (or next free) path → GET → 8 KiB chunks into NAME.part → verify → rename
+//!           │  home path (or one beside it) → GET → 8 KiB chunks into NAME.part → verify → rename
 //!           │                 [naming, download/{mod,response,part,stream,split,sidecar,…}]
 //!           │                                       [transport, request: HTTP]
 //!           ▼

@@ -130,6 +130,58 @@ pub(crate) fn with_suffix(name: &str, n: usize) -> String {
     format!("{dir}{stem}.{n}{ext}")
 }
 
+/// The `m`th name beside `spot` (a URL's own name, which something that is not this URL's holds):
+/// `photo.jpg` → `photo_1.jpg`, `index.2.html` → `index.2_1.html`. Never a name [`with_suffix`]
+/// gives the URLs of a list that want one name, so a URL moved aside never takes the name of
+/// another, and the next run finds it beside its own name again.
+pub(crate) fn beside(spot: &str, m: usize) -> String {
+    let (dir, base) = match spot.rfind('/') {
+        Some(slash) => spot.split_at(slash + 1),
+        None => ("", spot),
+    };
+    let (stem, ext) = split_extension(base);
+    format!("{dir}{stem}_{m}{ext}")
+}
+
+/// The names a search for a free one goes through.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Seek<'a> {
+    /// `name`, `name.1`, `name.2`, … (see [`with_suffix`]).
+    Name(&'a str),
+    /// `spot_1`, `spot_2`, … beside a URL's own name (see [`beside`]).
+    Beside(&'a str),
+}
+
+impl<'a> From<&'a str> for Seek<'a> {
+    fn from(name: &'a str) -> Seek<'a> {
+        Seek::Name(name)
+    }
+}
+
+impl Seek<'_> {
+    fn first(self) -> usize {
+        match self {
+            Seek::Name(_) => 0,
+            Seek::Beside(_) => 1,
+        }
+    }
+
+    fn nth(self, n: usize) -> String {
+        match self {
+            Seek::Name(name) => with_suffix(name, n),
+            Seek::Beside(spot) => beside(spot, n),
+        }
+    }
+
+    /// What the search's hint is kept under (see [`Taken::next`]).
+    fn parts(&self) -> [&str; 2] {
+        match self {
+            Seek::Name(name) => [name, ""],
+            Seek::Beside(spot) => [spot, "\0beside"],
+        }
+    }
+}
+
 /// The in-flight twin of a final path: `out/photo.jpg` → `out/photo.jpg.part`.
 pub(crate) fn part_path(path: &Path) -> PathBuf {
     let mut os: OsString = path.as_os_str().to_owned();
@@ -165,9 +217,12 @@ fn is_fresh(dir: &Path) -> bool {
 /// [`Namer::home`]).
 #[derive(Clone, Debug)]
 pub(crate) struct Home {
-    /// The name before any number: what `--checksums` looks up, and where a search for another
-    /// variant starts if something is in the way of this one.
+    /// The name before any number (what `--checksums` looks up when it has no line for
+    /// `spot`).
     pub(crate) name: String,
+    /// The variant of `name` that is this URL's, relative to the output directory: where a
+    /// search for another starts if something else holds it (see [`beside`]).
+    pub(crate) spot: String,
     pub(crate) path: PathBuf,
 }
 
@@ -250,9 +305,9 @@ impl Namer {
     /// `/` between folders when a list file named the output): `name`, then `name.1`, `name.2`,
     /// … before the extension. A name whose file, `.part` or `.part.meta` exists on disk is not
     /// free (see [`free_on_disk`]), so a leftover part or a user's file is never clobbered.
-    pub(crate) fn reserve(&self, name: &str) -> PathBuf {
+    pub(crate) fn reserve<'s>(&self, seek: impl Into<Seek<'s>>) -> PathBuf {
         let overwrite = self.overwrite;
-        self.search(name, true, |path| {
+        self.search(seek.into(), true, |path| {
             free_on_disk(path, overwrite).then_some(())
         })
         .0
@@ -263,14 +318,16 @@ impl Namer {
     /// k-th URL of a name gets its k-th variant whatever order the downloads end in, so that a
     /// later `-c`, `-N` or `--skip-existing` over the same list finds each URL's file where
     /// this run put it. The download judges the disk when it begins (see
-    /// [`Namer::free_for_part`] and `download::earlier`), and looks further only when
-    /// something is in the way. A home is never given back: a URL that goes back to the queue
-    /// keeps it.
+    /// [`Namer::free_for_part`] and `download::earlier`); if something else holds its home,
+    /// it looks beside it ([`Seek::Beside`]), never at the variants the other URLs of the name
+    /// are given. A home is never given back: a URL that goes back to the queue keeps it.
     pub(crate) fn home(&self, name: String) -> Home {
-        let name_key = self.key(&[&name]);
+        // A hint of its own: a search's hint also passes over the variants found on the disk,
+        // which are homes all the same (an earlier run's files).
+        let name_key = self.key(&[&name, "\0home"]);
         let mut taken = self.lock();
         let from = taken.next.get(&name_key).copied().unwrap_or(0);
-        let (n, candidate, _) = self.claim_in(&mut taken, &name, from);
+        let (n, candidate, _) = self.claim_in(&mut taken, Seek::Name(&name), from);
         if n > 0 {
             // Every variant below `n` is reserved: `claim_in` passed over them.
             let next = taken.next.get(&name_key).copied().unwrap_or(0);
@@ -278,6 +335,7 @@ impl Namer {
         }
         Home {
             path: self.dir.join(&candidate),
+            spot: candidate,
             name,
         }
     }
@@ -301,22 +359,22 @@ impl Namer {
     /// `create_new` on the `.part` and the no-clobber rename still never overwrite (a name taken
     /// meanwhile ends in a full [`Namer::reserve`]); a sidecar without its `.part`, the one
     /// thing neither would see, is only ever left by an earlier run.
-    pub(crate) fn reserve_for_part(&self, name: &str) -> PathBuf {
-        self.search(name, true, |path| self.free_for_part(path).then_some(()))
-            .0
+    pub(crate) fn reserve_for_part<'s>(&self, seek: impl Into<Seek<'s>>) -> PathBuf {
+        let free = |path: &Path| self.free_for_part(path).then_some(());
+        self.search(seek.into(), true, free).0
     }
 
     /// Reserves the first variant of `name` whose family (see [`family`]) shares no path with
     /// a reservation of this run and that `judge` accepts, with what `judge` said about it.
     /// `judge` must accept a path where nothing exists on disk (so the search ends).
-    pub(crate) fn reserve_by<T>(
+    pub(crate) fn reserve_by<'s, T>(
         &self,
-        name: &str,
+        seek: impl Into<Seek<'s>>,
         judge: impl FnMut(&Path) -> Option<T>,
     ) -> (PathBuf, T) {
         // A judge that may accept for one URL what it refused for another (`-c` takes only its
         // own part) must see every variant: no skipping ahead.
-        self.search(name, false, judge)
+        self.search(seek.into(), false, judge)
     }
 
     /// Gives back a reservation whose download never opened a file (it could not, for want of
@@ -339,18 +397,18 @@ impl Namer {
     /// and the disk is asked without the lock (see [`Namer::search_claiming`]).
     fn search<T>(
         &self,
-        name: &str,
+        seek: Seek<'_>,
         same_for_all: bool,
         mut judge: impl FnMut(&Path) -> Option<T>,
     ) -> (PathBuf, T) {
         if same_for_all {
-            return self.search_claiming(name, judge);
+            return self.search_claiming(seek, judge);
         }
         // A poisoned lock only means another worker panicked mid-insert; the set is still sound.
         let mut taken = self.lock();
-        for n in 0.. {
+        for n in seek.first().. {
             taken.probes += 1;
-            let candidate = with_suffix(name, n);
+            let candidate = seek.nth(n);
             if self.clashes(&taken.names, &candidate) {
                 continue;
             }
@@ -374,16 +432,17 @@ impl Namer {
     /// one meets.
     fn search_claiming<T>(
         &self,
-        name: &str,
+        seek: Seek<'_>,
         mut judge: impl FnMut(&Path) -> Option<T>,
     ) -> (PathBuf, T) {
-        let name_key = self.key(&[name]);
-        let mut from = self.lock().next.get(&name_key).copied().unwrap_or(0);
+        let name_key = self.key(&seek.parts());
+        let hint = self.lock().next.get(&name_key).copied();
+        let mut from = hint.unwrap_or(seek.first());
         loop {
-            let (n, candidate, key) = self.claim(name, from);
+            let (n, candidate, key) = self.claim(seek, from);
             let path = self.dir.join(&candidate);
             if let Some(verdict) = judge(&path) {
-                if n > 0 {
+                if n > seek.first() {
                     // Every variant below `n` is reserved or on the disk (one claimed by another
                     // search is reserved, or it is given back because the disk has it).
                     let mut taken = self.lock();
@@ -399,16 +458,16 @@ impl Namer {
 
     /// Reserves the first variant of `name` from the `from`th on that meets no reservation:
     /// its number, its text and its key.
-    fn claim(&self, name: &str, from: usize) -> (usize, String, u64) {
-        self.claim_in(&mut self.lock(), name, from)
+    fn claim(&self, seek: Seek<'_>, from: usize) -> (usize, String, u64) {
+        self.claim_in(&mut self.lock(), seek, from)
     }
 
     /// [`Namer::claim`] under a lock already held.
-    fn claim_in(&self, taken: &mut Taken, name: &str, from: usize) -> (usize, String, u64) {
+    fn claim_in(&self, taken: &mut Taken, seek: Seek<'_>, from: usize) -> (usize, String, u64) {
         let mut n = from;
         loop {
             taken.probes += 1;
-            let candidate = with_suffix(name, n);
+            let candidate = seek.nth(n);
             if !self.clashes(&taken.names, &candidate) {
                 let key = self.key(&[&candidate]);
                 // Not there: `clashes` just looked.
@@ -580,26 +639,48 @@ mod tests {
     }
 
     #[test]
-    fn homes_are_numbered_in_list_order_past_what_the_run_holds() {
+    fn homes_are_numbered_in_list_order_whatever_the_disk_holds() {
         let dir = tempfile::tempdir().unwrap();
         // On the disk: a home is judged by its download, not here.
-        std::fs::write(dir.path().join("a.txt"), b"mine").unwrap();
+        for name in ["a.txt", "a.1.txt", "a_1.txt"] {
+            std::fs::write(dir.path().join(name), b"mine").unwrap();
+        }
         let namer = Namer::new(dir.path(), false);
         let first = namer.home("a.txt".into());
         assert_eq!(first.path, dir.path().join("a.txt"));
-        assert_eq!(first.name, "a.txt");
-        // A download whose home was in the way took the next free variant meanwhile.
-        assert_eq!(namer.reserve("a.txt"), dir.path().join("a.1.txt"));
-        let later: Vec<PathBuf> = (0..2).map(|_| namer.home("a.txt".into()).path).collect();
         assert_eq!(
-            later,
-            [dir.path().join("a.2.txt"), dir.path().join("a.3.txt")]
+            (first.name.as_str(), first.spot.as_str()),
+            ("a.txt", "a.txt")
         );
+        // Its download finds the home held and looks beside it, past what the disk holds there:
+        // the homes of the URLs after it do not move.
+        let aside = namer.reserve_for_part(Seek::Beside(&first.spot));
+        assert_eq!(aside, dir.path().join("a_2.txt"));
+        let later: Vec<String> = (0..2).map(|_| namer.home("a.txt".into()).spot).collect();
+        assert_eq!(later, ["a.1.txt", "a.2.txt"]);
         let before = namer.lock().probes;
         for _ in 0..1000 {
             namer.home("a.txt".into());
         }
         assert!(namer.lock().probes - before <= 2000, "a look or two a URL");
+    }
+
+    #[test]
+    fn names_beside_a_home_are_never_the_homes_of_its_name() {
+        assert_eq!(beside("photo.jpg", 1), "photo_1.jpg");
+        assert_eq!(beside("index.2.html", 3), "index.2_3.html");
+        assert_eq!(beside("README.1", 1), "README_1.1");
+        assert_eq!(beside("a.d/README", 2), "a.d/README_2");
+        assert_eq!(beside(".bashrc", 1), ".bashrc_1");
+        for name in ["photo.jpg", "README", "archive.tar.gz", "a.d/x"] {
+            let homes: std::collections::BTreeSet<String> =
+                (0..50).map(|k| with_suffix(name, k)).collect();
+            for n in 0..20 {
+                for m in 1..5 {
+                    assert!(!homes.contains(&beside(&with_suffix(name, n), m)));
+                }
+            }
+        }
     }
 
     #[test]
@@ -717,10 +798,10 @@ mod tests {
         let n = 40_000;
         for i in 0..n {
             let name = format!("f{i}.bin");
-            assert_eq!(namer.reserve(&name), dir.path().join(&name));
+            assert_eq!(namer.reserve(name.as_str()), dir.path().join(&name));
         }
         for i in (0..n).step_by(97) {
-            let again = namer.reserve(&format!("f{i}.bin"));
+            let again = namer.reserve(format!("f{i}.bin").as_str());
             assert_eq!(again, dir.path().join(format!("f{i}.1.bin")));
         }
         // A name given back from deep in the set is free again, and only that one.

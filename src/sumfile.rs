@@ -4,8 +4,8 @@
 //! Three line forms, as `sha256sum` and friends write them: `HEX  NAME` (text mode), `HEX *NAME`
 //! (binary mode) and the BSD tag form `SHA256 (NAME) = HEX` (`sha256sum --tag`). Without a tag
 //! the algorithm is told by the digest's length. Names are paths relative to `-o` with `./`
-//! stripped: the name a download is looked up by is its path relative to `-o` before any clash
-//! suffix (`photo.jpg`, not `photo.1.jpg`).
+//! stripped: a download is looked up by its own numbered name when the list has several of one
+//! name (`photo.1.jpg`), else by the name before the number (see `download::fetch_inner`).
 //!
 //! The whole file is read up front (it is small next to the downloads it describes), so that a
 //! malformed line is a usage error before any download, with its line number.

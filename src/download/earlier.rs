@@ -2,8 +2,8 @@
 //! own (only with a sidecar naming this URL) and skips a final file the server confirms is
 //! complete; `-N` asks whether a file changed; `--skip-existing` trusts it. An expected digest
 //! outranks the server for all three: a file that matches it is the file, one that does not is
-//! never kept as current. Nothing that is not provably this download's is touched: the next free
-//! name is used instead.
+//! never kept as current. Nothing that is not provably this download's is touched: a free name
+//! beside the URL's own is used instead (see [`naming::beside`]).
 
 use super::*;
 
@@ -125,17 +125,17 @@ impl Fetcher<'_> {
                 return Ok(Some(skipped(path, sum)));
             }
         } else if self.settings.skip_existing || self.settings.timestamping {
-            // Only these two care what is there: a plain download leaves it to the namer, and a
-            // stat per file is worth saving on many small files (workload C in `benches/run`).
-            let target = (t.home.clone()).unwrap_or_else(|| self.namer.dir().join(&t.name));
-            let existing = safefs::regular_len(&target).is_some();
-            if existing && self.settings.skip_existing {
-                let sum = self.trusted(t, &target)?;
-                return Ok(Some(skipped(target, sum)));
+            // Only these two care what is there: a plain download leaves it to the namer.
+            let (path, found) = self.earlier_file(t);
+            if found && self.settings.skip_existing {
+                let sum = self.trusted(t, &path)?;
+                return Ok(Some(skipped(path, sum)));
             }
-            if existing && self.settings.timestamping {
-                self.ask_about(t, &target);
+            if found {
+                t.since = modified(&path);
+                t.replace = t.since.is_some();
             }
+            t.path = Some(path);
         }
         Ok(self.current_by_digest(t))
     }
@@ -178,26 +178,25 @@ impl Fetcher<'_> {
         })
     }
 
-    /// `-N`: reserves the existing file's own name for its replacement and notes its time for
-    /// `If-Modified-Since`, unless its `.part` or sidecar belongs to something else (then the
-    /// download goes to a free name as usual).
-    pub(super) fn ask_about(&self, t: &mut Transfer, target: &Path) {
-        let (path, since) = self.reserve_judged(t, |path| {
+    /// `--skip-existing` and `-N`: this URL's file from an earlier run, `(path, true)`, or the
+    /// free name its download takes, `(path, false)`. Its file is the regular file at its home,
+    /// or beside it when something else holds the home (see [`naming::beside`]); without a home
+    /// (`--content-disposition`), only the file under the name itself, never a clash variant of
+    /// it. A name whose `.part` or sidecar is there belongs to something else: passed over.
+    fn earlier_file(&self, t: &mut Transfer) -> (PathBuf, bool) {
+        let own = (t.home.is_none()).then(|| self.namer.dir().join(&t.name));
+        self.reserve_judged(t, |path| {
             let [_, part, meta] = naming::family(path);
             if safefs::occupied(&part) || safefs::occupied(&meta) {
                 None
             } else if safefs::occupied(path) {
-                // Only the file under the name itself is asked about (and may be replaced):
-                // never a clash variant, a link or a folder.
-                let ours = path == target && safefs::regular_len(path).is_some();
-                ours.then(|| modified(path))
+                // Never a link or a folder.
+                let ours = own.as_deref().is_none_or(|own| own == path);
+                (ours && safefs::regular_len(path).is_some()).then_some(true)
             } else {
-                Some(None)
+                Some(false)
             }
-        });
-        t.replace = since.is_some();
-        t.since = since;
-        t.path = Some(path);
+        })
     }
 
     /// `-c`: finds this URL's file from an earlier run. Returns the path of a final file that is

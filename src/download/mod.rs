@@ -219,12 +219,17 @@ impl Fetcher<'_> {
         // and two lines naming the same path get `.1`, like any other clash.
         let explicit = entry.output.is_some();
         let mut t = match home {
-            Some(home) => Transfer::new(home.name.clone(), explicit, url).at_home(&home.path),
+            Some(home) => Transfer::new(home.name.clone(), explicit, url).at_home(home),
             None => Transfer::new(naming::from_url(url), explicit, url),
         };
         let sums = self.settings.checksums.as_deref();
         let require = self.settings.require_checksum;
-        match sumfile::expected(entry.checksum.as_ref(), sums, &t.name, require) {
+        // Its own numbered name first (`sha256sum *` over an earlier run's folder lists
+        // `index.1.html`), then the name before any number.
+        let key = home
+            .filter(|home| sums.is_some_and(|s| s.get(&home.spot).is_some()))
+            .map_or(t.name.as_str(), |home| home.spot.as_str());
+        match sumfile::expected(entry.checksum.as_ref(), sums, key, require) {
             Expected::Required(reason) => return Err(Failure::new(FailureKind::Other(reason))),
             Expected::Missing(note) => run.notes.push(Note::NoChecksum(note)),
             Expected::Known(sum) => {
@@ -299,7 +304,7 @@ impl Fetcher<'_> {
     /// Gives `path` back to the namer unless it is `t`'s home, which its URL keeps for the run
     /// (see [`Namer::home`]).
     fn release(&self, t: &Transfer, path: &Path) {
-        if t.home.as_deref() != Some(path) {
+        if !t.is_home(path) {
             self.namer.release(path);
         }
     }
@@ -316,7 +321,7 @@ impl Fetcher<'_> {
                 return (home, verdict);
             }
         }
-        self.namer.reserve_by(&t.name, judge)
+        self.namer.reserve_by(t.seek(), judge)
     }
 
     /// A complete body checked against the expected digest, if any. A mismatch removes the
@@ -474,7 +479,7 @@ impl Fetcher<'_> {
         // gone: a `-c` run beside this one must not take up the part in between.
         let held = t.file.take();
         let wanted = path.clone();
-        let path = match self.commit(&t.name, &part, path, t.replace) {
+        let path = match self.commit(t.seek(), &part, path, t.replace) {
             Ok(path) => path,
             Err(e) => {
                 let failure = Failure::new(FailureKind::disk("rename", &part, e));

@@ -52,13 +52,13 @@ pub(crate) enum Note {
     Changed,
     /// `-c`: the file under this name is another one (the server's answer does not fit it, or
     /// its digest is not the expected one); it is left alone and the URL goes to the next free
-    /// name (downloaded there, or found complete there by an earlier run).
+    /// name beside it (downloaded there, or found complete there by an earlier run).
     NotTheServers(std::path::PathBuf),
     /// `-c`: this `.part` has no sidecar naming this URL (another URL's, or one left without
     /// its sidecar), so it is not resumed: it is left alone and the URL goes to the next name.
     OthersPart(std::path::PathBuf),
     /// `-c`, `-N` or `--overwrite`: a file appeared under the name while the download ran (a
-    /// run beside this one finished it first), so it was saved under the next free name.
+    /// run beside this one finished it first), so it was saved beside it.
     NameTaken(std::path::PathBuf),
 }
 

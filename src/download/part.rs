@@ -73,7 +73,7 @@ pub(super) struct Transfer {
     pub(crate) key: String,
     /// The path reserved for this URL as the list was read (see [`crate::naming::Namer::home`]):
     /// never given back to the namer, even when the URL goes back to the queue.
-    pub(crate) home: Option<PathBuf>,
+    pub(crate) home: Option<naming::Home>,
     /// `home` has not been judged against the disk yet.
     pub(crate) home_untried: bool,
     /// `-N`: the existing file's modification time, asked about with `If-Modified-Since`.
@@ -120,20 +120,34 @@ impl Transfer {
         }
     }
 
-    /// This transfer with its URL's home, tried before any other variant of its name.
-    pub(super) fn at_home(mut self, home: &Path) -> Transfer {
-        self.home = Some(home.to_path_buf());
+    /// This transfer with its URL's home, tried before any other name.
+    pub(super) fn at_home(mut self, home: &naming::Home) -> Transfer {
+        self.home = Some(home.clone());
         self.home_untried = true;
         self
     }
 
-    /// The home, the first time it is asked for: once judged (taken, or found in the way), the
-    /// next variants are searched.
+    /// The home's path, the first time it is asked for: once judged (taken, or found held by
+    /// something else), the names beside it are searched.
     pub(super) fn untried_home(&mut self) -> Option<PathBuf> {
         if std::mem::take(&mut self.home_untried) {
-            self.home.clone()
+            self.home.as_ref().map(|home| home.path.clone())
         } else {
             None
+        }
+    }
+
+    /// Whether `path` is this URL's home.
+    pub(super) fn is_home(&self, path: &Path) -> bool {
+        self.home.as_ref().is_some_and(|home| home.path == path)
+    }
+
+    /// Where to look for a free name: beside the home, which no other URL of the list is given
+    /// (see [`naming::beside`]), or, without one, through the variants of the name.
+    pub(super) fn seek(&self) -> naming::Seek<'_> {
+        match &self.home {
+            Some(home) => naming::Seek::Beside(&home.spot),
+            None => naming::Seek::Name(&self.name),
         }
     }
 
@@ -359,6 +373,7 @@ impl Fetcher<'_> {
                 if name != t.name {
                     t.name = name;
                     t.path = None;
+                    t.home = None;
                     t.home_untried = false;
                 }
             }
@@ -366,7 +381,7 @@ impl Fetcher<'_> {
         let path = match (t.path.take(), t.untried_home()) {
             (Some(path), _) => path,
             (None, Some(home)) if self.namer.free_for_part(&home) => home,
-            (None, _) => self.namer.reserve_for_part(&t.name),
+            (None, _) => self.namer.reserve_for_part(t.seek()),
         };
         // With -c or -N this run was asked for the file under the name, which a run beside it
         // has saved since the look (-N's own file to replace aside): that one stands, and no
@@ -386,7 +401,7 @@ impl Fetcher<'_> {
 
     /// Opens `PATH.part` with `create_new`, `--overwrite` or not (it never follows a symlink and
     /// never truncates a file we did not create): if something took the name since we reserved
-    /// it, move on to the next free name rather than write into its file.
+    /// it, move on to a free name beside it rather than write into its file.
     fn open_part(
         &self,
         t: &Transfer,
@@ -417,7 +432,7 @@ impl Fetcher<'_> {
                 self.release(t, &path);
                 return Err(Failure::new(FailureKind::InUse(part)));
             }
-            path = self.namer.reserve(name);
+            path = self.namer.reserve(t.seek());
         }
         Err(Failure::new(FailureKind::NoFreeName(name.to_string())))
     }
@@ -435,7 +450,7 @@ impl Fetcher<'_> {
     /// replaces (the one case where a file is replaced without --overwrite).
     pub(super) fn commit(
         &self,
-        name: &str,
+        seek: naming::Seek<'_>,
         part: &Path,
         mut path: PathBuf,
         replace: bool,
@@ -448,7 +463,7 @@ impl Fetcher<'_> {
             match safefs::rename_no_clobber(part, &path) {
                 Ok(()) => return Ok(path),
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                    path = self.namer.reserve(name);
+                    path = self.namer.reserve(seek);
                 }
                 Err(e) => return Err(e),
             }

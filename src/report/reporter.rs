@@ -276,17 +276,17 @@ impl Reporter {
             ),
             Note::NameTaken(path) => format!(
                 "fetchpar: {url}: note: {} appeared while this download ran (another fetchpar \
-                 run?), so it was saved under the next free name",
+                 run?), so it was saved beside it",
                 path.display()
             ),
             Note::OthersPart(part) => format!(
                 "fetchpar: {url}: note: {} has no sidecar naming this URL, so it is not resumed: \
-                 left as it is, the URL goes to the next free name",
+                 left as it is, the URL goes beside it",
                 part.display()
             ),
             Note::NotTheServers(path) => format!(
                 "fetchpar: {url}: note: {} is not this URL's file: left as it is, the URL goes \
-                 to the next free name",
+                 beside it",
                 path.display()
             ),
             Note::NoLastModified => {

@@ -367,7 +367,7 @@ fn continue_leaves_other_urls_part_files_alone() {
     let (code, _, stderr) = sandbox.run(&["-c", &url]);
     assert_eq!(code, 0, "{stderr:#?}");
     let files = sandbox.files();
-    assert_eq!(files.get("same.1.bin"), Some(&sha256(&data)));
+    assert_eq!(files.get("same_1.bin"), Some(&sha256(&data)));
     assert_eq!(files.get("same.bin.part"), Some(&sha256(b"not ours")));
     assert!(server.requests()[0].header("range").is_none());
 }
@@ -832,38 +832,60 @@ fn two_hundred_urls_named_index_html_give_two_hundred_files() {
     }
 }
 
-/// ... so that a rerun of the list with `--skip-existing`, `-c` or `-N` finds each URL's own file,
-/// not the first one of the name (the three are the same size: only the path tells them apart).
+/// ... so that a rerun of the list with `--skip-existing`, `-c`, `-N` or `--checksums` finds
+/// each URL's own file, not the first one of the name (all are the same size: only the path tells
+/// them apart). A URL whose own name something else holds (here another URL's part) is saved
+/// beside it, where a rerun finds it again, and the URLs after it keep their numbers.
 #[test]
 fn urls_of_one_name_find_their_own_files_when_run_again() {
-    let bodies: Vec<Arc<[u8]>> = (1..=3).map(|seed| body(5000, seed)).collect();
+    let bodies: Vec<Arc<[u8]>> = (0..8).map(|seed| body(5000, seed)).collect();
     let server = serve({
         let bodies = bodies.clone();
         move |req| {
-            let i = ["/a/data.bin", "/b/data.bin"]
-                .iter()
-                .position(|p| *p == req.path())
-                .unwrap_or(2);
+            let k: usize = req.path()[2..3].parse().unwrap_or(0);
             // The first in the list answers last.
-            let late = Duration::from_millis(200 * (2 - i as u64));
-            Reply::file(bodies[i].clone()).with_delay(late)
+            let late = Duration::from_millis(60 * (7 - k as u64));
+            Reply::file(bodies[k].clone()).with_delay(late)
         }
     });
-    let urls: Vec<String> = ["a", "b", "c"]
-        .iter()
-        .map(|d| server.url(&format!("/{d}/data.bin")))
+    let urls: Vec<String> = (0..8)
+        .map(|k| server.url(&format!("/d{k}/data.bin")))
         .collect();
-    let names = ["data.bin", "data.1.bin", "data.2.bin"];
-    let want: BTreeMap<String, String> = names
+    let names = (0..8).map(|k| match k {
+        0 => "data.bin".to_string(),
+        3 => "data.3_1.bin".to_string(),
+        k => format!("data.{k}.bin"),
+    });
+    let names: Vec<String> = names.collect();
+    let sandbox = Sandbox::new();
+    std::fs::create_dir(sandbox.out()).unwrap();
+    std::fs::write(sandbox.out().join("data.3.bin.part"), b"SOMEONE ELSE'S").unwrap();
+    let mut want: BTreeMap<String, String> = names
         .iter()
         .zip(&bodies)
-        .map(|(name, bytes)| (name.to_string(), sha256(bytes)))
+        .map(|(name, bytes)| (name.clone(), sha256(bytes)))
         .collect();
-    let sandbox = Sandbox::new();
-    for flags in [&[][..], &["--skip-existing"], &["-c"], &["-N"]] {
+    want.insert("data.3.bin.part".into(), sha256(b"SOMEONE ELSE'S"));
+    // Each URL's digest under its own name, as a user would write it.
+    let sums = tempfile::tempdir().unwrap();
+    let sums = sums.path().join("SUMS");
+    let lines: String = (0..8)
+        .map(|k| naming_variant("data.bin", k))
+        .zip(&bodies)
+        .map(|(name, bytes)| format!("{}  {name}\n", sha256(bytes)))
+        .collect();
+    std::fs::write(&sums, lines).unwrap();
+    let sums = sums.to_str().unwrap();
+    for flags in [
+        &[][..],
+        &["--skip-existing"],
+        &["-c"],
+        &["-N"],
+        &["-c", "--checksums", sums],
+    ] {
         let (code, stdout, stderr) = run(sandbox
             .cmd()
-            .args(["-j", "3", "--json", "--progress", "none"])
+            .args(["-j", "4", "--json", "--progress", "none"])
             .args(flags)
             .args(&urls));
         assert_eq!(code, 0, "{flags:?}: {stderr:#?}");
@@ -872,7 +894,7 @@ fn urls_of_one_name_find_their_own_files_when_run_again() {
             .iter()
             .map(|r| (r["url"].to_string(), r["path"].to_string()))
             .collect();
-        for (url, name) in urls.iter().zip(names) {
+        for (url, name) in urls.iter().zip(&names) {
             let path = &paths[&format!("{url:?}")];
             assert!(
                 path.ends_with(&format!("/{name}\"")),
@@ -904,7 +926,7 @@ fn a_file_named_like_a_sidecar_is_never_overwritten_or_removed() {
     assert_eq!(code, 0, "{stderr:#?}");
     assert_eq!(
         sandbox.files(),
-        one(&[("f.part.meta", b"PRECIOUS"), ("f.1", &data)])
+        one(&[("f.part.meta", b"PRECIOUS"), ("f_1", &data)])
     );
 }
 
@@ -955,7 +977,7 @@ fn overwrite_never_truncates_a_users_part_file() {
     // `y` is replaced as asked; `x` has a part file we did not write, so it goes elsewhere.
     assert_eq!(
         sandbox.files(),
-        one(&[("x.part", b"MINE"), ("x.1", &data), ("y", &data)])
+        one(&[("x.part", b"MINE"), ("x_1", &data), ("y", &data)])
     );
 }
 
@@ -985,12 +1007,12 @@ fn continue_skips_only_a_file_the_server_confirms_complete() {
         sandbox.files(),
         one(&[
             ("empty.bin", b""),
-            ("empty.1.bin", &data),
+            ("empty_1.bin", &data),
             ("short.bin", b"another URL's file"),
-            ("short.1.bin", &data),
+            ("short_1.bin", &data),
             ("long.bin", &long),
-            ("long.1.bin", &data),
-            ("dir.1.bin", &data),
+            ("long_1.bin", &data),
+            ("dir_1.bin", &data),
             ("done.bin", &data),
         ])
     );
@@ -1003,8 +1025,8 @@ fn continue_skips_only_a_file_the_server_confirms_complete() {
     // download went elsewhere.
     for (name, url) in [("empty", &urls[0]), ("short", &urls[1]), ("long", &urls[2])] {
         let note = format!(
-            "fetchpar: {url}: note: {} is not this URL's file: left as it is, the URL goes to \
-             the next free name",
+            "fetchpar: {url}: note: {} is not this URL's file: left as it is, the URL goes \
+             beside it",
             out.join(format!("{name}.bin")).display()
         );
         assert_eq!(
@@ -1096,7 +1118,7 @@ fn continue_never_writes_through_a_symlinked_part() {
     assert_eq!(std::fs::read(&victim).unwrap(), &data[..5000]);
     assert!(std::fs::symlink_metadata(&part).unwrap().is_symlink());
     assert_eq!(
-        std::fs::read(sandbox.out().join("f.1.bin")).unwrap(),
+        std::fs::read(sandbox.out().join("f_1.bin")).unwrap(),
         &data[..]
     );
 }
@@ -1119,7 +1141,7 @@ fn a_planted_sidecar_symlink_is_never_followed_or_removed() {
     assert!(!victim.exists(), "written through the symlink");
     assert!(std::fs::symlink_metadata(&meta).unwrap().is_symlink());
     assert_eq!(
-        std::fs::read(sandbox.out().join("f.1.bin")).unwrap(),
+        std::fs::read(sandbox.out().join("f_1.bin")).unwrap(),
         &data[..]
     );
 }
@@ -1352,7 +1374,7 @@ fn continue_takes_back_a_name_held_only_by_an_empty_sidecar() {
         one(&[
             ("old.bin", &data),
             ("kept.bin.part.meta", b"someone else's"),
-            ("kept.1.bin", &data),
+            ("kept_1.bin", &data),
         ])
     );
 }
@@ -1589,7 +1611,7 @@ fn sigkill_during_a_slow_small_download_leaves_a_part_continue_resumes() {
     assert_eq!(
         sandbox.files(),
         one(&[("small.bin", &data)]),
-        "resumed into the same name: no small.1.bin, no orphan part or sidecar"
+        "resumed into the same name: no small_1.bin, no orphan part or sidecar"
     );
     let last = server.requests().pop().unwrap();
     assert!(
@@ -1641,7 +1663,7 @@ fn sigkill_before_the_first_byte_leaves_nothing_that_continue_piles_up_beside() 
     assert_eq!(
         sandbox.files(),
         one(&[("early.bin", &data)]),
-        "saved under its own name: no early.1.bin, no orphan part"
+        "saved under its own name: no early_1.bin, no orphan part"
     );
 }
 
@@ -1742,13 +1764,13 @@ fn continue_says_why_it_passes_over_a_part_it_cannot_resume() {
     assert_eq!(code, 0, "{stderr:#?}");
     let note = format!(
         "fetchpar: {url}: note: {} has no sidecar naming this URL, so it is not resumed: left \
-         as it is, the URL goes to the next free name",
+         as it is, the URL goes beside it",
         part.display()
     );
     assert!(stderr.contains(&note), "{note}\n{stderr:#?}");
     assert_eq!(
         sandbox.files(),
-        one(&[("p.bin.part", b"SOMEONE ELSE'S"), ("p.1.bin", &data)])
+        one(&[("p.bin.part", b"SOMEONE ELSE'S"), ("p_1.bin", &data)])
     );
 }
 
