@@ -171,8 +171,9 @@ impl<'a> Fetcher<'a> {
 
 impl Fetcher<'_> {
     /// Downloads `entry`'s URL into its `home` (reserved as the list was read), or else a name
-    /// taken from the URL or given by the server. `on_start` hears when the response headers are accepted and before
-    /// each retry; `counter` is bumped as body bytes arrive (the progress display reads both).
+    /// taken from the URL or given by the server. `on_start` hears when the response headers
+    /// are accepted and before each retry; `counter` is bumped as body bytes arrive (the
+    /// progress display reads both).
     pub(crate) fn fetch(
         &self,
         entry: &Entry,
@@ -310,7 +311,7 @@ impl Fetcher<'_> {
     }
 
     /// The first path for `t` that `judge` accepts: its home the first time it is asked for,
-    /// else the first variant of its name free in this run.
+    /// else the first name beside it (see [`Transfer::seek`]) free in this run.
     fn reserve_judged<T>(
         &self,
         t: &mut Transfer,
