@@ -53,6 +53,11 @@ pub(crate) fn sanitize(raw: &str) -> String {
     if looks_like_ours(name) {
         return format!("{name}_");
     }
+    if looks_beside(name) {
+        // `photo~1.jpg` → `photo~1_.jpg`: that shape is for a URL saved beside its own name.
+        let (stem, ext) = split_extension(name);
+        return format!("{stem}_{ext}");
+    }
     name.to_string()
 }
 
@@ -131,16 +136,24 @@ pub(crate) fn with_suffix(name: &str, n: usize) -> String {
 }
 
 /// The `m`th name beside `spot` (a URL's own name, which something that is not this URL's holds):
-/// `photo.jpg` → `photo_1.jpg`, `index.2.html` → `index.2_1.html`. Never a name [`with_suffix`]
-/// gives the URLs of a list that want one name, so a URL moved aside never takes the name of
-/// another, and the next run finds it beside its own name again.
+/// `photo.jpg` → `photo~1.jpg`, `index.2.html` → `index.2~1.html`. Never the name of another
+/// URL: [`sanitize`] keeps names from URLs and servers out of this shape (see
+/// [`looks_beside`]), and [`with_suffix`] never makes it, so a URL moved aside takes no other
+/// URL's name, and the next run finds it beside its own name again.
 pub(crate) fn beside(spot: &str, m: usize) -> String {
     let (dir, base) = match spot.rfind('/') {
         Some(slash) => spot.split_at(slash + 1),
         None => ("", spot),
     };
     let (stem, ext) = split_extension(base);
-    format!("{dir}{stem}_{m}{ext}")
+    format!("{dir}{stem}~{m}{ext}")
+}
+
+/// Whether `name` has the shape of a name [`beside`] gives: its stem ends in `~` and digits.
+pub(crate) fn looks_beside(name: &str) -> bool {
+    let (stem, _) = split_extension(name);
+    let digits = stem.trim_end_matches(|c: char| c.is_ascii_digit());
+    digits.len() < stem.len() && digits.ends_with('~')
 }
 
 /// The names a search for a free one goes through.
@@ -148,7 +161,7 @@ pub(crate) fn beside(spot: &str, m: usize) -> String {
 pub(crate) enum Seek<'a> {
     /// `name`, `name.1`, `name.2`, … (see [`with_suffix`]).
     Name(&'a str),
-    /// `spot_1`, `spot_2`, … beside a URL's own name (see [`beside`]).
+    /// `spot~1`, `spot~2`, … beside a URL's own name (see [`beside`]).
     Beside(&'a str),
 }
 
@@ -202,7 +215,13 @@ pub(crate) fn family(path: &Path) -> [PathBuf; 3] {
 /// replaces it — but a `.part` or sidecar we did not create is never touched.
 pub(crate) fn free_on_disk(path: &Path, overwrite: bool) -> bool {
     let [_, part, meta] = family(path);
-    (overwrite || !safefs::occupied(path)) && !safefs::occupied(&part) && !safefs::occupied(&meta)
+    replaceable(path, overwrite) && !safefs::occupied(&part) && !safefs::occupied(&meta)
+}
+
+/// Whether the final name may be given to a download: nothing there, or, with `overwrite`, a
+/// regular file the final rename replaces (a folder or a link is not one to replace).
+fn replaceable(path: &Path, overwrite: bool) -> bool {
+    !safefs::occupied(path) || (overwrite && safefs::regular_len(path).is_some())
 }
 
 /// Whether `dir` is missing or holds nothing; `false` when that cannot be told.
@@ -344,7 +363,7 @@ impl Namer {
     /// asks the disk.
     pub(crate) fn free_for_part(&self, path: &Path) -> bool {
         self.fresh
-            || ((self.overwrite || !safefs::occupied(path))
+            || (replaceable(path, self.overwrite)
                 && !safefs::occupied(&crate::download::sidecar::meta_path(&part_path(path))))
     }
 
@@ -642,7 +661,7 @@ mod tests {
     fn homes_are_numbered_in_list_order_whatever_the_disk_holds() {
         let dir = tempfile::tempdir().unwrap();
         // On the disk: a home is judged by its download, not here.
-        for name in ["a.txt", "a.1.txt", "a_1.txt"] {
+        for name in ["a.txt", "a.1.txt", "a~1.txt"] {
             std::fs::write(dir.path().join(name), b"mine").unwrap();
         }
         let namer = Namer::new(dir.path(), false);
@@ -655,7 +674,7 @@ mod tests {
         // Its download finds the home held and looks beside it, past what the disk holds there:
         // the homes of the URLs after it do not move.
         let aside = namer.reserve_for_part(Seek::Beside(&first.spot));
-        assert_eq!(aside, dir.path().join("a_2.txt"));
+        assert_eq!(aside, dir.path().join("a~2.txt"));
         let later: Vec<String> = (0..2).map(|_| namer.home("a.txt".into()).spot).collect();
         assert_eq!(later, ["a.1.txt", "a.2.txt"]);
         let before = namer.lock().probes;
@@ -667,11 +686,23 @@ mod tests {
 
     #[test]
     fn names_beside_a_home_are_never_the_homes_of_its_name() {
-        assert_eq!(beside("photo.jpg", 1), "photo_1.jpg");
-        assert_eq!(beside("index.2.html", 3), "index.2_3.html");
-        assert_eq!(beside("README.1", 1), "README_1.1");
-        assert_eq!(beside("a.d/README", 2), "a.d/README_2");
-        assert_eq!(beside(".bashrc", 1), ".bashrc_1");
+        assert_eq!(beside("photo.jpg", 1), "photo~1.jpg");
+        assert_eq!(beside("index.2.html", 3), "index.2~3.html");
+        assert_eq!(beside("README.1", 1), "README~1.1");
+        assert_eq!(beside("a.d/README", 2), "a.d/README~2");
+        assert_eq!(beside(".bashrc", 1), ".bashrc~1");
+        // Nor the name of a URL: those are kept out of the shape.
+        for raw in ["photo~1.jpg", "README~12", ".bashrc~1", "x.tar~3.gz"] {
+            let name = sanitize(raw);
+            assert!(
+                !looks_beside(&name) && name.starts_with(&raw[..3]),
+                "{raw} → {name}"
+            );
+        }
+        assert_eq!(sanitize("photo~1.jpg"), "photo~1_.jpg");
+        for kept in ["a~b.txt", "x~.jpg", "PHOTO~1X.JPG", "v1.2~beta"] {
+            assert_eq!(sanitize(kept), kept);
+        }
         for name in ["photo.jpg", "README", "archive.tar.gz", "a.d/x"] {
             let homes: std::collections::BTreeSet<String> =
                 (0..50).map(|k| with_suffix(name, k)).collect();

@@ -68,7 +68,7 @@ pub struct Cli {
     #[arg(long = "connect-timeout", value_name = "SECS", default_value = "10")]
     pub(crate) connect_timeout: Seconds,
 
-    /// Replace existing files instead of saving beside them (photo_1.jpg, …)
+    /// Replace existing files instead of saving beside them (photo~1.jpg, …)
     #[arg(long)]
     pub(crate) overwrite: bool,
 

@@ -201,7 +201,7 @@ fn clashing_names_get_suffixes_and_existing_files_are_never_overwritten() {
         ("photo.1.jpg", sha256(&b)),
         ("photo.2.jpg", sha256(&c)),
         ("photo.jpg", sha256(b"precious")),
-        ("photo_1.jpg", sha256(&a)),
+        ("photo~1.jpg", sha256(&a)),
     ]
     .map(|(name, sum)| (name.to_string(), sum));
     assert_eq!(checksums(out.path()), want.into_iter().collect());
@@ -218,7 +218,7 @@ fn clashing_names_get_suffixes_and_existing_files_are_never_overwritten() {
     for (name, sum) in &before {
         assert_eq!(after.get(name), Some(sum), "{name} changed");
     }
-    assert_eq!(after.get("photo_2.jpg"), Some(&sha256(&a)));
+    assert_eq!(after.get("photo~2.jpg"), Some(&sha256(&a)));
 }
 
 #[test]
@@ -891,12 +891,12 @@ fn a_file_made_under_the_name_during_the_download_is_kept() {
         b"PRECIOUS"
     );
     assert_eq!(
-        std::fs::read(out.path().join("x_1.bin")).unwrap(),
+        std::fs::read(out.path().join("x~1.bin")).unwrap(),
         &payload[..]
     );
     assert_eq!(
         lines(&output.stdout),
-        [out.path().join("x_1.bin").display().to_string()]
+        [out.path().join("x~1.bin").display().to_string()]
     );
-    assert_eq!(entries(out.path()), ["x.bin", "x_1.bin"]);
+    assert_eq!(entries(out.path()), ["x.bin", "x~1.bin"]);
 }

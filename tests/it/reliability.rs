@@ -367,7 +367,7 @@ fn continue_leaves_other_urls_part_files_alone() {
     let (code, _, stderr) = sandbox.run(&["-c", &url]);
     assert_eq!(code, 0, "{stderr:#?}");
     let files = sandbox.files();
-    assert_eq!(files.get("same_1.bin"), Some(&sha256(&data)));
+    assert_eq!(files.get("same~1.bin"), Some(&sha256(&data)));
     assert_eq!(files.get("same.bin.part"), Some(&sha256(b"not ours")));
     assert!(server.requests()[0].header("range").is_none());
 }
@@ -835,42 +835,53 @@ fn two_hundred_urls_named_index_html_give_two_hundred_files() {
 /// ... so that a rerun of the list with `--skip-existing`, `-c`, `-N` or `--checksums` finds
 /// each URL's own file, not the first one of the name (all are the same size: only the path tells
 /// them apart). A URL whose own name something else holds (here another URL's part) is saved
-/// beside it, where a rerun finds it again, and the URLs after it keep their numbers.
+/// beside it, where a rerun finds it again, and the URLs after it keep their numbers; a URL
+/// named like that name beside is given another.
 #[test]
 fn urls_of_one_name_find_their_own_files_when_run_again() {
-    let bodies: Vec<Arc<[u8]>> = (0..8).map(|seed| body(5000, seed)).collect();
+    let bodies: Vec<Arc<[u8]>> = (0..9).map(|seed| body(5000, seed)).collect();
     let server = serve({
         let bodies = bodies.clone();
         move |req| {
             let k: usize = req.path()[2..3].parse().unwrap_or(0);
             // The first in the list answers last.
-            let late = Duration::from_millis(60 * (7 - k as u64));
+            let late = Duration::from_millis(60 * (8 - k as u64));
             Reply::file(bodies[k].clone()).with_delay(late)
         }
     });
-    let urls: Vec<String> = (0..8)
-        .map(|k| server.url(&format!("/d{k}/data.bin")))
+    // The last is named like the name beside the first's: never the same.
+    let urls: Vec<String> = (0..9)
+        .map(|k| match k {
+            8 => server.url("/d8/data~1.bin"),
+            k => server.url(&format!("/d{k}/data.bin")),
+        })
         .collect();
-    let names = (0..8).map(|k| match k {
-        0 => "data.bin".to_string(),
-        3 => "data.3_1.bin".to_string(),
+    let names = (0..9).map(|k| match k {
+        0 => "data~1.bin".to_string(),
+        3 => "data.3~1.bin".to_string(),
+        8 => "data~1_.bin".to_string(),
         k => format!("data.{k}.bin"),
     });
     let names: Vec<String> = names.collect();
     let sandbox = Sandbox::new();
     std::fs::create_dir(sandbox.out()).unwrap();
-    std::fs::write(sandbox.out().join("data.3.bin.part"), b"SOMEONE ELSE'S").unwrap();
+    for part in ["data.bin.part", "data.3.bin.part"] {
+        std::fs::write(sandbox.out().join(part), b"SOMEONE ELSE'S").unwrap();
+    }
     let mut want: BTreeMap<String, String> = names
         .iter()
         .zip(&bodies)
         .map(|(name, bytes)| (name.clone(), sha256(bytes)))
         .collect();
-    want.insert("data.3.bin.part".into(), sha256(b"SOMEONE ELSE'S"));
+    for part in ["data.bin.part", "data.3.bin.part"] {
+        want.insert(part.into(), sha256(b"SOMEONE ELSE'S"));
+    }
     // Each URL's digest under its own name, as a user would write it.
     let sums = tempfile::tempdir().unwrap();
     let sums = sums.path().join("SUMS");
     let lines: String = (0..8)
         .map(|k| naming_variant("data.bin", k))
+        .chain(["data~1_.bin".to_string()])
         .zip(&bodies)
         .map(|(name, bytes)| format!("{}  {name}\n", sha256(bytes)))
         .collect();
@@ -926,7 +937,7 @@ fn a_file_named_like_a_sidecar_is_never_overwritten_or_removed() {
     assert_eq!(code, 0, "{stderr:#?}");
     assert_eq!(
         sandbox.files(),
-        one(&[("f.part.meta", b"PRECIOUS"), ("f_1", &data)])
+        one(&[("f.part.meta", b"PRECIOUS"), ("f~1", &data)])
     );
 }
 
@@ -963,21 +974,30 @@ fn urls_named_like_each_others_part_and_sidecar_files_keep_both() {
     );
 }
 
+/// ... nor replaces a folder: a regular file is what `--overwrite` replaces.
 #[test]
 fn overwrite_never_truncates_a_users_part_file() {
     let data = body(4000, 91);
     let served = data.clone();
     let server = serve(move |_| Reply::file(served.clone()));
     let sandbox = Sandbox::new();
-    std::fs::create_dir_all(sandbox.out()).unwrap();
+    std::fs::create_dir_all(sandbox.out().join("z")).unwrap();
     std::fs::write(sandbox.out().join("x.part"), b"MINE").unwrap();
     std::fs::write(sandbox.out().join("y"), b"old").unwrap();
-    let (code, _, stderr) = sandbox.run(&["--overwrite", &server.url("/x"), &server.url("/y")]);
+    let urls = ["/x", "/y", "/z"].map(|p| server.url(p));
+    let (code, _, stderr) =
+        sandbox.run(&[&["--overwrite"][..], &urls.each_ref().map(String::as_str)].concat());
     assert_eq!(code, 0, "{stderr:#?}");
-    // `y` is replaced as asked; `x` has a part file we did not write, so it goes elsewhere.
+    // `y` is replaced as asked; `x` has a part file we did not write, and `z` is a folder, so
+    // they go beside.
     assert_eq!(
         sandbox.files(),
-        one(&[("x.part", b"MINE"), ("x_1", &data), ("y", &data)])
+        one(&[
+            ("x.part", b"MINE"),
+            ("x~1", &data),
+            ("y", &data),
+            ("z~1", &data)
+        ])
     );
 }
 
@@ -1007,12 +1027,12 @@ fn continue_skips_only_a_file_the_server_confirms_complete() {
         sandbox.files(),
         one(&[
             ("empty.bin", b""),
-            ("empty_1.bin", &data),
+            ("empty~1.bin", &data),
             ("short.bin", b"another URL's file"),
-            ("short_1.bin", &data),
+            ("short~1.bin", &data),
             ("long.bin", &long),
-            ("long_1.bin", &data),
-            ("dir_1.bin", &data),
+            ("long~1.bin", &data),
+            ("dir~1.bin", &data),
             ("done.bin", &data),
         ])
     );
@@ -1118,7 +1138,7 @@ fn continue_never_writes_through_a_symlinked_part() {
     assert_eq!(std::fs::read(&victim).unwrap(), &data[..5000]);
     assert!(std::fs::symlink_metadata(&part).unwrap().is_symlink());
     assert_eq!(
-        std::fs::read(sandbox.out().join("f_1.bin")).unwrap(),
+        std::fs::read(sandbox.out().join("f~1.bin")).unwrap(),
         &data[..]
     );
 }
@@ -1141,7 +1161,7 @@ fn a_planted_sidecar_symlink_is_never_followed_or_removed() {
     assert!(!victim.exists(), "written through the symlink");
     assert!(std::fs::symlink_metadata(&meta).unwrap().is_symlink());
     assert_eq!(
-        std::fs::read(sandbox.out().join("f_1.bin")).unwrap(),
+        std::fs::read(sandbox.out().join("f~1.bin")).unwrap(),
         &data[..]
     );
 }
@@ -1374,7 +1394,7 @@ fn continue_takes_back_a_name_held_only_by_an_empty_sidecar() {
         one(&[
             ("old.bin", &data),
             ("kept.bin.part.meta", b"someone else's"),
-            ("kept_1.bin", &data),
+            ("kept~1.bin", &data),
         ])
     );
 }
@@ -1611,7 +1631,7 @@ fn sigkill_during_a_slow_small_download_leaves_a_part_continue_resumes() {
     assert_eq!(
         sandbox.files(),
         one(&[("small.bin", &data)]),
-        "resumed into the same name: no small_1.bin, no orphan part or sidecar"
+        "resumed into the same name: no small~1.bin, no orphan part or sidecar"
     );
     let last = server.requests().pop().unwrap();
     assert!(
@@ -1663,7 +1683,7 @@ fn sigkill_before_the_first_byte_leaves_nothing_that_continue_piles_up_beside() 
     assert_eq!(
         sandbox.files(),
         one(&[("early.bin", &data)]),
-        "saved under its own name: no early_1.bin, no orphan part"
+        "saved under its own name: no early~1.bin, no orphan part"
     );
 }
 
@@ -1770,7 +1790,7 @@ fn continue_says_why_it_passes_over_a_part_it_cannot_resume() {
     assert!(stderr.contains(&note), "{note}\n{stderr:#?}");
     assert_eq!(
         sandbox.files(),
-        one(&[("p.bin.part", b"SOMEONE ELSE'S"), ("p_1.bin", &data)])
+        one(&[("p.bin.part", b"SOMEONE ELSE'S"), ("p~1.bin", &data)])
     );
 }
 

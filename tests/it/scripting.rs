@@ -398,7 +398,7 @@ fn list_lines_may_name_outputs_inside_the_output_directory() {
     want.insert("keep/ok-2.bin".to_string(), ok_sum(2));
     // An existing file is never replaced, even when a line names it.
     want.insert("mine.bin".to_string(), sha256(b"precious"));
-    want.insert("mine_1.bin".to_string(), ok_sum(5));
+    want.insert("mine~1.bin".to_string(), ok_sum(5));
     assert_eq!(got, want);
     let mut beside: Vec<String> = std::fs::read_dir(root.path())
         .unwrap()

@@ -25,7 +25,7 @@ fn a_sidecar_of_the_previous_format_is_resumed_then_rewritten_without_the_secret
         format!("fetchpar-part 1\nurl {masked}\nurl-sha256 {legacy}\netag \"v1\"\ntotal 100000\n"),
     )
     .unwrap();
-    // Resumed (not sent to f_1.bin), and cut again: the sidecar left is in the new form.
+    // Resumed (not sent to f~1.bin), and cut again: the sidecar left is in the new form.
     let (code, _, stderr) = sandbox.run(&["-c", "--retries", "0", &url]);
     assert_eq!(code, 1, "{stderr:#?}");
     assert_eq!(server.requests()[0].header("range"), Some("bytes=40000-"));
@@ -84,7 +84,7 @@ fn user_headers_and_credentials_never_follow_a_redirect_to_another_origin() {
     assert_eq!(code, 0, "{stderr:#?}");
     // Named after the URL given, bytes from B.
     assert_eq!(sandbox.files().get("f.bin"), Some(&sha256(&data)));
-    assert_eq!(sandbox.files().get("f_1.bin"), Some(&sha256(&data)));
+    assert_eq!(sandbox.files().get("f~1.bin"), Some(&sha256(&data)));
     let seen_by_a = a.requests();
     assert_eq!(seen_by_a.len(), 4, "two runs, two hops each within A");
     for r in &seen_by_a {

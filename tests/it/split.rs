@@ -675,7 +675,7 @@ fn a_file_that_keeps_changing_fails_instead_of_looping() {
 
 /// Issue 9: a process killed outright while pieces run leaves a part the next `-c` recognises
 /// as its own (its sidecar was written before the part was preallocated): it is resumed under
-/// its own name, with no `f_1.bin` and no orphan.
+/// its own name, with no `f~1.bin` and no orphan.
 #[test]
 fn continue_after_a_kill_during_split_resumes_its_own_part() {
     let body: Arc<[u8]> = generated_files(1, BIG, BIG).remove(0).1;
