@@ -127,12 +127,18 @@ pub(crate) fn with_suffix(name: &str, n: usize) -> String {
     if n == 0 {
         return name.to_string();
     }
+    let (dir, stem, ext) = split_path(name);
+    format!("{dir}{stem}.{n}{ext}")
+}
+
+/// Splits `a.d/photo.jpg` into its folders (`a.d/`), stem (`photo`) and extension (`.jpg`).
+fn split_path(name: &str) -> (&str, &str, &str) {
     let (dir, base) = match name.rfind('/') {
         Some(slash) => name.split_at(slash + 1),
         None => ("", name),
     };
     let (stem, ext) = split_extension(base);
-    format!("{dir}{stem}.{n}{ext}")
+    (dir, stem, ext)
 }
 
 /// The `m`th name beside `spot` (a URL's own name, which something that is not this URL's holds):
@@ -141,11 +147,7 @@ pub(crate) fn with_suffix(name: &str, n: usize) -> String {
 /// [`looks_beside`]), and [`with_suffix`] never makes it, so a URL moved aside takes no other
 /// URL's name, and the next run finds it beside its own name again.
 pub(crate) fn beside(spot: &str, m: usize) -> String {
-    let (dir, base) = match spot.rfind('/') {
-        Some(slash) => spot.split_at(slash + 1),
-        None => ("", spot),
-    };
-    let (stem, ext) = split_extension(base);
+    let (dir, stem, ext) = split_path(spot);
     format!("{dir}{stem}~{m}{ext}")
 }
 
@@ -657,14 +659,20 @@ mod tests {
         assert_eq!(names, ["photo.1.jpg", "photo.3.jpg", "photo.4.jpg"]);
     }
 
-    #[test]
-    fn homes_are_numbered_in_list_order_whatever_the_disk_holds() {
+    /// A namer over a folder that holds `files`.
+    fn namer_over(files: &[&str]) -> (tempfile::TempDir, Namer) {
         let dir = tempfile::tempdir().unwrap();
-        // On the disk: a home is judged by its download, not here.
-        for name in ["a.txt", "a.1.txt", "a~1.txt"] {
-            std::fs::write(dir.path().join(name), b"mine").unwrap();
+        for name in files {
+            std::fs::write(dir.path().join(name), b"PRECIOUS").unwrap();
         }
         let namer = Namer::new(dir.path(), false);
+        (dir, namer)
+    }
+
+    #[test]
+    fn homes_are_numbered_in_list_order_whatever_the_disk_holds() {
+        // On the disk: a home is judged by its download, not here.
+        let (dir, namer) = namer_over(&["a.txt", "a.1.txt", "a~1.txt"]);
         let first = namer.home("a.txt".into());
         assert_eq!(first.path, dir.path().join("a.txt"));
         assert_eq!(
@@ -872,12 +880,8 @@ mod tests {
 
     #[test]
     fn workers_reserving_one_name_at_once_get_different_free_paths() {
-        let dir = tempfile::tempdir().unwrap();
         // Taken on disk: the name, one variant's sidecar, a later variant.
-        for taken in ["x.bin", "x.2.bin.part.meta", "x.5.bin"] {
-            std::fs::write(dir.path().join(taken), b"PRECIOUS").unwrap();
-        }
-        let namer = Namer::new(dir.path(), false);
+        let (dir, namer) = namer_over(&["x.bin", "x.2.bin.part.meta", "x.5.bin"]);
         let paths: Vec<PathBuf> = std::thread::scope(|s| {
             let workers: Vec<_> = (0..8)
                 .map(|_| {
