@@ -510,6 +510,13 @@ pub(crate) fn output_path(raw: &str, url: &Url) -> Result<String, String> {
              unfinished downloads: choose another name"
         ));
     }
+    let base = path.rsplit('/').next().unwrap_or(&path);
+    if naming::looks_beside(base) {
+        return Err(format!(
+            "output path {raw} has the shape of x~1.bin, which fetchpar keeps for a file saved \
+             beside a name something else holds: choose another name"
+        ));
+    }
     Ok(path)
 }
 
@@ -736,7 +743,7 @@ mod tests {
         // (line, primary URL or error, mirrors, output)
         type Want =
             Result<(&'static str, &'static [&'static str], Option<&'static str>), &'static str>;
-        let cases: [(&str, Want); 11] = [
+        let cases: [(&str, Want); 14] = [
             ("http://h/a", Ok(("http://h/a", &[], None))),
             (
                 "http://h/a out.bin",
@@ -771,6 +778,12 @@ mod tests {
             (
                 "http://h/a d/x.Part.Meta",
                 Err("keeps for its unfinished downloads"),
+            ),
+            ("http://h/a d.1/x~1.bin", Err("beside a name")),
+            ("http://h/a x~12", Err("beside a name")),
+            (
+                "http://h/a a~1.d/x~b.bin",
+                Ok(("http://h/a", &[], Some("a~1.d/x~b.bin"))),
             ),
         ];
         for (line, want) in cases {

@@ -50,15 +50,18 @@ pub(crate) fn sanitize(raw: &str) -> String {
     if name.is_empty() || name.chars().all(|c| c == '.') {
         return "index.html".to_string();
     }
-    if looks_like_ours(name) {
-        return format!("{name}_");
-    }
-    if looks_beside(name) {
-        // `photo~1.jpg` → `photo~1_.jpg`: that shape is for a URL saved beside its own name.
-        let (stem, ext) = split_extension(name);
+    let name = if looks_like_ours(name) {
+        format!("{name}_")
+    } else {
+        name.to_string()
+    };
+    if looks_beside(&name) {
+        // `photo~1.jpg` → `photo~1_.jpg`: that shape is for a URL saved beside its own name
+        // (`x~1.part` too, which the rule above made `x~1.part_`, the name beside `x.part_`).
+        let (stem, ext) = split_extension(&name);
         return format!("{stem}_{ext}");
     }
-    name.to_string()
+    name
 }
 
 /// Endings of fetchpar's own files beside a download (see [`family`]). A saved file must never
@@ -700,7 +703,13 @@ mod tests {
         assert_eq!(beside("a.d/README", 2), "a.d/README~2");
         assert_eq!(beside(".bashrc", 1), ".bashrc~1");
         // Nor the name of a URL: those are kept out of the shape.
-        for raw in ["photo~1.jpg", "README~12", ".bashrc~1", "x.tar~3.gz"] {
+        for raw in [
+            "photo~1.jpg",
+            "README~12",
+            ".bashrc~1",
+            "x.tar~3.gz",
+            "x~1.part",
+        ] {
             let name = sanitize(raw);
             assert!(
                 !looks_beside(&name) && name.starts_with(&raw[..3]),
