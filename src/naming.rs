@@ -23,18 +23,33 @@ const MAX_NAME_BYTES: usize = 200;
 /// Decoding comes first so that an encoded separator or NUL (`..%2F..%2Fx`, `%00`) is seen and
 /// removed by [`sanitize`] rather than slipping through as text.
 pub(crate) fn from_url(url: &Url) -> String {
+    mark(clean(&last_segment(url)))
+}
+
+/// The name a publisher's checksums file would list for `url`'s file: [`from_url`] without the
+/// marks that keep it from passing for one of fetchpar's own names (see [`mark`]).
+pub(crate) fn published(url: &Url) -> String {
+    clean(&last_segment(url))
+}
+
+fn last_segment(url: &Url) -> std::borrow::Cow<'_, str> {
     let segment = url
         .path_segments()
         .and_then(|mut segments| segments.next_back())
         .unwrap_or("");
-    let decoded = percent_decode_str(segment).decode_utf8_lossy();
-    sanitize(&decoded)
+    percent_decode_str(segment).decode_utf8_lossy()
 }
 
-/// Reduces any text to a safe base name: no path separators, no control characters, no
-/// invisible bidi or format characters (which could make a printed name lie about itself), not
-/// `.` or `..`, not empty (then `index.html`), and not longer than `MAX_NAME_BYTES`.
+/// Reduces any text to a safe base name ([`clean`]) that never has the shape of one of
+/// fetchpar's own names ([`mark`]).
 pub(crate) fn sanitize(raw: &str) -> String {
+    mark(clean(raw))
+}
+
+/// No path separators, no control characters, no invisible bidi or format characters (which
+/// could make a printed name lie about itself), not `.` or `..`, not empty (then `index.html`),
+/// and not longer than `MAX_NAME_BYTES`.
+fn clean(raw: &str) -> String {
     let name: String = raw
         .chars()
         .filter(|&c| !is_format(c))
@@ -50,14 +65,19 @@ pub(crate) fn sanitize(raw: &str) -> String {
     if name.is_empty() || name.chars().all(|c| c == '.') {
         return "index.html".to_string();
     }
-    let name = if looks_like_ours(name) {
+    name.to_string()
+}
+
+/// A `_` for a name that ends like a part or its sidecar (`x.part_`), or has the shape of a
+/// name beside another (`photo~1_.jpg`, see [`beside`]).
+fn mark(name: String) -> String {
+    let name = if looks_like_ours(&name) {
         format!("{name}_")
     } else {
-        name.to_string()
+        name
     };
     if looks_beside(&name) {
-        // `photo~1.jpg` → `photo~1_.jpg`: that shape is for a URL saved beside its own name
-        // (`x~1.part` too, which the rule above made `x~1.part_`, the name beside `x.part_`).
+        // `x~1.part` too, which the rule above made `x~1.part_`, the name beside `x.part_`.
         let (stem, ext) = split_extension(&name);
         return format!("{stem}_{ext}");
     }

@@ -16,6 +16,8 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 
 use crate::checksum::{Algorithm, Checksum};
+use crate::input::Entry;
+use crate::naming::{self, Home};
 
 /// Digests by output name.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -89,6 +91,27 @@ pub(crate) enum Expected<'a> {
     Required(String),
     /// No digest was asked for.
     Unchecked,
+}
+
+/// The name `--checksums` knows a download by: its own numbered name (`sha256sum *` over an
+/// earlier run's folder lists `index.1.html`), the name before the number, or its URL's name as
+/// a publisher writes it (`photo~1.jpg`, saved as `photo~1_.jpg`); `name` when it knows none.
+pub(crate) fn key_for<'a>(
+    sums: Option<&SumFile>,
+    home: Option<&'a Home>,
+    name: &'a str,
+    entry: &Entry,
+) -> std::borrow::Cow<'a, str> {
+    let Some(sums) = sums else {
+        return name.into();
+    };
+    let own = home.map(|home| home.spot.as_str().into());
+    let published = (entry.output.is_none()).then(|| naming::published(&entry.url).into());
+    own.into_iter()
+        .chain([name.into()])
+        .chain(published)
+        .find(|key: &std::borrow::Cow<'a, str>| sums.get(key).is_some())
+        .unwrap_or(name.into())
 }
 
 /// The list line's `checksum=` wins; otherwise `--checksums` by output name.

@@ -225,12 +225,8 @@ impl Fetcher<'_> {
         };
         let sums = self.settings.checksums.as_deref();
         let require = self.settings.require_checksum;
-        // Its own numbered name first (`sha256sum *` over an earlier run's folder lists
-        // `index.1.html`), then the name before any number.
-        let key = home
-            .filter(|home| sums.is_some_and(|s| s.get(&home.spot).is_some()))
-            .map_or(t.name.as_str(), |home| home.spot.as_str());
-        match sumfile::expected(entry.checksum.as_ref(), sums, key, require) {
+        let key = sumfile::key_for(sums, home, &t.name, entry);
+        match sumfile::expected(entry.checksum.as_ref(), sums, &key, require) {
             Expected::Required(reason) => return Err(Failure::new(FailureKind::Other(reason))),
             Expected::Missing(note) => run.notes.push(Note::NoChecksum(note)),
             Expected::Known(sum) => {

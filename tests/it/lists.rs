@@ -344,6 +344,32 @@ fn require_checksum_fails_a_file_without_one_before_any_request() {
     assert!(sandbox.files().is_empty());
 }
 
+/// A URL whose name fetchpar marks with a `_` (`photo~1.jpg` is saved as `photo~1_.jpg`,
+/// `x.part` as `x.part_`) is still found in a publisher's checksums file by its own name.
+#[test]
+fn a_checksums_file_knows_a_marked_name_by_the_publishers_name() {
+    let server = serve(|req| Reply::file(req.path().as_bytes().to_vec()));
+    let sandbox = Sandbox::new();
+    let lines = format!(
+        "{}  photo~1.jpg\n{}  x.part\n",
+        sha256(b"/p/photo~1.jpg"),
+        sha256(b"/p/x.part")
+    );
+    let (_inputs, sums) = scratch("SUMS", &lines);
+    let urls = ["/p/photo~1.jpg", "/p/x.part"].map(|p| server.url(p));
+    let (code, _, stderr) = sandbox.run(&[
+        "--checksums",
+        sums.as_str(),
+        "--require-checksum",
+        urls[0].as_str(),
+        urls[1].as_str(),
+    ]);
+    assert_eq!(code, 0, "{stderr:?}");
+    let want = [("photo~1_.jpg", "/p/photo~1.jpg"), ("x.part_", "/p/x.part")]
+        .map(|(name, bytes)| (name.to_string(), sha256(bytes.as_bytes())));
+    assert_eq!(sandbox.files(), want.into_iter().collect());
+}
+
 /// A server whose files have versions: each answers with its `Last-Modified` (unless `dated`
 /// is false) and a `304` to an `If-Modified-Since` that names exactly that date.
 struct Versioned {
