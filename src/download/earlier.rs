@@ -111,7 +111,7 @@ impl Fetcher<'_> {
     /// trusted file, `-N`'s file to ask about. `Some`: nothing to download.
     pub(super) fn look_on_disk(
         &self,
-        url: &Url,
+        entry: &Entry,
         t: &mut Transfer,
         run: &mut Run<'_, '_>,
     ) -> Result<Option<Saved>, Failure> {
@@ -121,7 +121,7 @@ impl Fetcher<'_> {
             ..Saved::at(path, 0)
         };
         if self.settings.resume {
-            if let Some((path, sum)) = self.find_earlier(url, t, run)? {
+            if let Some((path, sum)) = self.find_earlier(entry, t, run)? {
                 return Ok(Some(skipped(path, sum)));
             }
         } else if self.settings.skip_existing || self.settings.timestamping {
@@ -211,10 +211,11 @@ impl Fetcher<'_> {
     /// lose, is taken back.
     pub(super) fn find_earlier(
         &self,
-        url: &Url,
+        entry: &Entry,
         t: &mut Transfer,
         run: &mut Run<'_, '_>,
     ) -> Result<Option<(PathBuf, Option<String>)>, Failure> {
+        let url = &entry.url;
         loop {
             // Parts passed over, not this URL's to resume: said, or `-c` would seem to ignore them.
             let mut passed = Vec::new();
@@ -232,7 +233,7 @@ impl Fetcher<'_> {
                     return Ok(None);
                 }
                 Found::Existing(len) => {
-                    if let Some(sum) = self.judge_existing(url, &path, len, t, run)? {
+                    if let Some(sum) = self.judge_existing(entry, &path, len, t, run)? {
                         return Ok(Some((path, sum)));
                     }
                     // Not ours: leave it untouched, look at the next name, and say why the
@@ -276,12 +277,13 @@ impl Fetcher<'_> {
     /// still cannot tell fails the URL and leaves the file alone (never a second copy of it).
     pub(super) fn judge_existing(
         &self,
-        url: &Url,
+        entry: &Entry,
         path: &Path,
         len: u64,
         t: &Transfer,
         run: &mut Run<'_, '_>,
     ) -> Result<Option<Option<String>>, Failure> {
+        let url = &entry.url;
         if let Some(v) = &t.verify {
             let complete = matches!(checksum::verify_file(path, &v.expected), Ok(Ok(())));
             return Ok(complete.then(|| Some(v.expected.to_string())));
@@ -324,6 +326,11 @@ impl Fetcher<'_> {
                 failure = failure.with_status(status);
             }
             if !untold.retry || tries >= self.settings.retry.retries {
+                match self.mirrors_say(entry, len) {
+                    Some(true) => return Ok(Some(None)),
+                    Some(false) => return Ok(None),
+                    None => {}
+                }
                 failure.reason.after_retries(tries);
                 return Err(failure);
             }
@@ -346,6 +353,22 @@ impl Fetcher<'_> {
                 return Err(Failure::interrupted(None));
             }
         }
+    }
+
+    /// `-c`, when the URL itself cannot tell whether the file is complete (gone, say, and the
+    /// file came from a mirror): the mirrors in turn, once each, as a download moves on to
+    /// them; `Some(true)` complete, `Some(false)` another file, `None` none could tell.
+    fn mirrors_say(&self, entry: &Entry, len: u64) -> Option<bool> {
+        entry.mirrors.iter().find_map(|mirror| {
+            if self.cancel.load(Ordering::Relaxed) {
+                return None;
+            }
+            match self.confirms_complete(mirror, len) {
+                Verdict::Complete => Some(true),
+                Verdict::NotThis => Some(false),
+                Verdict::Unknown(_) => None,
+            }
+        })
     }
 
     /// Whether the server confirms that `len` bytes are the whole file: asked for the bytes

@@ -235,7 +235,7 @@ impl Fetcher<'_> {
             }
             Expected::Unchecked => {}
         }
-        if let Some(saved) = self.look_on_disk(url, &mut t, run)? {
+        if let Some(saved) = self.look_on_disk(entry, &mut t, run)? {
             return Ok(saved);
         }
         let sources: Vec<&Url> = std::iter::once(url).chain(&entry.mirrors).collect();

@@ -234,6 +234,33 @@ fn an_aria2c_list_with_a_dead_first_mirror_and_checksums_is_saved_verified() {
         .any(|l| l.contains("line 4: warning: option 'split'")));
 }
 
+/// `-c` over a file the live mirror served (the first URL gone): the URL cannot tell whether
+/// the file is complete, so the mirror is asked, and the file is found complete, not failed.
+#[test]
+fn continue_asks_the_mirror_about_a_file_its_first_url_no_longer_has() {
+    let data = body(20_000, 4);
+    let served = data.clone();
+    let server = serve(move |req| match req.path() {
+        "/live/f.bin" => Reply::file(served.clone()),
+        _ => Reply::status(404),
+    });
+    let sandbox = Sandbox::new();
+    let list = format!(
+        "{}\t{}\n",
+        server.url("/gone/f.bin"),
+        server.url("/live/f.bin")
+    );
+    let (_inputs, list_txt) = scratch("list.txt", &list);
+    for flags in [&[][..], &["-c"]] {
+        let (code, stdout, stderr) =
+            sandbox.run(&[&["-i", list_txt.as_str(), "--json"][..], flags].concat());
+        assert_eq!(code, 0, "{flags:?}: {stderr:?}");
+        assert_eq!(sandbox.files(), one(&[("f.bin", &data)]), "{flags:?}");
+        let status = if flags.is_empty() { "saved" } else { "skipped" };
+        assert_eq!(url_records(&stdout)[0]["status"], status, "{flags:?}");
+    }
+}
+
 #[test]
 fn a_sha256sums_file_in_all_three_forms_checks_each_file_and_warns_on_a_missing_one() {
     let (server, expected) = file_server(4, 2000, 90_000, Duration::ZERO);

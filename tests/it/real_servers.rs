@@ -43,13 +43,6 @@ fn serving(mut server: Real) -> (Real, u16) {
     (server, port)
 }
 
-fn one(files: &[(&str, &[u8])]) -> BTreeMap<String, String> {
-    files
-        .iter()
-        .map(|(name, bytes)| (name.to_string(), sha256(bytes)))
-        .collect()
-}
-
 /// A server process this test started, stopped (by its own PID) when dropped.
 struct Real(std::process::Child);
 

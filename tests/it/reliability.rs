@@ -13,13 +13,6 @@ use crate::util::*;
 /// Keeps every retry wait tiny: the tests check what is retried, not how long we wait.
 const FAST: [&str; 2] = ["--max-retry-wait", "0.02"];
 
-fn one(files: &[(&str, &[u8])]) -> BTreeMap<String, String> {
-    files
-        .iter()
-        .map(|(name, bytes)| (name.to_string(), sha256(bytes)))
-        .collect()
-}
-
 /// The stderr line reporting a failure of `url`.
 fn error_line<'a>(stderr: &'a [String], url: &str) -> &'a str {
     let prefix = format!("fetchpar: {url}: ");

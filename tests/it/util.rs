@@ -130,6 +130,14 @@ fn present<T>(result: std::io::Result<T>) -> Option<T> {
     }
 }
 
+/// What `checksums` gives for a folder holding exactly `files` (name, bytes).
+pub fn one(files: &[(&str, &[u8])]) -> BTreeMap<String, String> {
+    files
+        .iter()
+        .map(|(name, bytes)| (name.to_string(), sha256(bytes)))
+        .collect()
+}
+
 /// The `--json` records of a run's URLs (the summary left out).
 pub fn url_records(stdout: &[String]) -> Vec<serde_json::Value> {
     stdout
