@@ -345,9 +345,10 @@ impl Namer {
         &self.dir
     }
 
-    /// Reserves the first free variant of `name` (a safe relative path inside the directory, with
-    /// `/` between folders when a list file named the output): `name`, then `name.1`, `name.2`,
-    /// … before the extension. A name whose file, `.part` or `.part.meta` exists on disk is not
+    /// Reserves the first free name `seek` goes through (a safe relative path inside the
+    /// directory, with `/` between folders when a list file named the output): `name`, then
+    /// `name.1`, `name.2`, … before the extension, or the names beside a URL's own
+    /// ([`Seek::Beside`]). A name whose file, `.part` or `.part.meta` exists on disk is not
     /// free (see [`free_on_disk`]), so a leftover part or a user's file is never clobbered.
     pub(crate) fn reserve<'s>(&self, seek: impl Into<Seek<'s>>) -> PathBuf {
         let overwrite = self.overwrite;
@@ -408,8 +409,8 @@ impl Namer {
         self.search(seek.into(), true, free).0
     }
 
-    /// Reserves the first variant of `name` whose family (see [`family`]) shares no path with
-    /// a reservation of this run and that `judge` accepts, with what `judge` said about it.
+    /// Reserves the first name `seek` goes through whose family (see [`family`]) shares no path
+    /// with a reservation of this run and that `judge` accepts, with what `judge` said about it.
     /// `judge` must accept a path where nothing exists on disk (so the search ends).
     pub(crate) fn reserve_by<'s, T>(
         &self,

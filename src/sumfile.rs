@@ -5,7 +5,8 @@
 //! (binary mode) and the BSD tag form `SHA256 (NAME) = HEX` (`sha256sum --tag`). Without a tag
 //! the algorithm is told by the digest's length. Names are paths relative to `-o` with `./`
 //! stripped: a download is looked up by its own numbered name when the list has several of one
-//! name (`photo.1.jpg`), else by the name before the number (see `download::fetch_inner`).
+//! name (`photo.1.jpg`), else by the name before the number, else by its URL's name as a
+//! publisher writes it (see [`key_for`]).
 //!
 //! The whole file is read up front (it is small next to the downloads it describes), so that a
 //! malformed line is a usage error before any download, with its line number.

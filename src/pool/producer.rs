@@ -1,5 +1,6 @@
 //! The producer: reads the inputs, drops what this run does not download (duplicates, other
-//! shards' URLs), reports bad lines, and feeds the bounded job channel.
+//! shards' URLs), reports bad lines, gives each URL its name in list order (see
+//! [`crate::naming::Namer::home`]), and feeds the bounded job channel.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
