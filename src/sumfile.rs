@@ -106,13 +106,22 @@ pub(crate) fn key_for<'a>(
     let Some(sums) = sums else {
         return name.into();
     };
-    let own = home.map(|home| home.spot.as_str().into());
-    let published = (entry.output.is_none()).then(|| naming::published(&entry.url).into());
-    own.into_iter()
-        .chain([name.into()])
-        .chain(published)
-        .find(|key: &std::borrow::Cow<'a, str>| sums.get(key).is_some())
-        .unwrap_or(name.into())
+    let own = [home.map(|home| home.spot.as_str()), Some(name)];
+    if let Some(key) = own
+        .into_iter()
+        .flatten()
+        .find(|key| sums.get(key).is_some())
+    {
+        return key.into();
+    }
+    // Made only when neither is listed: most lists name their files as the URLs do.
+    if entry.output.is_none() {
+        let published = naming::published(&entry.url);
+        if sums.get(&published).is_some() {
+            return published.into();
+        }
+    }
+    name.into()
 }
 
 /// The list line's `checksum=` wins; otherwise `--checksums` by output name.

@@ -378,10 +378,12 @@ impl Fetcher<'_> {
                 }
             }
         }
-        let path = match (t.path.take(), t.untried_home()) {
-            (Some(path), _) => path,
-            (None, Some(home)) if self.namer.free_for_part(&home) => home,
-            (None, _) => self.namer.reserve_for_part(t.seek()),
+        let path = match t.path.take() {
+            Some(path) => path,
+            None => match t.untried_home() {
+                Some(home) if self.namer.free_for_part(&home) => home,
+                _ => self.namer.reserve_for_part(t.seek()),
+            },
         };
         // With -c or -N this run was asked for the file under the name, which a run beside it
         // has saved since the look (-N's own file to replace aside): that one stands, and no
