@@ -7,16 +7,14 @@
 //! connection only slows the first). The downloads say it. With `c` of them holding a slot at
 //! once and a median hold `m` (request, reply, the file written), the host gets through `c / m`
 //! files a second (Little's law): a server that overlaps them keeps `m` as `c` grows, one that
-//! serves them in turn stretches `m` with `c`. So windows are compared a round at a time. The
-//! first descent ([`Step::Sweep`]) runs a short round of [`EARLY`] downloads at each window from
-//! [`CLOSING_WINDOW`] down to one and keeps the smallest that got about as far as the best (a
-//! larger one must bring [`MARGIN`] more to be kept: the smaller costs the server less). Once
-//! settled, rounds are of [`ROUND`] downloads, and it tries half and twice the window in turn,
-//! after [`FIRST_PROBE`] downloads, then after twice as many each time a try did not pay; a try
-//! at twice that has not brought anything after [`EARLY`] downloads ends there (against a
-//! server that serves in turn every download of it is slower). A median, not a mean, so that
-//! one slow download changes nothing; downloads that started under the window before, or ended
-//! beside such, are not counted in the next.
+//! serves them in turn stretches `m` with `c`. So windows are compared one round of [`ROUND`]
+//! downloads at a time: from [`CLOSING_WINDOW`] the window halves while the smaller one gets
+//! about as far (a larger one must bring [`MARGIN`] more to be kept, the smaller costs the
+//! server less); once settled it tries half and twice the window in turn, after [`FIRST_PROBE`]
+//! downloads, then after twice as many each time a try did not pay; a try at twice that has
+//! not brought anything after [`EARLY`] downloads ends there (against a server that serves in
+//! turn every download of it is slower). A median, not a mean, so that one slow download
+//! changes nothing; downloads that started under the window before are not counted in the next.
 
 use std::time::Duration;
 
@@ -28,9 +26,7 @@ pub(crate) const CLOSING_WINDOW: usize = 4;
 const ROUND: usize = 32;
 
 /// Downloads after which a try at twice the window that has not paid at all ends early (see
-/// [`Closing::cut_short`]); also the round of the first descent ([`Step::Sweep`]), where
-/// windows differ by twice and more against a server that overlaps, and every download at a
-/// window too large costs a server that serves in turn more than one at the right window.
+/// [`Closing::cut_short`]).
 const EARLY: usize = 8;
 
 /// How much more a larger window must get through to be kept. A round's rate swings by a
@@ -48,11 +44,6 @@ const LAST_PROBE: u32 = 1024;
 /// What the tuner is doing.
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Step {
-    /// The first descent: a short round at each window from the cap down to one, then the
-    /// smallest that got about as far as the best (see [`pick`]). All the way down, not only
-    /// while the smaller does as well: `python3 -m http.server` gets less through at two than
-    /// at four, and most at one.
-    Sweep,
     /// Trying a smaller window: `from`, the larger one, got through `rate`.
     Down { from: usize, rate: f64 },
     /// Trying twice the settled window `from`, which got through at best `rate`.
@@ -86,8 +77,6 @@ pub(crate) struct Closing {
     down_next: bool,
     /// Whether a round has been measured.
     measured: bool,
-    /// What each window got through on the first descent, from the cap down.
-    swept: Vec<(usize, f64)>,
 }
 
 impl Closing {
@@ -99,7 +88,10 @@ impl Closing {
         Closing {
             window: cap,
             cap,
-            step: Step::Sweep,
+            step: Step::Down {
+                from: cap,
+                rate: 0.0,
+            },
             round: Vec::with_capacity(ROUND),
             in_flight: 0,
             skip: in_flight,
@@ -110,7 +102,6 @@ impl Closing {
             rounds: 0,
             down_next: true,
             measured: false,
-            swept: Vec::new(),
         }
     }
 
@@ -132,24 +123,13 @@ impl Closing {
             self.skip -= 1;
             return self.window;
         }
-        // Ended beside downloads that started under a larger window: those make it look as if
-        // this window got more through than it does (a short round is mostly such at first).
-        if in_flight > self.window {
-            return self.window;
-        }
         self.settled = self.settled.saturating_add(1);
         self.round.push(held);
         self.in_flight += in_flight.max(1);
         let before = self.window;
         if self.round.len() == EARLY {
             self.cut_short();
-        }
-        let round = if self.step == Step::Sweep {
-            EARLY
-        } else {
-            ROUND
-        };
-        if self.round.len() >= round {
+        } else if self.round.len() >= ROUND {
             let (c, rate) = self.measure();
             self.round.clear();
             self.in_flight = 0;
@@ -195,15 +175,6 @@ impl Closing {
 
     fn decide(&mut self, rate: f64) {
         match self.step {
-            Step::Sweep => {
-                self.swept.push((self.window, rate));
-                if self.window > 1 {
-                    self.window = half(self.window);
-                } else {
-                    let best = pick(&std::mem::take(&mut self.swept));
-                    self.settle(best);
-                }
-            }
             Step::Down { from, rate: larger } if self.window < from && larger > rate * MARGIN => {
                 // The larger window paid: back to it, and the next try comes later.
                 self.back_to(from);
@@ -272,18 +243,6 @@ impl Closing {
     }
 }
 
-/// The smallest window of `swept` that got through at least the best one's share of
-/// 1 / [`MARGIN`]: a larger window must bring that much more to be worth what it costs the server.
-fn pick(swept: &[(usize, f64)]) -> usize {
-    let best = swept.iter().map(|&(_, rate)| rate).fold(0.0, f64::max);
-    swept
-        .iter()
-        .filter(|&&(_, rate)| rate * MARGIN >= best)
-        .map(|&(window, _)| window)
-        .min()
-        .unwrap_or(1)
-}
-
 /// Half a window, rounded up: a `--per-host 3` goes to 2 before 1.
 fn half(window: usize) -> usize {
     window - window / 2
@@ -328,8 +287,7 @@ mod tests {
     #[test]
     fn a_server_that_answers_in_turn_gets_one_at_a_time() {
         let mut t = Closing::new(32, 0);
-        // Rounds of EARLY down to one, settled before the first try at two.
-        assert_eq!(moves(&serve(&mut t, MS, 0.0, 4 * EARLY)), [4, 2, 1]);
+        assert_eq!(moves(&serve(&mut t, MS, 0.0, 4 * ROUND)), [4, 2, 1]);
         assert!(t.learned());
         let later = serve(&mut t, MS, 0.0, 4000);
         assert!(share(&later, 1) > 0.9, "{:?}", moves(&later));
@@ -338,11 +296,7 @@ mod tests {
     #[test]
     fn a_server_that_overlaps_keeps_its_window() {
         let mut t = Closing::new(32, 0);
-        // Down to one in short rounds, then back to the best.
-        assert_eq!(
-            moves(&serve(&mut t, 100 * MS, 1.0, 4 * EARLY)),
-            [4, 2, 1, 4]
-        );
+        assert_eq!(moves(&serve(&mut t, 100 * MS, 1.0, 3 * ROUND)), [4, 2, 4]);
         let later = serve(&mut t, 100 * MS, 1.0, 4000);
         assert!(share(&later, 4) > 0.9, "{:?}", moves(&later));
         let mut t = Closing::new(32, 0);
@@ -355,24 +309,9 @@ mod tests {
     }
 
     #[test]
-    fn a_server_that_gets_less_through_at_two_than_at_four_is_tried_at_one() {
-        // As `python3 -m http.server` was seen to: a median hold of 3.8 ms at four at once,
-        // 2.6 ms at two, 0.8 ms alone.
-        let hold = |c: usize| MS.mul_f64([0.8, 2.6, 2.6, 3.8][c - 1]);
-        let mut t = Closing::new(32, 0);
-        let mut windows = Vec::new();
-        for _ in 0..4 * EARLY {
-            let c = t.window();
-            windows.push(c);
-            t.reply(hold(c), c);
-        }
-        assert_eq!(moves(&windows), [4, 2, 1]);
-    }
-
-    #[test]
     fn an_odd_cap_halves_to_the_window_above_half() {
         let mut t = Closing::new(3, 0);
-        assert_eq!(moves(&serve(&mut t, MS, 0.0, 4 * EARLY)), [3, 2, 1]);
+        assert_eq!(moves(&serve(&mut t, MS, 0.0, 4 * ROUND)), [3, 2, 1]);
     }
 
     #[test]
@@ -386,7 +325,7 @@ mod tests {
     /// A tuner (at most `cap`) settled at one by a server that takes `alone` a download, in turn.
     fn settled_at_one(cap: usize, alone: Duration) -> Closing {
         let mut t = Closing::new(cap, 0);
-        serve(&mut t, alone, 0.0, 4 * EARLY);
+        serve(&mut t, alone, 0.0, 4 * ROUND);
         assert_eq!(t.window(), 1);
         t
     }
