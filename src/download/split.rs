@@ -96,7 +96,8 @@ impl Range {
 
 /// How a file of `total` bytes is cut into at most `pieces` ranges of at least [`MIN_PIECE`].
 pub(crate) fn ranges(total: u64, pieces: usize) -> Vec<Range> {
-    let by_size = total.div_ceil(MIN_PIECE).max(1);
+    // Rounded down: a file of one piece and a byte more is one range, not two of half a piece.
+    let by_size = (total / MIN_PIECE).max(1);
     let n = (pieces.max(1) as u64).min(by_size);
     let base = total / n;
     let extra = total % n;
@@ -583,6 +584,10 @@ mod tests {
             (10, 4),
             (0, 4),
             (5 * MIN_PIECE, 16),
+            (MIN_PIECE + 1, 4),
+            (100_000, 4),
+            (2 * MIN_PIECE - 1, 4),
+            (5 * MIN_PIECE + 100, 16),
         ] {
             let rs = ranges(total, pieces);
             assert!(!rs.is_empty());
@@ -598,6 +603,9 @@ mod tests {
         }
         assert_eq!(ranges(5 * MIN_PIECE, 16).len(), 5);
         assert_eq!(ranges(MIN_PIECE, 4).len(), 1);
+        // Under two pieces' worth: one range (the README: files under 128 KiB never split).
+        assert_eq!(ranges(2 * MIN_PIECE - 1, 4).len(), 1);
+        assert_eq!(ranges(2 * MIN_PIECE, 4).len(), 2);
     }
 
     #[test]
