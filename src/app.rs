@@ -147,14 +147,18 @@ impl Flow<'_> {
 
     /// `--har` and `--timeline`: the passes' requests and phases, written once they are all
     /// done, with `tally` (the last pass's, comparison included) as the page's heading. A
-    /// failure to write is said, and costs no download.
-    fn write_trace(&self, reports: &[&Report], tally: &Tally) {
+    /// failure to write is said, costs no download, and fails the run (`code` becomes 1): a
+    /// script must not take a report that is not there for one that is.
+    fn write_trace(&self, reports: &[&Report], tally: &Tally, code: ExitCode) -> ExitCode {
         let traces: Vec<&Trace> = reports.iter().filter_map(|r| r.trace.as_ref()).collect();
+        let mut written = true;
         if let Some(path) = &self.config.har {
             if let Err(e) = har::write(path, &traces) {
+                written = false;
                 self.shout(&format!(
-                    "fetchpar: cannot write the HAR file {}: {e}\n",
-                    path.display()
+                    "fetchpar: cannot write the HAR file {}: {}\n",
+                    path.display(),
+                    crate::report::plain(&e)
                 ));
             }
         }
@@ -164,12 +168,15 @@ impl Flow<'_> {
                 basis: summary::basis(tally),
             };
             if let Err(e) = timeline::write(path, &traces, &heading) {
+                written = false;
                 self.shout(&format!(
-                    "fetchpar: cannot write the timeline {}: {e}\n",
-                    path.display()
+                    "fetchpar: cannot write the timeline {}: {}\n",
+                    path.display(),
+                    crate::report::plain(&e)
                 ));
             }
         }
+        code.or_failed(!written)
     }
 
     /// A pass's client, its waits ended by this run's cancel flag.
@@ -190,8 +197,7 @@ impl Flow<'_> {
             label: "",
         };
         let report = pass.run(&client, inputs);
-        self.write_trace(&[&report], &report.tally);
-        let code = ExitCode::of(&report.end);
+        let code = self.write_trace(&[&report], &report.tally, ExitCode::of(&report.end));
         if !report.end.stdout_closed {
             self.summary_record(&report.tally, None);
             self.say(&summary::render(&report.tally));
@@ -271,7 +277,11 @@ impl Flow<'_> {
         // Only a one-worker first pass is a measured "one after another".
         report.tally.sequential = (first.jobs == 1).then_some(Sequential::Measured(first.wall));
         let (tally, end) = (report.tally.clone(), report.end);
-        self.write_trace(&reports.iter().collect::<Vec<_>>(), &tally);
+        let code = self.write_trace(
+            &reports.iter().collect::<Vec<_>>(),
+            &tally,
+            ExitCode::of(&end),
+        );
         self.sweep_records(&passes);
         self.summary_record(&tally, (first.jobs == 1).then_some(first));
         self.say(&format!(
@@ -279,7 +289,7 @@ impl Flow<'_> {
             summary::render(&tally),
             summary::render_sweep(&passes)
         ));
-        Ok(ExitCode::of(&end))
+        Ok(code)
     }
 
     fn sweep_records(&self, passes: &[Tally]) {
@@ -328,10 +338,14 @@ impl Flow<'_> {
         .run(&self.client()?, Vec::from(items).into_iter());
         // The headline compares the two measured walls, as the table below it does.
         threaded.tally.sequential = Some(Sequential::Measured(sequential.tally.wall));
-        self.write_trace(&[&sequential, &threaded], &threaded.tally);
+        let code = self.write_trace(
+            &[&sequential, &threaded],
+            &threaded.tally,
+            ExitCode::of(&threaded.end),
+        );
         if threaded.end.stdout_closed {
             // Quietly, but 0 only if every URL was saved.
-            return Ok(ExitCode::of(&threaded.end));
+            return Ok(code);
         }
         if records {
             self.summary_record(&threaded.tally, Some(&sequential.tally));
@@ -341,7 +355,7 @@ impl Flow<'_> {
             summary::render(&threaded.tally),
             summary::render_compare(&sequential.tally, &threaded.tally)
         ));
-        Ok(ExitCode::of(&threaded.end))
+        Ok(code)
     }
 
     fn demo(&self) -> Result<ExitCode> {

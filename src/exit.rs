@@ -25,6 +25,14 @@ impl ExitCode {
         }
     }
 
+    /// `Failed` where this would be `Ok` and something else failed (a report file not written).
+    pub(crate) fn or_failed(self, failed: bool) -> ExitCode {
+        match self {
+            ExitCode::Ok if failed => ExitCode::Failed,
+            code => code,
+        }
+    }
+
     /// The one rule, in order: a stdout that failed (not merely closed) is a failure, then an
     /// interrupt, then any URL failed or left undone. A closed stdout stops the run quietly but
     /// proves nothing about the URLs it stopped: the status is theirs (0 only if all were saved

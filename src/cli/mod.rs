@@ -434,11 +434,15 @@ impl Cli {
         }
     }
 
-    /// `--har` and `--timeline` never overwrite a file unasked; `-j` and a `--compare` list
-    /// both say how many workers.
+    /// `--har` and `--timeline` never overwrite a file unasked, and can be written; `-j` and a
+    /// `--compare` list both say how many workers.
     fn check_reports_and_sweep(&self, sweep: &[usize]) -> Result<(), String> {
         for (what, file) in [("HAR file", &self.har), ("timeline", &self.timeline)] {
-            if let Some(file) = file.as_ref().filter(|p| p.exists() && !self.overwrite) {
+            let Some(file) = file else { continue };
+            if let Err(why) = crate::report::writable(file) {
+                return Err(format!("cannot write the {what} {}: {why}", file.display()));
+            }
+            if file.exists() && !self.overwrite {
                 return Err(format!(
                     "the {what} {} already exists (remove it, or add --overwrite)",
                     file.display()

@@ -20,6 +20,35 @@ pub(crate) mod timeline;
 pub use outcome::{Status, UrlOutcome};
 pub(crate) use progress::to_stderr;
 
+/// Whether [`write_file`] can write `path`, looked at before any download (a report that
+/// could not be written after an hour's run would be the run's one output lost): a folder
+/// under that name, or a folder that is missing or read-only, says why.
+pub(crate) fn writable(path: &std::path::Path) -> Result<(), String> {
+    if path.is_dir() {
+        return Err("is a folder".into());
+    }
+    tempfile::NamedTempFile::new_in(folder_of(path))
+        .map(drop)
+        .map_err(|e| plain(&e))
+}
+
+/// An I/O error's words without the temporary file's name, which `tempfile` appends to them
+/// (`… at path "/dir/.tmpXXXX"`): that file never existed for the user.
+pub(crate) fn plain(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    match text.rsplit_once(" at path ") {
+        Some((words, _)) => words.to_string(),
+        None => text,
+    }
+}
+
+fn folder_of(path: &std::path::Path) -> &std::path::Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => std::path::Path::new("."),
+    }
+}
+
 /// Writes a report file (`--har`, `--timeline`) beside `path` and renames it into place, so a
 /// reader never sees half of it; readable like any file the user creates (not the 0600 of a
 /// temporary file).
@@ -27,11 +56,7 @@ pub(crate) fn write_file(
     path: &std::path::Path,
     fill: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>,
 ) -> std::io::Result<()> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => std::path::Path::new("."),
-    };
-    let mut file = tempfile::NamedTempFile::new_in(dir)?;
+    let mut file = tempfile::NamedTempFile::new_in(folder_of(path))?;
     fill(file.as_file_mut())?;
     #[cfg(unix)]
     {

@@ -299,3 +299,75 @@ fn connects_handed_back_to_wait_for_their_host_stay_in_the_har() {
         .collect();
     assert!(asked.len() >= 4, "the first window's four: {asked:?}");
 }
+
+/// A report that could not be written after the run would be its one output lost: a missing
+/// folder, or a folder under the name, is refused before any request (exit 2).
+#[test]
+fn a_report_file_that_cannot_be_written_is_refused_before_any_download() {
+    let server = serve(|_| Reply::file(body(100, 3)));
+    let sandbox = Sandbox::new();
+    let folder = sandbox.root().join("a-folder");
+    std::fs::create_dir(&folder).unwrap();
+    for (flag, path, why) in [
+        (
+            "--har",
+            sandbox.root().join("missing/run.har"),
+            "No such file or directory",
+        ),
+        ("--timeline", folder.clone(), "is a folder"),
+    ] {
+        let (code, stdout, stderr) = run(fetchpar()
+            .arg(flag)
+            .arg(&path)
+            .arg("-o")
+            .arg(sandbox.out())
+            .arg(server.url("/f")));
+        assert_eq!(code, 2, "{flag}: {stderr:#?}");
+        assert!(stdout.is_empty(), "{stdout:#?}");
+        let line = format!(
+            "cannot write the {}",
+            if flag == "--har" {
+                "HAR file"
+            } else {
+                "timeline"
+            }
+        );
+        assert!(
+            stderr.iter().any(|l| l.contains(&line) && l.contains(why)),
+            "{stderr:#?}"
+        );
+    }
+    assert!(server.requests().is_empty(), "nothing was asked for");
+    assert!(sandbox.files().is_empty());
+}
+
+/// A report whose folder went away during the run: the files are saved, the line says why the
+/// report is not (without the temporary file's name), and the run fails (exit 1).
+#[test]
+fn a_report_file_that_could_not_be_written_after_the_run_fails_it() {
+    let sandbox = Sandbox::new();
+    let folder = sandbox.root().join("reports");
+    std::fs::create_dir(&folder).unwrap();
+    let gone = folder.clone();
+    let server = serve(move |_| {
+        let _ = std::fs::remove_dir_all(&gone);
+        Reply::file(body(100, 4))
+    });
+    let (code, stdout, stderr) = run(fetchpar()
+        .arg("--har")
+        .arg(folder.join("run.har"))
+        .arg("-o")
+        .arg(sandbox.out())
+        .arg(server.url("/f")));
+    assert_eq!(code, 1, "{stderr:#?}");
+    assert_eq!(stdout.len(), 1, "the file is saved: {stdout:#?}");
+    assert_eq!(sandbox.files().len(), 1);
+    let line = stderr
+        .iter()
+        .find(|l| l.contains("cannot write the HAR file"))
+        .unwrap_or_else(|| panic!("{stderr:#?}"));
+    assert!(
+        line.ends_with("No such file or directory (os error 2)"),
+        "{line}"
+    );
+}
