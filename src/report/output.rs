@@ -184,7 +184,7 @@ impl SummaryRecord {
                 }),
                 _ => None,
             },
-            speedup: t.speedup().map(two_decimals),
+            speedup: t.backed_speedup().map(two_decimals),
             verdict: t.verdict().map(|v| v.name()),
             paused_ms: millis(t.paused),
             bytes_per_sec: t.throughput().map(f64::round),
@@ -454,5 +454,21 @@ mod tests {
         assert_eq!(v["wall_ms"], 800);
         assert_eq!(v["speedup"], 2.5);
         assert_eq!(v["compare"], serde_json::Value::Null);
+        // An estimate under the wall backs no speedup, and no slowdown: null, as the line
+        // gives none (a reviewer's run said 0.44 where --compare measured 2.5 ×).
+        let slow = Tally {
+            wall: Duration::from_millis(4000),
+            ..t.clone()
+        };
+        let v = json(&SummaryRecord::new(&slow, None));
+        assert_eq!(v["speedup"], serde_json::Value::Null);
+        assert_eq!(v["verdict"], "no_faster");
+        assert_eq!(v["sequential_ms"], 2000);
+        // Measured slower is a measure: it stays.
+        let measured = Tally {
+            sequential: Some(Sequential::Measured(Duration::from_millis(2000))),
+            ..slow
+        };
+        assert_eq!(json(&SummaryRecord::new(&measured, None))["speedup"], 0.5);
     }
 }

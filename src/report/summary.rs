@@ -143,6 +143,16 @@ impl Tally {
         speedup(self.sequential.as_ref()?.time(), self.wall)
     }
 
+    /// The speedup the run can back: a measured one as it is, an estimate's only where it is
+    /// one at least (a lower bound under the wall shows no slowdown either, see `verdict`).
+    pub(crate) fn backed_speedup(&self) -> Option<f64> {
+        let x = self.speedup()?;
+        match self.sequential.as_ref()? {
+            Sequential::Estimated(_) if x < 1.0 => None,
+            _ => Some(x),
+        }
+    }
+
     /// Workers that had something to do at once: the peak in flight when counted, never more
     /// than the downloads.
     pub(crate) fn workers_used(&self) -> usize {
