@@ -85,17 +85,19 @@ impl FromStr for Counts {
         if s.trim().is_empty() {
             return Ok(Counts::default());
         }
-        let counts = s
+        let mut counts = s
             .split(',')
             .map(|n| n.parse::<Jobs>().map(|j| j.0))
             .collect::<Result<Vec<usize>, String>>()
             .map_err(|e| e.replace("(try -j 8)", "(try --compare=1,4,16)"))?;
+        // From the fewest up: the table's speedups are over its first row, and where more
+        // workers stopped paying is read going up.
+        counts.sort_unstable();
         if counts.len() < 2 {
             return Err("give at least two worker counts (try --compare=1,4,16)".into());
         }
         // A count twice would run the same pass twice and make the table look like a trend.
-        let repeated = (1..counts.len()).find(|&i| counts[..i].contains(&counts[i]));
-        if let Some(n) = repeated.map(|i| counts[i]) {
+        if let Some(n) = counts.windows(2).find(|w| w[0] == w[1]).map(|w| w[0]) {
             return Err(format!(
                 "the worker count {n} is given twice: give each count once (try --compare=1,4,16)"
             ));
