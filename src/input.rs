@@ -500,8 +500,9 @@ fn parse_line(text: &str, origin: Origin) -> std::result::Result<Entry, Invalid>
 /// after the URL.
 pub(crate) fn output_path(raw: &str, url: &Url) -> Result<String, String> {
     let path = relative_path(raw, "output path")?;
-    // `dir/` (or `.`) names a folder: the file in it is named after the URL, as usual.
-    if raw.ends_with(['/', '\\']) || path.is_empty() {
+    // `dir/` (or `.`, or `dir/.`) names a folder: the file in it is named after the URL, as
+    // usual.
+    if matches!(raw.rsplit(['/', '\\']).next(), Some("" | ".")) || path.is_empty() {
         return Ok(join(&path, &naming::from_url(url)));
     }
     if naming::looks_like_ours(&path) {
@@ -948,5 +949,15 @@ mod tests {
             .filter(|i| matches!(i, Item::Warning(_)))
             .count();
         assert_eq!(warnings, MAX_UNKNOWN_OPTIONS + 1);
+    }
+
+    #[test]
+    fn an_output_ending_in_a_dot_names_a_folder() {
+        let url = Url::parse("http://h/a/f7.bin").unwrap();
+        for raw in ["sub/", "sub/.", "sub\\.", "./sub/./."] {
+            assert_eq!(output_path(raw, &url).as_deref(), Ok("sub/f7.bin"), "{raw}");
+        }
+        assert_eq!(output_path(".", &url).as_deref(), Ok("f7.bin"));
+        assert_eq!(output_path("sub/x", &url).as_deref(), Ok("sub/x"));
     }
 }
