@@ -267,6 +267,11 @@ impl Fetcher<'_> {
             } else if next && !mismatch && moves_on(failure.reason.kind()) {
                 at += 1;
             } else {
+                let mut failure = failure;
+                if mismatch {
+                    // Retried from zero once already: the line says so, as for other failures.
+                    failure.reason.after_retries(run.retries);
+                }
                 return Err(self.out_of_files(&mut t, failure));
             }
         }

@@ -320,7 +320,7 @@ fn a_checksum_mismatch_saves_nothing_after_one_retry_from_zero() {
     assert_eq!(code, 1);
     let got = &sha256(&data)[..4];
     let want = format!(
-        "fetchpar: {}: checksum mismatch: expected 3a7b…, got {got}…; nothing saved",
+        "fetchpar: {}: checksum mismatch: expected 3a7b…, got {got}… (after 1 retry); nothing saved",
         server.url("/x.bin")
     );
     assert!(stderr.contains(&want), "{stderr:?}");
