@@ -479,7 +479,7 @@ impl Pass<'_> {
         let peak = pool.run(inputs, &mut reporter);
         let mut report = reporter.close(read_all.load(Ordering::SeqCst));
         report.tally.peak = peak;
-        if let (Some(note), true) = (split.note(), self.errors) {
+        for note in split.notes().into_iter().filter(|_| self.errors) {
             self.flow.say(&format!("fetchpar: {note}\n"));
         }
         report

@@ -425,7 +425,7 @@ impl Fetcher<'_> {
                 // and sends the whole file, say): the file over one connection, in the note.
                 t.one_stream = true;
                 if !std::mem::replace(&mut t.split_fell_back, true) {
-                    self.split.fell_back.fetch_add(1, Ordering::Relaxed);
+                    self.split.disagreed.fetch_add(1, Ordering::Relaxed);
                 }
                 return start_over(t, &why);
             }

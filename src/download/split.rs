@@ -56,6 +56,9 @@ pub(crate) struct Split {
     /// Files that were to be split but whose server gave no length, no range support or no
     /// validator (a strong ETag or Last-Modified), or that were redirected to another origin.
     pub(crate) fell_back: AtomicUsize,
+    /// Files whose pieces disagreed with the first response (another range than asked, another
+    /// version of the file): fetched again over one connection, for another reason.
+    pub(crate) disagreed: AtomicUsize,
 }
 
 impl Split {
@@ -63,21 +66,34 @@ impl Split {
         Split {
             pieces,
             fell_back: AtomicUsize::new(0),
+            disagreed: AtomicUsize::new(0),
         }
     }
 
-    /// The one-time note for files that came over one connection after all, if any did.
-    pub(crate) fn note(&self) -> Option<String> {
+    /// The one-time notes for files that came over one connection after all, by why.
+    pub(crate) fn notes(&self) -> Vec<String> {
+        let files = |n: usize| if n == 1 { "file" } else { "files" };
+        let mut notes = Vec::new();
         let n = self.fell_back.load(Ordering::Relaxed);
-        (n > 0).then(|| {
-            format!(
+        if n > 0 {
+            notes.push(format!(
                 "note: --split {}: {n} {} from servers without byte-range support or a \
                  validator to check pieces by (or redirected to another origin) came over one \
                  connection",
                 self.pieces,
-                if n == 1 { "file" } else { "files" }
-            )
-        })
+                files(n)
+            ));
+        }
+        let n = self.disagreed.load(Ordering::Relaxed);
+        if n > 0 {
+            notes.push(format!(
+                "note: --split {}: {n} {} whose pieces disagreed with the first response (another \
+                 range than asked, or the file changed) came again over one connection",
+                self.pieces,
+                files(n)
+            ));
+        }
+        notes
     }
 }
 
