@@ -36,7 +36,7 @@ pub(crate) enum FailureKind {
     #[error("redirect to unsupported scheme '{0}'")]
     RedirectScheme(String),
     /// A redirect the client handed back without a target it could follow.
-    #[error("{} without a usable Location", http_line(*status, *canonical))]
+    #[error("{}", redirect_nowhere(*status, *canonical))]
     RedirectNowhere {
         status: u16,
         canonical: Option<&'static str>,
@@ -110,6 +110,17 @@ fn http_line(status: u16, canonical: Option<&str>) -> String {
     format!("HTTP {status} {}", canonical.unwrap_or(""))
         .trim_end()
         .to_string()
+}
+
+/// A 3xx with nothing to follow; a 304 answers a condition, which a plain GET did not set.
+fn redirect_nowhere(status: u16, canonical: Option<&str>) -> String {
+    match status {
+        304 => format!(
+            "{} to a request that set no condition (nothing to compare with)",
+            http_line(status, canonical)
+        ),
+        _ => format!("{} without a usable Location", http_line(status, canonical)),
+    }
 }
 
 fn too_large(max: u64, total: Option<u64>) -> String {
@@ -460,6 +471,13 @@ mod tests {
                     canonical: Some("Found"),
                 },
                 "HTTP 302 Found without a usable Location",
+            ),
+            (
+                FailureKind::RedirectNowhere {
+                    status: 304,
+                    canonical: Some("Not Modified"),
+                },
+                "HTTP 304 Not Modified to a request that set no condition (nothing to compare with)",
             ),
             (
                 FailureKind::TooLarge {

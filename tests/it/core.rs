@@ -451,9 +451,13 @@ fn usage_errors_exit_2_before_any_download() {
         .assert()
         .code(2);
     let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
-    assert!(
-        stderr.starts_with("fetchpar: cannot create the output directory"),
-        "{stderr}"
+    // Said as what it is, not as the "File exists" of making a folder there.
+    assert_eq!(
+        stderr.trim_end(),
+        format!(
+            "fetchpar: the output path {} is not a directory",
+            file.display()
+        ),
     );
 }
 
