@@ -501,6 +501,7 @@ impl Pass<'_> {
             errors: self.errors,
             quiet: progress == ProgressMode::Quiet,
             collect: self.flow.collect,
+            skip_existing: config.download.skip_existing,
         };
         let reporter = Reporter::new(
             Progress::new(progress, config.colour, queued.clone(), self.label),

@@ -29,6 +29,8 @@ pub(crate) struct Show {
     /// Keep every input's [`UrlOutcome`] (an embedded run wants them; the command line, whose
     /// list may be endless, does not).
     pub(crate) collect: bool,
+    /// `--skip-existing`: a file skipped without a checksum to match was only seen to be there.
+    pub(crate) skip_existing: bool,
 }
 
 pub(crate) struct Reporter {
@@ -236,7 +238,11 @@ impl Reporter {
     fn skipped(&mut self, id: usize, done: &UrlOutcome) {
         self.tally.skipped += 1;
         let Some(path) = &done.path else { return };
-        let line = format!("skipped {} (already complete)", path.display());
+        let why = match (self.show.skip_existing, &done.checksum) {
+            (true, None) => "already there: --skip-existing checks nothing",
+            _ => "already complete",
+        };
+        let line = format!("skipped {} ({why})", path.display());
         self.progress.finished(id, 0, Some(&line));
         self.write(|out| out.path(path));
     }

@@ -622,9 +622,15 @@ fn skip_existing_trusts_the_file_on_disk_without_a_request() {
     std::fs::create_dir_all(sandbox.out()).unwrap();
     std::fs::write(sandbox.out().join("x.bin"), b"old").unwrap();
     let url = server.url("/x.bin");
-    let (code, stdout, _) = sandbox.run(&["--skip-existing", "--json", &url]);
+    let (code, stdout, stderr) = sandbox.run(&["--skip-existing", "--json", &url]);
     assert_eq!(code, 0);
     assert_eq!(url_records(&stdout)[0]["status"], "skipped");
+    // Seen there, not checked: the line does not call it complete.
+    let said = format!(
+        "skipped {} (already there: --skip-existing checks nothing)",
+        sandbox.out().join("x.bin").display()
+    );
+    assert!(stderr.iter().any(|l| l.ends_with(&said)), "{stderr:#?}");
     assert!(server.requests().is_empty());
     assert_eq!(sandbox.files()["x.bin"], sha256(b"old"));
     let (code, _, _) = sandbox.run(&["--skip-existing", "--overwrite", &url]);
@@ -877,8 +883,15 @@ fn skip_existing_refuses_a_file_that_does_not_match_its_checksum() {
     }
     // The right file is still trusted, and says which digest it was checked against.
     std::fs::write(sandbox.out().join("a.bin"), &data[..]).unwrap();
-    let (code, stdout, _) = sandbox.run(&["--skip-existing", "--checksums", &sums, "--json", &url]);
+    let (code, stdout, stderr) =
+        sandbox.run(&["--skip-existing", "--checksums", &sums, "--json", &url]);
     assert_eq!(code, 0);
+    assert!(
+        stderr
+            .iter()
+            .any(|l| l.ends_with("a.bin (already complete)")),
+        "checked by its digest: {stderr:#?}"
+    );
     let rec = &url_records(&stdout)[0];
     assert_eq!(rec["status"], "skipped");
     assert_eq!(rec["checksum"], format!("sha-256={}", sha256(&data)));
