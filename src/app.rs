@@ -157,7 +157,7 @@ impl Flow<'_> {
         let traces: Vec<&Trace> = reports.iter().filter_map(|r| r.trace.as_ref()).collect();
         let mut written = true;
         if let Some(path) = &self.config.har {
-            if let Err(e) = har::write(path, &traces) {
+            if let Err(e) = har::write(path, &traces, self.config.download.overwrite) {
                 written = false;
                 self.shout(&format!(
                     "fetchpar: cannot write the HAR file {}: {}\n",
@@ -171,7 +171,8 @@ impl Flow<'_> {
                 summary: summary::render(tally),
                 basis: summary::basis(tally),
             };
-            if let Err(e) = timeline::write(path, &traces, &heading) {
+            let replace = self.config.download.overwrite;
+            if let Err(e) = timeline::write(path, &traces, &heading, replace) {
                 written = false;
                 self.shout(&format!(
                     "fetchpar: cannot write the timeline {}: {}\n",

@@ -434,21 +434,11 @@ impl Cli {
         }
     }
 
-    /// `--har` and `--timeline` never overwrite a file unasked, and can be written; `-j` and a
+    /// The `--har` and `--timeline` files (see [`crate::report::check_files`]); `-j` and a
     /// `--compare` list both say how many workers.
     fn check_reports_and_sweep(&self, sweep: &[usize]) -> Result<(), String> {
-        for (what, file) in [("HAR file", &self.har), ("timeline", &self.timeline)] {
-            let Some(file) = file else { continue };
-            if let Err(why) = crate::report::writable(file) {
-                return Err(format!("cannot write the {what} {}: {why}", file.display()));
-            }
-            if file.exists() && !self.overwrite {
-                return Err(format!(
-                    "the {what} {} already exists (remove it, or add --overwrite)",
-                    file.display()
-                ));
-            }
-        }
+        let (har, timeline) = (self.har.as_deref(), self.timeline.as_deref());
+        crate::report::check_files(har, timeline, self.overwrite)?;
         if !sweep.is_empty() && self.jobs.is_some() {
             return Err(
                 "-j cannot be combined with --compare=LIST: the list gives the worker counts"

@@ -217,8 +217,8 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 }
 
 /// Writes the archive beside `path` and renames it into place, so a reader never sees half.
-pub(crate) fn write(path: &Path, passes: &[&Trace]) -> io::Result<()> {
-    super::write_file(path, |file| {
+pub(crate) fn write(path: &Path, passes: &[&Trace], replace: bool) -> io::Result<()> {
+    super::write_file(path, replace, |file| {
         let mut out = io::BufWriter::new(file);
         serde_json::to_writer_pretty(&mut out, &archive(passes)).map_err(io::Error::other)?;
         out.write_all(b"\n")?;

@@ -20,14 +20,49 @@ pub(crate) mod timeline;
 pub use outcome::{Status, UrlOutcome};
 pub(crate) use progress::to_stderr;
 
+/// `--har` and `--timeline`, before any download: never over a file unasked (a dangling link
+/// counts: the report would replace the link), never both in one file, and writable.
+pub(crate) fn check_files(
+    har: Option<&std::path::Path>,
+    timeline: Option<&std::path::Path>,
+    overwrite: bool,
+) -> Result<(), String> {
+    if let (Some(har), true) = (har, har.is_some() && har == timeline) {
+        return Err(format!(
+            "--har and --timeline both name {}: give each its own file",
+            har.display()
+        ));
+    }
+    for (what, file) in [("HAR file", har), ("timeline", timeline)] {
+        let Some(file) = file else { continue };
+        if let Err(why) = writable(file) {
+            return Err(format!("cannot write the {what} {}: {why}", file.display()));
+        }
+        if file.symlink_metadata().is_ok() && !overwrite {
+            return Err(format!(
+                "the {what} {} already exists (remove it, or add --overwrite)",
+                file.display()
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Whether [`write_file`] can write `path`, looked at before any download (a report that
 /// could not be written after an hour's run would be the run's one output lost): a folder
 /// under that name, or a folder that is missing or read-only, says why.
+/// Folders still missing are made at the end, as `-o`'s are: the nearest that exists is tried.
 pub(crate) fn writable(path: &std::path::Path) -> Result<(), String> {
     if path.is_dir() {
         return Err("is a folder".into());
     }
-    tempfile::NamedTempFile::new_in(folder_of(path))
+    let folder = folder_of(path);
+    let existing = folder
+        .ancestors()
+        .find(|a| a.as_os_str().is_empty() || a.symlink_metadata().is_ok())
+        .filter(|a| !a.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    tempfile::NamedTempFile::new_in(existing)
         .map(drop)
         .map_err(|e| plain(&e))
 }
@@ -51,12 +86,16 @@ fn folder_of(path: &std::path::Path) -> &std::path::Path {
 
 /// Writes a report file (`--har`, `--timeline`) beside `path` and renames it into place, so a
 /// reader never sees half of it; readable like any file the user creates (not the 0600 of a
-/// temporary file).
+/// temporary file). Unless `replace` (`--overwrite`), never over anything that came under the
+/// name during the run (a file the run saved there, a link): that fails with `AlreadyExists`.
 pub(crate) fn write_file(
     path: &std::path::Path,
+    replace: bool,
     fill: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>,
 ) -> std::io::Result<()> {
-    let mut file = tempfile::NamedTempFile::new_in(folder_of(path))?;
+    let folder = folder_of(path);
+    std::fs::create_dir_all(folder)?;
+    let mut file = tempfile::NamedTempFile::new_in(folder)?;
     fill(file.as_file_mut())?;
     #[cfg(unix)]
     {
@@ -74,5 +113,17 @@ pub(crate) fn write_file(
         file.as_file()
             .set_permissions(std::fs::Permissions::from_mode(mode))?;
     }
-    file.persist(path).map(|_| ()).map_err(|e| e.error)
+    let placed = match replace {
+        true => file.persist(path),
+        false => file.persist_noclobber(path),
+    };
+    placed.map(drop).map_err(|e| match e.error.kind() {
+        // The name was free when the run began (see `check_files`).
+        std::io::ErrorKind::AlreadyExists => std::io::Error::new(
+            std::io::ErrorKind::AlreadyExists,
+            "something came under that name during the run (a file it saved there?); left as \
+             it is (add --overwrite to replace it)",
+        ),
+        _ => e.error,
+    })
 }

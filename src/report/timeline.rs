@@ -477,8 +477,13 @@ fn escape(s: &str) -> String {
 }
 
 /// Writes the page beside `path` and renames it into place.
-pub(crate) fn write(path: &Path, passes: &[&Trace], heading: &Heading) -> io::Result<()> {
-    super::write_file(path, |file| {
+pub(crate) fn write(
+    path: &Path,
+    passes: &[&Trace],
+    heading: &Heading,
+    replace: bool,
+) -> io::Result<()> {
+    super::write_file(path, replace, |file| {
         file.write_all(render(passes, heading).as_bytes())
     })
 }

@@ -300,20 +300,19 @@ fn connects_handed_back_to_wait_for_their_host_stay_in_the_har() {
     assert!(asked.len() >= 4, "the first window's four: {asked:?}");
 }
 
-/// A report that could not be written after the run would be its one output lost: a missing
-/// folder, or a folder under the name, is refused before any request (exit 2).
+/// A report that could not be written after the run would be its one output lost: a folder
+/// that cannot be made (under a file), or a folder under the name, is refused before any
+/// request (exit 2). A folder merely missing is made, as `-o`'s is.
 #[test]
 fn a_report_file_that_cannot_be_written_is_refused_before_any_download() {
     let server = serve(|_| Reply::file(body(100, 3)));
     let sandbox = Sandbox::new();
     let folder = sandbox.root().join("a-folder");
     std::fs::create_dir(&folder).unwrap();
+    let file = sandbox.root().join("a-file");
+    std::fs::write(&file, b"").unwrap();
     for (flag, path, why) in [
-        (
-            "--har",
-            sandbox.root().join("missing/run.har"),
-            "No such file or directory",
-        ),
+        ("--har", file.join("run.har"), "Not a directory"),
         ("--timeline", folder.clone(), "is a folder"),
     ] {
         let (code, stdout, stderr) = run(fetchpar()
@@ -341,8 +340,8 @@ fn a_report_file_that_cannot_be_written_is_refused_before_any_download() {
     assert!(sandbox.files().is_empty());
 }
 
-/// A report whose folder went away during the run: the files are saved, the line says why the
-/// report is not (without the temporary file's name), and the run fails (exit 1).
+/// A report whose folder became a file during the run: the files are saved, the line says why
+/// the report is not (without the temporary file's name), and the run fails (exit 1).
 #[test]
 fn a_report_file_that_could_not_be_written_after_the_run_fails_it() {
     let sandbox = Sandbox::new();
@@ -351,6 +350,7 @@ fn a_report_file_that_could_not_be_written_after_the_run_fails_it() {
     let gone = folder.clone();
     let server = serve(move |_| {
         let _ = std::fs::remove_dir_all(&gone);
+        let _ = std::fs::write(&gone, b"in the way");
         Reply::file(body(100, 4))
     });
     let (code, stdout, stderr) = run(fetchpar()
@@ -366,8 +366,63 @@ fn a_report_file_that_could_not_be_written_after_the_run_fails_it() {
         .iter()
         .find(|l| l.contains("cannot write the HAR file"))
         .unwrap_or_else(|| panic!("{stderr:#?}"));
+    assert!(line.ends_with("File exists (os error 17)"), "{line}");
+}
+
+/// A report never replaces anything unasked: a file the run itself saved under the report's
+/// name stays (the run fails, saying why), a dangling link at the name is refused before the
+/// run (the report would replace the link), and one file is never both reports.
+#[test]
+fn a_report_never_replaces_a_file_unasked() {
+    let data = body(2000, 5);
+    let served = data.clone();
+    let server = serve(move |_| Reply::file(served.clone()));
+    let sandbox = Sandbox::new();
+    let saved = sandbox.out().join("f.bin");
+    let (code, stdout, stderr) = run(fetchpar()
+        .arg("--har")
+        .arg(&saved)
+        .arg("-o")
+        .arg(sandbox.out())
+        .arg(server.url("/f.bin")));
+    assert_eq!(code, 1, "{stderr:#?}");
+    assert_eq!(stdout.len(), 1);
+    assert_eq!(
+        sandbox.files()["f.bin"],
+        sha256(&data),
+        "the download stands"
+    );
     assert!(
-        line.ends_with("No such file or directory (os error 2)"),
-        "{line}"
+        stderr
+            .iter()
+            .any(|l| l.contains("cannot write the HAR file")
+                && l.contains("came under that name during the run")),
+        "{stderr:#?}"
+    );
+    #[cfg(unix)]
+    {
+        let link = sandbox.root().join("report.har");
+        std::os::unix::fs::symlink(sandbox.root().join("missing/target.har"), &link).unwrap();
+        let (code, _, stderr) = run(fetchpar().arg("--har").arg(&link).arg(server.url("/f.bin")));
+        assert_eq!(code, 2, "{stderr:#?}");
+        assert!(stderr[0].contains("already exists"), "{stderr:#?}");
+        assert!(link.symlink_metadata().unwrap().file_type().is_symlink());
+    }
+    let both = sandbox.root().join("run.out");
+    let (code, _, stderr) = run(fetchpar()
+        .arg("--har")
+        .arg(&both)
+        .arg("--timeline")
+        .arg(&both)
+        .arg(server.url("/f.bin")));
+    assert_eq!(code, 2, "{stderr:#?}");
+    assert!(
+        stderr[0].contains("--har and --timeline both name"),
+        "{stderr:#?}"
+    );
+    assert_eq!(
+        server.requests().len(),
+        1,
+        "only the first run asked for anything"
     );
 }
