@@ -258,7 +258,8 @@ impl Fetcher<'_> {
             };
             let mismatch = matches!(failure.reason.kind(), FailureKind::ChecksumMismatch(_));
             let next = at + 1 < sources.len();
-            if mismatch && !retried_mismatch {
+            // `--retries 0` means none, this one included.
+            if mismatch && !retried_mismatch && self.settings.retry.retries > 0 {
                 // Its bytes are wrong, not merely unfinished: once more from zero, from the
                 // next source if there is one.
                 retried_mismatch = true;

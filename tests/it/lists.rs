@@ -326,6 +326,12 @@ fn a_checksum_mismatch_saves_nothing_after_one_retry_from_zero() {
     assert!(stderr.contains(&want), "{stderr:?}");
     assert!(sandbox.files().is_empty(), "no .part, no sidecar, no file");
     assert_eq!(bodies_sent(&server, "/x.bin"), 2, "retried once from zero");
+    // `--retries 0` means none, this one included.
+    let (code, _, stderr) = sandbox.run(&["--retries", "0", "-i", list_txt.as_str()]);
+    assert_eq!(code, 1);
+    let once = want.replace(" (after 1 retry)", "");
+    assert!(stderr.contains(&once), "{stderr:?}");
+    assert_eq!(bodies_sent(&server, "/x.bin"), 3, "one more, not two");
 }
 
 #[test]
