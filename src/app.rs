@@ -42,8 +42,9 @@ pub(crate) fn prepare_dir(dir: &Path) -> Result<()> {
     if dir.as_os_str().is_empty() {
         return probe_writable(Path::new("."), "the current directory");
     }
-    // A file under the name: said as such, not as create_dir_all's "File exists".
-    if dir.exists() && !dir.is_dir() {
+    // A file (or a dangling link) under the name: said as such, not as create_dir_all's "File
+    // exists".
+    if dir.symlink_metadata().is_ok() && !dir.is_dir() {
         anyhow::bail!("the output path {} is not a directory", dir.display());
     }
     fs::create_dir_all(dir)

@@ -459,6 +459,21 @@ fn usage_errors_exit_2_before_any_download() {
             file.display()
         ),
     );
+    // A dangling link likewise, and it stays.
+    #[cfg(unix)]
+    {
+        let link = dir.path().join("dl");
+        std::os::unix::fs::symlink(dir.path().join("missing"), &link).unwrap();
+        let assert = fetchpar()
+            .arg("-o")
+            .arg(&link)
+            .arg(server.url("/x"))
+            .assert()
+            .code(2);
+        let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+        assert!(stderr.contains("is not a directory"), "{stderr}");
+        assert!(link.symlink_metadata().unwrap().file_type().is_symlink());
+    }
 }
 
 #[test]
