@@ -239,7 +239,10 @@ impl Reporter {
         self.tally.skipped += 1;
         let Some(path) = &done.path else { return };
         let why = match (self.show.skip_existing, &done.checksum) {
-            (true, None) => "already there: --skip-existing checks nothing",
+            (true, None) => {
+                self.tally.unchecked += 1;
+                "already there: --skip-existing checks nothing"
+            }
             _ => "already complete",
         };
         let line = format!("skipped {} ({why})", path.display());

@@ -20,8 +20,10 @@ pub(crate) struct Tally {
     /// used, which the open-file limit, `--per-host` or a short list may keep below `jobs`.
     pub(crate) peak: usize,
     pub(crate) saved: usize,
-    /// Files `-c` found already complete (not counted in `saved`).
+    /// Files `-c` found already complete, or `--skip-existing` there (not counted in `saved`).
     pub(crate) skipped: usize,
+    /// Of `skipped`, those `--skip-existing` had no checksum to check by: only seen there.
+    pub(crate) unchecked: usize,
     /// Files `-N` asked about that the server said are current (not counted in `saved`).
     pub(crate) unchanged: usize,
     /// Downloads that failed, plus inputs that were not valid URLs.
@@ -318,8 +320,11 @@ pub(crate) fn basis(t: &Tally) -> String {
 pub(crate) fn render(t: &Tally) -> String {
     let mut out = String::new();
     let _ = write!(out, "{} saved", plural(t.saved, "file", "files"));
-    if t.skipped > 0 {
-        let _ = write!(out, ", {} already complete", t.skipped);
+    match (t.skipped, t.unchecked) {
+        (0, _) => {}
+        (n, 0) => _ = write!(out, ", {n} already complete"),
+        (n, u) if u == n => _ = write!(out, ", {n} already there"),
+        (n, u) => _ = write!(out, ", {n} already complete or there ({u} unchecked)"),
     }
     if t.unchanged > 0 {
         let _ = write!(out, ", {} unchanged", t.unchanged);
@@ -738,6 +743,16 @@ mod tests {
             ..Tally::default()
         };
         assert!(render(&t).starts_with("1 file saved, 2 already complete, 0 B in 1.00 s"));
+        // `--skip-existing` without a checksum only saw them there.
+        let there = Tally {
+            unchecked: 2,
+            ..t.clone()
+        };
+        assert!(render(&there).starts_with("1 file saved, 2 already there, 0 B"));
+        let some = Tally { unchecked: 1, ..t };
+        assert!(
+            render(&some).starts_with("1 file saved, 2 already complete or there (1 unchecked),")
+        );
     }
 
     fn pass(jobs: usize, wall: u64) -> Tally {

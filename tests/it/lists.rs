@@ -637,6 +637,12 @@ fn skip_existing_trusts_the_file_on_disk_without_a_request() {
         sandbox.out().join("x.bin").display()
     );
     assert!(stderr.iter().any(|l| l.ends_with(&said)), "{stderr:#?}");
+    assert!(
+        stderr
+            .iter()
+            .any(|l| l.starts_with("0 files saved, 1 already there,")),
+        "{stderr:#?}"
+    );
     assert!(server.requests().is_empty());
     assert_eq!(sandbox.files()["x.bin"], sha256(b"old"));
     let (code, _, _) = sandbox.run(&["--skip-existing", "--overwrite", &url]);
