@@ -528,10 +528,16 @@ impl RequestBuilder<'_> {
         let scope = &self.client.inner.scope;
         let (to, scoped) = scope.for_hop(&self.url, hop);
         // Per hop, on either way, and only where --user would go: a redirect elsewhere must not
-        // take the password along. None where the hop carries the asked URL's credentials, or
-        // --user / -H Authorization apply.
+        // take the password along, and with --location-trusted it takes the asked URL's, as
+        // --user's goes (not the entry of the host it lands on). None where the hop carries
+        // the asked URL's credentials, or --user / -H Authorization apply.
         let netrc = match scope.carries_credentials(&self.url, hop) {
-            true => self.client.inner.recipe.request.netrc_authorization(&to),
+            true => self
+                .client
+                .inner
+                .recipe
+                .request
+                .netrc_authorization(&self.url),
             false => None,
         };
         let mut request = http.get(to).headers(scoped);

@@ -737,6 +737,40 @@ fn netrc_logs_in_to_its_host_only() {
     assert_eq!(last.header("authorization"), Some("Basic bWU6bWluZQ=="));
 }
 
+/// With --location-trusted a netrc password follows a redirect as --user's does: the asked
+/// host's entry, to a host that has none of its own.
+#[test]
+fn netrc_follows_a_trusted_redirect_like_user() {
+    let other = Server::start(|_| Reply::file(&b"elsewhere\n"[..])).unwrap();
+    let target = other.url("/moved.txt").replace("127.0.0.1", "localhost");
+    let first =
+        Server::start(move |_| Reply::status(302).with_header("Location", &target)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let netrc = netrc_file(
+        dir.path(),
+        "machine 127.0.0.1 login nico password n3trcpw\n",
+        0o600,
+    );
+    let out = tempfile::tempdir().unwrap();
+    fetchpar()
+        .args([
+            "-o",
+            out.path().to_str().unwrap(),
+            "--location-trusted",
+            "--netrc-file",
+        ])
+        .arg(&netrc)
+        .arg(first.url("/go.txt"))
+        .assert()
+        .code(0);
+    let moved = other.requests();
+    assert_eq!(moved.len(), 1);
+    assert_eq!(
+        moved[0].header("authorization"),
+        Some("Basic bmljbzpuM3RyY3B3")
+    );
+}
+
 #[test]
 fn a_netrc_others_can_read_is_warned_about_once() {
     let server = origin();
