@@ -258,12 +258,14 @@ impl Fetcher<'_> {
             };
             let mismatch = matches!(failure.reason.kind(), FailureKind::ChecksumMismatch(_));
             let next = at + 1 < sources.len();
-            // `--retries 0` means none, this one included.
-            if mismatch && !retried_mismatch && self.settings.retry.retries > 0 {
+            // `--retries 0` means no retry, this one included; the next mirror is still asked,
+            // as after any other failure.
+            let retries = self.settings.retry.retries > 0;
+            if mismatch && !retried_mismatch && (retries || next) {
                 // Its bytes are wrong, not merely unfinished: once more from zero, from the
                 // next source if there is one.
                 retried_mismatch = true;
-                run.retries += 1;
+                run.retries += u32::from(retries);
                 at = if next { at + 1 } else { at };
             } else if next && !mismatch && moves_on(failure.reason.kind()) {
                 at += 1;

@@ -27,10 +27,10 @@ pub(crate) fn check_files(
     timeline: Option<&std::path::Path>,
     overwrite: bool,
 ) -> Result<(), String> {
-    if let (Some(har), true) = (har, har.is_some() && har == timeline) {
+    if let (Some(both), true) = (har, har.is_some() && har == timeline) {
         return Err(format!(
             "--har and --timeline both name {}: give each its own file",
-            har.display()
+            both.display()
         ));
     }
     for (what, file) in [("HAR file", har), ("timeline", timeline)] {
@@ -50,17 +50,15 @@ pub(crate) fn check_files(
 
 /// Whether [`write_file`] can write `path`, looked at before any download (a report that
 /// could not be written after an hour's run would be the run's one output lost): a folder
-/// under that name, or a folder that is missing or read-only, says why.
-/// Folders still missing are made at the end, as `-o`'s are: the nearest that exists is tried.
+/// under that name, or a folder that cannot be written or made, says why. Folders still
+/// missing are made at the end, as `-o`'s are, so the nearest that exists is the one tried.
 pub(crate) fn writable(path: &std::path::Path) -> Result<(), String> {
     if path.is_dir() {
         return Err("is a folder".into());
     }
-    let folder = folder_of(path);
-    let existing = folder
+    let existing = folder_of(path)
         .ancestors()
-        .find(|a| a.as_os_str().is_empty() || a.symlink_metadata().is_ok())
-        .filter(|a| !a.as_os_str().is_empty())
+        .find(|a| !a.as_os_str().is_empty() && a.symlink_metadata().is_ok())
         .unwrap_or(std::path::Path::new("."));
     tempfile::NamedTempFile::new_in(existing)
         .map(drop)

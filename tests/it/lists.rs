@@ -356,6 +356,13 @@ fn a_mismatch_from_one_mirror_is_retried_from_the_next() {
     assert_eq!(code, 0, "{stderr:?}");
     assert_eq!(sandbox.files()["x.bin"], sha256(&good));
     assert_eq!(url_records(&stdout)[0]["source"], server.url("/good/x.bin"));
+    // `--retries 0` retries nothing, but the mirror is still asked, as after any failure.
+    std::fs::remove_file(sandbox.out().join("x.bin")).unwrap();
+    let (code, stdout, stderr) =
+        sandbox.run(&["--retries", "0", "-i", list_txt.as_str(), "--json"]);
+    assert_eq!(code, 0, "{stderr:?}");
+    assert_eq!(sandbox.files()["x.bin"], sha256(&good));
+    assert_eq!(url_records(&stdout)[0]["retries"], 0);
 }
 
 #[test]
