@@ -27,7 +27,7 @@ pub(crate) fn check_files(
     timeline: Option<&std::path::Path>,
     overwrite: bool,
 ) -> Result<(), String> {
-    if let (Some(both), true) = (har, har.is_some() && har == timeline) {
+    if let Some(both) = har.filter(|&h| Some(h) == timeline) {
         return Err(format!(
             "--har and --timeline both name {}: give each its own file",
             both.display()
