@@ -372,7 +372,9 @@ pub(crate) fn host_learned(
         return Some(Learned::ResolverBusy);
     }
     let refused = io_kind(err) == Some(io::ErrorKind::ConnectionRefused);
-    if !(refused || err.is_timeout()) {
+    // A SOCKS proxy that could not be reached: tokio-socks says only this, without the cause.
+    let socks_down = root.contains("failed to create underlying connection");
+    if !(refused || socks_down || err.is_timeout()) {
         return None;
     }
     let unreachable = match crate::proxy::through(err, proxies) {

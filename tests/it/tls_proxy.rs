@@ -367,6 +367,33 @@ fn a_dead_proxy_is_named() {
     assert_eq!(server.requests().len(), 0);
 }
 
+/// A dead SOCKS proxy is the one unreachable too, as an HTTP proxy is: its URLs share its
+/// attempts and fail with one line that names it.
+#[test]
+fn a_dead_socks_proxy_is_named_unreachable() {
+    let port = free_port();
+    let server = origin();
+    let out = tempfile::tempdir().unwrap();
+    let proxy = format!("socks5://127.0.0.1:{port}");
+    let run = fetchpar_bare()
+        .args(["--retries", "0", "-o", out.path().to_str().unwrap()])
+        .args([
+            "--proxy",
+            &proxy,
+            &server.url("/f.txt"),
+            &server.url("/g.txt"),
+        ])
+        .assert()
+        .code(1);
+    let stderr = lines(&run.get_output().stderr);
+    for path in ["/f.txt", "/g.txt"] {
+        let url = server.url(path);
+        let said = format!("fetchpar: {url}: proxy {proxy} unreachable after 1 attempt (");
+        assert!(stderr.iter().any(|l| l.starts_with(&said)), "{stderr:?}");
+    }
+    assert_eq!(server.requests().len(), 0);
+}
+
 #[test]
 fn no_proxy_star_covers_ip_addresses() {
     let dead = free_port();
