@@ -260,12 +260,12 @@ impl Fetcher<'_> {
             let next = at + 1 < sources.len();
             // `--retries 0` means no retry, this one included; the next mirror is still asked,
             // as after any other failure.
-            let retries = self.settings.retry.retries > 0;
-            if mismatch && !retried_mismatch && (retries || next) {
+            let may_retry = self.settings.retry.retries > 0;
+            if mismatch && !retried_mismatch && (may_retry || next) {
                 // Its bytes are wrong, not merely unfinished: once more from zero, from the
                 // next source if there is one.
                 retried_mismatch = true;
-                run.retries += u32::from(retries);
+                run.retries += u32::from(may_retry);
                 at = if next { at + 1 } else { at };
             } else if next && !mismatch && moves_on(failure.reason.kind()) {
                 at += 1;
