@@ -438,7 +438,11 @@ impl Cli {
     /// `--compare` list both say how many workers.
     fn check_reports_and_sweep(&self, sweep: &[usize]) -> Result<(), String> {
         let (har, timeline) = (self.har.as_deref(), self.timeline.as_deref());
-        crate::report::check_files(har, timeline, self.overwrite)?;
+        let output = self
+            .output_dir
+            .as_deref()
+            .unwrap_or(std::path::Path::new(""));
+        crate::report::check_files(har, timeline, output, self.overwrite)?;
         if !sweep.is_empty() && self.jobs.is_some() {
             return Err(
                 "-j cannot be combined with --compare=LIST: the list gives the worker counts"

@@ -21,10 +21,12 @@ pub use outcome::{Status, UrlOutcome};
 pub(crate) use progress::to_stderr;
 
 /// `--har` and `--timeline`, before any download: never over a file unasked (a dangling link
-/// counts: the report would replace the link), never both in one file, and writable.
+/// counts: the report would replace the link), never both in one file, never the output
+/// folder `output` (which the run makes), and writable.
 pub(crate) fn check_files(
     har: Option<&std::path::Path>,
     timeline: Option<&std::path::Path>,
+    output: &std::path::Path,
     overwrite: bool,
 ) -> Result<(), String> {
     if let Some(both) = har.filter(|&h| Some(h) == timeline) {
@@ -35,6 +37,12 @@ pub(crate) fn check_files(
     }
     for (what, file) in [("HAR file", har), ("timeline", timeline)] {
         let Some(file) = file else { continue };
+        if same_name(file, output) {
+            return Err(format!(
+                "the {what} {} is the output folder: give the report a file name",
+                file.display()
+            ));
+        }
         if let Err(why) = writable(file) {
             return Err(format!("cannot write the {what} {}: {why}", file.display()));
         }
@@ -46,6 +54,19 @@ pub(crate) fn check_files(
         }
     }
     Ok(())
+}
+
+/// Whether `a` and `b` spell one path (`out`, `./out/`, `$PWD/out`; links not followed). An
+/// empty `b` (the current folder: a folder already there, which [`writable`] refuses) is
+/// no one's.
+fn same_name(a: &std::path::Path, b: &std::path::Path) -> bool {
+    use std::path::{absolute, Component};
+    let parts = |p: &std::path::Path| -> Option<Vec<std::ffi::OsString>> {
+        let full = absolute(p).ok()?;
+        let parts = full.components().filter(|c| *c != Component::CurDir);
+        Some(parts.map(|c| c.as_os_str().to_owned()).collect())
+    };
+    !b.as_os_str().is_empty() && parts(a).is_some_and(|a| Some(a) == parts(b))
 }
 
 /// Whether [`write_file`] can write `path`, looked at before any download (a report that

@@ -340,6 +340,31 @@ fn a_report_file_that_cannot_be_written_is_refused_before_any_download() {
     assert!(sandbox.files().is_empty());
 }
 
+/// A report named as the output folder (not made yet, so nothing is in the way at the start)
+/// would find a folder at its name once the run is over: refused before any request, however
+/// the name is spelt.
+#[test]
+fn a_report_named_as_the_output_folder_is_refused_before_any_download() {
+    let server = serve(|_| Reply::file(body(100, 5)));
+    let sandbox = Sandbox::new();
+    for (flag, name, what) in [
+        ("--har", "out", "the HAR file out"),
+        ("--timeline", "./out/", "the timeline ./out/"),
+    ] {
+        let (code, stdout, stderr) = run(sandbox.cmd().arg(flag).arg(name).arg(server.url("/f")));
+        assert_eq!(code, 2, "{flag}: {stderr:#?}");
+        assert!(stdout.is_empty(), "{stdout:#?}");
+        assert!(
+            stderr
+                .iter()
+                .any(|l| l.contains(what) && l.contains("is the output folder")),
+            "{stderr:#?}"
+        );
+    }
+    assert!(server.requests().is_empty(), "nothing was asked for");
+    assert!(!sandbox.out().exists());
+}
+
 /// A report whose folder became a file during the run: the files are saved, the line says why
 /// the report is not (without the temporary file's name), and the run fails (exit 1).
 #[test]
