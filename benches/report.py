@@ -47,6 +47,12 @@ def read(path, default):
 
 
 def cpu_s(path):
+    """User + system seconds of the run whose time -v report is PATH (TAG.time[.K]): from the
+    TAG.cpu[.K] beside it (bash's `times`, milliseconds) when there is one, else from PATH."""
+    head, _, tail = path.rpartition(".time")
+    times = re.findall(r"(\d+)m([\d.]+)s", read(head + ".cpu" + tail, ""))
+    if len(times) == 4:  # the shell's own user and system, then its children's
+        return sum(int(m) * 60 + float(s) for m, s in times[2:])
     text = read(path, "")
     u = re.search(r"User time \(seconds\): ([\d.]+)", text)
     s = re.search(r"System time \(seconds\): ([\d.]+)", text)
