@@ -103,6 +103,9 @@ pub(crate) enum Mismatch {
     Status(u16),
     /// Another range than the one asked for; the `Content-Range` as sent.
     Range(Option<String>),
+    /// The asked-for range, with a body of another length (`Content-Length`): bytes that are
+    /// not that range, whatever its first ones are.
+    Body { range: u64, sent: u64 },
     /// Another complete length than the one the bytes on disk belong to.
     Length { now: Option<u64>, was: u64 },
     /// Another version of the file, or no validator that could tell.
@@ -132,6 +135,10 @@ impl Mismatch {
                 "asked for bytes {start}-{} but the server sent '{}'",
                 end.map_or(String::new(), |end| (end - 1).to_string()),
                 sent.as_deref().unwrap_or("")
+            ),
+            Mismatch::Body { range, sent } => format!(
+                "asked for {range} bytes from {start} and the server sent that range with a \
+                 body of {sent} bytes"
             ),
             Mismatch::Length {
                 now: Some(now),
@@ -185,6 +192,18 @@ pub(crate) fn join(
         }
         _ => return Err(Mismatch::Range(facts.content_range_text.clone())),
     };
+    // A server that labels the whole file as the range (or any other body) would have it
+    // joined at the offset: the body must be as long as the range it claims.
+    if let Some(ContentRange::Bytes {
+        start: s, end: e, ..
+    }) = facts.content_range
+    {
+        let range = (e - s).saturating_add(1);
+        match facts.content_length {
+            Some(sent) if sent != range => return Err(Mismatch::Body { range, sent }),
+            _ => {}
+        }
+    }
     if let Some(was) = known.total {
         if now != Some(was) {
             return Err(Mismatch::Length { now, was });
@@ -356,6 +375,9 @@ mod tests {
             (facts(206, bytes(40, 99, Some(100)), None), on(40, Some(&v1)), Decision::StartOver),
             (facts(206, bytes(40, 99, Some(100)), Some("\"v1\"")), on(40, None), Decision::StartOver),
             (facts(206, None, Some("\"v1\"")), on(40, Some(&v1)), Decision::StartOver),
+            // The range as asked, with a body of another length (the whole file labelled as it).
+            (ResponseFacts { content_length: Some(100), ..facts(206, bytes(40, 99, Some(100)), Some("\"v1\"")) },
+             on(40, Some(&v1)), Decision::StartOver),
             // Last-Modified when there is no ETag.
             (ResponseFacts { validators: meta(None, Some("d1"), None), ..facts(206, bytes(5, 9, Some(10)), None) },
              on(5, Some(&dated)), append(Some(10))),
@@ -416,6 +438,7 @@ mod tests {
             (40, Some(150), None, Some(150)),
             (40, None, Some(60), Some(100)),
             (40, None, Some(110), Some(150)),
+            (40, Some(100), Some(100), Some(100)),
             (40, None, None, None),
             (41, Some(100), None, Some(100)),
         ];
@@ -442,7 +465,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(rows, 13 * 2 * 6 * 2 * 4);
+        assert_eq!(rows, 13 * 2 * 7 * 2 * 4);
     }
 
     /// One combination of [`join_rule_every_combination`].
@@ -472,7 +495,10 @@ mod tests {
                 total: self.known_total,
                 ..self.on_disk.clone()
             };
-            let fits = start == 40 && self.known_total.is_none_or(|t| gives == Some(t));
+            // A body as long as the range it claims (bytes 40-99: 60); 110 is not.
+            let whole_body = length.is_none_or(|n| n == 100 - start);
+            let fits =
+                start == 40 && whole_body && self.known_total.is_none_or(|t| gives == Some(t));
             let joins = status == 206 && fits && (proof || self.same);
             let disk = OnDisk {
                 asked_from: Some(40),
@@ -493,7 +519,11 @@ mod tests {
                 total: Some(100),
                 ..self.on_disk.clone()
             };
-            let piece = status == 206 && start == 40 && total == Some(100) && (proof || self.same);
+            let piece = status == 206
+                && start == 40
+                && whole_body
+                && total == Some(100)
+                && (proof || self.same);
             let accepted = accept_piece(&f, 40, 100, &planned, proof);
             assert_eq!(accepted.is_ok(), piece, "piece {f:?}, proof {proof}");
         }
@@ -532,6 +562,15 @@ mod tests {
                     ..piece(206, bytes(0, 9, Some(100)), Some("\"v1\""))
                 },
                 "asked for bytes 10-19 but the server sent 'bytes 0-9/100'",
+                true,
+            ),
+            (
+                ResponseFacts {
+                    content_length: Some(100),
+                    ..piece(206, bytes(10, 19, Some(100)), Some("\"v1\""))
+                },
+                "asked for 10 bytes from 10 and the server sent that range with a body of 100 \
+                 bytes",
                 true,
             ),
             (

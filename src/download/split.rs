@@ -56,8 +56,9 @@ pub(crate) struct Split {
     /// Files that were to be split but whose server gave no length, no range support or no
     /// validator (a strong ETag or Last-Modified), or that were redirected to another origin.
     pub(crate) fell_back: AtomicUsize,
-    /// Files whose pieces disagreed with the first response (another range than asked, another
-    /// version of the file): fetched again over one connection, for another reason.
+    /// Files whose pieces disagreed with the first response (another range than asked, a body
+    /// of another length than the range, another version of the file): fetched again over one
+    /// connection, for another reason.
     pub(crate) disagreed: AtomicUsize,
 }
 
@@ -88,7 +89,8 @@ impl Split {
         if n > 0 {
             notes.push(format!(
                 "note: --split {}: {n} {} whose pieces disagreed with the first response (another \
-                 range than asked, or the file changed) came again over one connection",
+                 range than asked, a body longer or shorter than its range, or the file changed) \
+                 came again over one connection",
                 self.pieces,
                 files(n)
             ));
@@ -454,7 +456,8 @@ fn fetch_piece(
                             e.version = Some(response.version());
                             e.response_headers = trace::headers_of(response.headers());
                         }
-                        copy_range(p, &mut response, range, done, abort, &mut buf)
+                        copy_range(p, &mut response, range, done, abort, &mut buf)?;
+                        super::stream::ends_there(&mut response)
                     });
                 if let (Some(mut e), Some(sink)) = (log, p.log) {
                     e.end = Some(std::time::Instant::now());

@@ -550,6 +550,101 @@ fn ignoring_if_range(req: &Request, body: &[u8], etag: &str) -> Reply {
         )
 }
 
+/// A server that labels the whole file as each piece's range (the right `Content-Range`, the
+/// whole body after it, with its `Content-Length` or chunked): joining that at the piece's offset
+/// made a mixed file that was reported saved. The pieces are refused, and the file comes again
+/// over one connection, whole.
+#[test]
+fn a_piece_whose_body_is_not_its_range_is_refused() {
+    let file: Arc<[u8]> = generated_files(1, BIG, BIG).remove(0).1;
+    let expected = sha256(&file);
+    for fault in [Fault::Normal, Fault::Chunked(true)] {
+        let server = {
+            let (file, fault) = (file.clone(), fault.clone());
+            Server::start(move |req| match req.header("range") {
+                Some(range) => {
+                    let (a, b) = range["bytes=".len()..].split_once('-').unwrap();
+                    Reply::file(file.clone())
+                        .without_ranges()
+                        .with_status(206)
+                        .with_header("ETag", "\"v1\"")
+                        .with_header("Content-Range", &format!("bytes {a}-{b}/{}", file.len()))
+                        .with_fault(fault.clone())
+                }
+                None => Reply::file(file.clone()).with_header("ETag", "\"v1\""),
+            })
+            .unwrap()
+        };
+        let out = tempfile::tempdir().unwrap();
+        let assert = fetchpar()
+            .args(["--split", "4", "--retries", "0", "-o"])
+            .arg(out.path())
+            .arg(server.url("/f.bin"))
+            .assert()
+            .code(0);
+        let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+        assert!(stderr.contains("pieces disagreed"), "{fault:?}: {stderr}");
+        assert_eq!(
+            checksums(out.path()),
+            [("f.bin".to_string(), expected.clone())].into(),
+            "{fault:?}"
+        );
+        let requests = server.requests();
+        assert!(
+            requests.iter().any(|r| r.header("range").is_some()),
+            "pieces were asked for"
+        );
+    }
+}
+
+/// The same server after a dropped connection: the resume's 206 is the range asked for by its
+/// `Content-Range` and the whole file by its length. It is not joined: the download starts over
+/// and the file is whole.
+#[test]
+fn a_resume_whose_body_is_not_its_range_starts_over() {
+    let file: Arc<[u8]> = generated_files(1, BIG, BIG).remove(0).1;
+    let expected = sha256(&file);
+    let seen = Arc::new(AtomicUsize::new(0));
+    let server = {
+        let (file, seen) = (file.clone(), seen.clone());
+        Server::start(move |req| {
+            let first = seen.fetch_add(1, Ordering::SeqCst) == 0;
+            let reply = Reply::file(file.clone()).with_header("ETag", "\"v1\"");
+            match req.header("range") {
+                _ if first => reply.with_fault(Fault::ShortBody(1000)),
+                Some(range) => {
+                    let from = &range["bytes=".len()..range.len() - 1];
+                    let last = file.len() - 1;
+                    reply.without_ranges().with_status(206).with_header(
+                        "Content-Range",
+                        &format!("bytes {from}-{last}/{}", file.len()),
+                    )
+                }
+                None => reply,
+            }
+        })
+        .unwrap()
+    };
+    let out = tempfile::tempdir().unwrap();
+    fetchpar()
+        .args(["--max-retry-wait", "0.02", "-o"])
+        .arg(out.path())
+        .arg(server.url("/f.bin"))
+        .assert()
+        .code(0);
+    assert_eq!(
+        checksums(out.path()),
+        [("f.bin".to_string(), expected)].into()
+    );
+    // Joined, the whole body ran past the file's end and took a second resume to undo.
+    let ranges: Vec<Option<String>> = server
+        .requests()
+        .iter()
+        .map(|r| r.header("range").map(str::to_string))
+        .collect();
+    assert_eq!(ranges, [None, Some("bytes=1000-".to_string()), None]);
+}
+
 /// Issue 9, mixed file 1: the pieces' 206s carry another ETag than the first response (the
 /// server ignores `If-Range`). They are refused, and the file comes again over one connection:
 /// one version, whole.
