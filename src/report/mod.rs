@@ -56,17 +56,31 @@ pub(crate) fn check_files(
     Ok(())
 }
 
-/// Whether `a` and `b` spell one path (`out`, `./out/`, `$PWD/out`; links not followed). An
-/// empty `b` (the current folder: a folder already there, which [`writable`] refuses) is
-/// no one's.
+/// Whether `a` and `b` name one path, as it will be once the run has made its folders: the part
+/// that exists with its links and `..` resolved, the rest (which cannot be a link) taken as
+/// spelt. An empty `b` (the current folder: a folder already there, which [`writable`]
+/// refuses) is no one's.
 fn same_name(a: &std::path::Path, b: &std::path::Path) -> bool {
-    use std::path::{absolute, Component};
-    let parts = |p: &std::path::Path| -> Option<Vec<std::ffi::OsString>> {
-        let full = absolute(p).ok()?;
-        let parts = full.components().filter(|c| *c != Component::CurDir);
-        Some(parts.map(|c| c.as_os_str().to_owned()).collect())
-    };
-    !b.as_os_str().is_empty() && parts(a).is_some_and(|a| Some(a) == parts(b))
+    !b.as_os_str().is_empty() && resolved(a).is_some_and(|a| Some(a) == resolved(b))
+}
+
+fn resolved(path: &std::path::Path) -> Option<std::path::PathBuf> {
+    use std::path::Component;
+    let full = std::path::absolute(path).ok()?;
+    let parts: Vec<Component<'_>> = full.components().collect();
+    let made = (1..=parts.len()).rev().find_map(|n| {
+        let existing: std::path::PathBuf = parts[..n].iter().collect();
+        existing.canonicalize().ok().map(|real| (real, n))
+    });
+    let (mut real, n) = made?;
+    for part in &parts[n..] {
+        match part {
+            Component::ParentDir => drop(real.pop()),
+            Component::Normal(name) => real.push(name),
+            _ => {}
+        }
+    }
+    Some(real)
 }
 
 /// Whether [`write_file`] can write `path`, looked at before any download (a report that

@@ -342,14 +342,22 @@ fn a_report_file_that_cannot_be_written_is_refused_before_any_download() {
 
 /// A report named as the output folder (not made yet, so nothing is in the way at the start)
 /// would find a folder at its name once the run is over: refused before any request, however
-/// the name is spelt.
+/// the name is spelt (`..`, a link to the current folder).
 #[test]
 fn a_report_named_as_the_output_folder_is_refused_before_any_download() {
     let server = serve(|_| Reply::file(body(100, 5)));
     let sandbox = Sandbox::new();
+    std::os::unix::fs::symlink(".", sandbox.root().join("here")).unwrap();
     for (flag, name, what) in [
         ("--har", "out", "the HAR file out"),
         ("--timeline", "./out/", "the timeline ./out/"),
+        ("--har", "out/../out", "the HAR file out/../out"),
+        (
+            "--timeline",
+            "nowhere/../out",
+            "the timeline nowhere/../out",
+        ),
+        ("--har", "here/out", "the HAR file here/out"),
     ] {
         let (code, stdout, stderr) = run(sandbox.cmd().arg(flag).arg(name).arg(server.url("/f")));
         assert_eq!(code, 2, "{flag}: {stderr:#?}");
