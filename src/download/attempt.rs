@@ -272,6 +272,12 @@ impl Fetcher<'_> {
                 });
             }
             Decision::StartOver => {
+                // A server that ignores If-Range answers a changed file with its 206: the
+                // note is owed as for the 200 above.
+                t.changed |= ask.resuming
+                    && meta
+                        .as_ref()
+                        .is_some_and(|m| !m.same_validators(&facts.validators));
                 let why = "a resumed range did not match the bytes already received";
                 return Some(start_over(t, why));
             }

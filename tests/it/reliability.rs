@@ -197,6 +197,49 @@ fn a_file_changed_on_the_server_restarts_instead_of_splicing() {
     assert!(stderr.contains(&note), "{stderr:#?}");
 }
 
+/// The same, from a server that ignores `If-Range`: its 206 of the new file, with the new
+/// `ETag`, is not joined, and the note is the same as after a 200.
+#[test]
+fn a_file_changed_behind_a_server_ignoring_if_range_restarts_with_the_note() {
+    let (old, new) = (body(100_000, 4), body(100_000, 5));
+    let seen = AtomicUsize::new(0);
+    let served = new.clone();
+    let server = serve(move |req| {
+        if seen.fetch_add(1, Ordering::SeqCst) == 0 {
+            return Reply::file(old.clone())
+                .with_header("ETag", "\"old\"")
+                .with_fault(Fault::ShortBody(30_000));
+        }
+        let reply = Reply::file(served.clone()).with_header("ETag", "\"new\"");
+        match req.header("range").and_then(|r| r.strip_prefix("bytes=")) {
+            Some(range) => {
+                let from: usize = range.trim_end_matches('-').parse().unwrap();
+                let last = served.len() - 1;
+                Reply::file(served[from..].to_vec())
+                    .without_ranges()
+                    .with_status(206)
+                    .with_header("ETag", "\"new\"")
+                    .with_header(
+                        "Content-Range",
+                        &format!("bytes {from}-{last}/{}", served.len()),
+                    )
+            }
+            None => reply,
+        }
+    });
+    let sandbox = Sandbox::new();
+    let url = server.url("/doc.bin");
+    let (code, _, stderr) = sandbox.run(&[&url, FAST[0], FAST[1]]);
+    assert_eq!(code, 0, "{stderr:#?}");
+    assert_eq!(sandbox.files(), one(&[("doc.bin", &new)]));
+    assert_eq!(server.requests()[1].header("if-range"), Some("\"old\""));
+    let note = format!(
+        "fetchpar: {url}: note: the file changed on the server since the bytes on disk came \
+         (another ETag or Last-Modified), so it was downloaded again from zero"
+    );
+    assert!(stderr.contains(&note), "{stderr:#?}");
+}
+
 #[test]
 fn a_range_at_the_wrong_offset_is_not_appended() {
     let data = body(80_000, 6);
