@@ -36,6 +36,11 @@ pub(super) fn start_over(t: &mut Transfer, why: &str) -> Attempt {
     Attempt::Restart
 }
 
+/// Whether an answer's validators say it is another version than the bytes on disk came from.
+fn other_version(meta: Option<&PartMeta>, facts: &ResponseFacts) -> bool {
+    meta.is_some_and(|m| !m.same_validators(&facts.validators))
+}
+
 /// Whether the server keeps the connection open for the next request: not after an HTTP/1.0
 /// reply without `keep-alive`, nor after `Connection: close`.
 pub(super) fn kept_open(response: &Response) -> bool {
@@ -256,9 +261,7 @@ impl Fetcher<'_> {
             Decision::Whole { total } => {
                 // Other validators say the file changed; the same ones, that the server would
                 // not send the range after all.
-                let changed = meta
-                    .as_ref()
-                    .is_some_and(|m| !m.same_validators(&facts.validators));
+                let changed = other_version(meta.as_ref(), &facts);
                 t.ranges_ignored |= ask.resuming && (no_ranges || !changed);
                 t.changed |= ask.resuming && !no_ranges && changed;
                 t.have = 0;
@@ -272,12 +275,8 @@ impl Fetcher<'_> {
                 });
             }
             Decision::StartOver => {
-                // A server that ignores If-Range answers a changed file with its 206: the
-                // note is owed as for the 200 above.
-                t.changed |= ask.resuming
-                    && meta
-                        .as_ref()
-                        .is_some_and(|m| !m.same_validators(&facts.validators));
+                // A changed file's 206 (If-Range ignored) owes the note the 200 above gets.
+                t.changed |= ask.resuming && other_version(meta.as_ref(), &facts);
                 let why = "a resumed range did not match the bytes already received";
                 return Some(start_over(t, why));
             }
