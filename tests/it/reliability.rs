@@ -175,6 +175,22 @@ fn short_body_without_a_validator_starts_over() {
     assert_eq!(requests[1].header("range"), None, "no validator: no resume");
 }
 
+/// After `server` cut the old `doc.bin` short and changed it: the new version is saved, from
+/// zero, with the note that says why.
+fn saves_the_new_version_with_the_note(server: &Server, new: &[u8]) {
+    let sandbox = Sandbox::new();
+    let url = server.url("/doc.bin");
+    let (code, _, stderr) = sandbox.run(&[&url, FAST[0], FAST[1]]);
+    assert_eq!(code, 0, "{stderr:#?}");
+    assert_eq!(sandbox.files(), one(&[("doc.bin", new)]));
+    assert_eq!(server.requests()[1].header("if-range"), Some("\"old\""));
+    let note = format!(
+        "fetchpar: {url}: note: the file changed on the server since the bytes on disk came \
+         (another ETag or Last-Modified), so it was downloaded again from zero"
+    );
+    assert!(stderr.contains(&note), "{stderr:#?}");
+}
+
 #[test]
 fn a_file_changed_on_the_server_restarts_instead_of_splicing() {
     let (old, new) = (body(100_000, 4), body(100_000, 5));
@@ -184,17 +200,7 @@ fn a_file_changed_on_the_server_restarts_instead_of_splicing() {
             .with_fault(Fault::ShortBody(30_000)),
         Reply::file(new.clone()).with_header("ETag", "\"new\""),
     );
-    let sandbox = Sandbox::new();
-    let url = server.url("/doc.bin");
-    let (code, _, stderr) = sandbox.run(&[&url, FAST[0], FAST[1]]);
-    assert_eq!(code, 0, "{stderr:#?}");
-    assert_eq!(sandbox.files(), one(&[("doc.bin", &new)]));
-    assert_eq!(server.requests()[1].header("if-range"), Some("\"old\""));
-    let note = format!(
-        "fetchpar: {url}: note: the file changed on the server since the bytes on disk came \
-         (another ETag or Last-Modified), so it was downloaded again from zero"
-    );
-    assert!(stderr.contains(&note), "{stderr:#?}");
+    saves_the_new_version_with_the_note(&server, &new);
 }
 
 /// The same, from a server that ignores `If-Range`: its 206 of the new file, with the new
@@ -227,17 +233,7 @@ fn a_file_changed_behind_a_server_ignoring_if_range_restarts_with_the_note() {
             None => reply,
         }
     });
-    let sandbox = Sandbox::new();
-    let url = server.url("/doc.bin");
-    let (code, _, stderr) = sandbox.run(&[&url, FAST[0], FAST[1]]);
-    assert_eq!(code, 0, "{stderr:#?}");
-    assert_eq!(sandbox.files(), one(&[("doc.bin", &new)]));
-    assert_eq!(server.requests()[1].header("if-range"), Some("\"old\""));
-    let note = format!(
-        "fetchpar: {url}: note: the file changed on the server since the bytes on disk came \
-         (another ETag or Last-Modified), so it was downloaded again from zero"
-    );
-    assert!(stderr.contains(&note), "{stderr:#?}");
+    saves_the_new_version_with_the_note(&server, &new);
 }
 
 #[test]

@@ -10,6 +10,17 @@ use crate::util::*;
 
 const BIG: usize = 1024 * 1024 + 12_345;
 
+/// `fetchpar --split N --retries 0 -o OUT URL`, expecting exit `code`: its stderr.
+fn split_strict(pieces: &str, out: &std::path::Path, url: &str, code: i32) -> String {
+    let assert = fetchpar()
+        .args(["--split", pieces, "--retries", "0", "-o"])
+        .arg(out)
+        .arg(url)
+        .assert()
+        .code(code);
+    String::from_utf8_lossy(&assert.get_output().stderr).into_owned()
+}
+
 /// The ranges of genuine bytes a sparse part's sidecar lists (`fetchpar-part 4`, `ranges` line).
 fn genuine_ranges(meta: &std::path::Path) -> Vec<(usize, usize)> {
     let text = std::fs::read_to_string(meta).unwrap();
@@ -162,13 +173,7 @@ fn a_piece_that_keeps_failing_fails_the_file_and_keeps_only_genuine_bytes() {
         }
     });
     let out = tempfile::tempdir().unwrap();
-    let assert = fetchpar()
-        .args(["--split", "3", "--retries", "0", "-o"])
-        .arg(out.path())
-        .arg(server.url("/f.bin"))
-        .assert()
-        .code(1);
-    let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+    let stderr = split_strict("3", out.path(), &server.url("/f.bin"), 1);
     assert!(stderr.contains("f.bin"), "{stderr}");
     assert!(
         !out.path().join("f.bin").exists(),
@@ -521,13 +526,7 @@ fn a_ranged_request_refused_for_another_reason_does_not_blame_the_file() {
         }
     });
     let out = tempfile::tempdir().unwrap();
-    let assert = fetchpar()
-        .args(["--split", "4", "--retries", "0", "-o"])
-        .arg(out.path())
-        .arg(server.url("/f.bin"))
-        .assert()
-        .code(1);
-    let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+    let stderr = split_strict("4", out.path(), &server.url("/f.bin"), 1);
     assert!(stderr.contains("HTTP 503 instead of 206"), "{stderr}");
     assert!(!stderr.contains("may have changed"), "{stderr}");
 }
@@ -576,13 +575,7 @@ fn a_piece_whose_body_is_not_its_range_is_refused() {
             .unwrap()
         };
         let out = tempfile::tempdir().unwrap();
-        let assert = fetchpar()
-            .args(["--split", "4", "--retries", "0", "-o"])
-            .arg(out.path())
-            .arg(server.url("/f.bin"))
-            .assert()
-            .code(0);
-        let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+        let stderr = split_strict("4", out.path(), &server.url("/f.bin"), 0);
         assert!(stderr.contains("pieces disagreed"), "{fault:?}: {stderr}");
         assert_eq!(
             checksums(out.path()),
