@@ -181,19 +181,21 @@ fn spill(
 }
 
 /// After a ranged answer's last byte, its body must end: a body without a `Content-Length`
-/// (chunked) that goes on is not the range it claimed (see [`super::response::join`] for one with).
-/// The first answer is not asked: a 200 for the whole file is read only up to its first piece.
+/// (chunked) that goes on is not the range it claimed ([`super::response::join`] refuses one
+/// whose length says so). Not for the first answer: a 200 for the whole file is read only up to
+/// its first piece.
 pub(super) fn ends_there(body: &mut impl Read) -> Result<(), StreamError> {
     let mut more = [0u8; 1];
     loop {
-        return match body.read(&mut more) {
-            Ok(0) => Ok(()),
-            Ok(_) => Err(StreamError::Changed(
-                "the server sent more than the range asked for".into(),
-            )),
+        match body.read(&mut more) {
+            Ok(0) => return Ok(()),
+            Ok(_) => {
+                let why = "the server sent more than the range asked for";
+                return Err(StreamError::Changed(why.into()));
+            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => Err(StreamError::Read(e)),
-        };
+            Err(e) => return Err(StreamError::Read(e)),
+        }
     }
 }
 

@@ -64,6 +64,7 @@ fn same_name(a: &std::path::Path, b: &std::path::Path) -> bool {
     !b.as_os_str().is_empty() && resolved(a).is_some_and(|a| Some(a) == resolved(b))
 }
 
+/// `path` made absolute, with the longest part of it that exists canonicalized.
 fn resolved(path: &std::path::Path) -> Option<std::path::PathBuf> {
     use std::path::Component;
     let full = std::path::absolute(path).ok()?;
@@ -75,7 +76,9 @@ fn resolved(path: &std::path::Path) -> Option<std::path::PathBuf> {
     let (mut real, n) = made?;
     for part in &parts[n..] {
         match part {
-            Component::ParentDir => drop(real.pop()),
+            Component::ParentDir => {
+                real.pop();
+            }
             Component::Normal(name) => real.push(name),
             _ => {}
         }
