@@ -240,6 +240,26 @@ pub(crate) struct Stdout {
 }
 
 impl Stdout {
+    /// Whether stdout is a pipe whose reader has gone (`| head -1` after its line): a write
+    /// would fail with `EPIPE`, but a run with nothing to write for a while (one slow download)
+    /// would only learn of it at its next path.
+    #[cfg(unix)]
+    pub(crate) fn reader_gone(&self) -> bool {
+        let mut fd = libc::pollfd {
+            fd: libc::STDOUT_FILENO,
+            events: 0,
+            revents: 0,
+        };
+        // SAFETY: one pollfd, on the stack for the call; a zero timeout never waits.
+        let ready = unsafe { libc::poll(&mut fd, 1, 0) };
+        ready > 0 && fd.revents & libc::POLLERR != 0
+    }
+
+    #[cfg(not(unix))]
+    pub(crate) fn reader_gone(&self) -> bool {
+        false
+    }
+
     /// A saved file's path (not with `--json`, where the record carries it).
     pub(crate) fn path(&self, path: &Path) -> io::Result<()> {
         let end: &[u8] = match self.format {

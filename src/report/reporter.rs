@@ -495,6 +495,13 @@ impl Sink for Reporter {
     }
 
     fn tick(&mut self) {
+        // A reader gone while there was nothing to print stops the run now, not at the next
+        // path: the downloads under way stop at their next chunk, as after a failed write.
+        let writing = self.show.records && !(self.stdout_closed || self.stdout_failed);
+        if writing && self.stdout.reader_gone() {
+            self.stdout_closed = true;
+            self.cancel.store(true, Ordering::SeqCst);
+        }
         self.watch(true);
         self.progress.tick();
     }

@@ -323,6 +323,32 @@ fn a_closed_stdout_stops_quietly_and_exits_1_when_urls_are_left() {
     }
 }
 
+/// `… | head -1` while the one download left is slow and nothing else is printed: the run
+/// stops when the reader goes, not when that download would have written its path (a reviewer
+/// saw it carry on for ten seconds, save the file and exit 0). Its bytes stay in the part.
+#[test]
+fn a_reader_gone_during_a_slow_download_stops_it() {
+    let (fast, slow) = (body(3000, 1), body(200_000, 2));
+    let server = serve(move |req| match req.path() {
+        "/fast.bin" => Reply::file(fast.clone()),
+        // Some 20 s in all: long enough never to end first on a busy machine.
+        _ => Reply::file(slow.clone())
+            .with_header("ETag", "\"s\"")
+            .with_fault(Fault::Drip(1000, Duration::from_millis(100))),
+    });
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().display().to_string();
+    let urls = [server.url("/fast.bin"), server.url("/slow.bin")];
+    let release = AtomicBool::new(true);
+    let (first, output) = head_1(&urls, false, &["-j", "2", "-o", &dir], &release, || {});
+    assert!(first.contains("fast.bin"), "{first}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr, "");
+    assert!(!out.path().join("slow.bin").exists(), "stopped, not saved");
+    assert!(out.path().join("slow.bin.part").exists(), "its bytes kept");
+}
+
 /// The pipe closed, but only after the last URL was saved: every URL was, so 0.
 #[test]
 fn a_stdout_closed_after_the_last_url_still_exits_0() {
