@@ -60,25 +60,7 @@ pub(crate) fn prepare_dir(dir: &Path) -> Result<()> {
 /// creating a file tells for sure (permission bits do not stop root; a read-only mount, ACLs
 /// and security modules do), so one is made and removed at once.
 fn probe_writable(dir: &Path, what: &str) -> Result<()> {
-    let probe = dir.join(format!(
-        ".fetchpar-probe-{}-{:016x}",
-        std::process::id(),
-        fastrand::u64(..)
-    ));
-    match fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&probe)
-    {
-        Ok(file) => {
-            drop(file);
-            let _ = fs::remove_file(&probe);
-            Ok(())
-        }
-        // Someone else's file by that very name: the directory does take files.
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => anyhow::bail!("cannot write into {what}: {e}"),
-    }
+    crate::safefs::takes_files(dir).map_err(|e| anyhow::anyhow!("cannot write into {what}: {e}"))
 }
 
 /// How a flow ended: the exit status, and each input's outcome when they were kept.

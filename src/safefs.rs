@@ -5,6 +5,25 @@ use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::path::Path;
 
+/// Whether a file can be made in the folder `dir`: one is made under a name of its own and
+/// removed (someone else's file by that very name shows the same).
+pub(crate) fn takes_files(dir: &Path) -> io::Result<()> {
+    let probe = dir.join(format!(
+        ".fetchpar-probe-{}-{:016x}",
+        std::process::id(),
+        fastrand::u64(..)
+    ));
+    match OpenOptions::new().write(true).create_new(true).open(&probe) {
+        Ok(file) => {
+            drop(file);
+            let _ = fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// Gives `from` the name `to` unless something is already there (then `AlreadyExists`), in one
 /// step: `renameat2(RENAME_NOREPLACE)` on Linux. If that fails for any other reason (an old
 /// kernel, another system, a file system that refuses the flag, a seccomp filter that answers

@@ -73,29 +73,25 @@ impl Split {
 
     /// The one-time notes for files that came over one connection after all, by why.
     pub(crate) fn notes(&self) -> Vec<String> {
-        let files = |n: usize| if n == 1 { "file" } else { "files" };
-        let mut notes = Vec::new();
-        let n = self.fell_back.load(Ordering::Relaxed);
-        if n > 0 {
-            notes.push(format!(
-                "note: --split {}: {n} {} from servers without byte-range support or a \
-                 validator to check pieces by (or redirected to another origin) came over one \
+        let whys = [
+            (
+                &self.fell_back,
+                "from servers without byte-range support or a validator to check pieces by (or \
+                 redirected to another origin) came over one connection",
+            ),
+            (
+                &self.disagreed,
+                "whose pieces disagreed with the first response (another range than asked, a \
+                 body longer or shorter than its range, or the file changed) came again over one \
                  connection",
-                self.pieces,
-                files(n)
-            ));
-        }
-        let n = self.disagreed.load(Ordering::Relaxed);
-        if n > 0 {
-            notes.push(format!(
-                "note: --split {}: {n} {} whose pieces disagreed with the first response (another \
-                 range than asked, a body longer or shorter than its range, or the file changed) \
-                 came again over one connection",
-                self.pieces,
-                files(n)
-            ));
-        }
-        notes
+            ),
+        ];
+        let count = |(n, why): (&AtomicUsize, &str)| {
+            let n = n.load(Ordering::Relaxed);
+            let files = if n == 1 { "file" } else { "files" };
+            (n > 0).then(|| format!("note: --split {}: {n} {files} {why}", self.pieces))
+        };
+        whys.into_iter().filter_map(count).collect()
     }
 }
 

@@ -98,9 +98,7 @@ pub(crate) fn writable(path: &std::path::Path) -> Result<(), String> {
         .ancestors()
         .find(|a| !a.as_os_str().is_empty() && a.symlink_metadata().is_ok())
         .unwrap_or(std::path::Path::new("."));
-    tempfile::NamedTempFile::new_in(existing)
-        .map(drop)
-        .map_err(|e| plain(&e))
+    crate::safefs::takes_files(existing).map_err(|e| e.to_string())
 }
 
 /// An I/O error's words without the temporary file's name, which `tempfile` appends to them
