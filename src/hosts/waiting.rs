@@ -45,6 +45,13 @@ impl<T> Waiting<T> {
         Ok(())
     }
 
+    /// Every job still held back, taken out (the run has stopped: see `Pool::unstarted`).
+    pub(crate) fn drain(&self) -> Vec<T> {
+        let mut queues = self.lock();
+        self.count.store(0, Ordering::Release);
+        queues.drain().flat_map(|(_, queue)| queue).collect()
+    }
+
     /// The next job held back for `key`, for a slot already held on it (see [`Lease::pass`]).
     ///
     /// [`Lease::pass`]: super::Lease::pass

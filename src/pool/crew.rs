@@ -61,7 +61,11 @@ impl Crew<'_> {
             }
             if let Err(job) = self.waiting.push(key.clone(), job, false) {
                 // Held back as many as we keep: wait for this host, as a plain queue would.
-                let admit = self.hosts.admit(&key, cancel)?;
+                let Some(admit) = self.hosts.admit(&key, cancel) else {
+                    // Ctrl-C: kept for the main thread's account of jobs never started.
+                    let _ = self.waiting.push(key, job, true);
+                    return None;
+                };
                 return Some((job, admit, key));
             }
         }

@@ -9,7 +9,7 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{self, Scope, Thread};
 use std::time::{Duration, Instant};
 
@@ -91,6 +91,12 @@ pub(crate) enum Event {
     Invalid(Invalid),
     /// Something about the list worth saying that fails nothing (an ignored option).
     Warning(Warning),
+    /// A URL read and queued that Ctrl-C stopped before its download began.
+    NotStarted {
+        /// Credentials already removed.
+        url: String,
+        origin: Origin,
+    },
     /// A URL already queued from an earlier input (and named by neither): not downloaded again.
     Duplicate {
         /// Credentials already removed.
@@ -216,11 +222,13 @@ impl Pool<'_> {
         // Rung by the producer for every job and by the hosts for every change of room: the
         // one thing a fiber waiting for either can be woken by.
         let bell = Arc::new(Notify::new());
+        let held = Arc::new(Mutex::new(None));
         let refill = Refill {
             tx: job_tx,
             low: self.low(),
             workers: alive.clone(),
             bell: bell.clone(),
+            held: held.clone(),
         };
         let producer = self.spawn_producer(inputs, refill, event_tx.clone());
         let settings = self.fetcher.settings;
@@ -242,7 +250,7 @@ impl Pool<'_> {
             // closed one and exit, instead of the scope waiting for them forever.
             let event_rx = event_rx;
             let crew = Crew {
-                jobs: job_rx,
+                jobs: job_rx.clone(),
                 events: event_tx,
                 alive: &alive,
                 producer: producer.as_ref(),
@@ -257,6 +265,12 @@ impl Pool<'_> {
             // Only workers and the producer hold senders now: the loop ends when they are done.
             self.relay(&event_rx, &alive, sink);
         });
+        if self.cancel.load(Ordering::SeqCst) {
+            let mut left = waiting.drain();
+            left.extend(held.lock().unwrap_or_else(PoisonError::into_inner).take());
+            left.extend(job_rx.try_iter());
+            unstarted(left, sink);
+        }
         hosts.peak()
     }
 
@@ -395,6 +409,7 @@ impl Pool<'_> {
                 wake_producer();
             }
             if self.cancel.load(Ordering::Relaxed) {
+                crew.give_back(job);
                 return Left::Stopped;
             }
             let (event, lease) = match self.work(job, admit, key, crew.hosts, &crew.events) {
@@ -536,6 +551,18 @@ impl Pool<'_> {
 }
 
 /// The end of a URL whose host is gone before it started: the host's line, nothing else done.
+/// After Ctrl-C, one event for each job read and never started, in input order: `--json` owes
+/// every URL its record. (A URL the producer was handing over at that very moment is only
+/// counted, with those never read.)
+fn unstarted(mut jobs: Vec<Job>, sink: &mut dyn Sink) {
+    jobs.sort_by_key(|job| job.id);
+    for job in jobs {
+        let url = redact::url(&job.entry.url);
+        let origin = job.entry.origin;
+        sink.event(Event::NotStarted { url, origin });
+    }
+}
+
 fn gone_event(job: Job, gone: &Gone) -> Event {
     Event::Finished {
         id: job.id,

@@ -3,7 +3,7 @@
 //! [`crate::naming::Namer::home`]), and feeds the bounded job channel.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
 use std::time::Instant;
 
@@ -28,23 +28,38 @@ pub(super) struct Refill {
     pub(super) workers: Arc<AtomicUsize>,
     /// Rung for each job sent, for workers that wait as fibers (see [`super::Crew`]).
     pub(super) bell: Arc<Notify>,
+    /// The job the producer holds while it waits for room: after Ctrl-C it is one of those
+    /// never started, which the main thread reports with the rest (see `Pool::unstarted`).
+    pub(super) held: Arc<Mutex<Option<Job>>>,
 }
 
 impl Refill {
     /// Sends `job` once there is room; `false` if the workers are gone or Ctrl-C came (the park
     /// timeout is what lets a parked producer see Ctrl-C).
     fn send(&self, job: Job, cancel: &AtomicBool) -> bool {
-        if self.tx.is_full() {
-            while self.tx.len() > self.low && self.workers.load(Ordering::SeqCst) > 0 {
-                if cancel.load(Ordering::Relaxed) {
+        let job = if self.tx.is_full() {
+            *self.hold() = Some(job);
+            while self.tx.len() > self.low {
+                if cancel.load(Ordering::Relaxed) || self.workers.load(Ordering::SeqCst) == 0 {
+                    // Left where the main thread finds it.
                     return false;
                 }
                 thread::park_timeout(TICK);
             }
-        }
+            match self.hold().take() {
+                Some(job) => job,
+                None => return false,
+            }
+        } else {
+            job
+        };
         let sent = self.tx.send(job).is_ok();
         self.bell.notify_waiters();
         sent
+    }
+
+    fn hold(&self) -> std::sync::MutexGuard<'_, Option<Job>> {
+        self.held.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -134,6 +149,7 @@ mod tests {
             low,
             workers: Arc::new(AtomicUsize::new(1)),
             bell: Arc::new(Notify::new()),
+            held: Arc::default(),
         });
         let cancel = Arc::new(AtomicBool::new(false));
         for id in 0..2 * low {
@@ -155,6 +171,8 @@ mod tests {
         // A hang guard, not a timing assertion.
         let sent = done_rx.recv_timeout(Duration::from_secs(20));
         assert_eq!(sent, Ok(false));
+        // Not dropped: where the main thread finds it, to report it as never started.
+        assert_eq!(refill.hold().as_ref().map(|job| job.id), Some(2));
     }
 
     #[test]

@@ -23,6 +23,9 @@ pub enum Status {
     Invalid,
     /// The same URL came earlier in the input and was downloaded there.
     Duplicate,
+    /// Read and queued, but Ctrl-C stopped the run before its download began.
+    #[serde(rename = "not_started")]
+    NotStarted,
 }
 
 /// The outcome of one input, in the order the downloads finished.
@@ -142,6 +145,14 @@ impl UrlOutcome {
         UrlOutcome {
             error: Some(invalid.reason),
             ..UrlOutcome::new(Status::Invalid, text, invalid.origin)
+        }
+    }
+
+    pub(crate) fn not_started(url: String, origin: Origin) -> UrlOutcome {
+        UrlOutcome {
+            error: Some("interrupted before it started".to_string()),
+            interrupted: true,
+            ..UrlOutcome::new(Status::NotStarted, Some(url), origin)
         }
     }
 

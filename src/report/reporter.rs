@@ -486,6 +486,12 @@ impl Sink for Reporter {
                 }
             }
             Event::Duplicate { url, origin, first } => self.duplicate(url, origin, first),
+            Event::NotStarted { url, origin } => {
+                // Counted in the summary's `not_started` (see `close`); here only its record.
+                let done = UrlOutcome::not_started(url, origin);
+                self.write(|out| out.json(&UrlRecord::of(&done)));
+                self.keep(done);
+            }
             Event::Note(text) => {
                 if self.show.errors {
                     self.progress.note(&format!("fetchpar: note: {text}"));

@@ -825,6 +825,59 @@ fn ctrl_c_with_the_producer_parked_ends_the_run_as_usual() {
     assert_eq!(entries(out.path()), ["0.bin.part", "0.bin.part.meta"]);
 }
 
+/// `--json` owes every URL read its record, also after Ctrl-C: the one stopped mid-body fails
+/// as interrupted, and those still queued (in the channel, or held by the parked producer) say
+/// `not_started`, in list order, as many as the summary counts.
+#[test]
+fn ctrl_c_with_json_gives_every_url_read_a_record() {
+    let server = serve(|req| match req.path() {
+        "/0.bin" => Reply::file(body(100_000, 4))
+            .with_fault(Fault::StallAfter(1000, Duration::from_secs(30))),
+        _ => Reply::file(body(500, 6)),
+    });
+    let out = tempfile::tempdir().unwrap();
+    let list = out.path().join("list.txt");
+    let urls: Vec<String> = (0..100).map(|i| server.url(&format!("/{i}.bin"))).collect();
+    std::fs::write(&list, urls.join("\n")).unwrap();
+    let child = command()
+        .args(["-j", "1", "--json", "--timeout", "60", "-i"])
+        .arg(&list)
+        .arg("-o")
+        .arg(out.path().join("dl"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_len(&out.path().join("dl/0.bin.part"), 1000);
+    sigint(child.id());
+    let output = finish(child);
+    assert_eq!(output.status.code(), Some(130));
+    let records: Vec<serde_json::Value> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let (summary, urls) = records.split_last().unwrap();
+    assert_eq!(summary["type"], "summary");
+    let first = &urls[0];
+    assert_eq!(
+        (&first["status"], &first["line"]),
+        (&"failed".into(), &1.into())
+    );
+    let rest = &urls[1..];
+    assert!(
+        rest.iter().all(|r| r["status"] == "not_started"),
+        "{rest:?}"
+    );
+    assert!(rest
+        .iter()
+        .all(|r| r["error"] == "interrupted before it started"));
+    let lines: Vec<u64> = rest.iter().map(|r| r["line"].as_u64().unwrap()).collect();
+    assert_eq!(lines, (2..=lines.len() as u64 + 1).collect::<Vec<_>>());
+    // The producer parked on a full queue: it had not read the whole list.
+    assert!(rest.len() < 99, "{}", rest.len());
+    assert_eq!(summary["not_started"], rest.len());
+}
+
 #[test]
 fn compare_reading_stdin_still_honours_ctrl_c() {
     let out = tempfile::tempdir().unwrap();
