@@ -263,6 +263,7 @@ impl Fetcher<'_> {
                     // An older format keyed on a secret: take it off the disk now. If that
                     // fails, the old sidecar still matches next time; nothing is lost.
                     let _ = meta.upgrade(url, &naming::part_path(&path));
+                    t.name_held = safefs::occupied(&path);
                     t.reopen(path, meta, have)?;
                     return Ok(None);
                 }

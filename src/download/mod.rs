@@ -499,7 +499,9 @@ impl Fetcher<'_> {
             sidecar::remove(&part);
         }
         drop(held);
-        if path != wanted && self.wants_the_name() {
+        if path != wanted && t.name_held {
+            notes.push(Note::NameHeld(wanted));
+        } else if path != wanted && self.wants_the_name() {
             notes.push(Note::NameTaken(wanted));
         }
         Ok(Saved {

@@ -42,6 +42,10 @@ pub(super) struct Transfer {
     pub(crate) meta_saved: bool,
     /// `--split` fell back to one stream for this file (counted once, whatever the retries).
     pub(crate) split_fell_back: bool,
+    /// `-c` resumed a part whose final name already held a file (see [`Note::NameHeld`]).
+    ///
+    /// [`Note::NameHeld`]: super::Note::NameHeld
+    pub(crate) name_held: bool,
     /// Bytes of the part that were on disk before this run (`-c`) and still are: a local
     /// error must not destroy them.
     pub(crate) earlier: u64,
@@ -108,6 +112,7 @@ impl Transfer {
             started: false,
             meta_saved: false,
             split_fell_back: false,
+            name_held: false,
             earlier: 0,
             restarted: false,
             ranges_ignored: false,

@@ -288,6 +288,12 @@ impl Reporter {
                  run?), so it was saved beside it",
                 path.display()
             ),
+            Note::NameHeld(path) => format!(
+                "fetchpar: {url}: note: {} was already there beside the part resumed (an \
+                 interrupted --overwrite run leaves both), and -c replaces nothing, so it was \
+                 saved beside it",
+                path.display()
+            ),
             Note::OthersPart(part) => format!(
                 "fetchpar: {url}: note: {} has no sidecar naming this URL, so it is not resumed: \
                  left as it is, the URL goes beside it",

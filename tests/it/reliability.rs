@@ -555,6 +555,49 @@ fn ctrl_c_stops_a_blocked_download_keeps_parts_and_continue_finishes_them() {
     assert_eq!(resumed, 3, "every file resumed from its part");
 }
 
+/// An interrupted `--overwrite` run leaves the old file under the name and the new one's part
+/// beside it. `-c` resumes the part but replaces nothing: the new file goes beside the old one,
+/// with a note that says so, not that the old one "appeared while this download ran".
+#[test]
+fn continue_after_an_interrupted_overwrite_saves_beside_and_says_why() {
+    let stall = Arc::new(AtomicBool::new(true));
+    let data = body(100_000, 7);
+    let (served, stalling) = (data.clone(), stall.clone());
+    let server = serve(move |_| {
+        let reply = Reply::file(served.clone()).with_header("ETag", "\"v2\"");
+        if stalling.load(Ordering::SeqCst) {
+            reply.with_fault(Fault::StallAfter(40_000, Duration::from_secs(60)))
+        } else {
+            reply
+        }
+    });
+    let sandbox = Sandbox::new();
+    std::fs::create_dir_all(sandbox.out()).unwrap();
+    std::fs::write(sandbox.out().join("f.bin"), b"the old version").unwrap();
+    let url = server.url("/f.bin");
+    let child = sandbox.spawn(&["--overwrite", "--timeout", "60", &url]);
+    wait_for_len(&sandbox.out().join("f.bin.part"), 40_000);
+    assert_eq!(interrupt(child).status.code(), Some(130));
+
+    stall.store(false, Ordering::SeqCst);
+    let (code, _, stderr) = sandbox.run(&["-c", &url]);
+    assert_eq!(code, 0, "{stderr:#?}");
+    let files = sandbox.files();
+    assert_eq!(files.get("f.bin"), Some(&sha256(b"the old version")));
+    assert_eq!(files.get("f~1.bin"), Some(&sha256(&data)));
+    assert_eq!(files.len(), 2, "{files:?}");
+    let note = format!(
+        "fetchpar: {url}: note: {} was already there beside the part resumed (an interrupted \
+         --overwrite run leaves both), and -c replaces nothing, so it was saved beside it",
+        sandbox.out().join("f.bin").display()
+    );
+    assert!(stderr.contains(&note), "{stderr:#?}");
+    assert!(
+        !stderr.iter().any(|l| l.contains("appeared")),
+        "{stderr:#?}"
+    );
+}
+
 #[test]
 fn a_write_error_is_one_line_and_removes_the_part() {
     let big = body(200_000, 30);
