@@ -291,11 +291,25 @@ impl Default for HeaderScope {
     }
 }
 
+/// `a.origin() == b.origin()` without building the two origins (a copy of each host, for every
+/// request): for http and https, an origin is its scheme, host and port, the default port
+/// included.
+fn same_origin(a: &Url, b: &Url) -> bool {
+    match a.scheme() {
+        "http" | "https" => {
+            a.scheme() == b.scheme()
+                && a.host() == b.host()
+                && a.port_or_known_default() == b.port_or_known_default()
+        }
+        _ => a.origin() == b.origin(),
+    }
+}
+
 impl HeaderScope {
     /// Whether the user's headers and credentials (netrc's too) go to `hop` on the way to
     /// `asked`: within its origin, or anywhere with `--location-trusted`.
     pub(crate) fn carries_credentials(&self, asked: &Url, hop: &Url) -> bool {
-        self.trusted || hop.origin() == asked.origin()
+        self.trusted || same_origin(asked, hop)
     }
 
     /// For a request to `hop` on the way to `asked`: the URL to send it to and the headers it
@@ -476,5 +490,30 @@ mod tests {
         };
         assert!(user.netrc_authorization(&url).is_none());
         assert!(!format!("{:?}", with("", Some("http://u:SECRET@p:1"))).contains("SECRET"));
+    }
+
+    #[test]
+    fn same_origin_is_what_url_origin_says() {
+        let urls = [
+            "http://h/a",
+            "http://h:80/b",
+            "http://u:p@h/c",
+            "https://h/a",
+            "https://h:443/a",
+            "http://h:8080/a",
+            "http://H/a",
+            "http://g/a",
+            "http://127.0.0.1/a",
+            "http://[::1]/a",
+            "http://xn--nxasmq6b/a",
+            "file:///tmp/a",
+            "ftp://h/a",
+        ];
+        for a in urls {
+            for b in urls {
+                let (a, b) = (Url::parse(a).unwrap(), Url::parse(b).unwrap());
+                assert_eq!(same_origin(&a, &b), a.origin() == b.origin(), "{a} {b}");
+            }
+        }
     }
 }

@@ -199,7 +199,14 @@ impl Progress {
     }
 
     /// A download ended; `line` is the plain-text line for lines mode.
-    pub(crate) fn finished(&mut self, id: usize, bytes: u64, line: Option<&str>) {
+    /// `line` makes the download's line for `--progress lines`: only called there, since on many
+    /// small files formatting a line for every one that no one sees is a cost of its own.
+    pub(crate) fn finished(
+        &mut self,
+        id: usize,
+        bytes: u64,
+        line: impl FnOnce() -> Option<String>,
+    ) {
         self.finished += 1;
         self.finished_bytes += bytes;
         if let Some(active) = self.active.remove(&id) {
@@ -211,7 +218,7 @@ impl Progress {
                 remove_bar(self.multi.as_ref(), &bar);
             }
         }
-        if let (ProgressMode::Lines, Some(line)) = (self.mode, line) {
+        if let Some(line) = (self.mode == ProgressMode::Lines).then(line).flatten() {
             to_stderr(&format!(
                 "{}[{}/{}] {line}\n",
                 self.label,
@@ -458,7 +465,7 @@ mod tests {
         p.started(0, Path::new("a"), Some(100), counter);
         // 70 left of a, and 3 files not started at the average size seen, 100.
         assert_eq!(p.bytes_left(), Some(70 + 3 * 100));
-        p.finished(0, 100, None);
+        p.finished(0, 100, || None);
         p.started(1, Path::new("b"), Some(300), Arc::default());
         // 300 left of b, 2 waiting at the average of 100 and 300.
         assert_eq!(p.bytes_left(), Some(300 + 2 * 200));

@@ -245,8 +245,9 @@ impl Reporter {
             }
             _ => "already complete",
         };
-        let line = format!("skipped {} ({why})", path.display());
-        self.progress.finished(id, 0, Some(&line));
+        self.progress.finished(id, 0, || {
+            Some(format!("skipped {} ({why})", path.display()))
+        });
         self.write(|out| out.path(path));
     }
 
@@ -258,8 +259,9 @@ impl Reporter {
             Some(_) => "matches its expected checksum",
             None => "not modified on the server",
         };
-        let line = format!("unchanged {} ({why})", path.display());
-        self.progress.finished(id, 0, Some(&line));
+        self.progress.finished(id, 0, || {
+            Some(format!("unchanged {} ({why})", path.display()))
+        });
         self.write(|out| out.path(path));
     }
 
@@ -319,24 +321,25 @@ impl Reporter {
     fn saved(&mut self, id: usize, done: &UrlOutcome) {
         self.tally.saved += 1;
         let Some(path) = &done.path else { return };
-        let retried = match done.retries {
-            0 => String::new(),
-            1 => ", after 1 retry".to_string(),
-            n => format!(", after {n} retries"),
-        };
-        let line = format!(
-            "saved {} ({} in {}{retried})",
-            path.display(),
-            indicatif::HumanBytes(done.bytes),
-            crate::units::format_duration(done.elapsed)
-        );
-        self.progress.finished(id, done.bytes, Some(&line));
+        self.progress.finished(id, done.bytes, || {
+            let retried = match done.retries {
+                0 => String::new(),
+                1 => ", after 1 retry".to_string(),
+                n => format!(", after {n} retries"),
+            };
+            Some(format!(
+                "saved {} ({} in {}{retried})",
+                path.display(),
+                indicatif::HumanBytes(done.bytes),
+                crate::units::format_duration(done.elapsed)
+            ))
+        });
         self.write(|out| out.path(path));
     }
 
     fn failed(&mut self, id: usize, done: &UrlOutcome, described: String) {
         let line = format!("{}: {described}", done.url.as_deref().unwrap_or_default());
-        self.progress.finished(id, done.bytes, None);
+        self.progress.finished(id, done.bytes, || None);
         // Downloads stopped by our own Ctrl-C are summed up once, not each shouted.
         let hushed = self.show.quiet || self.stdout_closed || self.stdout_failed;
         if self.show.errors && !(done.interrupted && hushed) {
