@@ -45,7 +45,7 @@ impl<T> Waiting<T> {
         Ok(())
     }
 
-    /// Every job still held back, taken out (the run has stopped: see `Pool::unstarted`).
+    /// Every job still held back, taken out (Ctrl-C: they are reported as never started).
     pub(crate) fn drain(&self) -> Vec<T> {
         let mut queues = self.lock();
         self.count.store(0, Ordering::Release);

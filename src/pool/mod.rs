@@ -550,10 +550,9 @@ impl Pool<'_> {
     }
 }
 
-/// The end of a URL whose host is gone before it started: the host's line, nothing else done.
 /// After Ctrl-C, one event for each job read and never started, in input order: `--json` owes
-/// every URL its record. (A URL the producer was handing over at that very moment is only
-/// counted, with those never read.)
+/// every URL its record. (One the producer read at that very moment, before it could hold it,
+/// is only counted in the summary.)
 fn unstarted(mut jobs: Vec<Job>, sink: &mut dyn Sink) {
     jobs.sort_by_key(|job| job.id);
     for job in jobs {
@@ -563,6 +562,7 @@ fn unstarted(mut jobs: Vec<Job>, sink: &mut dyn Sink) {
     }
 }
 
+/// The end of a URL whose host is gone before it started: the host's line, nothing else done.
 fn gone_event(job: Job, gone: &Gone) -> Event {
     Event::Finished {
         id: job.id,

@@ -29,7 +29,7 @@ pub(super) struct Refill {
     /// Rung for each job sent, for workers that wait as fibers (see [`super::Crew`]).
     pub(super) bell: Arc<Notify>,
     /// The job the producer holds while it waits for room: after Ctrl-C it is one of those
-    /// never started, which the main thread reports with the rest (see `Pool::unstarted`).
+    /// never started, which the main thread reports with the rest (see `Pool::run_with`).
     pub(super) held: Arc<Mutex<Option<Job>>>,
 }
 

@@ -198,9 +198,8 @@ impl Progress {
         }
     }
 
-    /// A download ended; `line` is the plain-text line for lines mode.
-    /// `line` makes the download's line for `--progress lines`: only called there, since on many
-    /// small files formatting a line for every one that no one sees is a cost of its own.
+    /// A download ended. `line` makes its line for `--progress lines`, and only that mode calls
+    /// it: on many small files, formatting a line for each that no one sees is a cost of its own.
     pub(crate) fn finished(
         &mut self,
         id: usize,
