@@ -792,17 +792,22 @@ fn ctrl_c_before_the_first_byte_leaves_no_empty_part() {
     sandbox.assert_nothing_outside();
 }
 
+/// `/0.bin` stalls after 1000 bytes for 30 s; every other path is a small file.
+fn first_stalls() -> Server {
+    serve(|req| match req.path() {
+        "/0.bin" => Reply::file(body(100_000, 4))
+            .with_fault(Fault::StallAfter(1000, Duration::from_secs(30))),
+        _ => Reply::file(body(500, 6)),
+    })
+}
+
 #[test]
 fn ctrl_c_with_the_producer_parked_ends_the_run_as_usual() {
     // -j 1 and a long list: while the one worker is stuck, the producer has filled the queue and
     // parked until the workers take half of it. An end-to-end check that the run still ends as
     // any interrupted run does; the producer's own stop (on Ctrl-C, or when the workers are
     // gone) is unit-tested in pool.rs, since a detached producer never holds up the exit.
-    let server = serve(|req| match req.path() {
-        "/0.bin" => Reply::file(body(100_000, 4))
-            .with_fault(Fault::StallAfter(1000, Duration::from_secs(30))),
-        _ => Reply::file(body(500, 6)),
-    });
+    let server = first_stalls();
     let out = tempfile::tempdir().unwrap();
     let urls: Vec<String> = (0..50).map(|i| server.url(&format!("/{i}.bin"))).collect();
     let child = command()
@@ -830,11 +835,7 @@ fn ctrl_c_with_the_producer_parked_ends_the_run_as_usual() {
 /// `not_started`, in list order, as many as the summary counts.
 #[test]
 fn ctrl_c_with_json_gives_every_url_read_a_record() {
-    let server = serve(|req| match req.path() {
-        "/0.bin" => Reply::file(body(100_000, 4))
-            .with_fault(Fault::StallAfter(1000, Duration::from_secs(30))),
-        _ => Reply::file(body(500, 6)),
-    });
+    let server = first_stalls();
     let out = tempfile::tempdir().unwrap();
     let list = out.path().join("list.txt");
     let urls: Vec<String> = (0..100).map(|i| server.url(&format!("/{i}.bin"))).collect();

@@ -560,17 +560,9 @@ fn ctrl_c_stops_a_blocked_download_keeps_parts_and_continue_finishes_them() {
 /// with a note that says so, not that the old one "appeared while this download ran".
 #[test]
 fn continue_after_an_interrupted_overwrite_saves_beside_and_says_why() {
-    let stall = Arc::new(AtomicBool::new(true));
     let data = body(100_000, 7);
-    let (served, stalling) = (data.clone(), stall.clone());
-    let server = serve(move |_| {
-        let reply = Reply::file(served.clone()).with_header("ETag", "\"v2\"");
-        if stalling.load(Ordering::SeqCst) {
-            reply.with_fault(Fault::StallAfter(40_000, Duration::from_secs(60)))
-        } else {
-            reply
-        }
-    });
+    let stall = Fault::StallAfter(40_000, Duration::from_secs(60));
+    let (server, stall) = serve_faulty_at_first(data.clone(), "\"v2\"", stall);
     let sandbox = Sandbox::new();
     std::fs::create_dir_all(sandbox.out()).unwrap();
     std::fs::write(sandbox.out().join("f.bin"), b"the old version").unwrap();
@@ -1675,17 +1667,8 @@ fn continue_retries_the_size_probe_after_a_bare_416() {
 #[test]
 fn sigkill_during_a_slow_small_download_leaves_a_part_continue_resumes() {
     let data = body(40_000, 50);
-    let served = data.clone();
-    let drip = Arc::new(AtomicBool::new(true));
-    let dripping = drip.clone();
-    let server = serve(move |_| {
-        let reply = Reply::file(served.clone()).with_header("ETag", "\"v1\"");
-        if dripping.load(Ordering::SeqCst) {
-            reply.with_fault(Fault::Drip(4_000, Duration::from_millis(200)))
-        } else {
-            reply
-        }
-    });
+    let dripping = Fault::Drip(4_000, Duration::from_millis(200));
+    let (server, drip) = serve_faulty_at_first(data.clone(), "\"v1\"", dripping);
     let sandbox = Sandbox::new();
     let url = server.url("/small.bin");
     let mut child = sandbox.spawn(&["--timeout", "60", &url]);

@@ -14,6 +14,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -66,6 +67,26 @@ where
     F: Fn(&Request) -> Reply + Send + Sync + 'static,
 {
     Server::start(handler).unwrap()
+}
+
+/// A server of `data` (with `etag`) whose replies suffer `fault` until the flag it returns is
+/// cleared: a first run is cut or stalled, the next one (`-c`) gets the file whole.
+pub fn serve_faulty_at_first(
+    data: Arc<[u8]>,
+    etag: &str,
+    fault: Fault,
+) -> (Server, Arc<AtomicBool>) {
+    let faulty = Arc::new(AtomicBool::new(true));
+    let (still, etag) = (faulty.clone(), etag.to_string());
+    let server = serve(move |_| {
+        let reply = Reply::file(data.clone()).with_header("ETag", &etag);
+        if still.load(Ordering::SeqCst) {
+            reply.with_fault(fault.clone())
+        } else {
+            reply
+        }
+    });
+    (server, faulty)
 }
 
 /// A port on 127.0.0.1 that nothing listens on (bound, then let go).
