@@ -124,4 +124,19 @@ mod tests {
         assert_eq!(waiting.pop_ready(&hosts).map(|(_, j, _)| j), Some(2));
         assert_eq!(waiting.len(), 0);
     }
+
+    #[test]
+    fn a_drain_takes_every_host_s_jobs() {
+        let waiting = Waiting::new(8);
+        let a = Key::of(&Url::parse("http://a/").unwrap());
+        let b = Key::of(&Url::parse("http://b/").unwrap());
+        for (key, job) in [(&a, 1), (&b, 2), (&a, 3)] {
+            assert!(waiting.push(key.clone(), job, false).is_ok());
+        }
+        let mut drained = waiting.drain();
+        drained.sort_unstable();
+        assert_eq!(drained, [1, 2, 3]);
+        assert_eq!(waiting.len(), 0);
+        assert!(waiting.drain().is_empty());
+    }
 }
