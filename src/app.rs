@@ -24,16 +24,18 @@ use crate::download::split::Split;
 use crate::download::Fetcher;
 use crate::exit::ExitCode;
 use crate::input::{Inputs, Item};
-use crate::modes::ProgressMode;
+use crate::modes::{Format, ProgressMode};
 use crate::naming::Namer;
 use crate::pool::Pool;
 use crate::ratelimit::RateLimit;
-use crate::report::output::{PassRecord, Stdout, SummaryRecord};
+use crate::redact;
+use crate::report::output::{PassRecord, Stdout, SummaryRecord, UrlRecord};
 use crate::report::progress::Progress;
 use crate::report::reporter::{Report, Reporter, Show};
 use crate::report::summary::{self, Caps, Sequential, Tally};
 use crate::report::{har, timeline};
-use crate::report::{to_stderr, UrlOutcome};
+use crate::report::{to_stderr, Status, UrlOutcome};
+use crate::select::{Selector, Verdict};
 use crate::server::{self, Server};
 use crate::trace::Trace;
 use crate::transport::Client;
@@ -253,6 +255,9 @@ impl Flow<'_> {
                 // Quietly, but 0 only if this last pass saved every URL.
                 return Ok(ExitCode::of(&report.end));
             }
+            if report.tally.interrupted && !is_last {
+                return Ok(self.scratch_interrupted(items, self.print));
+            }
             if report.tally.interrupted {
                 self.say(&summary::render(&report.tally));
                 return Ok(ExitCode::Interrupted);
@@ -278,6 +283,56 @@ impl Flow<'_> {
             summary::render_sweep(&passes)
         ));
         Ok(code)
+    }
+
+    /// Ctrl-C in a `--compare` pass into a temporary directory: its counts and its kept parts
+    /// are of files now gone, so the one line says what is true: nothing was saved. With
+    /// `--json`, the records a Ctrl-C owes: every URL's (not started, as the pass into the
+    /// output directory never began; a duplicate or invalid line as ever) and the summary.
+    fn scratch_interrupted(&self, items: &[Item], records: bool) -> ExitCode {
+        self.say(
+            "fetchpar: interrupted in a --compare pass, which downloads into a temporary folder \
+             (now removed): nothing was saved\n",
+        );
+        if !records || self.config.format != Format::Json {
+            return ExitCode::Interrupted;
+        }
+        let stdout = Stdout {
+            format: self.config.format,
+        };
+        let mut selector = Selector::new(self.config.shard);
+        let mut tally = Tally {
+            jobs: self.config.jobs,
+            interrupted: true,
+            ..Tally::default()
+        };
+        for item in items {
+            let done = match item {
+                Item::Entry(entry) => {
+                    let url = redact::url(&entry.url);
+                    match selector.select(entry) {
+                        Verdict::Download => UrlOutcome::not_started(url, entry.origin),
+                        Verdict::Duplicate(first) => {
+                            UrlOutcome::duplicate(url, entry.origin, first)
+                        }
+                        Verdict::Elsewhere => continue,
+                    }
+                }
+                Item::Invalid(invalid) if selector.reports_invalid() => {
+                    UrlOutcome::invalid(invalid.clone())
+                }
+                Item::Invalid(_) | Item::Warning(_) => continue,
+            };
+            tally.not_started += usize::from(done.status == Status::NotStarted);
+            tally.duplicates += usize::from(done.status == Status::Duplicate);
+            tally.invalid += usize::from(done.status == Status::Invalid);
+            // A reader gone: the run is over anyway, and a closed stdout is never shouted.
+            if stdout.json(&UrlRecord::of(&done)).is_err() {
+                return ExitCode::Interrupted;
+            }
+        }
+        let _ = stdout.json(&SummaryRecord::new(&tally, None));
+        ExitCode::Interrupted
     }
 
     fn sweep_records(&self, passes: &[Tally]) {
@@ -311,8 +366,7 @@ impl Flow<'_> {
         .run(&self.client()?, Vec::from(items).into_iter());
         drop(scratch);
         if sequential.tally.interrupted {
-            self.say(&summary::render(&sequential.tally));
-            return Ok(ExitCode::Interrupted);
+            return Ok(self.scratch_interrupted(items, records));
         }
         let mut threaded = Pass {
             flow: self,

@@ -879,6 +879,64 @@ fn ctrl_c_with_json_gives_every_url_read_a_record() {
     assert_eq!(summary["not_started"], rest.len());
 }
 
+/// Ctrl-C in `--compare`'s first pass, which downloads into a temporary folder: nothing is
+/// saved, and the run says so (not the counts and `.part` paths of files now gone); `--json`
+/// still gets every URL's record and the summary.
+#[test]
+fn ctrl_c_in_compare_s_first_pass_says_nothing_was_saved() {
+    let server = first_stalls();
+    let out = tempfile::tempdir().unwrap();
+    let list = out.path().join("list.txt");
+    let mut lines: Vec<String> = (0..5).map(|i| server.url(&format!("/{i}.bin"))).collect();
+    lines.push(server.url("/1.bin"));
+    std::fs::write(&list, lines.join("\n")).unwrap();
+    let child = command()
+        .args(["--compare", "--json", "-j", "4", "--timeout", "60", "-i"])
+        .arg(&list)
+        .arg("-o")
+        .arg(out.path().join("dl"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let give_up = Instant::now() + Duration::from_secs(30);
+    while server.requests().is_empty() {
+        assert!(Instant::now() < give_up, "the first pass never began");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    sigint(child.id());
+    let output = finish(child);
+    assert_eq!(output.status.code(), Some(130));
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(
+        stderr.contains(
+            "fetchpar: interrupted in a --compare pass, which downloads into a temporary folder \
+             (now removed): nothing was saved"
+        ),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("partial data kept"), "{stderr}");
+    assert!(entries(&out.path().join("dl")).is_empty());
+    let records: Vec<serde_json::Value> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let statuses: Vec<&str> = records
+        .iter()
+        .map(|r| r["status"].as_str().unwrap_or("-"))
+        .collect();
+    let mut expected = vec!["not_started"; 5];
+    expected.extend(["duplicate", "-"]);
+    assert_eq!(statuses, expected);
+    let summary = &records[6];
+    assert_eq!(summary["type"], "summary");
+    assert_eq!(
+        (&summary["not_started"], &summary["saved"]),
+        (&5.into(), &0.into())
+    );
+    assert_eq!(summary["interrupted"], true);
+}
+
 #[test]
 fn compare_reading_stdin_still_honours_ctrl_c() {
     let out = tempfile::tempdir().unwrap();
