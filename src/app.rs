@@ -540,6 +540,7 @@ impl Pass<'_> {
             quiet: progress == ProgressMode::Quiet,
             collect: self.flow.collect,
             skip_existing: config.download.skip_existing,
+            overwrite: config.download.overwrite,
         };
         let reporter = Reporter::new(
             Progress::new(progress, config.colour, queued.clone(), self.label),

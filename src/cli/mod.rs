@@ -73,8 +73,9 @@ pub struct Cli {
     pub(crate) overwrite: bool,
 
     /// Resume NAME.part files left by an earlier run (Range + If-Range), and skip files that are
-    /// already complete
-    #[arg(short = 'c', long = "continue", conflicts_with = "overwrite")]
+    /// already complete; with --overwrite, a file under the name that is not this one (an
+    /// interrupted --overwrite run's old file) is replaced, not saved beside
+    #[arg(short = 'c', long = "continue")]
     pub(crate) resume: bool,
 
     /// wget's -N: give saved files the server's Last-Modified time; ask about an existing file
@@ -714,7 +715,8 @@ mod tests {
         assert_eq!(c.download.retry.max_wait, Duration::from_millis(500));
         assert!(c.download.resume && c.download.content_disposition);
         assert_eq!(c.download.max_filesize, Some(1 << 20));
-        assert!(cli(&["-c", "--overwrite", "http://h/"]).is_err());
+        // -c --overwrite: resume, and replace what is under the name (see find_earlier).
+        assert!(cli(&["-c", "--overwrite", "http://h/"]).is_ok());
         assert!(cli(&["--retries", "-1", "http://h/"]).is_err());
     }
 

@@ -236,6 +236,12 @@ impl Fetcher<'_> {
                     if let Some(sum) = self.judge_existing(entry, &path, len, t, run)? {
                         return Ok(Some((path, sum)));
                     }
+                    if self.settings.overwrite {
+                        // Not this file, and asked to replace it: the download goes to the
+                        // name, and its rename replaces the file once it is complete.
+                        t.path = Some(path);
+                        return Ok(None);
+                    }
                     // Not ours: leave it untouched, look at the next name, and say why the
                     // download does not land where `-c` was asked to look.
                     run.notes.push(Note::NotTheServers(path.clone()));

@@ -500,7 +500,11 @@ impl Fetcher<'_> {
         }
         drop(held);
         if path != wanted && t.name_held {
-            notes.push(Note::NameHeld(wanted));
+            let saved = path.clone();
+            notes.push(Note::NameHeld {
+                held: wanted,
+                saved,
+            });
         } else if path != wanted && self.wants_the_name() {
             notes.push(Note::NameTaken(wanted));
         }

@@ -60,9 +60,12 @@ pub(crate) enum Note {
     /// `-c`, `-N` or `--overwrite`: a file appeared under the name while the download ran (a
     /// run beside this one finished it first), so it was saved beside it.
     NameTaken(std::path::PathBuf),
-    /// `-c` resumed a part whose final name already held a file (an interrupted `--overwrite`
-    /// run leaves both), which `-c` does not replace: saved beside it.
-    NameHeld(std::path::PathBuf),
+    /// `-c` took up a part whose final name already held a file (an interrupted `--overwrite`
+    /// run leaves both): the download was saved beside it (`saved`), the file left as it was.
+    NameHeld {
+        held: std::path::PathBuf,
+        saved: std::path::PathBuf,
+    },
 }
 
 /// What one download came to; `bytes` counts body bytes received, whatever the outcome.

@@ -42,7 +42,7 @@ pub(super) struct Transfer {
     pub(crate) meta_saved: bool,
     /// `--split` fell back to one stream for this file (counted once, whatever the retries).
     pub(crate) split_fell_back: bool,
-    /// `-c` resumed a part whose final name already held a file (see [`Note::NameHeld`]).
+    /// `-c` took up a part whose final name already held a file (see [`Note::NameHeld`]).
     ///
     /// [`Note::NameHeld`]: super::Note::NameHeld
     pub(crate) name_held: bool,

@@ -31,6 +31,8 @@ pub(crate) struct Show {
     pub(crate) collect: bool,
     /// `--skip-existing`: a file skipped without a checksum to match was only seen to be there.
     pub(crate) skip_existing: bool,
+    /// `--overwrite`: the parts an interrupt leaves are resumed with `-c --overwrite`.
+    pub(crate) overwrite: bool,
 }
 
 pub(crate) struct Reporter {
@@ -81,6 +83,7 @@ impl Reporter {
             progress,
             tally: Tally {
                 jobs,
+                overwrite: show.overwrite,
                 ..Tally::default()
             },
             started: Instant::now(),
@@ -290,11 +293,12 @@ impl Reporter {
                  run?), so it was saved beside it",
                 path.display()
             ),
-            Note::NameHeld(path) => format!(
-                "fetchpar: {url}: note: {} was already there beside the part resumed (an \
-                 interrupted --overwrite run leaves both), and -c replaces nothing, so it was \
-                 saved beside it",
-                path.display()
+            Note::NameHeld { held, saved } => format!(
+                "fetchpar: {url}: note: {} was already there beside its .part (an interrupted \
+                 --overwrite run leaves both): the download was saved beside it as {}, the file \
+                 under the name left as it was; move the new one over it to replace it",
+                held.display(),
+                saved.display()
             ),
             Note::OthersPart(part) => format!(
                 "fetchpar: {url}: note: {} has no sidecar naming this URL, so it is not resumed: \

@@ -58,6 +58,9 @@ pub(crate) struct Tally {
     pub(crate) parts_kept: usize,
     /// Of those, the parts `-c` will start over (no validator to resume them by).
     pub(crate) parts_restart: usize,
+    /// `--overwrite`: its parts are taken up with `-c --overwrite`, which replaces the files they
+    /// were to replace (plain `-c` saves beside them).
+    pub(crate) overwrite: bool,
 }
 
 /// Where the one-after-another figure comes from.
@@ -362,7 +365,7 @@ pub(crate) fn render(t: &Tally) -> String {
                     out,
                     "interrupted: {} kept as .part ({})",
                     plural(n, "partial download", "partial downloads"),
-                    resume_hint(n, t.parts_restart)
+                    resume_hint(n, t.parts_restart, t.overwrite)
                 );
             }
         }
@@ -372,14 +375,15 @@ pub(crate) fn render(t: &Tally) -> String {
 
 /// What `-c` will do with `kept` parts, `restart` of which it cannot resume: a resume is
 /// promised only where one can happen.
-fn resume_hint(kept: usize, restart: usize) -> String {
+fn resume_hint(kept: usize, restart: usize, overwrite: bool) -> String {
+    let c = if overwrite { "-c --overwrite" } else { "-c" };
     match restart {
-        0 => "resume with -c".to_string(),
+        0 => format!("resume with {c}"),
         r if r >= kept => {
             let them = if kept == 1 { "it" } else { "them" };
-            format!("no validator: -c will start {them} over")
+            format!("no validator: {c} will start {them} over")
         }
-        r => format!("resume with -c; {r} without a validator will start over"),
+        r => format!("resume with {c}; {r} without a validator will start over"),
     }
 }
 
@@ -483,13 +487,20 @@ mod tests {
 
     #[test]
     fn a_resume_is_promised_only_for_parts_that_can_resume() {
-        assert_eq!(resume_hint(2, 0), "resume with -c");
-        assert_eq!(resume_hint(1, 1), "no validator: -c will start it over");
-        assert_eq!(resume_hint(3, 3), "no validator: -c will start them over");
+        assert_eq!(resume_hint(2, 0, false), "resume with -c");
         assert_eq!(
-            resume_hint(3, 1),
+            resume_hint(1, 1, false),
+            "no validator: -c will start it over"
+        );
+        assert_eq!(
+            resume_hint(3, 3, false),
+            "no validator: -c will start them over"
+        );
+        assert_eq!(
+            resume_hint(3, 1, false),
             "resume with -c; 1 without a validator will start over"
         );
+        assert_eq!(resume_hint(2, 0, true), "resume with -c --overwrite");
     }
 
     fn ms(n: u64) -> Duration {

@@ -555,23 +555,82 @@ fn ctrl_c_stops_a_blocked_download_keeps_parts_and_continue_finishes_them() {
     assert_eq!(resumed, 3, "every file resumed from its part");
 }
 
-/// An interrupted `--overwrite` run leaves the old file under the name and the new one's part
-/// beside it. `-c` resumes the part but replaces nothing: the new file goes beside the old one,
-/// with a note that says so, not that the old one "appeared while this download ran".
-#[test]
-fn continue_after_an_interrupted_overwrite_saves_beside_and_says_why() {
+/// An `--overwrite` run of `f.bin` over an older file, interrupted: the old file is still under
+/// the name, the new one's first 40 000 bytes in its part. The server stops stalling once the
+/// flag is cleared.
+fn an_interrupted_overwrite() -> (Server, Arc<AtomicBool>, Sandbox, Arc<[u8]>) {
     let data = body(100_000, 7);
     let stall = Fault::StallAfter(40_000, Duration::from_secs(60));
     let (server, stall) = serve_faulty_at_first(data.clone(), "\"v2\"", stall);
     let sandbox = Sandbox::new();
     std::fs::create_dir_all(sandbox.out()).unwrap();
     std::fs::write(sandbox.out().join("f.bin"), b"the old version").unwrap();
-    let url = server.url("/f.bin");
-    let child = sandbox.spawn(&["--overwrite", "--timeout", "60", &url]);
+    let child = sandbox.spawn(&["--overwrite", "--timeout", "60", &server.url("/f.bin")]);
     wait_for_len(&sandbox.out().join("f.bin.part"), 40_000);
-    assert_eq!(interrupt(child).status.code(), Some(130));
-
+    let output = interrupt(child);
+    assert_eq!(output.status.code(), Some(130));
+    let stderr = lines(&output.stderr);
+    assert!(
+        stderr
+            .iter()
+            .any(|l| l
+                == "interrupted: 1 partial download kept as .part (resume with -c --overwrite)"),
+        "{stderr:#?}"
+    );
     stall.store(false, Ordering::SeqCst);
+    (server, stall, sandbox, data)
+}
+
+/// What the interrupted run's summary says to do: `-c --overwrite` resumes the part and
+/// replaces the old file with it.
+#[test]
+fn continue_overwrite_resumes_an_interrupted_overwrite_and_replaces() {
+    let (server, _stall, sandbox, data) = an_interrupted_overwrite();
+    let (code, _, stderr) = sandbox.run(&["-c", "--overwrite", &server.url("/f.bin")]);
+    assert_eq!(code, 0, "{stderr:#?}");
+    let files = sandbox.files();
+    assert_eq!(files.get("f.bin"), Some(&sha256(&data)));
+    assert_eq!(files.len(), 1, "{files:?}");
+    let ranges: Vec<String> = server
+        .requests()
+        .iter()
+        .filter_map(|r| r.header("range").map(str::to_string))
+        .collect();
+    assert_eq!(ranges, ["bytes=40000-"], "resumed from the part");
+}
+
+/// `-c --overwrite` with another file under the name and no part: that file is not this one
+/// (its length is not the server's), so it is replaced, not kept beside the download; a file
+/// that is this one is skipped, as `-c` does.
+#[test]
+fn continue_overwrite_replaces_a_file_that_is_not_this_one() {
+    let data = body(50_000, 9);
+    let served = data.clone();
+    let server = serve(move |_| Reply::file(served.clone()).with_header("ETag", "\"e\""));
+    let sandbox = Sandbox::new();
+    std::fs::create_dir_all(sandbox.out()).unwrap();
+    std::fs::write(sandbox.out().join("g.bin"), b"something else").unwrap();
+    let url = server.url("/g.bin");
+    let (code, _, stderr) = sandbox.run(&["-c", "--overwrite", &url]);
+    assert_eq!(code, 0, "{stderr:#?}");
+    let files = sandbox.files();
+    assert_eq!(files.get("g.bin"), Some(&sha256(&data)));
+    assert_eq!(files.len(), 1, "{files:?}");
+    let (code, _, stderr) = sandbox.run(&["-c", "--overwrite", &url]);
+    assert_eq!(code, 0, "{stderr:#?}");
+    assert!(
+        stderr.iter().any(|l| l.contains("already complete")),
+        "{stderr:#?}"
+    );
+    assert_eq!(sandbox.files(), files);
+}
+
+/// Plain `-c` takes up the part but replaces nothing: the new file goes beside the old one,
+/// with a note that says so, not that the old one "appeared while this download ran".
+#[test]
+fn continue_after_an_interrupted_overwrite_saves_beside_and_says_why() {
+    let (server, _stall, sandbox, data) = an_interrupted_overwrite();
+    let url = server.url("/f.bin");
     let (code, _, stderr) = sandbox.run(&["-c", &url]);
     assert_eq!(code, 0, "{stderr:#?}");
     let files = sandbox.files();
@@ -579,9 +638,11 @@ fn continue_after_an_interrupted_overwrite_saves_beside_and_says_why() {
     assert_eq!(files.get("f~1.bin"), Some(&sha256(&data)));
     assert_eq!(files.len(), 2, "{files:?}");
     let note = format!(
-        "fetchpar: {url}: note: {} was already there beside the part resumed (an interrupted \
-         --overwrite run leaves both), and -c replaces nothing, so it was saved beside it",
-        sandbox.out().join("f.bin").display()
+        "fetchpar: {url}: note: {} was already there beside its .part (an interrupted \
+         --overwrite run leaves both): the download was saved beside it as {}, the file under the \
+         name left as it was; move the new one over it to replace it",
+        sandbox.out().join("f.bin").display(),
+        sandbox.out().join("f~1.bin").display()
     );
     assert!(stderr.contains(&note), "{stderr:#?}");
     assert!(
