@@ -454,7 +454,9 @@ impl Fetcher<'_> {
     /// Gives the finished `.part` its final name without replacing anything (unless overwriting):
     /// a plain rename would silently replace a file that appeared under the name meanwhile.
     /// `replace`: `-N` found a newer version of the file under `path`, which the rename
-    /// replaces (the one case where a file is replaced without --overwrite).
+    /// replaces (the one case where a file is replaced without --overwrite). Only a regular file
+    /// is ever replaced: a link, a folder or a FIFO under the name (`-c --overwrite` takes up a
+    /// part without the namer's look at the name) sends the file beside it.
     pub(super) fn commit(
         &self,
         seek: naming::Seek<'_>,
@@ -462,7 +464,9 @@ impl Fetcher<'_> {
         mut path: PathBuf,
         replace: bool,
     ) -> io::Result<PathBuf> {
-        if self.settings.overwrite || replace {
+        let replaceable =
+            |path: &Path| !safefs::occupied(path) || safefs::regular_len(path).is_some();
+        if (self.settings.overwrite || replace) && replaceable(&path) {
             fs::rename(part, &path)?;
             return Ok(path);
         }

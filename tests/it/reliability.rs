@@ -599,6 +599,32 @@ fn continue_overwrite_resumes_an_interrupted_overwrite_and_replaces() {
     assert_eq!(ranges, ["bytes=40000-"], "resumed from the part");
 }
 
+/// `-c --overwrite` takes up its part without the namer's look at the name, yet replaces only a
+/// regular file: a link (to a file outside the folder) or a folder put under the name since the
+/// interrupted run stays as it is, and the download goes beside it.
+#[test]
+fn continue_overwrite_never_replaces_a_link_or_a_folder() {
+    for what in ["link", "folder"] {
+        let (server, _stall, sandbox, data) = an_interrupted_overwrite();
+        let name = sandbox.out().join("f.bin");
+        let elsewhere = tempfile::tempdir().unwrap();
+        let outside = elsewhere.path().join("outside.txt");
+        std::fs::write(&outside, b"not fetchpar's").unwrap();
+        std::fs::remove_file(&name).unwrap();
+        match what {
+            "link" => std::os::unix::fs::symlink(&outside, &name).unwrap(),
+            _ => std::fs::create_dir(&name).unwrap(),
+        }
+        let (code, _, stderr) = sandbox.run(&["-c", "--overwrite", &server.url("/f.bin")]);
+        assert_eq!(code, 0, "{what}: {stderr:#?}");
+        let kept = std::fs::symlink_metadata(&name).unwrap().file_type();
+        assert!(kept.is_symlink() || kept.is_dir(), "{what} replaced");
+        assert_eq!(std::fs::read(&outside).unwrap(), b"not fetchpar's");
+        let saved = std::fs::read(sandbox.out().join("f~1.bin")).unwrap();
+        assert_eq!(sha256(&saved), sha256(&data), "{what}");
+    }
+}
+
 /// `-c --overwrite` with another file under the name and no part: that file is not this one
 /// (its length is not the server's), so it is replaced, not kept beside the download; a file
 /// that is this one is skipped, as `-c` does.
