@@ -259,6 +259,8 @@ impl Flow<'_> {
                 return Ok(self.scratch_interrupted(items, self.print));
             }
             if report.tally.interrupted {
+                // As after any Ctrl-C: the summary, last on stdout too.
+                self.summary_record(&report.tally, None);
                 self.say(&summary::render(&report.tally));
                 return Ok(ExitCode::Interrupted);
             }
@@ -378,8 +380,13 @@ impl Flow<'_> {
             label: "threaded",
         }
         .run(&self.client()?, Vec::from(items).into_iter());
-        // The headline compares the two measured walls, as the table below it does.
-        threaded.tally.sequential = Some(Sequential::Measured(sequential.tally.wall));
+        // The headline compares the two measured walls, as the table below it does; unless
+        // Ctrl-C cut this pass short: the one-worker wall, of the whole list, is not its match,
+        // and would show a speedup the run cannot back (the estimate of a plain run stands).
+        let stopped = threaded.tally.interrupted;
+        if !stopped {
+            threaded.tally.sequential = Some(Sequential::Measured(sequential.tally.wall));
+        }
         let code = self.write_trace(
             &[&sequential, &threaded],
             &threaded.tally,
@@ -389,14 +396,14 @@ impl Flow<'_> {
             // Quietly, but 0 only if every URL was saved.
             return Ok(code);
         }
+        let measured = (!stopped).then_some(&sequential.tally);
         if records {
-            self.summary_record(&threaded.tally, Some(&sequential.tally));
+            self.summary_record(&threaded.tally, measured);
         }
-        self.say(&format!(
-            "{}\n{}",
-            summary::render(&threaded.tally),
-            summary::render_compare(&sequential.tally, &threaded.tally)
-        ));
+        let table = measured.map_or_else(String::new, |sequential| {
+            format!("\n{}", summary::render_compare(sequential, &threaded.tally))
+        });
+        self.say(&format!("{}{table}", summary::render(&threaded.tally)));
         Ok(code)
     }
 

@@ -3,6 +3,8 @@
 use std::io::Write;
 use std::path::Path;
 use std::process::Stdio;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::util::*;
@@ -935,6 +937,53 @@ fn ctrl_c_in_compare_s_first_pass_says_nothing_was_saved() {
         (&5.into(), &0.into())
     );
     assert_eq!(summary["interrupted"], true);
+}
+
+/// Ctrl-C in `--compare`'s last pass: the one-worker wall was of the whole list, the cut-short
+/// pass's is not, so no measured speedup and no table is claimed; the JSON summary still comes
+/// last (also for `--compare=LIST`).
+#[test]
+fn ctrl_c_in_compare_s_last_pass_claims_no_measured_speedup() {
+    for compare in [&["--compare", "-j", "4"][..], &["--compare=1,4"]] {
+        let asked = Arc::new(AtomicUsize::new(0));
+        let count = asked.clone();
+        let server = serve(move |req| match req.path() {
+            // The first pass gets it whole; the last stalls on it.
+            "/0.bin" if count.fetch_add(1, Ordering::SeqCst) > 0 => Reply::file(body(100_000, 4))
+                .with_fault(Fault::StallAfter(1000, Duration::from_secs(30))),
+            _ => Reply::file(body(5000, 6)),
+        });
+        let out = tempfile::tempdir().unwrap();
+        let urls: Vec<String> = (0..4).map(|i| server.url(&format!("/{i}.bin"))).collect();
+        let child = command()
+            .args(compare)
+            .args(["--json", "--timeout", "60", "-o"])
+            .arg(out.path())
+            .args(&urls)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        wait_for_len(&out.path().join("0.bin.part"), 1000);
+        sigint(child.id());
+        let output = finish(child);
+        assert_eq!(output.status.code(), Some(130));
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(
+            !stderr.contains("speedup"),
+            "{compare:?}: no table: {stderr}"
+        );
+        assert!(
+            !stderr.contains("one after another,"),
+            "{compare:?}: {stderr}"
+        );
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let last = stdout.lines().last().unwrap_or_default();
+        let summary: serde_json::Value = serde_json::from_str(last).unwrap();
+        assert_eq!(summary["type"], "summary", "{compare:?}");
+        assert_eq!(summary["interrupted"], true);
+        assert_ne!(summary["sequential_kind"], "measured", "{summary}");
+    }
 }
 
 #[test]
