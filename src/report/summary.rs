@@ -250,7 +250,8 @@ pub(crate) fn comparison_line(t: &Tally) -> Option<String> {
     let files = plural(t.downloads, "file", "files");
     let wall = format_duration(t.wall);
     let fewer = match used < t.jobs {
-        true if t.downloads <= used => format!(
+        // Files never started (Ctrl-C) were files too: not "fewer files than workers".
+        true if t.downloads + t.not_started <= used => format!(
             ", fewer files than the {} asked for",
             plural(t.jobs, "worker", "workers")
         ),
@@ -681,6 +682,16 @@ mod tests {
         assert_eq!(
             comparison_line(&one).unwrap(),
             "1 file: 0.51 s with 1 worker, fewer files than the 8 workers asked for: one after \
+             another already, nothing to compare"
+        );
+        let stopped = Tally {
+            not_started: 40,
+            interrupted: true,
+            ..one.clone()
+        };
+        assert_eq!(
+            comparison_line(&stopped).unwrap(),
+            "1 file: 0.51 s with 1 worker, the most at once of the 8 asked for: one after \
              another already, nothing to compare"
         );
         let three = Tally {
