@@ -832,6 +832,28 @@ fn ctrl_c_with_the_producer_parked_ends_the_run_as_usual() {
     assert_eq!(entries(out.path()), ["0.bin.part", "0.bin.part.meta"]);
 }
 
+/// Runs `cmd` until `part` has 1000 bytes, then Ctrl-C: its output (exit 130 checked) and its
+/// stdout's JSON records.
+fn json_after_ctrl_c(
+    cmd: &mut std::process::Command,
+    part: &Path,
+) -> (std::process::Output, Vec<serde_json::Value>) {
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_len(part, 1000);
+    sigint(child.id());
+    let output = finish(child);
+    assert_eq!(output.status.code(), Some(130));
+    let records = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    (output, records)
+}
+
 /// `--json` owes every URL read its record, also after Ctrl-C: the one stopped mid-body fails
 /// as interrupted, and those still queued (in the channel, or held by the parked producer) say
 /// `not_started`, in list order, as many as the summary counts.
@@ -842,23 +864,12 @@ fn ctrl_c_with_json_gives_every_url_read_a_record() {
     let list = out.path().join("list.txt");
     let urls: Vec<String> = (0..100).map(|i| server.url(&format!("/{i}.bin"))).collect();
     std::fs::write(&list, urls.join("\n")).unwrap();
-    let child = command()
-        .args(["-j", "1", "--json", "--timeout", "60", "-i"])
+    let mut cmd = command();
+    cmd.args(["-j", "1", "--json", "--timeout", "60", "-i"])
         .arg(&list)
         .arg("-o")
-        .arg(out.path().join("dl"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_for_len(&out.path().join("dl/0.bin.part"), 1000);
-    sigint(child.id());
-    let output = finish(child);
-    assert_eq!(output.status.code(), Some(130));
-    let records: Vec<serde_json::Value> = String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+        .arg(out.path().join("dl"));
+    let (_, records) = json_after_ctrl_c(&mut cmd, &out.path().join("dl/0.bin.part"));
     let (summary, urls) = records.split_last().unwrap();
     assert_eq!(summary["type"], "summary");
     let first = &urls[0];
@@ -955,19 +966,12 @@ fn ctrl_c_in_compare_s_last_pass_claims_no_measured_speedup() {
         });
         let out = tempfile::tempdir().unwrap();
         let urls: Vec<String> = (0..4).map(|i| server.url(&format!("/{i}.bin"))).collect();
-        let child = command()
-            .args(compare)
+        let mut cmd = command();
+        cmd.args(compare)
             .args(["--json", "--timeout", "60", "-o"])
             .arg(out.path())
-            .args(&urls)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        wait_for_len(&out.path().join("0.bin.part"), 1000);
-        sigint(child.id());
-        let output = finish(child);
-        assert_eq!(output.status.code(), Some(130));
+            .args(&urls);
+        let (output, records) = json_after_ctrl_c(&mut cmd, &out.path().join("0.bin.part"));
         let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
         assert!(
             !stderr.contains("speedup"),
@@ -977,9 +981,7 @@ fn ctrl_c_in_compare_s_last_pass_claims_no_measured_speedup() {
             !stderr.contains("one after another,"),
             "{compare:?}: {stderr}"
         );
-        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-        let last = stdout.lines().last().unwrap_or_default();
-        let summary: serde_json::Value = serde_json::from_str(last).unwrap();
+        let summary = records.last().unwrap();
         assert_eq!(summary["type"], "summary", "{compare:?}");
         assert_eq!(summary["interrupted"], true);
         assert_ne!(summary["sequential_kind"], "measured", "{summary}");
