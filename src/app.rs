@@ -235,7 +235,7 @@ impl Flow<'_> {
                 .prefix("fetchpar-compare-")
                 .tempdir()
                 .context("cannot create a temporary directory for a --compare pass")?;
-            let label = format!("{jobs} workers");
+            let label = summary::plural(jobs, "worker", "workers");
             let report = Pass {
                 flow: self,
                 config: self.config,

@@ -234,7 +234,7 @@ pub(crate) fn format_speedup(x: f64) -> String {
     format!("{x:.1}x")
 }
 
-fn plural(n: usize, one: &str, many: &str) -> String {
+pub(crate) fn plural(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 

@@ -254,6 +254,15 @@ fn a_sweep_runs_one_pass_per_count_and_keeps_only_the_last_passs_files() {
         stderr[header + 4].starts_with("more workers "),
         "{stderr:#?}"
     );
+    // Each pass's progress lines name it, in good English.
+    assert!(
+        stderr.iter().any(|l| l.starts_with("1 worker: [")),
+        "{stderr:#?}"
+    );
+    assert!(
+        stderr.iter().any(|l| l.starts_with("2 workers: [")),
+        "{stderr:#?}"
+    );
 }
 
 #[test]
