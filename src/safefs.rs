@@ -82,6 +82,15 @@ pub(crate) fn occupied(path: &Path) -> bool {
     fs::symlink_metadata(path).is_ok()
 }
 
+/// Whether nothing is at `path`, or a regular file: what a rename may replace (never a link,
+/// a folder or a FIFO). One look, without following a link.
+pub(crate) fn vacant_or_regular(path: &Path) -> bool {
+    match fs::symlink_metadata(path) {
+        Ok(meta) => meta.is_file(),
+        Err(e) => e.kind() == io::ErrorKind::NotFound,
+    }
+}
+
 /// The length of the regular file at `path`; `None` for anything else (missing, a symlink, a
 /// directory, a FIFO …).
 pub(crate) fn regular_len(path: &Path) -> Option<u64> {

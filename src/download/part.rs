@@ -464,9 +464,7 @@ impl Fetcher<'_> {
         mut path: PathBuf,
         replace: bool,
     ) -> io::Result<PathBuf> {
-        let replaceable =
-            |path: &Path| !safefs::occupied(path) || safefs::regular_len(path).is_some();
-        if (self.settings.overwrite || replace) && replaceable(&path) {
+        if (self.settings.overwrite || replace) && safefs::vacant_or_regular(&path) {
             fs::rename(part, &path)?;
             return Ok(path);
         }
