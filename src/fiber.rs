@@ -96,6 +96,34 @@ fn suspend_until<F: Future>(current: &Current, future: F) -> F::Output {
     }
 }
 
+/// Lets the fibers of this thread that are ready run before this one goes on (nothing off a
+/// fiber): one just woken to take over a job, say, before this one finishes its own.
+pub(crate) fn yield_now() {
+    if let Some(current) = CURRENT.with(|c| c.borrow().clone()) {
+        // Back of the queue: every fiber woken before this call runs first.
+        current.waker.wake_by_ref();
+        // SAFETY: as in `suspend_until`.
+        unsafe { (*current.yielder).suspend(()) };
+    }
+}
+
+/// What wakes the running fiber; `None` off a fiber. A fiber woken this way while it waits in
+/// [`wait_for`] asks again at once.
+pub(crate) fn waker() -> Option<Waker> {
+    CURRENT.with(|c| c.borrow().as_ref().map(|current| current.waker.clone()))
+}
+
+/// Polls `future` once and, if it is pending, suspends the fiber until it is woken, for
+/// whatever reason.
+fn suspend_once<F: Future>(current: &Current, future: F) {
+    let future = std::pin::pin!(future);
+    let mut cx = Context::from_waker(&current.waker);
+    if future.poll(&mut cx).is_pending() {
+        // SAFETY: as in `suspend_until`.
+        unsafe { (*current.yielder).suspend(()) };
+    }
+}
+
 /// Sleeps `pause`: the fiber only, on a fiber.
 pub(crate) fn sleep(pause: Duration) {
     match CURRENT.with(|c| c.borrow().clone()) {
@@ -224,9 +252,8 @@ pub(crate) fn wait_for<T>(
             return None;
         }
         match CURRENT.with(|c| c.borrow().clone()) {
-            Some(current) => {
-                let _ = suspend_until(&current, tokio::time::timeout(left, rung));
-            }
+            // Any wake asks again: the bell, the deadline, or the fiber's own waker.
+            Some(current) => suspend_once(&current, tokio::time::timeout(left, rung)),
             None => std::thread::sleep(left.min(Duration::from_millis(1))),
         }
     }
@@ -305,6 +332,30 @@ mod tests {
         assert!(
             started.elapsed() < Duration::from_secs(60),
             "woken by the bell"
+        );
+    }
+
+    #[test]
+    fn a_fiber_waiting_for_a_bell_asks_again_when_its_own_waker_wakes_it() {
+        let (flag, bell, waker) = (Cell::new(false), Notify::new(), RefCell::new(None));
+        let bodies: Vec<Box<dyn FnOnce() + '_>> = vec![
+            Box::new(|| {
+                *waker.borrow_mut() = super::waker();
+                // No ring ever comes: only the waker can end this wait before the minute.
+                let seen = wait_for(&bell, || flag.get().then_some(()), Duration::from_secs(60));
+                assert_eq!(seen, Some(()));
+            }),
+            Box::new(|| {
+                flag.set(true);
+                waker.borrow_mut().take().expect("a waker").wake();
+                yield_now();
+            }),
+        ];
+        let started = std::time::Instant::now();
+        run(&runtime(), bodies);
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "woken by its waker"
         );
     }
 
