@@ -183,6 +183,9 @@ impl Fetcher<'_> {
             request = request
                 .on_connected(lease.on_connected())
                 .refuse_gone(lease.refuse_gone());
+            if lease.dials_at_once() {
+                request = request.dial_at_once();
+            }
         }
         let mut hops = Vec::new();
         let mut response = match request.send_keeping_hops(&mut hops) {
@@ -199,9 +202,13 @@ impl Fetcher<'_> {
         let code = response.status().as_u16();
         // Told before the body, so that the host's window grows at once (see `crate::hosts`).
         if let Some(lease) = lease {
-            lease.learn(Learned::Response {
-                kept_open: kept_open(&response),
-            });
+            let kept_open = kept_open(&response);
+            lease.learn(Learned::Response { kept_open });
+            let done = !kept_open && lease.may_hand_on() && self.server_done(&response);
+            if done && lease.hand_on() {
+                // The worker that took the slot dials now; this body is saved meanwhile.
+                crate::fiber::yield_now();
+            }
         }
         if let Some(ended) = self.decide(url, t, &response, &ask, on_start) {
             return ended;
@@ -336,6 +343,16 @@ impl Fetcher<'_> {
         if self.split.pieces > 1 {
             t.pieces_log = Some(std::sync::Mutex::new(Vec::new()));
         }
+    }
+
+    /// Whether the server is done with `response` as its headers come in: a success whose
+    /// whole body fits one read (`--chunk-size`), sent with them or right after (see
+    /// `pool::handoff`).
+    fn server_done(&self, response: &Response) -> bool {
+        let small = |n: u64| usize::try_from(n).is_ok_and(|n| n <= self.settings.chunk);
+        let length = response.headers().get(reqwest::header::CONTENT_LENGTH);
+        let length = length.and_then(|v| v.to_str().ok()?.trim().parse().ok());
+        response.status().is_success() && length.is_some_and(small)
     }
 
     /// A request that got no response: worth another try unless it would go the same way.

@@ -8,6 +8,25 @@ use url::Url;
 
 use super::{Admit, Hosts, Key, Learned, Next};
 
+/// What a download's slot can be handed on to before the download is over: the next job held
+/// back for the same host (see [`Lease::hand_on`]).
+pub(crate) trait Successors {
+    /// Hands the slot on `key`, held for `held`, to the next job for that host, if there is one
+    /// and a worker free to take it up at once.
+    fn hand_on(&self, hosts: &Hosts, key: &Key, held: Duration) -> HandOn;
+}
+
+/// What became of a slot offered to the host's next job.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum HandOn {
+    /// Still this download's: no job or no free worker to take it.
+    Kept,
+    /// Taken by the next job.
+    Passed,
+    /// Given back to the host, which had no room for it any more.
+    Released,
+}
+
 /// A download's hold on its host: a slot while it runs, released on drop.
 pub(crate) struct Lease<'a> {
     hosts: &'a Arc<Hosts>,
@@ -15,6 +34,10 @@ pub(crate) struct Lease<'a> {
     held: bool,
     /// When it took its slot.
     since: Instant,
+    /// Who may take the slot over early (see [`Lease::hand_on`]).
+    successors: Option<&'a dyn Successors>,
+    /// The slot came from a download that handed it on (see [`Lease::hand_on`]).
+    handed: bool,
 }
 
 impl<'a> Lease<'a> {
@@ -25,6 +48,8 @@ impl<'a> Lease<'a> {
             key,
             held: true,
             since: Instant::now(),
+            successors: None,
+            handed: false,
         }
     }
 
@@ -36,6 +61,52 @@ impl<'a> Lease<'a> {
             key,
             held: false,
             since: Instant::now(),
+            successors: None,
+            handed: false,
+        }
+    }
+
+    /// Lets [`Lease::hand_on`] give the slot to `successors`.
+    pub(crate) fn handing_to(mut self, successors: &'a dyn Successors) -> Lease<'a> {
+        self.successors = Some(successors);
+        self
+    }
+
+    /// Marks a slot that came from [`Lease::hand_on`].
+    pub(crate) fn handed(mut self, handed: bool) -> Lease<'a> {
+        self.handed = handed;
+        self
+    }
+
+    /// Whether its download should dial at once: its slot was handed on by a download of a
+    /// host that closes every connection, so no idle connection is coming back to the pool.
+    pub(crate) fn dials_at_once(&self) -> bool {
+        self.handed
+    }
+
+    /// Whether [`Lease::hand_on`] may hand the slot on at all (there is someone to hand it to).
+    pub(crate) fn may_hand_on(&self) -> bool {
+        self.held && self.successors.is_some()
+    }
+
+    /// Hands the slot on to the host's next job while this download ends: its server is done
+    /// with it (the whole small body is on its way and the connection closes), so the next
+    /// connect need not wait for this body to be saved. True when a job took it, which a worker
+    /// of this thread is woken to start: the caller should let it run first.
+    pub(crate) fn hand_on(&mut self) -> bool {
+        let Some(successors) = self.successors.filter(|_| self.held) else {
+            return false;
+        };
+        match successors.hand_on(self.hosts, &self.key, self.since.elapsed()) {
+            HandOn::Kept => false,
+            HandOn::Passed => {
+                self.held = false;
+                true
+            }
+            HandOn::Released => {
+                self.held = false;
+                false
+            }
         }
     }
 

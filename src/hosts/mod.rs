@@ -35,7 +35,7 @@ use url::Url;
 
 use self::host::Host;
 pub(crate) use self::host::Limits;
-pub(crate) use self::lease::Lease;
+pub(crate) use self::lease::{HandOn, Lease, Successors};
 pub(crate) use self::waiting::Waiting;
 
 mod closing;

@@ -52,6 +52,11 @@ impl<T> Waiting<T> {
         queues.drain().flat_map(|(_, queue)| queue).collect()
     }
 
+    /// Whether a job is held back for `key`.
+    pub(crate) fn has(&self, key: &Key) -> bool {
+        self.len() > 0 && self.lock().contains_key(key)
+    }
+
     /// The next job held back for `key`, for a slot already held on it (see [`Lease::pass`]).
     ///
     /// [`Lease::pass`]: super::Lease::pass

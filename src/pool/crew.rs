@@ -8,7 +8,7 @@ use std::thread::Thread;
 use crossbeam_channel::{Receiver, TryRecvError};
 use tokio::sync::Notify;
 
-use super::{Job, Outbox, TICK};
+use super::{handoff, Job, Outbox, TICK};
 use crate::hosts::{Admit, Hosts, Key, Lease, Waiting};
 
 /// What every worker shares: its ends of the two channels, the count of workers still taking
@@ -41,7 +41,14 @@ impl Crew<'_> {
     pub(super) fn next(&self, cancel: &AtomicBool) -> Option<(Job, Admit, Key)> {
         loop {
             if cancel.load(Ordering::Relaxed) {
+                // Kept for the main thread's account of jobs never started.
+                while let Some((job, key)) = handoff::take() {
+                    let _ = self.waiting.push(key, job, true);
+                }
                 return None;
+            }
+            if let Some((job, key)) = handoff::take() {
+                return Some((job, Admit::Go, key));
             }
             if let Some((key, job, admit)) = self.waiting.pop_ready(self.hosts) {
                 return Some((job, admit, key));
@@ -152,10 +159,12 @@ impl Crew<'_> {
 impl Crew<'_> {
     /// [`Crew::next_or_wake`] on a fiber, which neither channel can wake.
     fn next_or_wake_fiber(&self) -> Option<Option<Job>> {
+        // Free for a job handed on by a worker of this thread (see `handoff`).
+        let _idle = handoff::Idle::enter();
         let asked = crate::fiber::wait_for(
             self.bell,
             || {
-                if self.wake.try_recv().is_ok() {
+                if handoff::pending() || self.wake.try_recv().is_ok() {
                     return Some(Some(None));
                 }
                 match self.jobs.try_recv() {

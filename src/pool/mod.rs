@@ -30,6 +30,7 @@ use self::outbox::Outbox;
 use self::producer::{produce, Refill};
 
 mod crew;
+mod handoff;
 mod outbox;
 mod producer;
 
@@ -137,6 +138,9 @@ struct Job {
     /// The requests of its earlier runs, when it was handed back ([`Done::Later`],
     /// [`Done::OutOfFiles`]): the trace keeps every request made, theirs first.
     earlier: Vec<Exchange>,
+    /// Its slot was handed on by a download still saving its body (see [`handoff`]): it dials
+    /// at once.
+    handed: bool,
 }
 
 /// How a worker's job ended.
@@ -412,7 +416,7 @@ impl Pool<'_> {
                 crew.give_back(job);
                 return Left::Stopped;
             }
-            let (event, lease) = match self.work(job, admit, key, crew.hosts, &crew.events) {
+            let (event, lease) = match self.work(job, admit, key, crew) {
                 Done::Event(event, lease) => (event, lease),
                 Done::OutOfFiles(job, why) => {
                     crew.give_back(job);
@@ -475,14 +479,8 @@ impl Pool<'_> {
         }
     }
 
-    fn work<'h>(
-        &self,
-        mut job: Job,
-        admit: Admit,
-        key: Key,
-        hosts: &'h Arc<Hosts>,
-        event_tx: &Outbox,
-    ) -> Done<'h> {
+    fn work<'h>(&self, mut job: Job, admit: Admit, key: Key, crew: &Crew<'h>) -> Done<'h> {
+        let (hosts, event_tx) = (crew.hosts, &crew.events);
         // With -c a part of an earlier run may lie under the URL's name, which its line must
         // name: the download looks on disk and fails at its host's admission with the same line.
         match admit {
@@ -491,10 +489,11 @@ impl Pool<'_> {
             }
             _ => {}
         }
-        let mut lease = match admit {
+        let lease = match admit {
             Admit::Go => Lease::held(hosts, key),
             _ => Lease::not_held(hosts, key),
         };
+        let mut lease = lease.handing_to(crew.waiting).handed(job.handed);
         let counter = Arc::new(AtomicU64::new(0));
         let mut on_start = |notice: Notice<'_>| {
             let event = match notice {

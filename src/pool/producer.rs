@@ -93,6 +93,7 @@ where
                             entry,
                             queued: queued_at,
                             earlier: Vec::new(),
+                            handed: false,
                         },
                         cancel,
                     )
@@ -138,6 +139,7 @@ mod tests {
             ),
             queued: Instant::now(),
             earlier: Vec::new(),
+            handed: false,
         }
     }
 

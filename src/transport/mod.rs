@@ -270,6 +270,7 @@ impl Client {
             headers: HeaderMap::new(),
             bad_header: None,
             separate: false,
+            at_once: false,
             record: false,
             on_connected: None,
             gone: None,
@@ -370,6 +371,8 @@ pub(crate) struct RequestBuilder<'a> {
     headers: HeaderMap,
     bad_header: Option<String>,
     separate: bool,
+    /// No wait for an idle connection to come back to the pool ([`Self::dial_at_once`]).
+    at_once: bool,
     /// Keep each hop of a redirect chain for the trace ([`Self::record_hops`]).
     record: bool,
     /// Told of each new connection that comes up, with the hop it is for.
@@ -399,6 +402,13 @@ impl RequestBuilder<'_> {
     /// pay off only where the server limits each connection.
     pub(crate) fn separate_connection(mut self) -> Self {
         self.separate = true;
+        self
+    }
+
+    /// Dials without first letting this thread's last connection go back to the pool: for a
+    /// host known to close every connection, none is coming back.
+    pub(crate) fn dial_at_once(mut self) -> Self {
+        self.at_once = true;
         self
     }
 
@@ -504,11 +514,14 @@ impl RequestBuilder<'_> {
                 let hop = hop.clone();
                 Arc::new(move || tell(&hop)) as crate::conntime::OnConnected
             });
+            let at_once = self.at_once;
             client.wait(runtime, || async {
                 // The connection this thread's last download used goes back to the pool in a
                 // task of its own, which runs only when this thread's fibers all wait: let it
                 // run first, or this request finds no idle connection and dials another.
-                tokio::task::yield_now().await;
+                if !at_once {
+                    tokio::task::yield_now().await;
+                }
                 let answers = &client.inner.answers;
                 let sending = crate::redial::send(&host, answers, request.send(), || {
                     again.map(reqwest::RequestBuilder::send)

@@ -515,3 +515,88 @@ fn a_name_that_does_not_exist_is_not_retried() {
         "{stderr:#?}"
     );
 }
+
+/// An HTTP/1.0 server on one thread that answers `n` GETs with `data`, and closes: the headers
+/// and half the body at once, the other half after the client's next connection comes in, or
+/// after `pause`. Whether the next connection came in that pause, reply by reply.
+fn closing_with_a_pause(
+    data: Arc<[u8]>,
+    n: usize,
+    pause: Duration,
+) -> (u16, std::thread::JoinHandle<Vec<bool>>) {
+    use std::io::{ErrorKind, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    listener.set_nonblocking(true).unwrap();
+    let accept = move |within: Duration| {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            match listener.accept() {
+                Ok((conn, _)) => return Some(conn),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                Err(e) => panic!("{e}"),
+            }
+            if std::time::Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    };
+    let order = std::thread::spawn(move || {
+        let (mut next, mut came) = (None, Vec::new());
+        for i in 0..n {
+            let mut conn = next
+                .take()
+                .or_else(|| accept(Duration::from_secs(30)))
+                .expect("a connection");
+            conn.set_nonblocking(false).unwrap();
+            conn.set_read_timeout(Some(Duration::from_secs(30)))
+                .unwrap();
+            let mut request = Vec::new();
+            let mut buf = [0; 4096];
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                let got = conn.read(&mut buf).unwrap();
+                assert!(got > 0, "a request");
+                request.extend_from_slice(&buf[..got]);
+            }
+            let (first, rest) = data.split_at(data.len() / 2);
+            let head = format!("HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n", data.len());
+            conn.write_all(head.as_bytes()).unwrap();
+            conn.write_all(first).unwrap();
+            if i + 1 < n {
+                next = accept(pause);
+                came.push(next.is_some());
+            }
+            conn.write_all(rest).unwrap();
+        }
+        came
+    });
+    (port, order)
+}
+
+/// A host that closes every connection, one download at a time: a small reply's slot is handed
+/// on as its headers come in, so the next connect does not wait for the rest of its body and
+/// for the file to be saved (the server, serving in turn, is not left idle meanwhile). Before,
+/// no next connection came until the last body was in.
+#[test]
+fn a_closing_host_gets_its_next_connection_as_a_small_reply_comes_in() {
+    let (data, n) = (body(1024, 3), 12);
+    let (port, came) = closing_with_a_pause(data.clone(), n, Duration::from_millis(300));
+    let urls: Vec<String> = (0..n)
+        .map(|i| format!("http://127.0.0.1:{port}/f{i}.bin"))
+        .collect();
+    let mut args: Vec<&str> = urls.iter().map(String::as_str).collect();
+    args.extend(["-j", "4", "--per-host", "1", "--progress", "none"]);
+    let sandbox = Sandbox::new();
+    let (code, stdout, stderr) = sandbox.run(&args);
+    assert_eq!(code, 0, "{stderr:#?}");
+    assert_eq!(stdout.len(), n);
+    assert!(sandbox.files().values().all(|sum| *sum == sha256(&data)));
+    let came = came.join().unwrap();
+    let early = came.iter().filter(|&&came| came).count();
+    assert!(
+        early * 2 >= n - 1,
+        "next connection in the pause {early} times of {}",
+        n - 1
+    );
+}
