@@ -580,11 +580,13 @@ mod tests {
         let key = Key::of(&Url::parse("http://a/").unwrap());
         let running = || hosts.lock().get(&key).map_or(0, |h| h.running);
         // Long enough to settle, not so long as to be trying two again.
-        for _ in 0..150 {
+        for _ in 0..100 {
             while hosts.try_admit(&key) == Admit::Go {}
             hosts.learn(&key, reply(false), Instant::now());
-            // Served in turn: a download waits for every one ahead of it.
+            // Served in turn, each beside another slowing it: a download waits a millisecond
+            // for every one in flight (the tuner reads the host's rate off the clock).
             let held = Duration::from_millis(running() as u64);
+            std::thread::sleep(held);
             hosts.release_after(&key, Some(held));
         }
         while running() > 0 {
