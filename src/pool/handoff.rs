@@ -4,11 +4,11 @@
 //! A host that closes the connection after every reply (`python3 -m http.server`, HTTP/1.0)
 //! takes a new connect for every file, and with its window at one the next connect waited for
 //! the last body to be saved: the part file made, written, renamed, reported. A server that
-//! serves in turn sat idle meanwhile. When such a reply is in and its body is small, the
-//! download hands its slot to the host's next held-back job and wakes a worker of its own
-//! thread that has nothing to do; that worker runs first and starts the connect, and the body
-//! is saved while the server accepts it (curl `--parallel` opens its next connection before it
-//! writes the file it has just received, too).
+//! serves in turn sat idle meanwhile. When such a reply's headers are in and its whole body
+//! fits one read, the download hands its slot to the host's next held-back job and wakes a
+//! worker of its own thread that has nothing to do; that worker runs first and starts the
+//! connect, and the body is saved while the server accepts it (curl `--parallel` opens its next
+//! connection before it writes the file it has just received, too).
 //!
 //! Only a worker idle on the same thread takes the job, woken by its own waker: no thread is
 //! woken, and no other worker hears of it.
