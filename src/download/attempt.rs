@@ -164,7 +164,7 @@ impl Fetcher<'_> {
         counter: &AtomicU64,
         on_start: &mut dyn FnMut(Notice<'_>),
         bytes: &mut u64,
-        lease: Option<&mut Lease<'_>>,
+        mut lease: Option<&mut Lease<'_>>,
         phases: &mut Phases,
     ) -> Attempt {
         if t.sparse() {
@@ -201,7 +201,7 @@ impl Fetcher<'_> {
         self.trace_response(t, &mut response);
         let code = response.status().as_u16();
         // Told before the body, so that the host's window grows at once (see `crate::hosts`).
-        if let Some(lease) = lease {
+        if let Some(lease) = lease.as_deref_mut() {
             let kept_open = kept_open(&response);
             lease.learn(Learned::Response { kept_open });
             let done = !kept_open && lease.may_hand_on() && self.server_done(&response);
@@ -215,6 +215,9 @@ impl Fetcher<'_> {
         }
         let before = t.have;
         let received = self.receive(url, t, response, ask.from, counter, on_start);
+        if let Some(lease) = lease {
+            lease.reply_in();
+        }
         phases.body_end = Some(Instant::now());
         *bytes += t.have - before;
         match received {

@@ -61,6 +61,9 @@ pub(crate) struct Host {
     pub(super) reached: bool,
     /// Threads waiting for room at this host (see [`super::Hosts::admit`]), and what they wait on.
     pub(super) waiters: usize,
+    /// Downloads that handed their slot on with their reply still coming in (see
+    /// [`super::Hosts::hand_over`]).
+    pub(super) arriving: usize,
     pub(super) queue: Option<Arc<Condvar>>,
 }
 
@@ -77,6 +80,7 @@ impl Host {
             closing: None,
             reached: false,
             waiters: 0,
+            arriving: 0,
             queue: None,
         }
     }
@@ -212,6 +216,7 @@ impl Host {
     pub(super) fn idle(&self, now: Instant) -> bool {
         self.running == 0
             && self.waiters == 0
+            && self.arriving == 0
             && self.gone.is_none()
             && self.failed_connects == 0
             && !self.closing.as_ref().is_some_and(Closing::learned)

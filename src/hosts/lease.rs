@@ -38,6 +38,8 @@ pub(crate) struct Lease<'a> {
     successors: Option<&'a dyn Successors>,
     /// The slot came from a download that handed it on (see [`Lease::hand_on`]).
     handed: bool,
+    /// It handed its slot on, and its reply is still coming in (see [`Hosts::hand_over`]).
+    arriving: bool,
 }
 
 impl<'a> Lease<'a> {
@@ -50,6 +52,7 @@ impl<'a> Lease<'a> {
             since: Instant::now(),
             successors: None,
             handed: false,
+            arriving: false,
         }
     }
 
@@ -63,6 +66,7 @@ impl<'a> Lease<'a> {
             since: Instant::now(),
             successors: None,
             handed: false,
+            arriving: false,
         }
     }
 
@@ -101,6 +105,7 @@ impl<'a> Lease<'a> {
             HandOn::Kept => false,
             HandOn::Passed => {
                 self.held = false;
+                self.arriving = true;
                 true
             }
             HandOn::Released => {
@@ -119,6 +124,7 @@ impl<'a> Lease<'a> {
     /// to another job for the same host (a slot taken again at once is no change of room, so
     /// no one is woken for it); the host and how long the slot was held.
     pub(crate) fn pass(mut self) -> (Key, Duration) {
+        self.reply_in();
         self.held = false;
         (Key(std::mem::take(&mut self.key.0)), self.since.elapsed())
     }
@@ -142,6 +148,14 @@ impl<'a> Lease<'a> {
                 self.since = Instant::now();
                 Ok(true)
             }
+        }
+    }
+
+    /// Its reply has all come in, or the attempt gave up on it: after a slot handed on, the
+    /// host's next small reply may hand its own on again.
+    pub(crate) fn reply_in(&mut self) {
+        if std::mem::take(&mut self.arriving) {
+            self.hosts.reply_in(&self.key);
         }
     }
 
@@ -190,6 +204,7 @@ impl<'a> Lease<'a> {
 
 impl Drop for Lease<'_> {
     fn drop(&mut self) {
+        self.reply_in();
         self.release();
     }
 }

@@ -358,10 +358,31 @@ impl Hosts {
     /// still has room for it and the host is neither paused nor gone (see [`Lease::pass`]).
     /// Otherwise the slot is released (false).
     pub(crate) fn pass_on(&self, key: &Key, held: Duration) -> bool {
+        self.pass(key, held, false) == Some(true)
+    }
+
+    /// [`Hosts::pass_on`] for a download whose reply is still coming in (see
+    /// [`Lease::hand_on`]): `None`, the slot still its own, while another such download of the
+    /// host has not had all its reply (a server stalled in the middle of small replies gets no
+    /// more than its window and that one reply); else as `pass_on`, the download counted as one
+    /// until [`Hosts::reply_in`].
+    pub(crate) fn hand_over(&self, key: &Key, held: Duration) -> Option<bool> {
+        self.pass(key, held, true)
+    }
+
+    /// A download that handed its slot on has had its reply, or given up on it.
+    pub(crate) fn reply_in(&self, key: &Key) {
+        if let Some(host) = self.lock().get_mut(key) {
+            host.arriving = host.arriving.saturating_sub(1);
+        }
+    }
+
+    fn pass(&self, key: &Key, held: Duration, arriving: bool) -> Option<bool> {
         let mut table = self.lock();
-        let Some(host) = table.get_mut(key) else {
-            return false;
-        };
+        let host = table.get_mut(key)?;
+        if arriving && host.arriving > 0 {
+            return None;
+        }
         let window = host.window;
         host.count(held);
         let keeps = host.running <= host.window
@@ -369,13 +390,14 @@ impl Hosts {
             && host
                 .paused_until
                 .is_none_or(|until| until <= Instant::now());
+        host.arriving += usize::from(keeps && arriving);
         let grew = host.window.saturating_sub(window);
         if !keeps {
             self.give_back(table, key, window);
         } else if grew > 0 {
             self.changed(table, key, grew);
         }
-        keeps
+        Some(keeps)
     }
 
     /// Releases a slot on `key`, whose window was `window` before the download was counted:

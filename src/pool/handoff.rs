@@ -73,16 +73,23 @@ impl Successors for Waiting<Job> {
         let Some(worker) = idle_worker() else {
             return HandOn::Kept;
         };
-        let handed = if !hosts.pass_on(key, held) {
-            HandOn::Released
-        } else if let Some(mut job) = self.pop_for(key) {
-            job.handed = true;
-            HANDED.with(|handed| handed.borrow_mut().push_back((job, key.clone())));
-            HandOn::Passed
-        } else {
-            // Taken meanwhile by a worker of another thread: counted already, given back.
-            hosts.release(key);
-            HandOn::Released
+        let handed = match hosts.hand_over(key, held) {
+            None => HandOn::Kept,
+            Some(false) => HandOn::Released,
+            Some(true) => match self.pop_for(key) {
+                Some(mut job) => {
+                    job.handed = true;
+                    HANDED.with(|handed| handed.borrow_mut().push_back((job, key.clone())));
+                    HandOn::Passed
+                }
+                None => {
+                    // Taken meanwhile by a worker of another thread: counted already, given
+                    // back, and this download's reply no longer counted as coming in.
+                    hosts.reply_in(key);
+                    hosts.release(key);
+                    HandOn::Released
+                }
+            },
         };
         // Woken either way: a worker woken for nothing asks again and goes back to waiting.
         worker.wake();

@@ -600,3 +600,60 @@ fn a_closing_host_gets_its_next_connection_as_a_small_reply_comes_in() {
         n - 1
     );
 }
+
+/// A threaded HTTP/1.0 server that answers every GET with `data`, and closes: the headers and
+/// half the body, then `pause`, then the rest. The most requests it was answering at once.
+fn closing_and_stalling(data: Arc<[u8]>, pause: Duration) -> (u16, Arc<AtomicUsize>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (now, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let seen = most.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            let (data, now, most) = (data.clone(), now.clone(), most.clone());
+            std::thread::spawn(move || {
+                let mut request = Vec::new();
+                let mut buf = [0; 4096];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(got) => request.extend_from_slice(&buf[..got]),
+                    }
+                }
+                most.fetch_max(now.fetch_add(1, Ordering::SeqCst) + 1, Ordering::SeqCst);
+                let (first, rest) = data.split_at(data.len() / 2);
+                let head = format!("HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n", data.len());
+                let _ = conn.write_all(head.as_bytes());
+                let _ = conn.write_all(first);
+                std::thread::sleep(pause);
+                let _ = conn.write_all(rest);
+                now.fetch_sub(1, Ordering::SeqCst);
+            });
+        }
+    });
+    (port, seen)
+}
+
+/// A slot handed on early never turns into more: while a small reply whose slot went on is
+/// still coming in, the next one keeps its own, so a server stalling in the middle of its
+/// replies answers at most one more than `--per-host` at once. Before, each stalled reply
+/// handed its slot on again: four at once at `-j 8 --per-host 1`, sixteen at `-j 32`.
+#[test]
+fn a_server_stalling_mid_reply_gets_at_most_one_more_than_per_host() {
+    let (data, n) = (body(1024, 5), 12);
+    let (port, most) = closing_and_stalling(data.clone(), Duration::from_millis(150));
+    let urls: Vec<String> = (0..n)
+        .map(|i| format!("http://127.0.0.1:{port}/f{i}.bin"))
+        .collect();
+    let mut args: Vec<&str> = urls.iter().map(String::as_str).collect();
+    args.extend(["-j", "8", "--per-host", "1", "--progress", "none"]);
+    let sandbox = Sandbox::new();
+    let (code, stdout, stderr) = sandbox.run(&args);
+    assert_eq!(code, 0, "{stderr:#?}");
+    assert_eq!(stdout.len(), n);
+    assert!(sandbox.files().values().all(|sum| *sum == sha256(&data)));
+    let most = most.load(Ordering::SeqCst);
+    assert!(most <= 2, "{most} replies at once");
+}
