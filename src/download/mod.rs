@@ -372,6 +372,8 @@ impl Fetcher<'_> {
                 }
             }
             let attempt = self.traced_attempt(url, t, run, polite);
+            // However it ended, a reply whose slot went on early is no longer coming in.
+            run.lease.reply_in();
             let (failure, retry_after) = match attempt {
                 Attempt::Done(status) => return Ok(status),
                 Attempt::Restart => continue,
