@@ -62,8 +62,10 @@ pub(crate) struct Closing {
     window: usize,
     cap: usize,
     step: Step,
-    /// This round's holds, and the downloads holding a slot summed over its ends.
-    round: Vec<Duration>,
+    /// This round's downloads, their holds summed, and the downloads holding a slot summed
+    /// over their ends.
+    ended: usize,
+    held: Duration,
     in_flight: usize,
     /// When this round's first and latest counted downloads ended.
     span: Option<(Instant, Instant)>,
@@ -102,7 +104,8 @@ impl Closing {
                 from: cap,
                 rate: 0.0,
             },
-            round: Vec::with_capacity(ROUND),
+            ended: 0,
+            held: Duration::ZERO,
             in_flight: 0,
             span: None,
             skip: in_flight,
@@ -142,13 +145,14 @@ impl Closing {
             return self.window;
         }
         self.settled = self.settled.saturating_add(1);
-        self.round.push(held);
+        self.ended += 1;
+        self.held += held;
         self.in_flight += in_flight.max(1);
         self.span = Some((self.span.map_or(now, |s| s.0), now));
         let before = self.window;
-        if self.round.len() == EARLY {
+        if self.ended == EARLY {
             self.early();
-        } else if self.round.len() >= ROUND {
+        } else if self.ended >= ROUND {
             let (c, rate) = self.measure();
             self.new_round();
             // Too few downloads to tell (the list is running out): nothing learned.
@@ -164,7 +168,8 @@ impl Closing {
     }
 
     fn new_round(&mut self) {
-        self.round.clear();
+        self.ended = 0;
+        self.held = Duration::ZERO;
         self.in_flight = 0;
         self.span = None;
     }
@@ -175,7 +180,7 @@ impl Closing {
     /// server: most downloads answered at once, a few after waiting in its accept queue.) Its
     /// mean hold stands in only while no time has passed between ends.
     fn measure(&mut self) -> (f64, f64) {
-        let n = self.round.len().max(1);
+        let n = self.ended.max(1);
         let c = self.in_flight as f64 / n as f64;
         let took = self.span.map_or(0.0, |(first, last)| {
             last.duration_since(first).as_secs_f64()
@@ -183,8 +188,7 @@ impl Closing {
         if took > 0.0 {
             return (c, (n - 1) as f64 / took);
         }
-        let total: Duration = self.round.iter().sum();
-        (c, c * n as f64 / total.as_secs_f64().max(1e-6))
+        (c, c * n as f64 / self.held.as_secs_f64().max(1e-6))
     }
 
     /// After [`EARLY`] downloads of a try, ends it where the answer is plain already. A server

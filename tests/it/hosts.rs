@@ -574,6 +574,21 @@ fn closing_with_a_pause(
     (port, order)
 }
 
+/// `n` files `/f0.bin`… of `data` from 127.0.0.1:`port` at `-j jobs --per-host 1`: exit 0, a
+/// line each, every byte right.
+fn one_at_a_time(port: u16, n: usize, jobs: &str, data: &[u8]) {
+    let urls: Vec<String> = (0..n)
+        .map(|i| format!("http://127.0.0.1:{port}/f{i}.bin"))
+        .collect();
+    let mut args: Vec<&str> = urls.iter().map(String::as_str).collect();
+    args.extend(["-j", jobs, "--per-host", "1", "--progress", "none"]);
+    let sandbox = Sandbox::new();
+    let (code, stdout, stderr) = sandbox.run(&args);
+    assert_eq!(code, 0, "{stderr:#?}");
+    assert_eq!(stdout.len(), n);
+    assert!(sandbox.files().values().all(|sum| *sum == sha256(data)));
+}
+
 /// A host that closes every connection, one download at a time: a small reply's slot is handed
 /// on as its headers come in, so the next connect does not wait for the rest of its body and
 /// for the file to be saved (the server, serving in turn, is not left idle meanwhile). Before,
@@ -582,16 +597,7 @@ fn closing_with_a_pause(
 fn a_closing_host_gets_its_next_connection_as_a_small_reply_comes_in() {
     let (data, n) = (body(1024, 3), 12);
     let (port, came) = closing_with_a_pause(data.clone(), n, Duration::from_millis(300));
-    let urls: Vec<String> = (0..n)
-        .map(|i| format!("http://127.0.0.1:{port}/f{i}.bin"))
-        .collect();
-    let mut args: Vec<&str> = urls.iter().map(String::as_str).collect();
-    args.extend(["-j", "4", "--per-host", "1", "--progress", "none"]);
-    let sandbox = Sandbox::new();
-    let (code, stdout, stderr) = sandbox.run(&args);
-    assert_eq!(code, 0, "{stderr:#?}");
-    assert_eq!(stdout.len(), n);
-    assert!(sandbox.files().values().all(|sum| *sum == sha256(&data)));
+    one_at_a_time(port, n, "4", &data);
     let came = came.join().unwrap();
     let early = came.iter().filter(|&&came| came).count();
     assert!(
@@ -644,16 +650,7 @@ fn closing_and_stalling(data: Arc<[u8]>, pause: Duration) -> (u16, Arc<AtomicUsi
 fn a_server_stalling_mid_reply_gets_at_most_one_more_than_per_host() {
     let (data, n) = (body(1024, 5), 12);
     let (port, most) = closing_and_stalling(data.clone(), Duration::from_millis(150));
-    let urls: Vec<String> = (0..n)
-        .map(|i| format!("http://127.0.0.1:{port}/f{i}.bin"))
-        .collect();
-    let mut args: Vec<&str> = urls.iter().map(String::as_str).collect();
-    args.extend(["-j", "8", "--per-host", "1", "--progress", "none"]);
-    let sandbox = Sandbox::new();
-    let (code, stdout, stderr) = sandbox.run(&args);
-    assert_eq!(code, 0, "{stderr:#?}");
-    assert_eq!(stdout.len(), n);
-    assert!(sandbox.files().values().all(|sum| *sum == sha256(&data)));
+    one_at_a_time(port, n, "8", &data);
     let most = most.load(Ordering::SeqCst);
     assert!(most <= 2, "{most} replies at once");
 }
