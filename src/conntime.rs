@@ -18,8 +18,9 @@
 //! its marks along and never leaves half a timing on the request.
 //!
 //! The same moment, a connection the request waited for coming up, is the first sign that its
-//! host is there at all, long before an answer: [`timed`] tells the request's `tell` of it
-//! (a host's first window opens on it, see `crate::hosts`).
+//! host is there at all: [`timed`] tells the request's `tell` of it, and [`timed_unanswered`]
+//! tells it only if the answer is slow to follow (a host's first round opens on the answer, or
+//! on that, see `crate::hosts`).
 //!
 //! Cost: a few `Instant::now()` per new connection and a thread-local look-up per request;
 //! nothing per body chunk.
@@ -128,6 +129,41 @@ pub(crate) async fn timed<F: Future>(
     let dialed = DIAL.scope(RefCell::new(None), scoped);
     let told = REQUEST.scope(Cell::new(Slot::default()), dialed);
     TELL.scope(tell, told).await
+}
+
+/// [`timed`], but `tell` hears of a connection the request waited for only once it has been
+/// up for `after` with the request still waiting for its answer: an answer soon after says more
+/// of the host than the connection does (see `crate::hosts::FIRST_ANSWER`).
+pub(crate) async fn timed_unanswered<F: Future>(
+    request: F,
+    tell: Option<OnConnected>,
+    after: Duration,
+) -> (F::Output, Option<Setup>) {
+    let Some(tell) = tell else {
+        return timed(request, None).await;
+    };
+    let up = Arc::new(AtomicBool::new(false));
+    let mark: OnConnected = {
+        let up = up.clone();
+        Arc::new(move || up.store(true, Ordering::Relaxed))
+    };
+    let mut request = std::pin::pin!(timed(request, Some(mark)));
+    let mut wait: Option<Pin<Box<tokio::time::Sleep>>> = None;
+    let mut told = false;
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(out) = request.as_mut().poll(cx) {
+            return Poll::Ready(out);
+        }
+        if !told && up.load(Ordering::Relaxed) {
+            let wait = wait.get_or_insert_with(|| Box::pin(tokio::time::sleep(after)));
+            if wait.as_mut().poll(cx).is_ready() {
+                told = true;
+                tell();
+            }
+        }
+        Poll::Pending
+    })
+    .await
 }
 
 /// Since when the current request's connect has been resolving or dialling (TCP, a proxy), if it
@@ -397,6 +433,32 @@ mod tests {
         // Outside any request there is no one to give a timing to, and nothing breaks.
         let alone = runtime().block_on(Layer.layer(Lookup("localhost")).call(()));
         assert!(alone.is_ok());
+    }
+
+    #[test]
+    fn a_connection_is_told_of_only_while_its_answer_is_slow_to_come() {
+        let told = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = told.clone();
+        let tell: OnConnected = Arc::new(move || {
+            count.fetch_add(1, Ordering::SeqCst);
+        });
+        let answered_in = |pause: Duration| {
+            runtime().block_on(timed_unanswered(
+                async {
+                    let up = Layer.layer(Lookup("localhost")).call(()).await;
+                    tokio::time::sleep(pause).await;
+                    up
+                },
+                Some(tell.clone()),
+                Duration::from_millis(20),
+            ))
+        };
+        let (found, setup) = answered_in(Duration::ZERO);
+        assert!(found.is_ok() && setup.is_some());
+        assert_eq!(told.load(Ordering::SeqCst), 0, "answered at once: not told");
+        let (found, _) = answered_in(Duration::from_millis(200));
+        assert!(found.is_ok());
+        assert_eq!(told.load(Ordering::SeqCst), 1, "told once, while it waited");
     }
 
     #[test]

@@ -181,7 +181,7 @@ impl Fetcher<'_> {
         let mut request = self.trace_request(t, request);
         if let Some(lease) = &lease {
             request = request
-                .on_connected(lease.on_connected())
+                .on_unanswered(lease.on_unanswered())
                 .refuse_gone(lease.refuse_gone());
             if lease.dials_at_once() {
                 request = request.dial_at_once();

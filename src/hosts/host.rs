@@ -17,8 +17,6 @@ pub(crate) struct Limits {
     pub(crate) attempts: u32,
     /// The backoff between those attempts, and the cap on `Retry-After`.
     pub(crate) retry: Policy,
-    /// The window of a host not yet reached (see [`Host::reach`]).
-    pub(super) first: usize,
 }
 
 impl Limits {
@@ -28,17 +26,6 @@ impl Limits {
             per_host,
             attempts: retry.retries.saturating_add(1),
             retry,
-            first: INITIAL_WINDOW.min(per_host),
-        }
-    }
-
-    /// With `jobs` workers, a host not yet reached gets at most half of them: a host that drops
-    /// every SYN (gone, or a firewall) at the head of a list then holds those for one connect
-    /// timeout, not every worker. The first connect to come up opens the rest.
-    pub(crate) fn for_jobs(self, jobs: usize) -> Limits {
-        Limits {
-            first: self.first.min((jobs / 2).max(1)),
-            ..self
         }
     }
 }
@@ -56,8 +43,8 @@ pub(crate) struct Host {
     pub(super) gone: Option<Gone>,
     /// Once it closed a connection after a reply: what its replies said about its window.
     pub(super) closing: Option<Closing>,
-    /// Whether a connection to it came up (or it answered): until then it keeps to its first
-    /// window.
+    /// Whether it answered, or a connection to it came up and stayed unanswered for a moment
+    /// (see [`Host::reach`]): until then it has one download at a time.
     pub(super) reached: bool,
     /// Threads waiting for room at this host (see [`super::Hosts::admit`]), and what they wait on.
     pub(super) waiters: usize,
@@ -68,10 +55,10 @@ pub(crate) struct Host {
 }
 
 impl Host {
-    pub(super) fn new(limits: &Limits) -> Host {
+    pub(super) fn new() -> Host {
         Host {
             running: 0,
-            window: limits.first,
+            window: 1,
             paused_until: None,
             failed_connects: 0,
             last_failed: None,
@@ -115,8 +102,10 @@ impl Host {
         }
     }
 
-    /// A connection to it came up: from its first window to [`INITIAL_WINDOW`], unless what it
-    /// did since says less (a failed connect, a closed connection). By how much the window grew.
+    /// It answered, or a connection to it has been up for a moment without an answer (see
+    /// [`super::FIRST_ANSWER`]): from one download at a time to [`INITIAL_WINDOW`], unless what
+    /// it did since says less (a failed connect, a closed connection). By how much the window
+    /// grew.
     pub(super) fn reach(&mut self, limits: &Limits) -> usize {
         if std::mem::replace(&mut self.reached, true)
             || self.closing.is_some()

@@ -12,18 +12,21 @@
 //! - [`Lease`] is a download's hold on its host's slot;
 //! - [`closing::Closing`] tunes the window of a host that closes every connection.
 //!
-//! Ramp-up works like TCP's slow start: a host starts with [`INITIAL_WINDOW`] downloads at once
-//! (half the workers until one of its connects comes up: a host that drops every SYN holds no
-//! more than that for one connect timeout) and gets one more for each response that came back
-//! on a connection the server keeps open, so the window doubles per round trip up to
-//! `--per-host`. A server that closes the connection after every reply (HTTP/1.0,
-//! `Connection: close`) makes every download a new connect into its accept queue, which may be
-//! as short as 5 (`python3 -m http.server`): overflowing it drops SYNs that the kernel
-//! retransmits only after a second. Such a host drops to [`closing::CLOSING_WINDOW`], below that
-//! queue (browsers keep to 6 connections per host for the same reason); the SYNs its first,
-//! wider round overflowed are dialled again without waiting that second ([`crate::redial`]).
-//! From there its replies' latency says how many at once pay off, down to one at a time for a
-//! server that answers in turn ([`closing`]).
+//! Ramp-up works like TCP's slow start. A host starts with one download, until it answers or
+//! its connection has been up for [`FIRST_ANSWER`] without an answer (a server far away, or a
+//! slow one: one round trip or that moment is all the wait costs). The answer says whether it
+//! keeps connections open: if it does, or if it is slow to say, the host gets
+//! [`INITIAL_WINDOW`] at once and one more for each response that came back on a connection the
+//! server keeps open, so the window doubles per round trip up to `--per-host`. A server that
+//! closes the connection after every reply (HTTP/1.0, `Connection: close`) makes every
+//! download a new connect into its accept queue, which may be as short as 5
+//! (`python3 -m http.server`, whose one interpreter lock also serves its threads in turn):
+//! overflowing it drops SYNs that the kernel retransmits only after a second. Such a host stays
+//! at one, and its replies' latency says whether more at once pay off, up to
+//! [`closing::CLOSING_WINDOW`], below that queue (browsers keep to 6 connections per host for
+//! the same reason); see [`closing`]. Where a first round went out before it said so, the SYNs
+//! that round overflowed are dialled again without waiting that second ([`crate::redial`]). A
+//! host that drops every SYN holds one worker for one connect timeout, not a round of them.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -43,11 +46,17 @@ mod host;
 mod lease;
 mod waiting;
 
-/// Downloads a host gets at once before any of its responses came back: a whole first round of
-/// a latency-bound list at the default `-j`. More than a small accept queue holds; the SYNs it
+/// Downloads a host gets at once once it answered or was slow to: a whole first round of a
+/// latency-bound list at the default `-j`. More than a small accept queue holds; the SYNs it
 /// drops are dialled again at once (see [`crate::redial`]), and the answers that come back say
 /// which window the host keeps.
 pub(crate) const INITIAL_WINDOW: usize = 8;
+
+/// How long a host's first connection may wait for its answer before the host gets its first
+/// round all the same: `python3 -m http.server` answers well within it on the same machine (and
+/// so is never sent a round it would serve in turn), a server 100 ms away does not, and pays
+/// this on top of its round trip once.
+pub(crate) const FIRST_ANSWER: Duration = Duration::from_millis(5);
 
 /// How often a waiting thread looks at the cancel flag and at paused hosts.
 const POLL: Duration = Duration::from_millis(100);
@@ -263,10 +272,9 @@ impl Hosts {
 
     pub(crate) fn try_admit(&self, key: &Key) -> Admit {
         let mut table = self.lock();
-        let limits = &self.limits;
         let admit = table
             .entry(key.clone())
-            .or_insert_with(|| Host::new(limits))
+            .or_insert_with(Host::new)
             .admit(Instant::now());
         self.took(admit)
     }
@@ -286,11 +294,8 @@ impl Hosts {
             if cancel.load(Ordering::Relaxed) {
                 return None;
             }
-            let limits = &self.limits;
             let now = Instant::now();
-            let host = table
-                .entry(key.clone())
-                .or_insert_with(|| Host::new(limits));
+            let host = table.entry(key.clone()).or_insert_with(Host::new);
             let wait = match host.admit(now) {
                 Admit::Wait(until) => until.map_or(POLL, |u| (u - now).min(POLL)),
                 other => return Some(self.took(other)),
@@ -417,7 +422,8 @@ impl Hosts {
         self.changed(table, key, 1 + grew);
     }
 
-    /// A connection to `key` came up (see [`Host::reach`]).
+    /// A connection to `key` has been up for [`FIRST_ANSWER`] without an answer (see
+    /// [`Host::reach`]).
     pub(crate) fn reached(&self, key: &Key) {
         let mut table = self.lock();
         let grew = table
@@ -431,9 +437,7 @@ impl Hosts {
     pub(crate) fn learn(&self, key: &Key, learned: Learned, started: Instant) -> Next {
         let mut table = self.lock();
         let limits = &self.limits;
-        let host = table
-            .entry(key.clone())
-            .or_insert_with(|| Host::new(limits));
+        let host = table.entry(key.clone()).or_insert_with(Host::new);
         let window = host.window;
         let next = host.learn(learned, started, Instant::now(), limits);
         // Waiters care only for more room, or for the host being gone (they fail at once).
@@ -476,15 +480,25 @@ mod tests {
     }
 
     #[test]
-    fn a_host_starts_with_a_few_and_doubles_per_round_of_kept_open_responses() {
+    fn a_host_starts_with_one_then_a_round_and_doubles_per_round_of_kept_open_responses() {
         let l = limits(32);
         let now = Instant::now();
-        let mut h = Host::new(&l);
-        assert_eq!(fill(&mut h, now), INITIAL_WINDOW);
-        for _ in 0..INITIAL_WINDOW {
+        let mut h = Host::new();
+        assert_eq!(fill(&mut h, now), 1, "one until it answers");
+        h.learn(reply(true), now, now, &l);
+        assert_eq!(
+            fill(&mut h, now),
+            INITIAL_WINDOW,
+            "its first round, and one more"
+        );
+        for _ in 0..INITIAL_WINDOW + 1 {
             h.learn(reply(true), now, now, &l);
         }
-        assert_eq!(fill(&mut h, now), INITIAL_WINDOW, "one more per response");
+        assert_eq!(
+            fill(&mut h, now),
+            INITIAL_WINDOW + 1,
+            "one more per response"
+        );
         for _ in 0..100 {
             h.learn(reply(true), now, now, &l);
         }
@@ -492,19 +506,19 @@ mod tests {
     }
 
     #[test]
-    fn a_host_not_yet_reached_gets_half_the_workers_until_a_connect_comes_up() {
-        let l = limits(8).for_jobs(8);
+    fn a_host_slow_to_answer_gets_its_first_round_all_the_same() {
+        let l = limits(8);
         let now = Instant::now();
-        let mut h = Host::new(&l);
-        assert_eq!(fill(&mut h, now), 4, "a black hole holds half of -j 8");
-        assert_eq!(h.reach(&l), INITIAL_WINDOW - 4);
+        let mut h = Host::new();
+        assert_eq!(fill(&mut h, now), 1, "a black hole holds one worker");
+        assert_eq!(h.reach(&l), INITIAL_WINDOW - 1);
         assert_eq!(
             fill(&mut h, now),
-            INITIAL_WINDOW - 4,
+            INITIAL_WINDOW - 1,
             "reached: its first round"
         );
         assert_eq!(h.reach(&l), 0, "once");
-        let mut failed = Host::new(&l);
+        let mut failed = Host::new();
         failed.learn(
             Learned::Unreachable(Unreachable::new("a", "refused")),
             now,
@@ -517,18 +531,9 @@ mod tests {
             "a failed connect keeps it probing one at a time"
         );
         assert_eq!(failed.window, 1);
-        assert_eq!(Host::new(&limits(8).for_jobs(1)).window, 1);
-        assert_eq!(Host::new(&limits(32).for_jobs(32)).window, INITIAL_WINDOW);
-    }
-
-    #[test]
-    fn an_answer_reaches_a_host_too() {
-        let l = limits(32).for_jobs(4);
-        let now = Instant::now();
-        let mut h = Host::new(&l);
-        assert_eq!(fill(&mut h, now), 2);
-        h.learn(reply(true), now, now, &l);
-        assert_eq!(h.window, INITIAL_WINDOW + 1);
+        let mut small = Host::new();
+        small.reach(&limits(2));
+        assert_eq!(small.window, 2, "--per-host below the initial window");
     }
 
     #[test]
@@ -548,9 +553,10 @@ mod tests {
                     for _ in 0..50 {
                         let key = mine;
                         assert_eq!(hosts.admit(key, cancel), Some(Admit::Go));
-                        if key == other {
-                            hosts.learn(key, reply(true), Instant::now());
-                        } else {
+                        // Answered on a connection kept open: room for its --per-host (a host
+                        // forgotten while idle starts at one again).
+                        hosts.learn(key, reply(true), Instant::now());
+                        if key != other {
                             most.fetch_max(
                                 inside.fetch_add(1, Ordering::SeqCst) + 1,
                                 Ordering::SeqCst,
@@ -576,24 +582,26 @@ mod tests {
     }
 
     #[test]
-    fn a_host_that_closes_every_connection_keeps_to_the_closing_window() {
+    fn a_host_that_closes_every_connection_stays_at_one_or_drops_to_the_closing_window() {
         let l = limits(32);
         let now = Instant::now();
-        let mut h = Host::new(&l);
-        assert_eq!(fill(&mut h, now), INITIAL_WINDOW);
+        // Answered at once: the tuner starts it at one.
+        let mut quick = Host::new();
+        assert_eq!(fill(&mut quick, now), 1);
+        quick.learn(reply(false), now, now, &l);
+        assert_eq!(fill(&mut quick, now), 0);
+        quick.release();
+        assert_eq!(fill(&mut quick, now), 1);
+        // Slow to answer: its first round went out, and it drops below the accept queue.
+        let mut slow = Host::new();
+        assert_eq!(fill(&mut slow, now), 1);
+        slow.reach(&l);
+        assert_eq!(fill(&mut slow, now), INITIAL_WINDOW - 1);
+        slow.learn(reply(false), now, now, &l);
         for _ in 0..INITIAL_WINDOW {
-            h.release();
+            slow.release();
         }
-        for _ in 0..100 {
-            h.learn(reply(false), now, now, &l);
-        }
-        assert_eq!(fill(&mut h, now), CLOSING_WINDOW);
-        let mut small = Host::new(&limits(2));
-        assert_eq!(
-            fill(&mut small, now),
-            2,
-            "--per-host below the initial window"
-        );
+        assert_eq!(fill(&mut slow, now), CLOSING_WINDOW);
     }
 
     #[test]
@@ -609,7 +617,8 @@ mod tests {
             // for every one in flight (the tuner reads the host's rate off the clock).
             let held = Duration::from_millis(running() as u64);
             std::thread::sleep(held);
-            hosts.release_after(&key, Some(held));
+            // Its slot goes on to the host's next job, as a worker's does (see `Crew::next_on`).
+            hosts.pass_on(&key, held);
         }
         while running() > 0 {
             hosts.release(&key);
@@ -622,6 +631,7 @@ mod tests {
         let hosts = Hosts::new(limits(2));
         let key = Key::of(&Url::parse("http://a/").unwrap());
         let running = || hosts.lock().get(&key).map_or(0, |h| h.running);
+        hosts.learn(&key, reply(true), Instant::now());
         assert_eq!(hosts.try_admit(&key), Admit::Go);
         assert_eq!(hosts.try_admit(&key), Admit::Go);
         assert!(hosts.pass_on(&key, Duration::from_millis(1)), "room: kept");
@@ -637,6 +647,7 @@ mod tests {
         assert_eq!(hosts.held.load(Ordering::SeqCst), 1);
         // A window that shrank below what runs: not kept either.
         let hosts = Hosts::new(limits(4));
+        hosts.learn(&key, reply(true), Instant::now());
         for _ in 0..3 {
             assert_eq!(hosts.try_admit(&key), Admit::Go);
         }
@@ -651,9 +662,8 @@ mod tests {
 
     #[test]
     fn a_released_slot_admits_the_next() {
-        let l = limits(1);
         let now = Instant::now();
-        let mut h = Host::new(&l);
+        let mut h = Host::new();
         assert_eq!(h.admit(now), Admit::Go);
         assert_eq!(h.admit(now), Admit::Wait(None));
         h.release();
@@ -664,7 +674,7 @@ mod tests {
     fn retry_after_pauses_the_whole_host_capped() {
         let l = limits(8);
         let now = Instant::now();
-        let mut h = Host::new(&l);
+        let mut h = Host::new();
         let next = h.learn(Learned::RetryAfter(Duration::from_secs(5)), now, now, &l);
         assert_eq!(
             next,
@@ -685,7 +695,7 @@ mod tests {
     fn an_unreachable_host_shares_its_attempts_then_fails_every_url() {
         let l = limits(8);
         let now = Instant::now();
-        let mut h = Host::new(&l);
+        let mut h = Host::new();
         for _ in 0..3 {
             let next = h.learn(
                 Learned::Unreachable(Unreachable::new("host", "connection refused")),
@@ -724,7 +734,7 @@ mod tests {
         let t0 = Instant::now();
         let ms = Duration::from_millis;
         let refused = || Learned::Unreachable(Unreachable::new("host", "connection refused"));
-        let mut h = Host::new(&l);
+        let mut h = Host::new();
         // Eight connects that took their slots at t0, refused a moment later one after another.
         assert_eq!(h.learn(refused(), t0, t0 + ms(1), &l), Next::Again);
         for i in 1..8 {
@@ -746,7 +756,7 @@ mod tests {
         let next = h.learn(refused(), now, now + ms(1), &l);
         assert_eq!(next, Next::Fail(line.into()));
         // A server back in time resets it all: the next refusal is a first attempt again.
-        let mut h = Host::new(&l);
+        let mut h = Host::new();
         h.learn(refused(), t0, t0 + ms(1), &l);
         h.learn(reply(true), t0 + ms(2), t0 + ms(3), &l);
         assert_eq!(h.learn(refused(), t0, t0 + ms(4), &l), Next::Again);
@@ -760,7 +770,7 @@ mod tests {
             ..limits(1).retry
         };
         let l = Limits::new(1, once);
-        let mut h = Host::new(&l);
+        let mut h = Host::new();
         let dead = Unreachable::new("proxy 127.0.0.1:9", "connection refused");
         let now = Instant::now();
         let next = h.learn(Learned::Unreachable(dead), now, now, &l);
@@ -772,7 +782,7 @@ mod tests {
     fn a_response_resets_the_unreachable_count() {
         let l = limits(8);
         let now = Instant::now();
-        let mut h = Host::new(&l);
+        let mut h = Host::new();
         for _ in 0..3 {
             h.learn(
                 Learned::Unreachable(Unreachable::new("host", "refused")),
@@ -795,7 +805,7 @@ mod tests {
     fn no_such_name_is_not_retried_and_the_resolver_gets_one_more_try_per_host() {
         let l = limits(8);
         let now = Instant::now();
-        let mut h = Host::new(&l);
+        let mut h = Host::new();
         assert_eq!(h.learn(Learned::ResolverBusy, now, now, &l), Next::Again);
         assert_eq!(h.learn(Learned::ResolverBusy, now, now, &l), Next::AsUsual);
         let next = h.learn(Learned::NoSuchName("no such host".into()), now, now, &l);

@@ -272,7 +272,7 @@ impl Client {
             separate: false,
             at_once: false,
             record: false,
-            on_connected: None,
+            on_unanswered: None,
             gone: None,
         }
     }
@@ -375,8 +375,9 @@ pub(crate) struct RequestBuilder<'a> {
     at_once: bool,
     /// Keep each hop of a redirect chain for the trace ([`Self::record_hops`]).
     record: bool,
-    /// Told of each new connection that comes up, with the hop it is for.
-    on_connected: Option<ConnectedTo>,
+    /// Told of each new connection that has been up for a moment without an answer, with the
+    /// hop it is for ([`Self::on_unanswered`]).
+    on_unanswered: Option<ConnectedTo>,
     /// Asked before each redirect is followed.
     gone: Option<GoneHop>,
 }
@@ -418,9 +419,10 @@ impl RequestBuilder<'_> {
         self
     }
 
-    /// Tells `tell` of each connection this request opens, as it comes up.
-    pub(crate) fn on_connected(mut self, tell: ConnectedTo) -> Self {
-        self.on_connected = Some(tell);
+    /// Tells `tell` of each connection this request opens that has been up for
+    /// [`crate::hosts::FIRST_ANSWER`] while the request still waits for its answer.
+    pub(crate) fn on_unanswered(mut self, tell: ConnectedTo) -> Self {
+        self.on_unanswered = Some(tell);
         self
     }
 
@@ -510,7 +512,7 @@ impl RequestBuilder<'_> {
             let host = hop.origin();
             // A plain-HTTP proxy's connection says nothing of the origin behind it.
             let reaches = client.proxies().reaches_origin(hop);
-            let tell = self.on_connected.clone().filter(|_| reaches).map(|tell| {
+            let tell = self.on_unanswered.clone().filter(|_| reaches).map(|tell| {
                 let hop = hop.clone();
                 Arc::new(move || tell(&hop)) as crate::conntime::OnConnected
             });
@@ -526,7 +528,12 @@ impl RequestBuilder<'_> {
                 let sending = crate::redial::send(&host, answers, request.send(), || {
                     again.map(reqwest::RequestBuilder::send)
                 });
-                let (sent, setup) = crate::conntime::timed(sending, tell.clone()).await;
+                let (sent, setup) = crate::conntime::timed_unanswered(
+                    sending,
+                    tell.clone(),
+                    crate::hosts::FIRST_ANSWER,
+                )
+                .await;
                 sent.map(|response| (response, setup))
             })
         })?;

@@ -100,20 +100,26 @@ fn three_files(args: &[&str], urls: &[String]) -> (String, serde_json::Value) {
 #[test]
 fn waits_before_retries_are_not_called_a_slowdown() {
     // Every file is refused once, with a Retry-After or without (our backoff, at least half a
-    // second): the run is mostly waiting, as a run one after another would be too.
-    let seen = std::sync::Mutex::new(std::collections::HashSet::new());
-    let server = serve(move |req| {
-        let first = seen.lock().unwrap().insert(req.path().to_string());
-        match (first, req.path()) {
-            (true, "/after") => Reply::status(503).with_header("Retry-After", "1"),
-            (true, _) => Reply::status(500),
-            (false, _) => Reply::file(Vec::new()),
-        }
-    });
-    let urls: Vec<String> = ["/after", "/backoff-1", "/backoff-2"]
-        .iter()
-        .map(|p| server.url(p))
-        .collect();
+    // second): the run is mostly waiting, as a run one after another would be too. The
+    // Retry-After comes from a host of its own: it pauses its whole host, which would hold
+    // the others back until it is over (nothing at once to compare).
+    let refused_once = || {
+        let seen = std::sync::Mutex::new(std::collections::HashSet::new());
+        serve(move |req| {
+            let first = seen.lock().unwrap().insert(req.path().to_string());
+            match (first, req.path()) {
+                (true, "/after") => Reply::status(503).with_header("Retry-After", "1"),
+                (true, _) => Reply::status(500),
+                (false, _) => Reply::file(Vec::new()),
+            }
+        })
+    };
+    let (pausing, other) = (refused_once(), refused_once());
+    let urls = vec![
+        pausing.url("/after"),
+        other.url("/backoff-1"),
+        other.url("/backoff-2"),
+    ];
     let (line, summary) = three_files(&[], &urls);
     assert!(
         line.contains("of it waiting to retry (Retry-After or backoff)"),

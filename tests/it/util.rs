@@ -347,6 +347,17 @@ pub fn first_then(first: Reply, then: Reply) -> Server {
     })
 }
 
+/// A listener on 127.0.0.1 that never accepts, with room in its queue for one connection: the
+/// first connect comes up (and its request is never answered), every later SYN is dropped.
+pub fn half_open() -> (SocketAddr, TcpListener) {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    socket.bind(&addr.into()).unwrap();
+    socket.listen(0).unwrap();
+    let listener: TcpListener = socket.into();
+    (listener.local_addr().unwrap(), listener)
+}
+
 /// A listener on `ip` that never accepts, its queue filled: connects to it are dropped, as to a
 /// host that has vanished. The returned streams keep the queue full.
 pub fn black_hole(ip: &str) -> (SocketAddr, TcpListener, Vec<TcpStream>) {
