@@ -101,7 +101,7 @@ struct Dial {
 }
 
 /// Told when a connection the current request waited for has come up: by then the host is
-/// there, long before its answer says so (see `hosts::Host::reach`).
+/// there, long before its answer says so (see [`timed_unanswered`]).
 pub(crate) type OnConnected = Arc<dyn Fn() + Send + Sync>;
 
 tokio::task_local! {
@@ -131,9 +131,10 @@ pub(crate) async fn timed<F: Future>(
     TELL.scope(tell, told).await
 }
 
-/// [`timed`], but `tell` hears of a connection the request waited for only once it has been
-/// up for `after` with the request still waiting for its answer: an answer soon after says more
-/// of the host than the connection does (see `crate::hosts::FIRST_ANSWER`).
+/// [`timed`], but `tell` hears only that the host is there and slow to answer: the request has
+/// waited `after` for its answer since its connection came up (or since it began, on a
+/// connection it reused). An answer within that says more of the host than the connection does
+/// (see `crate::hosts::FIRST_ANSWER`).
 pub(crate) async fn timed_unanswered<F: Future>(
     request: F,
     tell: Option<OnConnected>,
@@ -147,21 +148,54 @@ pub(crate) async fn timed_unanswered<F: Future>(
         let up = up.clone();
         Arc::new(move || up.store(true, Ordering::Relaxed))
     };
-    let mut request = std::pin::pin!(timed(request, Some(mark)));
-    let mut wait: Option<Pin<Box<tokio::time::Sleep>>> = None;
-    let mut told = false;
-    std::future::poll_fn(|cx| {
+    timed(unanswered(request, up, tell, after), Some(mark)).await
+}
+
+/// Where [`unanswered`] is in its wait.
+enum Wait {
+    /// Since the request began; at its end, a request still dialling waits for its connection.
+    Begun(Pin<Box<tokio::time::Sleep>>),
+    /// Waiting for its connection to come up.
+    Dialling,
+    /// Since its connection came up.
+    Up(Pin<Box<tokio::time::Sleep>>),
+    Told,
+}
+
+/// Runs `request` inside [`timed`]'s scope (where [`dialing_since`] sees its connect), telling
+/// `tell` as [`timed_unanswered`] says; `up` is set as its connection comes up.
+async fn unanswered<F: Future>(
+    request: F,
+    up: Arc<AtomicBool>,
+    tell: OnConnected,
+    after: Duration,
+) -> F::Output {
+    let mut request = std::pin::pin!(request);
+    let sleep = || Box::pin(tokio::time::sleep(after));
+    let mut wait = Wait::Begun(sleep());
+    std::future::poll_fn(|cx| loop {
         if let Poll::Ready(out) = request.as_mut().poll(cx) {
             return Poll::Ready(out);
         }
-        if !told && up.load(Ordering::Relaxed) {
-            let wait = wait.get_or_insert_with(|| Box::pin(tokio::time::sleep(after)));
-            if wait.as_mut().poll(cx).is_ready() {
-                told = true;
+        let up = up.load(Ordering::Relaxed);
+        let over = match &mut wait {
+            Wait::Begun(sleep) | Wait::Up(sleep) => sleep.as_mut().poll(cx).is_ready(),
+            Wait::Dialling | Wait::Told => false,
+        };
+        wait = match wait {
+            Wait::Begun(_) | Wait::Dialling if up => Wait::Up(sleep()),
+            // Not dialling: on a connection it reused (or one up but for its TLS handshake).
+            Wait::Begun(_) if over && dialing_since().is_none() => {
                 tell();
+                Wait::Told
             }
-        }
-        Poll::Pending
+            Wait::Begun(_) if over => Wait::Dialling,
+            Wait::Up(_) if over => {
+                tell();
+                Wait::Told
+            }
+            _ => return Poll::Pending,
+        };
     })
     .await
 }
@@ -459,6 +493,20 @@ mod tests {
         let (found, _) = answered_in(Duration::from_millis(200));
         assert!(found.is_ok());
         assert_eq!(told.load(Ordering::SeqCst), 1, "told once, while it waited");
+        // On a connection reused (no connect at all): told once it has waited as long.
+        let (_, setup) = runtime().block_on(timed_unanswered(
+            async { tokio::time::sleep(Duration::from_millis(200)).await },
+            Some(tell.clone()),
+            Duration::from_millis(20),
+        ));
+        assert_eq!(setup, None);
+        assert_eq!(told.load(Ordering::SeqCst), 2);
+        runtime().block_on(timed_unanswered(
+            async {},
+            Some(tell.clone()),
+            Duration::from_millis(20),
+        ));
+        assert_eq!(told.load(Ordering::SeqCst), 2, "answered at once");
     }
 
     #[test]

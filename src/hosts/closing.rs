@@ -114,15 +114,11 @@ impl Closing {
     pub(crate) fn new(cap: usize, in_flight: usize) -> Closing {
         let cap = CLOSING_WINDOW.min(cap).max(1);
         // A first round went out: the host was slow to answer (see `hosts::FIRST_ANSWER`).
-        let (window, step) = match in_flight > 1 {
-            true => (
-                cap,
-                Step::Down {
-                    from: cap,
-                    rate: 0.0,
-                },
-            ),
-            false => (1, Step::Start { warm: false }),
+        let (window, step) = if in_flight > 1 {
+            let rate = 0.0;
+            (cap, Step::Down { from: cap, rate })
+        } else {
+            (1, Step::Start { warm: false })
         };
         Closing {
             window,

@@ -43,8 +43,8 @@ pub(crate) struct Host {
     pub(super) gone: Option<Gone>,
     /// Once it closed a connection after a reply: what its replies said about its window.
     pub(super) closing: Option<Closing>,
-    /// Whether it answered, or a connection to it came up and stayed unanswered for a moment
-    /// (see [`Host::reach`]): until then it has one download at a time.
+    /// Whether it answered, or a request to it waited a moment for its answer on a connection
+    /// that is up (see [`Host::reach`]): until then it has one download at a time.
     pub(super) reached: bool,
     /// Threads waiting for room at this host (see [`super::Hosts::admit`]), and what they wait on.
     pub(super) waiters: usize,
@@ -102,8 +102,8 @@ impl Host {
         }
     }
 
-    /// It answered, or a connection to it has been up for a moment without an answer (see
-    /// [`super::FIRST_ANSWER`]): from one download at a time to [`INITIAL_WINDOW`], unless what
+    /// It answered, or a request to it has waited [`super::FIRST_ANSWER`] for its answer on a
+    /// connection that is up: from one download at a time to [`INITIAL_WINDOW`], unless what
     /// it did since says less (a failed connect, a closed connection). By how much the window
     /// grew.
     pub(super) fn reach(&mut self, limits: &Limits) -> usize {

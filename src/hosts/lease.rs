@@ -167,10 +167,10 @@ impl<'a> Lease<'a> {
         }
     }
 
-    /// What tells the host that a connection to it has been up for [`super::FIRST_ANSWER`]
-    /// without an answer (see [`Hosts::reached`]); a connection to another host (a redirect's)
-    /// tells it nothing.
-    pub(crate) fn on_unanswered(&self) -> crate::transport::ConnectedTo {
+    /// What tells the host that a request to it has waited [`super::FIRST_ANSWER`] for its
+    /// answer on a connection that is up (see [`Hosts::reached`]); a request to another host (a
+    /// redirect's) tells it nothing.
+    pub(crate) fn on_unanswered(&self) -> crate::transport::Unanswered {
         let (hosts, key) = (Arc::clone(self.hosts), self.key.clone());
         Arc::new(move |hop: &Url| {
             if key.is_of(hop) {

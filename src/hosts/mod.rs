@@ -13,20 +13,21 @@
 //! - [`closing::Closing`] tunes the window of a host that closes every connection.
 //!
 //! Ramp-up works like TCP's slow start. A host starts with one download, until it answers or
-//! its connection has been up for [`FIRST_ANSWER`] without an answer (a server far away, or a
-//! slow one: one round trip or that moment is all the wait costs). The answer says whether it
-//! keeps connections open: if it does, or if it is slow to say, the host gets
-//! [`INITIAL_WINDOW`] at once and one more for each response that came back on a connection the
-//! server keeps open, so the window doubles per round trip up to `--per-host`. A server that
-//! closes the connection after every reply (HTTP/1.0, `Connection: close`) makes every
-//! download a new connect into its accept queue, which may be as short as 5
-//! (`python3 -m http.server`, whose one interpreter lock also serves its threads in turn):
-//! overflowing it drops SYNs that the kernel retransmits only after a second. Such a host stays
-//! at one, and its replies' latency says whether more at once pay off, up to
-//! [`closing::CLOSING_WINDOW`], below that queue (browsers keep to 6 connections per host for
-//! the same reason); see [`closing`]. Where a first round went out before it said so, the SYNs
-//! that round overflowed are dialled again without waiting that second ([`crate::redial`]). A
-//! host that drops every SYN holds one worker for one connect timeout, not a round of them.
+//! that download has waited [`FIRST_ANSWER`] for its answer on a connection that is up (a
+//! server far away, or a slow one: its connect's round trip and that moment are all the wait
+//! costs). The answer says whether it keeps connections open: if it does, or if it is slow to
+//! say, the host gets [`INITIAL_WINDOW`] at once and one more for each response that came back
+//! on a connection the server keeps open, so the window doubles per round trip up to
+//! `--per-host`. A server that closes the connection after every reply (HTTP/1.0,
+//! `Connection: close`) makes every download a new connect into its accept queue, which may be
+//! as short as 5 (`python3 -m http.server`, whose one interpreter lock also serves its threads
+//! in turn): overflowing it drops SYNs that the kernel retransmits only after a second. Such a
+//! host that answered at once stays at one, and its replies' latency says whether more at once
+//! pay off, up to [`closing::CLOSING_WINDOW`], below that queue (browsers keep to 6 connections
+//! per host for the same reason); one slow to answer drops from its first round to that window
+//! ([`closing`]). The SYNs a first round overflowed are dialled again without waiting that
+//! second ([`crate::redial`]). A host that drops every SYN holds one worker for one connect
+//! timeout, not a round of them.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -52,8 +53,8 @@ mod waiting;
 /// which window the host keeps.
 pub(crate) const INITIAL_WINDOW: usize = 8;
 
-/// How long a host's first connection may wait for its answer before the host gets its first
-/// round all the same: `python3 -m http.server` answers well within it on the same machine (and
+/// How long a host's first download may wait for its answer, on a connection that is up (new
+/// or reused), before the host gets its first round all the same: `python3 -m http.server` answers well within it on the same machine (and
 /// so is never sent a round it would serve in turn), a server 100 ms away does not, and pays
 /// this on top of its round trip once.
 pub(crate) const FIRST_ANSWER: Duration = Duration::from_millis(5);
@@ -422,8 +423,8 @@ impl Hosts {
         self.changed(table, key, 1 + grew);
     }
 
-    /// A connection to `key` has been up for [`FIRST_ANSWER`] without an answer (see
-    /// [`Host::reach`]).
+    /// A request to `key` has waited [`FIRST_ANSWER`] for its answer on a connection that is up
+    /// (see [`Host::reach`]).
     pub(crate) fn reached(&self, key: &Key) {
         let mut table = self.lock();
         let grew = table

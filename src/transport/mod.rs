@@ -375,9 +375,9 @@ pub(crate) struct RequestBuilder<'a> {
     at_once: bool,
     /// Keep each hop of a redirect chain for the trace ([`Self::record_hops`]).
     record: bool,
-    /// Told of each new connection that has been up for a moment without an answer, with the
-    /// hop it is for ([`Self::on_unanswered`]).
-    on_unanswered: Option<ConnectedTo>,
+    /// Told when a hop's request has waited a moment for its answer on a connection that is up,
+    /// with the hop ([`Self::on_unanswered`]).
+    on_unanswered: Option<Unanswered>,
     /// Asked before each redirect is followed.
     gone: Option<GoneHop>,
 }
@@ -385,8 +385,9 @@ pub(crate) struct RequestBuilder<'a> {
 /// Says whether a redirect hop's host is gone, with the line its URLs failed with.
 pub(crate) type GoneHop = Arc<dyn Fn(&Url) -> Option<String> + Send + Sync>;
 
-/// Hears of a request's new connections as they come up, with the URL each is for.
-pub(crate) type ConnectedTo = Arc<dyn Fn(&Url) + Send + Sync>;
+/// Hears that a hop's host is there and slow to answer (see [`RequestBuilder::on_unanswered`]),
+/// with the hop's URL.
+pub(crate) type Unanswered = Arc<dyn Fn(&Url) + Send + Sync>;
 
 impl RequestBuilder<'_> {
     pub(crate) fn header(mut self, name: HeaderName, value: impl AsRef<str>) -> Self {
@@ -419,9 +420,9 @@ impl RequestBuilder<'_> {
         self
     }
 
-    /// Tells `tell` of each connection this request opens that has been up for
-    /// [`crate::hosts::FIRST_ANSWER`] while the request still waits for its answer.
-    pub(crate) fn on_unanswered(mut self, tell: ConnectedTo) -> Self {
+    /// Tells `tell` of each hop whose request has waited [`crate::hosts::FIRST_ANSWER`] for its
+    /// answer on a connection that is up (see `conntime::timed_unanswered`).
+    pub(crate) fn on_unanswered(mut self, tell: Unanswered) -> Self {
         self.on_unanswered = Some(tell);
         self
     }
