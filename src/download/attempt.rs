@@ -181,7 +181,7 @@ impl Fetcher<'_> {
         let mut request = self.trace_request(t, request);
         if let Some(lease) = &lease {
             request = request
-                .on_unanswered(lease.on_unanswered())
+                .on_presence(lease.on_presence())
                 .refuse_gone(lease.refuse_gone());
             if lease.dials_at_once() {
                 request = request.dial_at_once();
@@ -203,8 +203,9 @@ impl Fetcher<'_> {
         // Told before the body, so that the host's window grows at once (see `crate::hosts`).
         if let Some(lease) = lease.as_deref_mut() {
             let kept_open = kept_open(&response);
-            lease.learn(Learned::Response { kept_open });
-            let done = !kept_open && lease.may_hand_on() && self.server_done(&response);
+            let small = self.server_done(&response);
+            lease.learn(Learned::Response { kept_open, small });
+            let done = !kept_open && lease.may_hand_on() && small;
             if done && lease.hand_on() {
                 // The worker that took the slot dials now; this body is saved meanwhile.
                 crate::fiber::yield_now();

@@ -9,14 +9,17 @@
 //! twice as much at twice the window; one that serves in turn gets no more, or less.
 //!
 //! A host that answered its first download at once (on the same machine or the same network:
-//! see `hosts::FIRST_ANSWER`) starts at one at a time, measured over [`EARLY`] downloads once
-//! the first few are over, and climbs: twice the window is kept while it gets through
-//! [`MARGIN`] more, up to [`CLOSING_WINDOW`]. A server that serves in turn thus pays for a few
-//! downloads beside another, not for rounds of them (its slot is handed on as a small reply
-//! comes in, see `pool::handoff`: at one at a time it is kept busy). A host slow to answer got
-//! a first round at once, and round trips are what several at once hide: it starts at
-//! [`CLOSING_WINDOW`] and halves a round at a time while the smaller window gets within
-//! [`MARGIN`] as far (the smaller costs the server less). Once settled the tuner tries half and
+//! see `hosts::FIRST_ANSWER`) with a small reply (a success whose body came in one read)
+//! starts at one at a time, measured over [`EARLY`] downloads once the first few are over, and
+//! climbs: twice the window is kept while it gets through [`MARGIN`] more, up to
+//! [`CLOSING_WINDOW`]. A server that serves in turn thus pays for a few downloads beside
+//! another, not for rounds of them (its slot is handed on as a small reply comes in, see
+//! `pool::handoff`: at one at a time it is kept busy). A host slow to answer got a first round
+//! at once, and round trips are what several at once hide; a body several reads long keeps its
+//! connection busy past the answer (a server that limits each connection's rate, say), which
+//! several at once overlap too: such a host starts at [`CLOSING_WINDOW`] and halves a round at
+//! a time while the smaller window gets within [`MARGIN`] as far (the smaller costs the server
+//! less). Once settled the tuner tries half and
 //! twice the window in turn, after [`FIRST_PROBE`] downloads, then after twice as many each
 //! time a try did not pay, and never sooner than [`PROBE_GAP`] after the last move: a try costs
 //! a server that serves in turn a few milliseconds, which a short run cannot win back. A try
@@ -109,12 +112,14 @@ pub(crate) struct Closing {
 
 impl Closing {
     /// A host found to close its connections, with `in_flight` downloads started before (not
-    /// counted: they started under the larger window of a host not yet known); at most `cap`
-    /// downloads at once (`--per-host`).
-    pub(crate) fn new(cap: usize, in_flight: usize) -> Closing {
+    /// counted: they started under the larger window of a host not yet known), by a reply that
+    /// was `small` (a success whose body came in one read); at most `cap` downloads at once
+    /// (`--per-host`).
+    pub(crate) fn new(cap: usize, in_flight: usize, small: bool) -> Closing {
         let cap = CLOSING_WINDOW.min(cap).max(1);
-        // A first round went out: the host was slow to answer (see `hosts::FIRST_ANSWER`).
-        let (window, step) = if in_flight > 1 {
+        // A first round went out (the host was slow to answer, see `hosts::FIRST_ANSWER`), or
+        // a body keeps its connection busy past its answer, which several at once overlap.
+        let (window, step) = if in_flight > 1 || !small {
             let rate = 0.0;
             (cap, Step::Down { from: cap, rate })
         } else {
@@ -415,12 +420,12 @@ mod tests {
     /// A host that answered its first download at once (one in flight when it was found to
     /// close its connections).
     fn quick() -> Closing {
-        Closing::new(32, 1)
+        Closing::new(32, 1, true)
     }
 
     /// A host slow to answer, found to close its connections with a first round of eight out.
     fn slow() -> Closing {
-        let mut t = Closing::new(32, INITIAL);
+        let mut t = Closing::new(32, INITIAL, true);
         for _ in 0..INITIAL {
             reply(&mut t, MS, INITIAL);
         }
@@ -473,6 +478,14 @@ mod tests {
     }
 
     #[test]
+    fn bigger_replies_start_at_four_however_soon_they_came() {
+        let mut t = Closing::new(32, 1, false);
+        assert_eq!(t.window(), CLOSING_WINDOW);
+        let w = serve(&mut t, 100 * MS, 1.0, 4000);
+        assert!(share(&w, 4) > 0.9, "{:?}", moves(&w));
+    }
+
+    #[test]
     fn a_slow_server_that_answers_in_turn_is_halved_to_one() {
         let mut t = slow();
         let first = serve(&mut t, 100 * MS, 0.0, 3 * ROUND);
@@ -487,7 +500,7 @@ mod tests {
 
     #[test]
     fn an_odd_cap_is_climbed_to_and_halved_to_the_window_above_half() {
-        let mut t = Closing::new(3, 1);
+        let mut t = Closing::new(3, 1, true);
         let w = serve(&mut t, 100 * MS, 1.0, 4000);
         assert_eq!(moves(&w)[..4], [1, 2, 3, 2], "{:?}", moves(&w));
         assert!(share(&w, 3) > 0.9, "{:?}", moves(&w));
@@ -495,12 +508,12 @@ mod tests {
 
     #[test]
     fn never_past_per_host() {
-        for mut t in [Closing::new(2, 1), Closing::new(2, 2)] {
+        for mut t in [Closing::new(2, 1, true), Closing::new(2, 2, true)] {
             let w = serve(&mut t, 100 * MS, 1.0, 4000);
             assert_eq!(w.iter().max(), Some(&2));
             assert!(share(&w, 2) > 0.9, "{:?}", moves(&w));
         }
-        let mut t = Closing::new(1, 1);
+        let mut t = Closing::new(1, 1, true);
         let w = serve(&mut t, 100 * MS, 1.0, 4000);
         assert_eq!(w.iter().max(), Some(&1), "--per-host 1");
     }
@@ -508,7 +521,7 @@ mod tests {
     /// A tuner (at most `cap`) settled at one by a quick server that takes `alone` a download,
     /// in turn.
     fn settled_at_one(cap: usize, alone: Duration) -> Closing {
-        let mut t = Closing::new(cap, 1);
+        let mut t = Closing::new(cap, 1, true);
         serve(&mut t, alone, 0.0, 2 * ROUND);
         assert_eq!(t.window(), 1);
         t

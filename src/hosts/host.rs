@@ -17,6 +17,9 @@ pub(crate) struct Limits {
     pub(crate) attempts: u32,
     /// The backoff between those attempts, and the cap on `Retry-After`.
     pub(crate) retry: Policy,
+    /// The window of a host whose request waits behind a plain-HTTP proxy (see
+    /// [`Host::reach_behind_proxy`]).
+    behind_proxy: usize,
 }
 
 impl Limits {
@@ -26,6 +29,17 @@ impl Limits {
             per_host,
             attempts: retry.retries.saturating_add(1),
             retry,
+            behind_proxy: INITIAL_WINDOW.min(per_host),
+        }
+    }
+
+    /// With `jobs` workers, a host behind a plain-HTTP proxy that is slow to answer gets at
+    /// most half of them until it answers: an origin the proxy cannot reach then holds those
+    /// for the proxy's wait, not every worker.
+    pub(crate) fn for_jobs(self, jobs: usize) -> Limits {
+        Limits {
+            behind_proxy: self.behind_proxy.min((jobs / 2).max(1)),
+            ..self
         }
     }
 }
@@ -118,6 +132,18 @@ impl Host {
         self.window - before
     }
 
+    /// A request to it has waited [`super::FIRST_ANSWER`] for its answer on a connection to a
+    /// plain-HTTP proxy, which comes up whether the host behind it is there or not: it gets the
+    /// window [`Limits::for_jobs`] allows such a host, its first round only once it answers.
+    pub(super) fn reach_behind_proxy(&mut self, limits: &Limits) -> usize {
+        if self.reached || self.closing.is_some() || self.failed_connects > 0 {
+            return 0;
+        }
+        let before = self.window;
+        self.window = self.window.max(limits.behind_proxy);
+        self.window - before
+    }
+
     /// What an attempt that took its slot at `started` learned, at `now`.
     pub(crate) fn learn(
         &mut self,
@@ -134,7 +160,7 @@ impl Host {
             return Next::Fail(gone.line());
         }
         match learned {
-            Learned::Response { kept_open } => {
+            Learned::Response { kept_open, small } => {
                 self.failed_connects = 0;
                 self.last_failed = None;
                 // Before the closing check: a closing host's window is its own from here on.
@@ -145,7 +171,7 @@ impl Host {
                     let running = self.running;
                     let closing = self
                         .closing
-                        .get_or_insert_with(|| Closing::new(limits.per_host, running));
+                        .get_or_insert_with(|| Closing::new(limits.per_host, running, small));
                     self.window = closing.window();
                 }
                 Next::AsUsual

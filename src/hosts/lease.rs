@@ -167,14 +167,13 @@ impl<'a> Lease<'a> {
         }
     }
 
-    /// What tells the host that a request to it has waited [`super::FIRST_ANSWER`] for its
-    /// answer on a connection that is up (see [`Hosts::reached`]); a request to another host (a
-    /// redirect's) tells it nothing.
-    pub(crate) fn on_unanswered(&self) -> crate::transport::Unanswered {
+    /// What tells the host what a request showed of it before the final answer (see
+    /// [`Hosts::reached`]); what it showed of another host (a redirect's) tells it nothing.
+    pub(crate) fn on_presence(&self) -> crate::transport::OnPresence {
         let (hosts, key) = (Arc::clone(self.hosts), self.key.clone());
-        Arc::new(move |hop: &Url| {
+        Arc::new(move |hop: &Url, presence| {
             if key.is_of(hop) {
-                hosts.reached(&key);
+                hosts.reached(&key, presence);
             }
         })
     }

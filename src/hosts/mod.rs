@@ -12,22 +12,25 @@
 //! - [`Lease`] is a download's hold on its host's slot;
 //! - [`closing::Closing`] tunes the window of a host that closes every connection.
 //!
-//! Ramp-up works like TCP's slow start. A host starts with one download, until it answers or
-//! that download has waited [`FIRST_ANSWER`] for its answer on a connection that is up (a
-//! server far away, or a slow one: its connect's round trip and that moment are all the wait
-//! costs). The answer says whether it keeps connections open: if it does, or if it is slow to
-//! say, the host gets [`INITIAL_WINDOW`] at once and one more for each response that came back
-//! on a connection the server keeps open, so the window doubles per round trip up to
-//! `--per-host`. A server that closes the connection after every reply (HTTP/1.0,
-//! `Connection: close`) makes every download a new connect into its accept queue, which may be
-//! as short as 5 (`python3 -m http.server`, whose one interpreter lock also serves its threads
-//! in turn): overflowing it drops SYNs that the kernel retransmits only after a second. Such a
-//! host that answered at once stays at one, and its replies' latency says whether more at once
-//! pay off, up to [`closing::CLOSING_WINDOW`], below that queue (browsers keep to 6 connections
-//! per host for the same reason); one slow to answer drops from its first round to that window
-//! ([`closing`]). The SYNs a first round overflowed are dialled again without waiting that
-//! second ([`crate::redial`]). A host that drops every SYN holds one worker for one connect
-//! timeout, not a round of them.
+//! Ramp-up works like TCP's slow start. A host starts with one download, until it answers (a
+//! redirect to another host is an answer) or that download has waited [`FIRST_ANSWER`] for its
+//! answer on a connection that is up (a server far away, or a slow one: its connect's round
+//! trip and that moment are all the wait costs). The answer says whether it keeps connections
+//! open: if it does, or if it is slow to say, the host gets [`INITIAL_WINDOW`] at once and one
+//! more for each response that came back on a connection the server keeps open, so the window
+//! doubles per round trip up to `--per-host`. A server that closes the connection after every
+//! reply (HTTP/1.0, `Connection: close`) makes every download a new connect into its accept
+//! queue, which may be as short as 5 (`python3 -m http.server`, whose one interpreter lock also
+//! serves its threads in turn): overflowing it drops SYNs that the kernel retransmits only
+//! after a second. Such a host that answered at once with a small reply stays at one, and its
+//! replies' latency says whether more at once pay off, up to [`closing::CLOSING_WINDOW`], below
+//! that queue (browsers keep to 6 connections per host for the same reason); one slow to
+//! answer, or with bigger replies, drops from its first round to that window ([`closing`]).
+//! The SYNs a first round overflowed are dialled again without waiting that second
+//! ([`crate::redial`]). A host that drops every SYN holds one worker for one connect timeout,
+//! not a round of them. Behind a plain-HTTP proxy, whose connection comes up whether the host
+//! behind it is there or not, a host slow to answer gets half the workers until it answers
+//! ([`Host::reach_behind_proxy`]).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -36,6 +39,8 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
 use url::Url;
+
+use crate::transport::Presence;
 
 use self::host::Host;
 pub(crate) use self::host::Limits;
@@ -135,8 +140,9 @@ impl Unreachable {
 /// What an attempt learned about its host.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Learned {
-    /// A response came back; `kept_open` when the server keeps the connection for the next one.
-    Response { kept_open: bool },
+    /// A response came back; `kept_open` when the server keeps the connection for the next one,
+    /// `small` when it is a success whose whole body comes in one read (see `pool::handoff`).
+    Response { kept_open: bool, small: bool },
     /// Refused, or the connect timed out (the text says which).
     Unreachable(Unreachable),
     /// The name does not exist: not worth asking again, for any URL of the host.
@@ -423,13 +429,14 @@ impl Hosts {
         self.changed(table, key, 1 + grew);
     }
 
-    /// A request to `key` has waited [`FIRST_ANSWER`] for its answer on a connection that is up
-    /// (see [`Host::reach`]).
-    pub(crate) fn reached(&self, key: &Key) {
+    /// A request to `key` showed it is there (see [`Host::reach`]), or, behind a plain-HTTP
+    /// proxy, may be (see [`Host::reach_behind_proxy`]).
+    pub(crate) fn reached(&self, key: &Key, presence: Presence) {
         let mut table = self.lock();
-        let grew = table
-            .get_mut(key)
-            .map_or(0, |host| host.reach(&self.limits));
+        let grew = table.get_mut(key).map_or(0, |host| match presence {
+            Presence::Answered | Presence::Slow => host.reach(&self.limits),
+            Presence::SlowBehindProxy => host.reach_behind_proxy(&self.limits),
+        });
         if grew > 0 {
             self.changed(table, key, grew);
         }
@@ -469,7 +476,10 @@ mod tests {
     }
 
     fn reply(kept_open: bool) -> Learned {
-        Learned::Response { kept_open }
+        Learned::Response {
+            kept_open,
+            small: true,
+        }
     }
 
     fn fill(host: &mut Host, now: Instant) -> usize {
@@ -535,6 +545,16 @@ mod tests {
         let mut small = Host::new();
         small.reach(&limits(2));
         assert_eq!(small.window, 2, "--per-host below the initial window");
+        // Behind a plain-HTTP proxy: half the workers until it answers.
+        let l = limits(32).for_jobs(8);
+        let mut proxied = Host::new();
+        assert_eq!(proxied.reach_behind_proxy(&l), 3);
+        assert_eq!(proxied.reach_behind_proxy(&l), 0, "not more while it waits");
+        assert_eq!(
+            proxied.reach(&l),
+            INITIAL_WINDOW - 4,
+            "its round once it answers"
+        );
     }
 
     #[test]

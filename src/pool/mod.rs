@@ -241,7 +241,7 @@ impl Pool<'_> {
             n => n,
         };
         let (wake_tx, wake_rx) = bounded::<()>(self.jobs);
-        let limits = Limits::new(per_host, settings.retry);
+        let limits = Limits::new(per_host, settings.retry).for_jobs(self.jobs);
         let hosts = Arc::new(Hosts::new(limits).waking(wake_tx, bell.clone()));
         // Bounded, so memory stays O(jobs) and the producer's backpressure holds.
         let waiting = Waiting::new((16 * self.jobs).max(4096));

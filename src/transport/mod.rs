@@ -272,7 +272,7 @@ impl Client {
             separate: false,
             at_once: false,
             record: false,
-            on_unanswered: None,
+            on_presence: None,
             gone: None,
         }
     }
@@ -375,9 +375,8 @@ pub(crate) struct RequestBuilder<'a> {
     at_once: bool,
     /// Keep each hop of a redirect chain for the trace ([`Self::record_hops`]).
     record: bool,
-    /// Told when a hop's request has waited a moment for its answer on a connection that is up,
-    /// with the hop ([`Self::on_unanswered`]).
-    on_unanswered: Option<Unanswered>,
+    /// Told what a hop showed of its host before the final answer ([`Self::on_presence`]).
+    on_presence: Option<OnPresence>,
     /// Asked before each redirect is followed.
     gone: Option<GoneHop>,
 }
@@ -385,9 +384,22 @@ pub(crate) struct RequestBuilder<'a> {
 /// Says whether a redirect hop's host is gone, with the line its URLs failed with.
 pub(crate) type GoneHop = Arc<dyn Fn(&Url) -> Option<String> + Send + Sync>;
 
-/// Hears that a hop's host is there and slow to answer (see [`RequestBuilder::on_unanswered`]),
-/// with the hop's URL.
-pub(crate) type Unanswered = Arc<dyn Fn(&Url) + Send + Sync>;
+/// What a request showed of a hop's host before its final answer (see
+/// [`RequestBuilder::on_presence`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Presence {
+    /// It answered: a redirect, on the way elsewhere.
+    Answered,
+    /// The request has waited [`crate::hosts::FIRST_ANSWER`] for its answer on a connection to
+    /// it that is up: it is there, and slow to answer.
+    Slow,
+    /// The same on a connection to a plain-HTTP proxy, which comes up whether the host behind
+    /// it is there or not.
+    SlowBehindProxy,
+}
+
+/// Hears what a request showed of its hops' hosts, with the hop's URL.
+pub(crate) type OnPresence = Arc<dyn Fn(&Url, Presence) + Send + Sync>;
 
 impl RequestBuilder<'_> {
     pub(crate) fn header(mut self, name: HeaderName, value: impl AsRef<str>) -> Self {
@@ -420,10 +432,11 @@ impl RequestBuilder<'_> {
         self
     }
 
-    /// Tells `tell` of each hop whose request has waited [`crate::hosts::FIRST_ANSWER`] for its
-    /// answer on a connection that is up (see `conntime::timed_unanswered`).
-    pub(crate) fn on_unanswered(mut self, tell: Unanswered) -> Self {
-        self.on_unanswered = Some(tell);
+    /// Tells `tell` what each hop showed of its host before the final answer: a redirect's
+    /// answer, or a wait of [`crate::hosts::FIRST_ANSWER`] for the answer on a connection that is
+    /// up (see `conntime::timed_unanswered`).
+    pub(crate) fn on_presence(mut self, tell: OnPresence) -> Self {
+        self.on_presence = Some(tell);
         self
     }
 
@@ -485,6 +498,14 @@ impl RequestBuilder<'_> {
                     not_send: PhantomData,
                 });
             };
+            // To the same host, its final answer says more (whether it keeps its connections).
+            if let Some(tell) = self
+                .on_presence
+                .as_ref()
+                .filter(|_| next.origin() != hop.origin())
+            {
+                tell(&hop, Presence::Answered);
+            }
             visited.push(std::mem::replace(&mut hop, next));
             if visited.contains(&hop) {
                 return Err(Error::Redirect("redirect loop".into()));
@@ -513,9 +534,13 @@ impl RequestBuilder<'_> {
             let host = hop.origin();
             // A plain-HTTP proxy's connection says nothing of the origin behind it.
             let reaches = client.proxies().reaches_origin(hop);
-            let tell = self.on_unanswered.clone().filter(|_| reaches).map(|tell| {
+            let slow = match reaches {
+                true => Presence::Slow,
+                false => Presence::SlowBehindProxy,
+            };
+            let tell = self.on_presence.clone().map(|tell| {
                 let hop = hop.clone();
-                Arc::new(move || tell(&hop)) as crate::conntime::OnConnected
+                Arc::new(move || tell(&hop, slow)) as crate::conntime::OnConnected
             });
             let at_once = self.at_once;
             client.wait(runtime, || async {

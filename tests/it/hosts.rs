@@ -197,8 +197,9 @@ fn a_dead_host_first_in_a_list_holds_one_worker() {
 
 /// The same through a plain HTTP proxy whose origin never answers (the proxy holds every
 /// request): the connection to the proxy comes up at once, which says nothing of the origin, so
-/// the dead origin keeps to one download and the other host's files are saved meanwhile.
-/// (Counting the proxy's connection as the origin's opened its window to all eight.)
+/// the dead origin gets half the workers, not its first round, and the other host's files are
+/// saved meanwhile. (Counting the proxy's connection as the origin's opened its window to all
+/// eight; counting nothing kept it at one, each of its URLs waiting out the one before.)
 #[test]
 fn a_proxy_that_answers_for_a_dead_origin_does_not_open_its_window() {
     // The origin behind it is gone: the proxy waits for it past this test's end.
@@ -216,7 +217,7 @@ fn a_proxy_that_answers_for_a_dead_origin_does_not_open_its_window() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    within_a_minute(|| sandbox.files() == expected && most.load(Ordering::SeqCst) >= 1);
+    within_a_minute(|| sandbox.files() == expected && most.load(Ordering::SeqCst) >= 4);
     let _ = child.kill();
     let _ = child.wait();
     assert_eq!(
@@ -226,8 +227,8 @@ fn a_proxy_that_answers_for_a_dead_origin_does_not_open_its_window() {
     );
     assert_eq!(
         most.load(Ordering::SeqCst),
-        1,
-        "one at the dead origin until it answers"
+        4,
+        "half of -j 8 at the dead origin"
     );
 }
 
@@ -249,6 +250,32 @@ fn a_host_that_connects_gets_its_first_round_before_it_answers() {
     let (code, _, stderr) = sandbox.run(&args);
     assert_eq!(code, 0, "{stderr:#?}");
     assert_eq!(sandbox.files().len(), 8);
+    assert_eq!(most.load(Ordering::SeqCst), 8, "{stderr:#?}");
+}
+
+/// A host whose answers are redirects to another host that is slow to answer: its redirect is
+/// its answer, and its first round goes out at once. (Only the final answer counted, so each
+/// of its URLs waited for the one before; forever, had the other host never answered.)
+#[test]
+fn a_redirect_is_an_answer_from_the_host_that_sent_it() {
+    let data = body(2000, 5);
+    let (slow, most) = holding(Duration::from_millis(500), {
+        let data = data.clone();
+        move || Reply::file(data.clone())
+    });
+    let target = slow.url("/");
+    let origin = serve(move |req| {
+        let to = format!("{}{}", target.trim_end_matches('/'), req.path());
+        Reply::status(302).with_header("Location", &to)
+    });
+    let urls: Vec<String> = (0..8).map(|i| origin.url(&format!("/f{i}.bin"))).collect();
+    let mut args: Vec<&str> = urls.iter().map(String::as_str).collect();
+    args.extend(["-j", "8", "--progress", "none"]);
+    let sandbox = Sandbox::new();
+    let (code, _, stderr) = sandbox.run(&args);
+    assert_eq!(code, 0, "{stderr:#?}");
+    assert_eq!(sandbox.files().len(), 8);
+    assert!(sandbox.files().values().all(|sum| *sum == sha256(&data)));
     assert_eq!(most.load(Ordering::SeqCst), 8, "{stderr:#?}");
 }
 
@@ -575,6 +602,62 @@ fn closing_with_a_pause(
         came
     });
     (port, order)
+}
+
+/// A threaded HTTP/1.0 server that answers every GET at once with `data`, sent in eight pieces
+/// `gap` apart (a server that limits each connection's rate), and closes; its port and the most
+/// connections it served at once.
+fn closing_and_slow_to_send(data: Arc<[u8]>, gap: Duration) -> (u16, Arc<AtomicUsize>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (now, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let seen = most.clone();
+    std::thread::spawn(move || {
+        for mut conn in listener.incoming().map_while(Result::ok) {
+            let (data, now, most) = (data.clone(), now.clone(), most.clone());
+            std::thread::spawn(move || {
+                most.fetch_max(now.fetch_add(1, Ordering::SeqCst) + 1, Ordering::SeqCst);
+                let mut request = Vec::new();
+                let mut buf = [0; 4096];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut buf) {
+                        Ok(got) if got > 0 => request.extend_from_slice(&buf[..got]),
+                        _ => break,
+                    }
+                }
+                let head = format!("HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n", data.len());
+                let mut sent = conn.write_all(head.as_bytes());
+                for piece in data.chunks(data.len().div_ceil(8)) {
+                    std::thread::sleep(gap);
+                    sent = sent.and_then(|()| conn.write_all(piece));
+                }
+                drop(sent);
+                now.fetch_sub(1, Ordering::SeqCst);
+            });
+        }
+    });
+    (port, seen)
+}
+
+/// A host that closes every connection and answers at once, but sends each body slowly: more at
+/// once overlap the bodies, so it starts at four once its first reply says it closes (one at a
+/// time, as for a small reply, spent its first sixteen downloads one by one).
+#[test]
+fn a_closing_host_with_slow_bodies_gets_four_at_once() {
+    let data = body(64 * 1024, 4);
+    let (port, most) = closing_and_slow_to_send(data.clone(), Duration::from_millis(20));
+    let urls: Vec<String> = (0..12)
+        .map(|i| format!("http://127.0.0.1:{port}/f{i}.bin"))
+        .collect();
+    let mut args: Vec<&str> = urls.iter().map(String::as_str).collect();
+    args.extend(["-j", "8", "--progress", "none"]);
+    let sandbox = Sandbox::new();
+    let (code, _, stderr) = sandbox.run(&args);
+    assert_eq!(code, 0, "{stderr:#?}");
+    assert_eq!(sandbox.files().len(), 12);
+    assert!(sandbox.files().values().all(|sum| *sum == sha256(&data)));
+    assert_eq!(most.load(Ordering::SeqCst), 4, "{stderr:#?}");
 }
 
 /// `n` files `/f0.bin`… of `data` from 127.0.0.1:`port` at `-j jobs --per-host 1`: exit 0, a
