@@ -130,7 +130,8 @@ def table(res, wid, title, opts):
     by = {r["tool"]: r for r in rows}
     peers = [r for r in rows if not r["tool"].startswith("fetchpar") and r["tool"] != "wget"
              and r["median"] and r["verify"] == "ok"]
-    if ref and peers and "--split" not in opts:
+    # Under a rate limit, sooner is not better: the rate is the measure (below).
+    if ref and peers and "--split" not in opts and "--rate" not in opts:
         best = min(peers, key=lambda r: r["median"])
         target = curl_bounds(opts) is None
         verdict = "met" if ref["median"] <= best["median"] else \
@@ -183,6 +184,18 @@ def table(res, wid, title, opts):
                   f"target within ±10%")
         else:
             print("- fetchpar's summary line was not found")
+    if "--rate" in opts:
+        at = opts.index("--rate")
+        size, limit = int(opts[at + 1]), units(opts[at + 2])
+        for r in rows:
+            if not r["median"]:
+                continue
+            got = size / r["median"]
+            off = got / limit - 1
+            verdict = "met" if abs(off) <= 0.10 else "NOT met"
+            target = f" (target within 10 %: {verdict})" if r is ref else ""
+            print(f"- {r['tool']}: {got / 2**20:.2f} MiB/s over its wall time, "
+                  f"{100 * off:+.1f}% of the limit{target}")
     if "--split" in opts:
         n = int(opts[opts.index("--split") + 1])
         one_conn = by.get("fetchpar-1conn")
@@ -199,6 +212,12 @@ def table(res, wid, title, opts):
         if not (split and split["median"]):
             print("- fetchpar --split: not available in this build")
     print()
+
+
+def units(text):
+    """`4M`, `500K`, `1G` or plain bytes, as --limit-rate reads them (K = 1024)."""
+    scale = {"K": 2**10, "M": 2**20, "G": 2**30}.get(text[-1:].upper())
+    return float(text[:-1]) * scale if scale else float(text)
 
 
 def merge(out, paths):
