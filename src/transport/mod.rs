@@ -534,9 +534,10 @@ impl RequestBuilder<'_> {
             let host = hop.origin();
             // A plain-HTTP proxy's connection says nothing of the origin behind it.
             let reaches = client.proxies().reaches_origin(hop);
-            let slow = match reaches {
-                true => Presence::Slow,
-                false => Presence::SlowBehindProxy,
+            let slow = if reaches {
+                Presence::Slow
+            } else {
+                Presence::SlowBehindProxy
             };
             let tell = self.on_presence.clone().map(|tell| {
                 let hop = hop.clone();
