@@ -448,13 +448,19 @@ mod tests {
             .unwrap()
     }
 
-    #[test]
-    fn a_connect_polled_by_the_request_is_its_own() {
+    /// A `tell` that counts how often it was told.
+    fn counting() -> (Arc<std::sync::atomic::AtomicUsize>, OnConnected) {
         let told = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let count = told.clone();
         let tell: OnConnected = Arc::new(move || {
             count.fetch_add(1, Ordering::SeqCst);
         });
+        (told, tell)
+    }
+
+    #[test]
+    fn a_connect_polled_by_the_request_is_its_own() {
+        let (told, tell) = counting();
         let (found, setup) = runtime().block_on(timed(
             async { Layer.layer(Lookup("localhost")).call(()).await },
             Some(tell),
@@ -471,11 +477,7 @@ mod tests {
 
     #[test]
     fn a_connection_is_told_of_only_while_its_answer_is_slow_to_come() {
-        let told = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let count = told.clone();
-        let tell: OnConnected = Arc::new(move || {
-            count.fetch_add(1, Ordering::SeqCst);
-        });
+        let (told, tell) = counting();
         let answered_in = |pause: Duration| {
             runtime().block_on(timed_unanswered(
                 async {

@@ -244,13 +244,20 @@ fn a_host_that_connects_gets_its_first_round_before_it_answers() {
         move || Reply::file(data.clone())
     });
     let urls: Vec<String> = (0..8).map(|i| server.url(&format!("/f{i}.bin"))).collect();
+    let stderr = all_of(&urls, &data);
+    assert_eq!(most.load(Ordering::SeqCst), 8, "{stderr:#?}");
+}
+
+/// `urls`, each a copy of `data`, at `-j 8`: exit 0 and every byte right; the run's stderr.
+fn all_of(urls: &[String], data: &[u8]) -> Vec<String> {
     let mut args: Vec<&str> = urls.iter().map(String::as_str).collect();
-    args.extend(["--progress", "none"]);
+    args.extend(["-j", "8", "--progress", "none"]);
     let sandbox = Sandbox::new();
     let (code, _, stderr) = sandbox.run(&args);
     assert_eq!(code, 0, "{stderr:#?}");
-    assert_eq!(sandbox.files().len(), 8);
-    assert_eq!(most.load(Ordering::SeqCst), 8, "{stderr:#?}");
+    assert_eq!(sandbox.files().len(), urls.len());
+    assert!(sandbox.files().values().all(|sum| *sum == sha256(data)));
+    stderr
 }
 
 /// A host whose answers are redirects to another host that is slow to answer: its redirect is
@@ -269,13 +276,7 @@ fn a_redirect_is_an_answer_from_the_host_that_sent_it() {
         Reply::status(302).with_header("Location", &to)
     });
     let urls: Vec<String> = (0..8).map(|i| origin.url(&format!("/f{i}.bin"))).collect();
-    let mut args: Vec<&str> = urls.iter().map(String::as_str).collect();
-    args.extend(["-j", "8", "--progress", "none"]);
-    let sandbox = Sandbox::new();
-    let (code, _, stderr) = sandbox.run(&args);
-    assert_eq!(code, 0, "{stderr:#?}");
-    assert_eq!(sandbox.files().len(), 8);
-    assert!(sandbox.files().values().all(|sum| *sum == sha256(&data)));
+    let stderr = all_of(&urls, &data);
     assert_eq!(most.load(Ordering::SeqCst), 8, "{stderr:#?}");
 }
 
@@ -606,38 +607,16 @@ fn closing_with_a_pause(
 
 /// A threaded HTTP/1.0 server that answers every GET at once with `data`, sent in eight pieces
 /// `gap` apart (a server that limits each connection's rate), and closes; its port and the most
-/// connections it served at once.
+/// requests it was answering at once.
 fn closing_and_slow_to_send(data: Arc<[u8]>, gap: Duration) -> (u16, Arc<AtomicUsize>) {
-    use std::io::{Read, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let (now, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-    let seen = most.clone();
-    std::thread::spawn(move || {
-        for mut conn in listener.incoming().map_while(Result::ok) {
-            let (data, now, most) = (data.clone(), now.clone(), most.clone());
-            std::thread::spawn(move || {
-                most.fetch_max(now.fetch_add(1, Ordering::SeqCst) + 1, Ordering::SeqCst);
-                let mut request = Vec::new();
-                let mut buf = [0; 4096];
-                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match conn.read(&mut buf) {
-                        Ok(got) if got > 0 => request.extend_from_slice(&buf[..got]),
-                        _ => break,
-                    }
-                }
-                let head = format!("HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n", data.len());
-                let mut sent = conn.write_all(head.as_bytes());
-                for piece in data.chunks(data.len().div_ceil(8)) {
-                    std::thread::sleep(gap);
-                    sent = sent.and_then(|()| conn.write_all(piece));
-                }
-                drop(sent);
-                now.fetch_sub(1, Ordering::SeqCst);
-            });
+    closing_threaded(data, gap, |conn, data, gap| {
+        use std::io::Write;
+        for piece in data.chunks(data.len().div_ceil(8)) {
+            std::thread::sleep(gap);
+            conn.write_all(piece)?;
         }
-    });
-    (port, seen)
+        Ok(())
+    })
 }
 
 /// A host that closes every connection and answers at once, but sends each body slowly: more at
@@ -650,13 +629,7 @@ fn a_closing_host_with_slow_bodies_gets_four_at_once() {
     let urls: Vec<String> = (0..12)
         .map(|i| format!("http://127.0.0.1:{port}/f{i}.bin"))
         .collect();
-    let mut args: Vec<&str> = urls.iter().map(String::as_str).collect();
-    args.extend(["-j", "8", "--progress", "none"]);
-    let sandbox = Sandbox::new();
-    let (code, _, stderr) = sandbox.run(&args);
-    assert_eq!(code, 0, "{stderr:#?}");
-    assert_eq!(sandbox.files().len(), 12);
-    assert!(sandbox.files().values().all(|sum| *sum == sha256(&data)));
+    let stderr = all_of(&urls, &data);
     assert_eq!(most.load(Ordering::SeqCst), 4, "{stderr:#?}");
 }
 
@@ -696,6 +669,22 @@ fn a_closing_host_gets_its_next_connection_as_a_small_reply_comes_in() {
 /// A threaded HTTP/1.0 server that answers every GET with `data`, and closes: the headers and
 /// half the body, then `pause`, then the rest. The most requests it was answering at once.
 fn closing_and_stalling(data: Arc<[u8]>, pause: Duration) -> (u16, Arc<AtomicUsize>) {
+    closing_threaded(data, pause, |conn, data, pause| {
+        use std::io::Write;
+        let (first, rest) = data.split_at(data.len() / 2);
+        conn.write_all(first)?;
+        std::thread::sleep(pause);
+        conn.write_all(rest)
+    })
+}
+
+/// A threaded HTTP/1.0 server that answers every GET with the headers for `data`, then `send`s
+/// it (given `pause`), and closes; its port and the most requests it was answering at once.
+fn closing_threaded(
+    data: Arc<[u8]>,
+    pause: Duration,
+    send: fn(&mut std::net::TcpStream, &[u8], Duration) -> std::io::Result<()>,
+) -> (u16, Arc<AtomicUsize>) {
     use std::io::{Read, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -715,12 +704,10 @@ fn closing_and_stalling(data: Arc<[u8]>, pause: Duration) -> (u16, Arc<AtomicUsi
                     }
                 }
                 most.fetch_max(now.fetch_add(1, Ordering::SeqCst) + 1, Ordering::SeqCst);
-                let (first, rest) = data.split_at(data.len() / 2);
                 let head = format!("HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n", data.len());
-                let _ = conn.write_all(head.as_bytes());
-                let _ = conn.write_all(first);
-                std::thread::sleep(pause);
-                let _ = conn.write_all(rest);
+                let _ = conn
+                    .write_all(head.as_bytes())
+                    .and_then(|()| send(&mut conn, &data, pause));
                 now.fetch_sub(1, Ordering::SeqCst);
             });
         }
