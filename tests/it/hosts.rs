@@ -630,7 +630,9 @@ fn a_closing_host_with_slow_bodies_gets_four_at_once() {
         .map(|i| format!("http://127.0.0.1:{port}/f{i}.bin"))
         .collect();
     let stderr = all_of(&urls, &data);
-    assert_eq!(most.load(Ordering::SeqCst), 4, "{stderr:#?}");
+    // Five only if a reply's thread is still to count itself out as the next request comes in.
+    let most = most.load(Ordering::SeqCst);
+    assert!((4..=5).contains(&most), "{most} at once: {stderr:#?}");
 }
 
 /// `n` files `/f0.bin`… of `data` from 127.0.0.1:`port` at `-j jobs --per-host 1`: exit 0, a
