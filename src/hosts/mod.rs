@@ -52,16 +52,16 @@ mod host;
 mod lease;
 mod waiting;
 
-/// Downloads a host gets at once once it answered or was slow to: a whole first round of a
-/// latency-bound list at the default `-j`. More than a small accept queue holds; the SYNs it
+/// Downloads a host gets together once it has answered, or been slow to: a whole first round
+/// of a latency-bound list at the default `-j`. More than a small accept queue holds; the SYNs it
 /// drops are dialled again at once (see [`crate::redial`]), and the answers that come back say
 /// which window the host keeps.
 pub(crate) const INITIAL_WINDOW: usize = 8;
 
 /// How long a host's first download may wait for its answer, on a connection that is up (new
-/// or reused), before the host gets its first round all the same: `python3 -m http.server` answers well within it on the same machine (and
-/// so is never sent a round it would serve in turn), a server 100 ms away does not, and pays
-/// this on top of its round trip once.
+/// or reused), before the host gets its first round all the same: `python3 -m http.server`
+/// answers well within it on the same machine (and so is never sent a round it would serve in
+/// turn), a server 100 ms away does not, and pays this on top of its round trip once.
 pub(crate) const FIRST_ANSWER: Duration = Duration::from_millis(5);
 
 /// How often a waiting thread looks at the cancel flag and at paused hosts.
